@@ -1,0 +1,54 @@
+"""Config loading, overrides and strict validation."""
+
+import json
+
+import pytest
+
+from tfislr import config as config_lib
+
+
+def test_len80_and_len25_values():
+    len80 = config_lib.load_config("len80")
+    assert (len80.data.max_len, len80.model.dense_dim, len80.model.transfo_dim) == (80, 256, 1024)
+    assert (len80.model.distill_dense_dim, len80.model.distill_transfo_dim) == (192, 576)
+    len25 = config_lib.load_config("len25")
+    assert (len25.data.max_len, len25.model.dense_dim, len25.model.transfo_dim) == (25, 512, 1536)
+    assert len25.model.distill_transfo_dim == 768
+    assert len25.name == "len25"
+
+
+def test_overrides_are_typed():
+    config = config_lib.load_config("len80", ["train.epochs=3", "augment.enabled=false",
+                                              "train.learning_rate=1e-3"])
+    assert config.train.epochs == 3
+    assert config.augment.enabled is False
+    assert config.train.learning_rate == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.epoch=3", "unknown key"),
+        ("training.epochs=3", "section"),
+        ("train.epochs=many", "expects an integer"),
+        ("augment.enabled=maybe", "true/false"),
+        ("model.num_heads=7", "divisible"),
+        ("data.batch_size=3", "ousm_k"),
+        ("epochs", "section.key=value"),
+    ],
+)
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(ValueError, match=message):
+        config_lib.load_config("len80", [override])
+
+
+def test_unknown_config_name_lists_the_available_ones():
+    with pytest.raises(ValueError, match="len80"):
+        config_lib.load_config("len81")
+
+
+def test_json_round_trip(tmp_path):
+    config = config_lib.load_config("len25", ["train.epochs=7"])
+    path = tmp_path / "config.json"
+    config.to_json(path)
+    assert config_lib.config_from_dict(json.loads(path.read_text())) == config
