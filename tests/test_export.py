@@ -1,0 +1,301 @@
+"""The exported TFLite file: contract, edge inputs, op guard, parity, size, run-dir loading.
+
+Small models keep each conversion at a few seconds; the full-size (len25 + len80)
+export is the `slow` test at the end.
+"""
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+import keras
+import tensorflow as tf
+
+from tfislr import landmarks
+from tfislr.export import tflite
+from tfislr.export.tflite import EnsembleMember, ExportError
+
+NUM_CLASSES = 7
+SIGNS = [f"sign_{i}" for i in range(NUM_CLASSES)]
+TINY = dict(embed_dim=4, dense_dim=16, transfo_dim=32, distill_dense_dim=16,
+            distill_transfo_dim=32, transfo_layers=3, num_heads=4, drop_rate=0.0)
+
+
+def _stand_in_classifier(num_classes):
+    """Temporary stand-in with the classifier's input/output contract."""
+    points = keras.Input((None, landmarks.NUM_POINTS, 3), name="landmarks")
+    mask = keras.Input((None,), name="padding_mask")
+    x = keras.layers.Reshape((-1, landmarks.NUM_POINTS * 3))(points)
+    x = keras.layers.Dense(16, activation="gelu")(x)
+    x = keras.layers.Multiply()([x, keras.layers.Reshape((-1, 1))(mask)])
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    return keras.Model({"landmarks": points, "padding_mask": mask},
+                       keras.layers.Dense(num_classes)(x))
+
+
+def small_model(num_classes=NUM_CLASSES, max_len=10, seed=0):
+    """A distilled classifier with tiny widths (the real architecture)."""
+    from tfislr.config import ModelConfig
+
+    keras.utils.set_random_seed(seed)
+    try:
+        from tfislr.model import build_classifier
+    except ImportError:
+        model = _stand_in_classifier(num_classes)
+    else:
+        model = build_classifier(ModelConfig(**TINY), num_classes, max_len, distilled=True)
+    model({"landmarks": np.zeros((1, max_len, landmarks.NUM_POINTS, 3), np.float32),
+           "padding_mask": np.ones((1, max_len), np.float32)})
+    # Random init gives near-uniform probabilities; larger weights make the parity
+    # and averaging checks see confident, distinct predictions.
+    for variable in model.trainable_variables:
+        if len(variable.shape) >= 2:
+            variable.assign(variable * 3.0)
+    return model
+
+
+def members(seed=0, num_classes=NUM_CLASSES, signs=SIGNS):
+    return [
+        EnsembleMember("short", small_model(num_classes, 8, seed), 8, signs),
+        EnsembleMember("long", small_model(num_classes, 20, seed + 1), 20, signs),
+    ]
+
+
+def runner_for(path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=1)
+    return interpreter, interpreter.get_signature_runner("serving_default")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A two-member fp32 ensemble written through the public API, with its report."""
+    ensemble = members()
+    path = tmp_path_factory.mktemp("export") / "ensemble.tflite"
+    report = tflite.export_ensemble(ensemble, path, "fp32", verbose=False, latency_repeats=1)
+    return ensemble, path, report
+
+
+def test_contract_signature_names_and_shapes(exported):
+    _, path, _ = exported
+    interpreter, runner = runner_for(path)
+    assert interpreter.get_signature_list() == {
+        "serving_default": {"inputs": ["inputs"], "outputs": ["outputs"]}
+    }
+    (detail,) = interpreter.get_signature_runner("serving_default").get_input_details().values()
+    assert list(detail["shape_signature"]) == [-1, 543, 3]
+    assert detail["dtype"] == np.float32
+    for length in (1, 20, 300):  # one runner, variable length, no resize
+        clip = tflite.probe_sequences(lengths=[length], seed=length)[0]
+        probs = runner(inputs=clip)["outputs"]
+        assert probs.shape == (NUM_CLASSES,) and probs.dtype == np.float32
+        assert np.all(probs >= 0) and abs(probs.sum() - 1) < 1e-5
+
+
+def test_report_written_next_to_file(exported):
+    _, path, report = exported
+    saved = json.loads(path.with_suffix(".json").read_text())
+    assert saved["size"]["bytes"] == path.stat().st_size
+    assert saved["signs"] == SIGNS and saved["num_classes"] == NUM_CLASSES
+    assert [m["max_len"] for m in saved["members"]] == [8, 20]
+    assert saved["parity"]["max_abs_diff"] <= tflite.PARITY_TOLERANCE["fp32"]
+    assert saved["latency"]["num_threads"] == 1 and saved["latency"]["median_ms"] > 0
+    assert not any(op.startswith("CUSTOM") for op in saved["ops"])
+    assert report["report_path"] == str(path.with_suffix(".json"))
+
+
+def test_output_is_mean_of_member_softmax(exported):
+    """Checks the composition against each member run directly in Keras."""
+    ensemble, path, _ = exported
+    _, runner = runner_for(path)
+    for clip in tflite.probe_sequences(lengths=[5, 30, 120], seed=11):
+        expected = []
+        for member in ensemble:
+            points = member.preprocess(tf.constant(clip))[tf.newaxis]
+            logits = member.model({"landmarks": points,
+                                   "padding_mask": tf.ones(tf.shape(points)[:2])},
+                                  training=False)
+            expected.append(keras.ops.convert_to_numpy(keras.ops.softmax(logits[0])))
+        got = runner(inputs=clip)["outputs"]
+        np.testing.assert_allclose(got, np.mean(expected, axis=0), atol=1e-5)
+        # The members disagree, so the average is not just one of them.
+        assert np.abs(expected[0] - expected[1]).max() > 1e-3
+
+
+@pytest.mark.parametrize("case", list(tflite.edge_case_inputs()))
+def test_edge_inputs_on_exported_file(exported, case):
+    _, path, _ = exported
+    _, runner = runner_for(path)
+    clip = tflite.edge_case_inputs()[case]
+    probs = runner(inputs=clip)["outputs"]
+    assert probs.shape == (NUM_CLASSES,)
+    assert np.all(np.isfinite(probs)), f"{case}: {probs}"
+    assert abs(float(probs.sum()) - 1.0) < 1e-5
+
+
+def test_nothing_left_inputs_agree(exported):
+    """0 frames, all-NaN and no-hands all mean "no hand seen": one defined answer."""
+    _, path, _ = exported
+    _, runner = runner_for(path)
+    cases = tflite.edge_case_inputs()
+    outputs = [runner(inputs=cases[c])["outputs"] for c in ("0_frames", "all_nan", "no_hands",
+                                                            "all_inf")]
+    for out in outputs[1:]:
+        np.testing.assert_allclose(out, outputs[0], atol=1e-6)
+
+
+class _DeterminantModule(tf.Module):
+    """A graph that needs a Select TF op (MatrixDeterminant has no builtin kernel)."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 543, 3], tf.float32, name="inputs")])
+    def serving_default(self, inputs):
+        square = tf.reshape(inputs[:, :9, 0], [-1, 3, 3])
+        return {"outputs": tf.nn.softmax(tf.reshape(tf.linalg.det(square), [-1]))}
+
+
+def test_select_tf_op_guard_rejects_flex_model():
+    module = _DeterminantModule()
+    content = tflite.convert(module, "fp32", allow_select_tf_ops=True)  # converts, with Flex
+    assert "CUSTOM:FlexMatrixDeterminant" in tflite.model_ops(content)
+    with pytest.raises(ExportError, match="Select TF.*MatrixDeterminant"):
+        tflite.check_builtin_ops(content)
+
+
+def test_builtins_only_conversion_names_the_op():
+    with pytest.raises(ExportError, match="MatrixDeterminant"):
+        tflite.convert(_DeterminantModule(), "fp32")
+
+
+def test_parity_failure_is_reported(exported, tmp_path):
+    """A module with other weights than the file must fail the parity check."""
+    _, path, _ = exported
+    other = tflite.build_ensemble_module(members(seed=5))
+    with pytest.raises(ExportError, match=r"parity failed .* max abs probability diff"):
+        tflite.check_parity(other, path, tflite.probe_sequences(4), tolerance=1e-3)
+
+
+def test_size_limit_failure_message(tmp_path):
+    path = tmp_path / "big.tflite"
+    with pytest.raises(ExportError, match=r"MB \([\d,]+ bytes\), above the 0.001 MB limit"):
+        tflite.export_ensemble(members()[:1], path, "fp32", max_size_mb=0.001, verbose=False)
+    assert path.exists()  # kept for inspection, with the failure in its report
+    assert "above the" in json.loads(path.with_suffix(".json").read_text())["error"]
+
+
+@pytest.mark.parametrize("quantization", ["fp16", "int8"])
+def test_quantized_exports_within_documented_tolerance(tmp_path, quantization, exported):
+    _, fp32_path, _ = exported
+    path = tmp_path / f"{quantization}.tflite"
+    report = tflite.export_ensemble(members(), path, quantization, verbose=False,
+                                    latency_repeats=1)
+    assert report["parity"]["max_abs_diff"] <= tflite.PARITY_TOLERANCE[quantization]
+    assert report["parity"]["max_abs_diff"] > 0  # the weights really were rounded
+    assert path.stat().st_size < fp32_path.stat().st_size
+
+
+def test_members_must_agree_on_classes():
+    with pytest.raises(ValueError, match="disagree on num_classes"):
+        tflite.check_members_agree([
+            EnsembleMember("a", small_model(NUM_CLASSES, 8), 8),
+            EnsembleMember("b", small_model(NUM_CLASSES + 1, 8), 8),
+        ])
+    swapped = SIGNS[:2][::-1] + SIGNS[2:]
+    with pytest.raises(ValueError, match="disagree on the sign order: label 0"):
+        tflite.check_members_agree([
+            EnsembleMember("a", small_model(NUM_CLASSES, 8), 8, SIGNS),
+            EnsembleMember("b", small_model(NUM_CLASSES, 8), 8, swapped),
+        ])
+
+
+def write_run(run_dir, model, max_len, signs=SIGNS, name="tiny"):
+    """A run dir as training writes it (only the files export reads)."""
+    from tfislr.config import config_from_dict
+
+    (run_dir / "models").mkdir(parents=True)
+    config = config_from_dict({"name": name, "data": {"max_len": max_len}, "model": TINY})
+    config.to_json(run_dir / "config.json")
+    (run_dir / "signs.json").write_text(json.dumps(signs))
+    model.save(run_dir / "models" / "distilled_soup.keras")
+    return run_dir
+
+
+def test_latest_run_skips_unfinished_runs(tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "tiny" / "20260101-000000" / "models").mkdir(parents=True)
+    (runs / "tiny" / "20260101-000000" / "models" / "distilled_soup.keras").write_bytes(b"")
+    (runs / "tiny" / "20260301-000000").mkdir()  # still training
+    (runs / "tiny" / "20251201-000000" / "models").mkdir(parents=True)
+    (runs / "tiny" / "20251201-000000" / "models" / "distilled_soup.keras").write_bytes(b"")
+    assert tflite.latest_run("tiny", runs).name == "20260101-000000"
+    with pytest.raises(ValueError, match="no finished run"):
+        tflite.latest_run("tiny", runs, weights="teacher")
+    with pytest.raises(ValueError, match="no runs for config 'other'"):
+        tflite.latest_run("other", runs)
+
+
+def test_cli_ensemble_yaml_and_single_run(tmp_path, monkeypatch):
+    """export.py on run dirs: by config name (latest run) via YAML, and `single --run`."""
+    import export as export_cli
+
+    runs = tmp_path / "runs"
+    model = small_model(NUM_CLASSES, 12, seed=3)
+    write_run(runs / "tiny" / "20260101-000000", small_model(NUM_CLASSES, 12, seed=9), 12)
+    latest = write_run(runs / "tiny" / "20260102-000000", model, 12)
+    yaml_path = tmp_path / "ens.yaml"
+    yaml_path.write_text(
+        f"name: tinyens\nmembers:\n  - config: tiny\nruns_dir: {runs}\n"
+        f"output: {tmp_path / 'out' / 'tinyens.tflite'}\nquantization: fp32\n"
+    )
+    assert export_cli.main(["ensemble", "--config", str(yaml_path)]) == 0
+    report = json.loads((tmp_path / "out" / "tinyens.json").read_text())
+    assert report["members"][0]["run_dir"] == str(latest)
+    assert report["quantization"] == "fp32" and report["signs"] == SIGNS
+
+    # The file holds the latest run's weights: compare with that model directly.
+    _, runner = runner_for(tmp_path / "out" / "tinyens.tflite")
+    clip = tflite.probe_sequences(lengths=[30], seed=2)[0]
+    from tfislr.preprocessing import Preprocess
+
+    points = Preprocess(12)(tf.constant(clip))[tf.newaxis]
+    logits = model({"landmarks": points, "padding_mask": tf.ones(tf.shape(points)[:2])})
+    np.testing.assert_allclose(runner(inputs=clip)["outputs"],
+                               keras.ops.convert_to_numpy(keras.ops.softmax(logits[0])),
+                               atol=1e-5)
+
+    assert export_cli.main(["single", "--run", str(latest), "--quantization", "fp16"]) == 0
+    assert (latest / "model.tflite").exists() and (latest / "model.json").exists()
+
+    monkeypatch.chdir(tmp_path)
+    assert export_cli.main(["single", "--run", str(tmp_path / "nope")]) == 1
+
+
+def test_bad_ensemble_config_is_a_clear_error(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("members:\n  - config: a\n    run: b\n")
+    with pytest.raises(ValueError, match="exactly one of 'config' or 'run'"):
+        tflite.export_ensemble(path, tmp_path / "x.tflite", verbose=False)
+    path.write_text("member: []\n")
+    with pytest.raises(ValueError, match="unknown key"):
+        tflite.export_ensemble(path, tmp_path / "x.tflite", verbose=False)
+    with pytest.raises(ValueError, match="quantization must be one of"):
+        tflite.export_ensemble(members()[:1], tmp_path / "x.tflite", "int4", verbose=False)
+
+
+@pytest.mark.slow
+def test_full_size_ensemble_fits_kaggle_limit(tmp_path):
+    """The real len25 + len80 distilled dimensions, 250 classes, fp16: <= 40 MB."""
+    from tfislr.config import load_config
+    from tfislr.model import build_classifier
+
+    ensemble = []
+    for name in ("len25", "len80"):
+        config = load_config(name)
+        model = build_classifier(config.model, 250, config.data.max_len, distilled=True)
+        ensemble.append(EnsembleMember(name, model, config.data.max_len))
+    report = tflite.export_ensemble(ensemble, tmp_path / "full.tflite", "fp16", verbose=False,
+                                    latency_repeats=1)
+    assert report["size"]["mb"] <= 40.0
+    assert report["num_classes"] == 250
