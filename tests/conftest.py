@@ -22,3 +22,19 @@ def real_data_dir():
     if not (REAL_DATA_DIR / "train.csv").exists():
         pytest.skip(f"real data sample not found at {REAL_DATA_DIR}")
     return REAL_DATA_DIR
+
+
+# Small synthetic Kaggle-layout set shared by the data, pipeline and training tests:
+# 6 signs × 12 clips over 6 participants (72 parquet files, ~2 s to write).
+SYNTHETIC_SIZES = {"num_signs": 6, "num_participants": 6, "sequences_per_sign": 12, "seed": 0}
+
+
+@pytest.fixture(scope="session")
+def synthetic_data_dir(tmp_path_factory):
+    """A small synthetic data set in the exact Kaggle layout (train.csv, sign map, parquet files).
+
+    Read-only by convention: tests that modify files must copy it first.
+    """
+    from tfislr.data.synthetic import write_synthetic_dataset
+
+    return write_synthetic_dataset(tmp_path_factory.mktemp("synthetic") / "data", **SYNTHETIC_SIZES)

@@ -1,0 +1,265 @@
+"""Reader and validator for the Kaggle `asl-signs` layout.
+
+    <data_dir>/train.csv                           path,participant_id,sequence_id,sign
+    <data_dir>/sign_to_prediction_index_map.json   {sign: label}
+    <data_dir>/train_landmark_files/<pid>/<sid>.parquet
+
+A landmark file holds one clip, 543 rows a frame in the order face (landmark_index
+0..467) · left_hand (0..20) · pose (0..32) · right_hand (0..20), with columns
+`frame` (int), `type` (string), `landmark_index` (int), `x`, `y`, `z` (float, null or NaN
+where MediaPipe saw nothing). `read_landmark_file` turns it into float32 `[T, 543, 3]`
+with NaN kept, after checking:
+
+* the file is a readable parquet file;
+* the columns `frame`, `type`, `landmark_index`, `x`, `y`, `z` exist, with integer,
+  string, integer and floating types (float32 and float64 both accepted); `frame`, `type`
+  and `landmark_index` have no nulls;
+* the row count is a multiple of 543 and every block of 543 rows is one frame: one frame
+  id, the part order above, the landmark indices above;
+* frame ids are unique and increasing (gaps are allowed: MediaPipe may drop frames).
+
+`row_id` is neither read nor checked: it repeats `frame`, `type` and `landmark_index` and is
+by far the most expensive column to decode. A file with the right schema and no rows is
+valid and gives a `[0, 543, 3]` array (downstream, `Preprocess` defines what a 0-frame clip
+becomes). Every problem raises `LandmarkFileError`, whose message names the file and what
+is wrong.
+"""
+
+import json
+import pathlib
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from tfislr import landmarks as lm
+
+TRAIN_CSV = "train.csv"
+SIGN_MAP_JSON = "sign_to_prediction_index_map.json"
+TRAIN_CSV_COLUMNS = ("path", "participant_id", "sequence_id", "sign")
+LANDMARK_COLUMNS = ("frame", "type", "landmark_index", "x", "y", "z")
+
+_PART_SIZES = tuple(lm.PART_ROWS[p][1] - lm.PART_ROWS[p][0] for p in lm.PART_ORDER)
+# The type code (index into PART_ORDER) and landmark_index of each of a frame's 543 rows.
+_EXPECTED_TYPE = np.repeat(np.arange(len(lm.PART_ORDER), dtype=np.int8), _PART_SIZES)
+_EXPECTED_INDEX = np.concatenate([np.arange(n) for n in _PART_SIZES]).astype(np.int64)
+_ORDER_TEXT = ", ".join(f"{p}×{n}" for p, n in zip(lm.PART_ORDER, _PART_SIZES))
+
+
+class LandmarkFileError(ValueError):
+    """A landmark parquet file that cannot be used; `.path` and `.reason` say which and why."""
+
+    def __init__(self, path, reason):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+def read_sign_map(data_dir):
+    """`sign_to_prediction_index_map.json` → `{sign: label}`; labels must be exactly 0..N-1."""
+    path = pathlib.Path(data_dir) / SIGN_MAP_JSON
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: sign map not found (expected the Kaggle layout)")
+    try:
+        sign_map = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(sign_map, dict) or not sign_map:
+        raise ValueError(f"{path}: expected a non-empty JSON object {{sign: label}}")
+    bad = [k for k, v in sign_map.items() if isinstance(v, bool) or not isinstance(v, int)]
+    if bad:
+        raise ValueError(f"{path}: label of sign {bad[0]!r} is not an integer")
+    labels = sorted(sign_map.values())
+    if labels != list(range(len(labels))):
+        raise ValueError(f"{path}: labels must be 0..{len(labels) - 1}, each used once")
+    return dict(sign_map)
+
+
+def read_train_csv(data_dir, sign_map=None):
+    """`train.csv` → DataFrame (path, participant_id, sequence_id, sign, label), file order.
+
+    Raises ValueError naming train.csv and the offending line for missing columns, empty
+    cells, non-integer ids, duplicate sequence ids and signs absent from the sign map.
+    """
+    data_dir = pathlib.Path(data_dir)
+    path = data_dir / TRAIN_CSV
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: train.csv not found (expected the Kaggle layout)")
+    if sign_map is None:
+        sign_map = read_sign_map(data_dir)
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in TRAIN_CSV_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(
+            f"{path}: missing column(s) {', '.join(missing)}; "
+            f"expected {','.join(TRAIN_CSV_COLUMNS)}"
+        )
+    table = table[list(TRAIN_CSV_COLUMNS)].copy()
+
+    def where(row):  # line numbers as an editor shows them (line 1 is the header)
+        return f"{path} line {row + 2}"
+
+    for column in TRAIN_CSV_COLUMNS:
+        empty = np.flatnonzero(table[column].str.strip().to_numpy() == "")
+        if len(empty):
+            raise ValueError(f"{where(empty[0])}: empty {column}")
+    for column in ("participant_id", "sequence_id"):
+        numbers = pd.to_numeric(table[column], errors="coerce")
+        bad = np.flatnonzero(numbers.isna().to_numpy() | (numbers % 1 != 0).to_numpy())
+        if len(bad):
+            raise ValueError(
+                f"{where(bad[0])}: {column} {table[column].iloc[bad[0]]!r} is not an integer"
+            )
+        table[column] = numbers.astype(np.int64)
+    duplicated = np.flatnonzero(table["sequence_id"].duplicated().to_numpy())
+    if len(duplicated):
+        row = duplicated[0]
+        raise ValueError(f"{where(row)}: duplicate sequence_id {table['sequence_id'].iloc[row]}")
+    unknown = np.flatnonzero(~table["sign"].isin(sign_map.keys()).to_numpy())
+    if len(unknown):
+        row = unknown[0]
+        raise ValueError(
+            f"{where(row)} (sequence_id {table['sequence_id'].iloc[row]}): sign "
+            f"{table['sign'].iloc[row]!r} is not in {SIGN_MAP_JSON} "
+            f"({len(unknown)} row(s) with unknown signs)"
+        )
+    table["label"] = table["sign"].map(sign_map).astype(np.int64)
+    return table.reset_index(drop=True)
+
+
+def _is_string(data_type):
+    if pa.types.is_dictionary(data_type):
+        data_type = data_type.value_type
+    return pa.types.is_string(data_type) or pa.types.is_large_string(data_type)
+
+
+_TYPE_CHECKS = {
+    "frame": (pa.types.is_integer, "an integer"),
+    "landmark_index": (pa.types.is_integer, "an integer"),
+    "type": (_is_string, "a string"),
+    "x": (pa.types.is_floating, "a float"),
+    "y": (pa.types.is_floating, "a float"),
+    "z": (pa.types.is_floating, "a float"),
+}
+
+
+def _check_schema(path, schema):
+    missing = [c for c in LANDMARK_COLUMNS if c not in schema.names]
+    if missing:
+        raise LandmarkFileError(
+            path,
+            f"missing column(s) {', '.join(missing)}; expected {', '.join(LANDMARK_COLUMNS)}",
+        )
+    for column, (check, expected) in _TYPE_CHECKS.items():
+        data_type = schema.field(column).type
+        if not check(data_type):
+            raise LandmarkFileError(
+                path, f"column '{column}' has type {data_type}, expected {expected} type"
+            )
+
+
+def _frame_ids(path, frame, num_frames):
+    blocks = frame.reshape(num_frames, lm.NUM_RAW_LANDMARKS)
+    ids = blocks[:, 0]
+    inconsistent = np.flatnonzero((blocks != ids[:, None]).any(axis=1))
+    if len(inconsistent):
+        values, counts = np.unique(frame, return_counts=True)
+        wrong = np.flatnonzero(counts != lm.NUM_RAW_LANDMARKS)
+        if len(wrong):
+            detail = f"frame {values[wrong[0]]} has {counts[wrong[0]]} rows"
+        else:
+            detail = f"the rows of frame {ids[inconsistent[0]]} are not contiguous"
+        raise LandmarkFileError(
+            path, f"every frame must be {lm.NUM_RAW_LANDMARKS} consecutive rows; {detail}"
+        )
+    steps = np.diff(ids)
+    if np.any(steps <= 0):
+        values, counts = np.unique(ids, return_counts=True)
+        if np.any(counts > 1):
+            raise LandmarkFileError(
+                path, f"duplicate frame: frame id {values[np.argmax(counts > 1)]} occurs "
+                f"{counts.max()} times"
+            )
+        at = int(np.flatnonzero(steps <= 0)[0])
+        raise LandmarkFileError(
+            path, f"frame ids must increase: frame {ids[at + 1]} follows frame {ids[at]}"
+        )
+    return ids
+
+
+def read_landmark_file(path, return_frame_ids=False):
+    """One Kaggle landmark parquet file → float32 `[T, 543, 3]` (NaN where missing).
+
+    With `return_frame_ids=True` also returns the int64 `[T]` frame ids. Raises
+    `LandmarkFileError` (a ValueError) naming the file and the problem; see the module
+    docstring for what is checked.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise LandmarkFileError(path, "file not found")
+    try:
+        parquet = pq.ParquetFile(path, read_dictionary=["type"])
+        schema = parquet.schema_arrow
+    except (pa.ArrowException, OSError) as error:
+        raise LandmarkFileError(path, f"not a readable parquet file ({error})") from None
+    _check_schema(path, schema)
+    try:
+        table = parquet.read(columns=list(LANDMARK_COLUMNS), use_threads=False)
+    except (pa.ArrowException, OSError) as error:
+        raise LandmarkFileError(path, f"corrupt parquet data ({error})") from None
+    num_rows = table.num_rows
+    if num_rows % lm.NUM_RAW_LANDMARKS:
+        raise LandmarkFileError(
+            path,
+            f"{num_rows} rows is not a multiple of {lm.NUM_RAW_LANDMARKS} "
+            f"(one frame = {lm.NUM_RAW_LANDMARKS} rows: {_ORDER_TEXT})",
+        )
+    num_frames = num_rows // lm.NUM_RAW_LANDMARKS
+    if num_frames == 0:
+        empty = np.zeros((0, lm.NUM_RAW_LANDMARKS, 3), np.float32)
+        return (empty, np.zeros(0, np.int64)) if return_frame_ids else empty
+    for column in ("frame", "type", "landmark_index"):
+        if table.column(column).null_count:
+            raise LandmarkFileError(path, f"column '{column}' has null values")
+
+    frame = table.column("frame").to_numpy().astype(np.int64, copy=False)
+    frame_ids = _frame_ids(path, frame, num_frames)
+
+    types = table.column("type").combine_chunks()
+    if not pa.types.is_dictionary(types.type):
+        types = pc.dictionary_encode(types)
+    part_code = {name: code for code, name in enumerate(lm.PART_ORDER)}
+    lookup = np.array([part_code.get(v, -1) for v in types.dictionary.to_pylist()], np.int8)
+    codes = lookup[types.indices.to_numpy()].reshape(num_frames, lm.NUM_RAW_LANDMARKS)
+    bad = np.argwhere(codes != _EXPECTED_TYPE)
+    if len(bad):
+        f, r = bad[0]
+        found = types.dictionary[types.indices[f * lm.NUM_RAW_LANDMARKS + r].as_py()].as_py()
+        raise LandmarkFileError(
+            path,
+            f"frame {frame_ids[f]}, row {r}: type {found!r}, expected "
+            f"{lm.PART_ORDER[_EXPECTED_TYPE[r]]!r} (each frame must be {_ORDER_TEXT})",
+        )
+    index = table.column("landmark_index").to_numpy().reshape(num_frames, lm.NUM_RAW_LANDMARKS)
+    bad = np.argwhere(index != _EXPECTED_INDEX)
+    if len(bad):
+        f, r = bad[0]
+        raise LandmarkFileError(
+            path,
+            f"frame {frame_ids[f]}, row {r} ({lm.PART_ORDER[_EXPECTED_TYPE[r]]}): "
+            f"landmark_index {index[f, r]}, expected {_EXPECTED_INDEX[r]}",
+        )
+    frames = np.empty((num_rows, 3), np.float32)
+    with np.errstate(over="ignore"):  # |v| > 3.4e38 becomes ±inf, which Preprocess drops
+        for k, column in enumerate("xyz"):
+            # Nulls come out as NaN; float64 → float32 like the Kaggle loader.
+            frames[:, k] = table.column(column).to_numpy()
+    frames = frames.reshape(num_frames, lm.NUM_RAW_LANDMARKS, 3)
+    return (frames, frame_ids) if return_frame_ids else frames
+
+
+def landmark_path(data_dir, relative_path):
+    """Absolute path of a train.csv `path` entry."""
+    return pathlib.Path(data_dir) / relative_path
