@@ -200,12 +200,13 @@ def read_landmark_file(path, return_frame_ids=False):
     if not path.is_file():
         raise LandmarkFileError(path, "file not found")
     try:
-        parquet = pq.ParquetFile(path, read_dictionary=["type"])
-        schema = parquet.schema_arrow
+        schema = pq.ParquetFile(path).schema_arrow
     except (pa.ArrowException, OSError) as error:
         raise LandmarkFileError(path, f"not a readable parquet file ({error})") from None
     _check_schema(path, schema)
     try:
+        # `type` as a dictionary: 4 distinct strings, checked through their codes.
+        parquet = pq.ParquetFile(path, read_dictionary=["type"])
         table = parquet.read(columns=list(LANDMARK_COLUMNS), use_threads=False)
     except (pa.ArrowException, OSError) as error:
         raise LandmarkFileError(path, f"corrupt parquet data ({error})") from None

@@ -1,0 +1,292 @@
+"""Kaggle layout reader: valid files, every kind of bad file, train.csv and the sign map."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tfislr.data import kaggle, synthetic
+from tfislr.data.kaggle import LandmarkFileError
+
+
+def _frames(num_frames=3, seed=0):
+    rng = np.random.default_rng(seed)
+    frames = rng.uniform(0, 1, (num_frames, 543, 3))
+    frames[:, 468:489] = np.nan  # left hand missing
+    if num_frames > 1:
+        frames[1, :468] = np.nan  # face missing in one frame
+    return frames
+
+
+def _write(path, table):
+    pq.write_table(table, path)
+    return path
+
+
+def _replace(table, name, array):
+    return table.set_column(table.schema.get_field_index(name), name, array)
+
+
+@pytest.fixture
+def valid(tmp_path):
+    frames = _frames()
+    return _write(tmp_path / "ok.parquet", synthetic.frames_to_table(frames, first_frame=17)), frames
+
+
+def test_reads_a_valid_file(valid):
+    path, frames = valid
+    out, ids = kaggle.read_landmark_file(path, return_frame_ids=True)
+    assert out.dtype == np.float32 and out.shape == (3, 543, 3)
+    np.testing.assert_array_equal(out, frames.astype(np.float32))  # NaN positions included
+    np.testing.assert_array_equal(ids, [17, 18, 19])
+
+
+def test_matches_the_plain_pandas_reshape(valid):
+    path, _ = valid
+    reference = pd.read_parquet(path)[["x", "y", "z"]].to_numpy().reshape(-1, 543, 3)
+    np.testing.assert_array_equal(kaggle.read_landmark_file(path), reference.astype(np.float32))
+
+
+def test_empty_file_with_the_right_schema_gives_zero_frames(tmp_path):
+    path = _write(tmp_path / "empty.parquet", synthetic.frames_to_table(np.zeros((0, 543, 3))))
+    out = kaggle.read_landmark_file(path)
+    assert out.shape == (0, 543, 3) and out.dtype == np.float32
+
+
+def test_accepts_other_integer_float_and_string_encodings(tmp_path, valid):
+    path, frames = valid
+    table = pq.read_table(path)
+    table = _replace(table, "frame", table.column("frame").cast(pa.int64()))
+    table = _replace(table, "landmark_index", table.column("landmark_index").cast(pa.int32()))
+    table = _replace(table, "type", table.column("type").cast(pa.large_string()))
+    for c in "xyz":
+        table = _replace(table, c, table.column(c).cast(pa.float32()))
+    table = table.drop_columns(["row_id"])  # row_id is not needed
+    out = kaggle.read_landmark_file(_write(tmp_path / "other.parquet", table))
+    np.testing.assert_array_equal(out, frames.astype(np.float32))
+    # NaN written as a float value (not a null) reads the same.
+    table = pq.read_table(path)
+    x = table.column("x").to_numpy()  # nulls → NaN
+    table = _replace(table, "x", pa.array(x, from_pandas=False))
+    assert table.column("x").null_count == 0
+    out = kaggle.read_landmark_file(_write(tmp_path / "nan.parquet", table))
+    np.testing.assert_array_equal(out, frames.astype(np.float32))
+
+
+def _bad_tables():
+    """(name, function valid Table -> broken Table, expected message fragment)."""
+
+    def drop(column):
+        return lambda t: t.drop_columns([column])
+
+    def retype(column, data_type):
+        return lambda t: _replace(t, column, t.column(column).cast(data_type))
+
+    def edit(column, fn):
+        def apply(t):
+            values = t.column(column).to_numpy(zero_copy_only=False).copy()
+            fn(values)
+            return _replace(t, column, pa.array(values, type=t.schema.field(column).type))
+
+        return apply
+
+    def swap_blocks(t):  # pose and right hand in the wrong order in frame 1
+        order = np.arange(t.num_rows)
+        start = 543
+        pose = order[start + 489 : start + 522].copy()
+        right = order[start + 522 : start + 543].copy()
+        order[start + 489 : start + 510] = right
+        order[start + 510 : start + 543] = pose
+        return t.take(pa.array(order))
+
+    def duplicate_frame(t):
+        block = t.slice(543, 543)
+        return pa.concat_tables([t.slice(0, 1086), block])
+
+    def reorder_frames(t):
+        order = np.concatenate([np.arange(543, 1086), np.arange(0, 543), np.arange(1086, 1629)])
+        return t.take(pa.array(order))
+
+    def split_frame(t):  # frame ids change inside a block: frame 18 loses a row to frame 19
+        return edit("frame", lambda v: v.__setitem__(1085, 19))(t)
+
+    def null_in(column):
+        def apply(t):
+            values = t.column(column).to_pylist()
+            values[600] = None
+            return _replace(t, column, pa.array(values, type=t.schema.field(column).type))
+
+        return apply
+
+    return [
+        ("missing x", drop("x"), "missing column(s) x"),
+        ("missing frame", drop("frame"), "missing column(s) frame"),
+        ("missing type", drop("type"), "missing column(s) type"),
+        ("string coordinates", retype("y", pa.string()), "column 'y' has type string, expected a float"),
+        ("float frame", retype("frame", pa.float64()), "column 'frame' has type double, expected an integer"),
+        ("int type", lambda t: _replace(t, "type", pa.array(np.zeros(t.num_rows, np.int16))),
+         "column 'type' has type int16, expected a string"),
+        ("row missing", lambda t: t.slice(0, t.num_rows - 1), "1628 rows is not a multiple of 543"),
+        ("wrong order", swap_blocks, "frame 18, row 489: type 'right_hand', expected 'pose'"),
+        ("unknown type", edit("type", lambda v: v.__setitem__(5, "hand")), "frame 17, row 5: type 'hand', expected 'face'"),
+        ("bad landmark index", edit("landmark_index", lambda v: v.__setitem__(543 + 470, 99)),
+         "frame 18, row 470 (left_hand): landmark_index 99, expected 2"),
+        ("duplicate frame", duplicate_frame, "duplicate frame: frame id 18 occurs 2 times"),
+        ("frames out of order", reorder_frames, "frame ids must increase: frame 17 follows frame 18"),
+        ("incomplete frame", split_frame, "frame 18 has 542 rows"),
+        ("null frame", null_in("frame"), "column 'frame' has null values"),
+        ("null landmark_index", null_in("landmark_index"), "column 'landmark_index' has null values"),
+    ]
+
+
+@pytest.mark.parametrize("name,breaker,message", _bad_tables(), ids=[b[0] for b in _bad_tables()])
+def test_bad_files_name_the_file_and_the_problem(tmp_path, valid, name, breaker, message):
+    path, _ = valid
+    bad = _write(tmp_path / "bad.parquet", breaker(pq.read_table(path)))
+    with pytest.raises(LandmarkFileError) as error:
+        kaggle.read_landmark_file(bad)
+    assert message in str(error.value)
+    assert str(bad) in str(error.value) and error.value.path == str(bad)
+    assert isinstance(error.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    "name,content",
+    [
+        ("zero bytes", b""),
+        ("random bytes", np.random.default_rng(0).bytes(5000)),
+        ("csv", b"frame,type,landmark_index,x,y,z\n0,face,0,0.1,0.2,0.3\n"),
+    ],
+)
+def test_non_parquet_bytes(tmp_path, name, content):
+    path = tmp_path / "bad.parquet"
+    path.write_bytes(content)
+    with pytest.raises(LandmarkFileError, match="not a readable parquet file") as error:
+        kaggle.read_landmark_file(path)
+    assert str(path) in str(error.value)
+
+
+def test_truncated_and_corrupted_parquet(tmp_path, valid):
+    path, _ = valid
+    data = path.read_bytes()
+    truncated = tmp_path / "truncated.parquet"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(LandmarkFileError, match="not a readable parquet file"):
+        kaggle.read_landmark_file(truncated)
+    # Damage the page header of column x but keep the footer: the error comes when reading.
+    column = pq.ParquetFile(path).metadata.row_group(0).column(4)
+    assert column.path_in_schema == "x"
+    damaged = bytearray(data)
+    start = column.data_page_offset
+    damaged[start : start + 64] = b"\xff" * 64
+    corrupt = tmp_path / "corrupt.parquet"
+    corrupt.write_bytes(bytes(damaged))
+    with pytest.raises(LandmarkFileError, match=str(corrupt)):
+        kaggle.read_landmark_file(corrupt)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(LandmarkFileError, match="file not found"):
+        kaggle.read_landmark_file(tmp_path / "nope.parquet")
+
+
+def test_infinite_and_huge_values_are_kept_for_preprocessing(tmp_path):
+    frames = _frames(2)
+    frames[0, 0, 0] = np.inf
+    frames[0, 1, 0] = 1e300  # beyond float32
+    out = kaggle.read_landmark_file(_write(tmp_path / "inf.parquet", synthetic.frames_to_table(frames)))
+    assert out[0, 0, 0] == np.inf and out[0, 1, 0] == np.inf
+
+
+# --------------------------------------------------------------------------- train.csv + map
+
+
+@pytest.fixture
+def layout(tmp_path, synthetic_data_dir):
+    target = tmp_path / "layout"
+    target.mkdir()
+    for name in ("train.csv", "sign_to_prediction_index_map.json"):
+        shutil.copy(synthetic_data_dir / name, target / name)
+    return target
+
+
+def test_read_train_csv(layout):
+    table = kaggle.read_train_csv(layout)
+    assert list(table.columns) == ["path", "participant_id", "sequence_id", "sign", "label"]
+    assert table["participant_id"].dtype == np.int64 and table["label"].dtype == np.int64
+    sign_map = kaggle.read_sign_map(layout)
+    assert (table["label"] == table["sign"].map(sign_map)).all()
+    raw = pd.read_csv(layout / "train.csv")
+    assert table["sequence_id"].tolist() == raw["sequence_id"].tolist()  # file order kept
+
+
+def _edit_csv(layout, fn):
+    table = pd.read_csv(layout / "train.csv", dtype=str)
+    fn(table)
+    table.to_csv(layout / "train.csv", index=False)
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda t: t.drop(columns=["sign"], inplace=True), "missing column(s) sign"),
+        (lambda t: t.loc.__setitem__((3, "sign"), "not_a_sign"),
+         "line 5 (sequence_id {sid3}): sign 'not_a_sign' is not in sign_to_prediction_index_map.json"),
+        (lambda t: t.loc.__setitem__((4, "sequence_id"), t.loc[2, "sequence_id"]), "line 6: duplicate sequence_id"),
+        (lambda t: t.loc.__setitem__((1, "participant_id"), "abc"), "line 3: participant_id 'abc' is not an integer"),
+        (lambda t: t.loc.__setitem__((0, "path"), ""), "line 2: empty path"),
+    ],
+)
+def test_bad_train_csv_names_the_file_and_line(layout, edit, message):
+    sid3 = pd.read_csv(layout / "train.csv")["sequence_id"][3]
+    _edit_csv(layout, edit)
+    with pytest.raises(ValueError) as error:
+        kaggle.read_train_csv(layout)
+    assert message.format(sid3=sid3) in str(error.value)
+    assert "train.csv" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ('{"a": 0, "b": 2}', "labels must be 0..1"),
+        ('{"a": 0, "b": 0}', "labels must be 0..1"),
+        ('{"a": "0"}', "is not an integer"),
+        ("[1, 2]", "expected a non-empty JSON object"),
+        ("{not json", "not valid JSON"),
+    ],
+)
+def test_bad_sign_map(layout, content, message):
+    (layout / "sign_to_prediction_index_map.json").write_text(content)
+    with pytest.raises(ValueError, match=message):
+        kaggle.read_sign_map(layout)
+
+
+def test_missing_layout_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="sign map not found"):
+        kaggle.read_sign_map(tmp_path)
+    (tmp_path / "sign_to_prediction_index_map.json").write_text(json.dumps({"a": 0}))
+    with pytest.raises(FileNotFoundError, match="train.csv not found"):
+        kaggle.read_train_csv(tmp_path)
+
+
+# --------------------------------------------------------------------------- real sample
+
+
+def test_every_real_file_validates(real_data_dir):
+    table = kaggle.read_train_csv(real_data_dir)
+    assert len(table) == 120 and set(table["sign"]) == {"hello", "thankyou"}
+    assert len(kaggle.read_sign_map(real_data_dir)) == 250
+    total = 0
+    for k, path in enumerate(table["path"]):
+        frames, ids = kaggle.read_landmark_file(real_data_dir / path, return_frame_ids=True)
+        total += len(frames)
+        np.testing.assert_array_equal(np.diff(ids), 1)  # contiguous in the real data
+        if k % 20 == 0:
+            reference = pd.read_parquet(real_data_dir / path)[["x", "y", "z"]].to_numpy()
+            np.testing.assert_array_equal(frames, reference.reshape(-1, 543, 3).astype(np.float32))
+    assert total == 2080
