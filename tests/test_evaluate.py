@@ -1,0 +1,168 @@
+"""Kaggle-style scoring of an exported file: same answers as the Keras model, folds, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+import keras
+import tensorflow as tf
+
+from tfislr import evaluate, landmarks
+from tfislr.data.kaggle import landmark_path
+from tfislr.export import tflite
+from tfislr.export.tflite import EnsembleMember
+
+NUM_SIGNS = 6  # the shared synthetic_data_dir fixture
+MAX_LEN = 12
+
+
+def _stand_in_classifier(num_classes):
+    points = keras.Input((None, landmarks.NUM_POINTS, 3), name="landmarks")
+    mask = keras.Input((None,), name="padding_mask")
+    x = keras.layers.Reshape((-1, landmarks.NUM_POINTS * 3))(points)
+    x = keras.layers.Dense(16, activation="gelu")(x)
+    x = keras.layers.Multiply()([x, keras.layers.Reshape((-1, 1))(mask)])
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    return keras.Model({"landmarks": points, "padding_mask": mask},
+                       keras.layers.Dense(num_classes)(x))
+
+
+def small_model(num_classes):
+    from tfislr.config import ModelConfig
+
+    keras.utils.set_random_seed(1)
+    try:
+        from tfislr.model import build_classifier
+    except ImportError:
+        return _stand_in_classifier(num_classes)
+    config = ModelConfig(embed_dim=4, dense_dim=16, transfo_dim=32, distill_dense_dim=16,
+                         distill_transfo_dim=32, transfo_layers=3, num_heads=4, drop_rate=0.0)
+    return build_classifier(config, num_classes, MAX_LEN, distilled=True)
+
+
+@pytest.fixture(scope="module")
+def data_dir(synthetic_data_dir):
+    return synthetic_data_dir
+
+
+@pytest.fixture(scope="module")
+def exported(data_dir, tmp_path_factory):
+    from tfislr.data.kaggle import read_sign_map
+
+    sign_map = read_sign_map(data_dir)
+    signs = sorted(sign_map, key=sign_map.get)
+    model = small_model(NUM_SIGNS)
+    path = tmp_path_factory.mktemp("model") / "model.tflite"
+    tflite.export_ensemble([EnsembleMember("tiny", model, MAX_LEN, signs)], path, "fp32",
+                           verbose=False, latency_repeats=1)
+    return model, path
+
+
+def keras_logits(model, data_dir, table):
+    """The Keras model's logits for each clip, outside any TFLite code path."""
+    from tfislr.data.kaggle import read_landmark_file
+    from tfislr.preprocessing import Preprocess
+
+    preprocess = Preprocess(MAX_LEN)
+    outputs = []
+    for path in table["path"]:
+        points = preprocess(tf.constant(read_landmark_file(landmark_path(data_dir, path))))
+        logits = model({"landmarks": points[tf.newaxis],
+                        "padding_mask": tf.ones([1, tf.shape(points)[0]])}, training=False)
+        outputs.append(keras.ops.convert_to_numpy(logits)[0])
+    return np.stack(outputs)
+
+
+def test_matches_keras_model_accuracy(exported, data_dir):
+    from tfislr.data.kaggle import read_train_csv
+
+    model, path = exported
+    report = evaluate.evaluate_tflite(path, data_dir)
+    table = read_train_csv(data_dir)
+    logits = keras_logits(model, data_dir, table)
+    labels = table["label"].to_numpy()
+    assert report["num_sequences"] == len(table)
+    np.testing.assert_array_equal(report["predictions"], np.argmax(logits, axis=1))
+    assert report["accuracy"] == pytest.approx(np.mean(np.argmax(logits, axis=1) == labels))
+    top5 = np.argsort(-logits, axis=1)[:, :5]
+    assert report["top5_accuracy"] == pytest.approx(np.mean((top5 == labels[:, None]).any(1)))
+    for sign, row in report["per_sign"].items():
+        rows = table["sign"].to_numpy() == sign
+        assert row["accuracy"] == pytest.approx(np.mean(np.argmax(logits[rows], 1) == labels[rows]))
+    per_sign_n = sum(row["n"] for row in report["per_sign"].values())
+    assert per_sign_n == len(table)
+    assert report["latency"]["p50_ms"] > 0 and report["size"]["bytes"] == path.stat().st_size
+
+
+def test_fold_scores_only_held_out_signers(exported, data_dir):
+    fold_indices = pytest.importorskip("tfislr.data.folds").fold_indices
+    from tfislr.data.kaggle import read_train_csv
+
+    _, path = exported
+    table = read_train_csv(data_dir)
+    seen = []
+    for fold in range(4):
+        train_idx, val_idx = fold_indices(table, fold, num_folds=4, seed=42)
+        report = evaluate.evaluate_tflite(path, data_dir, fold=fold)
+        held_out = table.iloc[val_idx]
+        assert sorted(report["sequence_ids"]) == sorted(held_out["sequence_id"].tolist())
+        assert not set(held_out["participant_id"]) & set(table.iloc[train_idx]["participant_id"])
+        seen += report["sequence_ids"]
+    assert sorted(seen) == sorted(table["sequence_id"].tolist())  # folds partition the data
+    with pytest.raises(ValueError, match="--fold must be in"):
+        evaluate.evaluate_tflite(path, data_dir, fold=4)
+
+
+def test_cli_prints_table_and_writes_json(exported, data_dir, tmp_path, capsys):
+    _, path = exported
+    out = tmp_path / "eval.json"
+    assert evaluate.main([str(path), "--data-dir", str(data_dir), "--json", str(out),
+                          "--limit", "5"]) == 0
+    printed = capsys.readouterr().out
+    assert "accuracy" in printed and "per-sign accuracy" in printed and "p95" in printed
+    report = json.loads(out.read_text())
+    assert report["num_sequences"] == 5 and len(report["predictions"]) == 5
+
+
+def test_sign_order_mismatch_is_refused(exported, data_dir, tmp_path):
+    _, path = exported
+    copy = tmp_path / "model.tflite"
+    copy.write_bytes(path.read_bytes())
+    report = json.loads(path.with_suffix(".json").read_text())
+    report["signs"] = report["signs"][::-1]
+    copy.with_suffix(".json").write_text(json.dumps(report))
+    with pytest.raises(ValueError, match="different sign order"):
+        evaluate.evaluate_tflite(copy, data_dir)
+
+
+def test_unreadable_file_counts_as_wrong(exported, data_dir, tmp_path):
+    import shutil
+
+    from tfislr.data.kaggle import read_train_csv
+
+    _, path = exported
+    broken = tmp_path / "data"
+    shutil.copytree(data_dir, broken)
+    first = read_train_csv(broken)["path"].iloc[0]
+    landmark_path(broken, first).write_bytes(b"not a parquet file")
+    report = evaluate.evaluate_tflite(path, broken, limit=3)
+    assert len(report["errors"]) == 1 and report["predictions"][0] == -1
+
+
+def test_real_sample(exported, real_data_dir, tmp_path):
+    """Real parquet files through the reader and a 250-class exported file."""
+    from tfislr.data.kaggle import read_sign_map
+
+    _, path = exported
+    with pytest.raises(ValueError, match="outputs 6 classes but .* has 250 signs"):
+        evaluate.evaluate_tflite(path, real_data_dir, limit=2)
+    sign_map = read_sign_map(real_data_dir)
+    signs = sorted(sign_map, key=sign_map.get)
+    real_path = tmp_path / "real.tflite"
+    tflite.export_ensemble([EnsembleMember("tiny", small_model(250), MAX_LEN, signs)], real_path,
+                           "fp32", verbose=False, latency_repeats=1)
+    report = evaluate.evaluate_tflite(real_path, real_data_dir)
+    assert report["errors"] == [] and report["num_sequences"] >= 100
+    assert set(report["per_sign"]) == {"hello", "thankyou"}
+    assert all(0 <= p < 250 for p in report["predictions"])

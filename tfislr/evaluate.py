@@ -1,0 +1,208 @@
+"""Kaggle-style scoring of an exported .tflite on a data dir in the Kaggle layout.
+
+    python -m tfislr.evaluate MODEL.tflite --data-dir DIR [--fold K] [--json OUT]
+
+Runs the file the way the competition did: one ai-edge-litert signature runner
+(`serving_default`, one thread by default), one sequence at a time, each clip read
+from its parquet file as raw `[T, 543, 3]` frames by the same reader the training
+store uses. Reports top-1 accuracy (the competition metric), top-5 accuracy,
+per-sign accuracy, latency (p50/p95 of the runner call) and file size, as a table
+and as JSON. `--fold K` scores only the held-out signers of fold K, with the same
+fold function (and defaults) as training.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _signs_in_report(model_path):
+    """Sign order saved by `export_ensemble` next to the file, if there is one."""
+    report = pathlib.Path(model_path).with_suffix(".json")
+    if report.exists():
+        try:
+            return json.loads(report.read_text()).get("signs")
+        except (json.JSONDecodeError, AttributeError):
+            return None
+    return None
+
+
+def select_sequences(data_dir, fold=None, num_folds=4, fold_seed=42, limit=None):
+    """train.csv rows to score: all, or the held-out signers of `fold`."""
+    from tfislr.data.kaggle import read_train_csv
+
+    table = read_train_csv(data_dir)
+    if fold is not None:
+        from tfislr.data.folds import fold_indices
+
+        if not 0 <= fold < num_folds:
+            raise ValueError(f"--fold must be in [0, {num_folds}), got {fold}")
+        _, val_idx = fold_indices(table, fold, num_folds=num_folds, seed=fold_seed)
+        table = table.iloc[np.sort(np.asarray(val_idx))]
+    if limit is not None:
+        table = table.iloc[:limit]
+    if len(table) == 0:
+        raise ValueError(f"no sequences to evaluate in {data_dir} (fold={fold}, limit={limit})")
+    return table.reset_index(drop=True)
+
+
+def evaluate_tflite(model_path, data_dir, fold=None, num_folds=4, fold_seed=42, limit=None,
+                    num_threads=1, progress=False):
+    """Scores `model_path` on `data_dir`; returns the report dict (see module docstring).
+
+    Files that cannot be read count as wrong and are listed under "errors": the
+    competition would have failed on them, so they are not silently dropped.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tfislr.data.kaggle import (
+        LandmarkFileError,
+        landmark_path,
+        read_landmark_file,
+        read_sign_map,
+    )
+
+    model_path = pathlib.Path(model_path)
+    if not model_path.exists():
+        raise ValueError(f"model file {model_path} does not exist")
+    sign_to_label = read_sign_map(data_dir)
+    signs = [None] * len(sign_to_label)
+    for sign, label in sign_to_label.items():
+        signs[label] = sign
+    table = select_sequences(data_dir, fold, num_folds, fold_seed, limit)
+    interpreter = Interpreter(model_path=str(model_path), num_threads=num_threads)
+    runner = interpreter.get_signature_runner("serving_default")
+    num_outputs = int(interpreter.get_output_details()[0]["shape"][-1])
+    if num_outputs != len(signs):
+        raise ValueError(
+            f"{model_path} outputs {num_outputs} classes but {data_dir} has {len(signs)} signs"
+        )
+    model_signs = _signs_in_report(model_path)
+    if model_signs is not None and list(model_signs) != signs:
+        raise ValueError(
+            f"{model_path} was exported with a different sign order than "
+            f"{data_dir}/sign_to_prediction_index_map.json; its labels would be scored wrongly"
+        )
+
+    labels = table["label"].to_numpy().astype(np.int64)
+    top1 = np.full(len(table), -1, np.int64)
+    top5_hit = np.zeros(len(table), bool)
+    times_ms, errors = [], []
+    start = time.perf_counter()
+    for i, path in enumerate(table["path"]):
+        try:
+            frames = read_landmark_file(landmark_path(data_dir, path))
+        except LandmarkFileError as error:
+            errors.append(str(error))
+            continue
+        tic = time.perf_counter()
+        probabilities = runner(inputs=frames)["outputs"]
+        times_ms.append((time.perf_counter() - tic) * 1000.0)
+        ranked = np.argsort(-probabilities, kind="stable")
+        top1[i] = ranked[0]
+        top5_hit[i] = labels[i] in ranked[:5]
+        if progress and (i + 1) % 500 == 0:
+            print(f"  {i + 1}/{len(table)} sequences", file=sys.stderr)
+
+    correct = top1 == labels
+    per_sign = {}
+    for label in np.unique(labels):
+        rows = labels == label
+        per_sign[signs[label]] = {
+            "label": int(label),
+            "n": int(rows.sum()),
+            "accuracy": float(correct[rows].mean()),
+        }
+    times = np.asarray(times_ms) if times_ms else np.zeros(1)
+    size = model_path.stat().st_size
+    return {
+        "model": str(model_path),
+        "data_dir": str(data_dir),
+        "fold": fold,
+        "num_folds": num_folds if fold is not None else None,
+        "num_sequences": int(len(table)),
+        "accuracy": float(correct.mean()),
+        "top5_accuracy": float(top5_hit.mean()),
+        "latency": {
+            "p50_ms": float(np.percentile(times, 50)),
+            "p95_ms": float(np.percentile(times, 95)),
+            "mean_ms": float(times.mean()),
+            "num_threads": num_threads,
+        },
+        "size": {"bytes": size, "mb": size / 1e6, "mib": size / 2**20},
+        "wall_seconds": time.perf_counter() - start,
+        "per_sign": per_sign,
+        "errors": errors,
+        "sequence_ids": [int(s) for s in table["sequence_id"]],
+        "labels": labels.tolist(),
+        "predictions": top1.tolist(),
+    }
+
+
+def format_report(report, max_signs=15):
+    """The summary table plus the worst `max_signs` signs (all of them are in the JSON)."""
+    fold = "all sequences" if report["fold"] is None else f"fold {report['fold']} held-out signers"
+    latency = report["latency"]
+    lines = [
+        f"{report['model']} on {report['data_dir']} ({fold})",
+        f"  {'sequences':<14}{report['num_sequences']}",
+        f"  {'accuracy':<14}{report['accuracy']:.4f}",
+        f"  {'top-5':<14}{report['top5_accuracy']:.4f}",
+        f"  {'latency':<14}p50 {latency['p50_ms']:.2f} ms, p95 {latency['p95_ms']:.2f} ms "
+        f"({latency['num_threads']} thread)",
+        f"  {'size':<14}{report['size']['mb']:.2f} MB ({report['size']['mib']:.2f} MiB)",
+    ]
+    if report["errors"]:
+        lines.append(f"  {'unreadable':<14}{len(report['errors'])} files (counted wrong)")
+    ranked = sorted(report["per_sign"].items(), key=lambda item: (item[1]["accuracy"], item[0]))
+    shown = ranked if max_signs is None else ranked[:max_signs]
+    lines.append(f"  per-sign accuracy ({'all' if len(shown) == len(ranked) else 'worst'} "
+                 f"{len(shown)} of {len(ranked)}):")
+    lines.append(f"    {'sign':<20}{'n':>6}{'accuracy':>10}")
+    for sign, row in shown:
+        lines.append(f"    {sign:<20}{row['n']:>6}{row['accuracy']:>10.3f}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    from tfislr.config import DataConfig
+
+    defaults = DataConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m tfislr.evaluate", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("model", help="the .tflite file")
+    parser.add_argument("--data-dir", required=True, help="Kaggle layout: train.csv, parquet files")
+    parser.add_argument("--fold", type=int, help="score only the held-out signers of this fold")
+    parser.add_argument("--num-folds", type=int, default=defaults.num_folds)
+    parser.add_argument("--fold-seed", type=int, default=defaults.fold_seed)
+    parser.add_argument("--limit", type=int, help="score only the first N sequences")
+    parser.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
+    parser.add_argument("--json", help="write the full report (all signs, predictions) here")
+    parser.add_argument("--all-signs", action="store_true", help="print every sign's accuracy")
+    args = parser.parse_args(argv)
+    try:
+        report = evaluate_tflite(
+            args.model, args.data_dir, fold=args.fold, num_folds=args.num_folds,
+            fold_seed=args.fold_seed, limit=args.limit, num_threads=args.threads, progress=True,
+        )
+    except ValueError as error:
+        print(f"evaluate failed: {error}", file=sys.stderr)
+        return 1
+    print(format_report(report, max_signs=None if args.all_signs else 15))
+    if args.json:
+        pathlib.Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        pathlib.Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"  report        {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
