@@ -1,0 +1,428 @@
+"""Training augmentations of preprocessed sequences, written in TF ops for `tf.data`.
+
+Every function takes a preprocessed sequence `x`: float32 `[T, 100, 3]`, normalized per
+sequence, with 0 where a coordinate was missing (seed-spec §3). They are pure, graph-safe and
+vectorized over frames (no Python loop over `T`), so they run inside
+`tf.data.Dataset.map(..., num_parallel_calls=AUTOTUNE)` for any `T >= 1`. Randomness is
+stateless: a function that draws takes an explicit `seed` int32/int64 `[2]`, and the same seed
+always gives the same result.
+
+`Augmenter` chains them as the original's training set did (seed-spec §8): per view, face
+CutMix → missing-hand fill → `augment`, with two phases (strength 3, then strength 2) switched
+through a `tf.Variable` read at run time. Only landmarks go in and out; labels never pass
+through here, so no augmentation can touch them.
+
+Where the original's code and README disagree we follow the code (DESIGN.md), with one
+exception here: `fill_missing_hand` does what the README says (mirror the present hand into
+the absent one, frame by frame); the code's stale type ids made it overwrite the left hand.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from tfislr import landmarks as layout
+from tfislr.config import AugmentConfig
+
+# Function defaults come from the config dataclass so the numbers live in one place.
+_DEFAULTS = AugmentConfig()
+
+_LEFT_HAND = np.asarray(layout.LEFT_HAND_POINTS, dtype=np.int32)
+_RIGHT_HAND = np.asarray(layout.RIGHT_HAND_POINTS, dtype=np.int32)
+_FACE_CUTMIX = np.asarray(layout.FACE_CUTMIX_POINTS, dtype=np.int32)
+
+
+def _hand_swap_permutation():
+    permutation = np.arange(layout.NUM_POINTS, dtype=np.int32)
+    permutation[_LEFT_HAND] = _RIGHT_HAND
+    permutation[_RIGHT_HAND] = _LEFT_HAND
+    return permutation
+
+
+# swapped[:, p] = x[:, _HAND_SWAP[p]]: landmark k of one hand <-> landmark k of the other.
+_HAND_SWAP = _hand_swap_permutation()
+
+
+def _hand_of_point():
+    hand = np.zeros(layout.NUM_POINTS, dtype=np.int32)
+    hand[_LEFT_HAND] = 1
+    hand[_RIGHT_HAND] = 2
+    return hand
+
+
+# 0 = not a hand point, 1 = left hand, 2 = right hand (indexes a per-frame [T, 3] choice).
+_HAND_OF_POINT = _hand_of_point()
+
+_FACE_CUTMIX_MASK = np.zeros(layout.NUM_POINTS, dtype=bool)
+_FACE_CUTMIX_MASK[_FACE_CUTMIX] = True
+
+
+def _as_sequence(x, name="x"):
+    """float32 tensor with a static check of the `[T, 100, 3]` layout when it is known."""
+    x = tf.convert_to_tensor(x, dtype=tf.float32)
+    expected = [None, layout.NUM_POINTS, layout.NUM_COORDINATES]
+    if x.shape.rank is not None and not x.shape.is_compatible_with(expected):
+        raise ValueError(
+            f"{name} must be a preprocessed sequence of shape [T, {layout.NUM_POINTS}, "
+            f"{layout.NUM_COORDINATES}], got shape {x.shape}"
+        )
+    return x
+
+
+def _as_seed(seed):
+    seed = tf.convert_to_tensor(seed)
+    if seed.dtype not in (tf.int32, tf.int64):
+        raise ValueError(f"seed must be an int32 or int64 tensor of shape [2], got {seed.dtype}")
+    if seed.shape.rank is not None and not seed.shape.is_compatible_with([2]):
+        raise ValueError(f"seed must have shape [2], got {seed.shape}")
+    return seed
+
+
+def _split(seed, num):
+    return tf.unstack(tf.random.experimental.stateless_split(seed, num=num), num=num)
+
+
+def _absent_frames(x, points):
+    """bool [T]: the frames where every coordinate of every point in `points` is 0."""
+    part = tf.gather(x, points, axis=1)
+    return tf.reduce_all(tf.equal(part, 0.0), axis=[1, 2])
+
+
+def _is_left_handed(x):
+    """The original's `is_left`: fewer frames without the left hand than without the right.
+
+    The original tested only x (sum of |x| over the hand == 0); a present hand never has all
+    21 x values exactly 0 after normalization, so testing all three coordinates (the same
+    absence rule as `fill_missing_hand`) gives the same answer on real data.
+    """
+    missing_left = tf.reduce_sum(tf.cast(_absent_frames(x, _LEFT_HAND), tf.int32))
+    missing_right = tf.reduce_sum(tf.cast(_absent_frames(x, _RIGHT_HAND), tf.int32))
+    return missing_left < missing_right
+
+
+def flip(x):
+    """Horizontal mirror (seed-spec §4): x ← −x, then left/right points swap places.
+
+    `flipped[:, p] = x[:, FLIP_PERMUTATION[p]]` with x negated. Missing values stay exactly
+    +0 (computed as `0 − x`, not `−x`), so flipping twice returns the input bit for bit.
+    Works on `[..., 100, 3]`.
+    """
+    x = tf.convert_to_tensor(x, dtype=tf.float32)
+    mirrored = tf.concat([0.0 - x[..., :1], x[..., 1:]], axis=-1)
+    return tf.gather(mirrored, layout.FLIP_PERMUTATION, axis=-2)
+
+
+def rotate(x, angle):
+    """Rotates every point by `angle` radians about the origin in the x/y plane; z untouched.
+
+    The origin of normalized coordinates is the sequence mean, as in the original.
+    x' = cos·x − sin·y, y' = sin·x + cos·y. A point missing in both x and y stays (0, 0).
+    """
+    x = tf.convert_to_tensor(x, dtype=tf.float32)
+    angle = tf.cast(angle, tf.float32)
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    xs, ys = x[..., 0], x[..., 1]
+    return tf.stack([cos * xs - sin * ys, sin * xs + cos * ys, x[..., 2]], axis=-1)
+
+
+def random_rotation_angle(seed, max_degrees=_DEFAULTS.max_rotation_degrees):
+    """Angle in radians, uniform in [−max_degrees, +max_degrees)."""
+    max_radians = float(np.deg2rad(max_degrees))
+    return tf.random.stateless_uniform(
+        [], seed=_as_seed(seed), minval=-max_radians, maxval=max_radians
+    )
+
+
+def interpolate_missing(x):
+    """Fills missing values (exact 0) by linear interpolation over the frame index.
+
+    Each (point, coordinate) series is handled on its own: frames where its value is non-zero
+    are "present". With at least 2 present frames and at least one missing, missing frames
+    between two present ones are interpolated linearly and frames before the first / after the
+    last present one hold that edge value. Series with fewer than 2 present frames, or none
+    missing, are returned unchanged. Present values are never modified.
+    """
+    x = _as_sequence(x)
+    shape = tf.shape(x)
+    num_frames = shape[0]
+    # Time-major: one column per (point, coordinate) series, [T, N].
+    series = tf.reshape(x, [num_frames, -1])
+    num_series = tf.shape(series)[1]
+    present = tf.not_equal(series, 0.0)
+    present_int = tf.cast(present, tf.int32)
+    # Group g of a series = its frames from the g-th present one up to the next (g = 0: the
+    # frames before the first present one). Each group g >= 1 holds exactly one present
+    # frame, so a segment sum recovers that frame's index and value without sorting.
+    group = tf.cumsum(present_int, axis=0)
+    num_present = tf.reduce_sum(present_int, axis=0)
+    column = tf.range(num_series)[None, :]
+    frame = tf.range(num_frames)[:, None]
+    segment = group * num_series + column
+    num_segments = (num_frames + 1) * num_series
+    group_frame = tf.math.unsorted_segment_sum(
+        tf.where(present, frame, 0), segment, num_segments
+    )
+    group_value = tf.math.unsorted_segment_sum(
+        tf.where(present, series, 0.0), segment, num_segments
+    )
+    # Neighbours: a present frame is its own; a missing one lies between groups g and g + 1.
+    # Clamping to [1, num_present] holds the first / last present value at the edges.
+    last = tf.maximum(num_present, 1)[None, :]
+    prev_group = tf.minimum(tf.maximum(group, 1), last)
+    next_group = tf.minimum(tf.maximum(group + 1 - present_int, 1), last)
+    prev_index = prev_group * num_series + column
+    next_index = next_group * num_series + column
+    prev_frame = tf.gather(group_frame, prev_index)
+    next_frame = tf.gather(group_frame, next_index)
+    prev_value = tf.gather(group_value, prev_index)
+    next_value = tf.gather(group_value, next_index)
+
+    weight = tf.math.divide_no_nan(
+        tf.cast(frame - prev_frame, tf.float32), tf.cast(next_frame - prev_frame, tf.float32)
+    )
+    filled = prev_value + (next_value - prev_value) * weight
+    applies = (num_present >= 2) & (num_present < num_frames)
+    return tf.reshape(tf.where(applies[None, :], filled, series), shape)
+
+
+def temporal_crop(
+    x,
+    seed,
+    min_len=_DEFAULTS.crop_min_len,
+    max_fraction=_DEFAULTS.crop_max_fraction,
+):
+    """Drops c frames from the start or (with equal odds) the end.
+
+    Only when `T >= min_len`; c is uniform in [1, int(max_fraction · T)) (upper bound
+    exclusive, as the original's `randint`), so `T = 25` loses at most 4 frames and `T = 80`
+    at most 15. When that range is empty the sequence is returned unchanged.
+    """
+    x = _as_sequence(x)
+    count_seed, side_seed = _split(_as_seed(seed), 2)
+    num_frames = tf.shape(x)[0]
+    # float64 so that int(0.2 * T) matches Python's double arithmetic exactly.
+    upper = tf.cast(tf.floor(tf.cast(num_frames, tf.float64) * max_fraction), tf.int32)
+    applies = (num_frames >= min_len) & (upper > 1)
+    count = tf.random.stateless_uniform(
+        [], seed=count_seed, minval=1, maxval=tf.maximum(upper, 2), dtype=tf.int32
+    )
+    count = tf.where(applies, count, 0)
+    from_start = tf.random.stateless_uniform([], seed=side_seed) < 0.5
+    start = tf.where(from_start, count, 0)
+    stop = tf.where(from_start, num_frames, num_frames - count)
+    return x[start:stop]
+
+
+def scale(
+    x,
+    seed,
+    scale_min=_DEFAULTS.scale_min,
+    scale_max=_DEFAULTS.scale_max,
+    distortion_p=_DEFAULTS.distortion_p,
+):
+    """Multiplies coordinates by s ~ U(scale_min, scale_max), the same for x, y and z.
+
+    With probability `distortion_p` each coordinate k is instead multiplied by s + d_k with
+    d_k ~ U(scale_min, scale_max): the original's code added the distortion to the scale
+    (multipliers in (1.4, 2.6) with the defaults), and we reproduce what it ran.
+    Missing values (0) stay 0.
+    """
+    x = _as_sequence(x)
+    scale_seed, distort_seed, offsets_seed = _split(_as_seed(seed), 3)
+    factor = tf.random.stateless_uniform([], seed=scale_seed, minval=scale_min, maxval=scale_max)
+    distort = tf.random.stateless_uniform([], seed=distort_seed) < distortion_p
+    offsets = tf.random.stateless_uniform(
+        [layout.NUM_COORDINATES], seed=offsets_seed, minval=scale_min, maxval=scale_max
+    )
+    return x * (factor + tf.where(distort, offsets, tf.zeros_like(offsets)))
+
+
+def fill_missing_hand(x):
+    """Fills an absent hand with the mirror image of the present one, frame by frame.
+
+    A hand is absent in a frame when all its 21 points are 0 in x, y and z. In a frame where
+    exactly one hand is absent, its landmark k becomes landmark k of the other hand with x
+    mirrored around the nose (point `NOSE_POINT`): x' = 2·x_nose − x; y and z copied. Frames
+    with both hands present or both absent, and all other points, are unchanged.
+    (README behaviour; the original's code, with stale type ids, overwrote the left hand.)
+    """
+    x = _as_sequence(x)
+    left_absent = _absent_frames(x, _LEFT_HAND)
+    right_absent = _absent_frames(x, _RIGHT_HAND)
+    swapped = tf.gather(x, _HAND_SWAP, axis=1)
+    nose_x = x[:, layout.NOSE_POINT : layout.NOSE_POINT + 1, :1]
+    mirrored = tf.concat([2.0 * nose_x - swapped[..., :1], swapped[..., 1:]], axis=-1)
+    fill_left = left_absent & ~right_absent
+    fill_right = right_absent & ~left_absent
+    # Per frame: [keep non-hand points, fill left points?, fill right points?] -> [T, 100].
+    by_hand = tf.stack([tf.zeros_like(fill_left), fill_left, fill_right], axis=1)
+    fill = tf.gather(by_hand, _HAND_OF_POINT, axis=1)
+    return tf.where(fill[..., None], mirrored, x)
+
+
+def resize_time(x, length):
+    """Linear resampling of `[T, ...]` to `length` frames (torch `interpolate`, linear,
+    `align_corners=False`, as the original used for the CutMix partner). Needs T >= 1."""
+    x = tf.convert_to_tensor(x, dtype=tf.float32)
+    in_len = tf.shape(x)[0]
+    length = tf.convert_to_tensor(length, dtype=tf.int32)
+    ratio = tf.cast(in_len, tf.float32) / tf.cast(tf.maximum(length, 1), tf.float32)
+    source = (tf.cast(tf.range(length), tf.float32) + 0.5) * ratio - 0.5
+    source = tf.maximum(source, 0.0)
+    lower = tf.minimum(tf.cast(tf.floor(source), tf.int32), in_len - 1)
+    upper = tf.minimum(lower + 1, in_len - 1)
+    weight = source - tf.cast(lower, tf.float32)
+    weight = tf.reshape(weight, tf.concat([[length], tf.ones([tf.rank(x) - 1], tf.int32)], 0))
+    return (1.0 - weight) * tf.gather(x, lower) + weight * tf.gather(x, upper)
+
+
+def face_cutmix(x, partner):
+    """Replaces the face points (`FACE_CUTMIX_POINTS`) with those of `partner`.
+
+    `partner` is another preprocessed sequence of the same sign, `[T2, 100, 3]`. It is flipped
+    when its dominant hand differs from `x`'s (fewer frames without the left hand = left-
+    handed), resampled to `T` frames (`resize_time`), then for each coordinate its face values
+    are min-max rescaled from the partner's face range (min/max over face points × frames,
+    zeros included, as in the original) onto `x`'s face range, and written over `x`'s face.
+
+    Skipped (x returned unchanged) when the partner's face has zero range in x or in y (no
+    face), or when either sequence has no frame. When only the z range is zero, x and y are
+    replaced and z is kept: the original checked z only after replacing x and y, and we
+    reproduce that. Hands, arms and frame count never change.
+    """
+    x = _as_sequence(x)
+    partner = _as_sequence(partner, "partner")
+    num_frames = tf.shape(x)[0]
+
+    def mix():
+        aligned = tf.cond(
+            tf.not_equal(_is_left_handed(partner), _is_left_handed(x)),
+            lambda: flip(partner),
+            lambda: partner,
+        )
+        aligned = resize_time(aligned, num_frames)
+        new_face = tf.gather(aligned, _FACE_CUTMIX, axis=1)
+        old_face = tf.gather(x, _FACE_CUTMIX, axis=1)
+        new_min = tf.reduce_min(new_face, axis=[0, 1])
+        new_range = tf.reduce_max(new_face, axis=[0, 1]) - new_min
+        old_min = tf.reduce_min(old_face, axis=[0, 1])
+        old_range = tf.reduce_max(old_face, axis=[0, 1]) - old_min
+        usable = new_range > 0.0  # [3]
+        rescaled = tf.math.divide_no_nan(aligned - new_min, new_range) * old_range + old_min
+        replace = (
+            _FACE_CUTMIX_MASK[None, :, None]
+            & usable[None, None, :]
+            & (usable[0] & usable[1])
+        )
+        return tf.where(replace, rescaled, x)
+
+    has_frames = (num_frames > 0) & (tf.shape(partner)[0] > 0)
+    return tf.cond(has_frames, mix, lambda: x)
+
+
+def phase2_first_epoch(epochs, phase2_start=_DEFAULTS.phase2_start):
+    """1-based epoch from which phase 2 runs, or None if it never starts.
+
+    The original switched at the start of 1-based epoch `min(50, epochs // 2)` (= 50 of 100,
+    so phase 2 covered epochs 50–100). We use `int(phase2_start · epochs)`, identical for
+    `epochs <= 100`; the original's cap at 50 only mattered for longer runs. A value below 1
+    never switches (the original's epoch 0 never came either).
+    """
+    first = int(phase2_start * epochs)
+    return first if first >= 1 else None
+
+
+class Augmenter(tf.Module):
+    """The training-time augmentation of one view (seed-spec §8), built from `AugmentConfig`.
+
+    `augmenter(landmarks, partner, seed)`: `landmarks` float32 `[T, 100, 3]`, `partner`
+    `[T2, 100, 3]` (a sequence of the same sign for face CutMix, or None to never CutMix),
+    `seed` int32 `[2]` → float32 `[T', 100, 3]`, `T' <= T` (only the crop shortens).
+    Each step fires on its own draw, in this order:
+
+    phase 1 (strength 3): face CutMix → missing-hand fill → interpolate → flip → rotate →
+    crop (`crop_p`) → scale;
+    phase 2 (strength 2): interpolate → flip → rotate → scale → crop (`crop_p_phase2`).
+
+    `phase` is an int32 `tf.Variable` read when each element is processed, so a `tf.data`
+    pipeline built once follows `set_phase` / `set_phase_for_epoch` (elements already
+    prefetched keep the phase they were made with). Checked with a `MirroredStrategy`
+    distributed dataset, the augmenter built inside or outside the strategy scope.
+    `enabled=False` → identity.
+    """
+
+    def __init__(self, config=None, name="augmenter"):
+        super().__init__(name=name)
+        config = AugmentConfig() if config is None else config
+        if not isinstance(config, AugmentConfig):
+            raise ValueError(f"config must be an AugmentConfig, got {type(config).__name__}")
+        for field in (
+            "face_cutmix_p", "hand_fill_p", "interpolate_p", "flip_p", "rotate_p", "crop_p",
+            "crop_p_phase2", "scale_p", "distortion_p", "crop_max_fraction", "phase2_start",
+        ):
+            value = getattr(config, field)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"augment.{field} must be in [0, 1], got {value}")
+        if not 0.0 < config.scale_min <= config.scale_max:
+            raise ValueError(
+                f"augment.scale_min/scale_max must satisfy 0 < min <= max, got "
+                f"{config.scale_min}, {config.scale_max}"
+            )
+        if config.max_rotation_degrees < 0:
+            raise ValueError(
+                f"augment.max_rotation_degrees must be >= 0, got {config.max_rotation_degrees}"
+            )
+        self.config = config
+        with tf.init_scope():
+            self.phase = tf.Variable(1, dtype=tf.int32, trainable=False, name="phase")
+
+    def set_phase(self, phase):
+        """1 = strength 3 (all augmentations), 2 = strength 2 (no CutMix/hand fill, rarer crop)."""
+        if phase not in (1, 2):
+            raise ValueError(f"phase must be 1 or 2, got {phase!r}")
+        self.phase.assign(phase)
+
+    def set_phase_for_epoch(self, epoch, epochs):
+        """Sets and returns the phase of 0-based `epoch` (Keras numbering) of `epochs`."""
+        first = phase2_first_epoch(epochs, self.config.phase2_start)
+        phase = 2 if first is not None and epoch + 1 >= first else 1
+        self.set_phase(phase)
+        return phase
+
+    def __call__(self, landmarks, partner=None, seed=None):
+        x = _as_sequence(landmarks, "landmarks")
+        if not self.config.enabled:
+            return x
+        if seed is None:
+            raise ValueError("Augmenter needs a seed: an int32 tensor of shape [2]")
+        cfg = self.config
+        coin_seed, rotate_seed, crop_seed, scale_seed = _split(_as_seed(seed), 4)
+        # One uniform draw per step decides whether it fires.
+        coins = tf.unstack(tf.random.stateless_uniform([8], seed=coin_seed), num=8)
+        phase_one = tf.equal(self.phase, 1)
+
+        def maybe(fires, fn, x):
+            return tf.cond(fires, lambda: fn(x), lambda: x)
+
+        if partner is not None and cfg.face_cutmix_p > 0:
+            x = maybe(
+                phase_one & (coins[0] < cfg.face_cutmix_p), lambda v: face_cutmix(v, partner), x
+            )
+        x = maybe(phase_one & (coins[1] < cfg.hand_fill_p), fill_missing_hand, x)
+        x = maybe(coins[2] < cfg.interpolate_p, interpolate_missing, x)
+        x = maybe(coins[3] < cfg.flip_p, flip, x)
+        angle = random_rotation_angle(rotate_seed, cfg.max_rotation_degrees)
+        x = maybe(coins[4] < cfg.rotate_p, lambda v: rotate(v, angle), x)
+
+        def crop(v):
+            return temporal_crop(v, crop_seed, cfg.crop_min_len, cfg.crop_max_fraction)
+
+        # Phase 1 crops before scaling, phase 2 after, as the original did (the two commute:
+        # the scale is the same for every frame).
+        x = maybe(phase_one & (coins[5] < cfg.crop_p), crop, x)
+        x = maybe(
+            coins[6] < cfg.scale_p,
+            lambda v: scale(v, scale_seed, cfg.scale_min, cfg.scale_max, cfg.distortion_p),
+            x,
+        )
+        x = maybe(~phase_one & (coins[5] < cfg.crop_p_phase2), crop, x)
+        return tf.ensure_shape(x, [None, layout.NUM_POINTS, layout.NUM_COORDINATES])
