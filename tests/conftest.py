@@ -38,3 +38,13 @@ def synthetic_data_dir(tmp_path_factory):
     from tfislr.data.synthetic import write_synthetic_dataset
 
     return write_synthetic_dataset(tmp_path_factory.mktemp("synthetic") / "data", **SYNTHETIC_SIZES)
+
+
+@pytest.fixture(scope="session")
+def synthetic_store(synthetic_data_dir, tmp_path_factory):
+    """`synthetic_data_dir` prepared at max_len 25 (in-process), loaded as a PreparedStore."""
+    from tfislr.data.prepare import prepare_store
+    from tfislr.data.store import load_store
+
+    prepared = tmp_path_factory.mktemp("prepared")
+    return load_store(prepare_store(synthetic_data_dir, 25, prepared, num_workers=1, progress=False))

@@ -49,12 +49,20 @@ _ORDER_TEXT = ", ".join(f"{p}×{n}" for p, n in zip(lm.PART_ORDER, _PART_SIZES))
 
 
 class LandmarkFileError(ValueError):
-    """A landmark parquet file that cannot be used; `.path` and `.reason` say which and why."""
+    """A landmark parquet file that cannot be used.
 
-    def __init__(self, path, reason):
+    `.path` and `.reason` say which and why; `.kind` is a short category for summaries:
+    "missing file", "unreadable", "schema", "row count", "frame ids", "layout" or "nulls".
+    """
+
+    def __init__(self, path, reason, kind="invalid"):
         self.path = str(path)
         self.reason = reason
+        self.kind = kind
         super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self):  # picklable across worker processes
+        return (type(self), (self.path, self.reason, self.kind))
 
 
 def read_sign_map(data_dir):
@@ -151,12 +159,13 @@ def _check_schema(path, schema):
         raise LandmarkFileError(
             path,
             f"missing column(s) {', '.join(missing)}; expected {', '.join(LANDMARK_COLUMNS)}",
+            "schema",
         )
     for column, (check, expected) in _TYPE_CHECKS.items():
         data_type = schema.field(column).type
         if not check(data_type):
             raise LandmarkFileError(
-                path, f"column '{column}' has type {data_type}, expected {expected} type"
+                path, f"column '{column}' has type {data_type}, expected {expected} type", "schema"
             )
 
 
@@ -172,7 +181,8 @@ def _frame_ids(path, frame, num_frames):
         else:
             detail = f"the rows of frame {ids[inconsistent[0]]} are not contiguous"
         raise LandmarkFileError(
-            path, f"every frame must be {lm.NUM_RAW_LANDMARKS} consecutive rows; {detail}"
+            path, f"every frame must be {lm.NUM_RAW_LANDMARKS} consecutive rows; {detail}",
+            "frame ids",
         )
     steps = np.diff(ids)
     if np.any(steps <= 0):
@@ -180,11 +190,12 @@ def _frame_ids(path, frame, num_frames):
         if np.any(counts > 1):
             raise LandmarkFileError(
                 path, f"duplicate frame: frame id {values[np.argmax(counts > 1)]} occurs "
-                f"{counts.max()} times"
+                f"{counts.max()} times", "frame ids",
             )
         at = int(np.flatnonzero(steps <= 0)[0])
         raise LandmarkFileError(
-            path, f"frame ids must increase: frame {ids[at + 1]} follows frame {ids[at]}"
+            path, f"frame ids must increase: frame {ids[at + 1]} follows frame {ids[at]}",
+            "frame ids",
         )
     return ids
 
@@ -198,24 +209,27 @@ def read_landmark_file(path, return_frame_ids=False):
     """
     path = pathlib.Path(path)
     if not path.is_file():
-        raise LandmarkFileError(path, "file not found")
+        raise LandmarkFileError(path, "file not found", "missing file")
     try:
         schema = pq.ParquetFile(path).schema_arrow
     except (pa.ArrowException, OSError) as error:
-        raise LandmarkFileError(path, f"not a readable parquet file ({error})") from None
+        raise LandmarkFileError(
+            path, f"not a readable parquet file ({error})", "unreadable"
+        ) from None
     _check_schema(path, schema)
     try:
         # `type` as a dictionary: 4 distinct strings, checked through their codes.
         parquet = pq.ParquetFile(path, read_dictionary=["type"])
         table = parquet.read(columns=list(LANDMARK_COLUMNS), use_threads=False)
     except (pa.ArrowException, OSError) as error:
-        raise LandmarkFileError(path, f"corrupt parquet data ({error})") from None
+        raise LandmarkFileError(path, f"corrupt parquet data ({error})", "unreadable") from None
     num_rows = table.num_rows
     if num_rows % lm.NUM_RAW_LANDMARKS:
         raise LandmarkFileError(
             path,
             f"{num_rows} rows is not a multiple of {lm.NUM_RAW_LANDMARKS} "
             f"(one frame = {lm.NUM_RAW_LANDMARKS} rows: {_ORDER_TEXT})",
+            "row count",
         )
     num_frames = num_rows // lm.NUM_RAW_LANDMARKS
     if num_frames == 0:
@@ -223,7 +237,7 @@ def read_landmark_file(path, return_frame_ids=False):
         return (empty, np.zeros(0, np.int64)) if return_frame_ids else empty
     for column in ("frame", "type", "landmark_index"):
         if table.column(column).null_count:
-            raise LandmarkFileError(path, f"column '{column}' has null values")
+            raise LandmarkFileError(path, f"column '{column}' has null values", "nulls")
 
     frame = table.column("frame").to_numpy().astype(np.int64, copy=False)
     frame_ids = _frame_ids(path, frame, num_frames)
@@ -242,6 +256,7 @@ def read_landmark_file(path, return_frame_ids=False):
             path,
             f"frame {frame_ids[f]}, row {r}: type {found!r}, expected "
             f"{lm.PART_ORDER[_EXPECTED_TYPE[r]]!r} (each frame must be {_ORDER_TEXT})",
+            "layout",
         )
     index = table.column("landmark_index").to_numpy().reshape(num_frames, lm.NUM_RAW_LANDMARKS)
     bad = np.argwhere(index != _EXPECTED_INDEX)
@@ -251,6 +266,7 @@ def read_landmark_file(path, return_frame_ids=False):
             path,
             f"frame {frame_ids[f]}, row {r} ({lm.PART_ORDER[_EXPECTED_TYPE[r]]}): "
             f"landmark_index {index[f, r]}, expected {_EXPECTED_INDEX[r]}",
+            "layout",
         )
     frames = np.empty((num_rows, 3), np.float32)
     with np.errstate(over="ignore"):  # |v| > 3.4e38 becomes ±inf, which Preprocess drops
