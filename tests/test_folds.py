@@ -1,0 +1,100 @@
+"""Participant-grouped, sign-stratified folds."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tfislr.data import kaggle
+from tfislr.data.folds import assign_folds, fold_indices
+
+
+def _manifest(num_participants=40, num_signs=10, seed=0):
+    """Participants with different sign mixes, so stratification has something to do."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in range(num_participants):
+        rates = rng.gamma(1.0, 4.0, num_signs)
+        for sign, count in enumerate(rng.poisson(rates)):
+            rows += [(1000 + p, sign)] * int(count)
+    table = pd.DataFrame(rows, columns=["participant_id", "label"])
+    table["sequence_id"] = rng.permutation(len(table)) * 7 + 11
+    return table
+
+
+def _max_deviation(manifest, folds, num_folds):
+    overall = np.bincount(manifest["label"], minlength=10) / len(manifest)
+    return max(
+        np.abs(np.bincount(manifest["label"][folds == f], minlength=10) / (folds == f).sum() - overall).max()
+        for f in range(num_folds)
+    )
+
+
+def test_no_participant_in_two_folds_and_all_folds_used():
+    manifest = _manifest()
+    folds = assign_folds(manifest, num_folds=4, seed=42)
+    assert folds.dtype == np.int64 and len(folds) == len(manifest)
+    assert set(folds) == {0, 1, 2, 3}
+    per_participant = pd.Series(folds).groupby(manifest["participant_id"].to_numpy()).nunique()
+    assert (per_participant == 1).all()
+
+
+def test_stratified_better_than_random_grouping():
+    manifest = _manifest()
+    folds = assign_folds(manifest, num_folds=4, seed=42)
+    stratified = _max_deviation(manifest, folds, 4)
+    rng = np.random.default_rng(1)
+    participants = manifest["participant_id"].unique()
+    random_devs = []
+    for _ in range(20):
+        fold_of = dict(zip(participants, rng.permutation(len(participants)) % 4))
+        random_devs.append(_max_deviation(manifest, manifest["participant_id"].map(fold_of).to_numpy(), 4))
+    assert stratified < 0.7 * np.mean(random_devs), (stratified, np.mean(random_devs))
+
+
+def test_deterministic_seeded_and_independent_of_row_order():
+    manifest = _manifest()
+    a = assign_folds(manifest, 4, seed=42)
+    np.testing.assert_array_equal(a, assign_folds(manifest, 4, seed=42))
+    assert not np.array_equal(a, assign_folds(manifest, 4, seed=7))
+    shuffled = manifest.sample(frac=1.0, random_state=3)
+    b = assign_folds(shuffled.reset_index(drop=True), 4, seed=42)
+    np.testing.assert_array_equal(b, a[shuffled.index.to_numpy()])
+
+
+def test_fold_indices_partition_the_rows():
+    manifest = _manifest(num_participants=12)
+    seen = []
+    for fold in range(3):
+        train, val = fold_indices(manifest, fold, num_folds=3, seed=42)
+        assert len(np.intersect1d(train, val)) == 0 and len(train) + len(val) == len(manifest)
+        assert not set(manifest["participant_id"][train]) & set(manifest["participant_id"][val])
+        seen.append(val)
+    np.testing.assert_array_equal(np.sort(np.concatenate(seen)), np.arange(len(manifest)))
+
+
+def test_errors():
+    manifest = _manifest(num_participants=3)
+    with pytest.raises(ValueError, match="from 3 participant"):
+        assign_folds(manifest, num_folds=4)
+    with pytest.raises(ValueError, match="num_folds must be an int >= 2"):
+        assign_folds(manifest, num_folds=1)
+    with pytest.raises(ValueError, match="participant_id"):
+        assign_folds(manifest.drop(columns=["participant_id"]), num_folds=2)
+    with pytest.raises(ValueError, match="fold must be an int in"):
+        fold_indices(manifest, 3, num_folds=3)
+    # `sign` works instead of `label`.
+    by_sign = manifest.rename(columns={"label": "sign"})
+    by_sign["sign"] = "s" + by_sign["sign"].astype(str)
+    assert set(assign_folds(by_sign, 3)) == {0, 1, 2}
+
+
+def test_synthetic_and_real_manifests(synthetic_store, real_data_dir):
+    folds = assign_folds(synthetic_store.manifest, num_folds=4)
+    manifest = synthetic_store.manifest
+    assert pd.Series(folds).groupby(manifest["participant_id"].to_numpy()).nunique().max() == 1
+    assert set(folds) == {0, 1, 2, 3}
+    real = kaggle.read_train_csv(real_data_dir)
+    folds = assign_folds(real, num_folds=4, seed=42)
+    assert pd.Series(folds).groupby(real["participant_id"].to_numpy()).nunique().max() == 1
+    for f in range(4):  # both signs in every fold (each signer did both)
+        assert set(real["sign"][folds == f]) == {"hello", "thankyou"}
