@@ -39,7 +39,10 @@ def assign_folds(manifest, num_folds=4, seed=42):
         manifest: DataFrame with `participant_id` and `label` (or `sign`); `sequence_id`,
             when present, fixes a canonical order so the result ignores row order.
         num_folds: number of folds (>= 2, <= number of participants).
-        seed: shuffling seed of `StratifiedGroupKFold`.
+        seed: shuffling seed of `StratifiedGroupKFold`. sklearn assigns participants
+            greedily in order of how uneven their sign mix is and shuffles only to break
+            ties, so the seed changes the folds of balanced sets (e.g. the synthetic one)
+            but often not those of a real, uneven one.
     """
     _check(manifest, num_folds)
     order = (
