@@ -1,0 +1,194 @@
+"""Shared layer test harness (in the spirit of keras-hub's `run_layer_test`).
+
+`run_layer_test` checks, for one layer (or model) and one small batch with padding:
+
+1. it builds and gives finite outputs of the expected shape (eager, inference mode);
+2. symbolic (functional `keras.Model`) and eager calls agree;
+3. changing the values at padded frames changes no output at real frames, for every batch
+   element, in inference mode and (when the layer promises it) in training mode;
+4. variable T: extra padded frames change nothing; short (T=1) and long sequences run;
+5. `get_config` round trip: JSON-serialisable, `from_config` gives the same config, and with
+   the same weights the same outputs;
+6. one `fit` step of a functional wrapper runs, the loss is finite and weights move;
+7. `.keras` save / load of the wrapper gives identical outputs.
+
+Inputs are a flat dict of named numpy arrays; `apply(layer, batch, **call_kwargs)` maps it
+to the layer call, so the same harness serves layers with different signatures and the
+full classifier (whose input is itself a dict).
+"""
+
+import json
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def _set_time_length(array, length):
+    """Pads with zeros or truncates axis 1 to `length`."""
+    current = array.shape[1]
+    if length <= current:
+        return array[:, :length]
+    pad = [(0, 0)] * array.ndim
+    pad[1] = (0, length - current)
+    return np.pad(array, pad)
+
+
+def _real_frames(output, mask):
+    """Output values at real frames only (zeros elsewhere) for per-frame outputs."""
+    return np.where(mask.reshape(mask.shape + (1,) * (output.ndim - 2)) > 0, output, 0.0)
+
+
+def _functional(layer, apply, batch, time_keys):
+    inputs = {}
+    for key, value in batch.items():
+        shape = list(value.shape[1:])
+        if key in time_keys:
+            shape[0] = None
+        inputs[key] = keras.Input(shape=tuple(shape), dtype=str(value.dtype), name=key)
+    outputs = apply(layer, inputs)
+    return keras.Model(inputs, outputs)
+
+
+def run_layer_test(
+    layer_cls,
+    init_kwargs,
+    batch,
+    apply,
+    *,
+    expected_output_shape,
+    mask_key="padding_mask",
+    padded_keys=(),
+    static_keys=(),
+    per_frame_output=True,
+    training_padding_invariant=True,
+    deterministic_kwargs=None,
+    long_length=None,
+    tolerance=1e-5,
+    tmp_path=None,
+    run_fit=True,
+):
+    """Runs every check; raises AssertionError with a message naming the failing check.
+
+    Args:
+        layer_cls: the layer (or model) class; built as `layer_cls(**init_kwargs)`.
+        batch: dict name -> numpy array, every entry `[B, T, ...]` except `static_keys`
+            (no time axis, e.g. a relative table). Must contain `batch[mask_key]` `[B, T]`
+            with at least one padded frame and one unpadded batch element.
+        apply: `apply(layer, batch_like, **call_kwargs) -> output tensor`.
+        expected_output_shape: tuple for the given batch (use None for "any").
+        padded_keys: inputs whose padded frames are perturbed in the padding checks.
+        per_frame_output: output is `[B, T, ...]` (compare real frames only); otherwise the
+            whole output is compared.
+        training_padding_invariant: also check padding invariance with `training=True`,
+            on a layer built with `deterministic_kwargs` (e.g. dropout 0).
+        long_length: if set, also run a sequence of this length (e.g. > max_len).
+        tmp_path: directory for the `.keras` file (pytest's tmp_path).
+    """
+    rng = np.random.default_rng(0)
+    time_keys = [key for key in batch if key not in static_keys]
+    mask = batch[mask_key]
+    assert (mask == 0).any() and (mask.min(axis=1) == 1).any(), "harness needs mixed padding"
+
+    def compare(a, b, what, batch_mask=mask):
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        if per_frame_output:
+            a, b = _real_frames(a, batch_mask), _real_frames(b, batch_mask)
+        for element in range(a.shape[0]):
+            np.testing.assert_allclose(
+                a[element], b[element], rtol=tolerance, atol=tolerance,
+                err_msg=f"{layer_cls.__name__}: {what} (batch element {element})",
+            )
+
+    # 1. build + eager call
+    layer = layer_cls(**init_kwargs)
+    eager = keras.ops.convert_to_numpy(apply(layer, batch, training=False))
+    if expected_output_shape is not None:
+        assert eager.shape == tuple(expected_output_shape), (eager.shape, expected_output_shape)
+    assert np.isfinite(eager).all(), f"{layer_cls.__name__}: non-finite eager output"
+    assert layer.built
+
+    # 2. symbolic == eager
+    model = _functional(layer, apply, batch, time_keys)
+    symbolic = keras.ops.convert_to_numpy(model(batch, training=False))
+    np.testing.assert_allclose(symbolic, eager, rtol=tolerance, atol=tolerance,
+                               err_msg=f"{layer_cls.__name__}: symbolic != eager")
+
+    # 3. padded values do not leak
+    perturbed = dict(batch)
+    for key in padded_keys:
+        value = batch[key]
+        noise = rng.normal(scale=50.0, size=value.shape).astype(value.dtype)
+        frame_mask = mask.reshape(mask.shape + (1,) * (value.ndim - 2))
+        perturbed[key] = np.where(frame_mask > 0, value, noise)
+        assert not np.array_equal(perturbed[key], value)
+    changed = keras.ops.convert_to_numpy(apply(layer, perturbed, training=False))
+    compare(changed, eager, "padded values changed the output (inference)")
+    if training_padding_invariant:
+        deterministic = layer_cls(**{**init_kwargs, **(deterministic_kwargs or {})})
+        first = keras.ops.convert_to_numpy(apply(deterministic, batch, training=True))
+        second = keras.ops.convert_to_numpy(apply(deterministic, perturbed, training=True))
+        assert np.isfinite(first).all()
+        compare(second, first, "padded values changed the output (training)")
+
+    # 4. variable T
+    length = mask.shape[1]
+    longer = {k: (_set_time_length(v, length + 3) if k in time_keys else v) for k, v in batch.items()}
+    extended = keras.ops.convert_to_numpy(apply(layer, longer, training=False))
+    if per_frame_output:
+        extended = extended[:, :length]
+    compare(extended, eager, "extra padded frames changed the output")
+    other_lengths = [1] + ([long_length] if long_length else [])
+    for other in other_lengths:
+        resized = {}
+        for key, value in batch.items():
+            if key not in time_keys:
+                resized[key] = value
+            elif key == mask_key:
+                resized[key] = np.ones((value.shape[0], other), value.dtype)
+            else:
+                resized[key] = rng.normal(size=(value.shape[0], other) + value.shape[2:]).astype(
+                    value.dtype
+                )
+        out = keras.ops.convert_to_numpy(apply(layer, resized, training=False))
+        assert np.isfinite(out).all(), f"{layer_cls.__name__}: non-finite output at T={other}"
+        if per_frame_output:
+            assert out.shape[1] == other, (out.shape, other)
+        symbolic_out = keras.ops.convert_to_numpy(model(resized, training=False))
+        np.testing.assert_allclose(symbolic_out, out, rtol=tolerance, atol=tolerance,
+                                   err_msg=f"{layer_cls.__name__}: symbolic != eager at T={other}")
+
+    # 5. config round trip
+    config = layer.get_config()
+    json.dumps(config)
+    clone = layer_cls.from_config(config)
+    assert clone.get_config() == config, "get_config round trip changed the config"
+    apply(clone, batch, training=False)
+    clone.set_weights(layer.get_weights())
+    cloned = keras.ops.convert_to_numpy(apply(clone, batch, training=False))
+    np.testing.assert_allclose(cloned, eager, rtol=tolerance, atol=tolerance,
+                               err_msg=f"{layer_cls.__name__}: from_config + weights differ")
+
+    # 6. one fit step (on the clone's wrapper so `layer` keeps its weights)
+    if run_fit:
+        fit_model = _functional(clone, apply, batch, time_keys)
+        fit_model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+        before = [np.array(v) for v in fit_model.trainable_variables]
+        assert before, f"{layer_cls.__name__}: no trainable variables"
+        target = np.zeros_like(eager) + 0.5
+        data = tf.data.Dataset.from_tensors((batch, target))
+        history = fit_model.fit(data, epochs=1, verbose=0, shuffle=False)
+        loss = history.history["loss"][-1]
+        assert np.isfinite(loss), f"{layer_cls.__name__}: fit loss {loss}"
+        moved = [not np.array_equal(b, np.array(v)) for b, v in zip(before, fit_model.trainable_variables)]
+        assert any(moved), f"{layer_cls.__name__}: fit did not change any weight"
+
+    # 7. .keras save / load
+    if tmp_path is not None:
+        path = str(tmp_path / f"{layer_cls.__name__}.keras")
+        model.save(path)
+        restored = keras.saving.load_model(path)
+        loaded = keras.ops.convert_to_numpy(restored(batch, training=False))
+        np.testing.assert_allclose(loaded, eager, rtol=tolerance, atol=tolerance,
+                                   err_msg=f"{layer_cls.__name__}: .keras save/load differs")
+    return layer

@@ -1,0 +1,577 @@
+"""DeBERTa-v2 style disentangled self-attention and the seed's modified encoder layer.
+
+The original trained HF `DebertaV2Encoder` blocks (transformers 4.22.2) and, for export,
+rewrote the attention with raw relative distances. Here one implementation serves both:
+the log-bucketed relative positions of `log_bucket_position` are computed from range ops at
+run time, so the exported graph computes exactly what was trained, for any sequence length.
+
+Relative-position terms are gathered row-wise: the content-to-position scores of every query
+against the (few) relative-embedding rows that a length-T sequence can reach are laid out as
+rows of a `[T * R, batch * heads]` matrix and picked with one 1-D `gather` per term. In TFLite
+this is a plain GATHER of contiguous rows (builtin) and measured faster than `gather` with
+`batch_dims`, a one-hot matmul and the Transformer-XL "skew" (see benchmarks/attention.py).
+"""
+
+import math
+
+import keras
+from keras import ops
+
+# Large negative logit for masked pairs. Softmax always runs in float32 here (also under
+# mixed precision), so a finite float32 value is safe: a fully masked (padded) query row
+# becomes uniform, then is zeroed.
+_MASKED_LOGIT = -1e9
+
+
+def torch_linear_kernel_initializer():
+    """torch.nn.Linear / Conv default kernel init: U(±1/sqrt(fan_in))."""
+    return keras.initializers.VarianceScaling(
+        scale=1.0 / 3.0, mode="fan_in", distribution="uniform"
+    )
+
+
+def torch_linear_bias_initializer(fan_in):
+    """torch.nn.Linear default bias init: U(±1/sqrt(fan_in))."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return keras.initializers.RandomUniform(-bound, bound)
+
+
+def _log_bucket_thresholds(bucket_size, max_position):
+    """Integer distances at which the log bucket grows by one (exact, float64 + rounding).
+
+    For `a = |r| > mid`, HF's bucket is `mid + ceil(v(a))` with
+    `v(a) = log(a / mid) / log((max_position - 1) / mid) * (mid - 1)`, and
+    `ceil(v(a)) = #{k >= 0 : v(a) > k} = #{k : a > mid * base ** (k / (mid - 1))}`.
+    Since `a` is an integer, each condition is `a >= threshold_k` with an integer threshold.
+    Thresholds stop where the bucket reaches `bucket_size` (every caller clamps there).
+    """
+    mid = bucket_size // 2
+    if mid <= 1:
+        return []  # v(a) == 0: every |r| > mid lands in bucket `mid`
+    base = (max_position - 1) / mid
+    thresholds = []
+    for k in range(bucket_size - mid):
+        boundary = mid * base ** (k / (mid - 1))
+        nearest = round(boundary)
+        if abs(boundary - nearest) < 1e-9 * max(1.0, boundary):
+            thresholds.append(nearest + 1)  # exact integer boundary: strictly greater
+        else:
+            thresholds.append(math.floor(boundary) + 1)
+    return thresholds
+
+
+def log_bucket_position(relative_positions, bucket_size, max_position):
+    """Maps relative positions to DeBERTa-v2 log buckets (HF `make_log_bucket_position`).
+
+    `mid = bucket_size // 2`; `|r| <= mid` keeps `r`; otherwise
+    `sign(r) * (ceil(log(|r| / mid) / log((max_position - 1) / mid) * (mid - 1)) + mid)`.
+    This ONE function is used in training and in the exported TFLite graph.
+
+    The formula is evaluated exactly: the `ceil(log ...)` steps are precomputed in Python as
+    integer distance thresholds and counted at run time with integer comparisons, so TF, XLA
+    and TFLite give bit-identical buckets (a float32 `log` that differs by one ulp between
+    kernels would otherwise move the bucket at `|r| = max_position - 1`, where the exact
+    value is an integer). Magnitudes saturate at `bucket_size`, which the `[0, 2P)` clamp of
+    every caller maps exactly as the unsaturated value.
+
+    Args:
+        relative_positions: int tensor of any shape (query index minus key index).
+        bucket_size: int, the number of position buckets (the seed: max_len).
+        max_position: int, the maximum relative position (the seed: max_len).
+
+    Returns:
+        int32 tensor of the same shape.
+    """
+    bucket_size = int(bucket_size)
+    max_position = int(max_position)
+    relative_positions = ops.cast(relative_positions, "int32")
+    mid = bucket_size // 2
+    if mid < 1 or max_position - 1 <= mid:
+        # No log range (e.g. bucket_size 2): positions pass through and the caller's clamp
+        # to [0, 2 * bucket_size) bounds them.
+        return relative_positions
+    thresholds = _log_bucket_thresholds(bucket_size, max_position)
+    magnitude = ops.abs(relative_positions)
+    if thresholds:
+        passed = ops.expand_dims(magnitude, -1) >= ops.convert_to_tensor(thresholds, "int32")
+        steps = ops.sum(ops.cast(passed, "int32"), axis=-1)
+    else:
+        steps = ops.zeros_like(magnitude)
+    log_bucket = mid + steps
+    return ops.where(magnitude <= mid, relative_positions, ops.sign(relative_positions) * log_bucket)
+
+
+def relative_position_index(length, position_buckets):
+    """`c(i, j) = clamp(bucket(i - j) + P, 0, 2P - 1)` for a length-`length` sequence.
+
+    Returns an int32 `[length, length]` tensor of rows of the `[2P, hidden]` relative table.
+    Works for any length, also beyond `position_buckets` (the buckets saturate, then clamp).
+    Buckets are computed once per distance (`2 * length - 1` values) and then spread.
+    """
+    distances = ops.arange(1 - length, length, dtype="int32")  # -(T-1) .. T-1
+    rows = log_bucket_position(distances, position_buckets, position_buckets) + position_buckets
+    rows = ops.clip(rows, 0, 2 * position_buckets - 1)
+    ids = ops.arange(length, dtype="int32")
+    # i - j + (T - 1) indexes `distances`
+    return ops.take(rows, ops.expand_dims(ids, 1) - ops.expand_dims(ids, 0) + (length - 1))
+
+
+@keras.saving.register_keras_serializable(package="tfislr")
+class DisentangledSelfAttention(keras.layers.Layer):
+    """Multi-head disentangled self-attention (DeBERTa-v2, as the 6th-place model ran it).
+
+    For each head, with content projections `Q, K, V` of the hidden states, the relative
+    table `R` (`[2P, hidden]`, already layer-normalised by the owner) and the SAME query/key
+    projections applied to it (`share_att_key`): `Qr = R Wq + bq`, `Kr = R Wk + bk`,
+
+        score(i, j) = (Q_i . K_j + Q_i . Kr[c(i, j)] + K_j . Qr[c(i, j)]) / sqrt(3 d)
+
+    with `c(i, j) = clamp(log_bucket_position(i - j) + P, 0, 2P - 1)`. The position-to-content
+    index is `c(i, j)` (bucket of i - j), which is what HF's code computes (gather with
+    `-r + P`, then transpose) and what keras-hub reproduces; seed-spec §6 writes it in the
+    paper's notation `c(j, i)`, which differs by the sign of the distance. Then masked
+    softmax over keys (float32), dropout on the probabilities, context = probs . V and an
+    output projection `hidden -> hidden` (as keras-hub; HF keeps it in `SelfOutput`).
+
+    Masking: with `padding_mask` `[B, T]` (1 = real frame, 0 = padding) the pair mask
+    `m_i * m_j` is applied: padded keys get zero probability and padded query rows get an
+    all-zero attention row (context 0), as HF's `XSoftmax` does. Without a mask every frame
+    attends to every frame.
+
+    Args:
+        num_heads: int, number of heads; `hidden_dim` must be divisible by it.
+        hidden_dim: int, width of the inputs and outputs.
+        position_buckets: int, `P`: number of relative buckets and maximum relative
+            position (the seed: max_len); the relative table has `2P` rows.
+        dropout: float, dropout on the relative table and on the attention probabilities.
+
+    Call arguments:
+        inputs: `[B, T, hidden_dim]`.
+        rel_embeddings: `[2P, hidden_dim]`, the layer-normalised relative table.
+        padding_mask: optional `[B, T]` float/bool/int, 1 for real frames.
+        training: bool.
+        return_attention_scores: also return the probabilities `[B, heads, T, T]`.
+
+    Output: `[B, T, hidden_dim]` (and the probabilities when asked).
+    """
+
+    def __init__(self, num_heads, hidden_dim, position_buckets, dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if hidden_dim % num_heads:
+            raise ValueError(
+                f"hidden_dim ({hidden_dim}) must be divisible by num_heads ({num_heads})"
+            )
+        if position_buckets < 1:
+            raise ValueError(f"position_buckets must be >= 1, got {position_buckets}")
+        self.num_heads = num_heads
+        self.hidden_dim = hidden_dim
+        self.position_buckets = position_buckets
+        self.dropout = dropout
+        self.head_dim = hidden_dim // num_heads
+        # The three terms are summed, so their variance is ~3x that of one dot product.
+        self.scale = 1.0 / math.sqrt(3.0 * self.head_dim)
+
+        def dense(name):
+            return keras.layers.Dense(
+                hidden_dim,
+                kernel_initializer=torch_linear_kernel_initializer(),
+                bias_initializer=torch_linear_bias_initializer(hidden_dim),
+                dtype=self.dtype_policy,
+                name=name,
+            )
+
+        self.query_dense = dense("query")
+        self.key_dense = dense("key")
+        self.value_dense = dense("value")
+        self.output_dense = dense("attention_output")
+        self.position_dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
+        self.probability_dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
+
+    def build(self, inputs_shape, rel_embeddings_shape=None, padding_mask_shape=None):
+        if inputs_shape[-1] != self.hidden_dim:
+            raise ValueError(
+                f"DisentangledSelfAttention expects inputs of width {self.hidden_dim}, "
+                f"got shape {tuple(inputs_shape)}"
+            )
+        for layer in (self.query_dense, self.key_dense, self.value_dense, self.output_dense):
+            layer.build(inputs_shape)
+
+    def _split_heads(self, x):
+        # [B, T, hidden] -> [B, heads, T, head_dim]
+        shape = ops.shape(x)
+        x = ops.reshape(x, (shape[0], shape[1], self.num_heads, self.head_dim))
+        return ops.transpose(x, (0, 2, 1, 3))
+
+    def _relative_scores(self, query, key, rel_embeddings, training):
+        """c2p + p2c scores `[B, heads, T, T]` (query already carries the 1/sqrt(3d))."""
+        batch, length = ops.shape(query)[0], ops.shape(query)[2]
+        buckets = self.position_buckets
+        rel_embeddings = self.position_dropout(rel_embeddings, training=training)
+        # Projecting the whole table keeps it input-independent, so the TFLite converter
+        # folds LayerNorm(table) . W + b into a constant at export.
+        pos_key = self.key_dense(rel_embeddings)  # [2P, hidden]
+        pos_query = self.query_dense(rel_embeddings) * ops.cast(self.scale, self.compute_dtype)
+
+        index = relative_position_index(length, buckets)  # [T, T], values in [0, 2P)
+        # Only rows lo..hi are reachable (bucket() is monotonic in i - j).
+        low = index[0, length - 1]
+        num_rows = index[length - 1, 0] - low + 1
+        pos_key = ops.slice(pos_key, (low, 0), (num_rows, self.hidden_dim))
+        pos_query = ops.slice(pos_query, (low, 0), (num_rows, self.hidden_dim))
+        # [R, hidden] -> [heads, head_dim, R]
+        pos_key = ops.transpose(ops.reshape(pos_key, (num_rows, self.num_heads, self.head_dim)), (1, 2, 0))
+        pos_query = ops.transpose(
+            ops.reshape(pos_query, (num_rows, self.num_heads, self.head_dim)), (1, 2, 0)
+        )
+        # c2p_full[b, h, i, r] = Q_i . Kr_r ;  p2c_full[b, h, j, r] = K_j . Qr_r
+        c2p_full = ops.matmul(query, pos_key)
+        p2c_full = ops.matmul(key, pos_query)
+
+        def as_rows(scores):  # [B, H, T, R] -> [T * R, B * H]
+            scores = ops.transpose(scores, (2, 3, 0, 1))
+            return ops.reshape(scores, (length * num_rows, batch * self.num_heads))
+
+        ids = ops.arange(length, dtype="int32")
+        offset = index - low
+        c2p_rows = ops.reshape(ops.expand_dims(ids, 1) * num_rows + offset, (-1,))
+        p2c_rows = ops.reshape(ops.expand_dims(ids, 0) * num_rows + offset, (-1,))
+        relative = ops.take(as_rows(c2p_full), c2p_rows, axis=0) + ops.take(
+            as_rows(p2c_full), p2c_rows, axis=0
+        )  # [(i, j), B * H]
+        relative = ops.reshape(relative, (length, length, batch, self.num_heads))
+        return ops.transpose(relative, (2, 3, 0, 1))
+
+    def call(
+        self,
+        inputs,
+        rel_embeddings,
+        padding_mask=None,
+        training=None,
+        return_attention_scores=False,
+    ):
+        query = self._split_heads(self.query_dense(inputs))
+        key = self._split_heads(self.key_dense(inputs))
+        value = self._split_heads(self.value_dense(inputs))
+        query = query * ops.cast(self.scale, query.dtype)
+
+        scores = ops.matmul(query, ops.transpose(key, (0, 1, 3, 2)))
+        scores = scores + self._relative_scores(query, key, rel_embeddings, training)
+        scores = ops.cast(scores, "float32")
+        if padding_mask is not None:
+            mask = ops.cast(padding_mask, "float32")
+            pair_mask = ops.expand_dims(mask, (1, 3)) * ops.expand_dims(mask, (1, 2))
+            scores = ops.where(pair_mask > 0, scores, _MASKED_LOGIT)
+            probabilities = ops.softmax(scores, axis=-1) * pair_mask
+        else:
+            probabilities = ops.softmax(scores, axis=-1)
+        attention = self.probability_dropout(
+            ops.cast(probabilities, self.compute_dtype), training=training
+        )
+        context = ops.matmul(attention, value)  # [B, H, T, d]
+        context = ops.transpose(context, (0, 2, 1, 3))
+        shape = ops.shape(context)
+        context = ops.reshape(context, (shape[0], shape[1], self.hidden_dim))
+        output = self.output_dense(context)
+        if return_attention_scores:
+            return output, probabilities
+        return output
+
+    def compute_output_shape(self, inputs_shape, rel_embeddings_shape=None, padding_mask_shape=None):
+        return tuple(inputs_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "hidden_dim": self.hidden_dim,
+                "position_buckets": self.position_buckets,
+                "dropout": self.dropout,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tfislr")
+class DebertaLayer(keras.layers.Layer):
+    """One seed transformer block: a single-layer HF DeBERTa-v2 encoder, modified output.
+
+        r = LayerNorm(rel_embeddings)                        # own [2P, hidden] table
+        a = LayerNorm(Dropout(Attention(h, r)) + h)
+        u = mish(Dense_hidden(a))                            # intermediate = hidden
+        out = LayerNorm(Dropout(Dense_output(u + a)))        # residual BEFORE the dense
+
+    so `output_dim` may differ from `hidden_dim` and there is no residual after the output
+    dense (seed-spec §5d). All LayerNorms use `layer_norm_epsilon` (1e-7, deberta-v3-base).
+    Linear kernels/biases use torch's defaults and the relative table N(0, 1), as the bare
+    encoder module of the original was never passed through HF's `_init_weights`.
+
+    Args:
+        hidden_dim, output_dim, num_heads: widths.
+        position_buckets: `P` (the seed: max_len).
+        dropout: attention-probability, relative-table and hidden dropout rate.
+        layer_norm_epsilon: float.
+
+    Call: `(hidden [B, T, hidden_dim], padding_mask=None [B, T], training=None,
+    return_attention_scores=False) -> [B, T, output_dim]` (plus `[B, heads, T, T]`).
+    Padded frames never influence real frames (attention pair mask; everything else is
+    per frame); the outputs AT padded frames are not meaningful.
+    """
+
+    def __init__(
+        self,
+        hidden_dim,
+        output_dim,
+        num_heads,
+        position_buckets,
+        dropout=0.0,
+        layer_norm_epsilon=1e-7,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.hidden_dim = hidden_dim
+        self.output_dim = output_dim
+        self.num_heads = num_heads
+        self.position_buckets = position_buckets
+        self.dropout = dropout
+        self.layer_norm_epsilon = layer_norm_epsilon
+
+        def norm(name):
+            return keras.layers.LayerNormalization(
+                epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name=name
+            )
+
+        self.rel_embeddings_norm = norm("rel_embeddings_norm")
+        self.attention = DisentangledSelfAttention(
+            num_heads,
+            hidden_dim,
+            position_buckets,
+            dropout=dropout,
+            dtype=self.dtype_policy,
+            name="attention",
+        )
+        self.attention_dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
+        self.attention_norm = norm("attention_norm")
+        self.intermediate_dense = keras.layers.Dense(
+            hidden_dim,
+            activation="mish",
+            kernel_initializer=torch_linear_kernel_initializer(),
+            bias_initializer=torch_linear_bias_initializer(hidden_dim),
+            dtype=self.dtype_policy,
+            name="intermediate",
+        )
+        self.output_dense = keras.layers.Dense(
+            output_dim,
+            kernel_initializer=torch_linear_kernel_initializer(),
+            bias_initializer=torch_linear_bias_initializer(hidden_dim),
+            dtype=self.dtype_policy,
+            name="output",
+        )
+        self.output_dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
+        self.output_norm = norm("output_norm")
+
+    def build(self, hidden_shape, padding_mask_shape=None):
+        if hidden_shape[-1] != self.hidden_dim:
+            raise ValueError(
+                f"DebertaLayer expects inputs of width {self.hidden_dim}, got shape "
+                f"{tuple(hidden_shape)}"
+            )
+        table_shape = (2 * self.position_buckets, self.hidden_dim)
+        self.rel_embeddings = self.add_weight(
+            shape=table_shape,
+            initializer=keras.initializers.RandomNormal(stddev=1.0),
+            name="rel_embeddings",
+        )
+        self.rel_embeddings_norm.build(table_shape)
+        self.attention.build(hidden_shape, table_shape)
+        self.attention_norm.build(hidden_shape)
+        self.intermediate_dense.build(hidden_shape)
+        self.output_dense.build(hidden_shape)
+        self.output_norm.build(tuple(hidden_shape[:-1]) + (self.output_dim,))
+
+    def normalized_rel_embeddings(self):
+        return self.rel_embeddings_norm(self.rel_embeddings)
+
+    def call(self, hidden, padding_mask=None, training=None, return_attention_scores=False):
+        attended, scores = self.attention(
+            hidden,
+            self.normalized_rel_embeddings(),
+            padding_mask=padding_mask,
+            training=training,
+            return_attention_scores=True,
+        )
+        attended = self.attention_norm(
+            self.attention_dropout(attended, training=training) + hidden
+        )
+        intermediate = self.intermediate_dense(attended)
+        output = self.output_dense(intermediate + attended)
+        output = self.output_norm(self.output_dropout(output, training=training))
+        if return_attention_scores:
+            return output, scores
+        return output
+
+    def compute_output_shape(self, hidden_shape, padding_mask_shape=None):
+        return tuple(hidden_shape[:-1]) + (self.output_dim,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "hidden_dim": self.hidden_dim,
+                "output_dim": self.output_dim,
+                "num_heads": self.num_heads,
+                "position_buckets": self.position_buckets,
+                "dropout": self.dropout,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+            }
+        )
+        return config
+
+
+def transformer_widths(transfo_dim, num_layers, drop_rate):
+    """The seed's width/dropout rule (seed-spec §5c) -> `(hidden_dims, output_dims, dropouts)`.
+
+    For 3 layers and `transfo_dim >= 512`: `d_in = 512, delta = min(256, transfo_dim - 512)`
+    when `transfo_dim <= 1024`, else `d_in = 1024, delta = (transfo_dim - 1024) // 2`; layer
+    k (0-based) has hidden width `min(d_in + k * delta, transfo_dim)`; the last layer outputs
+    `transfo_dim` when `transfo_dim >= 1024`, else returns to `d_in`. Dropout is `drop_rate`,
+    doubled from layer 2 when `delta > 0`, doubled again at layer 3 when `transfo_dim >= 1024`.
+    This reproduces all four tabulated models exactly.
+
+    Any other case (fewer/more layers, `transfo_dim < 512`, used for small test models) is
+    our extension: every layer is `transfo_dim -> transfo_dim` with dropout `drop_rate`.
+    """
+    if num_layers < 1:
+        raise ValueError(f"transfo_layers must be >= 1, got {num_layers}")
+    if num_layers != 3 or transfo_dim < 512:
+        return [transfo_dim] * num_layers, [transfo_dim] * num_layers, [drop_rate] * num_layers
+    if transfo_dim <= 1024:
+        d_in, delta = 512, min(256, transfo_dim - 512)
+    else:
+        d_in, delta = 1024, (transfo_dim - 1024) // 2
+    hidden = [min(d_in + k * delta, transfo_dim) for k in range(3)]
+    last = transfo_dim if transfo_dim >= 1024 else d_in
+    outputs = hidden[1:] + [last]
+    second = drop_rate * 2 if delta > 0 else drop_rate
+    third = second * 2 if transfo_dim >= 1024 else second
+    return hidden, outputs, [drop_rate, second, third]
+
+
+@keras.saving.register_keras_serializable(package="tfislr")
+class DebertaEncoder(keras.layers.Layer):
+    """A stack of `DebertaLayer`s (the seed: 3 single-layer encoders, each its own table).
+
+    Args:
+        hidden_dims, output_dims, dropout_rates: per-layer lists of equal length, with
+            `output_dims[k] == hidden_dims[k + 1]` (see `transformer_widths`).
+        num_heads, position_buckets, layer_norm_epsilon: as in `DebertaLayer`.
+
+    Call: `(hidden [B, T, hidden_dims[0]], padding_mask=None [B, T], mixup=None,
+    training=None, return_attention_scores=False) -> [B, T, output_dims[-1]]`
+    (with `return_attention_scores`: `(output, [probabilities per layer])`).
+
+    Manifold mixup: `mixup = {"lambda": f32[B], "permutation": int32[B], "layer": int32
+    scalar}` mixes `h = lambda * h + (1 - lambda) * h[permutation]` right before layer
+    `mixup["layer"]` (0-based) and from there on uses the union of the two padding masks.
+    `layer` is a tensor, so one traced graph serves every draw.
+    """
+
+    def __init__(
+        self,
+        hidden_dims,
+        output_dims,
+        dropout_rates,
+        num_heads,
+        position_buckets,
+        layer_norm_epsilon=1e-7,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        hidden_dims, output_dims, dropout_rates = (
+            [int(v) for v in hidden_dims],
+            [int(v) for v in output_dims],
+            [float(v) for v in dropout_rates],
+        )
+        if not (len(hidden_dims) == len(output_dims) == len(dropout_rates) >= 1):
+            raise ValueError(
+                "hidden_dims, output_dims and dropout_rates must be non-empty lists of the "
+                f"same length, got {hidden_dims}, {output_dims}, {dropout_rates}"
+            )
+        for k in range(len(hidden_dims) - 1):
+            if output_dims[k] != hidden_dims[k + 1]:
+                raise ValueError(
+                    f"layer {k} outputs {output_dims[k]} but layer {k + 1} expects "
+                    f"{hidden_dims[k + 1]}"
+                )
+        self.hidden_dims = hidden_dims
+        self.output_dims = output_dims
+        self.dropout_rates = dropout_rates
+        self.num_heads = num_heads
+        self.position_buckets = position_buckets
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.encoder_layers = [
+            DebertaLayer(
+                hidden,
+                output,
+                num_heads,
+                position_buckets,
+                dropout=rate,
+                layer_norm_epsilon=layer_norm_epsilon,
+                dtype=self.dtype_policy,
+                name=f"deberta_layer_{k}",
+            )
+            for k, (hidden, output, rate) in enumerate(zip(hidden_dims, output_dims, dropout_rates))
+        ]
+
+    def build(self, hidden_shape, padding_mask_shape=None):
+        shape = tuple(hidden_shape)
+        for layer in self.encoder_layers:
+            layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+
+    def call(
+        self,
+        hidden,
+        padding_mask=None,
+        mixup=None,
+        training=None,
+        return_attention_scores=False,
+    ):
+        if mixup is not None:
+            if padding_mask is None:
+                padding_mask = ops.ones(ops.shape(hidden)[:2], dtype=self.compute_dtype)
+            weight = ops.cast(ops.reshape(mixup["lambda"], (-1, 1, 1)), self.compute_dtype)
+            permutation = ops.cast(mixup["permutation"], "int32")
+            mix_layer = ops.cast(mixup["layer"], "int32")
+        all_scores = []
+        for k, layer in enumerate(self.encoder_layers):
+            if mixup is not None:
+                mix_here = ops.equal(mix_layer, k)
+                mixed = weight * hidden + (1.0 - weight) * ops.take(hidden, permutation, axis=0)
+                hidden = ops.where(mix_here, mixed, hidden)
+                union = ops.maximum(padding_mask, ops.take(padding_mask, permutation, axis=0))
+                padding_mask = ops.where(mix_here, union, padding_mask)
+            hidden, scores = layer(
+                hidden, padding_mask=padding_mask, training=training, return_attention_scores=True
+            )
+            all_scores.append(scores)
+        if return_attention_scores:
+            return hidden, all_scores
+        return hidden
+
+    def compute_output_shape(self, hidden_shape, padding_mask_shape=None):
+        return tuple(hidden_shape[:-1]) + (self.output_dims[-1],)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "hidden_dims": list(self.hidden_dims),
+                "output_dims": list(self.output_dims),
+                "dropout_rates": list(self.dropout_rates),
+                "num_heads": self.num_heads,
+                "position_buckets": self.position_buckets,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+            }
+        )
+        return config

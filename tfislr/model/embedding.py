@@ -1,0 +1,157 @@
+"""Per-landmark embedding: temporal convolutions on the coordinates plus type/landmark ids."""
+
+import keras
+from keras import ops
+
+from tfislr import landmarks as layout
+from tfislr.model.deberta import torch_linear_bias_initializer, torch_linear_kernel_initializer
+
+
+@keras.saving.register_keras_serializable(package="tfislr")
+class LandmarkEmbedding(keras.layers.Layer):
+    """Embeds every landmark of every frame into `embed_dim` features (seed-spec §5b 1-3).
+
+        type = LayerNorm(Embedding(9, E)(TYPE_IDS))            # constants, not inputs
+        lm   = LayerNorm(Embedding(101, E)(LANDMARK_IDS))
+        conv = Conv(conv_dim -> E)(Conv(3 -> conv_dim)(xyz))   # over time, per landmark,
+                                                              # kernel 5, no bias, linear
+        pos  = Dense(E)(concat[xyz, conv])
+        out  = Dense(E)(concat[type, lm, pos])                 # [B, T, 100, E]
+
+    The type/landmark ids are the constants of `tfislr.landmarks` (100 points); the input
+    has no id channels.
+
+    Padding (`padding_mask` `[B, T]`, 1 = real): padded coordinates are zeroed before
+    anything else, so their values can never leak. At padded frames the ids are treated as
+    the original's padding id 0 (a zero embedding row), i.e. `LayerNorm(0)` = the norm's
+    beta. The convolutions treat time as zero-extended past the last real frame (see `call`),
+    which is what the original computed whenever its batch had >= 2 padded frames (and at
+    export); only clips of exactly max_len or max_len - 1 frames saw a truncated second
+    convolution there. Outputs at padded frames are a function of the real frames only, and
+    no output depends on how many padded frames follow.
+
+    Args:
+        embed_dim: int, E (16 in the seed).
+        conv_dim: int, width of the first temporal convolution (8 in the seed).
+        kernel_size: int, temporal kernel (5 in the seed, zero "same" padding).
+        layer_norm_epsilon: float, epsilon of the two id norms (torch default 1e-5).
+
+    Call: `(landmarks [B, T, 100, 3], padding_mask=None [B, T]) -> [B, T, 100, embed_dim]`.
+    """
+
+    def __init__(self, embed_dim=16, conv_dim=8, kernel_size=5, layer_norm_epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.embed_dim = embed_dim
+        self.conv_dim = conv_dim
+        self.kernel_size = kernel_size
+        self.layer_norm_epsilon = layer_norm_epsilon
+        normal = keras.initializers.RandomNormal(stddev=1.0)  # torch nn.Embedding default
+        self.type_embedding = keras.layers.Embedding(
+            layout.NUM_TYPE_IDS, embed_dim, embeddings_initializer=normal,
+            dtype=self.dtype_policy, name="type_embedding",
+        )
+        self.landmark_embedding = keras.layers.Embedding(
+            layout.NUM_LANDMARK_IDS, embed_dim, embeddings_initializer=normal,
+            dtype=self.dtype_policy, name="landmark_embedding",
+        )
+        self.type_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name="type_norm"
+        )
+        self.landmark_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name="landmark_norm"
+        )
+        # A (k, 1) 2-D convolution on [B, T, points, channels] is the per-landmark 1-D
+        # convolution over time, without transposes (CONV_2D in TFLite).
+        self.conv_1 = keras.layers.Conv2D(
+            conv_dim, (kernel_size, 1), padding="same", use_bias=False,
+            kernel_initializer=torch_linear_kernel_initializer(),
+            dtype=self.dtype_policy, name="conv_1",
+        )
+        self.conv_2 = keras.layers.Conv2D(
+            embed_dim, (kernel_size, 1), padding="same", use_bias=False,
+            kernel_initializer=torch_linear_kernel_initializer(),
+            dtype=self.dtype_policy, name="conv_2",
+        )
+        position_in = layout.NUM_COORDINATES + embed_dim
+        self.position_dense = keras.layers.Dense(
+            embed_dim, kernel_initializer=torch_linear_kernel_initializer(),
+            bias_initializer=torch_linear_bias_initializer(position_in),
+            dtype=self.dtype_policy, name="position_dense",
+        )
+        self.feature_dense = keras.layers.Dense(
+            embed_dim, kernel_initializer=torch_linear_kernel_initializer(),
+            bias_initializer=torch_linear_bias_initializer(3 * embed_dim),
+            dtype=self.dtype_policy, name="feature_dense",
+        )
+
+    def build(self, landmarks_shape, padding_mask_shape=None):
+        landmarks_shape = tuple(landmarks_shape)
+        expected = (layout.NUM_POINTS, layout.NUM_COORDINATES)
+        if len(landmarks_shape) != 4 or tuple(landmarks_shape[-2:]) != expected:
+            raise ValueError(
+                f"LandmarkEmbedding expects landmarks of shape [batch, time, "
+                f"{expected[0]}, {expected[1]}], got {landmarks_shape}"
+            )
+        self.type_embedding.build((layout.NUM_POINTS,))
+        self.landmark_embedding.build((layout.NUM_POINTS,))
+        self.type_norm.build((layout.NUM_POINTS, self.embed_dim))
+        self.landmark_norm.build((layout.NUM_POINTS, self.embed_dim))
+        self.conv_1.build(landmarks_shape)
+        self.conv_2.build(landmarks_shape[:-1] + (self.conv_dim,))
+        self.position_dense.build(landmarks_shape[:-1] + (3 + self.embed_dim,))
+        self.feature_dense.build(landmarks_shape[:-1] + (3 * self.embed_dim,))
+
+    def call(self, landmarks, padding_mask=None):
+        x = ops.cast(landmarks, self.compute_dtype)
+        if padding_mask is not None:
+            frame_mask = ops.cast(padding_mask, self.compute_dtype)[:, :, None, None]
+            x = x * frame_mask
+        # The second convolution reads first-convolution outputs up to `kernel_size // 2`
+        # frames past the last real frame; those are non-zero (they see real frames). The
+        # original computed them on its zero-padded batches (and its export appended 2 zero
+        # frames for the same reason). Appending that many zero frames makes every real
+        # frame's output independent of how much padding follows it.
+        overhang = self.kernel_size // 2
+        shape = ops.shape(x)
+        tail = ops.zeros((shape[0], overhang, shape[2], shape[3]), dtype=x.dtype)
+        conv = self.conv_2(self.conv_1(ops.concatenate([x, tail], axis=1)))[:, : shape[1]]
+        position = self.position_dense(ops.concatenate([x, conv], axis=-1))
+
+        # feature_dense(concat[type, lm, pos]) is split by kernel rows: the id part is the
+        # same for every frame ([100, E] for real frames, [1, E] for padded ones), so it is
+        # computed once instead of broadcasting 48 channels over [B, T, 100].
+        E = self.embed_dim
+        kernel = ops.cast(self.feature_dense.kernel, self.compute_dtype)
+        bias = ops.cast(self.feature_dense.bias, self.compute_dtype)
+        ids_real = ops.concatenate(
+            [
+                self.type_norm(self.type_embedding(ops.convert_to_tensor(layout.TYPE_IDS))),
+                self.landmark_norm(
+                    self.landmark_embedding(ops.convert_to_tensor(layout.LANDMARK_IDS))
+                ),
+            ],
+            axis=-1,
+        )
+        id_features = ops.matmul(ids_real, kernel[: 2 * E]) + bias  # [100, E]
+        features = ops.matmul(position, kernel[2 * E :])
+        if padding_mask is None:
+            return features + id_features
+        zeros = ops.zeros((1, E), dtype=self.compute_dtype)
+        ids_padding = ops.concatenate([self.type_norm(zeros), self.landmark_norm(zeros)], axis=-1)
+        pad_features = ops.matmul(ids_padding, kernel[: 2 * E]) + bias  # [1, E]
+        return features + ops.where(frame_mask > 0, id_features, pad_features)
+
+    def compute_output_shape(self, landmarks_shape, padding_mask_shape=None):
+        return tuple(landmarks_shape[:-1]) + (self.embed_dim,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "embed_dim": self.embed_dim,
+                "conv_dim": self.conv_dim,
+                "kernel_size": self.kernel_size,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+            }
+        )
+        return config
