@@ -1,0 +1,274 @@
+"""tf.data pipelines from a prepared store to padded model batches.
+
+Both pipelines yield Keras-hub style dicts, padded at the end to `max_len` (as the
+original did) with a float mask:
+
+    {"landmarks": float32 [B, max_len, 100, 3], "padding_mask": float32 [B, max_len]}
+
+(1 = real frame, 0 = padding; padded frames are all-zero), and int32 labels `[B]`.
+A stored sequence longer than `max_len` (a store prepared for a larger max_len) keeps its
+first `max_len` frames.
+
+**Where the data lives.** The store's flat values (several GB for the full competition
+set) are copied once into a CPU resource variable, shared by every dataset built from the
+same `PreparedStore` object; each element gathers its rows from it. A variable, unlike a
+tensor captured by a dataset function, is not serialized into the graph, so there is no
+2 GB GraphDef limit. It is created outside any distribution strategy (a variable made under
+`MirroredStrategy.scope()` would be copied to every device), so the datasets can be built
+inside or outside a strategy scope and distributed with
+`strategy.experimental_distribute_dataset` or by `keras.Model.fit`.
+
+**Training** (`make_train_dataset`): every pass over the data is one epoch with its own
+permutation of `indices` (a stateless shuffle seeded by `(seed, epoch)`, so no shuffle
+buffer: the order is a true permutation). The epoch number comes from `epoch_counter`, an
+int64 variable read and incremented when each new pass starts; set it (e.g. to Keras'
+`initial_epoch`) to resume a run with the same orders and augmentations. Each sample yields
+`num_views` views (student, teacher, distilled), each augmented independently: view `v` of
+sample `i` in epoch `e` uses the stateless seed derived from `(seed, e, i, v)`, whatever
+the order, batch or number of parallel calls. Each view also draws its own face-CutMix
+partner: a random sample of the same sign among `indices` from another participant (any
+other sample of the sign if none exists, the sample itself if it is alone). With
+`augmenter=None` the views are the same unaugmented sequence.
+"""
+
+import weakref
+
+import numpy as np
+import tensorflow as tf
+
+from tfislr import landmarks as lm
+
+VIEW_NAMES = ("student", "teacher", "distilled")
+
+_TENSORS = weakref.WeakKeyDictionary()
+
+
+def _plain_variable(value, name, dtype=None):
+    """A CPU variable that is never mirrored, even inside a distribution strategy's scope."""
+    try:
+        from tensorflow.python.ops.resource_variable_ops import ResourceVariable
+    except ImportError:  # pragma: no cover - layout of TF internals changed
+        ResourceVariable = tf.Variable
+    with tf.init_scope(), tf.device("/cpu:0"):
+        # Calling the subclass directly skips the variable-creator stack, which is where a
+        # strategy scope would turn the variable into a distributed one.
+        return ResourceVariable(
+            tf.convert_to_tensor(value, dtype=dtype), trainable=False, name=name
+        )
+
+
+def store_tensors(store):
+    """The store's values, row splits and labels as (cached) TF objects."""
+    cached = _TENSORS.get(store)
+    if cached is None:
+        cached = {
+            "values": _plain_variable(np.asarray(store.landmarks, np.float32), "store_values"),
+            "row_splits": tf.constant(np.asarray(store.row_splits, np.int64)),
+            "labels": tf.constant(store.labels, tf.int32),
+        }
+        _TENSORS[store] = cached
+    return cached
+
+
+def _check(store, indices, batch_size, max_len):
+    indices = np.asarray(indices)
+    if indices.ndim != 1 or (indices.size and not np.issubdtype(indices.dtype, np.integer)):
+        raise ValueError(f"indices must be a 1-D integer array, got {indices.dtype} {indices.shape}")
+    indices = indices.astype(np.int64)
+    if indices.size and (indices.min() < 0 or indices.max() >= len(store)):
+        raise ValueError(f"indices must be in [0, {len(store)}), got {indices.min()}..{indices.max()}")
+    for name, value in (("batch_size", batch_size), ("max_len", max_len)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return indices
+
+
+def _options():
+    options = tf.data.Options()
+    # Elements are generated, not read from files: split by element across workers.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    options.deterministic = True
+    return options
+
+
+def _pad(sequence, max_len):
+    """[T, 100, 3] → ([max_len, 100, 3] zero-padded or cut, float mask [max_len])."""
+    sequence = sequence[:max_len]
+    length = tf.shape(sequence)[0]
+    padded = tf.pad(sequence, [[0, max_len - length], [0, 0], [0, 0]])
+    padded = tf.ensure_shape(padded, [max_len, lm.NUM_POINTS, lm.NUM_COORDINATES])
+    return {"landmarks": padded, "padding_mask": tf.sequence_mask(length, max_len, tf.float32)}
+
+
+def make_eval_dataset(store, indices, batch_size, max_len, drop_remainder=False):
+    """Deterministic, unaugmented batches of `store[indices]` in the given order.
+
+    Yields `({"landmarks": [B, max_len, 100, 3], "padding_mask": [B, max_len]}, labels [B])`;
+    the last batch is smaller unless `drop_remainder`. Rows are gathered a whole batch
+    at a time.
+    """
+    indices = _check(store, indices, batch_size, max_len)
+    tensors = store_tensors(store)
+    values, row_splits, labels = tensors["values"], tensors["row_splits"], tensors["labels"]
+
+    def gather(batch):
+        starts = tf.gather(row_splits, batch)
+        lengths = tf.minimum(tf.gather(row_splits, batch + 1) - starts, max_len)
+        rows = tf.ragged.range(starts, starts + lengths)
+        ragged = tf.RaggedTensor.from_row_splits(
+            values.sparse_read(rows.flat_values), rows.row_splits
+        )
+        landmarks = ragged.to_tensor(shape=[None, max_len, lm.NUM_POINTS, lm.NUM_COORDINATES])
+        mask = tf.sequence_mask(lengths, max_len, tf.float32)
+        return {"landmarks": landmarks, "padding_mask": mask}, tf.gather(labels, batch)
+
+    dataset = tf.data.Dataset.from_tensor_slices(indices)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    dataset = dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
+
+
+def partner_tables(labels, participants):
+    """Per position of a training subset: where to draw a face-CutMix partner.
+
+    Positions are sorted by (label, participant); position `i` draws from `order[start:
+    start + size]` skipping its own participant's run `order[own: own + own_size]` (all of
+    them when no other participant has the sign). Returns int64 arrays
+    (order, start, size, own, own_size).
+    """
+    labels = np.asarray(labels, np.int64)
+    participants = np.asarray(participants, np.int64)
+    n = len(labels)
+    order = np.lexsort((participants, labels))
+    sorted_labels, sorted_participants = labels[order], participants[order]
+    new_sign = np.r_[True, sorted_labels[1:] != sorted_labels[:-1]]
+    new_pair = new_sign | np.r_[True, sorted_participants[1:] != sorted_participants[:-1]]
+
+    def runs(boundaries):
+        starts = np.flatnonzero(boundaries)
+        sizes = np.diff(np.r_[starts, n])
+        run_of = np.cumsum(boundaries) - 1
+        return starts[run_of], sizes[run_of]
+
+    sign_start, sign_size = runs(new_sign)
+    own_start, own_size = runs(new_pair)
+    alone = own_size == sign_size  # no other participant has this sign
+    own_size = np.where(alone, 0, own_size)
+    own_start = np.where(alone, sign_start, own_start)
+    # Back from sorted rank to subset position.
+    inverse = np.empty(n, np.int64)
+    inverse[order] = np.arange(n)
+    return (
+        order.astype(np.int64),
+        sign_start[inverse].astype(np.int64),
+        sign_size[inverse].astype(np.int64),
+        own_start[inverse].astype(np.int64),
+        own_size[inverse].astype(np.int64),
+    )
+
+
+def make_epoch_counter(initial_epoch=0):
+    """An int64 CPU variable counting passes over a training dataset (never mirrored)."""
+    return _plain_variable(np.int64(initial_epoch), "epoch_counter", tf.int64)
+
+
+def make_train_dataset(
+    store,
+    indices,
+    batch_size,
+    max_len,
+    seed,
+    augmenter=None,
+    num_views=3,
+    drop_remainder=True,
+    epoch_counter=None,
+    repeat=False,
+):
+    """Shuffled, augmented training batches of `store[indices]`.
+
+    Args:
+        store: a `PreparedStore`.
+        indices: positions in the store of the training sequences.
+        batch_size: the GLOBAL batch size (a distribution strategy splits it).
+        max_len: frames per padded view.
+        seed: int; fixes the orders, the augmentations and the partners.
+        augmenter: callable `(landmarks [T,100,3], partner [T2,100,3], seed int32 [2]) ->
+            [T',100,3]` with `T' <= T`, graph-safe (e.g. `tfislr.augment.Augmenter`), or None.
+        num_views: 1..3 views, named `VIEW_NAMES[:num_views]`.
+        drop_remainder: drop the last incomplete batch of each epoch (static batch size).
+        epoch_counter: int64 variable from `make_epoch_counter`; each pass uses its value
+            and increments it. Default: a new counter starting at 0.
+        repeat: repeat forever (each repetition a new epoch), for `steps_per_epoch` use.
+
+    Yields:
+        `({view: {"landmarks": [B, max_len, 100, 3], "padding_mask": [B, max_len]}}, labels [B])`.
+    """
+    indices = _check(store, indices, batch_size, max_len)
+    if not 1 <= num_views <= len(VIEW_NAMES):
+        raise ValueError(f"num_views must be 1..{len(VIEW_NAMES)}, got {num_views}")
+    if len(indices) == 0:
+        raise ValueError("indices is empty: nothing to train on")
+    if augmenter is not None and not callable(augmenter):
+        raise ValueError("augmenter must be callable (landmarks, partner, seed) -> landmarks")
+    names = VIEW_NAMES[:num_views]
+    tensors = store_tensors(store)
+    values, row_splits, labels = tensors["values"], tensors["row_splits"], tensors["labels"]
+    if epoch_counter is None:
+        epoch_counter = make_epoch_counter()
+    count = len(indices)
+    subset = tf.constant(indices)
+    order, start, size, own, own_size = (
+        tf.constant(t)
+        for t in partner_tables(
+            store.labels[indices], store.manifest["participant_id"].to_numpy()[indices]
+        )
+    )
+    base_seed = tf.constant([int(seed) & 0x7FFFFFFF, 0], tf.int64)
+
+    def sequence(index):
+        rows = tf.range(row_splits[index], row_splits[index + 1])
+        return values.sparse_read(rows)
+
+    def partner(position, view_seed):
+        pool = size[position] - own_size[position]
+        draw = tf.random.stateless_uniform(
+            [], seed=view_seed, minval=0, maxval=tf.maximum(pool, 1), dtype=tf.int64
+        )
+        # Skip over the own participant's run, which sits inside the sign's run.
+        rank = tf.where(draw >= own[position] - start[position], draw + own_size[position], draw)
+        return subset[order[start[position] + tf.minimum(rank, size[position] - 1)]]
+
+    def element(position, epoch):
+        index = subset[position]
+        x = sequence(index)
+        sample_seed = tf.random.experimental.stateless_fold_in(
+            tf.random.experimental.stateless_fold_in(base_seed, epoch), index
+        )
+        if augmenter is None:
+            view = _pad(x, max_len)
+            views = {name: view for name in names}
+        else:
+            # Fully mixed seeds: views 0..V-1 for the augmenter, V..2V-1 for the partners.
+            seeds = tf.random.experimental.stateless_split(sample_seed, num=2 * len(VIEW_NAMES))
+            views = {}
+            for v, name in enumerate(names):
+                view_seed = seeds[v]
+                other = sequence(partner(position, seeds[len(VIEW_NAMES) + v]))
+                out = augmenter(x, other, tf.cast(view_seed, tf.int32))
+                views[name] = _pad(out, max_len)
+        return views, labels[index]
+
+    def one_epoch(epoch):
+        keys = tf.random.stateless_uniform([count], seed=base_seed + tf.stack([0, epoch]))
+        positions = tf.argsort(keys)
+        epochs = tf.fill([count], epoch)
+        return tf.data.Dataset.from_tensor_slices((positions, epochs))
+
+    # One element per pass: reads and bumps the counter when the pass starts.
+    dataset = tf.data.Dataset.range(1).map(lambda _: epoch_counter.assign_add(1) - 1)
+    dataset = dataset.flat_map(one_epoch)
+    dataset = dataset.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    if repeat:
+        dataset = dataset.repeat()
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
