@@ -145,6 +145,8 @@ def test_filter_then_stride_keeps_the_right_frames(n, max_len):
     divisor = 1 if m <= max_len else m // max_len + 1
     expected = with_hand[divisor - 1::divisor]
     np.testing.assert_array_equal(_recover_indices(out), expected)
+    frames = _index_coded_frames(n, handless)
+    np.testing.assert_array_equal(module(max_len).frame_indices(frames).numpy(), expected)
 
 
 def test_hand_rule_uses_only_x_of_hand_rows():

@@ -100,7 +100,11 @@ class Preprocess(tf.Module):
             tf.TensorSpec([None, landmarks.NUM_RAW_LANDMARKS, 3], tf.float32, name="inputs")
         ]
     )
-    def __call__(self, frames):
+    def frame_indices(self, frames):
+        """int32 `[T']`: the raw frames steps 1–2 keep (may be empty; for inspection)."""
+        return self._frame_indices(frames)
+
+    def _frame_indices(self, frames):
         # abs(v) <= FLT_MAX is false for NaN and ±inf; it is TFLite-builtin (is_finite is not).
         # Gather the 42 hand rows before taking x: slicing x out of all 543 rows first is
         # a strided copy of the whole input, ~7x slower in TFLite at 1000 frames.
@@ -111,7 +115,15 @@ class Preprocess(tf.Module):
 
         max_len = tf.constant(self.max_len, tf.int32)
         divisor = tf.where(n <= max_len, 1, n // max_len + 1)
-        strided = tf.gather(kept, tf.range(divisor - 1, n, divisor))
+        return tf.gather(kept, tf.range(divisor - 1, n, divisor))
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, landmarks.NUM_RAW_LANDMARKS, 3], tf.float32, name="inputs")
+        ]
+    )
+    def __call__(self, frames):
+        strided = self._frame_indices(frames)
 
         # Gather the frames first (at most max_len of them), then the 126 rows needed.
         points = tf.gather(tf.gather(frames, strided), self._point_rows, axis=1)
