@@ -32,7 +32,8 @@ class ISLRClassifier(keras.Model):
 
     Manifold mixup: `model(inputs, training=True, mixup={"lambda": f32[B], "permutation":
     int32[B], "layer": int32 scalar in [0, transfo_layers)})` mixes the hidden states before
-    transformer layer `layer` and pools with the union of the two masks.
+    transformer layer `layer` and pools with the union of the two masks. Entries may be
+    tensors, numpy arrays or Python numbers (converted on entry).
 
     Args:
         num_classes: number of signs (250 for the competition).
@@ -135,12 +136,37 @@ class ISLRClassifier(keras.Model):
             return_attention_scores=return_attention_scores,
         ), padding_mask
 
+    @staticmethod
+    def _normalize_mixup(mixup):
+        missing = {"lambda", "permutation", "layer"} - set(mixup)
+        if missing:
+            raise ValueError(
+                "mixup must be a dict with keys 'lambda' (f32[B]), 'permutation' (int32[B]) "
+                f"and 'layer' (int32 scalar); missing {sorted(missing)}"
+            )
+        dtypes = {"lambda": "float32", "permutation": "int32", "layer": "int32"}
+
+        def tensor(key):
+            value = mixup[key]
+            if isinstance(value, keras.KerasTensor):
+                return value
+            return ops.cast(ops.convert_to_tensor(value), dtypes[key])
+
+        return {key: tensor(key) for key in dtypes}
+
+    def __call__(self, *args, mixup=None, **kwargs):
+        # Keras refuses a nested call argument that mixes tensors and Python numbers (e.g.
+        # `"layer": 2` next to tensors), so the mixup dict is made all-tensor first.
+        if mixup is not None:
+            mixup = self._normalize_mixup(mixup)
+        return super().__call__(*args, mixup=mixup, **kwargs)
+
     def call(self, inputs, training=None, mixup=None):
         hidden, padding_mask = self._encode(inputs, training=training, mixup=mixup)
         if mixup is not None:
             permutation = ops.cast(mixup["permutation"], "int32")
             padding_mask = ops.maximum(padding_mask, ops.take(padding_mask, permutation, axis=0))
-        mask = ops.cast(padding_mask, hidden.dtype)[:, :, None]
+        mask = ops.expand_dims(ops.cast(padding_mask, hidden.dtype), -1)
         count = ops.maximum(ops.sum(mask, axis=1), 1.0)
         pooled = ops.sum(hidden * mask, axis=1) / count
         return ops.cast(self.head(pooled), "float32")

@@ -104,7 +104,7 @@ class LandmarkEmbedding(keras.layers.Layer):
     def call(self, landmarks, padding_mask=None):
         x = ops.cast(landmarks, self.compute_dtype)
         if padding_mask is not None:
-            frame_mask = ops.cast(padding_mask, self.compute_dtype)[:, :, None, None]
+            frame_mask = ops.expand_dims(ops.cast(padding_mask, self.compute_dtype), (2, 3))
             x = x * frame_mask
         # The second convolution reads first-convolution outputs up to `kernel_size // 2`
         # frames past the last real frame; those are non-zero (they see real frames). The

@@ -75,7 +75,7 @@ class PartMLP(keras.layers.Layer):
             if padding_mask is None:
                 x = x - ops.mean(x, axis=(1, 2), keepdims=True)
             else:
-                mask = ops.cast(padding_mask, x.dtype)[:, :, None, None]
+                mask = ops.expand_dims(ops.cast(padding_mask, x.dtype), (2, 3))
                 count = ops.sum(mask, axis=(1, 2), keepdims=True) * len(self.points)
                 mean = ops.sum(x * mask, axis=(1, 2), keepdims=True) / ops.maximum(count, 1.0)
                 x = (x - mean) * mask
@@ -170,7 +170,7 @@ class PartMLPs(keras.layers.Layer):
         x = self.combine_norm(self.combine_dense(x), training=training)
         x = keras.activations.mish(self.combine_dropout(x, training=training))
         if padding_mask is not None:
-            x = x * ops.cast(padding_mask, x.dtype)[:, :, None]
+            x = x * ops.expand_dims(ops.cast(padding_mask, x.dtype), -1)
         return x
 
     def compute_output_shape(self, features_shape, padding_mask_shape=None):

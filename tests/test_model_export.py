@@ -1,0 +1,115 @@
+"""The classifier converts to TFLite (builtin ops, dynamic T) with Keras parity, and runs
+under mixed precision."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfislr.config import load_config
+from tfislr.model import ISLRClassifier, build_classifier
+
+SMALL = dict(
+    num_classes=7, max_len=6, embed_dim=16, dense_dim=16, transfo_dim=32,
+    transfo_layers=3, num_heads=4, drop_rate=0.1,
+)
+
+
+class LandmarkServing(tf.Module):
+    """One unbatched clip `[T, 100, 3]` -> logits, for conversion tests.
+
+    Keras 3 variables are invisible to tf.Module tracking (stack-notes): keeping their
+    backing `tf.Variable`s on the module is what makes the converter freeze real weights.
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.weights_for_tracking = [v.value for v in model.variables]
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 100, 3], tf.float32, name="landmarks")])
+    def serve(self, landmarks):
+        batch = landmarks[None]
+        mask = tf.ones(tf.shape(batch)[:2], tf.float32)
+        logits = self.model({"landmarks": batch, "padding_mask": mask}, training=False)
+        return {"logits": logits[0]}
+
+
+def convert(model):
+    module = LandmarkServing(model)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [module.serve.get_concrete_function()], module
+    )
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return converter.convert()
+
+
+def check_tflite(model, lengths, tolerance=1e-4):
+    from ai_edge_litert.interpreter import Interpreter
+
+    blob = convert(model)
+    interpreter = Interpreter(model_content=blob)
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert not {"VAR_HANDLE", "READ_VARIABLE", "CUSTOM"} & ops, ops
+    assert not any(name.startswith("Flex") for name in ops), ops
+    runner = interpreter.get_signature_runner("serving_default")
+    rng = np.random.default_rng(0)
+    for length in lengths:  # one runner, varying T: the time axis is dynamic
+        clip = rng.normal(size=(length, 100, 3)).astype("float32")
+        got = runner(landmarks=clip)["logits"]
+        expected = np.asarray(model({"landmarks": clip[None], "padding_mask": np.ones((1, length), "float32")}))[0]
+        assert np.isfinite(got).all()
+        np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance,
+                                   err_msg=f"TFLite != Keras at T={length}")
+    return blob
+
+
+def test_tflite_builtins_dynamic_time_parity():
+    model = ISLRClassifier(**SMALL)
+    model({"landmarks": np.zeros((1, 3, 100, 3), "float32"), "padding_mask": np.ones((1, 3), "float32")})
+    check_tflite(model, lengths=(1, 4, 6, 15, 2))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["len25", "len80"])
+def test_tflite_full_size_distilled(name):
+    config = load_config(name)
+    model = build_classifier(config.model, 250, config.data.max_len, distilled=True)
+    max_len = config.data.max_len
+    blob = check_tflite(model, lengths=(1, max_len // 2, max_len - 1, max_len, max_len + 20))
+    # fp32 weights: ~4 bytes a parameter (constants folded, nothing duplicated)
+    params = model.count_params()
+    assert 3.9 * params < len(blob) < 4.6 * params
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_is_finite(policy):
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        model = ISLRClassifier(**SMALL)
+        rng = np.random.default_rng(1)
+        mask = (np.arange(9)[None] < np.array([[9], [5], [2], [7]])).astype("float32")
+        batch = {"landmarks": rng.normal(size=(4, 9, 100, 3)).astype("float32") * 5,
+                 "padding_mask": mask}
+        for training in (False, True):
+            logits = model(batch, training=training)
+            assert logits.dtype == tf.float32
+            assert np.isfinite(logits.numpy()).all()
+        mixed = model(batch, training=True,
+                      mixup={"lambda": np.full(4, 0.4, "float32"), "permutation": [1, 0, 3, 2], "layer": 1})
+        assert np.isfinite(mixed.numpy()).all()
+        assert model.encoder.encoder_layers[0].attention.compute_dtype == policy.split("_")[1]
+        scores = model.attention_scores(batch)
+        assert all(np.isfinite(np.asarray(s)).all() for s in scores)
+        # gradients exist and are finite (float16 without loss scaling: small model, fine)
+        with tf.GradientTape() as tape:
+            loss = keras.losses.sparse_categorical_crossentropy(
+                np.array([0, 1, 2, 3]), model(batch, training=True), from_logits=True
+            )
+        grads = tape.gradient(loss, [v.value for v in model.trainable_variables])
+        assert all(g is not None for g in grads)
+        assert all(tf.reduce_all(tf.math.is_finite(tf.cast(tf.convert_to_tensor(g), tf.float32))) for g in grads)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert keras.config.dtype_policy().name == previous.name

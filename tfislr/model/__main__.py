@@ -1,0 +1,60 @@
+"""`python -m tfislr.model --config len80`: summaries and parameter counts of a config's models.
+
+Builds the big (student/teacher) and the distilled (exported) model from the config's
+`model` section without running data through them, prints each Keras summary, the
+trainable parameter count per part and the total.
+"""
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Keras prints summaries with rich, which assumes 80 columns when stdout is not a terminal
+# and then drops the "Param #" column.
+os.environ.setdefault("COLUMNS", "120")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m tfislr.model",
+        description="Print the summaries and parameter counts of a config's big and distilled model.",
+    )
+    parser.add_argument("--config", default="len80", help="config name (configs/<name>.yaml) or path")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="SECTION.KEY=VALUE", help="config override (repeatable)")
+    parser.add_argument("--num-classes", type=int, default=250)
+    parser.add_argument("--no-summary", action="store_true", help="only the parameter counts")
+    args = parser.parse_args(argv)
+
+    from tfislr.config import load_config
+    from tfislr.model import build_classifier, parameter_groups
+
+    try:
+        config = load_config(args.config, args.overrides)
+    except ValueError as error:
+        parser.error(str(error))
+    for distilled in (False, True):
+        kind = "distilled" if distilled else "big"
+        model = build_classifier(
+            config.model,
+            args.num_classes,
+            config.data.max_len,
+            distilled=distilled,
+            name=f"{config.name}_{kind}",
+        )
+        if not args.no_summary:
+            model.summary()
+        widths = list(zip(model.encoder.hidden_dims, model.encoder.output_dims))
+        print(f"{config.name} {kind}: dense_dim {model.dense_dim}, transfo_dim {model.transfo_dim}, "
+              f"transformer layers (hidden -> out) {widths}, dropout {model.encoder.dropout_rates}")
+        groups = parameter_groups(model)
+        for group, count in groups.items():
+            print(f"  {group:<18} {count:>12,}")
+        print(f"  {'trainable total':<18} {sum(groups.values()):>12,}")
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
