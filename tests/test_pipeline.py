@@ -106,9 +106,13 @@ def test_train_batches_without_augmenter(fake):
         np.testing.assert_array_equal(x[name]["landmarks"], x["student"]["landmarks"])
     mask = x["student"]["padding_mask"].numpy()
     np.testing.assert_array_equal(mask.sum(1), np.minimum(fake.lengths[ids], 12))
-    one = pipeline.make_train_dataset(fake, np.arange(40), 8, 12, seed=0, num_views=1)
+    one = pipeline.make_train_dataset(fake, np.arange(39), 8, 12, seed=0, num_views=1)
     assert set(one.element_spec[0]) == {"student"}
-    assert len(list(one)) == 5  # 40 / 8, remainder dropped by default
+    assert len(list(one)) == one.cardinality() == 4  # remainder dropped by default
+    kept = pipeline.make_train_dataset(fake, np.arange(39), 8, 12, seed=0, drop_remainder=False)
+    assert len(list(kept)) == kept.cardinality() == 5
+    forever = pipeline.make_train_dataset(fake, np.arange(39), 8, 12, seed=0, repeat=True)
+    assert forever.cardinality() == tf.data.INFINITE_CARDINALITY
 
 
 def _recording_augmenter(x, partner, seed):

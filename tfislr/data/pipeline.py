@@ -269,6 +269,9 @@ def make_train_dataset(
     dataset = dataset.flat_map(one_epoch)
     dataset = dataset.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    # flat_map hides the length; state it so Keras knows the steps per epoch up front.
+    batches = count // batch_size if drop_remainder else -(-count // batch_size)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
     if repeat:
         dataset = dataset.repeat()
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
