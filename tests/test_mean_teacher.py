@@ -1,0 +1,339 @@
+"""MeanTeacherDistiller: EMA teacher, two optimizers, schedules, mixup hook, distilled switch.
+
+Most tests use a tiny stand-in classifier with the classifier contract (dict inputs,
+`mixup` hook, BatchNorm, LayerNorms) so they run in seconds; the weight-decay and
+real-model tests use `tfislr.model.build_classifier` at a small width.
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import ops
+
+from tfislr.config import load_config
+from tfislr.training import mean_teacher, schedules
+from tfislr.training.optimizers import (
+    PreReducedSGD,
+    is_transformer_norm_scale,
+    make_optimizer,
+    weight_decay_exclusions,
+)
+
+NUM_CLASSES = 5
+MAX_LEN = 12
+
+
+@keras.saving.register_keras_serializable(package="tfislr_tests")
+class TinyClassifier(keras.Model):
+    """Stand-in classifier: per-frame projection, BatchNorm, 3 mixable blocks, masked mean."""
+
+    def __init__(self, num_classes, width=16, num_layers=3, drop_rate=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.width = width
+        self.num_layers = num_layers
+        self.drop_rate = drop_rate
+        self.proj = keras.layers.Dense(width, name="proj")
+        self.bn = keras.layers.BatchNormalization(name="bn")
+        self.drop = keras.layers.Dropout(drop_rate)
+        self.blocks = [keras.layers.Dense(width, name=f"block_{i}") for i in range(num_layers)]
+        self.head = keras.layers.Dense(num_classes, name="head")
+
+    def call(self, inputs, training=None, mixup=None):
+        x = inputs["landmarks"]
+        mask = ops.cast(inputs["padding_mask"], "float32")
+        batch, time = ops.shape(x)[0], ops.shape(x)[1]
+        h = self.proj(ops.reshape(x, (batch, time, x.shape[2] * x.shape[3])))
+        h = self.drop(self.bn(h, training=training), training=training)
+        for i, block in enumerate(self.blocks):
+            if mixup is not None:
+                lam = ops.cast(mixup["lambda"], h.dtype)[:, None, None]
+                here = ops.equal(mixup["layer"], i)
+                other = ops.take(h, mixup["permutation"], axis=0)
+                h = ops.where(here, lam * h + (1.0 - lam) * other, h)
+                union = ops.maximum(mask, ops.take(mask, mixup["permutation"], axis=0))
+                mask = ops.where(here, union, mask)
+            h = ops.relu(block(h)) * ops.cast(mask, h.dtype)[..., None]
+        count = ops.maximum(ops.sum(mask, axis=1, keepdims=True), 1.0)
+        pooled = ops.sum(ops.cast(h, "float32"), axis=1) / count
+        return ops.cast(self.head(pooled), "float32")
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_classes": self.num_classes,
+            "width": self.width,
+            "num_layers": self.num_layers,
+            "drop_rate": self.drop_rate,
+        }
+
+
+def build_tiny(model_config, num_classes, max_len, distilled=False):
+    return TinyClassifier(
+        num_classes,
+        width=8 if distilled else 16,
+        num_layers=model_config.transfo_layers,
+        drop_rate=model_config.drop_rate,
+    )
+
+
+def tiny_config(*overrides):
+    return load_config(
+        "len25",
+        [f"data.max_len={MAX_LEN}", "data.batch_size=8", "train.epochs=2", *overrides],
+    )
+
+
+def make_views(rng, n, max_len=MAX_LEN):
+    def view():
+        lengths = rng.integers(3, max_len + 1, size=n)
+        mask = (np.arange(max_len)[None] < lengths[:, None]).astype("float32")
+        landmarks = rng.normal(size=(n, max_len, 100, 3)).astype("float32") * mask[..., None, None]
+        return {"landmarks": landmarks, "padding_mask": mask}
+
+    return {name: view() for name in mean_teacher.MODEL_NAMES}
+
+
+def make_distiller(*overrides, steps_per_epoch=4, seed=0):
+    keras.utils.set_random_seed(seed)
+    return mean_teacher.build_distiller(
+        tiny_config(*overrides), NUM_CLASSES, steps_per_epoch, build_model=build_tiny
+    )
+
+
+def batch(rng, n=8):
+    views = make_views(rng, n)
+    labels = rng.integers(0, NUM_CLASSES, size=n).astype("int32")
+    return tf.nest.map_structure(tf.constant, views), tf.constant(labels)
+
+
+def values(variables):
+    return [np.array(v.numpy()) for v in variables]
+
+
+def test_one_step_updates_teacher_by_ema_with_alpha_one_half():
+    distiller = make_distiller()
+    rng = np.random.default_rng(0)
+    teacher_before = values(distiller.teacher.trainable_variables)
+    student_before = values(distiller.student.trainable_variables)
+    bn_before = distiller.teacher.bn.moving_mean.numpy().copy()
+    distiller.train_on_batch(*batch(rng))
+    assert int(distiller.step_counter.numpy()) == 1
+    student_after = values(distiller.student.trainable_variables)
+    teacher_after = values(distiller.teacher.trainable_variables)
+    # Step 1: α = min(1 − 1/2, 0.97) = 0.5.
+    for t0, s1, t1 in zip(teacher_before, student_after, teacher_after):
+        np.testing.assert_allclose(t1, 0.5 * t0 + 0.5 * s1, rtol=1e-5, atol=1e-6)
+    # The schedule's first lr is 0 (as torch's was): the student moves from step 2 on.
+    distiller.train_on_batch(*batch(rng))
+    moved = [np.abs(a - b).max() for a, b in zip(student_before, values(distiller.student.trainable_variables))]
+    assert max(moved) > 0
+    # Teacher BatchNorm statistics come from its own forward passes, not from the EMA.
+    assert not np.allclose(distiller.teacher.bn.moving_mean.numpy(), bn_before)
+
+
+def test_teacher_is_initialised_separately():
+    distiller = make_distiller()
+    differences = [
+        np.abs(t.numpy() - s.numpy()).max()
+        for t, s in zip(distiller.teacher.trainable_variables, distiller.student.trainable_variables)
+        if t.path.endswith("kernel")
+    ]
+    assert min(differences) > 1e-3
+
+
+def test_fit_runs_reports_three_accuracies_and_counts_steps():
+    distiller = make_distiller()
+    rng = np.random.default_rng(1)
+    views = make_views(rng, 32)
+    labels = rng.integers(0, NUM_CLASSES, size=32)
+    train = tf.data.Dataset.from_tensor_slices((views, labels)).batch(8, drop_remainder=True)
+    evaluation = tf.data.Dataset.from_tensor_slices((views["student"], labels)).batch(8)
+    history = distiller.fit(train, epochs=2, validation_data=evaluation, verbose=0)
+    for key in ("loss", "student_loss", "distilled_loss", "consistency_loss",
+                "val_student_accuracy", "val_teacher_accuracy", "val_distilled_accuracy"):
+        assert key in history.history, key
+        assert np.all(np.isfinite(history.history[key]))
+    assert int(distiller.step_counter.numpy()) == 8
+    assert int(distiller.student_optimizer.iterations.numpy()) == 8
+    assert int(distiller.distilled_optimizer.iterations.numpy()) == 8
+    logs = distiller.evaluate(evaluation, verbose=0, return_dict=True)
+    assert set(logs) == {"loss", "student_accuracy", "teacher_accuracy", "distilled_accuracy"}
+    # The accuracy of each model is its own.
+    predictions = distiller.predict(evaluation, verbose=0)
+    for name in mean_teacher.MODEL_NAMES:
+        accuracy = (predictions[name].argmax(-1) == labels).mean()
+        assert logs[f"{name}_accuracy"] == pytest.approx(accuracy)
+
+
+def test_optimizers_follow_the_recipe():
+    distiller = make_distiller()
+    for optimizer in (distiller.student_optimizer, distiller.distilled_optimizer):
+        assert isinstance(optimizer, keras.optimizers.AdamW)
+        assert optimizer.weight_decay == pytest.approx(0.4)
+        assert optimizer.beta_1 == pytest.approx(0.9) and optimizer.beta_2 == pytest.approx(0.999)
+        assert optimizer.epsilon == pytest.approx(1e-8)
+        schedule = optimizer._learning_rate
+        assert isinstance(schedule, schedules.WarmupLinearDecay)
+        assert schedule.total_steps == 8 and schedule.warmup_steps == 2
+    student_ids = {id(v) for v in distiller.student_optimizer._trainable_variables}
+    assert student_ids == {id(v) for v in distiller.student.trainable_variables}
+    distilled_ids = {id(v) for v in distiller.distilled_optimizer._trainable_variables}
+    assert distilled_ids == {id(v) for v in distiller.distilled.trainable_variables}
+    assert distiller.max_grad_norm == 10.0
+
+
+def test_plain_optimizers_are_rejected():
+    distiller = make_distiller()
+    with pytest.raises(ValueError, match="skip its own cross-replica"):
+        distiller.compile(keras.optimizers.SGD(), keras.optimizers.SGD())
+
+
+def test_gradients_are_clipped_by_global_norm():
+    distiller = make_distiller("train.max_grad_norm=1e-3")
+    rng = np.random.default_rng(3)
+    sgd = {name: PreReducedSGD(learning_rate=1.0) for name in ("student", "distilled")}
+    sgd["student"].build(distiller.student.trainable_variables)
+    sgd["distilled"].build(distiller.distilled.trainable_variables)
+    distiller.compile(sgd["student"], sgd["distilled"])
+    before = values(distiller.student.trainable_variables)
+    distiller.train_on_batch(*batch(rng))
+    after = values(distiller.student.trainable_variables)
+    update_norm = np.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(after, before)))
+    # lr 1, clipped gradient norm 1e-3 → the update has norm 1e-3.
+    assert update_norm == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_mixup_shares_lambda_and_permutation_and_follows_the_schedule():
+    distiller = make_distiller("train.mix_proba=1.0", "train.mix_end_fraction=100")
+    applied, lam, permutation, mixes = distiller._mixup(8, tf.constant(5, tf.int64))
+    assert bool(applied)
+    for name in mean_teacher.MODEL_NAMES:
+        assert mixes[name]["lambda"] is lam and mixes[name]["permutation"] is permutation
+        assert 0 <= int(mixes[name]["layer"]) < 3
+    assert sorted(permutation.numpy().tolist()) == list(range(8))
+    # Same step, same draw: no hidden Python state.
+    again = distiller._mixup(8, tf.constant(5, tf.int64))
+    np.testing.assert_array_equal(again[1].numpy(), lam.numpy())
+    # mixup probability 0 from end_fraction · epochs on.
+    off = make_distiller("train.mix_proba=1.0", "train.mix_end_fraction=0.5")
+    off.epoch.assign(1)  # 1-based epoch 2 of 2 ≥ 0.5 · 2
+    applied, lam, permutation, _ = off._mixup(8, tf.constant(5, tf.int64))
+    assert not bool(applied)
+    np.testing.assert_array_equal(lam.numpy(), np.ones(8))
+
+
+def test_mixing_changes_the_step_and_no_mixing_is_exact():
+    rng = np.random.default_rng(4)
+    data = batch(rng)
+    results = {}
+    for proba in ("0.0", "1.0"):
+        distiller = make_distiller(f"train.mix_proba={proba}", "train.mix_end_fraction=100")
+        distiller.train_on_batch(*data)
+        distiller.train_on_batch(*data)
+        results[proba] = values(distiller.student.trainable_variables)
+    assert max(np.abs(a - b).max() for a, b in zip(results["0.0"], results["1.0"])) > 1e-6
+
+
+def test_distilled_trains_in_inference_mode_from_half_way():
+    rng = np.random.default_rng(5)
+    distiller = make_distiller("train.epochs=4")
+    assert distiller.distilled_switch_epoch == 2
+    stats = lambda: distiller.distilled.bn.moving_mean.numpy().copy()  # noqa: E731
+    before = stats()
+    distiller.train_on_batch(*batch(rng))
+    assert not np.allclose(stats(), before)  # training mode: BN statistics move
+    distiller.epoch.assign(2)
+    before = stats()
+    kernel = distiller.distilled.head.kernel.numpy().copy()
+    distiller.train_on_batch(*batch(rng))
+    np.testing.assert_array_equal(stats(), before)  # inference mode: frozen statistics
+    assert np.abs(distiller.distilled.head.kernel.numpy() - kernel).max() > 0  # still learns
+    # The switch is a config option.
+    clean = make_distiller("train.epochs=4", "train.distilled_inference_mode_second_half=false")
+    clean.epoch.assign(3)
+    before = clean.distilled.bn.moving_mean.numpy().copy()
+    clean.train_on_batch(*batch(rng))
+    assert not np.allclose(clean.distilled.bn.moving_mean.numpy(), before)
+
+
+def test_consistency_weight_ramps_with_the_step_counter():
+    distiller = make_distiller(steps_per_epoch=20)  # 40 steps, R = 10
+    assert distiller.rampup_length == 10
+
+
+def test_mixed_precision_step_runs_with_loss_scaling():
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        distiller = make_distiller("train.mixed_precision=true")
+        assert isinstance(distiller.student_optimizer, keras.optimizers.LossScaleOptimizer)
+        logs = distiller.train_on_batch(*batch(np.random.default_rng(6)), return_dict=True)
+        assert np.isfinite(logs["loss"])
+    finally:
+        keras.config.set_dtype_policy(policy)
+
+
+def _use_sgd(distiller, learning_rate=0.05, jit_compile=False):
+    optimizers = []
+    for model in (distiller.student, distiller.distilled):
+        optimizer = PreReducedSGD(learning_rate=learning_rate)
+        optimizer.build(model.trainable_variables)
+        optimizers.append(optimizer)
+    distiller.compile(*optimizers, jit_compile=jit_compile)
+
+
+@pytest.mark.slow
+def test_jit_compiled_step_matches_the_graph_step():
+    # SGD, not Adam: Adam's m/sqrt(v) turns rounding noise on near-zero gradients into
+    # ±lr steps, which would hide a real difference behind a loose tolerance. No mixup
+    # or dropout here: XLA's random float kernels give other numbers for the same seed.
+    rng = np.random.default_rng(7)
+    data = batch(rng)
+    results = []
+    for jit in (False, True):
+        distiller = make_distiller("train.mix_proba=0", "model.drop_rate=0")
+        _use_sgd(distiller, jit_compile=jit)
+        for _ in range(3):
+            distiller.train_on_batch(*data)
+        results.append(values(distiller.student.trainable_variables + distiller.teacher.variables))
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    mixed = make_distiller("train.jit_compile=true", "train.mix_proba=1", "train.mix_end_fraction=100")
+    logs = mixed.train_on_batch(*data, return_dict=True)
+    assert np.isfinite(logs["loss"])
+
+
+def test_weight_decay_sets_of_the_real_model():
+    """Decayed: embeddings, rel tables, conv kernels, BN and input-LN gammas; not: biases, DeBERTa LN gammas."""
+    model_module = pytest.importorskip("tfislr.model")
+    if not hasattr(model_module, "build_classifier"):
+        pytest.skip("tfislr.model.build_classifier not available yet")
+    config = load_config(
+        "len25",
+        ["model.dense_dim=32", "model.transfo_dim=64", "model.distill_dense_dim=32",
+         "model.distill_transfo_dim=64", "model.num_heads=4"],
+    )
+    model = model_module.build_classifier(config.model, 7, 25)
+    mean_teacher._build_on_dummy(model, 25)
+    excluded = {v.path for v in weight_decay_exclusions(model)}
+    for v in model.trainable_variables:
+        name = v.path.rsplit("/", 1)[-1]
+        if name in ("bias", "beta"):
+            assert v.path in excluded, v.path
+        elif name == "gamma":
+            in_transformer = is_transformer_norm_scale(v)
+            assert (v.path in excluded) == in_transformer, v.path
+        else:
+            assert v.path not in excluded, v.path
+    transformer_gammas = [v.path for v in model.trainable_variables if is_transformer_norm_scale(v)]
+    # Three layers, each: attention LayerNorm, output LayerNorm, relative-embedding LayerNorm.
+    assert len(transformer_gammas) == 9, transformer_gammas
+    input_gammas = [v.path for v in model.trainable_variables
+                    if v.path.endswith(("type_norm/gamma", "landmark_norm/gamma"))]
+    assert len(input_gammas) == 2 and not set(input_gammas) & excluded, input_gammas
+    optimizer = make_optimizer(config.train, 10, model, "adamw_test")
+    decayed = {v.path for v in model.trainable_variables if optimizer._use_weight_decay(v)}
+    assert decayed == {v.path for v in model.trainable_variables} - excluded
+    assert any("embedding" in p for p in decayed)

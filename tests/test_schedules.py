@@ -1,0 +1,122 @@
+"""Schedules (lr, consistency ramp-up, EMA decay, mixup probability) and mixup draws."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfislr.training import schedules
+from tfislr.training.mixup import draw_mixup, stateless_beta, stateless_log_gamma
+
+
+def test_warmup_then_linear_decay_to_zero():
+    schedule = schedules.WarmupLinearDecay(3e-4, total_steps=1000, warmup_steps=250)
+    lr = lambda step: float(schedule(step))  # noqa: E731
+    assert lr(0) == 0.0  # torch's scheduler gives the first update lr 0 as well
+    assert lr(125) == pytest.approx(1.5e-4)
+    assert lr(250) == pytest.approx(3e-4)
+    assert lr(625) == pytest.approx(1.5e-4)
+    assert lr(1000) == 0.0
+    assert lr(5000) == 0.0
+    values = [lr(s) for s in range(0, 1001, 50)]
+    assert max(values) == pytest.approx(3e-4)
+
+
+def test_schedule_round_trips_and_drives_an_optimizer():
+    schedule = schedules.WarmupLinearDecay(1e-3, total_steps=10, warmup_steps=2)
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(schedule))
+    assert clone.get_config() == schedule.get_config()
+    optimizer = keras.optimizers.SGD(learning_rate=schedule)
+    variable = keras.Variable(1.0)
+    optimizer.build([variable])
+    for expected in [0.0, 5e-4, 1e-3]:
+        assert float(optimizer.learning_rate) == pytest.approx(expected)
+        optimizer.apply([tf.constant(0.0)], [variable])
+
+
+def test_schedule_rejects_bad_lengths():
+    with pytest.raises(ValueError):
+        schedules.WarmupLinearDecay(1e-3, total_steps=0, warmup_steps=0)
+    with pytest.raises(ValueError):
+        schedules.WarmupLinearDecay(1e-3, total_steps=10, warmup_steps=11)
+
+
+def test_consistency_ramp_up():
+    assert schedules.rampup_steps(36900) == 9225
+    w = lambda s: float(schedules.consistency_weight(s, 100, 5.0))  # noqa: E731
+    assert w(0) == pytest.approx(5 * math.exp(-5))
+    assert w(50) == pytest.approx(5 * math.exp(-1.25))
+    assert w(100) == pytest.approx(5.0)
+    assert w(1000) == pytest.approx(5.0)
+    assert float(schedules.consistency_weight(3, 0, 5.0)) == 5.0
+
+
+def test_ema_decay_counts_steps_from_one():
+    decay = lambda s: float(schedules.ema_decay(s, 0.97))  # noqa: E731
+    assert decay(1) == pytest.approx(0.5)
+    assert decay(2) == pytest.approx(2 / 3)
+    assert decay(32) == pytest.approx(1 - 1 / 33)  # 0.9697, still below the cap
+    assert decay(33) == pytest.approx(0.97)  # 1 - 1/34 = 0.9706 is capped
+    assert decay(10_000) == pytest.approx(0.97)
+
+
+def test_mixup_probability_decreases_to_zero():
+    p = lambda e: float(schedules.mixup_probability(e, 100, 0.5, 0.9))  # noqa: E731
+    assert p(1) == pytest.approx(0.5 * (1 - 1 / 90))
+    assert p(45) == pytest.approx(0.25)
+    assert p(90) == 0.0
+    assert p(100) == 0.0
+    assert float(schedules.mixup_probability(1, 100, 0.0, 0.9)) == 0.0
+
+
+def test_stateless_beta_moments_and_determinism():
+    seed = tf.constant([3, 4])
+    draws = stateless_beta([20000], 0.4, 0.4, seed).numpy()
+    assert draws.min() >= 0.0 and draws.max() <= 1.0
+    assert draws.mean() == pytest.approx(0.5, abs=0.01)
+    # Var of Beta(a, a) = 1 / (4 (2a + 1)).
+    assert draws.var() == pytest.approx(1 / (4 * 1.8), abs=0.005)
+    # U-shaped for a < 1: more mass near the ends than in the middle.
+    assert ((draws < 0.1) | (draws > 0.9)).mean() > ((draws > 0.4) & (draws < 0.6)).mean()
+    np.testing.assert_array_equal(draws, stateless_beta([20000], 0.4, 0.4, seed).numpy())
+
+
+@pytest.mark.parametrize("alpha", [0.4, 1.0, 3.0])
+def test_stateless_gamma_matches_the_gamma_distribution(alpha):
+    stats = pytest.importorskip("scipy.stats")
+    draws = np.exp(stateless_log_gamma([20000], alpha, tf.constant([5, int(alpha * 10)], tf.int64)).numpy())
+    assert np.isfinite(draws).all() and (draws >= 0).all()
+    assert stats.kstest(draws, stats.gamma(alpha).cdf).pvalue > 1e-3
+
+
+def test_stateless_beta_matches_the_beta_distribution():
+    stats = pytest.importorskip("scipy.stats")
+    draws = stateless_beta([20000], 0.4, 0.4, tf.constant([9, 9])).numpy()
+    assert stats.kstest(draws, stats.beta(0.4, 0.4).cdf).pvalue > 1e-3
+
+
+def test_mixup_draw_compiles_with_xla():
+    draw = tf.function(lambda seed: draw_mixup(8, 0.7, 0.4, 3, 3, seed), jit_compile=True)
+    applied, lam, perm, layers = draw(tf.constant([1, 2], tf.int64))
+    assert lam.shape == (8,) and perm.shape == (8,) and layers.shape == (3,)
+
+
+def test_draw_mixup_off_is_exact_identity():
+    applied, lam, perm, layers = draw_mixup(16, 0.0, 0.4, 3, 3, tf.constant([1, 2]))
+    assert not bool(applied)
+    np.testing.assert_array_equal(lam.numpy(), np.ones(16))
+    np.testing.assert_array_equal(perm.numpy(), np.arange(16))
+    assert layers.shape == (3,)
+
+
+def test_draw_mixup_on_draws_a_permutation_and_layers():
+    layer_draws = []
+    for i in range(30):
+        applied, lam, perm, layers = draw_mixup(16, 1.0, 0.4, 3, 3, tf.constant([i, 7]))
+        assert bool(applied)
+        assert sorted(perm.numpy().tolist()) == list(range(16))
+        assert ((lam.numpy() >= 0) & (lam.numpy() <= 1)).all()
+        layer_draws.extend(layers.numpy().tolist())
+    assert set(layer_draws) == {0, 1, 2}

@@ -1,0 +1,162 @@
+"""Keras callbacks of a training run: epoch state, NaN stop, soup checkpoints, wall clock."""
+
+import math
+import time
+
+import keras
+
+from tfislr.training import soup
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the message names the epoch and the step."""
+
+
+class EpochState(keras.callbacks.Callback):
+    """At each epoch start, publishes the (0-based) epoch to the graph-side state.
+
+    - `distiller.epoch` (mixup schedule, distilled-model mode switch);
+    - `augmenter.phase` through `set_phase_for_epoch` (strength 3, then 2);
+    - the training dataset's `epoch_counter`, so a resumed run replays the same
+      per-epoch orders and augmentations.
+
+    Called before Keras creates the epoch's data iterator, so the first batch of the
+    epoch already sees the new values.
+    """
+
+    def __init__(self, distiller, epochs, augmenter=None, epoch_counter=None):
+        super().__init__()
+        self.distiller = distiller
+        self.epochs = epochs
+        self.augmenter = augmenter
+        self.epoch_counter = epoch_counter
+        self.phases = {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.distiller.epoch.assign(epoch)
+        if self.epoch_counter is not None:
+            self.epoch_counter.assign(epoch)
+        if self.augmenter is not None:
+            self.phases[epoch] = self.augmenter.set_phase_for_epoch(epoch, self.epochs)
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops training with `NonFiniteLossError` at the first batch whose loss is not finite.
+
+    The message names the epoch (1-based), the step within it and the global step, and
+    says what usually helps. Nothing is checkpointed after the bad step, so the backup of
+    the previous epoch stays usable.
+    """
+
+    def __init__(self, steps_per_epoch=None):
+        super().__init__()
+        self.steps_per_epoch = steps_per_epoch
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not logs:
+            return
+        bad = {
+            key: float(value)
+            for key, value in logs.items()
+            if key.endswith("loss") and not math.isfinite(float(value))
+        }
+        if bad:
+            self.model.stop_training = True
+            global_step = (
+                self._epoch * self.steps_per_epoch + batch + 1 if self.steps_per_epoch else None
+            )
+            where = f"epoch {self._epoch + 1}, step {batch + 1}"
+            if self.steps_per_epoch:
+                where += f" of {self.steps_per_epoch} (global step {global_step})"
+            raise NonFiniteLossError(
+                f"training loss is not finite at {where}: "
+                + ", ".join(f"{k}={v}" for k, v in sorted(bad.items()))
+                + ". Nothing was saved for this epoch; lower train.learning_rate or "
+                "train.max_grad_norm, or check the data (tfislr.data prepare summary)."
+            )
+
+
+class SoupCheckpoint(keras.callbacks.Callback):
+    """Saves `checkpoints/epoch_XXX.weights.h5` (student, teacher, distilled) for the last N epochs.
+
+    Args:
+        triple: `soup.ModelTriple` of the three models.
+        directory: the run's checkpoints folder.
+        epochs: total epochs of the run.
+        last_n: save epochs > epochs − last_n (1-based), the soup's ingredients.
+        enabled: False on non-chief workers of a multi-worker run.
+    """
+
+    def __init__(self, triple, directory, epochs, last_n, enabled=True):
+        super().__init__()
+        self.triple = triple
+        self.directory = directory
+        self.first_epoch = max(epochs - last_n + 1, 1)  # 1-based
+        self.enabled = enabled
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.enabled and epoch + 1 >= self.first_epoch:
+            soup.save_checkpoint(self.triple, self.directory, epoch + 1)
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds `epoch_seconds` (wall time, validation included) and `learning_rate` to the logs."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        logs["epoch_seconds"] = time.perf_counter() - self._start
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is not None:
+            logs["learning_rate"] = float(optimizer.learning_rate)
+
+
+class ScalarSummaries(keras.callbacks.Callback):
+    """Epoch metrics as TensorBoard scalars: `tb/train` and `tb/validation`, tags `epoch_<metric>`.
+
+    The same layout as `keras.callbacks.TensorBoard`, written with TF's own summary op, so
+    it works without the `tensorboard` package installed (TF 2.21 no longer ships it);
+    `tensorboard --logdir <run>/tb` shows the curves.
+    """
+
+    def __init__(self, log_dir):
+        super().__init__()
+        self.log_dir = log_dir
+        self._writers = {}
+
+    def _writer(self, split):
+        import tensorflow as tf
+
+        if split not in self._writers:
+            self._writers[split] = tf.summary.create_file_writer(f"{self.log_dir}/{split}")
+        return self._writers[split]
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+        from tensorflow.core.framework import summary_pb2
+
+        metadata = summary_pb2.SummaryMetadata(
+            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
+            data_class=summary_pb2.DATA_CLASS_SCALAR,
+        )
+        for key, value in (logs or {}).items():
+            split, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+            with self._writer(split).as_default():
+                tf.summary.write(
+                    f"epoch_{name}", tf.constant(float(value), tf.float32), step=epoch,
+                    metadata=metadata,
+                )
+        for writer in self._writers.values():
+            writer.flush()
+
+    def on_train_end(self, logs=None):
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}

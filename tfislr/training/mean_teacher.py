@@ -1,0 +1,440 @@
+"""Mean teacher + knowledge distillation in one `keras.Model` with a custom train step.
+
+Three networks train together (seed-spec §9):
+
+1. the big **student**, trained by its own AdamW on
+   CE_ousm(student, y) + w(step) · C(student, teacher);
+2. the **teacher**: same architecture, separately initialised, never back-propagated;
+   after every step θ_T ← α θ_T + (1 − α) θ_S with α = min(1 − 1/(step + 1), 0.97)
+   (trainable variables only; its BatchNorm statistics come from its own forward
+   passes, in training mode, on its own augmented view);
+3. the small **distilled** model (the one exported), trained by its own AdamW on
+   CE_ousm(distilled, y) + w(step) · C(distilled, teacher) — it learns from the teacher.
+
+CE_ousm is the smoothed soft-target cross-entropy with the k largest per-sample losses of
+each replica's batch dropped; C is the squared difference of the softmaxes; w ramps up as
+5·exp(−5(1 − s/R)²) over the first 25 % of the steps. With a decreasing probability a batch
+is mixed (manifold mixup): one per-sample λ ~ Beta(0.4, 0.4) and one permutation shared by
+the three models, each of which mixes before its own randomly drawn transformer layer.
+From the first epoch after half-way the distilled model trains with `training=False` (no
+dropout, frozen BatchNorm statistics), as the original's code did (a config switch).
+
+Step state (step counter, epoch) lives in variables, so a step is a pure function of
+the variables and the batch, the graph is traced once, and `BackupAndRestore` restores
+it. Distribution: every loss is a per-replica mean scaled by 1 / replicas before the
+gradient; gradients are summed across replicas once, clipped by their global norm, then
+applied by optimizers that do not sum again (tfislr.training.optimizers). The teacher's
+EMA update runs in cross-replica context through `merge_call` +
+`extended.update`, the pattern Keras optimizers use for their own slots.
+"""
+
+import math
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from tfislr import landmarks
+from tfislr.training import losses
+from tfislr.training import schedules
+from tfislr.training.mixup import draw_mixup
+from tfislr.training.optimizers import is_pre_reduced
+
+MODEL_NAMES = ("student", "teacher", "distilled")
+
+
+def _dense_gradient(gradient):
+    # Embedding lookups give IndexedSlices; the tables are tiny, and dense tensors make
+    # the all-reduce and the global norm straightforward.
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.convert_to_tensor(gradient)
+    return gradient
+
+
+class MeanTeacherDistiller(keras.Model):
+    """Trains a student, its EMA teacher and a distilled model together (module docstring).
+
+    Args:
+        student, teacher, distilled: built classifiers called as
+            `model(inputs, training=..., mixup=None | {"lambda", "permutation", "layer"})`
+            → float32 logits `[B, num_classes]`; student and teacher share an architecture.
+        num_classes: C.
+        total_steps: optimizer steps of the whole run (schedules, ramp-up).
+        epochs: epochs of the run (mixup schedule, distilled-mode switch).
+        num_mix_layers: mixup layer indices are drawn in [0, num_mix_layers).
+        label_smoothing, ousm_k, consistency_weight, rampup_prop, ema_decay, mix_proba,
+        mix_alpha, mix_end_fraction, distilled_inference_mode_second_half, max_grad_norm,
+        seed: the `TrainConfig` fields of the same names (seed-spec §8–§9).
+
+    Data: `fit` takes `({"student": inputs, "teacher": inputs, "distilled": inputs}, labels)`
+    (three independently augmented views, `inputs = {"landmarks", "padding_mask"}`);
+    `evaluate` takes `(inputs, labels)` and reports the accuracy of the three models.
+    """
+
+    def __init__(
+        self,
+        student,
+        teacher,
+        distilled,
+        num_classes,
+        total_steps,
+        epochs,
+        num_mix_layers=3,
+        label_smoothing=0.3,
+        ousm_k=3,
+        consistency_weight=5.0,
+        rampup_prop=0.25,
+        ema_decay=0.97,
+        mix_proba=0.5,
+        mix_alpha=0.4,
+        mix_end_fraction=0.9,
+        distilled_inference_mode_second_half=True,
+        max_grad_norm=10.0,
+        seed=42,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if total_steps < 1 or epochs < 1:
+            raise ValueError(f"total_steps and epochs must be >= 1, got {total_steps}, {epochs}")
+        if ousm_k < 0:
+            raise ValueError(f"ousm_k must be >= 0, got {ousm_k}")
+        self.student = student
+        self.teacher = teacher
+        self.distilled = distilled
+        self.num_classes = int(num_classes)
+        self.total_steps = int(total_steps)
+        self.epochs = int(epochs)
+        self.num_mix_layers = int(num_mix_layers)
+        self.label_smoothing = float(label_smoothing)
+        self.ousm_k = int(ousm_k)
+        self.consistency_weight = float(consistency_weight)
+        self.rampup_prop = float(rampup_prop)
+        self.ema_decay = float(ema_decay)
+        self.mix_proba = float(mix_proba)
+        self.mix_alpha = float(mix_alpha)
+        self.mix_end_fraction = float(mix_end_fraction)
+        self.distilled_inference_mode_second_half = bool(distilled_inference_mode_second_half)
+        self.max_grad_norm = float(max_grad_norm)
+        self.seed = int(seed)
+        self.rampup_length = schedules.rampup_steps(self.total_steps, self.rampup_prop)
+        # 0-based epoch from which the distilled model trains in inference mode: the
+        # original switched at its first validation after half of the steps.
+        self.distilled_switch_epoch = math.ceil(self.epochs / 2)
+
+        self._ema_pairs()  # fails early when teacher and student differ
+
+        # "only_first_replica": updated once per step whatever the replica count, like
+        # the optimizers' iteration counters.
+        self.step_counter = self.add_weight(
+            shape=(), dtype="int64", initializer="zeros", trainable=False,
+            aggregation="only_first_replica", name="step_counter",
+        )
+        self.epoch = self.add_weight(
+            shape=(), dtype="int64", initializer="zeros", trainable=False,
+            aggregation="only_first_replica", name="epoch",
+        )
+
+        self.train_trackers = {
+            name: keras.metrics.Mean(name=name)
+            for name in ("loss", "student_loss", "distilled_loss", "consistency_loss")
+        }
+        self.eval_loss_tracker = keras.metrics.Mean(name="loss")
+        self.accuracy_trackers = {
+            name: keras.metrics.SparseCategoricalAccuracy(name=f"{name}_accuracy")
+            for name in MODEL_NAMES
+        }
+        self.built = True
+
+    # ------------------------------------------------------------------ setup
+    def _ema_pairs(self):
+        # A method, not an attribute: a list of variables set on a Keras layer would be
+        # tracked as the distiller's own variables and saved twice.
+        student_vars = self.student.trainable_variables
+        teacher_vars = self.teacher.trainable_variables
+        if len(student_vars) != len(teacher_vars):
+            raise ValueError(
+                f"teacher and student must share an architecture: {len(teacher_vars)} vs "
+                f"{len(student_vars)} trainable variables"
+            )
+        for t, s in zip(teacher_vars, student_vars):
+            if tuple(t.shape) != tuple(s.shape):
+                raise ValueError(
+                    f"teacher variable {t.path} {t.shape} does not match student "
+                    f"variable {s.path} {s.shape}"
+                )
+        return list(zip(teacher_vars, student_vars))
+
+    def compile(self, student_optimizer, distilled_optimizer, jit_compile=False, **kwargs):
+        """Sets the two optimizers (built on their model's variables, see `make_optimizer`)."""
+        for name, optimizer in (("student", student_optimizer), ("distilled", distilled_optimizer)):
+            if not is_pre_reduced(optimizer):
+                raise ValueError(
+                    f"the {name} optimizer must skip its own cross-replica gradient sum "
+                    "(the train step sums and clips first): use "
+                    "tfislr.training.optimizers.make_optimizer or PreReducedAdamW/SGD"
+                )
+        if jit_compile and tf.distribute.get_strategy().num_replicas_in_sync > 1:
+            # The teacher update and the loss-scale logic use merge_call, which XLA
+            # cannot compile inside a replica function.
+            raise ValueError("jit_compile is supported on a single replica only")
+        super().compile(optimizer=student_optimizer, jit_compile=jit_compile, **kwargs)
+        self.student_optimizer = student_optimizer
+        self.distilled_optimizer = distilled_optimizer
+
+    def named_models(self):
+        # A method, not a property: Keras' weight saving walks properties too.
+        return {"student": self.student, "teacher": self.teacher, "distilled": self.distilled}
+
+    @property
+    def metrics(self):
+        return [
+            *self.train_trackers.values(),
+            self.eval_loss_tracker,
+            *self.accuracy_trackers.values(),
+        ]
+
+    def call(self, inputs, training=False):
+        """Logits of the three models: `{"student", "teacher", "distilled"}`.
+
+        `inputs` is either one view `{"landmarks", "padding_mask"}` shared by the
+        three, or `{"student": view, "teacher": view, "distilled": view}`.
+        """
+        views = inputs if "student" in inputs else {name: inputs for name in MODEL_NAMES}
+        return {name: model(views[name], training=training) for name, model in self.named_models().items()}
+
+    # ------------------------------------------------------------- training
+    def _step_seed(self, step):
+        context = tf.distribute.get_replica_context()
+        replica = 0 if context is None else context.replica_id_in_sync_group
+        seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(step, tf.int64)])
+        # Each replica draws its own mixup, as each GPU of the original did.
+        return tf.random.experimental.stateless_fold_in(seed, tf.cast(replica, tf.int64))
+
+    def _mixup(self, batch_size, step):
+        probability = schedules.mixup_probability(
+            self.epoch + 1, self.epochs, self.mix_proba, self.mix_end_fraction
+        )
+        applied, lam, permutation, layers = draw_mixup(
+            batch_size, probability, self.mix_alpha, self.num_mix_layers, 3, self._step_seed(step)
+        )
+        mixes = {
+            name: {"lambda": lam, "permutation": permutation, "layer": layers[i]}
+            for i, name in enumerate(MODEL_NAMES)
+        }
+        return applied, lam, permutation, mixes
+
+    def _call_distilled(self, view, mixup):
+        if not self.distilled_inference_mode_second_half:
+            return self.distilled(view, training=True, mixup=mixup)
+        return tf.cond(
+            self.epoch >= self.distilled_switch_epoch,
+            lambda: self.distilled(view, training=False, mixup=mixup),
+            lambda: self.distilled(view, training=True, mixup=mixup),
+        )
+
+    def _reduce_and_clip(self, gradients, optimizer):
+        """Sums gradients over replicas once and clips them by their global norm.
+
+        With a LossScaleOptimizer the gradients are still multiplied by the loss scale s;
+        clipping is homogeneous (clip(s·g, s·c) = s·clip(g, c)), so clip at s·max_norm.
+        Returns (gradients, unscaled global norm).
+        """
+        gradients = [_dense_gradient(g) for g in gradients]
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+        scale = getattr(optimizer, "dynamic_scale", None)
+        scale = tf.constant(1.0) if scale is None else ops.cast(scale, "float32")
+        if self.max_grad_norm > 0:
+            gradients, norm = tf.clip_by_global_norm(gradients, self.max_grad_norm * scale)
+        else:
+            norm = tf.linalg.global_norm(gradients)
+        return gradients, norm / scale
+
+    def _update_teacher(self, alpha):
+        """θ_T ← α θ_T + (1 − α) θ_S on every replica, from cross-replica context."""
+
+        def ema(teacher_var, student_var, alpha):
+            return teacher_var.assign(alpha * teacher_var + (1.0 - alpha) * student_var)
+
+        def merge_fn(strategy, alpha):
+            for teacher_var, student_var in self._ema_pairs():
+                strategy.extended.update(
+                    teacher_var.value, ema, args=(student_var.value, alpha), group=False
+                )
+
+        tf.__internal__.distribute.interim.maybe_merge_call(
+            merge_fn, tf.distribute.get_strategy(), alpha
+        )
+
+    def train_step(self, data):
+        views, labels = data[0], data[1]
+        labels = ops.cast(labels, "int32")
+        batch_size = tf.shape(labels)[0]
+
+        self.step_counter.assign_add(1)
+        step = ops.convert_to_tensor(self.step_counter)  # 1-based
+        _, lam, permutation, mixes = self._mixup(batch_size, step)
+        targets = losses.mixed_targets(labels, self.num_classes, lam, permutation)
+        weight = schedules.consistency_weight(step, self.rampup_length, self.consistency_weight)
+
+        # The teacher is never differentiated: run it outside the tape.
+        teacher_logits = ops.stop_gradient(
+            self.teacher(views["teacher"], training=True, mixup=mixes["teacher"])
+        )
+
+        student_vars = self.student.trainable_variables
+        distilled_vars = self.distilled.trainable_variables
+        with tf.GradientTape() as tape:
+            student_logits = self.student(views["student"], training=True, mixup=mixes["student"])
+            distilled_logits = self._call_distilled(views["distilled"], mixes["distilled"])
+            student_ce = losses.classification_loss(
+                student_logits, targets, self.label_smoothing, self.ousm_k
+            )
+            distilled_ce = losses.classification_loss(
+                distilled_logits, targets, self.label_smoothing, self.ousm_k
+            )
+            student_consistency = losses.consistency_loss(student_logits, teacher_logits)
+            distilled_consistency = losses.consistency_loss(distilled_logits, teacher_logits)
+            student_loss = student_ce + weight * student_consistency
+            distilled_loss = distilled_ce + weight * distilled_consistency
+            # The two models share no variable, so one gradient of the sum gives each
+            # model the gradient of its own loss; each loss carries its own loss scale.
+            objective = self.student_optimizer.scale_loss(
+                losses.scale_for_replicas(student_loss)
+            ) + self.distilled_optimizer.scale_loss(losses.scale_for_replicas(distilled_loss))
+
+        gradients = tape.gradient(objective, student_vars + distilled_vars)
+        student_grads, _ = self._reduce_and_clip(gradients[: len(student_vars)], self.student_optimizer)
+        distilled_grads, _ = self._reduce_and_clip(
+            gradients[len(student_vars):], self.distilled_optimizer
+        )
+        self.student_optimizer.apply(student_grads, student_vars)
+        self.distilled_optimizer.apply(distilled_grads, distilled_vars)
+        self._update_teacher(schedules.ema_decay(step, self.ema_decay))
+
+        trackers = self.train_trackers
+        trackers["loss"].update_state(student_loss + distilled_loss)
+        trackers["student_loss"].update_state(student_loss)
+        trackers["distilled_loss"].update_state(distilled_loss)
+        trackers["consistency_loss"].update_state(student_consistency)
+        return {name: tracker.result() for name, tracker in trackers.items()}
+
+    def test_step(self, data):
+        inputs, labels = data[0], data[1]
+        labels = ops.cast(labels, "int32")
+        logits = self(inputs, training=False)
+        self.eval_loss_tracker.update_state(
+            ops.mean(
+                keras.losses.sparse_categorical_crossentropy(
+                    labels, logits["student"], from_logits=True
+                )
+            )
+        )
+        for name in MODEL_NAMES:
+            self.accuracy_trackers[name].update_state(labels, logits[name])
+        results = {"loss": self.eval_loss_tracker.result()}
+        results.update({f"{n}_accuracy": t.result() for n, t in self.accuracy_trackers.items()})
+        return results
+
+    def predict_step(self, data):
+        inputs = data[0] if isinstance(data, (tuple, list)) else data
+        return self(inputs, training=False)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "student": keras.saving.serialize_keras_object(self.student),
+                "teacher": keras.saving.serialize_keras_object(self.teacher),
+                "distilled": keras.saving.serialize_keras_object(self.distilled),
+                "num_classes": self.num_classes,
+                "total_steps": self.total_steps,
+                "epochs": self.epochs,
+                "num_mix_layers": self.num_mix_layers,
+                "label_smoothing": self.label_smoothing,
+                "ousm_k": self.ousm_k,
+                "consistency_weight": self.consistency_weight,
+                "rampup_prop": self.rampup_prop,
+                "ema_decay": self.ema_decay,
+                "mix_proba": self.mix_proba,
+                "mix_alpha": self.mix_alpha,
+                "mix_end_fraction": self.mix_end_fraction,
+                "distilled_inference_mode_second_half": self.distilled_inference_mode_second_half,
+                "max_grad_norm": self.max_grad_norm,
+                "seed": self.seed,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for name in MODEL_NAMES:
+            config[name] = keras.saving.deserialize_keras_object(config[name])
+        return cls(**config)
+
+
+def build_distiller(config, num_classes, steps_per_epoch, build_model=None):
+    """Builds the three classifiers, the distiller and its two optimizers (call under scope).
+
+    Args:
+        config: a `tfislr.config.Config`.
+        num_classes: number of signs.
+        steps_per_epoch: optimizer steps per epoch (global batches).
+        build_model: `build_model(model_config, num_classes, max_len, distilled)` → built
+            classifier; default `tfislr.model.build_classifier` (tests pass stand-ins).
+
+    Returns:
+        A compiled `MeanTeacherDistiller`.
+    """
+    from tfislr.training.optimizers import make_optimizer
+
+    if build_model is None:
+        from tfislr.model import build_classifier as build_model
+    train = config.train
+    max_len = config.data.max_len
+    total_steps = steps_per_epoch * train.epochs
+    # Three draws from Keras' global seed: the teacher is initialised separately.
+    student = build_model(config.model, num_classes, max_len, distilled=False)
+    teacher = build_model(config.model, num_classes, max_len, distilled=False)
+    distilled = build_model(config.model, num_classes, max_len, distilled=True)
+    for model in (student, teacher, distilled):
+        _build_on_dummy(model, max_len)
+    distiller = MeanTeacherDistiller(
+        student,
+        teacher,
+        distilled,
+        num_classes=num_classes,
+        total_steps=total_steps,
+        epochs=train.epochs,
+        num_mix_layers=config.model.transfo_layers,
+        label_smoothing=train.label_smoothing,
+        ousm_k=train.ousm_k,
+        consistency_weight=train.consistency_weight,
+        rampup_prop=train.rampup_prop,
+        ema_decay=train.ema_decay,
+        mix_proba=train.mix_proba,
+        mix_alpha=train.mix_alpha,
+        mix_end_fraction=train.mix_end_fraction,
+        distilled_inference_mode_second_half=train.distilled_inference_mode_second_half,
+        max_grad_norm=train.max_grad_norm,
+        seed=train.seed,
+        name="mean_teacher_distiller",
+    )
+    distiller.compile(
+        student_optimizer=make_optimizer(train, total_steps, student, "student_adamw"),
+        distilled_optimizer=make_optimizer(train, total_steps, distilled, "distilled_adamw"),
+        jit_compile=train.jit_compile,
+    )
+    return distiller
+
+
+def _build_on_dummy(model, max_len):
+    if model.built and model.trainable_variables:
+        return
+    dummy = {
+        "landmarks": ops.zeros((1, max_len, landmarks.NUM_POINTS, 3)),
+        "padding_mask": ops.ones((1, max_len)),
+    }
+    model(dummy, training=False)

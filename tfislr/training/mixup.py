@@ -1,0 +1,83 @@
+"""Drawing the per-batch manifold-mixup parameters (seed-spec §8) with stateless random ops.
+
+The model mixes hidden states (`model(inputs, mixup={"lambda", "permutation", "layer"})`);
+this module only decides *whether* a batch is mixed and draws λ, the permutation and one
+layer index per model. Everything is a pure function of an int `[2]` seed, so a step is
+reproducible from (run seed, step counter, replica id) — no Python-side state.
+
+A batch that is not mixed gets λ = 1 and the identity permutation: the model's mix
+λ·h + (1 − λ)·h[perm] and the mask union are then exact no-ops, so the graph has no
+branch around the model calls.
+
+λ ~ Beta(a, b) = X / (X + Y) with X ~ Gamma(a), Y ~ Gamma(b). TF's
+`stateless_gamma` has no XLA kernel, so the gammas are drawn here with Marsaglia–Tsang's
+squeeze method from normal and uniform draws only (fixed number of proposals, no loop),
+which also compiles under `jit_compile=True`.
+"""
+
+import tensorflow as tf
+
+# Proposals per Marsaglia–Tsang draw. Acceptance is ≥ 0.95 for shape ≥ 1, so 12
+# proposals all fail with probability < 1e-15; a draw that still fails takes the mean.
+_PROPOSALS = 12
+
+
+def stateless_log_gamma(shape, alpha, seed):
+    """log of Gamma(alpha, 1) samples, float32, from the int `[2]` `seed` (XLA-compatible).
+
+    Marsaglia & Tsang (2000) for shape α + 1 ≥ 1, then the boost
+    Gamma(α) = Gamma(α + 1) · U^(1/α), kept in log space so small α cannot underflow.
+    """
+    if alpha <= 0:
+        raise ValueError(f"gamma shape must be > 0, got {alpha}")
+    seeds = tf.unstack(tf.random.experimental.stateless_split(seed, num=3))
+    shape = tf.concat([tf.reshape(shape, [-1]), [_PROPOSALS]], axis=0)
+    boosted = alpha + 1.0
+    d = boosted - 1.0 / 3.0
+    c = 1.0 / tf.sqrt(9.0 * d)
+    x = tf.random.stateless_normal(shape, seeds[0])
+    v = (1.0 + c * x) ** 3
+    u = tf.random.stateless_uniform(shape, seeds[1], minval=1e-12, maxval=1.0)
+    safe_v = tf.maximum(v, 1e-12)
+    accepted = (v > 0) & (tf.math.log(u) < 0.5 * x * x + d - d * safe_v + d * tf.math.log(safe_v))
+    # The first accepted proposal of each draw (argmax of a bool picks the first True).
+    first = tf.argmax(tf.cast(accepted, tf.int32), axis=-1, output_type=tf.int32)
+    chosen = tf.reduce_sum(safe_v * tf.one_hot(first, _PROPOSALS, dtype=safe_v.dtype), axis=-1)
+    log_sample = tf.math.log(d * chosen)
+    log_sample = tf.where(tf.reduce_any(accepted, axis=-1), log_sample, tf.math.log(d))
+    boost = tf.random.stateless_uniform(shape[:-1], seeds[2], minval=1e-12, maxval=1.0)
+    return log_sample + tf.math.log(boost) / alpha
+
+
+def stateless_beta(shape, alpha, beta, seed):
+    """Beta(alpha, beta) samples in [0, 1] as X / (X + Y) of two gammas (float32)."""
+    seed_x, seed_y = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
+    log_x = stateless_log_gamma(shape, alpha, seed_x)
+    log_y = stateless_log_gamma(shape, beta, seed_y)
+    # X / (X + Y) = sigmoid(log X − log Y), exact and overflow-free.
+    return tf.sigmoid(log_x - log_y)
+
+
+def draw_mixup(batch_size, probability, alpha, num_layers, num_models, seed):
+    """Draws one batch's mixup: (applied bool, λ f32[B], permutation int32[B], layers int32[M]).
+
+    Args:
+        batch_size: int or scalar int tensor B (this replica's batch).
+        probability: scalar, chance that this batch is mixed.
+        alpha: Beta(alpha, alpha) parameter of the per-sample λ (0.4).
+        num_layers: layers are drawn uniformly in [0, num_layers).
+        num_models: how many layer indices to draw (one per model).
+        seed: int32/int64 `[2]`.
+    """
+    seeds = tf.unstack(tf.random.experimental.stateless_split(seed, num=4))
+    applied = tf.random.stateless_uniform([], seeds[0]) < tf.cast(probability, tf.float32)
+    lam = stateless_beta([batch_size], alpha, alpha, seeds[1])
+    permutation = tf.argsort(tf.random.stateless_uniform([batch_size], seeds[2]))
+    permutation = tf.cast(permutation, tf.int32)
+    layers = tf.random.stateless_uniform(
+        [num_models], seeds[3], minval=0, maxval=num_layers, dtype=tf.int32
+    )
+    identity = tf.range(batch_size, dtype=tf.int32)
+    lam = tf.where(applied, lam, tf.ones_like(lam))
+    permutation = tf.where(applied, permutation, identity)
+    return applied, lam, permutation, layers

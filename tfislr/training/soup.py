@@ -1,0 +1,118 @@
+"""Per-epoch checkpoints of the three models and their uniform soup (seed-spec §9).
+
+A checkpoint `checkpoints/epoch_XXX.weights.h5` (XXX = 1-based epoch) holds the weights of
+the student, the teacher and the distilled model in one Keras weights file, written through
+`ModelTriple` (so `ModelTriple(...).load_weights(path)` restores all three). The soup is the
+uniform average of the last N checkpoints of every floating-point variable — BatchNorm
+moving statistics included, as the original's `uniform_soup` averaged whole state dicts;
+non-float state (dropout seed-generator counters) is taken from the newest checkpoint.
+"""
+
+import pathlib
+import re
+
+import keras
+import numpy as np
+
+MODEL_NAMES = ("student", "teacher", "distilled")
+_CHECKPOINT = re.compile(r"^epoch_(\d+)\.weights\.h5$")
+
+
+class ModelTriple(keras.Model):
+    """A weights-only container of the three models (student, teacher, distilled).
+
+    Not a model to call: it gives the three models one Keras weights file, with each
+    model's variables under its own name.
+    """
+
+    def __init__(self, student, teacher, distilled, **kwargs):
+        super().__init__(**kwargs)
+        self.student = student
+        self.teacher = teacher
+        self.distilled = distilled
+        self.built = True
+
+    def call(self, inputs):  # pragma: no cover - a container, never called
+        raise NotImplementedError("ModelTriple only stores weights")
+
+    def named_models(self):
+        # A method, not a property: Keras' weight saving walks properties too.
+        return {"student": self.student, "teacher": self.teacher, "distilled": self.distilled}
+
+
+def checkpoint_path(directory, epoch):
+    """`directory/epoch_XXX.weights.h5` for the 1-based `epoch`."""
+    return pathlib.Path(directory) / f"epoch_{epoch:03d}.weights.h5"
+
+
+def list_checkpoints(directory):
+    """[(epoch, path)] of the checkpoints in `directory`, oldest first."""
+    directory = pathlib.Path(directory)
+    if not directory.is_dir():
+        return []
+    found = []
+    for path in directory.iterdir():
+        match = _CHECKPOINT.match(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def save_checkpoint(triple, directory, epoch):
+    """Writes the three models' weights for the 1-based `epoch`; returns the path."""
+    path = checkpoint_path(directory, epoch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name.replace(".weights.h5", ".tmp.weights.h5"))
+    triple.save_weights(tmp)
+    tmp.replace(path)  # a killed run never leaves a half-written checkpoint behind
+    return path
+
+
+def _is_float(variable):
+    return "float" in str(variable.dtype)
+
+
+def uniform_soup(triple, paths):
+    """Loads the uniform average of the checkpoints `paths` into `triple`'s models.
+
+    Every floating-point variable (weights and BatchNorm statistics) becomes the mean of
+    its saved values; other variables keep the newest checkpoint's value.
+
+    Returns:
+        {model name: list of the soup values (np.ndarray) in `model.variables` order}.
+    """
+    paths = [pathlib.Path(p) for p in paths]
+    if not paths:
+        raise ValueError("uniform_soup needs at least one checkpoint")
+    variables = {name: model.variables for name, model in triple.named_models().items()}
+    sums = None
+    for path in paths:
+        triple.load_weights(path)
+        current = {
+            name: [np.asarray(v.numpy(), np.float64 if _is_float(v) else None) for v in vs]
+            for name, vs in variables.items()
+        }
+        if sums is None:
+            sums = current
+        else:
+            for name, vs in variables.items():
+                for i, v in enumerate(vs):
+                    sums[name][i] = sums[name][i] + current[name][i] if _is_float(v) else current[name][i]
+    soup = {}
+    for name, vs in variables.items():
+        soup[name] = []
+        for v, total in zip(vs, sums[name]):
+            value = (total / len(paths)).astype(v.dtype) if _is_float(v) else total
+            v.assign(value)
+            soup[name].append(value)
+    return soup
+
+
+def soup_last_checkpoints(triple, directory, last_n):
+    """Soups the newest `last_n` checkpoints of `directory` into `triple`; returns their epochs."""
+    found = list_checkpoints(directory)
+    if not found:
+        raise ValueError(f"no checkpoints epoch_XXX.weights.h5 in {directory}")
+    chosen = found[-last_n:]
+    uniform_soup(triple, [path for _, path in chosen])
+    return [epoch for epoch, _ in chosen]
