@@ -60,18 +60,22 @@ def exported(data_dir, tmp_path_factory):
 
 
 def keras_logits(model, data_dir, table):
-    """The Keras model's logits for each clip, outside any TFLite code path."""
+    """The Keras model's logits as validation computes them: one zero-padded, masked batch.
+
+    No TFLite code path is involved; only `Preprocess` is shared with the exported graph.
+    """
     from tfislr.data.kaggle import read_landmark_file
     from tfislr.preprocessing import Preprocess
 
     preprocess = Preprocess(MAX_LEN)
-    outputs = []
-    for path in table["path"]:
-        points = preprocess(tf.constant(read_landmark_file(landmark_path(data_dir, path))))
-        logits = model({"landmarks": points[tf.newaxis],
-                        "padding_mask": tf.ones([1, tf.shape(points)[0]])}, training=False)
-        outputs.append(keras.ops.convert_to_numpy(logits)[0])
-    return np.stack(outputs)
+    points = np.zeros((len(table), MAX_LEN, landmarks.NUM_POINTS, 3), np.float32)
+    mask = np.zeros((len(table), MAX_LEN), np.float32)
+    for i, path in enumerate(table["path"]):
+        clip = preprocess(tf.constant(read_landmark_file(landmark_path(data_dir, path)))).numpy()
+        points[i, : len(clip)] = clip
+        mask[i, : len(clip)] = 1.0
+    logits = model({"landmarks": points, "padding_mask": mask}, training=False)
+    return keras.ops.convert_to_numpy(logits)
 
 
 def test_matches_keras_model_accuracy(exported, data_dir):
@@ -96,7 +100,7 @@ def test_matches_keras_model_accuracy(exported, data_dir):
 
 
 def test_fold_scores_only_held_out_signers(exported, data_dir):
-    fold_indices = pytest.importorskip("tfislr.data.folds").fold_indices
+    from tfislr.data.folds import fold_indices
     from tfislr.data.kaggle import read_train_csv
 
     _, path = exported

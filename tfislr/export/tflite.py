@@ -247,7 +247,10 @@ def build_ensemble_module(members):
             probabilities = []
             for preprocess, model in zip(self.preprocessors, self.models):
                 points = preprocess(frames)[tf.newaxis]
-                padding_mask = tf.ones(tf.shape(points)[:2], tf.float32)
+                # Shape [1, T'] with the batch dim static: the converter can only lower
+                # `mask[:, :, None]` (StridedSlice with new_axis_mask) when at most one
+                # dim is unknown; tf.ones(tf.shape(...)) would leave both unknown.
+                padding_mask = tf.ones_like(points[:, :, 0, 0])
                 logits = model({"landmarks": points, "padding_mask": padding_mask},
                                training=False)
                 probabilities.append(tf.nn.softmax(tf.cast(logits[0], tf.float32)))
@@ -258,14 +261,29 @@ def build_ensemble_module(members):
     return EnsembleModule()
 
 
+def _error_scopes(error):
+    """Name scopes (e.g. `islr_classifier/embedding/strided_slice`) of the failing ops."""
+    scopes = set()
+    for data in getattr(error, "errors", None) or ():
+        for call in data.location.call:
+            scope = call.name.split("@", 1)[0]
+            if "@" in call.name and not scope.endswith("PartitionedCall"):
+                scopes.add(scope)
+                break
+    return scopes
+
+
 def _reraise_conversion_error(error):
     """Turns the converter's wall of MLIR text into one line naming the ops."""
     text = str(error)
     for marker in ("TF Select ops:", "Custom ops:"):
         if marker in text:
             ops = text.split(marker, 1)[1].splitlines()[0].strip()
+            # The MLIR locations name the layer that emitted each offending op.
+            where = sorted(_error_scopes(error))
+            at = f" at {', '.join(where[:6])}{' ...' if len(where) > 6 else ''}" if where else ""
             raise ExportError(
-                f"the graph needs non-builtin TFLite ops ({marker[:-1]}: {ops}); only "
+                f"the graph needs non-builtin TFLite ops ({marker[:-1]}: {ops}){at}; only "
                 "TFLITE_BUILTINS are allowed in the competition runtime"
             ) from error
     raise ExportError(f"TFLite conversion failed: {text.splitlines()[-1] if text else error}") \
