@@ -1,6 +1,11 @@
 """tfislr.model: the Keras 3 ISLR classifier; importing it registers every layer."""
 
-from tfislr.model.classifier import ISLRClassifier, build_classifier, parameter_groups
+from tfislr.model.classifier import (
+    ISLRClassifier,
+    build_classifier,
+    no_weight_decay_variables,
+    parameter_groups,
+)
 from tfislr.model.deberta import (
     DebertaEncoder,
     DebertaLayer,
@@ -22,6 +27,7 @@ __all__ = [
     "PartMLPs",
     "build_classifier",
     "log_bucket_position",
+    "no_weight_decay_variables",
     "parameter_groups",
     "relative_position_index",
     "transformer_widths",
