@@ -113,3 +113,23 @@ def test_mixed_precision_is_finite(policy):
     finally:
         keras.config.set_dtype_policy(previous)
     assert keras.config.dtype_policy().name == previous.name
+
+
+@pytest.mark.slow  # ~12 s of CPU for the XLA compile of the backward pass
+def test_xla_jit_compile_matches_and_trains():
+    """train.jit_compile: the dynamic row window of the attention compiles under XLA."""
+    model = ISLRClassifier(**{**SMALL, "transfo_layers": 1})  # one layer: compile time
+    mask = (np.arange(9)[None] < np.array([[9], [4]])).astype("float32")
+    batch = {"landmarks": np.random.default_rng(2).normal(size=(2, 9, 100, 3)).astype("float32"),
+             "padding_mask": mask}
+    expected = model(batch).numpy()
+    compiled = tf.function(lambda x: model(x), jit_compile=True)
+    np.testing.assert_allclose(compiled(batch).numpy(), expected, rtol=1e-5, atol=1e-5)
+
+    @tf.function(jit_compile=True)
+    def gradients(x):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.square(model(x, training=True)))
+        return tape.gradient(loss, [v.value for v in model.trainable_variables])
+
+    assert all(np.isfinite(tf.convert_to_tensor(g).numpy()).all() for g in gradients(batch))
