@@ -1,0 +1,1 @@
+"""tfislr.data"""
