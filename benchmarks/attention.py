@@ -3,8 +3,9 @@
 Same width, heads and sequence length; both layers include their output projection. Each is
 timed as a compiled `tf.function` (batch 1 and batch 32, ms per sequence) and as a TFLite
 model (builtin ops, fp32, batch 1, ai-edge-litert, 1 thread by default). With `--variants`
-the relative-position term alone is also timed in TFLite for four implementations (the one
-the layer uses and three alternatives) to document the choice.
+the relative-position term alone (c2p + p2c) is also timed for four implementations (the one
+the layer uses and three alternatives): TFLite batch 1, and TF forward + backward on a
+training batch, to document the choice.
 
     .venv/bin/python benchmarks/attention.py                      # JSON on stdout
     .venv/bin/python benchmarks/attention.py --variants --output attention.json
@@ -202,11 +203,27 @@ def main(argv=None):
                 funcs = relative_variants(args.heads, head_dim, length)
                 reference = funcs["row_gather (ours)"](q, k).numpy()
                 row = {"width": width, "T": length}
+                shape = (args.train_batch, args.heads, length, head_dim)
+                q_batch = tf.constant(rng.normal(size=shape).astype("float32"))
+                k_batch = tf.constant(rng.normal(size=shape).astype("float32"))
                 for name, fn in funcs.items():
                     np.testing.assert_allclose(fn(q, k).numpy(), reference, rtol=1e-4, atol=1e-4)
                     spec = tf.TensorSpec([1, args.heads, None, head_dim], tf.float32)
                     blob = to_tflite(fn, [], [spec, spec])
-                    row[f"{name}_tflite_ms"] = round(tflite_ms(blob, [q, k], args.repeats, args.threads), 3)
+                    row[f"{name}_tflite_ms"] = round(
+                        tflite_ms(blob, [q, k], args.repeats, args.threads), 3
+                    )
+
+                    @tf.function
+                    def forward_backward(query, key, fn=fn):
+                        with tf.GradientTape() as tape:
+                            tape.watch([query, key])
+                            loss = tf.reduce_sum(tf.square(fn(query, key)))
+                        return tape.gradient(loss, [query, key])
+
+                    row[f"{name}_tf_train_ms_batch{args.train_batch}"] = round(
+                        median_ms(lambda: forward_backward(q_batch, k_batch), 10, warmup=2), 2
+                    )
                 variants.append(row)
                 print(json.dumps(row), file=sys.stderr)
 

@@ -18,9 +18,11 @@ os.environ.setdefault("COLUMNS", "120")
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m tfislr.model",
-        description="Print the summaries and parameter counts of a config's big and distilled model.",
+        description="Summaries and parameter counts of a config's big and distilled model.",
     )
-    parser.add_argument("--config", default="len80", help="config name (configs/<name>.yaml) or path")
+    parser.add_argument(
+        "--config", default="len80", help="config name (configs/<name>.yaml) or path"
+    )
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="SECTION.KEY=VALUE", help="config override (repeatable)")
     parser.add_argument("--num-classes", type=int, default=250)
@@ -46,8 +48,11 @@ def main(argv=None):
         if not args.no_summary:
             model.summary()
         widths = list(zip(model.encoder.hidden_dims, model.encoder.output_dims))
-        print(f"{config.name} {kind}: dense_dim {model.dense_dim}, transfo_dim {model.transfo_dim}, "
-              f"transformer layers (hidden -> out) {widths}, dropout {model.encoder.dropout_rates}")
+        print(
+            f"{config.name} {kind}: dense_dim {model.dense_dim}, "
+            f"transfo_dim {model.transfo_dim}, transformer layers (hidden -> out) {widths}, "
+            f"dropout {model.encoder.dropout_rates}"
+        )
         groups = parameter_groups(model)
         for group, count in groups.items():
             print(f"  {group:<18} {count:>12,}")

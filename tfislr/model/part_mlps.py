@@ -166,7 +166,8 @@ class PartMLPs(keras.layers.Layer):
             return mlp(features, padding_mask=padding_mask, training=training)
 
         hand = ops.maximum(run(self.left_hand_mlp), run(self.right_hand_mlp))
-        x = ops.concatenate([run(self.all_mlp), hand, run(self.lips_mlp), run(self.face_mlp)], axis=-1)
+        parts = [run(self.all_mlp), hand, run(self.lips_mlp), run(self.face_mlp)]
+        x = ops.concatenate(parts, axis=-1)
         x = self.combine_norm(self.combine_dense(x), training=training)
         x = keras.activations.mish(self.combine_dropout(x, training=training))
         if padding_mask is not None:
@@ -179,6 +180,10 @@ class PartMLPs(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            {"dense_dim": self.dense_dim, "output_dim": self.output_dim, "drop_rate": self.drop_rate}
+            {
+                "dense_dim": self.dense_dim,
+                "output_dim": self.output_dim,
+                "drop_rate": self.drop_rate,
+            }
         )
         return config
