@@ -35,6 +35,9 @@ def main(argv=None):
         command.add_argument("--runs-dir", help="root of runs/<config>/<timestamp> (default runs)")
         command.add_argument("--max-size-mb", type=float, default=40.0,
                              help="fail above this size in MB of 10^6 bytes (default: 40)")
+        command.add_argument("--parity-data",
+                             help="Kaggle-layout data dir: check parity and time on its clips "
+                                  "(default: generated raw-format clips)")
     args = parser.parse_args(argv)
 
     from tfislr.export import ExportError, export_ensemble
@@ -47,7 +50,7 @@ def main(argv=None):
         output = args.output or str(pathlib.Path(args.run) / "model.tflite")
     try:
         export_ensemble(target, output, args.quantization, runs_dir=args.runs_dir,
-                        max_size_mb=args.max_size_mb)
+                        max_size_mb=args.max_size_mb, parity_clips=args.parity_data)
     except (ValueError, ExportError) as error:
         print(f"export failed: {error}", file=sys.stderr)
         return 1

@@ -170,3 +170,23 @@ def test_real_sample(exported, real_data_dir, tmp_path):
     assert report["errors"] == [] and report["num_sequences"] >= 100
     assert set(report["per_sign"]) == {"hello", "thankyou"}
     assert all(0 <= p < 250 for p in report["predictions"])
+
+
+@pytest.mark.slow
+def test_demo_run_export_matches_validation_accuracy(synthetic_data_dir, tmp_path):
+    """Train (briefly) → export the distilled soup → evaluate fold 0 = training's val accuracy."""
+    from tfislr.config import load_config
+    from tfislr.training.run import train
+
+    config = load_config("demo", overrides=["train.epochs=4", "train.soup_last_n=2"])
+    run_dir = train(config, synthetic_data_dir, tmp_path / "runs", fold=0, verbose=0)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    expected = metrics["models"]["distilled"]["soup_accuracy"]
+    path = tmp_path / "demo.tflite"
+    tflite.export_ensemble([{"run": str(run_dir)}], path, "fp16", verbose=False,
+                           parity_clips=synthetic_data_dir)
+    report = evaluate.evaluate_tflite(path, synthetic_data_dir, fold=0,
+                                      num_folds=config.data.num_folds,
+                                      fold_seed=config.data.fold_seed)
+    assert report["num_sequences"] == metrics["run"]["num_val"]
+    assert abs(report["accuracy"] - expected) <= 0.005

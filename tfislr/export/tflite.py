@@ -30,14 +30,17 @@ BYTES_PER_MB = 1_000_000
 
 QUANTIZATIONS = ("fp16", "fp32", "int8")
 
-# Max |p_tflite - p_tf| over the probe sequences, per weight format.
-# fp32: same arithmetic up to op reordering (measured <= 1e-6; small models 2e-8).
+# Max |p_tflite - p_tf| over the parity clips, per weight format. Measured (trained
+# demo model / full-size random len25+len80 ensemble): fp32 6e-7; fp16 5e-4 / 7e-6;
+# int8 1.5e-2. Tolerances leave ~20x (fp16) and ~7x (int8) margin for bigger trained
+# models while still catching real breakage (missing weights, wrong preprocessing,
+# NaN), which moves probabilities by tenths.
+# fp32: same arithmetic up to op reordering and XNNPACK kernels.
 # fp16: weights rounded to half precision (relative error 2**-11), computed in fp32.
 # int8: dynamic-range weights (per-channel int8) and int8 activations inside the
-#   hybrid kernels; a 1 % relative logit error moves a confident probability by
-#   a few hundredths, so this tolerance is loose by nature — `evaluate` reports
-#   the accuracy change, which is what matters.
-PARITY_TOLERANCE = {"fp32": 1e-4, "fp16": 5e-3, "int8": 1e-1}
+#   hybrid kernels; loose by nature — `evaluate` reports the accuracy change, which
+#   is what matters (demo: identical fold-0 accuracy to fp32).
+PARITY_TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "int8": 1e-1}
 
 SIGNATURE_KEY = "serving_default"
 INPUT_NAME = "inputs"
@@ -75,10 +78,6 @@ class EnsembleMember:
             from tfislr.preprocessing import Preprocess
 
             self.preprocess = Preprocess(self.max_len)
-
-    @property
-    def num_classes(self):
-        return int(self.model.outputs[0].shape[-1]) if _has_outputs(self.model) else None
 
 
 def _has_outputs(model):
@@ -387,6 +386,15 @@ def probe_sequences(num_sequences=12, seed=0, lengths=None):
     return clips
 
 
+def clips_from_data_dir(data_dir, num_sequences=16):
+    """Raw clips read from a Kaggle-layout dir (evenly spaced rows of train.csv)."""
+    from tfislr.data.kaggle import landmark_path, read_landmark_file, read_train_csv
+
+    table = read_train_csv(data_dir)
+    rows = np.unique(np.linspace(0, len(table) - 1, min(num_sequences, len(table))).astype(int))
+    return [read_landmark_file(landmark_path(data_dir, table["path"].iloc[i])) for i in rows]
+
+
 def edge_case_inputs():
     """The inputs the contract says must never crash or return NaN."""
     clips = probe_sequences(lengths=[10_000, 5], seed=123)
@@ -489,18 +497,30 @@ def check_size(model_path, max_size_mb=MAX_SIZE_MB):
     return result
 
 
-def measure_latency(model_path, clips, repeats=3, num_threads=1, warmup=2):
-    """Wall-clock ms per sequence with one signature runner (as Kaggle ran it)."""
+def measure_latency(model_path, clips, repeats=3, num_threads=1):
+    """Wall-clock ms per sequence with one signature runner (as Kaggle ran it).
+
+    The interpreter re-plans its memory whenever an input (or an internal tensor)
+    grows beyond the largest size seen so far, which costs 100-250 ms for the
+    full-size ensemble. That happens a handful of times per process, so the first
+    pass over the clips is reported apart ("first_pass") and the median/p95 are
+    the steady state of the following `repeats` passes.
+    """
     runner = _runner(model_path, num_threads=num_threads)
-    for clip in clips[:warmup]:
+    first = []
+    for clip in clips:
+        start = time.perf_counter()
         runner(**{INPUT_NAME: clip})
+        first.append((time.perf_counter() - start) * 1000.0)
     times = []
-    for _ in range(repeats):
+    for _ in range(max(1, repeats)):
         for clip in clips:
             start = time.perf_counter()
             runner(**{INPUT_NAME: clip})
             times.append((time.perf_counter() - start) * 1000.0)
-    return latency_summary(times, num_threads=num_threads)
+    summary = latency_summary(times, num_threads=num_threads)
+    summary["first_pass"] = {"mean_ms": float(np.mean(first)), "max_ms": float(np.max(first))}
+    return summary
 
 
 def latency_summary(times_ms, num_threads=1):
@@ -563,7 +583,8 @@ def export_ensemble(
         weights: which soup to load when a member does not say (default
             "distilled").
         max_size_mb: size limit in MB (10**6 bytes); None disables the check.
-        parity_clips: raw clips for parity and latency (default `probe_sequences()`).
+        parity_clips: raw clips for parity and latency (default `probe_sequences()`),
+            or a Kaggle-layout data dir whose clips to use (`clips_from_data_dir`).
         parity_tolerance: default `PARITY_TOLERANCE[quantization]`.
 
     Raises:
@@ -626,7 +647,12 @@ def export_ensemble(
     report_path = output_path.with_suffix(".json")
     try:
         report["size"] = check_size(output_path, max_size_mb)
-        clips = probe_sequences() if parity_clips is None else list(parity_clips)
+        if parity_clips is None:
+            clips = probe_sequences()
+        elif isinstance(parity_clips, (str, pathlib.Path)):
+            clips = clips_from_data_dir(parity_clips)
+        else:
+            clips = list(parity_clips)
         tolerance = PARITY_TOLERANCE[quantization] if parity_tolerance is None else parity_tolerance
         report["parity"] = check_parity(module, output_path, clips, tolerance)
         report["edge_cases"] = check_edge_cases(output_path, num_classes)
@@ -656,7 +682,9 @@ def format_report(report):
         f"argmax agreement {parity['argmax_agreement']:.0%}",
         f"  edge     finite probabilities summing to 1 for: {', '.join(report['edge_cases'])}",
         f"  latency  median {latency['median_ms']:.2f} ms, p95 {latency['p95_ms']:.2f} ms per "
-        f"sequence ({latency['num_threads']} thread, {latency['num_calls']} calls)",
+        f"sequence ({latency['num_threads']} thread, {latency['num_calls']} calls; first pass "
+        f"incl. memory re-planning: mean {latency['first_pass']['mean_ms']:.1f}, "
+        f"max {latency['first_pass']['max_ms']:.1f} ms)",
         f"  report   {pathlib.Path(report['path']).with_suffix('.json')}",
     ]
     return "\n".join(lines)
