@@ -26,11 +26,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tfislr.model import (  # noqa: E402
-    DisentangledSelfAttention,
-    log_bucket_position,
-    relative_position_index,
-)
+from tfislr.model import DisentangledSelfAttention, relative_position_index  # noqa: E402
+from tfislr.model.deberta import _distance_rows, _skew  # noqa: E402  (the layer's own helpers)
 
 
 def median_ms(fn, repeats, warmup=5):
@@ -116,27 +113,16 @@ def relative_variants(heads, head_dim, buckets):
         c2p, p2c = full_scores(query, key)
         return tf.einsum("bhir,ijr->bhij", c2p, onehot) + tf.einsum("bhjr,ijr->bhij", p2c, onehot)
 
-    def skew(query, key):
-        # Transformer-XL style: scores against the 2T-1 distances, then a reshape shift.
+    def skew(query, key):  # what DisentangledSelfAttention does
         length = tf.shape(query)[2]
-        distances = (length - 1) - tf.range(2 * length - 1)  # column m <-> i - j = T-1-m
-        rows = tf.clip_by_value(log_bucket_position(distances, buckets, buckets) + buckets,
-                                0, 2 * buckets - 1)
-        kr = tf.transpose(tf.gather(pos_key, rows), [1, 0, 2])
-        qr = tf.transpose(tf.gather(pos_query, tf.reverse(rows, [0])), [1, 0, 2])
-
-        def shift(x):
-            shape = tf.shape(x)
-            flat = tf.reshape(x, [shape[0], shape[1], -1])
-            flat = tf.slice(flat, [0, 0, length - 1], [-1, -1, length * (2 * length - 2)])
-            y = tf.reshape(flat, [shape[0], shape[1], length, 2 * length - 2])
-            return tf.slice(y, [0, 0, 0, 0], [-1, -1, -1, length])
-
-        a = shift(tf.matmul(query, kr, transpose_b=True))
-        b = shift(tf.matmul(key, qr, transpose_b=True))
+        rows = _distance_rows(length, buckets)
+        kr = tf.transpose(tf.gather(pos_key, rows), [1, 2, 0])
+        qr = tf.transpose(tf.gather(pos_query, tf.reverse(rows, [0])), [1, 2, 0])
+        a = _skew(tf.matmul(query, kr), length)
+        b = _skew(tf.matmul(key, qr), length)
         return a + tf.transpose(b, [0, 1, 3, 2])
 
-    def row_gather(query, key):  # what DisentangledSelfAttention does
+    def row_gather(query, key):  # score rows laid out as [T * R, B * H], one GATHER
         length, batch = tf.shape(query)[2], tf.shape(query)[0]
         index = relative_position_index(length, buckets)
         low = index[0, length - 1]
@@ -153,8 +139,8 @@ def relative_variants(heads, head_dim, buckets):
         b = tf.gather(as_rows(tf.matmul(key, qr)), tf.reshape(ids[None, :] * rows + offset, [-1]))
         return tf.transpose(tf.reshape(a + b, [length, length, batch, heads]), [2, 3, 0, 1])
 
-    return {"row_gather (ours)": row_gather, "gather_batch_dims": gather_batch_dims,
-            "one_hot_matmul": one_hot, "skew": skew}
+    return {"skew (ours)": skew, "row_gather": row_gather,
+            "gather_batch_dims": gather_batch_dims, "one_hot_matmul": one_hot}
 
 
 def main(argv=None):
@@ -201,7 +187,7 @@ def main(argv=None):
                 q = rng.normal(size=(1, args.heads, length, head_dim)).astype("float32")
                 k = rng.normal(size=(1, args.heads, length, head_dim)).astype("float32")
                 funcs = relative_variants(args.heads, head_dim, length)
-                reference = funcs["row_gather (ours)"](q, k).numpy()
+                reference = funcs["skew (ours)"](q, k).numpy()
                 row = {"width": width, "T": length}
                 shape = (args.train_batch, args.heads, length, head_dim)
                 q_batch = tf.constant(rng.normal(size=shape).astype("float32"))

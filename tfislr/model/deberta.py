@@ -5,13 +5,13 @@ rewrote the attention with raw relative distances. Here one implementation serve
 the log-bucketed relative positions of `log_bucket_position` are computed from range ops at
 run time, so the exported graph computes exactly what was trained, for any sequence length.
 
-Relative-position terms are gathered row-wise: the content-to-position scores of every query
-against the (few) relative-embedding rows that a length-T sequence can reach are laid out as
-rows of a `[T * R, batch * heads]` matrix and picked with one 1-D `gather` per term. In TFLite
-this is a plain GATHER of contiguous rows (builtin); measured on this machine it is 4-14x
-faster than `gather` with `batch_dims` or a one-hot matmul, as fast as the Transformer-XL
-"skew" (reshape/slice) in TFLite and ~1.7x faster than the skew for a training batch in TF
-(`python benchmarks/attention.py --variants`).
+Relative-position terms use the Transformer-XL "skew": each query is scored against the
+projected table rows of the `2T - 1` distances a length-T sequence has (rows picked with one
+small GATHER), then a pad/reshape/slice shifts row i by i so that column j holds distance
+i - j. Only builtin TFLite ops, no `[T, T]`-sized gathers and no precomputed tables. Measured
+here (`python benchmarks/attention.py --variants`): as fast as gathering score rows in
+TFLite and ~20 % faster for a training batch in TF; 4-14x faster than `gather` with
+`batch_dims` or a one-hot matmul in TFLite.
 """
 
 import math
@@ -104,6 +104,29 @@ def log_bucket_position(relative_positions, bucket_size, max_position):
     return ops.where(magnitude <= mid, relative_positions, signed)
 
 
+def _distance_rows(length, position_buckets):
+    """Table rows of the distances `T-1, T-2, ..., -(T-1)`: `clamp(bucket(d) + P, 0, 2P-1)`."""
+    distances = (length - 1) - ops.arange(2 * length - 1, dtype="int32")
+    rows = log_bucket_position(distances, position_buckets, position_buckets) + position_buckets
+    return ops.clip(rows, 0, 2 * position_buckets - 1)
+
+
+def _skew(scores, length):
+    """`[B, H, T, 2T-1] -> [B, H, T, T]` with `out[..., i, j] = scores[..., i, T-1-i+j]`.
+
+    One zero column makes each row 2T long; in the flattened rows, `(T-1) + i * (2T-1) + j`
+    is then the wanted element, i.e. a contiguous block reshaped to rows of 2T-1 (works for
+    every T >= 1).
+    """
+    shape = ops.shape(scores)
+    batch, heads = shape[0], shape[1]
+    padded = ops.pad(scores, ((0, 0), (0, 0), (0, 0), (0, 1)))
+    flat = ops.reshape(padded, (batch, heads, 2 * length * length))
+    flat = ops.slice(flat, (0, 0, length - 1), (batch, heads, length * (2 * length - 1)))
+    rows = ops.reshape(flat, (batch, heads, length, 2 * length - 1))
+    return ops.slice(rows, (0, 0, 0, 0), (batch, heads, length, length))
+
+
 def relative_position_index(length, position_buckets):
     """`c(i, j) = clamp(bucket(i - j) + P, 0, 2P - 1)` for a length-`length` sequence.
 
@@ -111,12 +134,9 @@ def relative_position_index(length, position_buckets):
     Works for any length, also beyond `position_buckets` (the buckets saturate, then clamp).
     Buckets are computed once per distance (`2 * length - 1` values) and then spread.
     """
-    distances = ops.arange(1 - length, length, dtype="int32")  # -(T-1) .. T-1
-    rows = log_bucket_position(distances, position_buckets, position_buckets) + position_buckets
-    rows = ops.clip(rows, 0, 2 * position_buckets - 1)
+    rows = _distance_rows(length, position_buckets)  # index m <-> distance T-1-m
     ids = ops.arange(length, dtype="int32")
-    # i - j + (T - 1) indexes `distances`
-    return ops.take(rows, ops.expand_dims(ids, 1) - ops.expand_dims(ids, 0) + (length - 1))
+    return ops.take(rows, (length - 1) - (ops.expand_dims(ids, 1) - ops.expand_dims(ids, 0)))
 
 
 @keras.saving.register_keras_serializable(package="tfislr")
@@ -207,41 +227,26 @@ class DisentangledSelfAttention(keras.layers.Layer):
 
     def _relative_scores(self, query, key, rel_embeddings, training):
         """c2p + p2c scores `[B, heads, T, T]` (query already carries the 1/sqrt(3d))."""
-        batch, length = ops.shape(query)[0], ops.shape(query)[2]
-        buckets = self.position_buckets
+        length = ops.shape(query)[2]
         rel_embeddings = self.position_dropout(rel_embeddings, training=training)
         # Projecting the whole table keeps it input-independent, so the TFLite converter
         # folds LayerNorm(table) . W + b into a constant at export.
         pos_key = self.key_dense(rel_embeddings)  # [2P, hidden]
         pos_query = self.query_dense(rel_embeddings) * ops.cast(self.scale, self.compute_dtype)
 
-        index = relative_position_index(length, buckets)  # [T, T], values in [0, 2P)
-        # Only rows lo..hi are reachable (bucket() is monotonic in i - j).
-        low = index[0, length - 1]
-        num_rows = index[length - 1, 0] - low + 1
-        pos_key = ops.slice(pos_key, (low, 0), (num_rows, self.hidden_dim))
-        pos_query = ops.slice(pos_query, (low, 0), (num_rows, self.hidden_dim))
-        # [R, hidden] -> [heads, head_dim, R]
-        heads = (num_rows, self.num_heads, self.head_dim)
-        pos_key = ops.transpose(ops.reshape(pos_key, heads), (1, 2, 0))
-        pos_query = ops.transpose(ops.reshape(pos_query, heads), (1, 2, 0))
-        # c2p_full[b, h, i, r] = Q_i . Kr_r ;  p2c_full[b, h, j, r] = K_j . Qr_r
-        c2p_full = ops.matmul(query, pos_key)
-        p2c_full = ops.matmul(key, pos_query)
+        rows = _distance_rows(length, self.position_buckets)  # distance T-1-m for column m
+        heads = (2 * length - 1, self.num_heads, self.head_dim)
 
-        def as_rows(scores):  # [B, H, T, R] -> [T * R, B * H]
-            scores = ops.transpose(scores, (2, 3, 0, 1))
-            return ops.reshape(scores, (length * num_rows, batch * self.num_heads))
+        def per_head(table, table_rows):  # -> [heads, head_dim, 2T-1]
+            picked = ops.reshape(ops.take(table, table_rows, axis=0), heads)
+            return ops.transpose(picked, (1, 2, 0))
 
-        ids = ops.arange(length, dtype="int32")
-        offset = index - low
-        c2p_rows = ops.reshape(ops.expand_dims(ids, 1) * num_rows + offset, (-1,))
-        p2c_rows = ops.reshape(ops.expand_dims(ids, 0) * num_rows + offset, (-1,))
-        relative = ops.take(as_rows(c2p_full), c2p_rows, axis=0) + ops.take(
-            as_rows(p2c_full), p2c_rows, axis=0
-        )  # [(i, j), B * H]
-        relative = ops.reshape(relative, (length, length, batch, self.num_heads))
-        return ops.transpose(relative, (2, 3, 0, 1))
+        # c2p[i, j] = Q_i . Kr[c(i - j)]: columns ordered by distance T-1 .. -(T-1)
+        c2p = _skew(ops.matmul(query, per_head(pos_key, rows)), length)
+        # p2c[i, j] = K_j . Qr[c(i - j)]: skewing key rows over the reversed distances gives
+        # [j, i]; transpose.
+        p2c = _skew(ops.matmul(key, per_head(pos_query, ops.flip(rows, 0))), length)
+        return c2p + ops.transpose(p2c, (0, 1, 3, 2))
 
     def call(
         self,
