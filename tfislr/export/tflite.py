@@ -228,7 +228,6 @@ def build_ensemble_module(members):
         def __init__(self):
             super().__init__(name="tfislr_ensemble")
             self.num_classes = num_classes
-            self.members = list(members)
             self.preprocessors = [m.preprocess for m in members]
             self.models = [m.model for m in members]
             # Keras 3 variables are not tf.Module-trackable: without exposing the
@@ -240,8 +239,9 @@ def build_ensemble_module(members):
                                            name=INPUT_NAME)]
         )
         def serving_default(self, inputs):
-            # inf is no measurement either; as NaN it is dropped/zeroed by Preprocess
-            # instead of poisoning the per-sequence normalization statistics.
+            # inf is no measurement either. Preprocess already treats it as missing;
+            # doing it here too keeps the contract for any custom `preprocess` (cheap:
+            # one elementwise pass over the raw frames).
             frames = tf.where(tf.math.is_finite(inputs), inputs, tf.constant(np.nan, tf.float32))
             probabilities = []
             for preprocess, model in zip(self.preprocessors, self.models):
