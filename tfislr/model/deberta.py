@@ -9,9 +9,10 @@ Relative-position terms use the Transformer-XL "skew": each query is scored agai
 projected table rows of the `2T - 1` distances a length-T sequence has (rows picked with one
 small GATHER), then a pad/reshape/slice shifts row i by i so that column j holds distance
 i - j. Only builtin TFLite ops, no `[T, T]`-sized gathers and no precomputed tables. Measured
-here (`python benchmarks/attention.py --variants`): as fast as gathering score rows in
-TFLite and ~20 % faster for a training batch in TF; 4-14x faster than `gather` with
-`batch_dims` or a one-hot matmul in TFLite.
+on this (shared, noisy) 2-core machine with `python benchmarks/attention.py --variants`: in
+TFLite 4-7x faster than `gather` with `batch_dims` or a one-hot matmul at T=80 (1.4-2.7x at
+T=25) and 1.3-1.9x faster forward+backward in TF; on par, within noise, with laying the
+score rows out as `[T * R, B * H]` for one plain row GATHER.
 """
 
 import math
