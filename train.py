@@ -10,7 +10,9 @@ The run lands in `<output>/<config>/<timestamp>/` (see tfislr/training/run.py); 
 
 import argparse
 import os
+import pathlib
 import sys
+import traceback
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -36,6 +38,12 @@ def parse_args(argv=None):
     parser.add_argument("--verbose", default="auto", choices=["auto", "0", "1", "2"],
                         help="Keras verbosity: 1 progress bar, 2 one line per epoch")
     return parser.parse_args(argv)
+
+
+def _raised_by_tfislr(error):
+    """True when the innermost frame is tfislr's own code (a checked user error)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and ("tfislr" in pathlib.Path(frames[-1].filename).parts)
 
 
 def main(argv=None):
@@ -71,6 +79,8 @@ def main(argv=None):
             verbose=verbose,
         )
     except ValueError as error:
+        if not _raised_by_tfislr(error):
+            traceback.print_exc()  # a bug or an environment problem: show where
         print(f"train.py: error: {error}", file=sys.stderr)
         return 2
     except NonFiniteLossError as error:

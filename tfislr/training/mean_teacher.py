@@ -43,6 +43,22 @@ from tfislr.training.optimizers import is_pre_reduced
 MODEL_NAMES = ("student", "teacher", "distilled")
 
 
+def _logs(values):
+    """Step logs in the shape Keras can reduce under the strategy in scope.
+
+    Keras reduces multi-worker step outputs with `strategy.reduce("MEAN", v, axis=0)`,
+    which fails on scalars (tensorflow/tensorflow#72388); a `[1]` vector reduces to the
+    same scalar (the metric results are already identical on every replica).
+    """
+    strategy = tf.distribute.get_strategy()
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and getattr(
+        strategy.extended, "_in_multi_worker_mode", lambda: False
+    )()
+    if not multi_worker:
+        return values
+    return {key: ops.reshape(value, (1,)) for key, value in values.items()}
+
+
 def _dense_gradient(gradient):
     # Embedding lookups give IndexedSlices; the tables are tiny, and dense tensors make
     # the all-reduce and the global norm straightforward.
@@ -181,6 +197,17 @@ class MeanTeacherDistiller(keras.Model):
         self.student_optimizer = student_optimizer
         self.distilled_optimizer = distilled_optimizer
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Everything is built by __init__ and compile. Keras' generic build step would
+        # pull a batch and `strategy.reduce` it to build shapes, which
+        # MultiWorkerMirroredStrategy rejects for nested (dict) batches.
+        optimizers = (getattr(self, "student_optimizer", None), getattr(self, "distilled_optimizer", None))
+        if all(m.built for m in self.named_models().values()) and all(
+            o is not None and o.built for o in optimizers
+        ):
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     def named_models(self):
         # A method, not a property: Keras' weight saving walks properties too.
         return {"student": self.student, "teacher": self.teacher, "distilled": self.distilled}
@@ -318,7 +345,7 @@ class MeanTeacherDistiller(keras.Model):
         trackers["student_loss"].update_state(student_loss)
         trackers["distilled_loss"].update_state(distilled_loss)
         trackers["consistency_loss"].update_state(student_consistency)
-        return {name: tracker.result() for name, tracker in trackers.items()}
+        return _logs({name: tracker.result() for name, tracker in trackers.items()})
 
     def test_step(self, data):
         inputs, labels = data[0], data[1]
@@ -335,7 +362,7 @@ class MeanTeacherDistiller(keras.Model):
             self.accuracy_trackers[name].update_state(labels, logits[name])
         results = {"loss": self.eval_loss_tracker.result()}
         results.update({f"{n}_accuracy": t.result() for n, t in self.accuracy_trackers.items()})
-        return results
+        return _logs(results)
 
     def predict_step(self, data):
         inputs = data[0] if isinstance(data, (tuple, list)) else data

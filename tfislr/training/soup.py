@@ -4,8 +4,8 @@ A checkpoint `checkpoints/epoch_XXX.weights.h5` (XXX = 1-based epoch) holds the 
 the student, the teacher and the distilled model in one Keras weights file, written through
 `ModelTriple` (so `ModelTriple(...).load_weights(path)` restores all three). The soup is the
 uniform average of the last N checkpoints of every floating-point variable — BatchNorm
-moving statistics included, as the original's `uniform_soup` averaged whole state dicts;
-non-float state (dropout seed-generator counters) is taken from the newest checkpoint.
+moving statistics included, as the original's `uniform_soup` averaged whole state dicts.
+Dropout seed-generator counters are not part of Keras weight files and stay as they are.
 """
 
 import pathlib
@@ -31,6 +31,13 @@ class ModelTriple(keras.Model):
         self.teacher = teacher
         self.distilled = distilled
         self.built = True
+
+    @property
+    def layers(self):
+        # Keras' weight files walk `layers` before the attributes and would file the
+        # student and teacher under class-derived names; without it each model's weights
+        # sit under "student/", "teacher/", "distilled/".
+        return []
 
     def call(self, inputs):  # pragma: no cover - a container, never called
         raise NotImplementedError("ModelTriple only stores weights")
@@ -76,33 +83,29 @@ def uniform_soup(triple, paths):
     """Loads the uniform average of the checkpoints `paths` into `triple`'s models.
 
     Every floating-point variable (weights and BatchNorm statistics) becomes the mean of
-    its saved values; other variables keep the newest checkpoint's value.
+    its saved values (accumulated in float64).
 
     Returns:
-        {model name: list of the soup values (np.ndarray) in `model.variables` order}.
+        {model name: list of the soup values (np.ndarray) of the model's float variables}.
     """
     paths = [pathlib.Path(p) for p in paths]
     if not paths:
         raise ValueError("uniform_soup needs at least one checkpoint")
-    variables = {name: model.variables for name, model in triple.named_models().items()}
-    sums = None
+    variables = {
+        name: [v for v in model.variables if _is_float(v)]
+        for name, model in triple.named_models().items()
+    }
+    sums = {name: [np.zeros(v.shape, np.float64) for v in vs] for name, vs in variables.items()}
     for path in paths:
         triple.load_weights(path)
-        current = {
-            name: [np.asarray(v.numpy(), np.float64 if _is_float(v) else None) for v in vs]
-            for name, vs in variables.items()
-        }
-        if sums is None:
-            sums = current
-        else:
-            for name, vs in variables.items():
-                for i, v in enumerate(vs):
-                    sums[name][i] = sums[name][i] + current[name][i] if _is_float(v) else current[name][i]
+        for name, vs in variables.items():
+            for total, v in zip(sums[name], vs):
+                total += np.asarray(v.numpy(), np.float64)
     soup = {}
     for name, vs in variables.items():
         soup[name] = []
-        for v, total in zip(vs, sums[name]):
-            value = (total / len(paths)).astype(v.dtype) if _is_float(v) else total
+        for total, v in zip(sums[name], vs):
+            value = (total / len(paths)).astype(v.dtype)
             v.assign(value)
             soup[name].append(value)
     return soup

@@ -1,0 +1,221 @@
+"""Distribution: get_strategy, and 1 replica vs 2 logical-CPU replicas giving the same update.
+
+Logical CPU devices must be configured before TF initialises, so the replica runs happen
+in fresh subprocesses (this file is also the worker: `python tests/test_strategy.py ...`).
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+GLOBAL_BATCH = 16
+STEPS = 3
+NUM_CLASSES = 5
+MAX_LEN = 10
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "tests"), env.get("PYTHONPATH", "")])
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+def _run_worker(*args, timeout=600):
+    result = subprocess.run(
+        [sys.executable, __file__, *args], cwd=REPO, env=_env(), capture_output=True,
+        text=True, timeout=timeout,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+# --------------------------------------------------------------------------- worker side
+def _replica_worker(strategy_name, out_path, mode="equal"):
+    """A few mean-teacher steps under `strategy_name`; saves every float variable to npz.
+
+    mode "equal": synchronized BN, distilled-mode switch off (comparable across replica
+    counts); "switched": the production setting (per-replica BN statistics) with the
+    distilled model already in its second-half inference mode; "tiny": "switched" with the
+    stand-in classifier of test_mean_teacher (fast).
+    """
+    equal = mode == "equal"
+    from tfislr.training.strategy import get_strategy
+
+    strategy = get_strategy(strategy_name)
+
+    import keras
+    import tensorflow as tf
+
+    from tfislr.config import load_config
+    from tfislr.model import build_classifier
+    from tfislr.training.mean_teacher import MODEL_NAMES, build_distiller
+    from tfislr.training.optimizers import PreReducedSGD
+
+    replicas = strategy.num_replicas_in_sync
+    config = load_config("len25", [
+        f"data.batch_size={GLOBAL_BATCH // replicas}", f"data.max_len={MAX_LEN}",
+        "model.dense_dim=32", "model.transfo_dim=64", "model.distill_dense_dim=32",
+        "model.distill_transfo_dim=32", "model.num_heads=4",
+        # Off: what differs by design between 1 and N replicas.
+        "model.drop_rate=0", "train.ousm_k=0", "train.mix_proba=0",
+        # Synchronized BN needs a merge_call, which TF forbids inside the tf.cond of the
+        # distilled-mode switch; the switch is tested in "switched" mode.
+        f"train.distilled_inference_mode_second_half={not equal}",
+        # Small enough that clipping is active: the global norm must be the global one.
+        "train.max_grad_norm=0.5", "train.epochs=1",
+    ])
+
+    def build(model_config, num_classes, max_len, distilled=False):
+        model = build_classifier(model_config, num_classes, max_len, distilled=distilled)
+        # Per-replica BatchNorm statistics are a designed difference (as in the original's
+        # unsynced DDP); synchronized BN removes it for this comparison.
+        for layer in model._flatten_layers():
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.synchronized = equal
+        return model
+
+    if mode == "tiny":
+        from test_mean_teacher import build_tiny as build
+
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        distiller = build_distiller(config, NUM_CLASSES, STEPS, build_model=build)
+        optimizers = []
+        for model in (distiller.student, distiller.distilled):
+            # Plain SGD: Adam is scale-invariant and would hide a loss-scaling error.
+            optimizer = PreReducedSGD(learning_rate=0.5)
+            optimizer.build(model.trainable_variables)
+            optimizers.append(optimizer)
+        distiller.compile(*optimizers)
+
+    rng = np.random.default_rng(1)
+    n = GLOBAL_BATCH * STEPS
+    lengths = rng.integers(3, MAX_LEN + 1, size=n)
+    mask = (np.arange(MAX_LEN)[None] < lengths[:, None]).astype("float32")
+    views = {
+        name: {
+            "landmarks": (rng.normal(size=(n, MAX_LEN, 100, 3)) * mask[..., None, None]).astype("float32"),
+            "padding_mask": mask,
+        }
+        for name in MODEL_NAMES
+    }
+    labels = rng.integers(0, NUM_CLASSES, size=n).astype("int32")
+    dataset = tf.data.Dataset.from_tensor_slices((views, labels)).batch(GLOBAL_BATCH)
+    initial = {
+        f"{name}/{i}": np.array(v.numpy())
+        for name, model in distiller.named_models().items()
+        for i, v in enumerate(model.variables) if "float" in str(v.dtype)
+    }
+    if not equal:
+        distiller.epoch.assign(distiller.distilled_switch_epoch)
+    history = distiller.fit(dataset, epochs=1, verbose=0)
+    trainable = {
+        id(v) for m in distiller.named_models().values() for v in m.trainable_variables
+    }
+
+    arrays, spread = {}, 0.0
+    for name, model in distiller.named_models().items():
+        for i, v in enumerate(model.variables):
+            if "float" not in str(v.dtype):
+                continue
+            arrays[f"{name}/{i}"] = np.array(v.numpy())
+            copies = getattr(v.value, "values", None)
+            # Mirrored: every replica holds the same value (with per-replica BN, only the
+            # trainable variables; the teacher's come from the EMA).
+            if copies and (equal or id(v) in trainable):
+                spread = max(spread, max(float(np.abs(c.numpy() - copies[0].numpy()).max()) for c in copies))
+    moved = max(float(np.abs(arrays[k] - initial[k]).max()) for k in arrays)
+    np.savez(out_path, **arrays)
+    print(json.dumps({
+        "replicas": replicas, "steps": int(distiller.step_counter.numpy()),
+        "loss": float(history.history["loss"][-1]), "replica_spread": spread, "moved": moved,
+    }))
+
+
+# --------------------------------------------------------------------------- tests
+def _last_json(stdout):
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_one_and_two_replicas_give_the_same_weights(tmp_path):
+    results = {}
+    for name in ("default", "cpu:2"):
+        out = tmp_path / f"{name.replace(':', '_')}.npz"
+        summary = _last_json(_run_worker("replicas", name, str(out)).stdout)
+        results[name] = (summary, np.load(out))
+    one, two = results["default"], results["cpu:2"]
+    assert one[0]["replicas"] == 1 and two[0]["replicas"] == 2
+    assert one[0]["steps"] == two[0]["steps"] == STEPS
+    assert two[0]["replica_spread"] < 1e-6  # teacher EMA, BN stats, weights: in sync
+    assert one[0]["moved"] > 1e-2  # the steps really changed the weights
+    assert one[0]["loss"] == pytest.approx(two[0]["loss"], rel=1e-4)
+    worst = max(float(np.abs(one[1][k] - two[1][k]).max()) for k in one[1].files)
+    assert set(one[1].files) == set(two[1].files)
+    # Double loss scaling, or clipping per replica, moves weights by ~1e-1 here.
+    assert worst < 2e-5, worst
+
+
+def test_get_strategy_names():
+    from tfislr.training.strategy import get_strategy, task_info
+
+    import tensorflow as tf
+
+    assert get_strategy("default") is tf.distribute.get_strategy()
+    assert get_strategy("mirrored").num_replicas_in_sync >= 1
+    strategy = tf.distribute.get_strategy()
+    assert get_strategy(strategy) is strategy
+    for bad in ("gpu:2", "cpu:0", "cpu:x", 3):
+        with pytest.raises(ValueError):
+            get_strategy(bad)
+    assert task_info() == (None, 0, True)
+
+
+def test_cpu_strategy_after_tf_init_explains_itself():
+    import tensorflow as tf
+
+    from tfislr.training.strategy import get_strategy
+
+    tf.constant(1.0) + 1.0  # devices are initialised now
+    count = len(tf.config.list_logical_devices("CPU"))
+    with pytest.raises(RuntimeError, match="before TensorFlow initialises"):
+        get_strategy(f"cpu:{count + 3}")
+
+
+def test_task_info_reads_tf_config(monkeypatch):
+    from tfislr.training.strategy import task_info
+
+    cluster = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}}))
+    assert task_info() == ("worker", 1, False)
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
+    assert task_info() == ("worker", 0, True)
+
+
+def test_two_cpu_replicas_run_the_step_fast(tmp_path):
+    """Fast: cpu:2, stand-in classifier, per-replica BN, distilled in inference mode."""
+    summary = _last_json(_run_worker("replicas", "cpu:2", str(tmp_path / "w.npz"), "tiny").stdout)
+    assert summary["replicas"] == 2 and summary["steps"] == STEPS
+    assert summary["replica_spread"] < 1e-6 and summary["moved"] > 1e-3
+
+
+@pytest.mark.slow
+def test_two_cpu_replicas_fit_in_a_fresh_process(tmp_path):
+    """The cpu:N path with production settings: per-replica BN, distilled in inference mode."""
+    summary = _last_json(_run_worker("replicas", "cpu:2", str(tmp_path / "w.npz"), "switched").stdout)
+    assert summary["replicas"] == 2 and summary["steps"] == STEPS
+    assert summary["replica_spread"] < 1e-6
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "replicas":
+        _replica_worker(*sys.argv[2:])
+    else:
+        raise SystemExit(f"unknown worker mode {sys.argv[1]}")

@@ -1,0 +1,295 @@
+"""train.py and tfislr.training.run: run directory, resume, NaN stop, multi-worker, real data."""
+
+import importlib.util
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from tfislr.config import config_from_dict, load_config
+from tfislr.training.callbacks import NonFiniteLossError, StopOnNonFiniteLoss
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("train_cli", REPO / "train.py")
+train_cli = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(train_cli)
+# Tiny but complete: every part of the recipe runs (augmentations, mixup, OUSM, soup).
+TINY = [
+    "data.batch_size=8", "model.dense_dim=16", "model.transfo_dim=32",
+    "model.distill_dense_dim=16", "model.distill_transfo_dim=32", "model.num_heads=4",
+    "train.soup_last_n=2", "train.mix_proba=1.0",
+]
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+def _cli(*args):
+    return [sys.executable, str(REPO / "train.py"), *map(str, args)]
+
+
+# ----------------------------------------------------------------------------- CLI errors
+def test_cli_reports_a_bad_config_cleanly(capsys, tmp_path):
+    assert train_cli.main(["--config", "nope", "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no config 'nope'" in err and "len80" in err
+    assert train_cli.main(["--config", "demo", "--data-dir", str(tmp_path), "--set", "train.epochz=3"]) == 2
+    assert "epochz" in capsys.readouterr().err
+
+
+def test_cli_rejects_fold_and_full_together(tmp_path):
+    with pytest.raises(SystemExit) as excinfo:
+        train_cli.parse_args(["--config", "demo", "--data-dir", str(tmp_path), "--fold", "1", "--full"])
+    assert excinfo.value.code == 2
+
+
+def test_cli_needs_a_kaggle_layout(capsys, tmp_path):
+    assert train_cli.main(["--config", "demo", "--data-dir", str(tmp_path / "missing")]) == 2
+    assert "no train.csv" in capsys.readouterr().err
+
+
+def test_nan_loss_stops_naming_epoch_and_step():
+    callback = StopOnNonFiniteLoss(steps_per_epoch=10)
+
+    class Model:
+        stop_training = False
+
+    callback.set_model(Model())
+    callback.on_epoch_begin(2)
+    callback.on_train_batch_end(3, {"loss": 1.5})
+    with pytest.raises(NonFiniteLossError, match=r"epoch 3, step 5 of 10 \(global step 25\)"):
+        callback.on_train_batch_end(4, {"loss": float("nan"), "student_loss": 1.0})
+
+
+def test_cli_turns_a_nan_stop_into_exit_code_1(monkeypatch, capsys, tmp_path):
+    import tfislr.training.run as run
+
+    def explode(*args, **kwargs):
+        raise NonFiniteLossError("training loss is not finite at epoch 2, step 3")
+
+    monkeypatch.setattr(run, "train", explode)
+    assert train_cli.main(["--config", "demo", "--data-dir", str(tmp_path)]) == 1
+    assert "epoch 2, step 3" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------- one run in-process
+def _h5_floats(path, prefix):
+    found = {}
+    with h5py.File(path, "r") as f:
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset) and name.startswith(prefix) and obj.dtype.kind == "f":
+                found[name[len(prefix):]] = obj[()]
+        f.visititems(visit)
+    return found
+
+
+@pytest.fixture(scope="module")
+def tiny_run(synthetic_data_dir, tmp_path_factory):
+    """One complete 3-epoch run with the stand-in classifier (fast), soup of the last 2."""
+    from test_mean_teacher import build_tiny
+    from tfislr.training.run import train
+
+    root = tmp_path_factory.mktemp("runs")
+    config = load_config("demo", TINY + ["train.epochs=3", f"data.prepared_dir={root / 'prepared'}"])
+    run_dir = train(config, synthetic_data_dir, output_dir=root, verbose=0, build_model=build_tiny)
+    return config, run_dir
+
+
+def test_run_dir_holds_everything(tiny_run, synthetic_data_dir):
+    config, run_dir = tiny_run
+    assert run_dir.parent.parent.name == "runs" or run_dir.parent.name == "demo"
+    for name in ("config.json", "signs.json", "run.json", "history.csv", "metrics.json"):
+        assert (run_dir / name).is_file(), name
+    assert config_from_dict(json.loads((run_dir / "config.json").read_text())) == config
+    sign_map = json.loads((synthetic_data_dir / "sign_to_prediction_index_map.json").read_text())
+    signs = json.loads((run_dir / "signs.json").read_text())
+    assert signs == sorted(sign_map, key=sign_map.get)
+    history = pd.read_csv(run_dir / "history.csv")
+    assert history["epoch"].tolist() == [0, 1, 2]
+    for column in ("loss", "val_student_accuracy", "val_teacher_accuracy", "val_distilled_accuracy",
+                   "learning_rate", "epoch_seconds"):
+        assert column in history and np.isfinite(history[column]).all(), column
+    assert history["learning_rate"].iloc[-1] == 0.0  # the schedule ran to its end
+    checkpoints = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert checkpoints == ["epoch_002.weights.h5", "epoch_003.weights.h5"]
+    assert not (run_dir / "backup").exists()  # removed once the run finished
+    events = list((run_dir / "tb" / "train").glob("events.out.tfevents.*"))
+    assert events and list((run_dir / "tb" / "validation").glob("events.out.tfevents.*"))
+
+
+def test_tensorboard_events_hold_the_epoch_scalars(tiny_run):
+    import tensorflow as tf
+
+    _, run_dir = tiny_run
+    tags = {}
+    for path in (run_dir / "tb" / "validation").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                tags.setdefault(value.tag, []).append(event.step)
+    assert sorted(tags["epoch_distilled_accuracy"]) == [0, 1, 2]
+
+
+def test_metrics_compare_soup_and_last_epoch(tiny_run):
+    _, run_dir = tiny_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["soup_epochs"] == [2, 3]
+    history = pd.read_csv(run_dir / "history.csv")
+    for name in ("student", "teacher", "distilled"):
+        values = metrics["models"][name]
+        assert 0.0 <= values["soup_accuracy"] <= 1.0
+        # The last-epoch accuracy is the one validation measured at the last epoch.
+        assert values["last_epoch_accuracy"] == pytest.approx(
+            history[f"val_{name}_accuracy"].iloc[-1], abs=1e-6)
+    assert metrics["run"]["num_classes"] == len(json.loads((run_dir / "signs.json").read_text()))
+
+
+def test_soup_models_load_and_equal_the_checkpoint_mean(tiny_run):
+    import keras
+
+    import test_mean_teacher  # noqa: F401  (registers the stand-in for load_model)
+
+    _, run_dir = tiny_run
+    checkpoints = sorted((run_dir / "checkpoints").iterdir())
+    for name in ("student", "teacher", "distilled"):
+        model = keras.saving.load_model(run_dir / "models" / f"{name}_soup.keras")
+        saved = [_h5_floats(path, f"{name}/") for path in checkpoints]
+        model.save_weights(run_dir / f"{name}.check.weights.h5")
+        loaded = _h5_floats(run_dir / f"{name}.check.weights.h5", "")
+        assert set(loaded) == set(saved[0]) and loaded
+        for key, value in loaded.items():
+            np.testing.assert_allclose(value, (saved[0][key] + saved[1][key]) / 2, rtol=1e-5, atol=1e-6)
+        (run_dir / f"{name}.check.weights.h5").unlink()
+
+
+def test_finished_run_dir_is_not_reused_and_configs_must_match(tiny_run, synthetic_data_dir):
+    from tfislr.training.run import train
+
+    config, run_dir = tiny_run
+    with pytest.raises(ValueError, match="finished run"):
+        train(config, synthetic_data_dir, run_dir=run_dir)
+    other = run_dir.parent / "unfinished"
+    other.mkdir()
+    config.to_json(other / "config.json")
+    changed = load_config("demo", TINY + ["train.epochs=4", f"data.prepared_dir={config.data.prepared_dir}"])
+    with pytest.raises(ValueError, match="train.epochs"):
+        train(changed, synthetic_data_dir, run_dir=other)
+
+
+# ------------------------------------------------------------------------ subprocess runs
+def _history_epochs(run_dir):
+    path = run_dir / "history.csv"
+    return pd.read_csv(path)["epoch"].tolist() if path.exists() else []
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_and_finishes(synthetic_data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    command = _cli(
+        "--config", "demo", "--data-dir", synthetic_data_dir, "--epochs", 3, "--run-dir", run_dir,
+        "--verbose", 2, *sum((["--set", s] for s in TINY + [f"data.prepared_dir={tmp_path / 'prepared'}"]), []),
+    )
+    process = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    metadata = run_dir / "backup" / "training_metadata.json"
+    deadline = time.time() + 600
+    try:
+        # Kill once epoch 1 is backed up, i.e. during epoch 2.
+        while time.time() < deadline and process.poll() is None:
+            if metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 1:
+                break
+            time.sleep(0.2)
+        assert process.poll() is None, process.stdout.read().decode()[-3000:]
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert not (run_dir / "metrics.json").exists()
+    killed_at = _history_epochs(run_dir)
+    assert killed_at in ([0], [0, 1])
+
+    resumed = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "resuming" in resumed.stdout
+    assert (run_dir / "metrics.json").exists()
+    epochs = _history_epochs(run_dir)
+    assert epochs[-1] == 2 and sorted(set(epochs)) == [0, 1, 2]
+    # The optimizer state came back: the lr schedule ended exactly at 0 after 3 epochs.
+    assert pd.read_csv(run_dir / "history.csv")["learning_rate"].iloc[-1] == 0.0
+    assert "Epoch 1/3" not in resumed.stdout
+
+
+def _free_ports(count):
+    sockets, ports = [], []
+    for _ in range(count):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        sockets.append(s)
+        ports.append(s.getsockname()[1])
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_two_process_multi_worker_run_completes_one_epoch(synthetic_data_dir, tmp_path):
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    run_dir = tmp_path / "run"
+    overrides = TINY + ["data.batch_size=4", f"data.prepared_dir={tmp_path / 'prepared'}"]
+    command = _cli(
+        "--config", "demo", "--data-dir", synthetic_data_dir, "--epochs", 1, "--run-dir", run_dir,
+        "--strategy", "multi_worker", "--verbose", 2, *sum((["--set", s] for s in overrides), []),
+    )
+    processes = []
+    for index in range(2):
+        env = _env()
+        env["TF_CONFIG"] = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+        processes.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                          stderr=subprocess.STDOUT, text=True))
+    outputs = []
+    try:
+        for process in processes:
+            outputs.append(process.communicate(timeout=900)[0])
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    for process, output in zip(processes, outputs):
+        assert process.returncode == 0, output[-4000:]
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["replicas"] == 2
+    assert run["strategy"] in ("MultiWorkerMirroredStrategy", "CollectiveAllReduceStrategy")
+    assert _history_epochs(run_dir) == [0]
+    assert (run_dir / "models" / "distilled_soup.keras").exists()
+    assert not (run_dir / "worker_1").exists()  # the non-chief's files are cleaned up
+
+
+@pytest.mark.slow
+def test_len80_trains_on_the_real_sample(real_data_dir, tmp_path):
+    result = subprocess.run(
+        _cli("--config", "len80", "--data-dir", real_data_dir, "--epochs", 1, "--output", tmp_path / "runs",
+             "--verbose", 2, "--set", "data.batch_size=8", "--set", "train.soup_last_n=1",
+             "--set", f"data.prepared_dir={tmp_path / 'prepared'}"),
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=1800,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (run_dir,) = (tmp_path / "runs" / "len80").iterdir()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    sign_map = json.loads((real_data_dir / "sign_to_prediction_index_map.json").read_text())
+    assert metrics["run"]["num_classes"] == len(sign_map) == 250
+    assert (run_dir / "models" / "distilled_soup.keras").exists()
+    for values in metrics["models"].values():
+        assert 0.0 <= values["soup_accuracy"] <= 1.0
