@@ -115,7 +115,7 @@ def _replica_worker(strategy_name, out_path, mode="equal"):
     }
     if not equal:
         distiller.epoch.assign(distiller.distilled_switch_epoch)
-    history = distiller.fit(dataset, epochs=1, verbose=0)
+    history = distiller.fit(dataset, epochs=1, verbose=0, shuffle=False)
     trainable = {
         id(v) for m in distiller.named_models().values() for v in m.trainable_variables
     }

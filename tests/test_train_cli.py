@@ -188,6 +188,22 @@ def test_finished_run_dir_is_not_reused_and_configs_must_match(tiny_run, synthet
         train(changed, synthetic_data_dir, run_dir=other)
 
 
+def test_full_fit_trains_on_everything_without_validation(synthetic_data_dir, tmp_path):
+    from test_mean_teacher import build_tiny
+    from tfislr.training.run import train
+
+    config = load_config("demo", TINY + ["train.epochs=1", f"data.prepared_dir={tmp_path / 'prepared'}"])
+    run_dir = train(config, synthetic_data_dir, output_dir=tmp_path / "runs", full=True,
+                    verbose=0, build_model=build_tiny)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    total = len(pd.read_csv(synthetic_data_dir / "train.csv"))
+    assert metrics["run"]["full"] and metrics["run"]["num_train"] == total
+    assert metrics["run"]["num_val"] == 0 and metrics["run"]["fold"] is None
+    assert all(v["soup_accuracy"] is None for v in metrics["models"].values())
+    assert (run_dir / "models" / "distilled_soup.keras").exists()
+    assert "val_student_accuracy" not in pd.read_csv(run_dir / "history.csv")
+
+
 # ------------------------------------------------------------------------ subprocess runs
 def _history_epochs(run_dir):
     path = run_dir / "history.csv"

@@ -254,7 +254,8 @@ def train(
             keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
         ]
         distiller.fit(
-            train_ds, epochs=epochs, validation_data=val_ds, callbacks=callbacks, verbose=verbose
+            train_ds, epochs=epochs, validation_data=val_ds, callbacks=callbacks,
+            verbose=verbose, shuffle=False,  # the dataset shuffles itself, per epoch
         )
 
         metrics = {"run": run_info, "models": {}}
