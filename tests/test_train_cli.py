@@ -130,6 +130,17 @@ def test_run_dir_holds_everything(tiny_run, synthetic_data_dir):
     assert events and list((run_dir / "tb" / "validation").glob("events.out.tfevents.*"))
 
 
+def test_validation_signers_are_the_ones_evaluate_scores(tiny_run, synthetic_data_dir):
+    from tfislr.evaluate import select_sequences
+
+    config, run_dir = tiny_run
+    run_info = json.loads((run_dir / "run.json").read_text())
+    held_out = select_sequences(synthetic_data_dir, fold=0, num_folds=config.data.num_folds,
+                                fold_seed=config.data.fold_seed)
+    assert run_info["val_participants"] == sorted(held_out["participant_id"].unique().tolist())
+    assert run_info["num_val"] == len(held_out)
+
+
 def test_tensorboard_events_hold_the_epoch_scalars(tiny_run):
     import tensorflow as tf
 

@@ -78,15 +78,26 @@ def _prepare_run_dir(config, output_dir, run_dir):
     return run_dir, resume
 
 
-def _split(store, config, fold, full):
+def _split(store, config, fold, full, data_dir):
+    """(train_idx, val_idx, val_participants) as store rows.
+
+    Folds are assigned on the data's full train.csv, not on the store's manifest, so a
+    file that preparation skipped cannot move a signer to another fold: the split is the
+    one `python -m tfislr.evaluate --fold K` scores.
+    """
     from tfislr.data.folds import fold_indices
+    from tfislr.data.kaggle import read_train_csv
 
     if full:
-        return np.arange(len(store), dtype=np.int64), None
+        return np.arange(len(store), dtype=np.int64), None, []
     fold = 0 if fold is None else fold
-    return fold_indices(
-        store.manifest, fold, num_folds=config.data.num_folds, seed=config.data.fold_seed
+    table = read_train_csv(data_dir)
+    _, val_rows = fold_indices(
+        table, fold, num_folds=config.data.num_folds, seed=config.data.fold_seed
     )
+    val_participants = sorted(int(p) for p in table["participant_id"].iloc[val_rows].unique())
+    in_val = store.manifest["participant_id"].isin(val_participants).to_numpy()
+    return np.flatnonzero(~in_val), np.flatnonzero(in_val), val_participants
 
 
 def _set_precision(config):
@@ -182,7 +193,7 @@ def train(
     num_classes = len(signs)
     if num_classes < 2:
         raise ValueError(f"{data_dir}: the sign map has {num_classes} sign(s); need at least 2")
-    train_idx, val_idx = _split(store, config, fold, full)
+    train_idx, val_idx, val_participants = _split(store, config, fold, full, data_dir)
 
     replicas = strategy.num_replicas_in_sync
     global_batch = config.data.batch_size * replicas
@@ -209,6 +220,7 @@ def train(
         "num_classes": num_classes,
         "num_train": int(len(train_idx)),
         "num_val": 0 if val_idx is None else int(len(val_idx)),
+        "val_participants": val_participants,
         "strategy": type(strategy).__name__,
         "replicas": replicas,
         "global_batch": global_batch,
