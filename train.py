@@ -4,8 +4,8 @@
                     [--strategy default|mirrored|multi_worker|tpu|cpu:N] [--epochs N]
                     [--output runs] [--run-dir DIR]
 
-The run lands in `<output>/<config>/<timestamp>/` (see tfislr/training/run.py); rerun with
-`--run-dir <that dir>` and the same options to resume an interrupted run.
+The run lands in `<output>/<config>/<timestamp>/` (see tfislr/training/run.py); rerun the
+same command with `--resume` (or `--run-dir <that dir>`) to resume an interrupted run.
 """
 
 import argparse
@@ -34,7 +34,11 @@ def parse_args(argv=None):
                         help="default | mirrored | multi_worker | tpu | cpu:N")
     parser.add_argument("--epochs", type=int, default=None, help="shortcut for --set train.epochs=N")
     parser.add_argument("--output", default="runs", help="runs root folder")
-    parser.add_argument("--run-dir", default=None, help="exact run folder (resumes an unfinished run)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--run-dir", default=None, help="exact run folder (resumes an unfinished run)")
+    where.add_argument("--resume", action="store_true",
+                       help="resume the newest unfinished run of this config under --output "
+                            "(starts a new run when there is none)")
     parser.add_argument("--verbose", default="auto", choices=["auto", "0", "1", "2"],
                         help="Keras verbosity: 1 progress bar, 2 one line per epoch")
     return parser.parse_args(argv)
@@ -64,7 +68,13 @@ def main(argv=None):
         return 2
 
     from tfislr.training.callbacks import NonFiniteLossError
-    from tfislr.training.run import train
+    from tfislr.training.run import latest_unfinished_run, train
+
+    run_dir = args.run_dir
+    if args.resume:
+        run_dir = latest_unfinished_run(args.output, config.name)
+        print(f"train.py: {'resuming ' + str(run_dir) if run_dir else 'no unfinished run; starting a new one'}",
+              file=sys.stderr)
 
     verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
     try:
@@ -75,7 +85,7 @@ def main(argv=None):
             fold=args.fold,
             full=args.full,
             strategy=strategy,
-            run_dir=args.run_dir,
+            run_dir=run_dir,
             verbose=verbose,
         )
     except ValueError as error:
@@ -87,7 +97,8 @@ def main(argv=None):
         print(f"train.py: stopped: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("train.py: interrupted; rerun with --run-dir <the run dir above> to resume",
+        print("train.py: interrupted; rerun the same command with --resume (or --run-dir "
+              "<the run dir above>) to continue from the last finished epoch",
               file=sys.stderr)
         return 130
     return 0

@@ -223,11 +223,11 @@ def _history_epochs(run_dir):
 
 @pytest.mark.slow
 def test_killed_run_resumes_and_finishes(synthetic_data_dir, tmp_path):
-    run_dir = tmp_path / "run"
-    command = _cli(
-        "--config", "demo", "--data-dir", synthetic_data_dir, "--epochs", 3, "--run-dir", run_dir,
-        "--verbose", 2, *sum((["--set", s] for s in TINY + [f"data.prepared_dir={tmp_path / 'prepared'}"]), []),
-    )
+    runs = tmp_path / "runs"
+    run_dir = runs / "demo" / "20260101-000000"
+    options = ["--config", "demo", "--data-dir", synthetic_data_dir, "--epochs", 3, "--verbose", 2,
+               *sum((["--set", s] for s in TINY + [f"data.prepared_dir={tmp_path / 'prepared'}"]), [])]
+    command = _cli(*options, "--run-dir", run_dir)
     process = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, start_new_session=True)
     metadata = run_dir / "backup" / "training_metadata.json"
@@ -248,9 +248,12 @@ def test_killed_run_resumes_and_finishes(synthetic_data_dir, tmp_path):
     killed_at = _history_epochs(run_dir)
     assert killed_at in ([0], [0, 1])
 
-    resumed = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900)
+    # What a user reruns: the same command with --resume finds the unfinished run.
+    resume_command = _cli(*options, "--resume", "--output", runs)
+    resumed = subprocess.run(resume_command, cwd=REPO, env=_env(), capture_output=True, text=True,
+                             timeout=900)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert "resuming" in resumed.stdout
+    assert "resuming" in resumed.stdout and str(run_dir) in resumed.stderr
     assert (run_dir / "metrics.json").exists()
     epochs = _history_epochs(run_dir)
     assert epochs[-1] == 2 and sorted(set(epochs)) == [0, 1, 2]
@@ -328,3 +331,16 @@ def test_len80_trains_on_the_real_sample(real_data_dir, tmp_path):
     )
     assert check.returncode == 0, check.stderr[-2000:]
     assert check.stdout.split()[-2:] == ["ISLRClassifier", "250"]
+
+
+def test_latest_unfinished_run(tmp_path):
+    from tfislr.training.run import latest_unfinished_run
+
+    assert latest_unfinished_run(tmp_path, "demo") is None
+    for name, finished in (("20260101-000000", False), ("20260102-000000", False),
+                           ("20260103-000000", True)):
+        (tmp_path / "demo" / name).mkdir(parents=True)
+        (tmp_path / "demo" / name / "config.json").write_text("{}")
+        if finished:
+            (tmp_path / "demo" / name / "metrics.json").write_text("{}")
+    assert latest_unfinished_run(tmp_path, "demo") == tmp_path / "demo" / "20260102-000000"

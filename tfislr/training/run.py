@@ -47,6 +47,17 @@ def _json_dump(path, value):
     tmp.replace(path)
 
 
+def latest_unfinished_run(output_dir, config_name):
+    """The newest `<output_dir>/<config_name>/<timestamp>/` that started but did not finish.
+
+    A run has started once `config.json` is written and finished once `metrics.json` is;
+    returns None when there is no unfinished run.
+    """
+    started = sorted((pathlib.Path(output_dir) / config_name).glob("*/config.json"))
+    unfinished = [p.parent for p in started if not (p.parent / "metrics.json").exists()]
+    return unfinished[-1] if unfinished else None
+
+
 def _prepare_run_dir(config, output_dir, run_dir):
     """The run dir to use, and whether an unfinished run there is resumed."""
     if run_dir is None:
