@@ -173,6 +173,7 @@ def test_real_sample(exported, real_data_dir, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.ci
 def test_demo_run_export_matches_validation_accuracy(synthetic_data_dir, tmp_path):
     """Train (briefly) → export the distilled soup → evaluate fold 0 = training's val accuracy."""
     from tfislr.config import load_config

@@ -307,6 +307,7 @@ def test_bad_ensemble_config_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.ci
 def test_full_size_ensemble_fits_kaggle_limit(tmp_path):
     """The real len25 + len80 distilled dimensions, 250 classes, fp16: <= 40 MB."""
     from tfislr.config import load_config

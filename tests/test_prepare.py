@@ -257,6 +257,7 @@ def test_worker_processes_give_the_same_store(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.ci
 def test_killed_run_resumes(tmp_path):
     """SIGKILL the CLI mid-run, run it again: the result equals an uninterrupted run."""
     data = _tiny(tmp_path, num_signs=6, sequences_per_sign=20)

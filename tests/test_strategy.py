@@ -145,6 +145,7 @@ def _last_json(stdout):
 
 
 @pytest.mark.slow
+@pytest.mark.ci
 def test_one_and_two_replicas_give_the_same_weights(tmp_path):
     results = {}
     for name in ("default", "cpu:2"):

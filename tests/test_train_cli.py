@@ -222,6 +222,7 @@ def _history_epochs(run_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.ci
 def test_killed_run_resumes_and_finishes(synthetic_data_dir, tmp_path):
     runs = tmp_path / "runs"
     run_dir = runs / "demo" / "20260101-000000"
@@ -275,6 +276,7 @@ def _free_ports(count):
 
 
 @pytest.mark.slow
+@pytest.mark.ci
 def test_two_process_multi_worker_run_completes_one_epoch(synthetic_data_dir, tmp_path):
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
     run_dir = tmp_path / "run"
@@ -308,6 +310,7 @@ def test_two_process_multi_worker_run_completes_one_epoch(synthetic_data_dir, tm
 
 
 @pytest.mark.slow
+@pytest.mark.ci
 def test_len80_trains_on_the_real_sample(real_data_dir, tmp_path):
     result = subprocess.run(
         _cli("--config", "len80", "--data-dir", real_data_dir, "--epochs", 1, "--output", tmp_path / "runs",
