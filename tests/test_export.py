@@ -23,29 +23,14 @@ TINY = dict(embed_dim=4, dense_dim=16, transfo_dim=32, distill_dense_dim=16,
             distill_transfo_dim=32, transfo_layers=3, num_heads=4, drop_rate=0.0)
 
 
-def _stand_in_classifier(num_classes):
-    """Temporary stand-in with the classifier's input/output contract."""
-    points = keras.Input((None, landmarks.NUM_POINTS, 3), name="landmarks")
-    mask = keras.Input((None,), name="padding_mask")
-    x = keras.layers.Reshape((-1, landmarks.NUM_POINTS * 3))(points)
-    x = keras.layers.Dense(16, activation="gelu")(x)
-    x = keras.layers.Multiply()([x, keras.layers.Reshape((-1, 1))(mask)])
-    x = keras.layers.GlobalAveragePooling1D()(x)
-    return keras.Model({"landmarks": points, "padding_mask": mask},
-                       keras.layers.Dense(num_classes)(x))
-
-
 def small_model(num_classes=NUM_CLASSES, max_len=10, seed=0):
     """A distilled classifier with tiny widths (the real architecture)."""
     from tfislr.config import ModelConfig
 
+    from tfislr.model import build_classifier
+
     keras.utils.set_random_seed(seed)
-    try:
-        from tfislr.model import build_classifier
-    except ImportError:
-        model = _stand_in_classifier(num_classes)
-    else:
-        model = build_classifier(ModelConfig(**TINY), num_classes, max_len, distilled=True)
+    model = build_classifier(ModelConfig(**TINY), num_classes, max_len, distilled=True)
     model({"landmarks": np.zeros((1, max_len, landmarks.NUM_POINTS, 3), np.float32),
            "padding_mask": np.ones((1, max_len), np.float32)})
     # Random init gives near-uniform probabilities; larger weights make the parity
