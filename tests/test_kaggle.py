@@ -290,3 +290,10 @@ def test_every_real_file_validates(real_data_dir):
             reference = pd.read_parquet(real_data_dir / path)[["x", "y", "z"]].to_numpy()
             np.testing.assert_array_equal(frames, reference.reshape(-1, 543, 3).astype(np.float32))
     assert total == 2080
+
+
+def test_sign_names_are_ordered_by_label(synthetic_data_dir):
+    sign_map = kaggle.read_sign_map(synthetic_data_dir)
+    names = kaggle.sign_names(sign_map)
+    assert [sign_map[name] for name in names] == list(range(len(sign_map)))
+    assert kaggle.sign_names({"b": 1, "a": 2, "c": 0}) == ["c", "b", "a"]

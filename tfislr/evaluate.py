@@ -67,15 +67,14 @@ def evaluate_tflite(model_path, data_dir, fold=None, num_folds=4, fold_seed=42, 
         landmark_path,
         read_landmark_file,
         read_sign_map,
+        sign_names,
     )
+    from tfislr.export.tflite import check_size
 
     model_path = pathlib.Path(model_path)
     if not model_path.exists():
         raise ValueError(f"model file {model_path} does not exist")
-    sign_to_label = read_sign_map(data_dir)
-    signs = [None] * len(sign_to_label)
-    for sign, label in sign_to_label.items():
-        signs[label] = sign
+    signs = sign_names(read_sign_map(data_dir))
     table = select_sequences(data_dir, fold, num_folds, fold_seed, limit)
     interpreter = Interpreter(model_path=str(model_path), num_threads=num_threads)
     runner = interpreter.get_signature_runner("serving_default")
@@ -121,7 +120,6 @@ def evaluate_tflite(model_path, data_dir, fold=None, num_folds=4, fold_seed=42, 
             "accuracy": float(correct[rows].mean()),
         }
     times = np.asarray(times_ms) if times_ms else np.zeros(1)
-    size = model_path.stat().st_size
     return {
         "model": str(model_path),
         "data_dir": str(data_dir),
@@ -136,7 +134,7 @@ def evaluate_tflite(model_path, data_dir, fold=None, num_folds=4, fold_seed=42, 
             "mean_ms": float(times.mean()),
             "num_threads": num_threads,
         },
-        "size": {"bytes": size, "mb": size / 1e6, "mib": size / 2**20},
+        "size": check_size(model_path, max_size_mb=None),
         "wall_seconds": time.perf_counter() - start,
         "per_sign": per_sign,
         "errors": errors,

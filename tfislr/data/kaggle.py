@@ -85,6 +85,11 @@ def read_sign_map(data_dir):
     return dict(sign_map)
 
 
+def sign_names(sign_map):
+    """`{sign: label}` (as `read_sign_map` returns it) → sign names by label."""
+    return sorted(sign_map, key=sign_map.get)
+
+
 def read_train_csv(data_dir, sign_map=None):
     """`train.csv` → DataFrame (path, participant_id, sequence_id, sign, label), file order.
 

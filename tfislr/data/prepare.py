@@ -293,7 +293,7 @@ def prepare_store(
     out_dir = pathlib.Path(out_dir) if out_dir is not None else data_dir / "prepared"
     sign_map = kaggle.read_sign_map(data_dir)
     table = kaggle.read_train_csv(data_dir, sign_map)
-    signs = [name for name, _ in sorted(sign_map.items(), key=lambda item: item[1])]
+    signs = kaggle.sign_names(sign_map)
     fingerprint = data_fingerprint(data_dir, max_len)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
