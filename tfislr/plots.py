@@ -27,7 +27,7 @@ ARM_CONNECTIONS = (
 )
 _FIRST_ARM_POSE_ID = 11
 _COLORS = {"left_hand": "tab:red", "right_hand": "tab:blue", "face": "tab:gray",
-           "lips": "tab:pink", "arms": "tab:green", "averaged": "tab:purple"}
+           "lips": "tab:pink", "arms": "tab:green", "cheeks_eyes_nose": "tab:purple"}
 
 
 def _model_point_layout():
@@ -42,7 +42,8 @@ def _model_point_layout():
     groups = {
         "face": landmarks.FACE_SILHOUETTE_POINTS,
         "lips": landmarks.LIPS_POINTS,
-        "averaged": tuple(range(landmarks.NUM_KEPT_POINTS - 2, landmarks.NUM_POINTS)),
+        # Cheeks (the last kept points) and the 5 averaged eye/eyebrow/nose points.
+        "cheeks_eyes_nose": tuple(range(landmarks.NUM_KEPT_POINTS - len(landmarks.CHEEK_ROWS), landmarks.NUM_POINTS)),
     }
     return lines, groups
 
@@ -158,7 +159,7 @@ def plot_augmentation_gallery(sequence, augmented, frame=None):
 
 
 def read_history(run_dir):
-    """The run's `history.csv` as a dict column → np.ndarray (epoch-indexed)."""
+    """The run's `history.csv` as a DataFrame, one row per epoch."""
     import pandas as pd
 
     path = pathlib.Path(run_dir) / "history.csv"
