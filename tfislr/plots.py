@@ -43,7 +43,9 @@ def _model_point_layout():
         "face": landmarks.FACE_SILHOUETTE_POINTS,
         "lips": landmarks.LIPS_POINTS,
         # Cheeks (the last kept points) and the 5 averaged eye/eyebrow/nose points.
-        "cheeks_eyes_nose": tuple(range(landmarks.NUM_KEPT_POINTS - len(landmarks.CHEEK_ROWS), landmarks.NUM_POINTS)),
+        "cheeks_eyes_nose": tuple(
+            range(landmarks.NUM_KEPT_POINTS - len(landmarks.CHEEK_ROWS), landmarks.NUM_POINTS)
+        ),
     }
     return lines, groups
 
