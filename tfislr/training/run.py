@@ -133,11 +133,8 @@ def _predictions(model, dataset):
 
 
 def _save_plots(run_dir, labels, predictions, signs):
-    try:
-        from tfislr import plots
-    except ImportError as error:
-        log(f"plots skipped: tfislr.plots is not available ({error})")
-        return []
+    from tfislr import plots
+
     try:
         written = plots.save_run_plots(run_dir, labels=labels, predictions=predictions, signs=signs)
     except Exception as error:  # plots must never lose a finished run
