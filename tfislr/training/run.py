@@ -15,7 +15,7 @@ against the last epoch, and writes the run directory:
       checkpoints/       epoch_XXX.weights.h5: the 3 models, last soup_last_n epochs
       models/            {student,teacher,distilled}_soup.keras
       metrics.json       val accuracy per model: last epoch vs soup
-      plots/             training curves, confusion matrix (confusion matrix when there is a validation split)
+      plots/             training curves; the confusion matrix when there is a validation split
 
 Rerunning with the same `run_dir` resumes an interrupted run from its last finished epoch.
 """
