@@ -306,7 +306,7 @@ def test_jit_compiled_step_matches_the_graph_step():
 
 
 def _small_real_model(num_classes=7, max_len=25):
-    model_module = pytest.importorskip("tfislr.model")
+    import tfislr.model as model_module
     config = load_config(
         "len25",
         ["model.dense_dim=32", "model.transfo_dim=64", "model.distill_dense_dim=32",
