@@ -62,7 +62,8 @@ class EnsembleMember:
     `model` is a Keras classifier taking `{"landmarks": [B, T, 100, 3],
     "padding_mask": [B, T]}` and returning logits `[B, num_classes]`;
     `preprocess` maps raw frames `[T, 543, 3]` to `[T', 100, 3]` (default:
-    `tfislr.preprocessing.Preprocess(max_len)`).
+    `tfislr.preprocessing.Preprocess(max_len)`). A model built under a mixed dtype policy
+    is replaced by its float32 rebuild (`tfislr.model.precision.float32_model`).
     """
 
     name: str
@@ -74,6 +75,10 @@ class EnsembleMember:
     preprocess: object = None
 
     def __post_init__(self):
+        # The exported graph is float32 whatever policy the model trained under.
+        from tfislr.model.precision import float32_model
+
+        self.model = float32_model(self.model)
         if self.preprocess is None:
             from tfislr.preprocessing import Preprocess
 
