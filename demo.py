@@ -7,7 +7,7 @@
 2. trains `configs/demo.yaml` — big student, EMA teacher, distilled model, augmentations,
    manifold mixup, OUSM, soup — validating on signers never seen in training (fold 0);
 3. exports the distilled soup model to one Kaggle-contract `.tflite` file
-   (`tfislr.export.tflite.export_ensemble`) and checks it.
+   (`tfislr.export.export_ensemble`) and checks it.
 """
 
 import argparse
@@ -45,7 +45,7 @@ def export_run(run_dir, output_path):
     The same call as `python export.py ensemble --config configs/demo_ensemble.yaml`, with
     this run named explicitly; returns the export report (also written next to the file).
     """
-    from tfislr.export.tflite import export_ensemble
+    from tfislr.export import export_ensemble
 
     return export_ensemble([str(run_dir)], output_path=str(output_path), verbose=True)
 

@@ -29,7 +29,6 @@ import pathlib
 import platform
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -52,7 +51,7 @@ NUM_CLASSES = 250
 def clips_with_hands(length, seed):
     """Raw clips where every frame has at least one hand (so no frame is dropped)."""
     from tfislr import landmarks
-    from tfislr.export.tflite import probe_sequences
+    from tfislr.export.checks import probe_sequences
 
     clip = probe_sequences(lengths=[length], seed=seed)[0]
     start, stop = landmarks.PART_ROWS["right_hand"]
@@ -64,19 +63,15 @@ def clips_with_hands(length, seed):
 
 
 def time_lengths(model_path, lengths, repeats):
-    from tfislr.export.tflite import _runner, latency_summary
+    from tfislr.export.runner import TFLiteRunner, latency_summary
 
-    runner = _runner(model_path, num_threads=1)
+    runner = TFLiteRunner(model_path, num_threads=1)
     results = {}
     for length in lengths:
         clip = clips_with_hands(length, seed=length)
         for _ in range(3):
-            runner(inputs=clip)
-        times = []
-        for _ in range(repeats):
-            tic = time.perf_counter()
-            runner(inputs=clip)
-            times.append((time.perf_counter() - tic) * 1000.0)
+            runner(clip)
+        times = [runner.timed(clip)[1] for _ in range(repeats)]
         summary = latency_summary(times)
         results[f"T={length}"] = {"median_ms": round(summary["median_ms"], 3),
                                   "p95_ms": round(summary["p95_ms"], 3),
@@ -89,7 +84,7 @@ def build_members():
 
     from tfislr import landmarks
     from tfislr.config import load_config
-    from tfislr.export.tflite import EnsembleMember
+    from tfislr.export import EnsembleMember
     from tfislr.model import build_classifier
 
     members = []
@@ -114,7 +109,7 @@ def main(argv=None):
     parser.add_argument("--json", help="also write the JSON here")
     args = parser.parse_args(argv)
 
-    from tfislr.export.tflite import export_ensemble
+    from tfislr.export import export_ensemble
 
     members = build_members()
     out_dir = pathlib.Path(args.output_dir or tempfile.mkdtemp(prefix="tfislr_bench_"))

@@ -10,8 +10,7 @@ import tensorflow as tf
 
 from tfislr import evaluate, landmarks
 from tfislr.data.kaggle import landmark_path
-from tfislr.export import tflite
-from tfislr.export.tflite import EnsembleMember
+from tfislr.export import EnsembleMember, export_ensemble
 
 NUM_SIGNS = 6  # the shared synthetic_data_dir fixture
 MAX_LEN = 12
@@ -40,7 +39,7 @@ def exported(data_dir, tmp_path_factory):
     signs = sorted(sign_map, key=sign_map.get)
     model = small_model(NUM_SIGNS)
     path = tmp_path_factory.mktemp("model") / "model.tflite"
-    tflite.export_ensemble([EnsembleMember("tiny", model, MAX_LEN, signs)], path, "fp32",
+    export_ensemble([EnsembleMember("tiny", model, MAX_LEN, signs)], path, "fp32",
                            verbose=False, latency_repeats=1)
     return model, path
 
@@ -82,7 +81,7 @@ def test_matches_keras_model_accuracy(exported, data_dir):
         assert row["accuracy"] == pytest.approx(np.mean(np.argmax(logits[rows], 1) == labels[rows]))
     per_sign_n = sum(row["n"] for row in report["per_sign"].values())
     assert per_sign_n == len(table)
-    assert report["latency"]["p50_ms"] > 0 and report["size"]["bytes"] == path.stat().st_size
+    assert report["latency"]["median_ms"] > 0 and report["size"]["bytes"] == path.stat().st_size
 
 
 def test_fold_scores_only_held_out_signers(exported, data_dir):
@@ -150,7 +149,7 @@ def test_real_sample(exported, real_data_dir, tmp_path):
     sign_map = read_sign_map(real_data_dir)
     signs = sorted(sign_map, key=sign_map.get)
     real_path = tmp_path / "real.tflite"
-    tflite.export_ensemble([EnsembleMember("tiny", small_model(250), MAX_LEN, signs)], real_path,
+    export_ensemble([EnsembleMember("tiny", small_model(250), MAX_LEN, signs)], real_path,
                            "fp32", verbose=False, latency_repeats=1)
     report = evaluate.evaluate_tflite(real_path, real_data_dir)
     assert report["errors"] == [] and report["num_sequences"] >= 100
@@ -170,7 +169,7 @@ def test_demo_run_export_matches_validation_accuracy(synthetic_data_dir, tmp_pat
     metrics = json.loads((run_dir / "metrics.json").read_text())
     expected = metrics["models"]["distilled"]["soup_accuracy"]
     path = tmp_path / "demo.tflite"
-    tflite.export_ensemble([{"run": str(run_dir)}], path, "fp16", verbose=False,
+    export_ensemble([{"run": str(run_dir)}], path, "fp16", verbose=False,
                            parity_clips=synthetic_data_dir)
     report = evaluate.evaluate_tflite(path, synthetic_data_dir, fold=0,
                                       num_folds=config.data.num_folds,

@@ -14,8 +14,8 @@ import keras
 import tensorflow as tf
 
 from tfislr import landmarks
-from tfislr.export import tflite
-from tfislr.export.tflite import EnsembleMember, ExportError
+from tfislr.export import ExportError, checks, export_ensemble, graph
+from tfislr.export.members import EnsembleMember, check_members_agree, latest_run
 
 NUM_CLASSES = 7
 SIGNS = [f"sign_{i}" for i in range(NUM_CLASSES)]
@@ -60,7 +60,7 @@ def exported(tmp_path_factory):
     """A two-member fp32 ensemble written through the public API, with its report."""
     ensemble = members()
     path = tmp_path_factory.mktemp("export") / "ensemble.tflite"
-    report = tflite.export_ensemble(ensemble, path, "fp32", verbose=False, latency_repeats=1)
+    report = export_ensemble(ensemble, path, "fp32", verbose=False, latency_repeats=1)
     return ensemble, path, report
 
 
@@ -74,7 +74,7 @@ def test_contract_signature_names_and_shapes(exported):
     assert list(detail["shape_signature"]) == [-1, 543, 3]
     assert detail["dtype"] == np.float32
     for length in (1, 20, 300):  # one runner, variable length, no resize
-        clip = tflite.probe_sequences(lengths=[length], seed=length)[0]
+        clip = checks.probe_sequences(lengths=[length], seed=length)[0]
         probs = runner(inputs=clip)["outputs"]
         assert probs.shape == (NUM_CLASSES,) and probs.dtype == np.float32
         assert np.all(probs >= 0) and abs(probs.sum() - 1) < 1e-5
@@ -86,7 +86,7 @@ def test_report_written_next_to_file(exported):
     assert saved["size"]["bytes"] == path.stat().st_size
     assert saved["signs"] == SIGNS and saved["num_classes"] == NUM_CLASSES
     assert [m["max_len"] for m in saved["members"]] == [8, 20]
-    assert saved["parity"]["max_abs_diff"] <= tflite.PARITY_TOLERANCE["fp32"]
+    assert saved["parity"]["max_abs_diff"] <= checks.PARITY_TOLERANCE["fp32"]
     assert saved["latency"]["num_threads"] == 1 and saved["latency"]["median_ms"] > 0
     assert not any(op.startswith("CUSTOM") for op in saved["ops"])
     assert report["report_path"] == str(path.with_suffix(".json"))
@@ -96,7 +96,7 @@ def test_output_is_mean_of_member_softmax(exported):
     """Checks the composition against each member run directly in Keras."""
     ensemble, path, _ = exported
     _, runner = runner_for(path)
-    for clip in tflite.probe_sequences(lengths=[5, 30, 120], seed=11):
+    for clip in checks.probe_sequences(lengths=[5, 30, 120], seed=11):
         expected = []
         for member in ensemble:
             points = member.preprocess(tf.constant(clip))[tf.newaxis]
@@ -110,11 +110,11 @@ def test_output_is_mean_of_member_softmax(exported):
         assert np.abs(expected[0] - expected[1]).max() > 1e-3
 
 
-@pytest.mark.parametrize("case", list(tflite.edge_case_inputs()))
+@pytest.mark.parametrize("case", list(checks.edge_case_inputs()))
 def test_edge_inputs_on_exported_file(exported, case):
     _, path, _ = exported
     _, runner = runner_for(path)
-    clip = tflite.edge_case_inputs()[case]
+    clip = checks.edge_case_inputs()[case]
     probs = runner(inputs=clip)["outputs"]
     assert probs.shape == (NUM_CLASSES,)
     assert np.all(np.isfinite(probs)), f"{case}: {probs}"
@@ -125,7 +125,7 @@ def test_nothing_left_inputs_agree(exported):
     """0 frames, all-NaN and no-hands all mean "no hand seen": one defined answer."""
     _, path, _ = exported
     _, runner = runner_for(path)
-    cases = tflite.edge_case_inputs()
+    cases = checks.edge_case_inputs()
     outputs = [runner(inputs=cases[c])["outputs"] for c in ("0_frames", "all_nan", "no_hands",
                                                             "all_inf")]
     for out in outputs[1:]:
@@ -143,32 +143,32 @@ class _DeterminantModule(tf.Module):
 
 def test_select_tf_op_guard_rejects_flex_model():
     module = _DeterminantModule()
-    content = tflite.convert(module, "fp32", allow_select_tf_ops=True)  # converts, with Flex
-    assert "CUSTOM:FlexMatrixDeterminant" in tflite.model_ops(content)
+    content = graph.convert(module, "fp32", allow_select_tf_ops=True)  # converts, with Flex
+    assert "CUSTOM:FlexMatrixDeterminant" in graph.model_ops(content)
     with pytest.raises(ExportError, match="Select TF.*MatrixDeterminant"):
-        tflite.check_builtin_ops(content)
+        graph.check_builtin_ops(content)
 
 
 def test_builtins_only_conversion_names_the_op():
     with pytest.raises(ExportError, match="MatrixDeterminant"):
-        tflite.convert(_DeterminantModule(), "fp32")
+        graph.convert(_DeterminantModule(), "fp32")
 
 
 def test_parity_failure_is_reported(exported, tmp_path):
     """A module with other weights than the file must fail the parity check."""
     _, path, _ = exported
-    other = tflite.build_ensemble_module(members(seed=5))
+    other = graph.build_ensemble_module(members(seed=5))
     with pytest.raises(ExportError, match=r"parity failed .* max abs probability diff"):
-        tflite.check_parity(other, path, tflite.probe_sequences(4), tolerance=1e-3)
+        checks.check_parity(other, path, checks.probe_sequences(4), tolerance=1e-3)
 
 
 def test_size_limit_failure_message(tmp_path, exported, monkeypatch):
     ensemble, fp32_path, _ = exported
     # Reuse the fixture's flatbuffer: this test is about the check, not the converter.
-    monkeypatch.setattr(tflite, "convert", lambda *args, **kwargs: fp32_path.read_bytes())
+    monkeypatch.setattr(graph, "convert", lambda *args, **kwargs: fp32_path.read_bytes())
     path = tmp_path / "big.tflite"
     with pytest.raises(ExportError, match=r"MB \([\d,]+ bytes\), above the 0.001 MB limit"):
-        tflite.export_ensemble(ensemble, path, "fp32", max_size_mb=0.001, verbose=False)
+        export_ensemble(ensemble, path, "fp32", max_size_mb=0.001, verbose=False)
     assert path.exists()  # kept for inspection, with the failure in its report
     assert "above the" in json.loads(path.with_suffix(".json").read_text())["error"]
 
@@ -192,9 +192,9 @@ def weight_types(model_content):
 @pytest.mark.parametrize("quantization", ["fp16", "int8"])
 def test_quantized_exports_within_documented_tolerance(tmp_path, quantization):
     path = tmp_path / f"{quantization}.tflite"
-    report = tflite.export_ensemble(members()[:1], path, quantization, verbose=False,
+    report = export_ensemble(members()[:1], path, quantization, verbose=False,
                                     latency_repeats=1)
-    assert report["parity"]["max_abs_diff"] <= tflite.PARITY_TOLERANCE[quantization]
+    assert report["parity"]["max_abs_diff"] <= checks.PARITY_TOLERANCE[quantization]
     assert report["parity"]["max_abs_diff"] > 0  # the weights really were rounded
     types = weight_types(path.read_bytes())
     expected = {"fp16": "FLOAT16", "int8": "INT8"}[quantization]
@@ -203,13 +203,13 @@ def test_quantized_exports_within_documented_tolerance(tmp_path, quantization):
 
 def test_members_must_agree_on_classes():
     with pytest.raises(ValueError, match="disagree on num_classes"):
-        tflite.check_members_agree([
+        check_members_agree([
             EnsembleMember("a", small_model(NUM_CLASSES, 8), 8),
             EnsembleMember("b", small_model(NUM_CLASSES + 1, 8), 8),
         ])
     swapped = SIGNS[:2][::-1] + SIGNS[2:]
     with pytest.raises(ValueError, match="disagree on the sign order: label 0"):
-        tflite.check_members_agree([
+        check_members_agree([
             EnsembleMember("a", small_model(NUM_CLASSES, 8), 8, SIGNS),
             EnsembleMember("b", small_model(NUM_CLASSES, 8), 8, swapped),
         ])
@@ -234,11 +234,11 @@ def test_latest_run_skips_unfinished_runs(tmp_path):
     (runs / "tiny" / "20260301-000000").mkdir()  # still training
     (runs / "tiny" / "20251201-000000" / "models").mkdir(parents=True)
     (runs / "tiny" / "20251201-000000" / "models" / "distilled_soup.keras").write_bytes(b"")
-    assert tflite.latest_run("tiny", runs).name == "20260101-000000"
+    assert latest_run("tiny", runs).name == "20260101-000000"
     with pytest.raises(ValueError, match="no finished run"):
-        tflite.latest_run("tiny", runs, weights="teacher")
+        latest_run("tiny", runs, weights="teacher")
     with pytest.raises(ValueError, match="no runs for config 'other'"):
-        tflite.latest_run("other", runs)
+        latest_run("other", runs)
 
 
 def test_cli_ensemble_yaml_and_single_run(tmp_path, monkeypatch):
@@ -262,7 +262,7 @@ def test_cli_ensemble_yaml_and_single_run(tmp_path, monkeypatch):
 
     # The file holds the latest run's weights: compare with that model directly.
     _, runner = runner_for(out)
-    clip = tflite.probe_sequences(lengths=[30], seed=2)[0]
+    clip = checks.probe_sequences(lengths=[30], seed=2)[0]
     from tfislr.preprocessing import Preprocess
 
     points = Preprocess(12)(tf.constant(clip))[tf.newaxis]
@@ -272,7 +272,7 @@ def test_cli_ensemble_yaml_and_single_run(tmp_path, monkeypatch):
                                atol=1e-5)
 
     # `single --run` loads the same run: reuse the flatbuffer (the checks still run on it).
-    monkeypatch.setattr(tflite, "convert", lambda *args, **kwargs: out.read_bytes())
+    monkeypatch.setattr(graph, "convert", lambda *args, **kwargs: out.read_bytes())
     assert export_cli.main(["single", "--run", str(latest), "--quantization", "fp32"]) == 0
     single = json.loads((latest / "model.json").read_text())
     assert (latest / "model.tflite").exists() and single["members"][0]["run_dir"] == str(latest)
@@ -283,12 +283,12 @@ def test_bad_ensemble_config_is_a_clear_error(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("members:\n  - config: a\n    run: b\n")
     with pytest.raises(ValueError, match="exactly one of 'config' or 'run'"):
-        tflite.export_ensemble(path, tmp_path / "x.tflite", verbose=False)
+        export_ensemble(path, tmp_path / "x.tflite", verbose=False)
     path.write_text("member: []\n")
     with pytest.raises(ValueError, match="unknown key"):
-        tflite.export_ensemble(path, tmp_path / "x.tflite", verbose=False)
+        export_ensemble(path, tmp_path / "x.tflite", verbose=False)
     with pytest.raises(ValueError, match="quantization must be one of"):
-        tflite.export_ensemble(members()[:1], tmp_path / "x.tflite", "int4", verbose=False)
+        export_ensemble(members()[:1], tmp_path / "x.tflite", "int4", verbose=False)
 
 
 @pytest.mark.slow
@@ -303,7 +303,7 @@ def test_full_size_ensemble_fits_kaggle_limit(tmp_path):
         config = load_config(name)
         model = build_classifier(config.model, 250, config.data.max_len, distilled=True)
         ensemble.append(EnsembleMember(name, model, config.data.max_len))
-    report = tflite.export_ensemble(ensemble, tmp_path / "full.tflite", "fp16", verbose=False,
+    report = export_ensemble(ensemble, tmp_path / "full.tflite", "fp16", verbose=False,
                                     latency_repeats=1)
     assert report["size"]["mb"] <= 40.0
     assert report["num_classes"] == 250

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tfislr.config import load_config
+from tfislr.export import graph
 from tfislr.model import ISLRClassifier, build_classifier
 
 SMALL = dict(
@@ -16,19 +17,15 @@ SMALL = dict(
 
 
 class LandmarkServing(tf.Module):
-    """One unbatched clip `[T, 100, 3]` -> logits, for conversion tests.
-
-    Keras 3 variables are invisible to tf.Module tracking (stack-notes): keeping their
-    backing `tf.Variable`s on the module is what makes the converter freeze real weights.
-    """
+    """One unbatched clip `[T, 100, 3]` -> logits, converted by the export's own `convert`."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
-        self.weights_for_tracking = [v.value for v in model.variables]
+        self.weights_for_tracking = graph.backing_variables([model])
 
     @tf.function(input_signature=[tf.TensorSpec([None, 100, 3], tf.float32, name="landmarks")])
-    def serve(self, landmarks):
+    def serving_default(self, landmarks):
         batch = landmarks[None]
         mask = tf.ones(tf.shape(batch)[:2], tf.float32)
         logits = self.model({"landmarks": batch, "padding_mask": mask}, training=False)
@@ -36,12 +33,7 @@ class LandmarkServing(tf.Module):
 
 
 def convert(model):
-    module = LandmarkServing(model)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [module.serve.get_concrete_function()], module
-    )
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    return converter.convert()
+    return graph.convert(LandmarkServing(model), "fp32")
 
 
 def check_tflite(model, lengths, tolerance=1e-4):

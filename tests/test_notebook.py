@@ -15,7 +15,7 @@ NOTEBOOK = REPO / "notebooks" / "inspect.ipynb"
 @pytest.fixture(scope="module")
 def exported_run(synthetic_data_dir, tmp_path_factory):
     """A 2-epoch run of a narrow demo config with the real classifier, exported to TFLite."""
-    from tfislr.export.tflite import export_ensemble
+    from tfislr.export import export_ensemble
     from tfislr.training.run import train
 
     root = tmp_path_factory.mktemp("notebook_run")

@@ -6,7 +6,7 @@ Runs the file the way the competition did: one ai-edge-litert signature runner
 (`serving_default`, one thread by default), one sequence at a time, each clip read
 from its parquet file as raw `[T, 543, 3]` frames by the same reader the training
 store uses. Reports top-1 accuracy (the competition metric), top-5 accuracy,
-per-sign accuracy, latency (p50/p95 of the runner call) and file size, as a table
+per-sign accuracy, latency (median/p95 of the runner call) and file size, as a table
 and as JSON. `--fold K` scores only the held-out signers of fold K, with the same
 fold function (and defaults) as training.
 """
@@ -60,8 +60,6 @@ def evaluate_tflite(model_path, data_dir, fold=None, num_folds=4, fold_seed=42, 
     Files that cannot be read count as wrong and are listed under "errors": the
     competition would have failed on them, so they are not silently dropped.
     """
-    from ai_edge_litert.interpreter import Interpreter
-
     from tfislr.data.kaggle import (
         LandmarkFileError,
         landmark_path,
@@ -69,19 +67,18 @@ def evaluate_tflite(model_path, data_dir, fold=None, num_folds=4, fold_seed=42, 
         read_sign_map,
         sign_names,
     )
-    from tfislr.export.tflite import check_size
+    from tfislr.export.checks import check_size
+    from tfislr.export.runner import TFLiteRunner, latency_summary
 
     model_path = pathlib.Path(model_path)
     if not model_path.exists():
         raise ValueError(f"model file {model_path} does not exist")
     signs = sign_names(read_sign_map(data_dir))
     table = select_sequences(data_dir, fold, num_folds, fold_seed, limit)
-    interpreter = Interpreter(model_path=str(model_path), num_threads=num_threads)
-    runner = interpreter.get_signature_runner("serving_default")
-    num_outputs = int(interpreter.get_output_details()[0]["shape"][-1])
-    if num_outputs != len(signs):
+    runner = TFLiteRunner(model_path, num_threads=num_threads)
+    if runner.num_classes != len(signs):
         raise ValueError(
-            f"{model_path} outputs {num_outputs} classes but {data_dir} has {len(signs)} signs"
+            f"{model_path} outputs {runner.num_classes} classes but {data_dir} has {len(signs)} signs"
         )
     model_signs = _signs_in_report(model_path)
     if model_signs is not None and list(model_signs) != signs:
@@ -101,9 +98,8 @@ def evaluate_tflite(model_path, data_dir, fold=None, num_folds=4, fold_seed=42, 
         except LandmarkFileError as error:
             errors.append(str(error))
             continue
-        tic = time.perf_counter()
-        probabilities = runner(inputs=frames)["outputs"]
-        times_ms.append((time.perf_counter() - tic) * 1000.0)
+        probabilities, milliseconds = runner.timed(frames)
+        times_ms.append(milliseconds)
         ranked = np.argsort(-probabilities, kind="stable")
         top1[i] = ranked[0]
         top5_hit[i] = labels[i] in ranked[:5]
@@ -119,7 +115,6 @@ def evaluate_tflite(model_path, data_dir, fold=None, num_folds=4, fold_seed=42, 
             "n": int(rows.sum()),
             "accuracy": float(correct[rows].mean()),
         }
-    times = np.asarray(times_ms) if times_ms else np.zeros(1)
     return {
         "model": str(model_path),
         "data_dir": str(data_dir),
@@ -128,12 +123,7 @@ def evaluate_tflite(model_path, data_dir, fold=None, num_folds=4, fold_seed=42, 
         "num_sequences": int(len(table)),
         "accuracy": float(correct.mean()),
         "top5_accuracy": float(top5_hit.mean()),
-        "latency": {
-            "p50_ms": float(np.percentile(times, 50)),
-            "p95_ms": float(np.percentile(times, 95)),
-            "mean_ms": float(times.mean()),
-            "num_threads": num_threads,
-        },
+        "latency": latency_summary(times_ms, num_threads=num_threads),
         "size": check_size(model_path, max_size_mb=None),
         "wall_seconds": time.perf_counter() - start,
         "per_sign": per_sign,
@@ -153,7 +143,7 @@ def format_report(report, max_signs=15):
         f"  {'sequences':<14}{report['num_sequences']}",
         f"  {'accuracy':<14}{report['accuracy']:.4f}",
         f"  {'top-5':<14}{report['top5_accuracy']:.4f}",
-        f"  {'latency':<14}p50 {latency['p50_ms']:.2f} ms, p95 {latency['p95_ms']:.2f} ms "
+        f"  {'latency':<14}median {latency['median_ms']:.2f} ms, p95 {latency['p95_ms']:.2f} ms "
         f"({latency['num_threads']} thread)",
         f"  {'size':<14}{report['size']['mb']:.2f} MB ({report['size']['mib']:.2f} MiB)",
     ]

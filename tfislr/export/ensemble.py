@@ -1,0 +1,177 @@
+"""One Kaggle-ready TFLite file from one or more training runs: the export and its report.
+
+The exported graph is the competition contract (`contract.py`): raw MediaPipe
+frames in, the average of the members' softmax probabilities out. Each member
+brings its own `Preprocess(max_len)` — the same TF code that built its training
+store — and its (distilled soup) Keras model, so what trained is what ships.
+
+After writing the file `export_ensemble` checks it and fails loudly (`ExportError`):
+builtin ops only, size, TF-vs-TFLite parity, finite probabilities on edge inputs,
+and it measures 1-thread latency. The report is printed and saved as JSON next to
+the `.tflite` file.
+"""
+
+import json
+import pathlib
+import time
+
+import numpy as np
+
+from tfislr import landmarks
+from tfislr.export import checks, graph
+from tfislr.export.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY, ExportError
+from tfislr.export.members import check_members_agree, resolve_member
+from tfislr.export.runner import measure_latency
+
+
+def load_ensemble_config(path):
+    """Reads configs/ensemble.yaml-style files: name, members, weights, quantization, output."""
+    import yaml
+
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise ValueError(f"ensemble config {path} does not exist")
+    values = yaml.safe_load(path.read_text()) or {}
+    known = {"name", "members", "weights", "quantization", "output", "runs_dir"}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {unknown}; known: {sorted(known)}")
+    if not values.get("members"):
+        raise ValueError(f"{path}: 'members' must list at least one run")
+    values.setdefault("name", path.stem)
+    return values
+
+
+def export_ensemble(
+    ensemble,
+    output_path=None,
+    quantization=None,
+    *,
+    runs_dir=None,
+    weights=None,
+    max_size_mb=checks.MAX_SIZE_MB,
+    parity_clips=None,
+    parity_tolerance=None,
+    latency_repeats=3,
+    verbose=True,
+):
+    """Builds, converts, writes and checks the ensemble; returns the report dict.
+
+    Args:
+        ensemble: path of an ensemble YAML (configs/ensemble.yaml) or a list of
+            members (config names, run dirs, `{config|run, weights}` dicts or
+            `EnsembleMember`s).
+        output_path: the .tflite to write; default the YAML's `output`, else
+            `artifacts/<name>.tflite`. The report goes to `<output>.json`.
+        quantization: "fp16" (default; fp16 weights), "fp32" or "int8"
+            (dynamic-range int8 weights).
+        runs_dir: where `runs/<config>/<timestamp>/` live (default "runs").
+        weights: which soup to load when a member does not say (default
+            "distilled").
+        max_size_mb: size limit in MB (10**6 bytes); None disables the check.
+        parity_clips: raw clips for parity and latency (default `checks.probe_sequences()`),
+            or a Kaggle-layout data dir whose clips to use (`checks.clips_from_data_dir`).
+        parity_tolerance: default `checks.PARITY_TOLERANCE[quantization]`.
+
+    Raises:
+        ValueError: bad config or members that disagree on the classes.
+        ExportError: a check failed (the file stays on disk for inspection).
+    """
+    name, config = "ensemble", {}
+    if isinstance(ensemble, (str, pathlib.Path)) and pathlib.Path(ensemble).suffix in (
+            ".yaml", ".yml"):
+        config = load_ensemble_config(ensemble)
+        name, specs = config["name"], config["members"]
+    elif isinstance(ensemble, (list, tuple)):
+        specs = list(ensemble)
+    else:
+        raise ValueError(
+            f"ensemble must be an ensemble YAML path or a list of members, got {ensemble!r}"
+        )
+    quantization = quantization or config.get("quantization", "fp16")
+    if quantization not in graph.QUANTIZATIONS:
+        raise ValueError(f"quantization must be one of {graph.QUANTIZATIONS}, got {quantization!r}")
+    runs_dir = runs_dir or config.get("runs_dir", "runs")
+    weights = weights or config.get("weights", "distilled")
+    output_path = pathlib.Path(output_path or config.get("output") or f"artifacts/{name}.tflite")
+    log = print if verbose else (lambda *a, **k: None)
+
+    start = time.perf_counter()
+    members = [resolve_member(s, runs_dir=runs_dir, default_weights=weights) for s in specs]
+    num_classes = check_members_agree(members)
+    module = graph.build_ensemble_module(members)
+    log(f"converting {len(members)} member(s) to TFLite ({quantization}) ...")
+    content = graph.convert(module, quantization)
+    ops = graph.check_builtin_ops(content)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    output_path.write_bytes(content)
+    convert_seconds = time.perf_counter() - start
+
+    signs = next((m.signs for m in members if m.signs is not None), None)
+    report = {
+        "path": str(output_path),
+        "name": name,
+        "quantization": quantization,
+        "signature": SIGNATURE_KEY,
+        "input": {"name": INPUT_NAME, "shape": [None, landmarks.NUM_RAW_LANDMARKS, 3]},
+        "output": {"name": OUTPUT_NAME, "shape": [num_classes]},
+        "num_classes": num_classes,
+        "members": [
+            {
+                "name": m.name,
+                "run_dir": m.run_dir,
+                "weights": m.weights,
+                "max_len": m.max_len,
+                "num_params": int(sum(np.prod(v.shape) for v in m.model.weights)),
+            }
+            for m in members
+        ],
+        "ops": ops,
+        "convert_seconds": round(convert_seconds, 1),
+        "signs": signs,
+    }
+    report_path = output_path.with_suffix(".json")
+    try:
+        report["size"] = checks.check_size(output_path, max_size_mb)
+        if parity_clips is None:
+            clips = checks.probe_sequences()
+        elif isinstance(parity_clips, (str, pathlib.Path)):
+            clips = checks.clips_from_data_dir(parity_clips)
+        else:
+            clips = list(parity_clips)
+        tolerance = (checks.PARITY_TOLERANCE[quantization] if parity_tolerance is None
+                     else parity_tolerance)
+        report["parity"] = checks.check_parity(module, output_path, clips, tolerance)
+        report["edge_cases"] = checks.check_edge_cases(output_path, num_classes)
+        report["latency"] = measure_latency(output_path, clips, repeats=latency_repeats)
+    except ExportError as error:
+        report["error"] = str(error)
+        raise
+    finally:
+        report_path.write_text(json.dumps(report, indent=2) + "\n")
+    report["report_path"] = str(report_path)
+    log(format_report(report))
+    return report
+
+
+def format_report(report):
+    size, parity, latency = report["size"], report["parity"], report["latency"]
+    members = ", ".join(f"{m['name']} (max_len {m['max_len']}, {m['num_params']:,} params)"
+                        for m in report["members"])
+    lines = [
+        f"wrote {report['path']} ({report['quantization']}, {len(report['members'])} member(s): "
+        f"{members})",
+        f"  size     {size['mb']:.2f} MB = {size['mib']:.2f} MiB ({size['bytes']:,} bytes), "
+        f"limit {size['max_mb']} MB",
+        f"  ops      {len(report['ops'])} builtin op types, no Select TF / custom ops",
+        f"  parity   max |TF - TFLite| = {parity['max_abs_diff']:.2e} "
+        f"(tolerance {parity['tolerance']:g}) over {parity['num_sequences']} clips, "
+        f"argmax agreement {parity['argmax_agreement']:.0%}",
+        f"  edge     finite probabilities summing to 1 for: {', '.join(report['edge_cases'])}",
+        f"  latency  median {latency['median_ms']:.2f} ms, p95 {latency['p95_ms']:.2f} ms per "
+        f"sequence ({latency['num_threads']} thread, {latency['num_calls']} calls; first pass "
+        f"incl. memory re-planning: mean {latency['first_pass']['mean_ms']:.1f}, "
+        f"max {latency['first_pass']['max_ms']:.1f} ms)",
+        f"  report   {pathlib.Path(report['path']).with_suffix('.json')}",
+    ]
+    return "\n".join(lines)

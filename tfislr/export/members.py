@@ -1,0 +1,179 @@
+"""The ensemble's members: a Keras classifier with its preprocessing, loaded from a run dir.
+
+`resolve_member` turns what a user names (a config's latest run, a run dir, a
+`{config|run, weights}` mapping) into an `EnsembleMember`; `check_members_agree`
+makes sure all members predict the same classes in the same order.
+"""
+
+import dataclasses
+import json
+import pathlib
+
+import numpy as np
+
+from tfislr import landmarks
+
+WEIGHT_CHOICES = ("distilled", "student", "teacher")
+
+
+@dataclasses.dataclass
+class EnsembleMember:
+    """One model of the ensemble with everything its graph needs.
+
+    `model` is a Keras classifier taking `{"landmarks": [B, T, 100, 3],
+    "padding_mask": [B, T]}` and returning logits `[B, num_classes]`;
+    `preprocess` maps raw frames `[T, 543, 3]` to `[T', 100, 3]` (default:
+    `tfislr.preprocessing.Preprocess(max_len)`). A model built under a mixed dtype policy
+    is replaced by its float32 rebuild (`tfislr.model.precision.float32_model`).
+    """
+
+    name: str
+    model: object
+    max_len: int
+    signs: list = None
+    run_dir: str = None
+    weights: str = None
+    preprocess: object = None
+
+    def __post_init__(self):
+        # The exported graph is float32 whatever policy the model trained under.
+        from tfislr.model.precision import float32_model
+
+        self.model = float32_model(self.model)
+        if self.preprocess is None:
+            from tfislr.preprocessing import Preprocess
+
+            self.preprocess = Preprocess(self.max_len)
+
+
+def _has_outputs(model):
+    try:
+        return bool(model.outputs)
+    except (AttributeError, ValueError):
+        return False
+
+
+def latest_run(config_name, runs_dir="runs", weights="distilled"):
+    """The newest `runs/<config_name>/<timestamp>/` that holds the wanted weights.
+
+    Timestamps sort lexically; a newer run still training (no soup file yet) is
+    skipped, so exporting during training picks the last finished run.
+    """
+    root = pathlib.Path(runs_dir) / config_name
+    if not root.is_dir():
+        raise ValueError(f"no runs for config '{config_name}': {root} does not exist")
+    runs = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.name)
+    for run_dir in reversed(runs):
+        if _weights_path(run_dir, weights).exists():
+            return run_dir
+    raise ValueError(
+        f"no finished run for config '{config_name}' under {root}: none of "
+        f"{[p.name for p in runs]} has {_weights_path(pathlib.Path('<run>'), weights)}"
+    )
+
+
+def _weights_path(run_dir, weights):
+    run_dir = pathlib.Path(run_dir)
+    if weights in WEIGHT_CHOICES:
+        return run_dir / "models" / f"{weights}_soup.keras"
+    path = pathlib.Path(weights)
+    return path if path.is_absolute() else run_dir / path
+
+
+def load_member(run_dir, weights="distilled", name=None):
+    """Loads a run dir's model (`models/<weights>_soup.keras`), max_len and signs."""
+    import keras
+
+    import tfislr.model  # noqa: F401  (registers the layers for load_model)
+    from tfislr.config import config_from_dict
+
+    run_dir = pathlib.Path(run_dir)
+    config_path = run_dir / "config.json"
+    if not config_path.exists():
+        raise ValueError(f"{run_dir} is not a run dir: {config_path} is missing")
+    config = config_from_dict(json.loads(config_path.read_text()))
+    model_path = _weights_path(run_dir, weights)
+    if not model_path.exists():
+        raise ValueError(
+            f"{run_dir}: weights '{weights}' not found at {model_path} "
+            f"(choices: {', '.join(WEIGHT_CHOICES)} or a .keras path)"
+        )
+    signs_path = run_dir / "signs.json"
+    signs = json.loads(signs_path.read_text()) if signs_path.exists() else None
+    model = keras.saving.load_model(model_path, compile=False)
+    return EnsembleMember(
+        name=name or config.name,
+        model=model,
+        max_len=config.data.max_len,
+        signs=signs,
+        run_dir=str(run_dir),
+        weights=str(weights),
+    )
+
+
+def resolve_member(spec, runs_dir="runs", default_weights="distilled"):
+    """A member from a config name, a run dir, a dict or an `EnsembleMember`.
+
+    Dict form (as in configs/ensemble.yaml): `{config: len80}` (latest run) or
+    `{run: runs/len80/20260101-120000}`, optional `weights` and `name`.
+    A bare string is a run dir when it is a directory holding config.json,
+    otherwise a config name.
+    """
+    if isinstance(spec, EnsembleMember):
+        return spec
+    if isinstance(spec, (str, pathlib.Path)):
+        path = pathlib.Path(spec)
+        spec = {"run": str(path)} if (path / "config.json").exists() else {"config": str(spec)}
+    if not isinstance(spec, dict):
+        raise ValueError(f"an ensemble member must be a name, a run dir or a mapping, got {spec!r}")
+    unknown = sorted(set(spec) - {"config", "run", "weights", "name"})
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in ensemble member {spec!r}")
+    if ("config" in spec) == ("run" in spec):
+        raise ValueError(f"ensemble member {spec!r} needs exactly one of 'config' or 'run'")
+    weights = spec.get("weights", default_weights)
+    if "config" in spec:
+        run_dir = latest_run(spec["config"], runs_dir=runs_dir, weights=weights)
+    else:
+        run_dir = pathlib.Path(spec["run"])
+        if not run_dir.is_dir():
+            raise ValueError(f"ensemble member run dir {run_dir} does not exist")
+    return load_member(run_dir, weights=weights, name=spec.get("name"))
+
+
+def check_members_agree(members):
+    """All members must predict the same classes in the same order."""
+    if not members:
+        raise ValueError("an ensemble needs at least one member")
+    counts = {m.name: _output_size(m.model) for m in members}
+    if len(set(counts.values())) != 1:
+        raise ValueError(f"ensemble members disagree on num_classes: {counts}")
+    with_signs = [m for m in members if m.signs is not None]
+    for member in with_signs:
+        if len(member.signs) != counts[member.name]:
+            raise ValueError(
+                f"member '{member.name}': signs.json lists {len(member.signs)} signs "
+                f"but the model outputs {counts[member.name]} classes"
+            )
+        if member.signs != with_signs[0].signs:
+            diff = next(
+                i for i, (a, b) in enumerate(zip(member.signs, with_signs[0].signs)) if a != b
+            )
+            raise ValueError(
+                f"ensemble members '{with_signs[0].name}' and '{member.name}' disagree on "
+                f"the sign order: label {diff} is '{with_signs[0].signs[diff]}' vs "
+                f"'{member.signs[diff]}'"
+            )
+    return next(iter(counts.values()))
+
+
+def _output_size(model):
+    import keras
+
+    if _has_outputs(model):
+        return int(model.outputs[0].shape[-1])
+    probe = {
+        "landmarks": np.zeros((1, 2, landmarks.NUM_POINTS, 3), np.float32),
+        "padding_mask": np.ones((1, 2), np.float32),
+    }
+    return int(keras.ops.shape(model(probe, training=False))[-1])

@@ -1,0 +1,89 @@
+"""The one TFLite runner: an exported file called the way the competition called it.
+
+`TFLiteRunner` opens a `.tflite` (path or bytes) with ai-edge-litert, one
+signature runner (`serving_default`, one thread by default), and maps a raw clip
+`[T, 543, 3]` to the probabilities `[num_classes]`; `timed` also returns the
+wall-clock milliseconds of the call. `latency_summary` is the one way latency is
+reported (export, evaluate, predict, benchmarks): `median_ms`, `p95_ms`,
+`mean_ms`, `max_ms`, `num_calls`, `num_threads`.
+"""
+
+import time
+
+import numpy as np
+
+from tfislr.export.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY
+
+
+class TFLiteRunner:
+    """Raw clip `[T, 543, 3]` float32 -> probabilities `[num_classes]` float32.
+
+    Args:
+        model_path: the `.tflite` file (or None with `model_content`).
+        model_content: the flatbuffer bytes (or None with `model_path`).
+        num_threads: interpreter threads; Kaggle ran one.
+
+    Raises:
+        ValueError: neither or both of `model_path` / `model_content`, or a file
+            without the contract's signature.
+    """
+
+    def __init__(self, model_path=None, model_content=None, num_threads=1):
+        from ai_edge_litert.interpreter import Interpreter
+
+        if (model_path is None) == (model_content is None):
+            raise ValueError("TFLiteRunner needs exactly one of model_path or model_content")
+        self.model_path = None if model_path is None else str(model_path)
+        self.num_threads = num_threads
+        self.interpreter = Interpreter(model_path=self.model_path, model_content=model_content,
+                                       num_threads=num_threads)
+        signatures = self.interpreter.get_signature_list()
+        if SIGNATURE_KEY not in signatures:
+            raise ValueError(f"{self.model_path or 'the model'} has no '{SIGNATURE_KEY}' "
+                             f"signature (found {sorted(signatures)})")
+        self._runner = self.interpreter.get_signature_runner(SIGNATURE_KEY)
+        self.num_classes = int(self._runner.get_output_details()[OUTPUT_NAME]["shape"][-1])
+
+    def __call__(self, clip):
+        return self._runner(**{INPUT_NAME: clip})[OUTPUT_NAME]
+
+    def timed(self, clip):
+        """(probabilities, milliseconds of the runner call)."""
+        start = time.perf_counter()
+        probabilities = self(clip)
+        return probabilities, (time.perf_counter() - start) * 1000.0
+
+
+def latency_summary(times_ms, num_threads=1):
+    """Median, p95, mean and max of per-call milliseconds (all 0 for no calls)."""
+    times = np.asarray(times_ms, np.float64)
+    if times.size == 0:
+        times = np.zeros(1)
+        num_calls = 0
+    else:
+        num_calls = int(times.size)
+    return {
+        "median_ms": float(np.median(times)),
+        "p95_ms": float(np.percentile(times, 95)),
+        "mean_ms": float(np.mean(times)),
+        "max_ms": float(np.max(times)),
+        "num_calls": num_calls,
+        "num_threads": num_threads,
+    }
+
+
+def measure_latency(model_path, clips, repeats=3, num_threads=1):
+    """Wall-clock ms per sequence with one signature runner (as Kaggle ran it).
+
+    The interpreter re-plans its memory whenever an input (or an internal tensor)
+    grows beyond the largest size seen so far, which costs 100-250 ms for the
+    full-size ensemble. That happens a handful of times per process, so the first
+    pass over the clips is reported apart ("first_pass") and the median/p95 are
+    the steady state of the following `repeats` passes.
+    """
+    runner = TFLiteRunner(model_path, num_threads=num_threads)
+    first = [runner.timed(clip)[1] for clip in clips]
+    times = [runner.timed(clip)[1] for _ in range(max(1, repeats)) for clip in clips]
+    summary = latency_summary(times, num_threads=num_threads)
+    summary["first_pass"] = {"mean_ms": float(np.mean(first)), "max_ms": float(np.max(first))}
+    return summary
