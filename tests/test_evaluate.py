@@ -40,7 +40,7 @@ def exported(data_dir, tmp_path_factory):
     model = small_model(NUM_SIGNS)
     path = tmp_path_factory.mktemp("model") / "model.tflite"
     export_ensemble([EnsembleMember("tiny", model, MAX_LEN, signs)], path, "fp32",
-                           verbose=False, latency_repeats=1)
+                    verbose=False, latency_repeats=1)
     return model, path
 
 
@@ -150,7 +150,7 @@ def test_real_sample(exported, real_data_dir, tmp_path):
     signs = sorted(sign_map, key=sign_map.get)
     real_path = tmp_path / "real.tflite"
     export_ensemble([EnsembleMember("tiny", small_model(250), MAX_LEN, signs)], real_path,
-                           "fp32", verbose=False, latency_repeats=1)
+                    "fp32", verbose=False, latency_repeats=1)
     report = evaluate.evaluate_tflite(real_path, real_data_dir)
     assert report["errors"] == [] and report["num_sequences"] >= 100
     assert set(report["per_sign"]) == {"hello", "thankyou"}
@@ -170,7 +170,7 @@ def test_demo_run_export_matches_validation_accuracy(synthetic_data_dir, tmp_pat
     expected = metrics["models"]["distilled"]["soup_accuracy"]
     path = tmp_path / "demo.tflite"
     export_ensemble([{"run": str(run_dir)}], path, "fp16", verbose=False,
-                           parity_clips=synthetic_data_dir)
+                    parity_clips=synthetic_data_dir)
     report = evaluate.evaluate_tflite(path, synthetic_data_dir, fold=0,
                                       num_folds=config.data.num_folds,
                                       fold_seed=config.data.fold_seed)

@@ -193,7 +193,7 @@ def weight_types(model_content):
 def test_quantized_exports_within_documented_tolerance(tmp_path, quantization):
     path = tmp_path / f"{quantization}.tflite"
     report = export_ensemble(members()[:1], path, quantization, verbose=False,
-                                    latency_repeats=1)
+                             latency_repeats=1)
     assert report["parity"]["max_abs_diff"] <= checks.PARITY_TOLERANCE[quantization]
     assert report["parity"]["max_abs_diff"] > 0  # the weights really were rounded
     types = weight_types(path.read_bytes())
@@ -304,6 +304,6 @@ def test_full_size_ensemble_fits_kaggle_limit(tmp_path):
         model = build_classifier(config.model, 250, config.data.max_len, distilled=True)
         ensemble.append(EnsembleMember(name, model, config.data.max_len))
     report = export_ensemble(ensemble, tmp_path / "full.tflite", "fp16", verbose=False,
-                                    latency_repeats=1)
+                             latency_repeats=1)
     assert report["size"]["mb"] <= 40.0
     assert report["num_classes"] == 250

@@ -55,12 +55,12 @@ def test_mixed_precision_run_exports_and_passes_its_checks(policy, tmp_path, nam
     """Saved under a mixed policy, loaded from its run dir, exported: parity and edge inputs."""
     from test_export import small_model, write_run
 
-    from tfislr.export import tflite
+    from tfislr.export import PARITY_TOLERANCE, export_ensemble
 
     policy(name)
     run_dir = write_run(tmp_path / "run", small_model(max_len=8), 8)
     policy("float32")
-    report = tflite.export_ensemble([str(run_dir)], tmp_path / "m.tflite", "fp32",
-                                    verbose=False, latency_repeats=1)
-    assert report["parity"]["max_abs_diff"] <= tflite.PARITY_TOLERANCE["fp32"]
+    report = export_ensemble([str(run_dir)], tmp_path / "m.tflite", "fp32",
+                             verbose=False, latency_repeats=1)
+    assert report["parity"]["max_abs_diff"] <= PARITY_TOLERANCE["fp32"]
     assert (tmp_path / "m.tflite").stat().st_size > 0
