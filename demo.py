@@ -23,6 +23,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 REPO = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
 
+from tfislr.errors import command  # noqa: E402  (after the sys.path line above)
+
 # The synthetic set of the demo: 10 signers (fold 0 holds some of them out), 12 signs.
 DEMO_DATA = {"num_signs": 12, "num_participants": 10, "sequences_per_sign": 40, "seed": 0}
 
@@ -50,6 +52,7 @@ def export_run(run_dir, output_path):
     return export_ensemble([str(run_dir)], output_path=str(output_path), verbose=True)
 
 
+@command("demo.py")
 def main(argv=None):
     parser = argparse.ArgumentParser(description="tfislr demo: synthetic data → train → export")
     parser.add_argument("--data-dir", default=str(REPO / "demo_data"))

@@ -1,61 +1,8 @@
-"""Exports training runs to one Kaggle-ready TFLite file.
+"""`python export.py ...` = `tfislr-export ...`: see tfislr/cli/export.py."""
 
-    python export.py ensemble [--config configs/ensemble.yaml] [--output PATH]
-                              [--quantization fp16|fp32|int8]
-    python export.py single --run runs/len80/<timestamp> [--output PATH]
-
-Prints size, TF-vs-TFLite parity, edge-input checks and 1-thread latency, and
-writes the same report as JSON next to the .tflite file. Exits 1 when a check fails.
-"""
-
-import argparse
-import os
-import pathlib
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    ensemble = sub.add_parser("ensemble", help="export the members of an ensemble YAML")
-    ensemble.add_argument("--config", default="configs/ensemble.yaml",
-                          help="ensemble YAML (default: %(default)s)")
-    single = sub.add_parser("single", help="export one run")
-    single.add_argument("--run", required=True, help="run dir runs/<config>/<timestamp>")
-    single.add_argument("--weights", default="distilled",
-                        help="distilled | student | teacher soup, or a .keras path "
-                             "(default: %(default)s)")
-    for command in (ensemble, single):
-        command.add_argument("--output", help="the .tflite to write (report: same name .json)")
-        command.add_argument("--quantization", choices=("fp16", "fp32", "int8"),
-                             help="weight format (default: the YAML's, else fp16)")
-        command.add_argument("--runs-dir", help="root of runs/<config>/<timestamp> (default runs)")
-        command.add_argument("--max-size-mb", type=float, default=40.0,
-                             help="fail above this size in MB of 10^6 bytes (default: 40)")
-        command.add_argument("--parity-data",
-                             help="Kaggle-layout data dir: check parity and time on its clips "
-                                  "(default: generated raw-format clips)")
-    args = parser.parse_args(argv)
-
-    from tfislr.export import ExportError, export_ensemble
-
-    if args.command == "ensemble":
-        target = args.config
-        output = args.output
-    else:
-        target = [{"run": args.run, "weights": args.weights}]
-        output = args.output or str(pathlib.Path(args.run) / "model.tflite")
-    try:
-        export_ensemble(target, output, args.quantization, runs_dir=args.runs_dir,
-                        max_size_mb=args.max_size_mb, parity_clips=args.parity_data)
-    except (ValueError, ExportError) as error:
-        print(f"export failed: {error}", file=sys.stderr)
-        return 1
-    return 0
-
+from tfislr.cli.export import main  # noqa: F401
 
 if __name__ == "__main__":
     sys.exit(main())

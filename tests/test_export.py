@@ -276,7 +276,7 @@ def test_cli_ensemble_yaml_and_single_run(tmp_path, monkeypatch):
     assert export_cli.main(["single", "--run", str(latest), "--quantization", "fp32"]) == 0
     single = json.loads((latest / "model.json").read_text())
     assert (latest / "model.tflite").exists() and single["members"][0]["run_dir"] == str(latest)
-    assert export_cli.main(["single", "--run", str(tmp_path / "nope")]) == 1
+    assert export_cli.main(["single", "--run", str(tmp_path / "nope")]) == 2  # tfislr.errors
 
 
 def test_bad_ensemble_config_is_a_clear_error(tmp_path):

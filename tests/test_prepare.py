@@ -230,8 +230,7 @@ def test_cli(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "max_len 8: prepared 12 of 12" in out and "max_len 12: prepared 12 of 12" in out
     assert store.load_store(tmp_path / "p" / "max_len_8").lengths.max() <= 8
-    with pytest.raises(SystemExit):
-        prepare.main(["--data-dir", str(tmp_path / "missing"), "--max-len", "8", "--quiet"])
+    assert prepare.main(["--data-dir", str(tmp_path / "missing"), "--max-len", "8", "--quiet"]) == 2
 
 
 def test_real_sample(real_data_dir, tmp_path):

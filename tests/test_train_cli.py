@@ -74,14 +74,15 @@ def test_nan_loss_stops_naming_epoch_and_step():
         callback.on_train_batch_end(4, {"loss": float("nan"), "student_loss": 1.0})
 
 
-def test_cli_turns_a_nan_stop_into_exit_code_1(monkeypatch, capsys, tmp_path):
+def test_cli_turns_a_nan_stop_into_a_user_error(monkeypatch, capsys, tmp_path):
     import tfislr.training.run as run
 
     def explode(*args, **kwargs):
         raise NonFiniteLossError("training loss is not finite at epoch 2, step 3")
 
     monkeypatch.setattr(run, "train", explode)
-    assert train_cli.main(["--config", "demo", "--data-dir", str(tmp_path)]) == 1
+    # The error contract (tfislr/errors.py): a clean stop the config can fix is exit code 2.
+    assert train_cli.main(["--config", "demo", "--data-dir", str(tmp_path)]) == 2
     assert "epoch 2, step 3" in capsys.readouterr().err
 
 

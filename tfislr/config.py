@@ -13,6 +13,8 @@ import typing
 
 import yaml
 
+from tfislr.errors import ConfigError
+
 CONFIGS_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
 
 
@@ -259,20 +261,23 @@ def resolve_config_path(name_or_path):
     if candidate.exists():
         return candidate
     available = sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml"))
-    raise ValueError(
+    raise ConfigError(
         f"no config '{name_or_path}': not a file, and not one of {', '.join(available)}"
     )
 
 
 def load_config(name_or_path, overrides=None):
-    """Loads `configs/<name>.yaml` (or a YAML/JSON path) and applies `--set` overrides."""
+    """Loads `configs/<name>.yaml` (or a YAML/JSON path) and applies `--set` overrides.
+
+    Raises `tfislr.errors.ConfigError` (a ValueError) naming the file and the bad value.
+    """
     path = resolve_config_path(name_or_path)
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML: {error}") from error
+        raise ConfigError(f"{path}: not valid YAML: {error}") from error
     values.setdefault("name", path.stem)
     try:
         return config_from_dict(apply_overrides(values, overrides))
-    except ValueError as error:
-        raise ValueError(f"{path}: {error}") from error
+    except ValueError as error:  # every check of the values, and of the --set syntax
+        raise ConfigError(f"{path}: {error}") from error

@@ -1,6 +1,6 @@
 """Kaggle-style scoring of an exported .tflite on a data dir in the Kaggle layout.
 
-    python -m tfislr.evaluate MODEL.tflite --data-dir DIR [--fold K] [--json OUT]
+    tfislr-evaluate MODEL.tflite --data-dir DIR [--fold K] [--json OUT]
 
 Runs the file the way the competition did: one ai-edge-litert signature runner
 (`serving_default`, one thread by default), one sequence at a time, each clip read
@@ -20,7 +20,11 @@ import time
 
 import numpy as np
 
+from tfislr.errors import ConfigError, DataError, MissingFileError, command
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+PROG = "tfislr-evaluate"
 
 
 def _signs_in_report(model_path):
@@ -43,13 +47,13 @@ def select_sequences(data_dir, fold=None, num_folds=4, fold_seed=42, limit=None)
         from tfislr.data.folds import fold_indices
 
         if not 0 <= fold < num_folds:
-            raise ValueError(f"--fold must be in [0, {num_folds}), got {fold}")
+            raise ConfigError(f"--fold must be in [0, {num_folds}), got {fold}")
         _, val_idx = fold_indices(table, fold, num_folds=num_folds, seed=fold_seed)
         table = table.iloc[np.sort(np.asarray(val_idx))]
     if limit is not None:
         table = table.iloc[:limit]
     if len(table) == 0:
-        raise ValueError(f"no sequences to evaluate in {data_dir} (fold={fold}, limit={limit})")
+        raise DataError(f"no sequences to evaluate in {data_dir} (fold={fold}, limit={limit})")
     return table.reset_index(drop=True)
 
 
@@ -72,17 +76,17 @@ def evaluate_tflite(model_path, data_dir, fold=None, num_folds=4, fold_seed=42, 
 
     model_path = pathlib.Path(model_path)
     if not model_path.exists():
-        raise ValueError(f"model file {model_path} does not exist")
+        raise MissingFileError(f"model file {model_path} does not exist")
     signs = sign_names(read_sign_map(data_dir))
     table = select_sequences(data_dir, fold, num_folds, fold_seed, limit)
     runner = TFLiteRunner(model_path, num_threads=num_threads)
     if runner.num_classes != len(signs):
-        raise ValueError(
+        raise DataError(
             f"{model_path} outputs {runner.num_classes} classes but {data_dir} has {len(signs)} signs"
         )
     model_signs = _signs_in_report(model_path)
     if model_signs is not None and list(model_signs) != signs:
-        raise ValueError(
+        raise DataError(
             f"{model_path} was exported with a different sign order than "
             f"{data_dir}/sign_to_prediction_index_map.json; its labels would be scored wrongly"
         )
@@ -159,13 +163,12 @@ def format_report(report, max_signs=15):
     return "\n".join(lines)
 
 
+@command(PROG)
 def main(argv=None):
     from tfislr.config import DataConfig
 
     defaults = DataConfig()
-    parser = argparse.ArgumentParser(
-        prog="python -m tfislr.evaluate", description=__doc__.split("\n\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="the .tflite file")
     parser.add_argument("--data-dir", required=True, help="Kaggle layout: train.csv, parquet files")
     parser.add_argument("--fold", type=int, help="score only the held-out signers of this fold")
@@ -176,14 +179,10 @@ def main(argv=None):
     parser.add_argument("--json", help="write the full report (all signs, predictions) here")
     parser.add_argument("--all-signs", action="store_true", help="print every sign's accuracy")
     args = parser.parse_args(argv)
-    try:
-        report = evaluate_tflite(
-            args.model, args.data_dir, fold=args.fold, num_folds=args.num_folds,
-            fold_seed=args.fold_seed, limit=args.limit, num_threads=args.threads, progress=True,
-        )
-    except ValueError as error:
-        print(f"evaluate failed: {error}", file=sys.stderr)
-        return 1
+    report = evaluate_tflite(
+        args.model, args.data_dir, fold=args.fold, num_folds=args.num_folds,
+        fold_seed=args.fold_seed, limit=args.limit, num_threads=args.threads, progress=True,
+    )
     print(format_report(report, max_signs=None if args.all_signs else 15))
     if args.json:
         pathlib.Path(args.json).parent.mkdir(parents=True, exist_ok=True)

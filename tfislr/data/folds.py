@@ -14,6 +14,8 @@ import warnings
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
+from tfislr.errors import ConfigError
+
 
 def _check(manifest, num_folds):
     if isinstance(num_folds, bool) or not isinstance(num_folds, (int, np.integer)) or num_folds < 2:
@@ -25,7 +27,7 @@ def _check(manifest, num_folds):
         raise ValueError(f"manifest needs column(s) {', '.join(missing)} to build folds")
     num_participants = manifest["participant_id"].nunique()
     if num_participants < num_folds:
-        raise ValueError(
+        raise ConfigError(
             f"cannot make {num_folds} participant-grouped folds from {num_participants} "
             f"participant(s): every fold needs at least one participant; use num_folds <= "
             f"{num_participants}"
@@ -61,13 +63,13 @@ def assign_folds(manifest, num_folds=4, seed=42):
             folds[order[val]] = fold
     empty = sorted(set(range(num_folds)) - set(folds.tolist()))
     if empty:
-        raise ValueError(f"fold(s) {empty} came out empty; use fewer folds")
+        raise ConfigError(f"fold(s) {empty} came out empty; use fewer folds")
     return folds
 
 
 def fold_indices(manifest, fold, num_folds=4, seed=42):
     """(train_idx, val_idx): sorted int64 row positions for validation fold `fold`."""
     if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)) or not 0 <= fold < num_folds:
-        raise ValueError(f"fold must be an int in [0, {num_folds}), got {fold!r}")
+        raise ConfigError(f"fold must be an int in [0, {num_folds}), got {fold!r}")
     folds = assign_folds(manifest, num_folds, seed)
     return np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)

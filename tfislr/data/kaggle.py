@@ -35,6 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tfislr import landmarks as lm
+from tfislr.errors import DataError, MissingFileError
 
 TRAIN_CSV = "train.csv"
 SIGN_MAP_JSON = "sign_to_prediction_index_map.json"
@@ -48,7 +49,7 @@ _EXPECTED_INDEX = np.concatenate([np.arange(n) for n in _PART_SIZES]).astype(np.
 _ORDER_TEXT = ", ".join(f"{p}×{n}" for p, n in zip(lm.PART_ORDER, _PART_SIZES))
 
 
-class LandmarkFileError(ValueError):
+class LandmarkFileError(DataError):
     """A landmark parquet file that cannot be used.
 
     `.path` and `.reason` say which and why; `.kind` is a short category for summaries:
@@ -67,21 +68,23 @@ class LandmarkFileError(ValueError):
 
 def read_sign_map(data_dir):
     """`sign_to_prediction_index_map.json` → `{sign: label}`; labels must be exactly 0..N-1."""
+    if not pathlib.Path(data_dir).is_dir():
+        raise MissingFileError(f"{data_dir}: data folder not found (expected the Kaggle layout)")
     path = pathlib.Path(data_dir) / SIGN_MAP_JSON
     if not path.exists():
-        raise FileNotFoundError(f"{path}: sign map not found (expected the Kaggle layout)")
+        raise MissingFileError(f"{path}: sign map not found (expected the Kaggle layout)")
     try:
         sign_map = json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from None
+        raise DataError(f"{path}: not valid JSON ({error})") from None
     if not isinstance(sign_map, dict) or not sign_map:
-        raise ValueError(f"{path}: expected a non-empty JSON object {{sign: label}}")
+        raise DataError(f"{path}: expected a non-empty JSON object {{sign: label}}")
     bad = [k for k, v in sign_map.items() if isinstance(v, bool) or not isinstance(v, int)]
     if bad:
-        raise ValueError(f"{path}: label of sign {bad[0]!r} is not an integer")
+        raise DataError(f"{path}: label of sign {bad[0]!r} is not an integer")
     labels = sorted(sign_map.values())
     if labels != list(range(len(labels))):
-        raise ValueError(f"{path}: labels must be 0..{len(labels) - 1}, each used once")
+        raise DataError(f"{path}: labels must be 0..{len(labels) - 1}, each used once")
     return dict(sign_map)
 
 
@@ -93,19 +96,20 @@ def sign_names(sign_map):
 def read_train_csv(data_dir, sign_map=None):
     """`train.csv` → DataFrame (path, participant_id, sequence_id, sign, label), file order.
 
-    Raises ValueError naming train.csv and the offending line for missing columns, empty
-    cells, non-integer ids, duplicate sequence ids and signs absent from the sign map.
+    Raises `DataError` (a ValueError) naming train.csv and the offending line for missing
+    columns, empty cells, non-integer ids, duplicate sequence ids and signs absent from the
+    sign map; `MissingFileError` (also a FileNotFoundError) when a file is missing.
     """
     data_dir = pathlib.Path(data_dir)
     path = data_dir / TRAIN_CSV
     if not path.exists():
-        raise FileNotFoundError(f"{path}: train.csv not found (expected the Kaggle layout)")
+        raise MissingFileError(f"{path}: train.csv not found (expected the Kaggle layout)")
     if sign_map is None:
         sign_map = read_sign_map(data_dir)
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = [c for c in TRAIN_CSV_COLUMNS if c not in table.columns]
     if missing:
-        raise ValueError(
+        raise DataError(
             f"{path}: missing column(s) {', '.join(missing)}; "
             f"expected {','.join(TRAIN_CSV_COLUMNS)}"
         )
@@ -117,23 +121,23 @@ def read_train_csv(data_dir, sign_map=None):
     for column in TRAIN_CSV_COLUMNS:
         empty = np.flatnonzero(table[column].str.strip().to_numpy() == "")
         if len(empty):
-            raise ValueError(f"{where(empty[0])}: empty {column}")
+            raise DataError(f"{where(empty[0])}: empty {column}")
     for column in ("participant_id", "sequence_id"):
         numbers = pd.to_numeric(table[column], errors="coerce")
         bad = np.flatnonzero(numbers.isna().to_numpy() | (numbers % 1 != 0).to_numpy())
         if len(bad):
-            raise ValueError(
+            raise DataError(
                 f"{where(bad[0])}: {column} {table[column].iloc[bad[0]]!r} is not an integer"
             )
         table[column] = numbers.astype(np.int64)
     duplicated = np.flatnonzero(table["sequence_id"].duplicated().to_numpy())
     if len(duplicated):
         row = duplicated[0]
-        raise ValueError(f"{where(row)}: duplicate sequence_id {table['sequence_id'].iloc[row]}")
+        raise DataError(f"{where(row)}: duplicate sequence_id {table['sequence_id'].iloc[row]}")
     unknown = np.flatnonzero(~table["sign"].isin(sign_map.keys()).to_numpy())
     if len(unknown):
         row = unknown[0]
-        raise ValueError(
+        raise DataError(
             f"{where(row)} (sequence_id {table['sequence_id'].iloc[row]}): sign "
             f"{table['sign'].iloc[row]!r} is not in {SIGN_MAP_JSON} "
             f"({len(unknown)} row(s) with unknown signs)"
@@ -209,8 +213,8 @@ def read_landmark_file(path, return_frame_ids=False):
     """One Kaggle landmark parquet file → float32 `[T, 543, 3]` (NaN where missing).
 
     With `return_frame_ids=True` also returns the int64 `[T]` frame ids. Raises
-    `LandmarkFileError` (a ValueError) naming the file and the problem; see the module
-    docstring for what is checked.
+    `LandmarkFileError` (a `tfislr.errors.DataError`, so a ValueError) naming the file and
+    the problem; see the module docstring for what is checked.
     """
     path = pathlib.Path(path)
     if not path.is_file():

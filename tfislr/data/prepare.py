@@ -1,6 +1,6 @@
 """Prepare step: Kaggle layout → prepared store (see `tfislr.data.store` for the format).
 
-    python -m tfislr.data.prepare --data-dir D --max-len 80 [25 ...] --out P [--workers N]
+    tfislr-prepare --data-dir D --max-len 80 [25 ...] --out P [--workers N]
 
 runs `Preprocess(max_len)` over every sequence of `D/train.csv` and writes `P/max_len_<M>/`.
 
@@ -43,6 +43,7 @@ import pandas as pd
 
 from tfislr import landmarks as lm
 from tfislr.data import kaggle, store
+from tfislr.errors import DataError, command, positive_int
 
 DEFAULT_SHARD_SIZE = 256
 _FINGERPRINT_FILE = "fingerprint.json"
@@ -298,7 +299,7 @@ def prepare_store(
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise ValueError(
+        raise DataError(
             f"cannot create the prepared-store folder {out_dir} ({error}); "
             "pass another one (out_dir / prepared_dir / --out)"
         ) from None
@@ -397,30 +398,29 @@ def ensure_store(data_dir, max_len, prepared_dir=None, num_workers=None, progres
     return path
 
 
+@command("tfislr-prepare")
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m tfislr.data.prepare",
+        prog="tfislr-prepare",
         description="Preprocess a Kaggle-layout data set into a prepared store per max_len.",
     )
     parser.add_argument("--data-dir", required=True, help="folder with train.csv")
-    parser.add_argument("--max-len", type=int, nargs="+", required=True, help="e.g. 25 80")
+    parser.add_argument("--max-len", type=positive_int, nargs="+", required=True,
+                        help="e.g. 25 80")
     parser.add_argument("--out", default=None, help="default: DATA_DIR/prepared")
-    parser.add_argument("--workers", type=int, default=None, help="default: all cores")
-    parser.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE)
+    parser.add_argument("--workers", type=positive_int, default=None, help="default: all cores")
+    parser.add_argument("--shard-size", type=positive_int, default=DEFAULT_SHARD_SIZE)
     parser.add_argument("--force", action="store_true", help="rebuild complete stores too")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     for max_len in args.max_len:
-        try:
-            path = prepare_store(
-                args.data_dir, max_len, args.out, args.workers, args.shard_size,
-                force=args.force, progress=not args.quiet,
-            )
-        except (ValueError, FileNotFoundError) as error:
-            parser.exit(2, f"error: {error}\n")
+        path = prepare_store(
+            args.data_dir, max_len, args.out, args.workers, args.shard_size,
+            force=args.force, progress=not args.quiet,
+        )
         print(f"{format_summary(store.read_summary(path))}; store: {path}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -59,6 +59,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tfislr import landmarks as lm
+from tfislr.errors import command
 
 MAX_SIGNS = 250
 MAX_FRAMES = 480
@@ -640,6 +641,7 @@ def write_synthetic_dataset(
     return out_dir
 
 
+@command("python -m tfislr.data.synthetic")
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m tfislr.data.synthetic",
@@ -668,4 +670,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -6,10 +6,15 @@ reads output `outputs` float32 `[num_classes]` (DESIGN.md, "Exported TFLite").
 The graph builder, the checks and every runner use these names.
 """
 
+from tfislr.errors import TfislrError
+
 SIGNATURE_KEY = "serving_default"
 INPUT_NAME = "inputs"
 OUTPUT_NAME = "outputs"
 
 
-class ExportError(RuntimeError):
-    """A written file breaks the contract: non-builtin op, too big, parity, NaN."""
+class ExportError(TfislrError, RuntimeError):
+    """A written file breaks the contract: non-builtin op, too big, parity, NaN.
+
+    A user-facing error (`tfislr.errors`): `tfislr-export` reports it as one line, exit 2.
+    """

@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 from tfislr import landmarks
+from tfislr.errors import ConfigError, MissingFileError
 from tfislr.export import checks, graph
 from tfislr.export.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY, ExportError
 from tfislr.export.members import check_members_agree, resolve_member
@@ -30,14 +31,14 @@ def load_ensemble_config(path):
 
     path = pathlib.Path(path)
     if not path.exists():
-        raise ValueError(f"ensemble config {path} does not exist")
+        raise MissingFileError(f"ensemble config {path} does not exist")
     values = yaml.safe_load(path.read_text()) or {}
     known = {"name", "members", "weights", "quantization", "output", "runs_dir"}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"{path}: unknown key(s) {unknown}; known: {sorted(known)}")
+        raise ConfigError(f"{path}: unknown key(s) {unknown}; known: {sorted(known)}")
     if not values.get("members"):
-        raise ValueError(f"{path}: 'members' must list at least one run")
+        raise ConfigError(f"{path}: 'members' must list at least one run")
     values.setdefault("name", path.stem)
     return values
 
@@ -73,8 +74,9 @@ def export_ensemble(
             or a Kaggle-layout data dir whose clips to use (`checks.clips_from_data_dir`).
         parity_tolerance: default `checks.PARITY_TOLERANCE[quantization]`.
 
-    Raises:
-        ValueError: bad config or members that disagree on the classes.
+    Raises (all `tfislr.errors.TfislrError`s, reported by `tfislr-export` as one line):
+        ConfigError: bad ensemble config, or members that disagree on the classes.
+        MissingFileError: a run, run dir, weights file or ensemble YAML does not exist.
         ExportError: a check failed (the file stays on disk for inspection).
     """
     name, config = "ensemble", {}
@@ -85,12 +87,12 @@ def export_ensemble(
     elif isinstance(ensemble, (list, tuple)):
         specs = list(ensemble)
     else:
-        raise ValueError(
+        raise ConfigError(
             f"ensemble must be an ensemble YAML path or a list of members, got {ensemble!r}"
         )
     quantization = quantization or config.get("quantization", "fp16")
     if quantization not in graph.QUANTIZATIONS:
-        raise ValueError(f"quantization must be one of {graph.QUANTIZATIONS}, got {quantization!r}")
+        raise ConfigError(f"quantization must be one of {graph.QUANTIZATIONS}, got {quantization!r}")
     runs_dir = runs_dir or config.get("runs_dir", "runs")
     weights = weights or config.get("weights", "distilled")
     output_path = pathlib.Path(output_path or config.get("output") or f"artifacts/{name}.tflite")

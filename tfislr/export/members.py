@@ -12,6 +12,7 @@ import pathlib
 import numpy as np
 
 from tfislr import landmarks
+from tfislr.errors import ConfigError, MissingFileError
 
 WEIGHT_CHOICES = ("distilled", "student", "teacher")
 
@@ -61,12 +62,12 @@ def latest_run(config_name, runs_dir="runs", weights="distilled"):
     """
     root = pathlib.Path(runs_dir) / config_name
     if not root.is_dir():
-        raise ValueError(f"no runs for config '{config_name}': {root} does not exist")
+        raise MissingFileError(f"no runs for config '{config_name}': {root} does not exist")
     runs = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.name)
     for run_dir in reversed(runs):
         if _weights_path(run_dir, weights).exists():
             return run_dir
-    raise ValueError(
+    raise MissingFileError(
         f"no finished run for config '{config_name}' under {root}: none of "
         f"{[p.name for p in runs]} has {_weights_path(pathlib.Path('<run>'), weights)}"
     )
@@ -90,11 +91,11 @@ def load_member(run_dir, weights="distilled", name=None):
     run_dir = pathlib.Path(run_dir)
     config_path = run_dir / "config.json"
     if not config_path.exists():
-        raise ValueError(f"{run_dir} is not a run dir: {config_path} is missing")
+        raise MissingFileError(f"{run_dir} is not a run dir: {config_path} is missing")
     config = config_from_dict(json.loads(config_path.read_text()))
     model_path = _weights_path(run_dir, weights)
     if not model_path.exists():
-        raise ValueError(
+        raise MissingFileError(
             f"{run_dir}: weights '{weights}' not found at {model_path} "
             f"(choices: {', '.join(WEIGHT_CHOICES)} or a .keras path)"
         )
@@ -125,33 +126,33 @@ def resolve_member(spec, runs_dir="runs", default_weights="distilled"):
         path = pathlib.Path(spec)
         spec = {"run": str(path)} if (path / "config.json").exists() else {"config": str(spec)}
     if not isinstance(spec, dict):
-        raise ValueError(f"an ensemble member must be a name, a run dir or a mapping, got {spec!r}")
+        raise ConfigError(f"an ensemble member must be a name, a run dir or a mapping, got {spec!r}")
     unknown = sorted(set(spec) - {"config", "run", "weights", "name"})
     if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in ensemble member {spec!r}")
+        raise ConfigError(f"unknown key(s) {unknown} in ensemble member {spec!r}")
     if ("config" in spec) == ("run" in spec):
-        raise ValueError(f"ensemble member {spec!r} needs exactly one of 'config' or 'run'")
+        raise ConfigError(f"ensemble member {spec!r} needs exactly one of 'config' or 'run'")
     weights = spec.get("weights", default_weights)
     if "config" in spec:
         run_dir = latest_run(spec["config"], runs_dir=runs_dir, weights=weights)
     else:
         run_dir = pathlib.Path(spec["run"])
         if not run_dir.is_dir():
-            raise ValueError(f"ensemble member run dir {run_dir} does not exist")
+            raise MissingFileError(f"ensemble member run dir {run_dir} does not exist")
     return load_member(run_dir, weights=weights, name=spec.get("name"))
 
 
 def check_members_agree(members):
     """All members must predict the same classes in the same order."""
     if not members:
-        raise ValueError("an ensemble needs at least one member")
+        raise ConfigError("an ensemble needs at least one member")
     counts = {m.name: _output_size(m.model) for m in members}
     if len(set(counts.values())) != 1:
-        raise ValueError(f"ensemble members disagree on num_classes: {counts}")
+        raise ConfigError(f"ensemble members disagree on num_classes: {counts}")
     with_signs = [m for m in members if m.signs is not None]
     for member in with_signs:
         if len(member.signs) != counts[member.name]:
-            raise ValueError(
+            raise ConfigError(
                 f"member '{member.name}': signs.json lists {len(member.signs)} signs "
                 f"but the model outputs {counts[member.name]} classes"
             )
@@ -159,7 +160,7 @@ def check_members_agree(members):
             diff = next(
                 i for i, (a, b) in enumerate(zip(member.signs, with_signs[0].signs)) if a != b
             )
-            raise ValueError(
+            raise ConfigError(
                 f"ensemble members '{with_signs[0].name}' and '{member.name}' disagree on "
                 f"the sign order: label {diff} is '{with_signs[0].signs[diff]}' vs "
                 f"'{member.signs[diff]}'"

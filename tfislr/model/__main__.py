@@ -9,12 +9,15 @@ import argparse
 import os
 import sys
 
+from tfislr.errors import command
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Keras prints summaries with rich, which assumes 80 columns when stdout is not a terminal
 # and then drops the "Param #" column.
 os.environ.setdefault("COLUMNS", "120")
 
 
+@command("python -m tfislr.model")
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m tfislr.model",
@@ -32,10 +35,7 @@ def main(argv=None):
     from tfislr.config import load_config
     from tfislr.model import build_classifier, parameter_groups
 
-    try:
-        config = load_config(args.config, args.overrides)
-    except ValueError as error:
-        parser.error(str(error))
+    config = load_config(args.config, args.overrides)
     for distilled in (False, True):
         kind = "distilled" if distilled else "big"
         model = build_classifier(

@@ -5,11 +5,16 @@ import time
 
 import keras
 
+from tfislr.errors import TfislrError
 from tfislr.training import soup
 
 
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; the message names the epoch and the step."""
+class NonFiniteLossError(TfislrError, FloatingPointError):
+    """The training loss became NaN or infinite; the message names the epoch and the step.
+
+    A user-facing error (`tfislr.errors`): the fix is in the config (learning rate,
+    precision, data), not in the code.
+    """
 
 
 class EpochState(keras.callbacks.Callback):

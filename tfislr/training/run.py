@@ -29,6 +29,7 @@ import time
 import numpy as np
 
 from tfislr.config import Config
+from tfislr.errors import ConfigError, DataError, MissingFileError
 
 MODEL_NAMES = ("student", "teacher", "distilled")
 
@@ -69,7 +70,7 @@ def _prepare_run_dir(config, output_dir, run_dir):
     config_path = run_dir / "config.json"
     if config_path.exists():
         if (run_dir / "metrics.json").exists():
-            raise ValueError(f"{run_dir} holds a finished run (metrics.json exists); "
+            raise ConfigError(f"{run_dir} holds a finished run (metrics.json exists); "
                              "choose another --run-dir")
         saved = json.loads(config_path.read_text())
         if saved != json.loads(json.dumps(config.to_dict())):
@@ -79,7 +80,7 @@ def _prepare_run_dir(config, output_dir, run_dir):
                 for key in saved[section]
                 if saved[section][key] != config.to_dict().get(section, {}).get(key)
             )
-            raise ValueError(
+            raise ConfigError(
                 f"{run_dir} was started with another config (differs in: "
                 f"{', '.join(changed) or 'name'}); resume it with the same config and "
                 "overrides, or start a new run dir"
@@ -192,7 +193,9 @@ def train(
 
     data_dir = pathlib.Path(data_dir)
     if not (data_dir / "train.csv").exists():
-        raise ValueError(f"{data_dir}: no train.csv; --data-dir must be a Kaggle-layout folder")
+        raise MissingFileError(
+            f"{data_dir}: no train.csv; --data-dir must be a Kaggle-layout folder"
+        )
     _, task_index, is_chief = task_info()
 
     store_path = ensure_store(data_dir, config.data.max_len, config.data.prepared_dir)
@@ -200,14 +203,14 @@ def train(
     signs = list(store.signs)
     num_classes = len(signs)
     if num_classes < 2:
-        raise ValueError(f"{data_dir}: the sign map has {num_classes} sign(s); need at least 2")
+        raise DataError(f"{data_dir}: the sign map has {num_classes} sign(s); need at least 2")
     train_idx, val_idx, val_participants = _split(store, config, fold, full, data_dir)
 
     replicas = strategy.num_replicas_in_sync
     global_batch = config.data.batch_size * replicas
     steps_per_epoch = len(train_idx) // global_batch
     if steps_per_epoch < 1:
-        raise ValueError(
+        raise ConfigError(
             f"{len(train_idx)} training sequences are fewer than one global batch "
             f"({config.data.batch_size} per replica × {replicas} replicas); lower "
             "data.batch_size (it must stay above train.ousm_k)"

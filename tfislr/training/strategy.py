@@ -16,6 +16,8 @@ import os
 
 import tensorflow as tf
 
+from tfislr.errors import ConfigError
+
 STRATEGY_NAMES = ("default", "mirrored", "multi_worker", "tpu", "cpu:N")
 
 
@@ -59,9 +61,9 @@ def _multi_worker_strategy():
         try:
             cluster = json.loads(raw)
         except json.JSONDecodeError as error:
-            raise ValueError(f"TF_CONFIG is not valid JSON: {error}") from error
+            raise ConfigError(f"TF_CONFIG is not valid JSON: {error}") from error
         if "cluster" not in cluster or "task" not in cluster:
-            raise ValueError("TF_CONFIG must have 'cluster' and 'task' entries")
+            raise ConfigError("TF_CONFIG must have 'cluster' and 'task' entries")
     # Without TF_CONFIG this is a one-worker cluster, which is valid (and useful to test).
     return tf.distribute.MultiWorkerMirroredStrategy()
 
@@ -71,7 +73,7 @@ def get_strategy(name="default"):
 
     `cpu:N` configures N logical CPU devices, which TF allows only before it has
     initialised its devices: call `get_strategy` at the start of the process.
-    Raises ValueError for an unknown name.
+    Raises `tfislr.errors.ConfigError` (a ValueError) for an unknown name or a bad TF_CONFIG.
     """
     if isinstance(name, tf.distribute.Strategy):
         return name
@@ -92,10 +94,10 @@ def get_strategy(name="default"):
         except ValueError:
             count = 0
         if count < 1:
-            raise ValueError(f"strategy '{name}': expected cpu:N with N >= 1, e.g. cpu:2")
+            raise ConfigError(f"strategy '{name}': expected cpu:N with N >= 1, e.g. cpu:2")
         devices = _logical_cpus(count)
         return tf.distribute.MirroredStrategy(devices[:count])
-    raise ValueError(f"unknown strategy '{name}'; expected one of {', '.join(STRATEGY_NAMES)}")
+    raise ConfigError(f"unknown strategy '{name}'; expected one of {', '.join(STRATEGY_NAMES)}")
 
 
 def task_info():

@@ -1,0 +1,131 @@
+"""The error contract of every command (tfislr/errors.py): user error = exit 2 and one line."""
+
+import importlib
+import pathlib
+import shutil
+import subprocess
+import sys
+import tomllib
+
+import pytest
+
+from tfislr import errors
+from tfislr.cli import export as export_cli
+from tfislr.cli import train as train_cli
+from tfislr.data import prepare
+from tfislr import evaluate
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _one_error_line(capsys, prog, *needles):
+    """The stderr of a failed command: exactly one line `<prog>: error: ...` naming `needles`."""
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"{prog}: error: "), lines[0]
+    for needle in needles:
+        assert str(needle) in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+@pytest.fixture
+def no_sign_map(synthetic_data_dir, tmp_path):
+    """A Kaggle-layout folder whose sign map is missing (train.csv and parquet files exist)."""
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_data_dir, data, ignore=shutil.ignore_patterns("prepared"))
+    (data / "sign_to_prediction_index_map.json").unlink()
+    return data
+
+
+def test_console_scripts_are_contract_commands():
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert {"tfislr-train", "tfislr-export", "tfislr-evaluate", "tfislr-prepare"} <= set(scripts)
+    for name, target in scripts.items():
+        module, function = target.split(":")
+        main = getattr(importlib.import_module(module), function)
+        assert main.prog == name, target  # wrapped by errors.command(name)
+
+
+def test_train_user_errors(capsys, tmp_path, no_sign_map):
+    assert train_cli.main(["--config", "demo", "--data-dir", str(tmp_path / "missing")]) == 2
+    _one_error_line(capsys, "tfislr-train", tmp_path / "missing", "no train.csv")
+    assert train_cli.main(["--config", "demo", "--data-dir", str(no_sign_map),
+                           "--output", str(tmp_path / "runs")]) == 2
+    _one_error_line(capsys, "tfislr-train", no_sign_map / "sign_to_prediction_index_map.json",
+                    "sign map not found")
+    assert train_cli.main(["--config", "demo", "--data-dir", str(tmp_path),
+                           "--set", "train.epochs=zero"]) == 2
+    _one_error_line(capsys, "tfislr-train", "demo.yaml", "epochs")
+    assert train_cli.main(["--config", "demo", "--data-dir", str(tmp_path),
+                           "--strategy", "gpu:7"]) == 2
+    _one_error_line(capsys, "tfislr-train", "unknown strategy 'gpu:7'")
+
+
+def test_prepare_user_errors(capsys, tmp_path, no_sign_map):
+    assert prepare.main(["--data-dir", str(tmp_path / "missing"), "--max-len", "8"]) == 2
+    _one_error_line(capsys, "tfislr-prepare", tmp_path / "missing", "data folder not found")
+    assert prepare.main(["--data-dir", str(no_sign_map), "--max-len", "8", "--quiet"]) == 2
+    _one_error_line(capsys, "tfislr-prepare", "sign_to_prediction_index_map.json")
+    with pytest.raises(SystemExit) as excinfo:  # a bad option: argparse, same code and prefix
+        prepare.main(["--data-dir", str(no_sign_map), "--max-len", "0"])
+    assert excinfo.value.code == 2
+    assert "tfislr-prepare: error: argument --max-len" in capsys.readouterr().err
+
+
+def test_evaluate_user_errors(capsys, tmp_path, synthetic_data_dir, no_sign_map):
+    model = tmp_path / "model.tflite"
+    assert evaluate.main([str(model), "--data-dir", str(synthetic_data_dir)]) == 2
+    _one_error_line(capsys, "tfislr-evaluate", model, "does not exist")
+    model.write_bytes(b"not a model")
+    assert evaluate.main([str(model), "--data-dir", str(no_sign_map)]) == 2
+    _one_error_line(capsys, "tfislr-evaluate", "sign map not found")
+    assert evaluate.main([str(model), "--data-dir", str(tmp_path / "missing")]) == 2
+    _one_error_line(capsys, "tfislr-evaluate", tmp_path / "missing", "data folder not found")
+
+
+def test_export_user_errors(capsys, tmp_path):
+    assert export_cli.main(["single", "--run", str(tmp_path / "nope")]) == 2
+    _one_error_line(capsys, "tfislr-export", tmp_path / "nope")
+    yaml_path = tmp_path / "bad.yaml"
+    yaml_path.write_text("members: []\nmembrs: 1\n")
+    assert export_cli.main(["ensemble", "--config", str(yaml_path)]) == 2
+    _one_error_line(capsys, "tfislr-export", yaml_path, "unknown key")
+    assert export_cli.main(["ensemble", "--config", str(tmp_path / "none.yaml")]) == 2
+    _one_error_line(capsys, "tfislr-export", tmp_path / "none.yaml", "does not exist")
+
+
+def test_a_bug_is_exit_1_with_the_traceback(monkeypatch, capsys, tmp_path):
+    import tfislr.training.run as run
+
+    def bug(*args, **kwargs):
+        return {}["missing key"]
+
+    monkeypatch.setattr(run, "train", bug)
+    # A ValueError from inside tfislr is a bug too unless it is a TfislrError.
+    assert train_cli.main(["--config", "demo", "--data-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "in bug" in err
+    assert err.strip().splitlines()[-1].startswith("tfislr-train: error: unexpected KeyError")
+
+    monkeypatch.setattr(run, "train", lambda *a, **k: int("x"))
+    assert train_cli.main(["--config", "demo", "--data-dir", str(tmp_path)]) == 1
+    assert "unexpected ValueError" in capsys.readouterr().err
+
+
+def test_error_classes_keep_the_builtin_bases():
+    assert issubclass(errors.ConfigError, ValueError)
+    assert issubclass(errors.DataError, ValueError)
+    assert issubclass(errors.MissingFileError, FileNotFoundError)
+    for cls in (errors.ConfigError, errors.DataError, errors.MissingFileError):
+        assert issubclass(cls, errors.TfislrError)
+
+
+def test_wrapper_scripts_exit_with_the_rule(tmp_path):
+    """`python train.py` (the checkout's thin wrapper) gives the same code and line."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "--config", "nope", "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tfislr-train: error: no config 'nope'"), lines

@@ -1,0 +1,96 @@
+"""`tfislr-train` (or `python train.py`): the mean-teacher recipe on a Kaggle-layout data folder.
+
+    tfislr-train --config len80 --data-dir DATA [--fold K | --full] [--set key=value ...]
+                 [--strategy default|mirrored|multi_worker|tpu|cpu:N] [--epochs N]
+                 [--output runs] [--run-dir DIR | --resume]
+
+Errors follow `tfislr.errors`: a bad config, `--set`, strategy or data folder is one line
+`tfislr-train: error: ...` and exit code 2; a non-finite loss stops the run the same way.
+
+The run lands in `<output>/<config>/<timestamp>/` (see tfislr/training/run.py); rerun the
+same command with `--resume` (or `--run-dir <that dir>`) to resume an interrupted run.
+"""
+
+import argparse
+import os
+import sys
+
+from tfislr.errors import INTERRUPTED, command
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+PROG = "tfislr-train"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Train student, EMA teacher and distilled model (tfislr).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--config", required=True, help="name in configs/ (len25, len80, demo) or a YAML path")
+    parser.add_argument("--data-dir", required=True, help="Kaggle layout: train.csv, sign map, train_landmark_files/")
+    split = parser.add_mutually_exclusive_group()
+    split.add_argument("--fold", type=int, default=None, help="validation fold (default 0)")
+    split.add_argument("--full", action="store_true", help="train on all data, no validation")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override, e.g. --set train.epochs=5 (repeatable)")
+    parser.add_argument("--strategy", default="default",
+                        help="default | mirrored | multi_worker | tpu | cpu:N")
+    parser.add_argument("--epochs", type=int, default=None, help="shortcut for --set train.epochs=N")
+    parser.add_argument("--output", default="runs", help="runs root folder")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--run-dir", default=None, help="exact run folder (resumes an unfinished run)")
+    where.add_argument("--resume", action="store_true",
+                       help="resume the newest unfinished run of this config under --output "
+                            "(starts a new run when there is none)")
+    parser.add_argument("--verbose", default="auto", choices=["auto", "0", "1", "2"],
+                        help="Keras verbosity: 1 progress bar, 2 one line per epoch")
+    return parser.parse_args(argv)
+
+
+@command(PROG)
+def main(argv=None):
+    args = parse_args(argv)
+    from tfislr.config import load_config
+
+    overrides = list(args.overrides)
+    if args.epochs is not None:
+        overrides.append(f"train.epochs={args.epochs}")
+    config = load_config(args.config, overrides)
+    # Before anything else touches TF: `cpu:N` must split the CPU first.
+    from tfislr.training.strategy import get_strategy
+
+    strategy = get_strategy(args.strategy)
+
+    from tfislr.training.run import latest_unfinished_run, train
+
+    run_dir = args.run_dir
+    if args.resume:
+        run_dir = latest_unfinished_run(args.output, config.name)
+        print(f"{PROG}: {'resuming ' + str(run_dir) if run_dir else 'no unfinished run; starting a new one'}",
+              file=sys.stderr)
+
+    verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
+    try:
+        train(
+            config,
+            args.data_dir,
+            output_dir=args.output,
+            fold=args.fold,
+            full=args.full,
+            strategy=strategy,
+            run_dir=run_dir,
+            verbose=verbose,
+        )
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; rerun the same command with --resume (or --run-dir "
+              "<the run dir above>) to continue from the last finished epoch",
+              file=sys.stderr)
+        return INTERRUPTED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""The error contract shared by every tfislr command.
+
+A `TfislrError` is a problem the user fixes by changing what they gave a command: a
+file, a folder, a config value or an option. Its message is one line that names the
+file or setting and what is wrong with it. Code raises it where it checks the user's
+input; nothing guesses later whether some other exception was the user's fault.
+
+Every command's `main` is wrapped by `command(prog)`, which gives one rule:
+
+| outcome                                | stderr                                   | exit code |
+| -------------------------------------- | ---------------------------------------- | --------- |
+| success                                | (the command's own output)               | 0         |
+| `TfislrError`, or a bad option         | `<prog>: error: <message>` (one line)    | 2         |
+| any other exception (a bug, the system)| the traceback, then `<prog>: error: ...` | 1         |
+| Ctrl-C                                 | `<prog>: interrupted`                    | 130       |
+
+Exit code 2 is also what argparse uses for a bad option, so "2" always means "change
+the input and run again" and "1" always means "this is a bug or an environment fault:
+read the traceback".
+
+The subclasses also derive from the built-in exception a library caller would catch
+(`ValueError`, and `FileNotFoundError` for a missing file), so code and tests written
+against those keep working.
+"""
+
+import argparse
+import functools
+import sys
+import traceback
+
+USER_ERROR = 2
+UNEXPECTED_ERROR = 1
+INTERRUPTED = 130
+
+
+class TfislrError(Exception):
+    """A user-facing error: the message alone tells the user what to change."""
+
+
+class ConfigError(TfislrError, ValueError):
+    """A bad config file, `--set` override, ensemble YAML or command option value."""
+
+
+class DataError(TfislrError, ValueError):
+    """A data folder, `train.csv`, sign map, landmark or video file that cannot be used."""
+
+
+class MissingFileError(DataError, FileNotFoundError):
+    """A file or folder the command needs does not exist."""
+
+
+def report(prog, error):
+    """Prints the one-line report of `error` for the command `prog` and returns its exit code."""
+    if isinstance(error, TfislrError):
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return USER_ERROR
+    traceback.print_exception(error)
+    print(f"{prog}: error: unexpected {type(error).__name__}: {error} "
+          "(a bug or an environment fault; the traceback above shows where)", file=sys.stderr)
+    return UNEXPECTED_ERROR
+
+
+def command(prog):
+    """Decorator for a command's `main(argv=None)`: applies the contract above.
+
+    The wrapped `main` returns the exit code (0 when the command returns None) instead of
+    raising, so it can be called from tests and from `sys.exit(main())` alike. argparse's
+    own `SystemExit` (for `--help` or a bad option) passes through unchanged.
+    """
+
+    def decorate(main):
+        @functools.wraps(main)
+        def wrapped(argv=None):
+            try:
+                code = main(argv)
+            except KeyboardInterrupt:
+                print(f"{prog}: interrupted", file=sys.stderr)
+                return INTERRUPTED
+            except Exception as error:  # noqa: BLE001 - the contract reports every exception
+                return report(prog, error)
+            return 0 if code is None else code
+
+        wrapped.prog = prog
+        return wrapped
+
+    return decorate
+
+
+def positive_int(text):
+    """argparse `type=`: an int >= 1; anything else is a usage error (exit code 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
