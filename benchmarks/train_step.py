@@ -68,7 +68,7 @@ def bench_train_step(config, batch, steps, num_classes=250):
         "sequences_per_second": round(batch / median, 2),
         "trainable_parameters": params,
         "jit_compile": config.train.jit_compile,
-        "mixed_precision": config.train.mixed_precision,
+        "precision": config.train.precision,
     }
 
 

@@ -50,7 +50,9 @@ def test_float32_model_is_an_exact_full_precision_copy(policy, name):
     assert float32_model(copy) is copy  # already float32: no rebuild
 
 
-@pytest.mark.parametrize("name", MIXED)
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [pytest.param("mixed_float16", marks=pytest.mark.ci),
+                                  "mixed_bfloat16"])
 def test_mixed_precision_run_exports_and_passes_its_checks(policy, tmp_path, name):
     """Saved under a mixed policy, loaded from its run dir, exported: parity and edge inputs."""
     from test_export import small_model, write_run
@@ -64,3 +66,78 @@ def test_mixed_precision_run_exports_and_passes_its_checks(policy, tmp_path, nam
                              verbose=False, latency_repeats=1)
     assert report["parity"]["max_abs_diff"] <= PARITY_TOLERANCE["fp32"]
     assert (tmp_path / "m.tflite").stat().st_size > 0
+
+
+# ----------------------------------------------------------------------------- config
+def test_precision_choices_and_the_boolean_alias(tmp_path):
+    import json
+
+    from tfislr.config import config_from_dict, load_config
+
+    assert load_config("demo").train.precision == "float32"
+    for name in ("float32", *MIXED):
+        assert load_config("demo", [f"train.precision={name}"]).train.precision == name
+    alias = load_config("demo", ["train.mixed_precision=true"])
+    assert alias.train.precision == "mixed_float16"
+    assert load_config("demo", ["train.mixed_precision=false"]).train.precision == "float32"
+    # config.json records the resolved value, and reads back equal.
+    alias.to_json(tmp_path / "config.json")
+    written = json.loads((tmp_path / "config.json").read_text())["train"]
+    assert written["precision"] == "mixed_float16" and "mixed_precision" not in written
+    assert config_from_dict(json.loads((tmp_path / "config.json").read_text())) == alias
+    with pytest.raises(ValueError, match="train.precision must be one of"):
+        load_config("demo", ["train.precision=float16"])
+    with pytest.raises(ValueError, match="contradicts train.precision=mixed_bfloat16"):
+        load_config("demo", ["train.mixed_precision=true", "train.precision=mixed_bfloat16"])
+
+
+@pytest.mark.parametrize("name, scaled", [("float32", False), ("mixed_float16", True),
+                                          ("mixed_bfloat16", False)])
+def test_loss_scaling_only_for_float16(policy, name, scaled):
+    from test_export import small_model
+
+    from tfislr.config import load_config
+    from tfislr.training.optimizers import make_optimizer
+
+    config = load_config("demo", [f"train.precision={name}"])
+    policy(name)
+    optimizer = make_optimizer(config.train, 10, small_model(max_len=8), "adamw")
+    assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer) == scaled
+
+
+# ----------------------------------------------------------------------------- a real run
+TINY_RUN = [
+    "data.batch_size=8", "data.max_len=12", "model.embed_dim=4", "model.dense_dim=16",
+    "model.transfo_dim=32", "model.distill_dense_dim=16", "model.distill_transfo_dim=32",
+    "model.num_heads=4", "train.epochs=1", "train.soup_last_n=1",
+]
+
+
+def _run_and_export(data_dir, tmp_path, name):
+    import json
+
+    from tfislr.config import load_config
+    from tfislr.export import tflite
+    from tfislr.training.run import train
+
+    config = load_config("demo", TINY_RUN + [
+        f"train.precision={name}", f"data.prepared_dir={tmp_path / 'prepared'}"])
+    run_dir = train(config, data_dir, output_dir=tmp_path / "runs", verbose=0)
+    assert json.loads((run_dir / "config.json").read_text())["train"]["precision"] == name
+    assert keras.config.dtype_policy().name == "float32"  # restored after the run
+    # The default quantization (fp16 weights): parity and edge inputs are checked inside.
+    report = tflite.export_ensemble([str(run_dir)], tmp_path / "run.tflite", verbose=False,
+                                    latency_repeats=1)
+    assert report["parity"]["max_abs_diff"] <= tflite.PARITY_TOLERANCE["fp16"]
+    assert report["edge_cases"]
+    return report
+
+
+@pytest.mark.slow
+def test_mixed_float16_run_exports(synthetic_data_dir, tmp_path):
+    _run_and_export(synthetic_data_dir, tmp_path, "mixed_float16")
+
+
+@pytest.mark.slow
+def test_mixed_bfloat16_run_exports(synthetic_data_dir, tmp_path):
+    _run_and_export(synthetic_data_dir, tmp_path, "mixed_bfloat16")

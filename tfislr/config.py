@@ -99,7 +99,11 @@ class TrainConfig:
     distilled_inference_mode_second_half: bool = True
     # Uniform soup of the last N epochs' weights (the exported models used 11).
     soup_last_n: int = 11
-    mixed_precision: bool = False
+    # Keras dtype policy of the three models (one of PRECISIONS). mixed_float16 trains with
+    # loss scaling; mixed_bfloat16 (A100/H100, TPU) needs none. Variables stay float32, and
+    # the export always builds a float32 graph. `mixed_precision: true` is an alias of
+    # mixed_float16 (resolved on load, so config.json records `precision`).
+    precision: str = "float32"
     jit_compile: bool = False
     seed: int = 42
 
@@ -167,11 +171,31 @@ def _coerce(value, annotation, key):
     raise TypeError(f"unsupported annotation {annotation} for '{key}'")
 
 
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+def _resolve_precision_alias(values):
+    """`train.mixed_precision: true|false` (the old boolean) → `train.precision`."""
+    if "mixed_precision" not in values:
+        return values
+    values = dict(values)
+    flag = _coerce(values.pop("mixed_precision"), bool, "train.mixed_precision")
+    precision = "mixed_float16" if flag else "float32"
+    if values.setdefault("precision", precision) != precision:
+        raise ValueError(
+            f"train.mixed_precision={str(flag).lower()} contradicts train.precision="
+            f"{values['precision']}; set only train.precision (one of {', '.join(PRECISIONS)})"
+        )
+    return values
+
+
 def _build_section(section_cls, values, section_name):
     if values is None:
         values = {}
     if not isinstance(values, dict):
         raise ValueError(f"config section '{section_name}' must be a mapping, got {values!r}")
+    if section_cls is TrainConfig:
+        values = _resolve_precision_alias(values)
     hints = typing.get_type_hints(section_cls)
     known = {f.name for f in dataclasses.fields(section_cls)}
     unknown = sorted(set(values) - known)
@@ -226,6 +250,11 @@ def validate(config):
         raise ValueError(f"train.epochs must be >= 1, got {config.train.epochs}")
     if config.train.soup_last_n < 1:
         raise ValueError(f"train.soup_last_n must be >= 1, got {config.train.soup_last_n}")
+    if config.train.precision not in PRECISIONS:
+        raise ValueError(
+            f"train.precision must be one of {', '.join(PRECISIONS)}, got "
+            f"{config.train.precision!r}"
+        )
 
 
 def apply_overrides(values, overrides):

@@ -86,7 +86,7 @@ def weight_decay_exclusions(model, pattern=TRANSFORMER_NORM_PATTERN):
     ]
 
 
-def make_optimizer(train_config, total_steps, model, name, mixed_precision=None):
+def make_optimizer(train_config, total_steps, model, name, loss_scaling=None):
     """Builds the recipe's AdamW for `model`'s trainable variables.
 
     Args:
@@ -95,8 +95,9 @@ def make_optimizer(train_config, total_steps, model, name, mixed_precision=None)
         total_steps: optimizer steps of the whole run (the schedule's length).
         model: the Keras model whose trainable variables the optimizer updates.
         name: optimizer name ("student_adamw", ...); keeps the two optimizers' slots apart.
-        mixed_precision: wrap in `keras.optimizers.LossScaleOptimizer`
-            (default: `train_config.mixed_precision`).
+        loss_scaling: wrap in `keras.optimizers.LossScaleOptimizer` (default: when
+            `train_config.precision` is mixed_float16; bfloat16 has float32's exponent range
+            and needs no loss scaling).
 
     Returns:
         The built optimizer (its slots exist, so checkpoints restore into it).
@@ -113,9 +114,9 @@ def make_optimizer(train_config, total_steps, model, name, mixed_precision=None)
         name=name,
     )
     optimizer.exclude_from_weight_decay(var_list=weight_decay_exclusions(model))
-    if mixed_precision is None:
-        mixed_precision = train_config.mixed_precision
-    if mixed_precision:
+    if loss_scaling is None:
+        loss_scaling = train_config.precision == "mixed_float16"
+    if loss_scaling:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer, name=f"{name}_loss_scale")
     optimizer.build(model.trainable_variables)
     return optimizer

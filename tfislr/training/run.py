@@ -116,7 +116,7 @@ def _set_precision(config):
     import keras
 
     previous = keras.config.dtype_policy().name
-    keras.config.set_dtype_policy("mixed_float16" if config.train.mixed_precision else "float32")
+    keras.config.set_dtype_policy(config.train.precision)
     return previous
 
 
