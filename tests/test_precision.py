@@ -117,7 +117,7 @@ def _run_and_export(data_dir, tmp_path, name):
     import json
 
     from tfislr.config import load_config
-    from tfislr.export import tflite
+    from tfislr import export as tflite
     from tfislr.training.run import train
 
     config = load_config("demo", TINY_RUN + [
