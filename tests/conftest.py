@@ -24,6 +24,25 @@ def real_data_dir():
     return REAL_DATA_DIR
 
 
+SKELETON_CSV = pathlib.Path(
+    os.environ.get(
+        "TFISLR_SKELETON_CSV",
+        REAL_DATA_DIR.parent / "skeleton" / "asl_signs_skeleton.csv",
+    )
+)
+
+
+@pytest.fixture(scope="session")
+def skeleton_csv():
+    """The competition's 94,477 sequence ids, participants, the original's folds and frame
+    counts (no landmarks, no labels) as a DataFrame; the test skips without the file."""
+    import pandas as pd
+
+    if not SKELETON_CSV.exists():
+        pytest.skip(f"competition skeleton not found at {SKELETON_CSV}")
+    return pd.read_csv(SKELETON_CSV)
+
+
 # Small synthetic Kaggle-layout set shared by the data, pipeline and training tests:
 # 6 signs × 12 clips over 6 participants (72 parquet files, ~2 s to write).
 SYNTHETIC_SIZES = {"num_signs": 6, "num_participants": 6, "sequences_per_sign": 12, "seed": 0}

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from tfislr.data import kaggle
-from tfislr.data.folds import assign_folds, fold_indices
+from tfislr.data.folds import ORIGINAL_FOLDS, assign_folds, fold_indices, uses_original_folds
 
 
 def _manifest(num_participants=40, num_signs=10, seed=0):
@@ -100,7 +100,45 @@ def test_synthetic_and_real_manifests(synthetic_store, real_data_dir):
     assert pd.Series(folds).groupby(manifest["participant_id"].to_numpy()).nunique().max() == 1
     assert set(folds) == {0, 1, 2, 3}
     real = kaggle.read_train_csv(real_data_dir)
-    folds = assign_folds(real, num_folds=4, seed=42)
+    folds = assign_folds(real, num_folds=4, seed=42, original=False)
     assert pd.Series(folds).groupby(real["participant_id"].to_numpy()).nunique().max() == 1
     for f in range(4):  # both signs in every fold (each signer did both)
         assert set(real["sign"][folds == f]) == {"hello", "thankyou"}
+
+
+def test_original_folds_reproduce_the_originals_fold_file(skeleton_csv):
+    """The competition's full set: every clip in the fold of the original's folds_4.csv."""
+    folds = assign_folds(skeleton_csv, num_folds=4)
+    np.testing.assert_array_equal(folds, skeleton_csv["fold"].to_numpy())
+    assert np.bincount(folds).tolist() == [22_358, 22_741, 28_237, 21_141]
+    for fold, members in ORIGINAL_FOLDS.items():
+        assert set(skeleton_csv["participant_id"][folds == fold]) == set(members)
+    train, val = fold_indices(skeleton_csv, 0)
+    assert (len(train), len(val)) == (72_119, 22_358)
+
+
+def test_real_sample_participants_land_in_their_listed_fold(real_data_dir):
+    real = kaggle.read_train_csv(real_data_dir)
+    assert uses_original_folds(real)
+    folds = assign_folds(real, num_folds=4)
+    listed = {p: fold for fold, members in ORIGINAL_FOLDS.items() for p in members}
+    for participant, fold in zip(real["participant_id"], folds):
+        assert fold == listed[participant]
+    # The sample has none of fold 2's signers: asking for that fold says so.
+    missing = sorted(set(range(4)) - set(folds.tolist()))
+    for fold in missing:
+        with pytest.raises(ValueError, match=f"fold {fold} has no clips"):
+            fold_indices(real, fold)
+
+
+def test_original_folds_only_for_the_competitions_signers_and_four_folds():
+    table = pd.DataFrame({
+        "participant_id": [2044, 25571, 22343, 18796, 4718, 62590] * 2,
+        "label": [0, 1] * 6, "sequence_id": np.arange(12),
+    })
+    np.testing.assert_array_equal(assign_folds(table, 4), [0, 1, 2, 3, 0, 1] * 2)
+    assert not uses_original_folds(table, num_folds=3)
+    assert not uses_original_folds(table, original=False)
+    assert set(assign_folds(table, 3)) == {0, 1, 2}  # stratified folds instead
+    stranger = table.assign(participant_id=table["participant_id"].replace(62590, 99))
+    assert not uses_original_folds(stranger)  # not every signer is the competition's

@@ -71,6 +71,27 @@ def test_ousm_keeps_one_sample_at_least():
         losses.ousm_mean(tf.constant([1.0]), -1)
 
 
+def test_ousm_drops_the_k_largest_of_each_group():
+    rng = np.random.default_rng(3)
+    per_sample = tf.Variable(rng.uniform(size=64).astype("float32"))
+    with tf.GradientTape() as tape:
+        value = losses.ousm_mean(per_sample, 3, group_size=32)
+    groups = per_sample.numpy().reshape(2, 32)
+    kept = np.sort(groups, axis=1)[:, :29]
+    np.testing.assert_allclose(value.numpy(), kept.mean(), rtol=1e-6)
+    gradient = tf.convert_to_tensor(tape.gradient(value, per_sample)).numpy().reshape(2, 32)
+    for g in range(2):  # each group loses its own 3 largest, not the batch's 6 largest
+        assert set(np.flatnonzero(gradient[g] == 0)) == set(np.argsort(groups[g])[29:])
+    # One group = the whole batch.
+    whole = losses.ousm_mean(per_sample[:32], 3, group_size=32).numpy()
+    assert whole == pytest.approx(losses.ousm_mean(per_sample[:32], 3).numpy())
+    assert float(losses.ousm_mean(tf.zeros([0]), 3, group_size=32)) == 0.0  # empty replica
+    with pytest.raises(ValueError, match="whole number of OUSM groups of 32"):
+        losses.ousm_mean(tf.zeros([48]), 3, group_size=32)
+    with pytest.raises(ValueError, match="must exceed k"):
+        losses.ousm_mean(tf.zeros([6]), 3, group_size=3)
+
+
 def test_classification_loss_is_ce_then_ousm():
     rng = np.random.default_rng(1)
     logits = rng.normal(size=(10, 4)).astype("float32")

@@ -49,9 +49,9 @@ class TinyClassifier(keras.Model):
         for i, block in enumerate(self.blocks):
             if mixup is not None:
                 lam = ops.cast(mixup["lambda"], h.dtype)[:, None, None]
-                here = ops.equal(mixup["layer"], i)
+                here = ops.reshape(ops.equal(mixup["layer"], i), (-1, 1))  # scalar or [B]
                 other = ops.take(h, mixup["permutation"], axis=0)
-                h = ops.where(here, lam * h + (1.0 - lam) * other, h)
+                h = ops.where(here[..., None], lam * h + (1.0 - lam) * other, h)
                 union = ops.maximum(mask, ops.take(mask, mixup["permutation"], axis=0))
                 mask = ops.where(here, union, mask)
             h = ops.relu(block(h)) * ops.cast(mask, h.dtype)[..., None]
@@ -81,7 +81,8 @@ def build_tiny(model_config, num_classes, max_len, distilled=False):
 def tiny_config(*overrides):
     return load_config(
         "len25",
-        [f"data.max_len={MAX_LEN}", "data.batch_size=8", "train.epochs=2", *overrides],
+        [f"data.max_len={MAX_LEN}", "data.global_batch_size=8", "train.batch_group_size=8",
+         "train.epochs=2", *overrides],
     )
 
 
@@ -208,10 +209,11 @@ def test_gradients_are_clipped_by_global_norm():
 def test_mixup_shares_lambda_and_permutation_and_follows_the_schedule():
     distiller = make_distiller("train.mix_proba=1.0", "train.mix_end_fraction=100")
     applied, lam, permutation, mixes = distiller._mixup(8, tf.constant(5, tf.int64))
-    assert bool(applied)
+    assert applied.numpy().all()
     for name in mean_teacher.MODEL_NAMES:
         assert mixes[name]["lambda"] is lam and mixes[name]["permutation"] is permutation
-        assert 0 <= int(mixes[name]["layer"]) < 3
+        layer = mixes[name]["layer"].numpy()  # one group of 8: one layer for its clips
+        assert layer.shape == (8,) and len(set(layer)) == 1 and 0 <= layer[0] < 3
     assert sorted(permutation.numpy().tolist()) == list(range(8))
     # Same step, same draw: no hidden Python state.
     again = distiller._mixup(8, tf.constant(5, tf.int64))
@@ -220,7 +222,7 @@ def test_mixup_shares_lambda_and_permutation_and_follows_the_schedule():
     off = make_distiller("train.mix_proba=1.0", "train.mix_end_fraction=0.5")
     off.epoch.assign(1)  # 1-based epoch 2 of 2 ≥ 0.5 · 2
     applied, lam, permutation, _ = off._mixup(8, tf.constant(5, tf.int64))
-    assert not bool(applied)
+    assert not applied.numpy().any()
     np.testing.assert_array_equal(lam.numpy(), np.ones(8))
 
 

@@ -166,6 +166,21 @@ def test_mixup_hook_in_graph():
     assert np.isfinite(out.numpy()).all()
 
 
+def test_mixup_layer_per_clip():
+    """A [B] layer mixes each clip at its own layer (groups of the train step, one per GPU
+    of the original): clips 0-1 pair at layer 0, clips 2-3 at layer 2."""
+    model = ISLRClassifier(**SMALL)
+    batch = small_batch(lengths=(7, 3, 5, 6))
+    lam = np.array([0.3, 0.8, 0.5, 0.6], "float32")
+    permutation = np.array([1, 0, 3, 2], "int32")
+    got = model(batch, mixup={"lambda": lam, "permutation": permutation,
+                              "layer": np.array([0, 0, 2, 2], "int32")}).numpy()
+    np.testing.assert_allclose(got[:2], _manual_mixup(model, batch, lam, permutation, 0)[:2],
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got[2:], _manual_mixup(model, batch, lam, permutation, 2)[2:],
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_attention_scores():
     model = ISLRClassifier(**SMALL)
     batch = small_batch(lengths=(7, 4, 2))

@@ -20,7 +20,7 @@ def exported_run(synthetic_data_dir, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("notebook_run")
     config = load_config("demo", [
-        "train.epochs=2", "train.soup_last_n=2", "data.batch_size=8",
+        "train.epochs=2", "train.soup_last_n=2", "data.global_batch_size=8", "train.batch_group_size=8",
         "model.dense_dim=16", "model.transfo_dim=32", "model.distill_dense_dim=16",
         "model.distill_transfo_dim=32", "model.num_heads=4",
         f"data.prepared_dir={root / 'prepared'}",

@@ -49,7 +49,7 @@ def _ids(landmarks):
 
 def test_eval_batches(fake):
     indices = np.array([5, 0, 39, 12, 7, 3, 22])
-    dataset = pipeline.make_eval_dataset(fake, indices, batch_size=3, max_len=20)
+    dataset = pipeline.make_eval_dataset(fake, indices, global_batch_size=3, max_len=20)
     spec_inputs, spec_labels = dataset.element_spec
     assert spec_inputs["landmarks"].shape.as_list() == [None, 20, 100, 3]
     assert spec_inputs["padding_mask"].dtype == tf.float32 and spec_labels.dtype == tf.int32
@@ -72,7 +72,7 @@ def test_train_epochs_are_seeded_permutations(fake):
     indices = np.arange(3, 39)  # 36 samples
     def epochs(seed, passes=3, counter=None):
         dataset = pipeline.make_train_dataset(
-            fake, indices, batch_size=6, max_len=25, seed=seed, drop_remainder=False,
+            fake, indices, global_batch_size=6, max_len=25, seed=seed, drop_remainder=False,
             epoch_counter=counter,
         )
         return [np.concatenate([_ids(x["student"]["landmarks"]) for x, _ in dataset]) for _ in range(passes)]
@@ -92,7 +92,7 @@ def test_train_epochs_are_seeded_permutations(fake):
 
 
 def test_train_batches_without_augmenter(fake):
-    dataset = pipeline.make_train_dataset(fake, np.arange(40), batch_size=8, max_len=12, seed=0)
+    dataset = pipeline.make_train_dataset(fake, np.arange(40), global_batch_size=8, max_len=12, seed=0)
     inputs, labels = dataset.element_spec
     assert set(inputs) == {"student", "teacher", "distilled"}
     for view in inputs.values():
@@ -123,9 +123,10 @@ def _recording_augmenter(x, partner, seed):
     )
 
 
-def test_views_get_independent_seeds_and_same_sign_partners(fake):
+def test_views_get_independent_seeds_and_other_signer_partners(fake):
     dataset = pipeline.make_train_dataset(
-        fake, np.arange(40), 10, 25, seed=11, augmenter=_recording_augmenter
+        fake, np.arange(40), 10, 25, seed=11, augmenter=_recording_augmenter,
+        cutmix_other_signer=True,
     )
     records = {}
     for x, y in dataset:
@@ -143,18 +144,39 @@ def test_views_get_independent_seeds_and_same_sign_partners(fake):
             assert fake.labels[partner] == fake.labels[sample]
             assert participants[partner] != participants[sample]
     # Same seed, same everything; seeds do not depend on the batch size.
-    again = pipeline.make_train_dataset(fake, np.arange(40), 4, 25, seed=11, augmenter=_recording_augmenter)
+    again = pipeline.make_train_dataset(fake, np.arange(40), 4, 25, seed=11, augmenter=_recording_augmenter,
+                                        cutmix_other_signer=True)
     for x, _ in again:
         values = x["teacher"]["landmarks"].numpy()[:, :3, 0, 0].astype(int)
         for sample, partner, seed in values:
             assert records[sample - 1]["teacher"] == (partner - 1, seed)
 
 
-def test_partner_falls_back_to_the_same_signer_then_to_itself():
+def test_by_default_partners_are_any_clip_of_the_sign_itself_included(fake):
+    dataset = pipeline.make_train_dataset(
+        fake, np.arange(40), 10, 25, seed=3, augmenter=_recording_augmenter, repeat=True
+    )
+    participants = fake.manifest["participant_id"].to_numpy()
+    partners = {}
+    for x, _ in dataset.take(20):
+        for view in x.values():
+            for sample, partner, _ in view["landmarks"].numpy()[:, :3, 0, 0].astype(int):
+                partners.setdefault(sample - 1, set()).add(partner - 1)
+    drawn = [(sample, partner) for sample, found in partners.items() for partner in found]
+    assert all(fake.labels[p] == fake.labels[s] for s, p in drawn)
+    assert any(p == s for s, p in drawn)  # the clip itself
+    assert any(p != s and participants[p] == participants[s] for s, p in drawn)  # its signer
+    assert any(participants[p] != participants[s] for s, p in drawn)
+    # Every one of a sign's 10 clips is a candidate.
+    assert max(len(found) for found in partners.values()) > 6
+
+
+def test_other_signer_partner_falls_back_to_the_same_signer_then_to_itself():
     store = _fake_store(lengths=[3] * 5, labels=[0, 0, 0, 1, 2], participants=[7, 7, 8, 9, 9])
     # Restricted to indices 0, 1, 3, 4: sign 0 is only signer 7's, sign 1 has one sample.
     dataset = pipeline.make_train_dataset(
-        store, [0, 1, 3, 4], 4, 5, seed=0, augmenter=_recording_augmenter, repeat=True
+        store, [0, 1, 3, 4], 4, 5, seed=0, augmenter=_recording_augmenter, repeat=True,
+        cutmix_other_signer=True,
     )
     partners = {0: set(), 1: set(), 3: set(), 4: set()}
     for x, _ in dataset.take(20):
@@ -163,7 +185,9 @@ def test_partner_falls_back_to_the_same_signer_then_to_itself():
                 partners[sample - 1].add(partner - 1)
     assert partners[0] <= {0, 1} and partners[1] <= {0, 1} and len(partners[0] | partners[1]) == 2
     assert partners[3] == {3} and partners[4] == {4}  # never a partner outside the subset
-    order, start, size, own, own_size = pipeline.partner_tables([0, 0, 1, 2], [7, 7, 9, 9])
+    order, start, size, own, own_size = pipeline.partner_tables(
+        [0, 0, 1, 2], [7, 7, 9, 9], other_signer=True
+    )
     np.testing.assert_array_equal(size, [2, 2, 1, 1])
     np.testing.assert_array_equal(own_size, [0, 0, 0, 0])
 
@@ -171,12 +195,16 @@ def test_partner_falls_back_to_the_same_signer_then_to_itself():
 def test_partner_tables_match_brute_force():
     rng = np.random.default_rng(5)
     labels, participants = rng.integers(0, 6, 200), rng.integers(0, 7, 200)
-    order, start, size, own, own_size = pipeline.partner_tables(labels, participants)
+    tables = {
+        other: pipeline.partner_tables(labels, participants, other_signer=other)
+        for other in (False, True)
+    }
     for i in range(200):
-        candidates = set(order[start[i] : start[i] + size[i]]) - set(order[own[i] : own[i] + own_size[i]])
         others = {j for j in range(200) if labels[j] == labels[i] and participants[j] != participants[i]}
         same_sign = {j for j in range(200) if labels[j] == labels[i]}
-        assert candidates == (others or same_sign)
+        for other, (order, start, size, own, own_size) in tables.items():
+            candidates = set(order[start[i] : start[i] + size[i]]) - set(order[own[i] : own[i] + own_size[i]])
+            assert candidates == ((others or same_sign) if other else same_sign)
 
 
 def test_augmenter_output_is_cut_and_padded(fake):

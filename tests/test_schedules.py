@@ -8,7 +8,6 @@ import pytest
 import tensorflow as tf
 
 from tfislr.training import schedules
-from tfislr.training.mixup import draw_mixup, stateless_beta, stateless_log_gamma
 
 
 def test_warmup_then_linear_decay_to_zero():
@@ -69,54 +68,3 @@ def test_mixup_probability_decreases_to_zero():
     assert p(90) == 0.0
     assert p(100) == 0.0
     assert float(schedules.mixup_probability(1, 100, 0.0, 0.9)) == 0.0
-
-
-def test_stateless_beta_moments_and_determinism():
-    seed = tf.constant([3, 4])
-    draws = stateless_beta([20000], 0.4, 0.4, seed).numpy()
-    assert draws.min() >= 0.0 and draws.max() <= 1.0
-    assert draws.mean() == pytest.approx(0.5, abs=0.01)
-    # Var of Beta(a, a) = 1 / (4 (2a + 1)).
-    assert draws.var() == pytest.approx(1 / (4 * 1.8), abs=0.005)
-    # U-shaped for a < 1: more mass near the ends than in the middle.
-    assert ((draws < 0.1) | (draws > 0.9)).mean() > ((draws > 0.4) & (draws < 0.6)).mean()
-    np.testing.assert_array_equal(draws, stateless_beta([20000], 0.4, 0.4, seed).numpy())
-
-
-@pytest.mark.parametrize("alpha", [0.4, 1.0, 3.0])
-def test_stateless_gamma_matches_the_gamma_distribution(alpha):
-    from scipy import stats  # installed with scikit-learn
-    draws = np.exp(stateless_log_gamma([20000], alpha, tf.constant([5, int(alpha * 10)], tf.int64)).numpy())
-    assert np.isfinite(draws).all() and (draws >= 0).all()
-    assert stats.kstest(draws, stats.gamma(alpha).cdf).pvalue > 1e-3
-
-
-def test_stateless_beta_matches_the_beta_distribution():
-    from scipy import stats  # installed with scikit-learn
-    draws = stateless_beta([20000], 0.4, 0.4, tf.constant([9, 9])).numpy()
-    assert stats.kstest(draws, stats.beta(0.4, 0.4).cdf).pvalue > 1e-3
-
-
-def test_mixup_draw_compiles_with_xla():
-    draw = tf.function(lambda seed: draw_mixup(8, 0.7, 0.4, 3, 3, seed), jit_compile=True)
-    applied, lam, perm, layers = draw(tf.constant([1, 2], tf.int64))
-    assert lam.shape == (8,) and perm.shape == (8,) and layers.shape == (3,)
-
-
-def test_draw_mixup_off_is_exact_identity():
-    applied, lam, perm, layers = draw_mixup(16, 0.0, 0.4, 3, 3, tf.constant([1, 2]))
-    assert not bool(applied)
-    np.testing.assert_array_equal(lam.numpy(), np.ones(16))
-    np.testing.assert_array_equal(perm.numpy(), np.arange(16))
-    assert layers.shape == (3,)
-
-
-def test_draw_mixup_on_draws_a_permutation_and_layers():
-    layer_draws = []
-    for i in range(30):
-        applied, lam, perm, layers = draw_mixup(16, 1.0, 0.4, 3, 3, tf.constant([i, 7]))
-        assert bool(applied)
-        assert sorted(perm.numpy().tolist()) == list(range(16))
-        assert ((lam.numpy() >= 0) & (lam.numpy() <= 1)).all()
-        layer_draws.extend(layers.numpy().tolist())
-    assert set(layer_draws) == {0, 1, 2}

@@ -24,7 +24,7 @@ train_cli = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(train_cli)
 # Tiny but complete: every part of the recipe runs (augmentations, mixup, OUSM, soup).
 TINY = [
-    "data.batch_size=8", "model.dense_dim=16", "model.transfo_dim=32",
+    "data.global_batch_size=8", "train.batch_group_size=8", "model.dense_dim=16", "model.transfo_dim=32",
     "model.distill_dense_dim=16", "model.distill_transfo_dim=32", "model.num_heads=4",
     "train.soup_last_n=2", "train.mix_proba=1.0",
 ]
@@ -281,7 +281,7 @@ def _free_ports(count):
 def test_two_process_multi_worker_run_completes_one_epoch(synthetic_data_dir, tmp_path):
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
     run_dir = tmp_path / "run"
-    overrides = TINY + ["data.batch_size=4", f"data.prepared_dir={tmp_path / 'prepared'}"]
+    overrides = TINY + ["train.batch_group_size=4", f"data.prepared_dir={tmp_path / 'prepared'}"]
     command = _cli(
         "--config", "demo", "--data-dir", synthetic_data_dir, "--epochs", 1, "--run-dir", run_dir,
         "--strategy", "multi_worker", "--verbose", 2, *sum((["--set", s] for s in overrides), []),
@@ -303,7 +303,8 @@ def test_two_process_multi_worker_run_completes_one_epoch(synthetic_data_dir, tm
     for process, output in zip(processes, outputs):
         assert process.returncode == 0, output[-4000:]
     run = json.loads((run_dir / "run.json").read_text())
-    assert run["replicas"] == 2
+    assert run["batch_plan"]["replicas"] == 2
+    assert run["batch_plan"]["per_replica_batch_size"] == 4
     assert run["strategy"] in ("MultiWorkerMirroredStrategy", "CollectiveAllReduceStrategy")
     assert _history_epochs(run_dir) == [0]
     assert (run_dir / "models" / "distilled_soup.keras").exists()
@@ -315,7 +316,8 @@ def test_two_process_multi_worker_run_completes_one_epoch(synthetic_data_dir, tm
 def test_len80_trains_on_the_real_sample(real_data_dir, tmp_path):
     result = subprocess.run(
         _cli("--config", "len80", "--data-dir", real_data_dir, "--epochs", 1, "--output", tmp_path / "runs",
-             "--verbose", 2, "--set", "data.batch_size=8", "--set", "train.soup_last_n=1",
+             "--verbose", 2, "--set", "data.global_batch_size=8", "--set", "train.batch_group_size=8",
+             "--set", "train.soup_last_n=1",
              "--set", f"data.prepared_dir={tmp_path / 'prepared'}"),
         cwd=REPO, env=_env(), capture_output=True, text=True, timeout=1800,
     )

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfislr import landmarks as layout
-from tfislr.config import AugmentConfig
+from tfislr.config import AugmentConfig, validate_section
 
 # Function defaults come from the config dataclass so the numbers live in one place.
 _DEFAULTS = AugmentConfig()
@@ -355,22 +355,7 @@ class Augmenter(tf.Module):
         config = AugmentConfig() if config is None else config
         if not isinstance(config, AugmentConfig):
             raise ValueError(f"config must be an AugmentConfig, got {type(config).__name__}")
-        for field in (
-            "face_cutmix_p", "hand_fill_p", "interpolate_p", "flip_p", "rotate_p", "crop_p",
-            "crop_p_phase2", "scale_p", "distortion_p", "crop_max_fraction", "phase2_start",
-        ):
-            value = getattr(config, field)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"augment.{field} must be in [0, 1], got {value}")
-        if not 0.0 < config.scale_min <= config.scale_max:
-            raise ValueError(
-                f"augment.scale_min/scale_max must satisfy 0 < min <= max, got "
-                f"{config.scale_min}, {config.scale_max}"
-            )
-        if config.max_rotation_degrees < 0:
-            raise ValueError(
-                f"augment.max_rotation_degrees must be >= 0, got {config.max_rotation_degrees}"
-            )
+        validate_section("augment", config)
         self.config = config
         with tf.init_scope():
             self.phase = tf.Variable(1, dtype=tf.int32, trainable=False, name="phase")

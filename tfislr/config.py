@@ -13,6 +13,7 @@ import typing
 
 import yaml
 
+from tfislr.checks import check_range
 from tfislr.errors import ConfigError
 
 CONFIGS_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
@@ -20,18 +21,21 @@ CONFIGS_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
 
 @dataclasses.dataclass
 class DataConfig:
-    """Where the data lives and how it is batched.
+    """Where the data lives, how it is split and how it is batched.
 
-    `batch_size` is per replica (the original: 32 per GPU × 8 GPUs); the global
-    batch is `batch_size * num_replicas_in_sync`.
+    Batch sizes are GLOBAL: clips per optimizer step summed over all replicas (the
+    original: 32 on each of 8 GPUs = 256). Each replica gets `global / replicas`
+    (`tfislr.training.batch_plan`), so the recipe is the same on any device count.
     """
 
     max_len: int = 80
-    batch_size: int = 32
-    eval_batch_size: int = 128
+    global_batch_size: int = 256
+    eval_global_batch_size: int = 256
     num_folds: int = 4
     fold_seed: int = 42
-    shuffle_buffer: int = 16384
+    # The original's own participant -> fold map when the data's signers are the
+    # competition's and num_folds is 4 (tfislr.data.folds); else grouped stratified folds.
+    original_folds: bool = True
     # Prepared stores live here (one sub-folder per max_len); default: <data_dir>/prepared.
     prepared_dir: typing.Optional[str] = None
 
@@ -58,6 +62,10 @@ class AugmentConfig:
     # Phase 2 (strength 2) starts at this fraction of the epochs.
     phase2_start: float = 0.5
     face_cutmix_p: float = 0.25  # phase 1 only
+    # The CutMix partner is any clip of the same sign (the clip itself and its own signer
+    # included), as the original's code drew it; true: only other signers' clips, as its
+    # README describes (a clip whose sign no other signer has still draws from its own).
+    face_cutmix_other_signer: bool = False
     hand_fill_p: float = 0.25  # phase 1 only
     interpolate_p: float = 0.5
     flip_p: float = 0.5
@@ -87,6 +95,10 @@ class TrainConfig:
     max_grad_norm: float = 10.0
     label_smoothing: float = 0.3
     ousm_k: int = 3
+    # OUSM drops the ousm_k largest losses within each group of this many clips, and mixup
+    # pairs clips within such a group: the original's per-GPU batch (32), kept on any
+    # device count. A replica's batch must be a whole number of groups.
+    batch_group_size: int = 32
     mix_proba: float = 0.5
     mix_alpha: float = 0.4
     # Mixup probability reaches 0 at this fraction of the epochs.
@@ -228,32 +240,89 @@ def config_from_dict(values):
     return config
 
 
-def validate(config):
-    """Cross-field checks that a single type check cannot express."""
-    if config.data.max_len < 2:
-        raise ValueError(f"data.max_len must be >= 2, got {config.data.max_len}")
-    if config.data.batch_size <= config.train.ousm_k:
+# Allowed values of single keys: key -> (low, high, low_open, high_open); None = unbounded.
+# Every range the code relies on is checked here, when the config is built, so a bad
+# `--set` fails at once instead of after the store was prepared.
+_PROBABILITY = (0.0, 1.0, False, False)
+_RANGES = {
+    "data.max_len": (2, None, False, False),
+    "data.global_batch_size": (1, None, False, False),
+    "data.eval_global_batch_size": (1, None, False, False),
+    "data.num_folds": (2, None, False, False),
+    **{
+        f"model.{key}": (1, None, False, False)
+        for key in ("embed_dim", "dense_dim", "transfo_dim", "distill_dense_dim",
+                    "distill_transfo_dim", "transfo_layers", "num_heads")
+    },
+    "model.drop_rate": (0.0, 1.0, False, True),
+    **{
+        f"augment.{key}": _PROBABILITY
+        for key in ("face_cutmix_p", "hand_fill_p", "interpolate_p", "flip_p", "rotate_p",
+                    "crop_p", "crop_p_phase2", "scale_p", "distortion_p",
+                    "crop_max_fraction", "phase2_start")
+    },
+    "augment.max_rotation_degrees": (0.0, None, False, False),
+    "augment.crop_min_len": (0, None, False, False),
+    "augment.scale_min": (0.0, None, True, False),
+    "train.epochs": (1, None, False, False),
+    "train.learning_rate": (0.0, None, True, False),
+    "train.warmup_prop": (0.0, 1.0, False, True),
+    "train.beta_1": (0.0, 1.0, False, True),
+    "train.beta_2": (0.0, 1.0, False, True),
+    "train.epsilon": (0.0, None, True, False),
+    "train.weight_decay": (0.0, None, False, False),
+    "train.max_grad_norm": (0.0, None, False, False),  # 0: no clipping
+    "train.label_smoothing": (0.0, 1.0, False, True),
+    "train.ousm_k": (0, None, False, False),
+    "train.batch_group_size": (1, None, False, False),
+    "train.mix_proba": _PROBABILITY,
+    "train.mix_alpha": (0.0, None, True, False),
+    "train.ema_decay": _PROBABILITY,
+    "train.consistency_weight": (0.0, None, False, False),
+    "train.rampup_prop": _PROBABILITY,
+    "train.soup_last_n": (1, None, False, False),
+}
+
+
+def validate_section(name, section):
+    """Checks the keys of one section (e.g. an `AugmentConfig` built in code) and its own rules."""
+    for dotted, (low, high, low_open, high_open) in _RANGES.items():
+        prefix, key = dotted.split(".")
+        if prefix == name:
+            check_range(dotted, getattr(section, key), low, high, low_open, high_open)
+    if name == "augment" and section.scale_min > section.scale_max:
         raise ValueError(
-            f"data.batch_size ({config.data.batch_size}) must exceed train.ousm_k "
-            f"({config.train.ousm_k}): OUSM drops that many samples per replica batch"
+            f"augment.scale_min ({section.scale_min}) must be <= augment.scale_max "
+            f"({section.scale_max})"
         )
-    for name in ("transfo_dim", "distill_transfo_dim"):
-        width = getattr(config.model, name)
-        if width % config.model.num_heads:
-            raise ValueError(
-                f"model.{name} ({width}) must be divisible by model.num_heads "
-                f"({config.model.num_heads})"
-            )
-    if not 0.0 <= config.train.warmup_prop < 1.0:
-        raise ValueError(f"train.warmup_prop must be in [0, 1), got {config.train.warmup_prop}")
-    if config.train.epochs < 1:
-        raise ValueError(f"train.epochs must be >= 1, got {config.train.epochs}")
-    if config.train.soup_last_n < 1:
-        raise ValueError(f"train.soup_last_n must be >= 1, got {config.train.soup_last_n}")
-    if config.train.precision not in PRECISIONS:
+    if name == "train" and section.batch_group_size <= section.ousm_k:
         raise ValueError(
-            f"train.precision must be one of {', '.join(PRECISIONS)}, got "
-            f"{config.train.precision!r}"
+            f"train.batch_group_size ({section.batch_group_size}) must exceed train.ousm_k "
+            f"({section.ousm_k}): OUSM drops that many clips in each group"
+        )
+    if name == "train" and section.precision not in PRECISIONS:
+        raise ValueError(
+            f"train.precision must be one of {', '.join(PRECISIONS)}, got {section.precision!r}"
+        )
+    if name == "model":
+        for key in ("transfo_dim", "distill_transfo_dim"):
+            width = getattr(section, key)
+            if width % section.num_heads:
+                raise ValueError(
+                    f"model.{key} ({width}) must be divisible by model.num_heads "
+                    f"({section.num_heads})"
+                )
+
+
+def validate(config):
+    """Checks every key's range (`_RANGES`) and the rules that tie keys together."""
+    for name in _SECTIONS:
+        validate_section(name, getattr(config, name))
+    if config.data.global_batch_size % config.train.batch_group_size:
+        raise ValueError(
+            f"data.global_batch_size ({config.data.global_batch_size}) must be a multiple of "
+            f"train.batch_group_size ({config.train.batch_group_size}): OUSM and mixup work "
+            "on whole groups"
         )
 
 

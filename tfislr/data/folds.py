@@ -1,25 +1,52 @@
-"""Cross-validation folds: grouped by participant, stratified by sign (seed-spec §9).
+"""Cross-validation folds: every participant's clips in one fold, so validation measures
+unseen signers.
 
-As in the original (`StratifiedGroupKFold`, k = 4, shuffle, seed 42): every participant's
-clips fall in one fold, so validation always measures unseen signers, and each fold's sign
-mix follows the whole set's as closely as whole participants allow.
+Two ways to assign them:
 
-The assignment is a pure function of the (sequence, participant, sign) triples, the
-number of folds and the seed: rows are put in a canonical order (by sequence_id) before
-splitting, so reordering the manifest does not move any sequence to another fold.
+- **The original's folds** (`ORIGINAL_FOLDS`): when every participant of the data is one of
+  the competition's 21 and there are 4 folds, each participant goes to the fold the
+  original's own fold file gave it (22,358 / 22,741 / 28,237 / 21,141 clips on the full set).
+  Its CV numbers were measured on these folds, so ours can be compared with them. They
+  cannot be recomputed: the original drew them with scikit-learn's
+  `StratifiedGroupKFold(shuffle=True)`, whose shuffling changed in 2025.
+- **Grouped, stratified folds** for any other data (or `original=False`):
+  `StratifiedGroupKFold` (k = 4, shuffle, seed 42 by default), so each fold's sign mix
+  follows the whole set's as closely as whole participants allow. The assignment is a pure
+  function of the (sequence, participant, sign) triples, the number of folds and the seed:
+  rows are put in a canonical order (by sequence_id) before splitting, so reordering the
+  manifest does not move any sequence to another fold.
 """
 
 import warnings
 
 import numpy as np
+import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
+from tfislr.checks import check_int
 from tfislr.errors import ConfigError
+
+# The original's participant -> fold map (its input/folds_4.csv): fold -> participants.
+ORIGINAL_FOLDS = {
+    0: (2044, 4718, 16069, 34503, 53618),
+    1: (25571, 28656, 37779, 49445, 62590),
+    2: (22343, 26734, 27610, 29302, 36257, 55372),
+    3: (18796, 30680, 32319, 37055, 61333),
+}
+_ORIGINAL_FOLD_OF = {p: fold for fold, members in ORIGINAL_FOLDS.items() for p in members}
+
+
+def uses_original_folds(manifest, num_folds=4, original=True):
+    """True when `manifest`'s folds come from `ORIGINAL_FOLDS`: asked for, 4 folds, and
+    every participant one of the competition's."""
+    if not original or num_folds != len(ORIGINAL_FOLDS):
+        return False
+    participants = pd.unique(manifest["participant_id"])
+    return len(participants) > 0 and all(int(p) in _ORIGINAL_FOLD_OF for p in participants)
 
 
 def _check(manifest, num_folds):
-    if isinstance(num_folds, bool) or not isinstance(num_folds, (int, np.integer)) or num_folds < 2:
-        raise ValueError(f"num_folds must be an int >= 2, got {num_folds!r}")
+    check_int("num_folds", num_folds, minimum=2)
     missing = [c for c in ("participant_id",) if c not in manifest.columns]
     if "label" not in manifest.columns and "sign" not in manifest.columns:
         missing.append("label (or sign)")
@@ -34,18 +61,23 @@ def _check(manifest, num_folds):
         )
 
 
-def assign_folds(manifest, num_folds=4, seed=42):
+def assign_folds(manifest, num_folds=4, seed=42, original=True):
     """Fold number (0..num_folds-1) of every manifest row, as an int64 array in row order.
 
     Args:
-        manifest: DataFrame with `participant_id` and `label` (or `sign`); `sequence_id`,
-            when present, fixes a canonical order so the result ignores row order.
+        manifest: DataFrame with `participant_id`, and `label` (or `sign`) for the
+            stratified folds; `sequence_id`, when present, fixes a canonical order so the
+            result ignores row order.
         num_folds: number of folds (>= 2, <= number of participants).
         seed: shuffling seed of `StratifiedGroupKFold`. sklearn assigns participants
             greedily in order of how uneven their sign mix is and shuffles only to break
             ties, so the seed changes the folds of balanced sets (e.g. the synthetic one)
-            but often not those of a real, uneven one.
+            but often not those of a real, uneven one. Unused by the original's folds.
+        original: use the original's folds when `uses_original_folds` says they apply
+            (a subset of the competition's signers may leave some folds empty).
     """
+    if "participant_id" in manifest.columns and uses_original_folds(manifest, num_folds, original):
+        return manifest["participant_id"].map(_ORIGINAL_FOLD_OF).to_numpy(np.int64)
     _check(manifest, num_folds)
     order = (
         np.argsort(manifest["sequence_id"].to_numpy(), kind="stable")
@@ -67,9 +99,20 @@ def assign_folds(manifest, num_folds=4, seed=42):
     return folds
 
 
-def fold_indices(manifest, fold, num_folds=4, seed=42):
-    """(train_idx, val_idx): sorted int64 row positions for validation fold `fold`."""
+def fold_indices(manifest, fold, num_folds=4, seed=42, original=True):
+    """(train_idx, val_idx): sorted int64 row positions for validation fold `fold`.
+
+    Raises ValueError when that fold holds no clip of `manifest` (possible with the
+    original's folds on a subset of the competition's signers).
+    """
     if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)) or not 0 <= fold < num_folds:
         raise ConfigError(f"fold must be an int in [0, {num_folds}), got {fold!r}")
-    folds = assign_folds(manifest, num_folds, seed)
-    return np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+    folds = assign_folds(manifest, num_folds, seed, original)
+    val = np.flatnonzero(folds == fold)
+    if len(val) == 0:
+        raise ConfigError(
+            f"fold {fold} has no clips in this data: the original's fold {fold} is participants "
+            f"{', '.join(map(str, ORIGINAL_FOLDS[fold]))}, none of which it holds; choose "
+            f"another fold, or set data.original_folds=false for grouped stratified folds"
+        )
+    return np.flatnonzero(folds != fold), val

@@ -26,9 +26,13 @@ int64 variable read and incremented when each new pass starts; set it (e.g. to K
 `num_views` views (student, teacher, distilled), each augmented independently: view `v` of
 sample `i` in epoch `e` uses the stateless seed derived from `(seed, e, i, v)`, whatever
 the order, batch or number of parallel calls. Each view also draws its own face-CutMix
-partner: a random sample of the same sign among `indices` from another participant (any
-other sample of the sign if none exists, the sample itself if it is alone). With
-`augmenter=None` the views are the same unaugmented sequence.
+partner: a random clip of the same sign among `indices`, the clip itself included, as the
+original's code drew it; with `cutmix_other_signer=True` only clips of other participants
+(all clips of the sign when no other participant has it). With `augmenter=None` the views
+are the same unaugmented sequence.
+
+Batch sizes here are GLOBAL (all replicas together; a distribution strategy splits each
+batch); `tfislr.training.batch_plan` derives them from the config.
 """
 
 import weakref
@@ -37,6 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfislr import landmarks as lm
+from tfislr.checks import check_int
 
 VIEW_NAMES = ("student", "teacher", "distilled")
 
@@ -70,16 +75,15 @@ def store_tensors(store):
     return cached
 
 
-def _check(store, indices, batch_size, max_len):
+def _check(store, indices, global_batch_size, max_len):
     indices = np.asarray(indices)
     if indices.ndim != 1 or (indices.size and not np.issubdtype(indices.dtype, np.integer)):
         raise ValueError(f"indices must be a 1-D integer array, got {indices.dtype} {indices.shape}")
     indices = indices.astype(np.int64)
     if indices.size and (indices.min() < 0 or indices.max() >= len(store)):
         raise ValueError(f"indices must be in [0, {len(store)}), got {indices.min()}..{indices.max()}")
-    for name, value in (("batch_size", batch_size), ("max_len", max_len)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    check_int("global_batch_size", global_batch_size)
+    check_int("max_len", max_len)
     return indices
 
 
@@ -100,14 +104,14 @@ def _pad(sequence, max_len):
     return {"landmarks": padded, "padding_mask": tf.sequence_mask(length, max_len, tf.float32)}
 
 
-def make_eval_dataset(store, indices, batch_size, max_len, drop_remainder=False):
+def make_eval_dataset(store, indices, global_batch_size, max_len, drop_remainder=False):
     """Deterministic, unaugmented batches of `store[indices]` in the given order.
 
     Yields `({"landmarks": [B, max_len, 100, 3], "padding_mask": [B, max_len]}, labels [B])`;
     the last batch is smaller unless `drop_remainder`. Rows are gathered a whole batch
     at a time.
     """
-    indices = _check(store, indices, batch_size, max_len)
+    indices = _check(store, indices, global_batch_size, max_len)
     tensors = store_tensors(store)
     values, row_splits, labels = tensors["values"], tensors["row_splits"], tensors["labels"]
 
@@ -123,18 +127,19 @@ def make_eval_dataset(store, indices, batch_size, max_len, drop_remainder=False)
         return {"landmarks": landmarks, "padding_mask": mask}, tf.gather(labels, batch)
 
     dataset = tf.data.Dataset.from_tensor_slices(indices)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    dataset = dataset.batch(global_batch_size, drop_remainder=drop_remainder)
     dataset = dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
 
 
-def partner_tables(labels, participants):
+def partner_tables(labels, participants, other_signer=False):
     """Per position of a training subset: where to draw a face-CutMix partner.
 
     Positions are sorted by (label, participant); position `i` draws from `order[start:
-    start + size]` skipping its own participant's run `order[own: own + own_size]` (all of
-    them when no other participant has the sign). Returns int64 arrays
-    (order, start, size, own, own_size).
+    start + size]` (its sign's run, itself included) skipping `order[own: own + own_size]`.
+    That skipped run is empty by default; with `other_signer` it is the clip's own
+    participant's run (still empty when no other participant has the sign). Returns int64
+    arrays (order, start, size, own, own_size).
     """
     labels = np.asarray(labels, np.int64)
     participants = np.asarray(participants, np.int64)
@@ -152,7 +157,8 @@ def partner_tables(labels, participants):
 
     sign_start, sign_size = runs(new_sign)
     own_start, own_size = runs(new_pair)
-    alone = own_size == sign_size  # no other participant has this sign
+    # Nothing to skip: any clip of the sign, or the sign has no other participant.
+    alone = np.full(n, not other_signer) | (own_size == sign_size)
     own_size = np.where(alone, 0, own_size)
     own_start = np.where(alone, sign_start, own_start)
     # Back from sorted rank to subset position.
@@ -175,7 +181,7 @@ def make_epoch_counter(initial_epoch=0):
 def make_train_dataset(
     store,
     indices,
-    batch_size,
+    global_batch_size,
     max_len,
     seed,
     augmenter=None,
@@ -183,13 +189,15 @@ def make_train_dataset(
     drop_remainder=True,
     epoch_counter=None,
     repeat=False,
+    cutmix_other_signer=False,
 ):
     """Shuffled, augmented training batches of `store[indices]`.
 
     Args:
         store: a `PreparedStore`.
         indices: positions in the store of the training sequences.
-        batch_size: the GLOBAL batch size (a distribution strategy splits it).
+        global_batch_size: clips per batch, all replicas together (a distribution
+            strategy splits it).
         max_len: frames per padded view.
         seed: int; fixes the orders, the augmentations and the partners.
         augmenter: callable `(landmarks [T,100,3], partner [T2,100,3], seed int32 [2]) ->
@@ -199,11 +207,13 @@ def make_train_dataset(
         epoch_counter: int64 variable from `make_epoch_counter`; each pass uses its value
             and increments it. Default: a new counter starting at 0.
         repeat: repeat forever (each repetition a new epoch), for `steps_per_epoch` use.
+        cutmix_other_signer: draw face-CutMix partners from other participants only
+            (`AugmentConfig.face_cutmix_other_signer`); default any clip of the sign.
 
     Yields:
         `({view: {"landmarks": [B, max_len, 100, 3], "padding_mask": [B, max_len]}}, labels [B])`.
     """
-    indices = _check(store, indices, batch_size, max_len)
+    indices = _check(store, indices, global_batch_size, max_len)
     if not 1 <= num_views <= len(VIEW_NAMES):
         raise ValueError(f"num_views must be 1..{len(VIEW_NAMES)}, got {num_views}")
     if len(indices) == 0:
@@ -220,7 +230,8 @@ def make_train_dataset(
     order, start, size, own, own_size = (
         tf.constant(t)
         for t in partner_tables(
-            store.labels[indices], store.manifest["participant_id"].to_numpy()[indices]
+            store.labels[indices], store.manifest["participant_id"].to_numpy()[indices],
+            other_signer=cutmix_other_signer,
         )
     )
     base_seed = tf.constant([int(seed) & 0x7FFFFFFF, 0], tf.int64)
@@ -268,9 +279,9 @@ def make_train_dataset(
     dataset = tf.data.Dataset.range(1).map(lambda _: epoch_counter.assign_add(1) - 1)
     dataset = dataset.flat_map(one_epoch)
     dataset = dataset.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    dataset = dataset.batch(global_batch_size, drop_remainder=drop_remainder)
     # flat_map hides the length; state it so Keras knows the steps per epoch up front.
-    batches = count // batch_size if drop_remainder else -(-count // batch_size)
+    batches = count // global_batch_size if drop_remainder else -(-count // global_batch_size)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
     if repeat:
         dataset = dataset.repeat()

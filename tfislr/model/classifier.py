@@ -31,8 +31,8 @@ class ISLRClassifier(keras.Model):
     BatchNorm statistics include padded rows, as in the original.
 
     Manifold mixup: `model(inputs, training=True, mixup={"lambda": f32[B], "permutation":
-    int32[B], "layer": int32 scalar in [0, transfo_layers)})` mixes the hidden states before
-    transformer layer `layer` and pools with the union of the two masks. Entries may be
+    int32[B], "layer": int32 in [0, transfo_layers), a scalar or one per clip [B]})` mixes the
+    hidden states before transformer layer `layer` and pools with the union of the two masks. Entries may be
     tensors, numpy arrays or Python numbers (converted on entry).
 
     Args:
@@ -142,7 +142,7 @@ class ISLRClassifier(keras.Model):
         if missing:
             raise ValueError(
                 "mixup must be a dict with keys 'lambda' (f32[B]), 'permutation' (int32[B]) "
-                f"and 'layer' (int32 scalar); missing {sorted(missing)}"
+                f"and 'layer' (int32 scalar or [B]); missing {sorted(missing)}"
             )
         dtypes = {"lambda": "float32", "permutation": "int32", "layer": "int32"}
 

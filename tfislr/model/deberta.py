@@ -481,8 +481,9 @@ class DebertaEncoder(keras.layers.Layer):
     (with `return_attention_scores`: `(output, [probabilities per layer])`).
 
     Manifold mixup: `mixup = {"lambda": f32[B], "permutation": int32[B], "layer": int32
-    scalar}` mixes `h = lambda * h + (1 - lambda) * h[permutation]` right before layer
-    `mixup["layer"]` (0-based) and from there on uses the union of the two padding masks.
+    scalar or [B]}` mixes `h = lambda * h + (1 - lambda) * h[permutation]` right before layer
+    `mixup["layer"]` (0-based, per clip when a vector) and from there on uses the union of
+    the two padding masks.
     `layer` is a tensor, so one traced graph serves every draw.
     """
 
@@ -556,11 +557,12 @@ class DebertaEncoder(keras.layers.Layer):
         all_scores = []
         for k, layer in enumerate(self.encoder_layers):
             if mixup is not None:
-                mix_here = ops.equal(mix_layer, k)
+                # `layer` is a scalar or one index per clip ([B]): broadcast over (T, D).
+                mix_here = ops.reshape(ops.equal(mix_layer, k), (-1, 1, 1))
                 mixed = weight * hidden + (1.0 - weight) * ops.take(hidden, permutation, axis=0)
                 hidden = ops.where(mix_here, mixed, hidden)
                 union = ops.maximum(padding_mask, ops.take(padding_mask, permutation, axis=0))
-                padding_mask = ops.where(mix_here, union, padding_mask)
+                padding_mask = ops.where(mix_here[:, :, 0], union, padding_mask)
             hidden, scores = layer(
                 hidden, padding_mask=padding_mask, training=training, return_attention_scores=True
             )

@@ -35,29 +35,43 @@ def soft_target_cross_entropy(logits, targets, smoothing=0.3):
     return -ops.sum(smoothed * ops.log_softmax(logits, axis=-1), axis=-1)
 
 
-def ousm_mean(per_sample_losses, k):
-    """Mean of the per-sample losses `[B]` after dropping the `k` largest (OUSM).
+def ousm_mean(per_sample_losses, k, group_size=None):
+    """Mean of the per-sample losses `[B]` after dropping the `k` largest of each group (OUSM).
 
-    Online Uncertainty Sample Mining: the k hardest samples of the batch are treated
-    as probably mislabelled and ignored. Applied to each replica's own batch, as the
-    original did per GPU. At least one sample is always kept. Gradients flow only into
-    the kept samples.
+    Online Uncertainty Sample Mining: the k hardest clips are treated as probably
+    mislabelled and ignored. The batch is cut into consecutive groups of `group_size`
+    clips (None: one group, the whole batch) and each group drops its own k largest, as
+    each GPU of the original dropped 3 of its 32 (docs/recipe.md, "Losses"); the result
+    is the mean over every kept clip. `B` must be a multiple of `group_size`, which must
+    exceed `k`. An empty batch gives 0. Gradients flow only into the kept clips.
     """
     losses = ops.cast(per_sample_losses, "float32")
     if k < 0:
         raise ValueError(f"ousm k must be >= 0, got {k}")
     if k == 0:
         return ops.mean(losses)
-    batch = tf.shape(losses)[0]
-    keep = tf.maximum(batch - k, 1)
-    # The smallest `keep` losses are the largest `keep` of their negatives.
-    kept = -tf.math.top_k(-losses, k=keep, sorted=False).values
-    return ops.mean(kept)
+    if group_size is None:  # one group: the whole batch, keeping at least one clip
+        batch = tf.shape(losses)[0]
+        groups = tf.reshape(losses, [1, -1])
+        keep = tf.maximum(batch - k, tf.minimum(batch, 1))
+    else:
+        if group_size <= k:
+            raise ValueError(f"ousm group_size ({group_size}) must exceed k ({k})")
+        static = losses.shape[0]
+        if static is not None and static % group_size:
+            raise ValueError(
+                f"a batch of {static} clips is not a whole number of OUSM groups of {group_size}"
+            )
+        groups = tf.reshape(losses, [-1, group_size])
+        keep = group_size - k
+    # The smallest `keep` losses of a group are the largest `keep` of their negatives.
+    kept = -tf.math.top_k(-groups, k=keep, sorted=False).values
+    return tf.math.divide_no_nan(tf.reduce_sum(kept), tf.cast(tf.size(kept), tf.float32))
 
 
-def classification_loss(logits, targets, smoothing=0.3, ousm_k=3):
-    """The recipe's classification loss: smoothed soft-target CE, OUSM mean over the batch."""
-    return ousm_mean(soft_target_cross_entropy(logits, targets, smoothing), ousm_k)
+def classification_loss(logits, targets, smoothing=0.3, ousm_k=3, group_size=None):
+    """The recipe's classification loss: smoothed soft-target CE, OUSM mean (per group)."""
+    return ousm_mean(soft_target_cross_entropy(logits, targets, smoothing), ousm_k, group_size)
 
 
 def consistency_loss(student_logits, teacher_logits):

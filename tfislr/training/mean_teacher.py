@@ -12,10 +12,11 @@ Three networks train together (seed-spec §9):
    CE_ousm(distilled, y) + w(step) · C(distilled, teacher) — it learns from the teacher.
 
 CE_ousm is the smoothed soft-target cross-entropy with the k largest per-sample losses of
-each replica's batch dropped; C is the squared difference of the softmaxes; w ramps up as
+each group of `batch_group_size` clips dropped (the original's per-GPU batch); C is the squared difference of the softmaxes; w ramps up as
 5·exp(−5(1 − s/R)²) over the first 25 % of the steps. With a decreasing probability a batch
-is mixed (manifold mixup): one per-sample λ ~ Beta(0.4, 0.4) and one permutation shared by
-the three models, each of which mixes before its own randomly drawn transformer layer.
+is mixed (manifold mixup), group by group: one per-sample λ ~ Beta(0.4, 0.4) and one
+permutation within the group, shared by the three models, each of which mixes before its own
+randomly drawn transformer layer. Groups make the step the same on any replica count.
 From the first epoch after half-way the distilled model trains with `training=False` (no
 dropout, frozen BatchNorm statistics), as the original's code did (a config switch).
 
@@ -78,7 +79,7 @@ class MeanTeacherDistiller(keras.Model):
         total_steps: optimizer steps of the whole run (schedules, ramp-up).
         epochs: epochs of the run (mixup schedule, distilled-mode switch).
         num_mix_layers: mixup layer indices are drawn in [0, num_mix_layers).
-        label_smoothing, ousm_k, consistency_weight, rampup_prop, ema_decay, mix_proba,
+        label_smoothing, ousm_k, batch_group_size, consistency_weight, rampup_prop, ema_decay, mix_proba,
         mix_alpha, mix_end_fraction, distilled_inference_mode_second_half, max_grad_norm,
         seed: the `TrainConfig` fields of the same names (seed-spec §8–§9).
 
@@ -98,6 +99,7 @@ class MeanTeacherDistiller(keras.Model):
         num_mix_layers=3,
         label_smoothing=0.3,
         ousm_k=3,
+        batch_group_size=None,
         consistency_weight=5.0,
         rampup_prop=0.25,
         ema_decay=0.97,
@@ -123,6 +125,7 @@ class MeanTeacherDistiller(keras.Model):
         self.num_mix_layers = int(num_mix_layers)
         self.label_smoothing = float(label_smoothing)
         self.ousm_k = int(ousm_k)
+        self.batch_group_size = None if batch_group_size is None else int(batch_group_size)
         self.consistency_weight = float(consistency_weight)
         self.rampup_prop = float(rampup_prop)
         self.ema_decay = float(ema_decay)
@@ -230,19 +233,18 @@ class MeanTeacherDistiller(keras.Model):
         return {name: model(views[name], training=training) for name, model in self.named_models().items()}
 
     # ------------------------------------------------------------- training
-    def _step_seed(self, step):
-        context = tf.distribute.get_replica_context()
-        replica = 0 if context is None else context.replica_id_in_sync_group
-        seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(step, tf.int64)])
-        # Each replica draws its own mixup, as each GPU of the original did.
-        return tf.random.experimental.stateless_fold_in(seed, tf.cast(replica, tf.int64))
-
-    def _mixup(self, batch_size, step):
+    def _mixup(self, per_replica_batch_size, step):
         probability = schedules.mixup_probability(
             self.epoch + 1, self.epochs, self.mix_proba, self.mix_end_fraction
         )
+        # One seed for the whole global batch: each group of clips draws its own mixup, as
+        # each GPU of the original did, whichever replica holds it.
+        seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(step, tf.int64)])
+        context = tf.distribute.get_replica_context()
+        replica = 0 if context is None else context.replica_id_in_sync_group
         applied, lam, permutation, layers = draw_mixup(
-            batch_size, probability, self.mix_alpha, self.num_mix_layers, 3, self._step_seed(step)
+            per_replica_batch_size, probability, self.mix_alpha, self.num_mix_layers, 3, seed,
+            group_size=self.batch_group_size, replica=replica, replicas=losses.num_replicas(),
         )
         mixes = {
             name: {"lambda": lam, "permutation": permutation, "layer": layers[i]}
@@ -297,11 +299,11 @@ class MeanTeacherDistiller(keras.Model):
     def train_step(self, data):
         views, labels = data[0], data[1]
         labels = ops.cast(labels, "int32")
-        batch_size = tf.shape(labels)[0]
+        per_replica_batch_size = tf.shape(labels)[0]
 
         self.step_counter.assign_add(1)
         step = ops.convert_to_tensor(self.step_counter)  # 1-based
-        _, lam, permutation, mixes = self._mixup(batch_size, step)
+        _, lam, permutation, mixes = self._mixup(per_replica_batch_size, step)
         targets = losses.mixed_targets(labels, self.num_classes, lam, permutation)
         weight = schedules.consistency_weight(step, self.rampup_length, self.consistency_weight)
 
@@ -316,10 +318,11 @@ class MeanTeacherDistiller(keras.Model):
             student_logits = self.student(views["student"], training=True, mixup=mixes["student"])
             distilled_logits = self._call_distilled(views["distilled"], mixes["distilled"])
             student_ce = losses.classification_loss(
-                student_logits, targets, self.label_smoothing, self.ousm_k
+                student_logits, targets, self.label_smoothing, self.ousm_k, self.batch_group_size
             )
             distilled_ce = losses.classification_loss(
-                distilled_logits, targets, self.label_smoothing, self.ousm_k
+                distilled_logits, targets, self.label_smoothing, self.ousm_k,
+                self.batch_group_size,
             )
             student_consistency = losses.consistency_loss(student_logits, teacher_logits)
             distilled_consistency = losses.consistency_loss(distilled_logits, teacher_logits)
@@ -381,6 +384,7 @@ class MeanTeacherDistiller(keras.Model):
                 "num_mix_layers": self.num_mix_layers,
                 "label_smoothing": self.label_smoothing,
                 "ousm_k": self.ousm_k,
+                "batch_group_size": self.batch_group_size,
                 "consistency_weight": self.consistency_weight,
                 "rampup_prop": self.rampup_prop,
                 "ema_decay": self.ema_decay,
@@ -438,6 +442,7 @@ def build_distiller(config, num_classes, steps_per_epoch, build_model=None):
         num_mix_layers=config.model.transfo_layers,
         label_smoothing=train.label_smoothing,
         ousm_k=train.ousm_k,
+        batch_group_size=train.batch_group_size,
         consistency_weight=train.consistency_weight,
         rampup_prop=train.rampup_prop,
         ema_decay=train.ema_decay,

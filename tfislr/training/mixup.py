@@ -1,11 +1,12 @@
-"""Drawing the per-batch manifold-mixup parameters (seed-spec §8) with stateless random ops.
+"""Drawing the per-step manifold-mixup parameters (seed-spec §8) with stateless random ops.
 
 The model mixes hidden states (`model(inputs, mixup={"lambda", "permutation", "layer"})`);
-this module only decides *whether* a batch is mixed and draws λ, the permutation and one
-layer index per model. Everything is a pure function of an int `[2]` seed, so a step is
-reproducible from (run seed, step counter, replica id) — no Python-side state.
+this module only decides *which groups* of a batch are mixed and draws λ, the permutation
+and the layer indices. Everything is a pure function of an int `[2]` seed, so a step is
+reproducible from (run seed, step counter) — no Python-side state, and no dependence on
+how many replicas share the global batch.
 
-A batch that is not mixed gets λ = 1 and the identity permutation: the model's mix
+A clip that is not mixed gets λ = 1 and permutes to itself: the model's mix
 λ·h + (1 − λ)·h[perm] and the mask union are then exact no-ops, so the graph has no
 branch around the model calls.
 
@@ -58,26 +59,52 @@ def stateless_beta(shape, alpha, beta, seed):
     return tf.sigmoid(log_x - log_y)
 
 
-def draw_mixup(batch_size, probability, alpha, num_layers, num_models, seed):
-    """Draws one batch's mixup: (applied bool, λ f32[B], permutation int32[B], layers int32[M]).
+def draw_mixup(
+    per_replica_batch_size, probability, alpha, num_layers, num_models, seed,
+    group_size=None, replica=0, replicas=1,
+):
+    """Draws one step's mixup for this replica's clips, group by group.
+
+    The global batch (`replicas × per_replica_batch_size` clips, replica r holding clips
+    r·B … (r + 1)·B − 1) is cut into groups of `group_size` clips, the original's per-GPU
+    batch (docs/recipe.md, "Mixup"). Each group draws on its own whether it is mixed, one
+    permutation of its clips and one layer index per model; every clip draws its own λ.
+    The draws depend only on `seed` and the clip's place in the global batch, so the same
+    global batch is mixed the same way on any replica count.
 
     Args:
-        batch_size: int or scalar int tensor B (this replica's batch).
-        probability: scalar, chance that this batch is mixed.
-        alpha: Beta(alpha, alpha) parameter of the per-sample λ (0.4).
+        per_replica_batch_size: int or scalar int tensor B, a multiple of `group_size`.
+        probability: scalar, chance that a group is mixed.
+        alpha: Beta(alpha, alpha) parameter of the per-clip λ (0.4).
         num_layers: layers are drawn uniformly in [0, num_layers).
-        num_models: how many layer indices to draw (one per model).
-        seed: int32/int64 `[2]`.
+        num_models: how many layer indices to draw per group (one per model).
+        seed: int32/int64 `[2]`, the same on every replica.
+        group_size: clips per group; None: one group per replica.
+        replica, replicas: this replica's id (int or scalar tensor) and the replica count.
+
+    Returns:
+        `(applied bool[B], λ f32[B], permutation int32[B], layers int32[num_models, B])`
+        for this replica's clips. An unmixed clip has λ = 1 and permutes to itself, so the
+        model's mix is an exact no-op for it; `permutation` indexes this replica's batch.
     """
+    batch = tf.cast(per_replica_batch_size, tf.int32)
+    group = batch if group_size is None else tf.constant(group_size, tf.int32)
+    total = batch * replicas
+    num_groups = total // group
     seeds = tf.unstack(tf.random.experimental.stateless_split(seed, num=4))
-    applied = tf.random.stateless_uniform([], seeds[0]) < tf.cast(probability, tf.float32)
-    lam = stateless_beta([batch_size], alpha, alpha, seeds[1])
-    permutation = tf.argsort(tf.random.stateless_uniform([batch_size], seeds[2]))
-    permutation = tf.cast(permutation, tf.int32)
+    applied = tf.random.stateless_uniform([num_groups], seeds[0]) < tf.cast(probability, tf.float32)
+    lam = stateless_beta([total], alpha, alpha, seeds[1])
+    within = tf.argsort(tf.random.stateless_uniform(tf.stack([num_groups, group]), seeds[2]), axis=-1)
+    permutation = tf.reshape(tf.cast(within, tf.int32) + tf.range(num_groups)[:, None] * group, [-1])
     layers = tf.random.stateless_uniform(
-        [num_models], seeds[3], minval=0, maxval=num_layers, dtype=tf.int32
+        tf.stack([num_groups, num_models]), seeds[3], minval=0, maxval=num_layers, dtype=tf.int32
     )
-    identity = tf.range(batch_size, dtype=tf.int32)
-    lam = tf.where(applied, lam, tf.ones_like(lam))
-    permutation = tf.where(applied, permutation, identity)
+    # This replica's clips and, for each, its group.
+    start = tf.cast(replica, tf.int32) * batch
+    clips = start + tf.range(batch)
+    group_of = clips // group
+    applied = tf.gather(applied, group_of)
+    lam = tf.where(applied, tf.gather(lam, clips), 1.0)
+    permutation = tf.where(applied, tf.gather(permutation, clips), clips) - start
+    layers = tf.transpose(tf.gather(layers, group_of))
     return applied, lam, permutation, layers

@@ -8,7 +8,8 @@ against the last epoch, and writes the run directory:
     runs/<config>/<timestamp>/
       config.json        the resolved config (tfislr.config.config_from_dict reads it back)
       signs.json         sign names by label (from the data's sign map)
-      run.json           fold, sizes, steps, strategy and replicas of this run
+      run.json           fold, sizes, strategy and the batch plan (global and per-replica
+                         batch, replicas, steps per epoch, total steps) of this run
       history.csv        one row per epoch: losses, val accuracy of the 3 models, lr, seconds
       tb/                TensorBoard scalars (train/, validation/)
       backup/            BackupAndRestore state while the run is unfinished (resume)
@@ -105,7 +106,8 @@ def _split(store, config, fold, full, data_dir):
     fold = 0 if fold is None else fold
     table = read_train_csv(data_dir)
     _, val_rows = fold_indices(
-        table, fold, num_folds=config.data.num_folds, seed=config.data.fold_seed
+        table, fold, num_folds=config.data.num_folds, seed=config.data.fold_seed,
+        original=config.data.original_folds,
     )
     val_participants = sorted(int(p) for p in table["participant_id"].iloc[val_rows].unique())
     in_val = store.manifest["participant_id"].isin(val_participants).to_numpy()
@@ -188,6 +190,7 @@ def train(
     from tfislr.data.prepare import ensure_store
     from tfislr.data.store import load_store
     from tfislr.training import callbacks as cb
+    from tfislr.training.batch_plan import plan_batches
     from tfislr.training.mean_teacher import build_distiller
     from tfislr.training.soup import ModelTriple, soup_last_checkpoints
 
@@ -207,14 +210,8 @@ def train(
     train_idx, val_idx, val_participants = _split(store, config, fold, full, data_dir)
 
     replicas = strategy.num_replicas_in_sync
-    global_batch = config.data.batch_size * replicas
-    steps_per_epoch = len(train_idx) // global_batch
-    if steps_per_epoch < 1:
-        raise ConfigError(
-            f"{len(train_idx)} training sequences are fewer than one global batch "
-            f"({config.data.batch_size} per replica × {replicas} replicas); lower "
-            "data.batch_size (it must stay above train.ousm_k)"
-        )
+    plan = plan_batches(config, len(train_idx), replicas)
+    steps_per_epoch = plan.steps_per_epoch
     epochs = config.train.epochs
 
     chief_dir, resume = _prepare_run_dir(config, output_dir, run_dir)
@@ -233,10 +230,7 @@ def train(
         "num_val": 0 if val_idx is None else int(len(val_idx)),
         "val_participants": val_participants,
         "strategy": type(strategy).__name__,
-        "replicas": replicas,
-        "global_batch": global_batch,
-        "steps_per_epoch": steps_per_epoch,
-        "total_steps": steps_per_epoch * epochs,
+        "batch_plan": plan.to_dict(),
     }
     if is_chief:
         config.to_json(run_dir / "config.json")
@@ -245,8 +239,8 @@ def train(
     log(f"{'resuming' if resume else 'run dir'}: {chief_dir}")
     log(
         f"{config.name}: {len(train_idx)} train / {run_info['num_val']} val sequences, "
-        f"{num_classes} signs, {replicas} replica(s) × batch {config.data.batch_size}, "
-        f"{steps_per_epoch} steps × {epochs} epochs"
+        f"{num_classes} signs, global batch {plan.global_batch_size} = {replicas} replica(s) × "
+        f"{plan.per_replica_batch_size}, {steps_per_epoch} steps × {epochs} epochs"
     )
 
     previous_policy = _set_precision(config)
@@ -255,13 +249,14 @@ def train(
         augmenter = Augmenter(config.augment) if config.augment.enabled else None
         epoch_counter = make_epoch_counter()
         train_ds = make_train_dataset(
-            store, train_idx, global_batch, config.data.max_len, seed=config.train.seed,
-            augmenter=augmenter, epoch_counter=epoch_counter,
+            store, train_idx, plan.global_batch_size, config.data.max_len,
+            seed=config.train.seed, augmenter=augmenter, epoch_counter=epoch_counter,
+            cutmix_other_signer=config.augment.face_cutmix_other_signer,
         )
         val_ds = None
         if val_idx is not None and len(val_idx):
             val_ds = make_eval_dataset(
-                store, val_idx, config.data.eval_batch_size * replicas, config.data.max_len
+                store, val_idx, plan.eval_global_batch_size, config.data.max_len
             )
         with strategy.scope():
             distiller = build_distiller(config, num_classes, steps_per_epoch, build_model)
