@@ -107,9 +107,10 @@ def test_loss_scaling_only_for_float16(policy, name, scaled):
 
 # ----------------------------------------------------------------------------- a real run
 TINY_RUN = [
-    "data.batch_size=8", "data.max_len=12", "model.embed_dim=4", "model.dense_dim=16",
-    "model.transfo_dim=32", "model.distill_dense_dim=16", "model.distill_transfo_dim=32",
-    "model.num_heads=4", "train.epochs=1", "train.soup_last_n=1",
+    "data.global_batch_size=8", "train.batch_group_size=8", "data.max_len=12",
+    "model.embed_dim=4", "model.dense_dim=16", "model.transfo_dim=32",
+    "model.distill_dense_dim=16", "model.distill_transfo_dim=32", "model.num_heads=4",
+    "train.epochs=1", "train.soup_last_n=1",
 ]
 
 
