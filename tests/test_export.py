@@ -199,6 +199,41 @@ def test_quantized_exports_within_documented_tolerance(tmp_path, quantization):
     types = weight_types(path.read_bytes())
     expected = {"fp16": "FLOAT16", "int8": "INT8"}[quantization]
     assert types.get(expected, 0) > types.get("FLOAT32", 0), types
+    if quantization == "int8":  # no data given: agreement on the parity clips, no accuracy
+        assert report["agreement"]["num_sequences"] == report["parity"]["num_sequences"]
+        assert report["agreement"]["accuracy"] is None
+    else:
+        assert "agreement" not in report
+
+
+def test_int8_agreement_with_fp32_is_measured(tmp_path, synthetic_data_dir, capsys):
+    """Top-1 agreement, max probability diff and accuracy change, recomputed here."""
+    from tfislr.data.kaggle import read_sign_map, sign_names
+    from tfislr.export.ensemble import AGREEMENT_SEQUENCES
+    from tfislr.export.runner import TFLiteRunner
+
+    signs = sign_names(read_sign_map(synthetic_data_dir))
+    member = EnsembleMember("one", small_model(len(signs), 12, seed=4), 12, signs)
+    path = tmp_path / "int8.tflite"
+    agreement = export_ensemble([member], path, "int8", parity_clips=synthetic_data_dir,
+                                latency_repeats=1)["agreement"]
+    assert "vs fp32  top-1 agreement" in capsys.readouterr().out
+    assert json.loads(path.with_suffix(".json").read_text())["agreement"] == agreement
+
+    fp32_path = tmp_path / "fp32.tflite"
+    export_ensemble([member], fp32_path, "fp32", verbose=False, latency_repeats=1)
+    clips, labels, _ = checks.clips_from_data_dir(synthetic_data_dir, AGREEMENT_SEQUENCES,
+                                                  with_labels=True)
+    expected = np.stack([TFLiteRunner(fp32_path)(clip) for clip in clips])
+    got = np.stack([TFLiteRunner(path)(clip) for clip in clips])
+    assert agreement["num_sequences"] == len(clips) > 1
+    assert agreement["top1_agreement"] == np.mean(expected.argmax(1) == got.argmax(1))
+    assert agreement["max_prob_diff"] == pytest.approx(np.abs(expected - got).max(), rel=1e-5)
+    assert 0 < agreement["max_prob_diff"] <= checks.PARITY_TOLERANCE["int8"]
+    accuracy = agreement["accuracy"]
+    assert accuracy["fp32"] == np.mean(expected.argmax(1) == labels)
+    assert accuracy["quantized"] == np.mean(got.argmax(1) == labels)
+    assert accuracy["difference"] == accuracy["quantized"] - accuracy["fp32"]
 
 
 def test_members_must_agree_on_classes():

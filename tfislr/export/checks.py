@@ -70,13 +70,27 @@ def probe_sequences(num_sequences=12, seed=0, lengths=None):
     return clips
 
 
-def clips_from_data_dir(data_dir, num_sequences=16):
-    """Raw clips read from a Kaggle-layout dir (evenly spaced rows of train.csv)."""
-    from tfislr.data.kaggle import landmark_path, read_landmark_file, read_train_csv
+def clips_from_data_dir(data_dir, num_sequences=16, with_labels=False):
+    """Raw clips read from a Kaggle-layout dir (evenly spaced rows of train.csv).
+
+    With `with_labels`, returns `(clips, labels, signs)`: the train.csv labels of
+    those clips and the dir's sign names in label order.
+    """
+    from tfislr.data.kaggle import (
+        landmark_path,
+        read_landmark_file,
+        read_sign_map,
+        read_train_csv,
+        sign_names,
+    )
 
     table = read_train_csv(data_dir)
     rows = np.unique(np.linspace(0, len(table) - 1, min(num_sequences, len(table))).astype(int))
-    return [read_landmark_file(landmark_path(data_dir, table["path"].iloc[i])) for i in rows]
+    clips = [read_landmark_file(landmark_path(data_dir, table["path"].iloc[i])) for i in rows]
+    if not with_labels:
+        return clips
+    labels = table["label"].to_numpy()[rows].astype(np.int64)
+    return clips, labels, sign_names(read_sign_map(data_dir))
 
 
 def edge_case_inputs():
@@ -169,4 +183,38 @@ def check_size(model_path, max_size_mb=MAX_SIZE_MB):
             f"{model_path} is {size / BYTES_PER_MB:.2f} MB ({size:,} bytes), above the "
             f"{max_size_mb:g} MB limit; try --quantization int8 or smaller members"
         )
+    return result
+
+
+def check_agreement(reference_content, model_path, clips, labels=None):
+    """How a quantized file's answers differ from the fp32 conversion of the same graph.
+
+    Runs both files on `clips`: top-1 agreement, the max |p_quantized - p_fp32| over
+    all clips and classes, and, when `labels` are given, both accuracies and their
+    difference (quantized minus fp32). Nothing here fails the export: it is what a user
+    needs to choose a weight format knowingly (see `PARITY_TOLERANCE` for the hard check).
+
+    Args:
+        reference_content: the fp32 flatbuffer (bytes).
+        model_path: the quantized `.tflite` file.
+        clips: raw clips `[T, 543, 3]`.
+        labels: optional int labels, one per clip.
+    """
+    reference = TFLiteRunner(model_content=reference_content)
+    runner = TFLiteRunner(model_path)
+    expected = np.stack([reference(clip) for clip in clips])
+    got = np.stack([runner(clip) for clip in clips])
+    result = {
+        "reference": "fp32",
+        "num_sequences": len(clips),
+        "top1_agreement": float(np.mean(np.argmax(expected, 1) == np.argmax(got, 1))),
+        "max_prob_diff": float(np.max(np.abs(expected - got))),
+        "accuracy": None,
+    }
+    if labels is not None:
+        labels = np.asarray(labels)
+        reference_accuracy = float(np.mean(np.argmax(expected, 1) == labels))
+        accuracy = float(np.mean(np.argmax(got, 1) == labels))
+        result["accuracy"] = {"fp32": reference_accuracy, "quantized": accuracy,
+                              "difference": accuracy - reference_accuracy}
     return result

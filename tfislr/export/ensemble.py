@@ -24,6 +24,10 @@ from tfislr.export.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY, Expor
 from tfislr.export.members import check_members_agree, resolve_member
 from tfislr.export.runner import measure_latency
 
+# Labelled clips of a given data dir that the int8-vs-fp32 agreement runs on (both files,
+# one clip at a time: ~15 + 40 ms a clip for the full-size ensemble).
+AGREEMENT_SEQUENCES = 256
+
 
 def load_ensemble_config(path):
     """Reads configs/ensemble.yaml-style files: name, members, weights, quantization, output."""
@@ -72,6 +76,10 @@ def export_ensemble(
         max_size_mb: size limit in MB (10**6 bytes); None disables the check.
         parity_clips: raw clips for parity and latency (default `checks.probe_sequences()`),
             or a Kaggle-layout data dir whose clips to use (`checks.clips_from_data_dir`).
+            For int8, the report's "agreement" compares the file with the fp32
+            conversion of the same graph on these clips (`checks.check_agreement`); with
+            a data dir, on up to `AGREEMENT_SEQUENCES` of its labelled clips, including
+            the accuracy difference.
         parity_tolerance: default `checks.PARITY_TOLERANCE[quantization]`.
 
     Raises (all `tfislr.errors.TfislrError`s, reported by `tfislr-export` as one line):
@@ -146,6 +154,10 @@ def export_ensemble(
         report["parity"] = checks.check_parity(module, output_path, clips, tolerance)
         report["edge_cases"] = checks.check_edge_cases(output_path, num_classes)
         report["latency"] = measure_latency(output_path, clips, repeats=latency_repeats)
+        if quantization == "int8":
+            log("measuring int8 agreement with the fp32 graph ...")
+            report["agreement"] = _int8_agreement(module, output_path, clips, parity_clips,
+                                                  report["signs"], num_classes)
     except ExportError as error:
         report["error"] = str(error)
         raise
@@ -154,6 +166,20 @@ def export_ensemble(
     report["report_path"] = str(report_path)
     log(format_report(report))
     return report
+
+
+def _int8_agreement(module, output_path, clips, data_dir, signs, num_classes):
+    """`checks.check_agreement` against a fresh fp32 conversion; with a data dir, on up to
+    `AGREEMENT_SEQUENCES` of its labelled clips (accuracy only when its signs are the
+    model's)."""
+    labels = None
+    if isinstance(data_dir, (str, pathlib.Path)):
+        clips, labels, data_signs = checks.clips_from_data_dir(
+            data_dir, AGREEMENT_SEQUENCES, with_labels=True)
+        if len(data_signs) != num_classes or (signs is not None and list(signs) != data_signs):
+            labels = None  # another sign set: an accuracy would be meaningless
+    reference = graph.convert(module, "fp32")
+    return checks.check_agreement(reference, output_path, clips, labels)
 
 
 def format_report(report):
@@ -174,6 +200,17 @@ def format_report(report):
         f"sequence ({latency['num_threads']} thread, {latency['num_calls']} calls; first pass "
         f"incl. memory re-planning: mean {latency['first_pass']['mean_ms']:.1f}, "
         f"max {latency['first_pass']['max_ms']:.1f} ms)",
-        f"  report   {pathlib.Path(report['path']).with_suffix('.json')}",
     ]
+    agreement = report.get("agreement")
+    if agreement is not None:
+        line = (f"  vs fp32  top-1 agreement {agreement['top1_agreement']:.1%}, max probability "
+                f"diff {agreement['max_prob_diff']:.2e} over {agreement['num_sequences']} clips")
+        accuracy = agreement["accuracy"]
+        if accuracy is not None:
+            line += (f"; accuracy {accuracy['quantized']:.4f} vs fp32 {accuracy['fp32']:.4f} "
+                     f"({accuracy['difference']:+.4f})")
+        else:
+            line += "; accuracy: pass labelled data (--parity-data) to measure it"
+        lines.append(line)
+    lines.append(f"  report   {pathlib.Path(report['path']).with_suffix('.json')}")
     return "\n".join(lines)
