@@ -59,12 +59,3 @@ def test_ema_decay_counts_steps_from_one():
     assert decay(32) == pytest.approx(1 - 1 / 33)  # 0.9697, still below the cap
     assert decay(33) == pytest.approx(0.97)  # 1 - 1/34 = 0.9706 is capped
     assert decay(10_000) == pytest.approx(0.97)
-
-
-def test_mixup_probability_decreases_to_zero():
-    p = lambda e: float(schedules.mixup_probability(e, 100, 0.5, 0.9))  # noqa: E731
-    assert p(1) == pytest.approx(0.5 * (1 - 1 / 90))
-    assert p(45) == pytest.approx(0.25)
-    assert p(90) == 0.0
-    assert p(100) == 0.0
-    assert float(schedules.mixup_probability(1, 100, 0.0, 0.9)) == 0.0

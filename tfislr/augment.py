@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfislr import landmarks as layout
+from tfislr import timeline
 from tfislr.config import AugmentConfig, validate_section
 
 # Function defaults come from the config dataclass so the numbers live in one place.
@@ -319,18 +320,6 @@ def face_cutmix(x, partner):
     return tf.cond(has_frames, mix, lambda: x)
 
 
-def phase2_first_epoch(epochs, phase2_start=_DEFAULTS.phase2_start):
-    """1-based epoch from which phase 2 runs, or None if it never starts.
-
-    The original switched at the start of 1-based epoch `min(50, epochs // 2)` (= 50 of 100,
-    so phase 2 covered epochs 50–100). We use `int(phase2_start · epochs)`, identical for
-    `epochs <= 100`; the original's cap at 50 only mattered for longer runs. A value below 1
-    never switches (the original's epoch 0 never came either).
-    """
-    first = int(phase2_start * epochs)
-    return first if first >= 1 else None
-
-
 class Augmenter(tf.Module):
     """The training-time augmentation of one view (seed-spec §8), built from `AugmentConfig`.
 
@@ -368,8 +357,8 @@ class Augmenter(tf.Module):
 
     def set_phase_for_epoch(self, epoch, epochs):
         """Sets and returns the phase of 0-based `epoch` (Keras numbering) of `epochs`."""
-        first = phase2_first_epoch(epochs, self.config.phase2_start)
-        phase = 2 if first is not None and epoch + 1 >= first else 1
+        start = timeline.augment_phase2_start(epochs, self.config.phase2_start)
+        phase = 2 if start is not None and epoch >= start else 1
         self.set_phase(phase)
         return phase
 

@@ -29,13 +29,11 @@ EMA update runs in cross-replica context through `merge_call` +
 `extended.update`, the pattern Keras optimizers use for their own slots.
 """
 
-import math
-
 import keras
 import tensorflow as tf
 from keras import ops
 
-from tfislr import landmarks
+from tfislr import landmarks, timeline
 from tfislr.training import losses
 from tfislr.training import schedules
 from tfislr.training.mixup import draw_mixup
@@ -136,9 +134,8 @@ class MeanTeacherDistiller(keras.Model):
         self.max_grad_norm = float(max_grad_norm)
         self.seed = int(seed)
         self.rampup_length = schedules.rampup_steps(self.total_steps, self.rampup_prop)
-        # 0-based epoch from which the distilled model trains in inference mode: the
-        # original switched at its first validation after half of the steps.
-        self.distilled_switch_epoch = math.ceil(self.epochs / 2)
+        # 0-based epoch from which the distilled model trains in inference mode.
+        self.distilled_switch_epoch = timeline.distilled_inference_start(self.epochs)
 
         self._ema_pairs()  # fails early when teacher and student differ
 
@@ -234,8 +231,8 @@ class MeanTeacherDistiller(keras.Model):
 
     # ------------------------------------------------------------- training
     def _mixup(self, per_replica_batch_size, step):
-        probability = schedules.mixup_probability(
-            self.epoch + 1, self.epochs, self.mix_proba, self.mix_end_fraction
+        probability = timeline.mixup_probability(
+            self.epoch, self.epochs, self.mix_proba, self.mix_end_fraction
         )
         # One seed for the whole global batch: each group of clips draws its own mixup, as
         # each GPU of the original did, whichever replica holds it.

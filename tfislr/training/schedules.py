@@ -4,8 +4,10 @@
   decay to 0 (`WarmupLinearDecay`, the shape of transformers' get_linear_schedule_with_warmup);
 - consistency weight: sigmoid ramp-up w = 5·exp(−5(1 − s/R)²), s = min(step, R),
   R = int(0.25 · total_steps);
-- EMA decay of the mean teacher: α = min(1 − 1/(step + 1), 0.97), step counted from 1;
-- manifold-mixup probability: p = 0.5·(1 − epoch / (0.9 · epochs)), clipped at 0.
+- EMA decay of the mean teacher: α = min(1 − 1/(step + 1), 0.97), step counted from 1.
+
+Epoch-based rules (augmentation phase, distilled-model mode, mixup probability) live in
+`tfislr.timeline`.
 """
 
 import keras
@@ -73,15 +75,3 @@ def ema_decay(step, max_decay=0.97):
     """α = min(1 − 1/(step + 1), max_decay) with `step` counted from 1 (α = 0.5 at step 1)."""
     step = ops.cast(step, "float32")
     return ops.minimum(1.0 - 1.0 / (step + 1.0), max_decay)
-
-
-def mixup_probability(epoch, epochs, mix_proba=0.5, end_fraction=0.9):
-    """p = mix_proba · (1 − epoch / (end_fraction · epochs)), clipped at 0.
-
-    `epoch` is 1-based (the spec's numbers: ≈0.494 at epoch 1, 0.25 at epoch 45 and 0
-    from epoch 90 of 100). `end_fraction` ≤ 0 switches mixup off.
-    """
-    if end_fraction <= 0 or mix_proba <= 0:
-        return ops.cast(0.0, "float32")
-    epoch = ops.cast(epoch, "float32")
-    return ops.maximum(mix_proba * (1.0 - epoch / (end_fraction * epochs)), 0.0)
