@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfislr import landmarks
+from tfislr.checks import check_int
 
 _MAX_FLOAT32 = float(np.finfo(np.float32).max)
 
@@ -81,11 +82,7 @@ class Preprocess(tf.Module):
 
     def __init__(self, max_len, name=None):
         super().__init__(name=name)
-        if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)):
-            raise ValueError(f"max_len must be a positive int, got {max_len!r}")
-        if max_len < 1:
-            raise ValueError(f"max_len must be >= 1, got {max_len}")
-        self.max_len = int(max_len)
+        self.max_len = check_int("max_len", max_len)
         rows, member, sizes = _averaging_tables()
         self._num_groups, self._group_width = rows.shape
         # One gather fetches the kept rows and every averaged group's (padded) rows.
@@ -191,6 +188,4 @@ def preprocess_numpy(frames, max_len):
         raise ValueError(
             f"frames must have shape [T, {landmarks.NUM_RAW_LANDMARKS}, 3], got {frames.shape}"
         )
-    if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)) or max_len < 1:
-        raise ValueError(f"max_len must be a positive int, got {max_len!r}")
-    return _module(int(max_len))(tf.constant(frames)).numpy()
+    return _module(check_int("max_len", max_len))(tf.constant(frames)).numpy()

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from tfislr import landmarks as lm
+from tfislr.checks import check_int
 from tfislr.data import kaggle, store
 from tfislr.errors import DataError, command, positive_int
 
@@ -285,11 +286,8 @@ def prepare_store(
     Returns:
         pathlib.Path of the complete store folder.
     """
-    if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)) or max_len < 1:
-        raise ValueError(f"max_len must be a positive int, got {max_len!r}")
-    if shard_size < 1:
-        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
-    max_len = int(max_len)
+    max_len = check_int("max_len", max_len)
+    check_int("shard_size", shard_size)
     data_dir = pathlib.Path(data_dir).resolve()
     out_dir = pathlib.Path(out_dir) if out_dir is not None else data_dir / "prepared"
     sign_map = kaggle.read_sign_map(data_dir)

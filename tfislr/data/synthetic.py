@@ -59,6 +59,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tfislr import landmarks as lm
+from tfislr.checks import check_int
 from tfislr.errors import command
 
 MAX_SIGNS = 250
@@ -593,8 +594,8 @@ def write_synthetic_dataset(
     """
     if not 1 <= num_signs <= MAX_SIGNS:
         raise ValueError(f"num_signs must be in [1, {MAX_SIGNS}], got {num_signs}")
-    if num_participants < 1 or sequences_per_sign < 1:
-        raise ValueError("num_participants and sequences_per_sign must be >= 1")
+    check_int("num_participants", num_participants)
+    check_int("sequences_per_sign", sequences_per_sign)
     if num_workers is None:
         num_workers = os.cpu_count() or 1
     out_dir = pathlib.Path(out_dir)

@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from tfislr import landmarks as layout
+from tfislr.checks import check_int
 from tfislr.model.deberta import (
     DebertaEncoder,
     torch_linear_bias_initializer,
@@ -56,10 +57,8 @@ class ISLRClassifier(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        if max_len < 1:
-            raise ValueError(f"max_len must be >= 1, got {max_len}")
+        check_int("num_classes", num_classes)
+        check_int("max_len", max_len)
         self.num_classes = num_classes
         self.max_len = max_len
         self.embed_dim = embed_dim

@@ -20,6 +20,8 @@ import math
 import keras
 from keras import ops
 
+from tfislr.checks import check_int
+
 # Large negative logit for masked pairs. Softmax always runs in float32 here (also under
 # mixed precision), so a finite float32 value is safe: a fully masked (padded) query row
 # becomes uniform, then is zeroed.
@@ -185,8 +187,7 @@ class DisentangledSelfAttention(keras.layers.Layer):
             raise ValueError(
                 f"hidden_dim ({hidden_dim}) must be divisible by num_heads ({num_heads})"
             )
-        if position_buckets < 1:
-            raise ValueError(f"position_buckets must be >= 1, got {position_buckets}")
+        check_int("position_buckets", position_buckets)
         self.num_heads = num_heads
         self.hidden_dim = hidden_dim
         self.position_buckets = position_buckets
@@ -451,8 +452,7 @@ def transformer_widths(transfo_dim, num_layers, drop_rate):
     Any other case (fewer/more layers, `transfo_dim < 512`, used for small test models) is
     our extension: every layer is `transfo_dim -> transfo_dim` with dropout `drop_rate`.
     """
-    if num_layers < 1:
-        raise ValueError(f"transfo_layers must be >= 1, got {num_layers}")
+    check_int("transfo_layers", num_layers)
     if num_layers != 3 or transfo_dim < 512:
         return [transfo_dim] * num_layers, [transfo_dim] * num_layers, [drop_rate] * num_layers
     if transfo_dim <= 1024:
