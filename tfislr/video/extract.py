@@ -1,0 +1,293 @@
+"""`tfislr-extract`: video files and folders → a data dir in the competition's layout.
+
+    tfislr-extract videos/ --out my_data [--participant-id 7] [--mirror] [--sign NAME]
+
+For every video it writes one landmark file `OUT/train_landmark_files/<participant_id>/
+<sequence_id>.parquet` (`tfislr.video.layout`, from `tfislr.video.holistic`). The sign of
+a clip comes from its folder: with an input folder `videos/`, `videos/<sign>/<clip>.mp4`
+is a clip of `<sign>`; a video directly in an input folder, or given as a file, has no
+sign unless `--sign` names one. Signed clips become `train.csv` rows and their signs enter
+`sign_to_prediction_index_map.json`, so the folder trains with the usual commands:
+
+    OUT/train.csv                            path,participant_id,sequence_id,sign
+    OUT/sign_to_prediction_index_map.json    sign → label
+    OUT/train_landmark_files/<pid>/<sid>.parquet
+    OUT/extracted.csv                        every extracted clip: video, path, ids, sign, frames
+    OUT/skipped.csv                          this run's videos that could not be read, and why
+
+* **Merges**: an OUT that already holds a data set (an earlier extraction, another signer's,
+  the Kaggle data) keeps its rows and labels; new signs get the next labels, alphabetically.
+* **Ids**: `sequence_id` is a hash of the participant id and the clip's path below its input
+  folder (stable across runs and machines, 12 hex digits); `participant_id` is
+  `--participant-id` (default 0): extract each signer with their own id.
+* **Resumable**: a clip whose landmark file exists is not extracted again (files are written
+  atomically, so an existing file is complete).
+* **Bad videos** are reported, listed in `skipped.csv` and skipped; the others go on.
+
+Runs in the extraction environment (`scripts/extract_env.sh`); started from the main
+environment, the command hands itself over to that environment (`tfislr.video.environment`).
+"""
+
+import argparse
+import csv
+import hashlib
+import importlib.util
+import json
+import os
+import pathlib
+import sys
+import time
+
+from tfislr.errors import ConfigError, DataError, MissingFileError, command
+
+PROG = "tfislr-extract"
+VIDEO_SUFFIXES = frozenset(
+    (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".3gp")
+)
+TRAIN_CSV = "train.csv"  # the names of tfislr.data.kaggle, which needs pandas (not here)
+SIGN_MAP_JSON = "sign_to_prediction_index_map.json"
+TRAIN_COLUMNS = ("path", "participant_id", "sequence_id", "sign")
+EXTRACTED_CSV = "extracted.csv"
+EXTRACTED_COLUMNS = ("video", "path", "participant_id", "sequence_id", "sign", "frames")
+SKIPPED_CSV = "skipped.csv"
+
+
+def sequence_id(participant_id, key):
+    """A stable int id from the participant and the clip's path below its input folder."""
+    digest = hashlib.sha256(f"{participant_id}/{key}".encode()).hexdigest()
+    return int(digest[:12], 16)
+
+
+def find_clips(inputs, sign=None):
+    """`[(video path, key, sign or None)]` for files and folders, sorted within each input.
+
+    In a folder, a video `<folder>/<sign>/.../<clip>` belongs to `<sign>` and a video
+    directly in `<folder>` to no sign; `sign` (when given) overrides both.
+
+    Raises:
+        MissingFileError: an input does not exist.
+        DataError: no video at all was found.
+    """
+    clips = []
+    for given in inputs:
+        root = pathlib.Path(given)
+        if root.is_file():
+            clips.append((root, root.name, sign))
+        elif root.is_dir():
+            for path in sorted(p for p in root.rglob("*") if p.is_file()):
+                if path.suffix.lower() not in VIDEO_SUFFIXES:
+                    continue
+                relative = path.relative_to(root)
+                folder_sign = relative.parts[0] if len(relative.parts) > 1 else None
+                clips.append((path, relative.as_posix(), sign or folder_sign))
+        else:
+            raise MissingFileError(f"{root}: no such video file or folder")
+    if not clips:
+        raise DataError(f"no video files ({', '.join(sorted(VIDEO_SUFFIXES))}) in "
+                        f"{', '.join(map(str, inputs))}")
+    return clips
+
+
+def _read_csv(path):
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _write_atomic(path, text):
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+def _write_csv(path, columns, rows):
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore",
+                            lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    _write_atomic(path, buffer.getvalue())
+
+
+def merge_sign_map(out_dir, signs):
+    """Adds `signs` to OUT's sign map: existing labels stay, new signs get the next labels
+    in alphabetical order. Returns the map."""
+    path = out_dir / SIGN_MAP_JSON
+    sign_map = json.loads(path.read_text()) if path.exists() else {}
+    if not isinstance(sign_map, dict):
+        raise DataError(f"{path}: expected a JSON object {{sign: label}}")
+    for new in sorted(set(signs) - set(sign_map)):
+        sign_map[new] = len(sign_map)
+    _write_atomic(path, json.dumps(sign_map, indent=0) + "\n")
+    return sign_map
+
+
+def merge_rows(path, columns, new_rows, key):
+    """Rows of the CSV at `path` with `new_rows` added, replacing rows with the same `key`."""
+    rows = {row[key]: row for row in _read_csv(path)}
+    for row in new_rows:
+        rows[str(row[key])] = {c: str(row[c]) for c in columns}
+    merged = list(rows.values())
+    _write_csv(path, columns, merged)
+    return merged
+
+
+def _check_ids(out_dir, planned):
+    """No two clips may share a sequence id (a hash collision, or the same clip twice)."""
+    seen = {}
+    for row in _read_csv(out_dir / TRAIN_CSV):
+        seen[row["sequence_id"]] = row["path"]
+    for row in planned:
+        previous = seen.get(str(row["sequence_id"]))
+        if previous is not None and previous != row["path"]:
+            raise DataError(
+                f"{row['video']}: sequence_id {row['sequence_id']} is already used by "
+                f"{previous} in {out_dir / TRAIN_CSV}; pass another --participant-id"
+            )
+        seen[str(row["sequence_id"])] = row["path"]
+
+
+def _frames_in(path):
+    """Frames of an existing landmark file, from the parquet footer (no data read)."""
+    import pyarrow.parquet as pq
+
+    from tfislr import landmarks as lm
+
+    return pq.ParquetFile(path).metadata.num_rows // lm.NUM_RAW_LANDMARKS
+
+
+def extract(inputs, out_dir, participant_id=0, sign=None, mirror=False, progress=True):
+    """Extracts every video of `inputs` into `out_dir` (see the module docstring).
+
+    Returns a summary dict: `extracted`, `already_done`, `skipped` (list of
+    `{video, reason}`), `frames` (extracted now), `rows` (train.csv) and `signs`.
+    """
+    from tqdm import tqdm
+
+    from tfislr.video.holistic import HolisticExtractor
+    from tfislr.video.layout import write_landmark_file
+
+    out_dir = pathlib.Path(out_dir)
+    clips = find_clips(inputs, sign)
+    planned = []
+    for video, key, clip_sign in clips:
+        sid = sequence_id(participant_id, key)
+        planned.append({
+            "video": str(video.resolve()),
+            "path": f"train_landmark_files/{participant_id}/{sid}.parquet",
+            "participant_id": participant_id,
+            "sequence_id": sid,
+            "sign": clip_sign or "",
+        })
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_ids(out_dir, [row for row in planned if row["sign"]])
+
+    done, skipped, extracted, frames_now = [], [], 0, 0
+    todo = [row for row in planned if not (out_dir / row["path"]).exists()]
+    for row in planned:
+        if (out_dir / row["path"]).exists():
+            done.append({**row, "frames": _frames_in(out_dir / row["path"])})
+    if todo:
+        bar = tqdm(total=len(todo), unit="clip", desc=PROG, disable=not progress,
+                   file=sys.stderr)
+        with HolisticExtractor(mirror=mirror) as holistic:
+            for row in todo:
+                bar.set_postfix_str(pathlib.Path(row["video"]).name, refresh=False)
+                try:
+                    frames, frame_ids = holistic(row["video"])
+                except DataError as error:
+                    skipped.append({"video": row["video"], "reason": str(error)})
+                    print(f"{PROG}: skipped {error}", file=sys.stderr)
+                else:
+                    write_landmark_file(out_dir / row["path"], frames, frame_ids)
+                    done.append({**row, "frames": len(frames)})
+                    extracted += 1
+                    frames_now += len(frames)
+                bar.update(1)
+        bar.close()
+
+    merge_rows(out_dir / EXTRACTED_CSV, EXTRACTED_COLUMNS, done, key="path")
+    _write_csv(out_dir / SKIPPED_CSV, ("video", "reason"), skipped)
+    labelled = [row for row in done if row["sign"]]
+    rows, signs = [], {}
+    if labelled or (out_dir / TRAIN_CSV).exists():
+        signs = merge_sign_map(out_dir, [row["sign"] for row in labelled])
+        rows = merge_rows(out_dir / TRAIN_CSV, TRAIN_COLUMNS, labelled, key="sequence_id")
+    return {
+        "extracted": extracted,
+        "already_done": len(done) - extracted,
+        "skipped": skipped,
+        "frames": frames_now,
+        "rows": len(rows),
+        "signs": len(signs),
+        "clips": done,
+    }
+
+
+def format_summary(summary, out_dir):
+    text = (f"extracted {summary['extracted']} clip(s) ({summary['frames']} frames), "
+            f"{summary['already_done']} already done, {len(summary['skipped'])} skipped")
+    if summary["skipped"]:
+        text += f" (reasons in {pathlib.Path(out_dir) / SKIPPED_CSV})"
+    if summary["rows"]:
+        text += (f"; {pathlib.Path(out_dir) / TRAIN_CSV}: {summary['rows']} clips of "
+                 f"{summary['signs']} signs")
+    return text
+
+
+def check_environment():
+    """Builds Holistic and runs it on a blank picture: the extraction env works offline."""
+    import mediapipe
+    import numpy as np
+    from google import protobuf
+
+    from tfislr.video.holistic import HolisticExtractor, result_to_frame
+
+    with HolisticExtractor() as extractor:
+        frame = result_to_frame(extractor._holistic.process(np.zeros((64, 64, 3), np.uint8)))
+    if frame.shape != (543, 3):
+        raise RuntimeError(f"Holistic check gave a frame of shape {frame.shape}")
+    return f"mediapipe {mediapipe.__version__}, protobuf {protobuf.__version__}"
+
+
+def _in_extraction_env():
+    return importlib.util.find_spec("mediapipe") is not None
+
+
+@command(PROG)
+def main(argv=None):
+    if not _in_extraction_env():
+        from tfislr.video import environment
+
+        return environment.run_extract(sys.argv[1:] if argv is None else list(argv)).returncode
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser.add_argument("inputs", nargs="*", help="video files and folders of them")
+    parser.add_argument("--out", help="data dir to write (created; merged into if it exists)")
+    parser.add_argument("--participant-id", type=int, default=0,
+                        help="signer id of these videos (default 0)")
+    parser.add_argument("--sign", help="the sign of every input video (default: folder names)")
+    parser.add_argument("--mirror", action="store_true",
+                        help="flip frames horizontally first (for mirrored recordings)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--check", action="store_true",
+                        help="only check that this environment can run Holistic offline")
+    args = parser.parse_args(argv)
+    if args.check:
+        print(f"{PROG}: extraction environment OK ({check_environment()}; {sys.prefix})")
+        return 0
+    if not args.inputs or not args.out:
+        parser.error("give one or more video files or folders and --out DATA_DIR")
+    if args.participant_id < 0:
+        raise ConfigError(f"--participant-id must be >= 0, got {args.participant_id}")
+    start = time.perf_counter()
+    summary = extract(args.inputs, args.out, participant_id=args.participant_id,
+                      sign=args.sign, mirror=args.mirror, progress=not args.quiet)
+    print(f"{format_summary(summary, args.out)} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
