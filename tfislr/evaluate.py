@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 PROG = "tfislr-evaluate"
 
 
-def _signs_in_report(model_path):
+def signs_in_report(model_path):
     """Sign order saved by `export_ensemble` next to the file, if there is one."""
     report = pathlib.Path(model_path).with_suffix(".json")
     if report.exists():
@@ -84,7 +84,7 @@ def evaluate_tflite(model_path, data_dir, fold=None, num_folds=4, fold_seed=42, 
         raise DataError(
             f"{model_path} outputs {runner.num_classes} classes but {data_dir} has {len(signs)} signs"
         )
-    model_signs = _signs_in_report(model_path)
+    model_signs = signs_in_report(model_path)
     if model_signs is not None and list(model_signs) != signs:
         raise DataError(
             f"{model_path} was exported with a different sign order than "

@@ -14,6 +14,7 @@ sign unless `--sign` names one. Signed clips become `train.csv` rows and their s
     OUT/train_landmark_files/<pid>/<sid>.parquet
     OUT/extracted.csv                        every extracted clip: video, path, ids, sign, frames
     OUT/skipped.csv                          this run's videos that could not be read, and why
+    OUT/extract.log                          MediaPipe's own log lines (kept off the terminal)
 
 * **Merges**: an OUT that already holds a data set (an earlier extraction, another signer's,
   the Kaggle data) keeps its rows and labels; new signs get the next labels, alphabetically.
@@ -29,6 +30,7 @@ environment, the command hands itself over to that environment (`tfislr.video.en
 """
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import importlib.util
@@ -50,6 +52,7 @@ TRAIN_COLUMNS = ("path", "participant_id", "sequence_id", "sign")
 EXTRACTED_CSV = "extracted.csv"
 EXTRACTED_COLUMNS = ("video", "path", "participant_id", "sequence_id", "sign", "frames")
 SKIPPED_CSV = "skipped.csv"
+NATIVE_LOG = "extract.log"
 
 
 def sequence_id(participant_id, key):
@@ -159,6 +162,24 @@ def _frames_in(path):
     return pq.ParquetFile(path).metadata.num_rows // lm.NUM_RAW_LANDMARKS
 
 
+@contextlib.contextmanager
+def native_log(path):
+    """Sends file descriptor 2 (MediaPipe's and FFmpeg's C++ logging, a dozen lines a clip)
+    to the file `path`; yields a stream on the real stderr for the progress bar and reports.
+    Python's tracebacks reach the terminal again: fd 2 is restored before they print."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+    try:
+        with os.fdopen(os.dup(saved), "w", buffering=1) as terminal:
+            yield terminal
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def extract(inputs, out_dir, participant_id=0, sign=None, mirror=False, progress=True):
     """Extracts every video of `inputs` into `out_dir` (see the module docstring).
 
@@ -191,23 +212,24 @@ def extract(inputs, out_dir, participant_id=0, sign=None, mirror=False, progress
         if (out_dir / row["path"]).exists():
             done.append({**row, "frames": _frames_in(out_dir / row["path"])})
     if todo:
-        bar = tqdm(total=len(todo), unit="clip", desc=PROG, disable=not progress,
-                   file=sys.stderr)
-        with HolisticExtractor(mirror=mirror) as holistic:
+        with native_log(out_dir / NATIVE_LOG) as terminal, \
+                HolisticExtractor(mirror=mirror) as holistic:
+            bar = tqdm(total=len(todo), unit="clip", desc=PROG, disable=not progress,
+                       file=terminal)
             for row in todo:
                 bar.set_postfix_str(pathlib.Path(row["video"]).name, refresh=False)
                 try:
                     frames, frame_ids = holistic(row["video"])
                 except DataError as error:
                     skipped.append({"video": row["video"], "reason": str(error)})
-                    print(f"{PROG}: skipped {error}", file=sys.stderr)
+                    bar.write(f"{PROG}: skipped {error}", file=terminal)
                 else:
                     write_landmark_file(out_dir / row["path"], frames, frame_ids)
                     done.append({**row, "frames": len(frames)})
                     extracted += 1
                     frames_now += len(frames)
                 bar.update(1)
-        bar.close()
+            bar.close()
 
     merge_rows(out_dir / EXTRACTED_CSV, EXTRACTED_COLUMNS, done, key="path")
     _write_csv(out_dir / SKIPPED_CSV, ("video", "reason"), skipped)

@@ -16,12 +16,16 @@ Conventions, checked against the competition's files (the real sample in the Kag
 * **z**: Holistic's relative depth, unchanged: face and hands relative to their own centre
   and wrist (a hand's wrist has z ≈ 0; the sample's is -1e-7), pose relative to the hips
   with a much larger spread (sample pose z from -4.9 to 3.9, face within ±0.23).
-* **Left and right** are the signer's own: Holistic takes `left_hand_landmarks` from the
-  pose's left wrist (pose landmark 15), and so does the competition: in the real sample the
-  `left_hand` wrist lies at pose 15 (median distance 0.05 in x, y) and 0.98 away from pose 16,
-  and the `right_hand` wrist at pose 16. So the parts map one to one, for a video as a camera
-  records it (the signer's right hand on the picture's left). A mirrored recording (a
-  selfie preview saved as shown) swaps the hands: `mirror=True` flips each frame back first.
+* **Left and right**: Holistic takes `left_hand_landmarks` from the pose's left wrist
+  (pose landmark 15), and so does the competition: in the real sample the `left_hand` wrist
+  lies at pose 15 (median distance 0.05 in x, y; 0.98 from pose 16) and the `right_hand`
+  wrist at pose 16, so Holistic's parts map one to one with no swap. The pose model names
+  sides as they look on a person facing the camera (its "left shoulder" is on the picture's
+  right), which is the signer's own left in a video as a camera records it; in the sample
+  the (mostly dominant) `right_hand` sits on the picture's left (mean x 0.30, `left_hand`
+  0.62). A mirrored recording (a selfie preview saved as shown) therefore names the signer's
+  right hand `left_hand`, like a left-handed signer: `mirror=True` flips each frame back
+  first, restoring the names and x.
 * **Frames**: one per decoded video frame, numbered from 0 in decoding order; a frame where
   Holistic found nothing is kept as all NaN (preprocessing drops frames without hands).
 

@@ -1,0 +1,322 @@
+"""Videos → Kaggle-layout landmark files (tfislr.video) and `tfislr-predict`.
+
+The layout, folder and predict tests run in the main environment. The extraction tests
+need the extraction environment (`scripts/extract_env.sh` → .venv-extract, or
+$TFISLR_EXTRACT_PYTHON) and skip without it: there is no signing video here, so they turn
+a real photograph of a person (scikit-image's astronaut) into short videos.
+"""
+
+import importlib.util
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from tfislr import landmarks as lm
+from tfislr import predict
+from tfislr.data.kaggle import read_landmark_file, read_sign_map, read_train_csv
+from tfislr.errors import DataError, MissingFileError
+from tfislr.video import environment, extract
+from tfislr.video.layout import landmark_table, write_landmark_file
+
+TESTS = pathlib.Path(__file__).resolve().parent
+FACE = slice(*lm.PART_ROWS["face"])
+POSE = slice(*lm.PART_ROWS["pose"])
+HANDS = list(lm.HAND_ROWS)
+MAX_LEN = 12
+
+
+# ------------------------------------------------------------------------ layout (main env)
+def test_written_file_matches_a_competition_file(real_data_dir, tmp_path):
+    """Re-writing a real file's values gives the competition's schema, row ids and nulls."""
+    source = sorted((real_data_dir / "train_landmark_files").rglob("*.parquet"))[0]
+    real = pq.read_table(source)
+    values = real.select(["x", "y", "z"]).to_pandas().to_numpy(np.float64)
+    frame_ids = real.column("frame").to_numpy()[:: lm.NUM_RAW_LANDMARKS]
+    ours = pq.read_table(write_landmark_file(
+        tmp_path / "clip.parquet", values.reshape(-1, lm.NUM_RAW_LANDMARKS, 3), frame_ids))
+    assert ours.schema.names == real.schema.names
+    for name in real.schema.names:
+        assert ours.schema.field(name).type == real.schema.field(name).type, name
+        assert ours.column(name).null_count == real.column(name).null_count, name
+        assert ours.column(name).to_pylist() == real.column(name).to_pylist(), name
+    assert ours.column("row_id")[0].as_py() == f"{frame_ids[0]}-face-0"
+
+
+def test_layout_round_trip_and_checks(tmp_path):
+    rng = np.random.default_rng(0)
+    frames = rng.normal(size=(3, lm.NUM_RAW_LANDMARKS, 3))
+    frames[0, HANDS] = np.nan  # no hand in frame 0
+    frames[2, FACE] = np.nan
+    path = write_landmark_file(tmp_path / "a" / "clip.parquet", frames, [0, 2, 7])
+    read, ids = read_landmark_file(path, return_frame_ids=True)
+    np.testing.assert_array_equal(ids, [0, 2, 7])
+    np.testing.assert_array_equal(read, frames.astype(np.float32))
+    assert not list(path.parent.glob("*.partial"))
+    table = landmark_table(frames, [0, 1, 40_000])  # past int16: the ids stay exact
+    assert str(table.schema.field("frame").type) == "int32"
+    assert table.column("frame")[-1].as_py() == 40_000
+    assert landmark_table(np.zeros((0, 543, 3)), []).num_rows == 0
+    with pytest.raises(ValueError, match="increasing"):
+        landmark_table(frames, [0, 2, 2])
+    with pytest.raises(ValueError, match=r"\[T, 543, 3\]"):
+        landmark_table(frames[:, :500], [0, 1, 2])
+
+
+# ---------------------------------------------------------------- folders, ids, sign map
+def test_find_clips_takes_signs_from_folders(tmp_path):
+    videos = tmp_path / "videos"
+    for name in ("hello/a.mp4", "hello/take2/b.MOV", "thanks/c.webm", "loose.mp4", "hello/notes.txt"):
+        (videos / name).parent.mkdir(parents=True, exist_ok=True)
+        (videos / name).write_bytes(b"")
+    found = {key: sign for _, key, sign in extract.find_clips([videos])}
+    assert found == {"hello/a.mp4": "hello", "hello/take2/b.MOV": "hello",
+                     "thanks/c.webm": "thanks", "loose.mp4": None}
+    assert extract.find_clips([videos / "loose.mp4"]) == [(videos / "loose.mp4", "loose.mp4", None)]
+    assert {s for _, _, s in extract.find_clips([videos], sign="bye")} == {"bye"}
+    with pytest.raises(MissingFileError, match="no such video file or folder"):
+        extract.find_clips([tmp_path / "nope"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no video files"):
+        extract.find_clips([tmp_path / "empty"])
+
+
+def test_sequence_ids_are_stable_per_participant_and_clip():
+    first = extract.sequence_id(0, "hello/a.mp4")
+    assert first == extract.sequence_id(0, "hello/a.mp4") and 0 < first < 2**48
+    assert len({first, extract.sequence_id(1, "hello/a.mp4"), extract.sequence_id(0, "hello/b.mp4")}) == 3
+
+
+def test_sign_map_keeps_existing_labels(tmp_path):
+    (tmp_path / extract.SIGN_MAP_JSON).write_text(json.dumps({"TV": 0, "after": 1}))
+    merged = extract.merge_sign_map(tmp_path, ["zoo", "after", "bye"])
+    assert merged == {"TV": 0, "after": 1, "bye": 2, "zoo": 3}
+    assert read_sign_map(tmp_path) == merged
+
+
+def test_extract_without_the_environment_is_a_user_error(monkeypatch, capsys, tmp_path):
+    if importlib.util.find_spec("mediapipe") is not None:
+        pytest.skip("this environment has mediapipe: extract runs here")
+    monkeypatch.setenv(environment.ENV_VAR, str(tmp_path / "no-python"))
+    assert extract.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"tfislr-extract: error: {environment.ENV_VAR}={tmp_path / 'no-python'}: "
+                     "no such interpreter"]
+
+
+# ------------------------------------------------------------------ predict on parquet
+@pytest.fixture(scope="module")
+def exported(synthetic_data_dir, tmp_path_factory):
+    """A demo-sized distilled model on the synthetic signs, exported with its sign list."""
+    import keras
+
+    from tfislr.config import ModelConfig
+    from tfislr.data.kaggle import sign_names
+    from tfislr.export import EnsembleMember, export_ensemble
+    from tfislr.model import build_classifier
+
+    signs = sign_names(read_sign_map(synthetic_data_dir))
+    keras.utils.set_random_seed(1)
+    config = ModelConfig(embed_dim=4, dense_dim=16, transfo_dim=32, distill_dense_dim=16,
+                         distill_transfo_dim=32, transfo_layers=3, num_heads=4, drop_rate=0.0)
+    model = build_classifier(config, len(signs), MAX_LEN, distilled=True)
+    path = tmp_path_factory.mktemp("model") / "model.tflite"
+    export_ensemble([EnsembleMember("tiny", model, MAX_LEN, signs)], path, "fp32",
+                    verbose=False, latency_repeats=1)
+    return path, signs
+
+
+def _check_top_k(result, signs, k):
+    probabilities = [p["probability"] for p in result["top_k"]]
+    assert len(probabilities) == k and np.all(np.isfinite(probabilities))
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert 0 < sum(probabilities) <= 1 + 1e-5
+    assert all(signs[p["label"]] == p["sign"] for p in result["top_k"])
+
+
+def test_predict_parquet_clips(exported, synthetic_data_dir, capsys, tmp_path):
+    model, signs = exported
+    table = read_train_csv(synthetic_data_dir)
+    clips = [str(synthetic_data_dir / p) for p in table["path"][:2]]
+    assert predict.main([str(model), *clips, "--top-k", "3", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r["clip"] for r in results] == clips
+    for result in results:
+        _check_top_k(result, signs, 3)
+    # The same numbers as evaluate's runner on the same file.
+    from tfislr.export import TFLiteRunner
+
+    direct = TFLiteRunner(model)(read_landmark_file(clips[0]))
+    assert results[0]["top_k"][0]["probability"] == pytest.approx(float(direct.max()), abs=1e-6)
+
+    # A missing clip: one error line and exit code 2; the good clip is still predicted.
+    assert predict.main([str(model), clips[0], str(tmp_path / "nope.parquet")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out.startswith(clips[0]) and "frames)" in captured.out
+    assert captured.err.strip().splitlines() == [
+        f"tfislr-predict: error: {tmp_path / 'nope.parquet'}: no such file"]
+    # Sign names from a run's signs.json list; a wrong count is a user error.
+    (tmp_path / "signs.json").write_text(json.dumps(signs[:-1]))
+    assert predict.main([str(model), clips[0], "--signs", str(tmp_path / "signs.json")]) == 2
+    assert "lists 5 signs" in capsys.readouterr().err
+
+
+# --------------------------------------------------- extraction environment (skips without)
+@pytest.fixture(scope="module")
+def extraction_python():
+    try:
+        return environment.extraction_python()
+    except MissingFileError as error:
+        pytest.skip(f"no extraction environment: {error}")
+
+
+def make_video(python, path, frames=4, mirror=False):
+    """A short video of the astronaut photograph, written by the extraction env's OpenCV."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([str(python), str(TESTS / "make_video.py"), str(path), "--frames", str(frames)],
+                   check=True, timeout=300)
+    return path
+
+
+@pytest.fixture(scope="module")
+def extracted(extraction_python, tmp_path_factory):
+    """`videos/hello/a.mp4` (4 frames), `videos/thanks/b.mp4` (3), a broken `hello/bad.mp4`,
+    extracted through `tfislr-extract` started from this (main) environment."""
+    root = tmp_path_factory.mktemp("video")
+    videos = root / "videos"
+    make_video(extraction_python, videos / "hello" / "a.mp4", frames=4)
+    make_video(extraction_python, videos / "thanks" / "b.mp4", frames=3)
+    (videos / "hello" / "bad.mp4").write_bytes(b"not a video")
+    out = root / "data"
+    result = run_extract_cli(videos, "--out", out, "--participant-id", "5")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return videos, out, result
+
+
+def run_extract_cli(*args):
+    """`tfislr-extract ARGS` started from the main environment (it hands over to the
+    extraction env), as a user runs it."""
+    env = dict(os.environ, PYTHONPATH=str(TESTS.parent))
+    return subprocess.run([sys.executable, "-m", "tfislr.video.extract", *map(str, args)],
+                          env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_astronaut_video_gives_face_and_pose_and_no_hands(extracted):
+    videos, out, result = extracted
+    table = read_train_csv(out)
+    assert read_sign_map(out) == {"hello": 0, "thanks": 1}
+    assert sorted(table["sign"]) == ["hello", "thanks"]
+    assert set(table["participant_id"]) == {5}
+    skipped = pd.read_csv(out / extract.SKIPPED_CSV)
+    assert skipped["video"].tolist() == [str((videos / "hello" / "bad.mp4").resolve())]
+    assert "cannot be opened as a video" in skipped["reason"][0]
+    assert "skipped" in result.stderr and "extracted 2 clip(s) (7 frames)" in result.stdout
+    assert "W0000" not in result.stderr  # MediaPipe's own log went to extract.log
+
+    row = table[table["sign"] == "hello"].iloc[0]
+    frames, ids = read_landmark_file(out / row["path"], return_frame_ids=True)
+    np.testing.assert_array_equal(ids, [0, 1, 2, 3])
+    assert np.isfinite(frames[:, FACE]).all() and np.isfinite(frames[:, POSE]).all()
+    assert np.isnan(frames[:, HANDS]).all()  # the hands are outside the photograph
+    face_xy = frames[:, FACE, :2]
+    assert (face_xy > 0).all() and (face_xy < 1).all()  # image-normalized coordinates
+    nose = frames[:, POSE.start + 0, :2]
+    assert (nose > face_xy.min(axis=1)).all() and (nose < face_xy.max(axis=1)).all()
+    # The picture moves 2 px right and 1 px down a frame (of 256): so do the landmarks.
+    shift = face_xy.mean(axis=1)[-1] - face_xy.mean(axis=1)[0]
+    assert shift[0] == pytest.approx(6 / 256, abs=0.01) and shift[1] == pytest.approx(3 / 256, abs=0.01)
+    # Sides as on a person facing the camera: pose 11 ("left shoulder") on the picture's
+    # right, as in the competition's data (left_hand right of right_hand; see holistic.py).
+    assert (frames[:, POSE.start + 11, 0] > frames[:, POSE.start + 12, 0]).all()
+
+
+def test_extraction_is_resumable_and_mirror_swaps_sides(extracted, extraction_python, tmp_path):
+    videos, out, _ = extracted
+    files = sorted((out / "train_landmark_files").rglob("*.parquet"))
+    before = {f: f.stat().st_mtime_ns for f in files}
+    again = run_extract_cli(videos, "--out", out, "--participant-id", "5", "--quiet")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "extracted 0 clip(s) (0 frames), 2 already done, 1 skipped" in again.stdout
+    assert {f: f.stat().st_mtime_ns for f in files} == before
+    assert len(read_train_csv(out)) == 2
+
+    mirrored = run_extract_cli(videos / "hello" / "a.mp4", "--out", tmp_path, "--mirror", "--quiet")
+    assert mirrored.returncode == 0, mirrored.stderr[-3000:]
+    assert not (tmp_path / "train.csv").exists()  # a file on its own has no sign
+    manifest = pd.read_csv(tmp_path / extract.EXTRACTED_CSV)
+    flipped = read_landmark_file(tmp_path / manifest["path"][0])
+    table = read_train_csv(out)
+    plain = read_landmark_file(out / table[table["sign"] == "hello"]["path"].iloc[0])
+    # Holistic names sides as they look on a person facing the camera, so a flipped
+    # picture mirrors x and swaps the names: the "left shoulder" is the other shoulder.
+    np.testing.assert_allclose(flipped[:, POSE.start + 11, 0], 1 - plain[:, POSE.start + 12, 0],
+                               atol=0.03)
+    np.testing.assert_allclose(flipped[:, FACE, 0].mean(1), 1 - plain[:, FACE, 0].mean(1),
+                               atol=0.01)
+
+
+def test_predict_on_a_video(extracted, exported, capsys, tmp_path):
+    videos, _, _ = extracted
+    model, signs = exported
+    video = videos / "hello" / "a.mp4"
+    keep = tmp_path / "landmarks"
+    assert predict.main([str(model), str(video), "--json", "--landmarks-dir", str(keep)]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    assert result["clip"] == str(video) and result["frames"] == 4
+    _check_top_k(result, signs, 5)
+    assert len(list(keep.rglob("*.parquet"))) == 1  # kept, so the next run reuses it
+    # A broken video among good clips: reported on its own line, exit code 2.
+    assert predict.main([str(model), str(video), str(videos / "hello" / "bad.mp4")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out.startswith(str(video))
+    assert captured.err.strip().splitlines()[-1].startswith(
+        f"tfislr-predict: error: {(videos / 'hello' / 'bad.mp4').resolve()}: cannot be opened")
+
+
+@pytest.mark.slow
+def test_videos_to_prediction_end_to_end(extraction_python, synthetic_data_dir, tmp_path, capsys):
+    """videos → parquet → prepare → train → export → predict, with the commands a user runs.
+
+    Training data: the synthetic set (landmark data of several signers) with the extracted
+    astronaut clips merged in under two of its signs, as a user adds recordings to a set.
+    """
+    from tfislr.cli import export as export_cli
+    from tfislr.cli import train as train_cli
+    from tfislr.data import prepare
+
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_data_dir, data, ignore=shutil.ignore_patterns("prepared"))
+    signs = sorted(read_sign_map(data), key=read_sign_map(data).get)
+    videos = tmp_path / "videos"
+    for sign in signs[:2]:
+        make_video(extraction_python, videos / sign / "take1.mp4", frames=4)
+    result = run_extract_cli(videos, "--out", data, "--participant-id", "900", "--quiet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = read_train_csv(data)
+    assert (table["participant_id"] == 900).sum() == 2 and len(set(table["sign"])) == len(signs)
+
+    assert prepare.main(["--data-dir", str(data), "--max-len", str(MAX_LEN), "--workers", "1",
+                         "--quiet"]) == 0
+    assert f"prepared {len(table)} of {len(table)}" in capsys.readouterr().out
+    tiny = ["data.batch_size=8", "model.dense_dim=16", "model.transfo_dim=32",
+            "model.distill_dense_dim=16", "model.distill_transfo_dim=32", "model.num_heads=4",
+            "train.soup_last_n=1", f"data.max_len={MAX_LEN}"]
+    runs = tmp_path / "runs"
+    argv = ["--config", "demo", "--data-dir", str(data), "--full", "--epochs", "1",
+            "--output", str(runs), "--verbose", "0"]
+    assert train_cli.main(argv + [item for s in tiny for item in ("--set", s)]) == 0
+    (run_dir,) = (runs / "demo").iterdir()
+    model = tmp_path / "mine.tflite"
+    assert export_cli.main(["single", "--run", str(run_dir), "--output", str(model)]) == 0
+    capsys.readouterr()
+    assert predict.main([str(model), str(videos / signs[0] / "take1.mp4"), "--json",
+                         "--top-k", "3"]) == 0
+    (prediction,) = json.loads(capsys.readouterr().out)
+    _check_top_k(prediction, signs, 3)

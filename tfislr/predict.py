@@ -1,0 +1,188 @@
+"""`tfislr-predict`: an exported `.tflite` + clips (landmark parquet files or videos) → top-k signs.
+
+    tfislr-predict MODEL.tflite CLIP [CLIP ...] [--top-k 5] [--json] [--signs MAP.json]
+
+Each clip is read and run exactly as `tfislr-evaluate` does it: the Kaggle-layout reader
+(`tfislr.data.kaggle.read_landmark_file`, raw `[T, 543, 3]` with NaN kept) and the one TFLite
+runner (`tfislr.export.TFLiteRunner`, signature `serving_default`, one thread). A video
+(any other file) is first turned into a landmark file by the extraction environment in a
+subprocess (`tfislr.video.environment`; this process never imports mediapipe), into a
+temporary folder or `--landmarks-dir` (kept, and reused on the next run).
+
+Sign names come from the export report next to the model (`MODEL.json`, written by
+`tfislr-export`), or from `--signs` (a `sign_to_prediction_index_map.json` or a data dir
+holding one); without either the classes are shown as numbers.
+
+Output: a table (clip, frames, then `sign probability` for the top k), or with `--json` a
+list of `{"clip", "frames", "top_k": [{"sign", "label", "probability"}]}`. A clip that cannot
+be read is reported as one `tfislr-predict: error: <clip>: <problem>` line; the others are
+still predicted, and the exit code is then 2 (`tfislr.errors`).
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+import tempfile
+
+import numpy as np
+
+from tfislr.errors import DataError, MissingFileError, command, positive_int, report
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+PROG = "tfislr-predict"
+
+
+def sign_names(model_path, signs=None, num_classes=None):
+    """Names of the model's classes by label.
+
+    From `signs` when given: a data dir (its sign map), a `{sign: label}` JSON file (a sign
+    map under any name) or a JSON list of names (a run's `signs.json`); else from the export
+    report next to the model; else `"0"`, `"1"`, ...
+
+    Raises:
+        MissingFileError / DataError: `signs` is missing or not one of the above.
+        DataError: the names do not match the model's number of classes.
+    """
+    from tfislr.data import kaggle
+    from tfislr.evaluate import signs_in_report
+
+    source = signs
+    if signs is None:
+        names = signs_in_report(model_path)
+        source = pathlib.Path(model_path).with_suffix(".json")
+    elif pathlib.Path(signs).is_dir():
+        names = kaggle.sign_names(kaggle.read_sign_map(signs))
+    else:
+        path = pathlib.Path(signs)
+        if not path.is_file():
+            raise MissingFileError(f"{path}: sign map not found")
+        try:
+            loaded = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise DataError(f"{path}: not valid JSON ({error})") from None
+        if isinstance(loaded, dict) and sorted(loaded.values()) == list(range(len(loaded))):
+            names = kaggle.sign_names(loaded)
+        elif isinstance(loaded, list) and all(isinstance(n, str) for n in loaded):
+            names = loaded
+        else:
+            raise DataError(f"{path}: expected {{sign: label}} with labels 0..N-1, or a list "
+                            "of sign names")
+    if names is None:
+        return [str(i) for i in range(num_classes or 0)]
+    if num_classes is not None and len(names) != num_classes:
+        raise DataError(f"{source} lists {len(names)} signs but {model_path} outputs "
+                        f"{num_classes} classes")
+    return list(names)
+
+
+def is_landmark_file(path):
+    return pathlib.Path(path).suffix.lower() == ".parquet"
+
+
+def extract_videos(videos, landmarks_dir):
+    """Videos → `{video: landmark file}` via the extraction env, and `{video: reason}` for
+    the ones it could not read."""
+    from tfislr.video import environment
+    from tfislr.video.extract import EXTRACTED_CSV, SKIPPED_CSV
+
+    environment.run_extract([*videos, "--out", landmarks_dir, "--quiet"], capture=True)
+    import pandas as pd
+
+    landmarks_dir = pathlib.Path(landmarks_dir)
+    extracted = pd.read_csv(landmarks_dir / EXTRACTED_CSV, dtype=str, keep_default_na=False)
+    skipped = pd.read_csv(landmarks_dir / SKIPPED_CSV, dtype=str, keep_default_na=False)
+    files = {row.video: landmarks_dir / row.path for row in extracted.itertuples()}
+    failed = {row.video: row.reason for row in skipped.itertuples()}
+    return files, failed
+
+
+def predict(model_path, clips, top_k=5, signs=None, landmarks_dir=None, num_threads=1):
+    """Top-k signs of each clip; returns `(results, errors)`.
+
+    `results`: one dict per readable clip, in the given order: `clip`, `frames`, `top_k`
+    (`sign`, `label`, `probability`, best first). `errors`: `DataError`s of the clips that
+    could not be read or extracted (their messages name the clip).
+    """
+    from tfislr.data.kaggle import LandmarkFileError, read_landmark_file
+    from tfislr.export import TFLiteRunner
+
+    model_path = pathlib.Path(model_path)
+    if not model_path.is_file():
+        raise MissingFileError(f"model file {model_path} does not exist")
+    runner = TFLiteRunner(model_path, num_threads=num_threads)
+    names = sign_names(model_path, signs, runner.num_classes)
+    top_k = min(top_k, runner.num_classes)
+
+    clips = [pathlib.Path(c) for c in clips]
+    missing = [c for c in clips if not c.is_file()]
+    videos = [str(c.resolve()) for c in clips if c.is_file() and not is_landmark_file(c)]
+    files, failed = {}, {}
+    if videos:
+        with tempfile.TemporaryDirectory(prefix="tfislr-predict-") as scratch:
+            files, failed = extract_videos(videos, landmarks_dir or scratch)
+            # Read the landmark files before the temporary folder goes.
+            frames = {v: read_landmark_file(p) for v, p in files.items()}
+    results, errors = [], []
+    for clip in clips:
+        if clip in missing:
+            errors.append(MissingFileError(f"{clip}: no such file"))
+            continue
+        try:
+            if is_landmark_file(clip):
+                clip_frames = read_landmark_file(clip)
+            else:
+                key = str(clip.resolve())
+                if key in failed:
+                    raise DataError(failed[key])
+                clip_frames = frames[key]
+        except (LandmarkFileError, DataError) as error:
+            errors.append(DataError(str(error)))
+            continue
+        probabilities = np.asarray(runner(clip_frames), np.float64)
+        ranked = np.argsort(-probabilities, kind="stable")[:top_k]
+        results.append({
+            "clip": str(clip),
+            "frames": int(len(clip_frames)),
+            "top_k": [{"sign": names[i], "label": int(i), "probability": float(probabilities[i])}
+                      for i in ranked],
+        })
+    return results, errors
+
+
+def format_table(results):
+    lines = []
+    for result in results:
+        best = "  ".join(f"{p['sign']} {p['probability']:.3f}" for p in result["top_k"])
+        lines.append(f"{result['clip']}  ({result['frames']} frames)  {best}")
+    return "\n".join(lines)
+
+
+@command(PROG)
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", help="the .tflite file (tfislr-export)")
+    parser.add_argument("clips", nargs="+", help="landmark .parquet files or video files")
+    parser.add_argument("--top-k", type=positive_int, default=5, help="signs per clip (default 5)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--signs", help="sign map (sign_to_prediction_index_map.json) or a data "
+                                        "dir with one (default: the export report MODEL.json)")
+    parser.add_argument("--landmarks-dir",
+                        help="keep the videos' landmark files here (default: a temporary folder)")
+    parser.add_argument("--threads", type=positive_int, default=1, help="interpreter threads")
+    args = parser.parse_args(argv)
+    results, errors = predict(args.model, args.clips, top_k=args.top_k, signs=args.signs,
+                              landmarks_dir=args.landmarks_dir, num_threads=args.threads)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    elif results:
+        print(format_table(results))
+    for error in errors:
+        report(PROG, error)
+    return 2 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
