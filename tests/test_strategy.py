@@ -198,10 +198,21 @@ def test_get_strategy_names():
     assert get_strategy("mirrored").num_replicas_in_sync >= 1
     strategy = tf.distribute.get_strategy()
     assert get_strategy(strategy) is strategy
-    for bad in ("gpu:2", "cpu:0", "cpu:x", 3):
+    for bad in ("gpu:2", "cpu:0", "cpu:x", 3, "gpu:0", "gpu:x", "gpu:2:0", "gpu:2:1:1", "cpu:2:100"):
         with pytest.raises(ValueError):
             get_strategy(bad)
+    if not tf.config.list_physical_devices("GPU"):
+        with pytest.raises(ValueError, match="no GPU visible"):
+            get_strategy("gpu:8:3500")
     assert task_info() == (None, 0, True)
+
+
+def test_logical_gpu_names_parse():
+    from tfislr.training.strategy import _parse_split
+
+    assert _parse_split("gpu:8") == ("GPU", 8, None)
+    assert _parse_split("gpu:8:3500") == ("GPU", 8, 3500)
+    assert _parse_split("cpu:2") == ("CPU", 2, None)
 
 
 def test_cpu_strategy_after_tf_init_explains_itself():

@@ -1,7 +1,7 @@
 """`tfislr-train` (or `python train.py`): the mean-teacher recipe on a Kaggle-layout data folder.
 
     tfislr-train --config len80 --data-dir DATA [--fold K | --full] [--set key=value ...]
-                 [--strategy default|mirrored|multi_worker|tpu|cpu:N] [--epochs N]
+                 [--strategy default|mirrored|multi_worker|tpu|cpu:N|gpu:N[:MB]] [--epochs N]
                  [--output runs] [--run-dir DIR | --resume]
 
 Errors follow `tfislr.errors`: a bad config, `--set`, strategy or data folder is one line
@@ -37,7 +37,7 @@ def parse_args(argv=None):
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, e.g. --set train.epochs=5 (repeatable)")
     parser.add_argument("--strategy", default="default",
-                        help="default | mirrored | multi_worker | tpu | cpu:N")
+                        help="default | mirrored | multi_worker | tpu | cpu:N | gpu:N[:MB]")
     parser.add_argument("--epochs", type=int, default=None, help="shortcut for --set train.epochs=N")
     parser.add_argument("--output", default="runs", help="runs root folder")
     where = parser.add_mutually_exclusive_group()
@@ -59,7 +59,7 @@ def main(argv=None):
     if args.epochs is not None:
         overrides.append(f"train.epochs={args.epochs}")
     config = load_config(args.config, overrides)
-    # Before anything else touches TF: `cpu:N` must split the CPU first.
+    # Before anything else touches TF: `cpu:N` / `gpu:N` must split the device first.
     from tfislr.training.strategy import get_strategy
 
     strategy = get_strategy(args.strategy)

@@ -167,7 +167,7 @@ def train(
         output_dir: runs root; the run goes to `<output_dir>/<config.name>/<timestamp>/`.
         fold: validation fold (default 0); ignored with `full`.
         full: train on all data, no validation (the original's full fit).
-        strategy: a `get_strategy` name or a `tf.distribute.Strategy`. `cpu:N` must be
+        strategy: a `get_strategy` name or a `tf.distribute.Strategy`. `cpu:N` / `gpu:N` must be
             resolved before TF initialises, i.e. by the CLI at process start.
         run_dir: use exactly this directory; an unfinished run there is resumed.
         verbose: Keras `fit` verbosity ("auto", 0, 1 progress bar, 2 one line per epoch).

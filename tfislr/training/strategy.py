@@ -7,39 +7,85 @@
 | "multi_worker"  | `MultiWorkerMirroredStrategy`; the cluster comes from `TF_CONFIG` |
 | "tpu"           | `TPUStrategy`; the TPU address from `TPU_NAME` (or local TPU)    |
 | "cpu:N"         | `MirroredStrategy` over N logical CPU devices (tests, debugging) |
+| "gpu:N[:MB]"    | `MirroredStrategy` over N logical GPUs on the first GPU, MB each  |
 
 The train step is the same under all of them (tfislr.training.mean_teacher).
+
+`gpu:N` is the closest one GPU comes to the original's 8 GPUs: with `gpu:8` each logical
+device holds 32 clips of the global batch of 256, so BatchNorm normalises over 32 clips as
+on each of the original's GPUs (it did not synchronise BatchNorm). The N devices share the
+GPU's compute, so a step takes about as long as on one device, plus the all-reduce. TF
+needs a memory limit per logical GPU: MB, or by default 90 % of the GPU's memory (read
+with `nvidia-smi`) split N ways.
 """
 
 import json
 import os
+import subprocess
 
 import tensorflow as tf
 
 from tfislr.errors import ConfigError
 
-STRATEGY_NAMES = ("default", "mirrored", "multi_worker", "tpu", "cpu:N")
+STRATEGY_NAMES = ("default", "mirrored", "multi_worker", "tpu", "cpu:N", "gpu:N[:MB]")
 
 
-def _logical_cpus(count):
-    """Splits the first physical CPU into `count` logical devices (before TF initialises them)."""
-    cpus = tf.config.list_physical_devices("CPU")
-    wanted = [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
+def _logical_devices(kind, count, memory_mb=None):
+    """Splits the first physical `kind` device into `count` logical ones (before TF
+    initialises them); returns their names."""
+    physical = tf.config.list_physical_devices(kind)
+    if not physical:
+        raise ConfigError(f"strategy '{kind.lower()}:{count}': no {kind} visible to TensorFlow")
+    if kind == "GPU" and memory_mb is None:
+        total = _gpu_memory_mb()
+        if total is None:
+            raise ConfigError(
+                f"strategy 'gpu:{count}': cannot read the GPU's memory with nvidia-smi; give "
+                f"the MB per logical GPU, e.g. gpu:{count}:{max(1024, 30000 // count)}"
+            )
+        memory_mb = int(0.9 * total) // count
+    wanted = [tf.config.LogicalDeviceConfiguration(memory_limit=memory_mb) for _ in range(count)]
     try:
-        tf.config.set_logical_device_configuration(cpus[0], wanted)
+        tf.config.set_logical_device_configuration(physical[0], wanted)
     except RuntimeError as error:
         # TF refuses to change devices once the runtime is initialised (any op or
         # variable creates it). If the split we want already exists, go on.
-        existing = tf.config.list_logical_devices("CPU")
+        existing = tf.config.list_logical_devices(kind)
         if len(existing) == count:
             return [d.name for d in existing]
         raise RuntimeError(
-            f"get_strategy('cpu:{count}') must be called before TensorFlow initialises its "
-            f"devices (before any tensor, variable or model is created in this process); "
-            f"this process already runs with {len(existing)} logical CPU(s). Call it first "
-            f"thing, or run the job in a fresh process. TF said: {error}"
+            f"get_strategy('{kind.lower()}:{count}') must be called before TensorFlow "
+            f"initialises its devices (before any tensor, variable or model is created in "
+            f"this process); this process already runs with {len(existing)} logical "
+            f"{kind}(s). Call it first thing, or run the job in a fresh process. TF said: {error}"
         ) from error
-    return [d.name for d in tf.config.list_logical_devices("CPU")]
+    return [d.name for d in tf.config.list_logical_devices(kind)][:count]
+
+
+def _gpu_memory_mb():
+    """Total memory of GPU 0 in MB from `nvidia-smi`, or None when it cannot be read."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits", "-i", "0"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout
+        return int(out.split()[0])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def _parse_split(name):
+    """`cpu:N` / `gpu:N[:MB]` → (kind, N, MB or None); ConfigError for anything else."""
+    kind, _, rest = name.partition(":")
+    parts = rest.split(":")
+    example = "cpu:2" if kind == "cpu" else "gpu:8 or gpu:8:3500"
+    try:
+        numbers = [int(part) for part in parts]
+    except ValueError:
+        numbers = []
+    if not 1 <= len(numbers) <= (2 if kind == "gpu" else 1) or min(numbers) < 1:
+        raise ConfigError(f"strategy '{name}': expected {example} (counts and MB >= 1)")
+    return kind.upper(), numbers[0], (numbers[1] if len(numbers) == 2 else None)
 
 
 def _tpu_strategy():
@@ -88,15 +134,8 @@ def get_strategy(name="default"):
         return _multi_worker_strategy()
     if name == "tpu":
         return _tpu_strategy()
-    if name.startswith("cpu:"):
-        try:
-            count = int(name.split(":", 1)[1])
-        except ValueError:
-            count = 0
-        if count < 1:
-            raise ConfigError(f"strategy '{name}': expected cpu:N with N >= 1, e.g. cpu:2")
-        devices = _logical_cpus(count)
-        return tf.distribute.MirroredStrategy(devices[:count])
+    if name.startswith(("cpu:", "gpu:")):
+        return tf.distribute.MirroredStrategy(_logical_devices(*_parse_split(name)))
     raise ConfigError(f"unknown strategy '{name}'; expected one of {', '.join(STRATEGY_NAMES)}")
 
 
