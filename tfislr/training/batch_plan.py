@@ -47,9 +47,9 @@ def _per_replica(key, global_batch, replicas):
 def plan_batches(config, num_train, replicas):
     """The `BatchPlan` of `config` (a `tfislr.config.Config`) for `num_train` training clips.
 
-    Raises `tfislr.errors.ConfigError` (a ValueError) when a global batch does not divide by `replicas`, when a replica's
-    batch is not a whole number of OUSM/mixup groups, or when there is not one full
-    global batch of training clips.
+    Raises `tfislr.errors.ConfigError` (a ValueError) when a global batch does not divide
+    by `replicas`, when a replica's batch is not a whole number of OUSM/mixup groups, or
+    when there is not one full global batch of training clips.
     """
     replicas = check_int("replicas", replicas)
     num_train = check_int("num_train", num_train, minimum=0)

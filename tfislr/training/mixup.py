@@ -94,8 +94,9 @@ def draw_mixup(
     seeds = tf.unstack(tf.random.experimental.stateless_split(seed, num=4))
     applied = tf.random.stateless_uniform([num_groups], seeds[0]) < tf.cast(probability, tf.float32)
     lam = stateless_beta([total], alpha, alpha, seeds[1])
-    within = tf.argsort(tf.random.stateless_uniform(tf.stack([num_groups, group]), seeds[2]), axis=-1)
-    permutation = tf.reshape(tf.cast(within, tf.int32) + tf.range(num_groups)[:, None] * group, [-1])
+    keys = tf.random.stateless_uniform(tf.stack([num_groups, group]), seeds[2])
+    within = tf.cast(tf.argsort(keys, axis=-1), tf.int32)  # a permutation of each group
+    permutation = tf.reshape(within + tf.range(num_groups)[:, None] * group, [-1])
     layers = tf.random.stateless_uniform(
         tf.stack([num_groups, num_models]), seeds[3], minval=0, maxval=num_layers, dtype=tf.int32
     )
