@@ -16,6 +16,7 @@ import tensorflow as tf
 from tfislr import landmarks
 from tfislr.export import ExportError, checks, export_ensemble, graph
 from tfislr.export.members import EnsembleMember, check_members_agree, latest_run
+from tfislr.training.run_dir import RunDir
 
 NUM_CLASSES = 7
 SIGNS = [f"sign_{i}" for i in range(NUM_CLASSES)]
@@ -259,16 +260,17 @@ def write_run(run_dir, model, max_len, signs=SIGNS, name="tiny"):
     config.to_json(run_dir / "config.json")
     (run_dir / "signs.json").write_text(json.dumps(signs))
     model.save(run_dir / "models" / "distilled_soup.keras")
+    RunDir(run_dir).mark_finished()
     return run_dir
 
 
 def test_latest_run_skips_unfinished_runs(tmp_path):
     runs = tmp_path / "runs"
-    (runs / "tiny" / "20260101-000000" / "models").mkdir(parents=True)
-    (runs / "tiny" / "20260101-000000" / "models" / "distilled_soup.keras").write_bytes(b"")
+    for name in ("20260101-000000", "20251201-000000"):
+        (runs / "tiny" / name / "models").mkdir(parents=True)
+        (runs / "tiny" / name / "models" / "distilled_soup.keras").write_bytes(b"")
+        RunDir(runs / "tiny" / name).mark_finished()
     (runs / "tiny" / "20260301-000000").mkdir()  # still training
-    (runs / "tiny" / "20251201-000000" / "models").mkdir(parents=True)
-    (runs / "tiny" / "20251201-000000" / "models" / "distilled_soup.keras").write_bytes(b"")
     assert latest_run("tiny", runs).name == "20260101-000000"
     with pytest.raises(ValueError, match="no finished run"):
         latest_run("tiny", runs, weights="teacher")

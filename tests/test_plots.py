@@ -71,6 +71,22 @@ def test_save_run_plots_writes_pngs(tmp_path):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
 
 
+def test_a_full_fit_plots_its_loss_and_learning_rate(tmp_path):
+    """No validation set: metrics.json holds None accuracies, history no val_ columns."""
+    pd.DataFrame({"epoch": range(3), "loss": [3.0, 2.0, 1.5], "student_loss": [3.1, 2.1, 1.4],
+                  "learning_rate": [1e-3, 5e-4, 0.0]}).to_csv(tmp_path / "history.csv", index=False)
+    (tmp_path / "metrics.json").write_text(json.dumps(
+        {"models": {"student": {"soup_accuracy": None, "last_epoch_accuracy": None}}}))
+    figure = plots.plot_training_curves(tmp_path)
+    loss, right = figure.axes
+    assert len(loss.lines) == 2
+    assert right.get_title() == "Learning rate (no validation set)"
+    np.testing.assert_allclose(right.lines[0].get_ydata(), [1e-3, 5e-4, 0.0])
+    written = plots.save_run_plots(tmp_path)
+    assert [p.name for p in written] == ["training_curves.png"]
+    assert written[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_attention_maps_grid():
     scores = [np.random.default_rng(0).random((1, 16, 9, 9)) for _ in range(3)]
     figure = plots.plot_attention_maps(scores, heads=2)

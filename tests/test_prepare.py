@@ -112,7 +112,7 @@ def test_resume_after_interruption_gives_the_same_store(tmp_path, monkeypatch):
     assert len(list(partial.glob("shard_*.npz"))) == 3
     assert not (out / "max_len_25").exists()
     # A write cut short by a kill leaves a temp file; it must not confuse the next run.
-    (partial / ".shard_000005.npz.999.tmp").write_bytes(b"half")
+    (partial / ".tmp.999.shard_000005.npz").write_bytes(b"half")
 
     monkeypatch.setattr(prepare, "_run_shard", lambda task: calls.append(task[2]) or original(task))
     path = _prepare(data, out, shard_size=2)

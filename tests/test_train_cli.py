@@ -214,6 +214,50 @@ def test_full_fit_trains_on_everything_without_validation(synthetic_data_dir, tm
     assert all(v["soup_accuracy"] is None for v in metrics["models"].values())
     assert (run_dir / "models" / "distilled_soup.keras").exists()
     assert "val_student_accuracy" not in pd.read_csv(run_dir / "history.csv")
+    # The submission run keeps its training curves (issue 9.5).
+    assert (run_dir / "plots" / "training_curves.png").stat().st_size > 5000
+    assert (run_dir / "finished.json").exists()
+
+
+def test_a_crash_after_the_soup_models_is_finished_by_resume(synthetic_data_dir, tmp_path,
+                                                             monkeypatch):
+    """Killed between the soup models and metrics.json: unfinished for export and resume
+    alike; resuming skips the fit and finishes with the same numbers."""
+    from test_mean_teacher import build_tiny
+    from tfislr.export import latest_run, load_member
+    from tfislr.training import run as run_lib
+    from tfislr.training.run_dir import RunDir
+
+    config = load_config("demo", TINY + ["train.epochs=1", "train.soup_last_n=1",
+                                         f"data.prepared_dir={tmp_path / 'prepared'}"])
+    run_dir = tmp_path / "runs" / "demo" / "20260101-000000"
+    written = {}
+
+    def crash(self, metrics):
+        written.update(metrics)
+        raise KeyboardInterrupt  # the kill, right after the soup models were saved
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RunDir, "write_metrics", crash)
+        with pytest.raises(KeyboardInterrupt):
+            run_lib.train(config, synthetic_data_dir, run_dir=run_dir, verbose=0,
+                          build_model=build_tiny)
+    assert (run_dir / "models" / "distilled_soup.keras").exists()
+    assert not (run_dir / "metrics.json").exists() and not (run_dir / "finished.json").exists()
+    assert run_lib.latest_unfinished_run(tmp_path / "runs", "demo") == run_dir
+    with pytest.raises(ValueError, match="no finished run"):
+        latest_run("demo", tmp_path / "runs")
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("a trained run must not be fitted again")
+
+    monkeypatch.setattr(run_lib, "_fit", no_fit)
+    assert run_lib.train(config, synthetic_data_dir, run_dir=run_dir, verbose=0,
+                         build_model=build_tiny) == run_dir
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["models"] == written["models"] and metrics["soup_epochs"] == [1]
+    assert latest_run("demo", tmp_path / "runs") == run_dir
+    assert run_lib.latest_unfinished_run(tmp_path / "runs", "demo") is None
 
 
 # ------------------------------------------------------------------------ subprocess runs
@@ -348,5 +392,5 @@ def test_latest_unfinished_run(tmp_path):
         (tmp_path / "demo" / name).mkdir(parents=True)
         (tmp_path / "demo" / name / "config.json").write_text("{}")
         if finished:
-            (tmp_path / "demo" / name / "metrics.json").write_text("{}")
+            (tmp_path / "demo" / name / "finished.json").write_text("{}")
     assert latest_unfinished_run(tmp_path, "demo") == tmp_path / "demo" / "20260102-000000"

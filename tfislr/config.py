@@ -18,6 +18,10 @@ from tfislr.errors import ConfigError
 
 CONFIGS_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
 
+# The three models the mean-teacher recipe trains, in this order everywhere: the data
+# views, the logits, the metrics, the checkpoints and the soup files (`<name>_soup.keras`).
+MODEL_NAMES = ("student", "teacher", "distilled")
+
 
 @dataclasses.dataclass
 class DataConfig:

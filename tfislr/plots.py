@@ -5,14 +5,12 @@ function returns a `matplotlib.figure.Figure` (or an animation) and never calls
 `plt.show()`, so it works headless and in notebooks alike.
 """
 
-import json
-import pathlib
-
 import matplotlib.animation
 import matplotlib.pyplot as plt
 import numpy as np
 
 from tfislr import landmarks
+from tfislr.training.run_dir import RunDir
 
 # MediaPipe hand skeleton (landmark k of one hand, 0 = wrist).
 HAND_CONNECTIONS = (
@@ -162,39 +160,43 @@ def plot_augmentation_gallery(sequence, augmented, frame=None):
 
 def read_history(run_dir):
     """The run's `history.csv` as a DataFrame, one row per epoch."""
-    import pandas as pd
-
-    path = pathlib.Path(run_dir) / "history.csv"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no training history (was the run started?)")
-    return pd.read_csv(path)
+    return RunDir(run_dir).read_history()
 
 
 def plot_training_curves(run_dir):
-    """Loss and validation accuracy of the student, teacher and distilled model per epoch.
+    """Training loss per epoch, and validation accuracy of the three models when there is any.
 
-    Reads `history.csv` and, when present, draws the soup accuracies of
-    `metrics.json` as horizontal markers.
+    Reads `history.csv` and, when present, draws the soup accuracies of `metrics.json` as
+    horizontal markers. A full fit has no validation set: its right panel is the learning
+    rate instead, so the submission run's curves are plotted too.
     """
-    history = read_history(run_dir)
+    run = RunDir(run_dir)
+    history = run.read_history()
     epochs = history["epoch"].to_numpy() + 1 if "epoch" in history else np.arange(1, len(history) + 1)
     loss_columns = [c for c in history.columns if c.endswith("loss") and not c.startswith("val_")]
     acc_columns = [c for c in history.columns if c.startswith("val_") and "acc" in c]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.8))
+    soups = [
+        (model_name, values["soup_accuracy"])
+        for model_name, values in sorted(((run.read_metrics() or {}).get("models") or {}).items())
+        if values.get("soup_accuracy") is not None  # None: a full fit measures no accuracy
+    ]
+    fig, (ax_loss, ax_right) = plt.subplots(1, 2, figsize=(11, 3.8))
     for column in loss_columns:
         ax_loss.plot(epochs, history[column], label=column)
     ax_loss.set(xlabel="epoch", ylabel="training loss", title="Loss")
-    for column in acc_columns:
-        ax_acc.plot(epochs, history[column], label=column)
-    metrics_path = pathlib.Path(run_dir) / "metrics.json"
-    if metrics_path.exists():
-        metrics = json.loads(metrics_path.read_text())
-        for i, (model_name, values) in enumerate(sorted(metrics.get("models", {}).items())):
-            if "soup_accuracy" in values:
-                ax_acc.axhline(values["soup_accuracy"], ls="--", lw=1, color=f"C{i + 3}",
-                               label=f"{model_name} soup")
-    ax_acc.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy")
-    for ax in (ax_loss, ax_acc):
+    if acc_columns or soups:
+        for column in acc_columns:
+            ax_right.plot(epochs, history[column], label=column)
+        for i, (model_name, accuracy) in enumerate(soups):
+            ax_right.axhline(accuracy, ls="--", lw=1, color=f"C{i + 3}", label=f"{model_name} soup")
+        ax_right.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy")
+    elif "learning_rate" in history:
+        ax_right.plot(epochs, history["learning_rate"], label="learning_rate")
+        ax_right.set(xlabel="epoch", ylabel="learning rate",
+                     title="Learning rate (no validation set)")
+    else:
+        ax_right.set_axis_off()
+    for ax in (ax_loss, ax_right):
         if ax.lines:
             ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
@@ -300,8 +302,8 @@ def save_run_plots(run_dir, labels=None, predictions=None, signs=None):
     Returns:
         The list of written paths.
     """
-    run_dir = pathlib.Path(run_dir)
-    out = run_dir / "plots"
+    run = RunDir(run_dir)
+    out = run.plots_dir
     out.mkdir(parents=True, exist_ok=True)
     written = []
     figure = plot_training_curves(run_dir)
@@ -310,7 +312,7 @@ def save_run_plots(run_dir, labels=None, predictions=None, signs=None):
     plt.close(figure)
     if labels is not None and predictions is not None:
         if signs is None:
-            signs = json.loads((run_dir / "signs.json").read_text())
+            signs = run.read_signs()
         figure = plot_confusion_matrix(labels, predictions, signs)
         written.append(out / "confusion_matrix.png")
         figure.savefig(written[-1], dpi=110)

@@ -42,8 +42,9 @@ import tensorflow as tf
 
 from tfislr import landmarks as lm
 from tfislr.checks import check_int
+from tfislr.config import MODEL_NAMES
 
-VIEW_NAMES = ("student", "teacher", "distilled")
+VIEW_NAMES = MODEL_NAMES  # one view of a batch per model
 
 _TENSORS = weakref.WeakKeyDictionary()
 

@@ -41,6 +41,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from tfislr import atomic
 from tfislr import landmarks as lm
 from tfislr.checks import check_int
 from tfislr.data import kaggle, store
@@ -108,12 +109,6 @@ def _init_worker(max_len, in_main_process=False):
     _WORKER["max_len"] = max_len
 
 
-def _atomic_write_bytes(path, data):
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _shard_file(partial_dir, shard):
     return partial_dir / f"shard_{shard:06d}.npz"
 
@@ -151,7 +146,7 @@ def _run_shard(task):
         kinds=np.array(kinds, dtype=str),
         reasons=np.array(reasons, dtype=str),
     )
-    _atomic_write_bytes(_shard_file(pathlib.Path(partial_dir), shard), buffer.getvalue())
+    atomic.write_bytes(_shard_file(pathlib.Path(partial_dir), shard), buffer.getvalue())
     skipped = sum(1 for k in kinds if k)
     return shard, len(paths) - skipped, skipped
 
@@ -187,10 +182,9 @@ def _open_partial(partial_dir, fingerprint, shard_size):
         if current != expected:
             shutil.rmtree(partial_dir)
     partial_dir.mkdir(parents=True, exist_ok=True)
-    for stray in partial_dir.glob(".*.tmp"):  # a write interrupted by a kill
-        stray.unlink()
+    atomic.remove_stale_temps(partial_dir)  # writes interrupted by a kill
     if not marker.exists():
-        _atomic_write_bytes(marker, json.dumps(expected).encode())
+        atomic.write_bytes(marker, json.dumps(expected).encode())
 
 
 def _assemble(table, signs, partial_dir, target, num_shards, summary):

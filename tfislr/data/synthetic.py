@@ -58,6 +58,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from tfislr import atomic
 from tfislr import landmarks as lm
 from tfislr.checks import check_int
 from tfislr.errors import command
@@ -121,16 +122,13 @@ def frames_to_table(frames, first_frame=0):
 
 def write_landmark_file(path, frames, first_frame=0):
     """Writes `[T, 543, 3]` frames as one Kaggle landmark parquet file (atomically)."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     # Dictionary-encoding the float columns (pandas' default) costs 3x the write time for
     # nothing: real-valued coordinates hardly repeat.
-    pq.write_table(
-        frames_to_table(frames, first_frame), tmp,
-        use_dictionary=["frame", "type", "landmark_index"],
-    )
-    os.replace(tmp, path)
+    with atomic.atomic_path(path) as tmp:
+        pq.write_table(
+            frames_to_table(frames, first_frame), tmp,
+            use_dictionary=["frame", "type", "landmark_index"],
+        )
 
 
 # ---------------------------------------------------------------------------------------

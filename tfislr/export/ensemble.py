@@ -133,6 +133,7 @@ def export_ensemble(
                 "weights": m.weights,
                 "max_len": m.max_len,
                 "num_params": int(sum(np.prod(v.shape) for v in m.model.weights)),
+                "split": m.split,
             }
             for m in members
         ],

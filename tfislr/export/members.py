@@ -6,15 +6,17 @@ makes sure all members predict the same classes in the same order.
 """
 
 import dataclasses
-import json
 import pathlib
 
 import numpy as np
 
 from tfislr import landmarks
+from tfislr.config import MODEL_NAMES
 from tfislr.errors import ConfigError, MissingFileError
+from tfislr.training import run_dir as run_dir_lib
+from tfislr.training.run_dir import RunDir
 
-WEIGHT_CHOICES = ("distilled", "student", "teacher")
+WEIGHT_CHOICES = MODEL_NAMES  # the soup models of a run dir
 
 
 @dataclasses.dataclass
@@ -35,6 +37,7 @@ class EnsembleMember:
     run_dir: str = None
     weights: str = None
     preprocess: object = None
+    split: dict = None  # the run's train/validation split (`RunDir.split()`), if recorded
 
     def __post_init__(self):
         # The exported graph is float32 whatever policy the model trained under.
@@ -55,60 +58,49 @@ def _has_outputs(model):
 
 
 def latest_run(config_name, runs_dir="runs", weights="distilled"):
-    """The newest `runs/<config_name>/<timestamp>/` that holds the wanted weights.
+    """The newest finished `runs/<config_name>/<timestamp>/` holding the wanted weights.
 
-    Timestamps sort lexically; a newer run still training (no soup file yet) is
-    skipped, so exporting during training picks the last finished run.
+    "Finished" is `RunDir.is_finished`, the rule `train --resume` uses too: a newer run
+    still training (or interrupted) is skipped, so exporting during training picks the
+    last finished run.
     """
-    root = pathlib.Path(runs_dir) / config_name
-    if not root.is_dir():
-        raise MissingFileError(f"no runs for config '{config_name}': {root} does not exist")
-    runs = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.name)
-    for run_dir in reversed(runs):
-        if _weights_path(run_dir, weights).exists():
-            return run_dir
-    raise MissingFileError(
-        f"no finished run for config '{config_name}' under {root}: none of "
-        f"{[p.name for p in runs]} has {_weights_path(pathlib.Path('<run>'), weights)}"
-    )
-
-
-def _weights_path(run_dir, weights):
-    run_dir = pathlib.Path(run_dir)
-    if weights in WEIGHT_CHOICES:
-        return run_dir / "models" / f"{weights}_soup.keras"
-    path = pathlib.Path(weights)
-    return path if path.is_absolute() else run_dir / path
+    return run_dir_lib.latest_finished(runs_dir, config_name, weights).path
 
 
 def load_member(run_dir, weights="distilled", name=None):
-    """Loads a run dir's model (`models/<weights>_soup.keras`), max_len and signs."""
+    """Loads a finished run dir's model (`models/<weights>_soup.keras`), max_len, signs, split.
+
+    Only a finished run (`RunDir.is_finished`) is exported, by name or by lookup: the rule
+    `train --resume` uses, so a run that resume would continue is never shipped.
+    """
     import keras
 
     import tfislr.model  # noqa: F401  (registers the layers for load_model)
-    from tfislr.config import config_from_dict
 
-    run_dir = pathlib.Path(run_dir)
-    config_path = run_dir / "config.json"
-    if not config_path.exists():
-        raise MissingFileError(f"{run_dir} is not a run dir: {config_path} is missing")
-    config = config_from_dict(json.loads(config_path.read_text()))
-    model_path = _weights_path(run_dir, weights)
+    run = RunDir(run_dir)
+    if not run.is_started:
+        raise MissingFileError(f"{run.path} is not a run dir: {run.file(run_dir_lib.CONFIG)} is missing")
+    if not run.is_finished:
+        raise MissingFileError(
+            f"{run.path} is not a finished run (no {run_dir_lib.FINISHED}); finish it with "
+            f"`train.py ... --run-dir {run.path}`"
+        )
+    config = run.read_config()
+    model_path = run.weights_path(weights)
     if not model_path.exists():
         raise MissingFileError(
-            f"{run_dir}: weights '{weights}' not found at {model_path} "
+            f"{run.path}: weights '{weights}' not found at {model_path} "
             f"(choices: {', '.join(WEIGHT_CHOICES)} or a .keras path)"
         )
-    signs_path = run_dir / "signs.json"
-    signs = json.loads(signs_path.read_text()) if signs_path.exists() else None
     model = keras.saving.load_model(model_path, compile=False)
     return EnsembleMember(
         name=name or config.name,
         model=model,
         max_len=config.data.max_len,
-        signs=signs,
-        run_dir=str(run_dir),
+        signs=run.read_signs(),
+        run_dir=str(run.path),
         weights=str(weights),
+        split=run.split(),
     )
 
 
@@ -124,7 +116,7 @@ def resolve_member(spec, runs_dir="runs", default_weights="distilled"):
         return spec
     if isinstance(spec, (str, pathlib.Path)):
         path = pathlib.Path(spec)
-        spec = {"run": str(path)} if (path / "config.json").exists() else {"config": str(spec)}
+        spec = {"run": str(path)} if RunDir(path).is_started else {"config": str(spec)}
     if not isinstance(spec, dict):
         raise ConfigError(f"an ensemble member must be a name, a run dir or a mapping, got {spec!r}")
     unknown = sorted(set(spec) - {"config", "run", "weights", "name"})

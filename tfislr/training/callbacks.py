@@ -93,18 +93,16 @@ class SoupCheckpoint(keras.callbacks.Callback):
         directory: the run's checkpoints folder.
         epochs: total epochs of the run.
         last_n: save epochs > epochs − last_n (1-based), the soup's ingredients.
-        enabled: False on non-chief workers of a multi-worker run.
     """
 
-    def __init__(self, triple, directory, epochs, last_n, enabled=True):
+    def __init__(self, triple, directory, epochs, last_n):
         super().__init__()
         self.triple = triple
         self.directory = directory
         self.first_epoch = max(epochs - last_n + 1, 1)  # 1-based
-        self.enabled = enabled
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.enabled and epoch + 1 >= self.first_epoch:
+        if epoch + 1 >= self.first_epoch:
             soup.save_checkpoint(self.triple, self.directory, epoch + 1)
 
 

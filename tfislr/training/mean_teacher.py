@@ -34,12 +34,11 @@ import tensorflow as tf
 from keras import ops
 
 from tfislr import landmarks, timeline
+from tfislr.config import MODEL_NAMES
 from tfislr.training import losses
 from tfislr.training import schedules
 from tfislr.training.mixup import draw_mixup
 from tfislr.training.optimizers import is_pre_reduced
-
-MODEL_NAMES = ("student", "teacher", "distilled")
 
 
 def _logs(values):

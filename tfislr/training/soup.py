@@ -1,6 +1,6 @@
 """Per-epoch checkpoints of the three models and their uniform soup (seed-spec §9).
 
-A checkpoint `checkpoints/epoch_XXX.weights.h5` (XXX = 1-based epoch) holds the weights of
+A checkpoint `checkpoints/epoch_XXX.weights.h5` (XXX = 1-based epoch; names from `run_dir`) holds the weights of
 the student, the teacher and the distilled model in one Keras weights file, written through
 `ModelTriple` (so `ModelTriple(...).load_weights(path)` restores all three). The soup is the
 uniform average of the last N checkpoints of every floating-point variable — BatchNorm
@@ -9,13 +9,13 @@ Dropout seed-generator counters are not part of Keras weight files and stay as t
 """
 
 import pathlib
-import re
 
 import keras
 import numpy as np
 
-MODEL_NAMES = ("student", "teacher", "distilled")
-_CHECKPOINT = re.compile(r"^epoch_(\d+)\.weights\.h5$")
+from tfislr import atomic
+from tfislr.config import MODEL_NAMES
+from tfislr.training.run_dir import checkpoint_path, list_checkpoints  # noqa: F401  (the names)
 
 
 class ModelTriple(keras.Model):
@@ -44,34 +44,14 @@ class ModelTriple(keras.Model):
 
     def named_models(self):
         # A method, not a property: Keras' weight saving walks properties too.
-        return {"student": self.student, "teacher": self.teacher, "distilled": self.distilled}
-
-
-def checkpoint_path(directory, epoch):
-    """`directory/epoch_XXX.weights.h5` for the 1-based `epoch`."""
-    return pathlib.Path(directory) / f"epoch_{epoch:03d}.weights.h5"
-
-
-def list_checkpoints(directory):
-    """[(epoch, path)] of the checkpoints in `directory`, oldest first."""
-    directory = pathlib.Path(directory)
-    if not directory.is_dir():
-        return []
-    found = []
-    for path in directory.iterdir():
-        match = _CHECKPOINT.match(path.name)
-        if match:
-            found.append((int(match.group(1)), path))
-    return sorted(found)
+        return {name: getattr(self, name) for name in MODEL_NAMES}
 
 
 def save_checkpoint(triple, directory, epoch):
-    """Writes the three models' weights for the 1-based `epoch`; returns the path."""
+    """Writes the three models' weights for the 1-based `epoch` atomically; returns the path."""
     path = checkpoint_path(directory, epoch)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name.replace(".weights.h5", ".tmp.weights.h5"))
-    triple.save_weights(tmp)
-    tmp.replace(path)  # a killed run never leaves a half-written checkpoint behind
+    with atomic.atomic_path(path) as tmp:  # a killed run never leaves half a checkpoint
+        triple.save_weights(tmp)
     return path
 
 

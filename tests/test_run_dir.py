@@ -1,0 +1,151 @@
+"""The run directory: one rule for "finished", lookups, readers and atomic writes."""
+
+import json
+import os
+
+import pytest
+
+from tfislr import atomic
+from tfislr.config import MODEL_NAMES, load_config
+from tfislr.export import latest_run, load_member
+from tfislr.training import run_dir as run_dir_lib
+from tfislr.training.run import latest_unfinished_run
+from tfislr.training.run_dir import RunDir
+
+EPOCHS = 3
+
+
+def _config():
+    return load_config("demo", [f"train.epochs={EPOCHS}"])
+
+
+# Each step adds what training writes next, in the order it writes it. A crash can stop
+# the run after any of them; only the last one makes it finished.
+def _start(run):
+    run.write_config(_config())
+    run.write_signs(["a", "b"])
+    run.write_run_info({"fold": 0, "full": False, "num_folds": 4, "fold_seed": 42,
+                        "original_folds": True, "val_participants": [7, 9]})
+
+
+def _train_all_epochs(run):
+    for epoch in range(1, EPOCHS + 1):
+        atomic.write_bytes(run.checkpoint_path(epoch), b"weights")
+
+
+def _write_models(run):
+    for name in MODEL_NAMES:
+        atomic.write_bytes(run.model_path(name), b"model")
+
+
+def _write_metrics(run):
+    run.write_metrics({"models": {}})
+
+
+def _finish(run):
+    run.mark_finished()
+
+
+STEPS = (_start, _train_all_epochs, _write_models, _write_metrics, _finish)
+
+
+@pytest.mark.parametrize("done", range(1, len(STEPS) + 1))
+def test_every_intermediate_state_has_one_answer(tmp_path, done):
+    """`--resume` and export agree after every step: unfinished until the marker exists."""
+    run = RunDir(tmp_path / "demo" / "20260101-000000")
+    for step in STEPS[:done]:
+        step(run)
+    finished = done == len(STEPS)
+    assert run.is_started
+    assert run.is_trained(EPOCHS) == (done >= 2) == run.is_trained()
+    assert run.is_finished == finished
+    # --resume's lookup and export's lookup see the same state.
+    assert latest_unfinished_run(tmp_path, "demo") == (None if finished else run.path)
+    if finished:
+        assert latest_run("demo", tmp_path) == run.path
+        with pytest.raises(ValueError, match="finished run"):
+            run.check_resumable(_config())
+    else:
+        with pytest.raises(ValueError, match="no finished run .*--resume"):
+            latest_run("demo", tmp_path)
+        with pytest.raises(ValueError, match="not a finished run"):
+            load_member(run.path)
+        assert run.check_resumable(_config()) is True
+
+
+def test_latest_lookups_pick_the_newest_of_their_kind(tmp_path):
+    names = ["20260101-000000", "20260102-000000", "20260102-000000_1", "20260103-000000"]
+    runs = [RunDir(tmp_path / "demo" / name) for name in names]
+    for run in runs:
+        _start(run)
+        _write_models(run)
+    for run in runs[:2]:
+        _finish(run)
+    (tmp_path / "demo" / "not-a-run").mkdir()  # no config.json: ignored
+    assert run_dir_lib.latest_finished(tmp_path, "demo").path == runs[1].path
+    assert run_dir_lib.latest_unfinished(tmp_path, "demo").path == runs[3].path
+    # A finished run without the wanted weights file is skipped.
+    os.remove(runs[1].model_path("teacher"))
+    assert run_dir_lib.latest_finished(tmp_path, "demo", "teacher").path == runs[0].path
+    assert run_dir_lib.latest_unfinished(tmp_path, "other") is None
+    with pytest.raises(ValueError, match="no runs for config 'other'"):
+        run_dir_lib.latest_finished(tmp_path, "other")
+
+
+def test_readers_give_back_what_the_writers_wrote(tmp_path):
+    run = RunDir(tmp_path / "run")
+    assert not run.is_started and run.read_signs() is None and run.read_run_info() == {}
+    assert run.split() is None and run.read_metrics() is None
+    with pytest.raises(ValueError, match="config.json is missing"):
+        run.read_config()
+    _start(run)
+    assert run.read_config() == _config()
+    assert run.read_signs() == ["a", "b"]
+    assert run.split() == {"full": False, "fold": 0, "num_folds": 4, "fold_seed": 42,
+                           "original_folds": True, "val_participants": [7, 9]}
+    assert run.weights_path("teacher") == run.path / "models" / "teacher_soup.keras"
+    assert run.weights_path("extra/my.keras") == run.path / "extra" / "my.keras"
+    assert run.weights_path(str(tmp_path / "x.keras")) == tmp_path / "x.keras"
+    with pytest.raises(ValueError, match="model name"):
+        run.model_path("teecher")
+    run.file(run_dir_lib.RUN_INFO).write_text("{broken")
+    with pytest.raises(ValueError, match="run.json: not valid JSON"):
+        run.read_run_info()
+
+
+def test_a_run_started_with_another_config_is_not_resumed(tmp_path):
+    run = RunDir(tmp_path / "run")
+    assert run.check_resumable(_config()) is False  # a fresh dir
+    _start(run)
+    with pytest.raises(ValueError, match="train.epochs"):
+        run.check_resumable(load_config("demo", [f"train.epochs={EPOCHS + 1}"]))
+
+
+def test_new_run_dirs_never_collide(tmp_path):
+    first = RunDir.new(tmp_path, "demo")
+    first.path.mkdir(parents=True)
+    second = RunDir.new(tmp_path, "demo")
+    assert second.path.parent == first.path.parent and second.path != first.path
+
+
+# ----------------------------------------------------------------------------- atomic writes
+def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
+    target = tmp_path / "sub" / "metrics.json"
+    atomic.write_json(target, {"a": 1})
+    with pytest.raises(RuntimeError):
+        with atomic.atomic_path(target) as tmp:
+            tmp.write_text('{"a": 2, "half')
+            raise RuntimeError("killed mid-write")
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert sorted(p.name for p in target.parent.iterdir()) == ["metrics.json"]
+
+
+def test_the_temporary_name_keeps_the_suffix_and_stale_temps_are_removed(tmp_path):
+    target = tmp_path / "epoch_001.weights.h5"
+    tmp = atomic.temp_path(target)
+    assert tmp.parent == tmp_path and tmp.name.endswith(".weights.h5") and tmp.name != target.name
+    (tmp_path / ".tmp.999.epoch_002.weights.h5").write_bytes(b"half")  # a killed writer's
+    atomic.write_bytes(target, b"ok")
+    assert atomic.remove_stale_temps(tmp_path) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_001.weights.h5"]
+    assert run_dir_lib.list_checkpoints(tmp_path) == [(1, target)]

@@ -1,0 +1,302 @@
+"""The run directory: its layout, its states, atomic writers, readers and lookups.
+
+Every module that reads or writes a run (training, soup, export, plots, evaluate, the CLIs)
+goes through `RunDir`, so the layout and the rule for "finished" live here only:
+
+    <output>/<config name>/<timestamp>/
+      config.json        the resolved config (`RunDir.read_config` reads it back)
+      signs.json         sign names by label (from the data's sign map)
+      run.json           split (fold settings, validation signers), sizes, batch plan, replicas
+      history.csv        one row per epoch: losses, val accuracy of the 3 models, lr, seconds
+      tb/                TensorBoard scalars (train/, validation/)
+      backup/            Keras BackupAndRestore state while the run trains (resume)
+      checkpoints/       epoch_XXX.weights.h5: the 3 models, last soup_last_n epochs
+      models/            {student,teacher,distilled}_soup.keras
+      metrics.json       val accuracy per model: last epoch vs soup (None in a full fit)
+      plots/             training curves; the confusion matrix when there is a validation split
+      finished.json      the marker: written last, atomically
+
+States, in the order a run passes through them:
+
+- *started*: `config.json` exists (written before training; `--resume` looks for these);
+- *trained*: the last epoch's checkpoint exists — every epoch ran and the soup's
+  ingredients are on disk, so a resume only redoes the finish (soup, models, metrics);
+- *finished*: `finished.json` exists. It is written after everything else, atomically,
+  so a finished run has all its files. This is the one rule: `--resume` never resumes a
+  finished run, and export picks only finished runs.
+
+Every file is written through `tfislr.atomic` (a temporary sibling renamed onto the name),
+so a killed run never leaves half a file that a later step would trust.
+"""
+
+import datetime
+import json
+import pathlib
+import re
+
+from tfislr import atomic
+from tfislr.config import MODEL_NAMES, config_from_dict
+from tfislr.errors import ConfigError, DataError, MissingFileError
+
+CONFIG = "config.json"
+SIGNS = "signs.json"
+RUN_INFO = "run.json"
+HISTORY = "history.csv"
+METRICS = "metrics.json"
+FINISHED = "finished.json"
+_CHECKPOINT = re.compile(r"^epoch_(\d+)\.weights\.h5$")
+
+
+def checkpoint_path(directory, epoch):
+    """`directory/epoch_XXX.weights.h5` for the 1-based `epoch`."""
+    return pathlib.Path(directory) / f"epoch_{epoch:03d}.weights.h5"
+
+
+def list_checkpoints(directory):
+    """[(epoch, path)] of the checkpoints in `directory`, oldest first."""
+    directory = pathlib.Path(directory)
+    if not directory.is_dir():
+        return []
+    found = []
+    for path in directory.iterdir():
+        match = _CHECKPOINT.match(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def _timestamp():
+    return datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+class RunDir:
+    """One run directory (see the module docstring for the layout and states).
+
+    Args:
+        path: the run's folder, `<output>/<config name>/<timestamp>/` for runs that
+            `train` names itself; it need not exist yet.
+    """
+
+    def __init__(self, path):
+        self.path = pathlib.Path(path)
+
+    def __repr__(self):
+        return f"RunDir({str(self.path)!r})"
+
+    def __fspath__(self):
+        return str(self.path)
+
+    # ------------------------------------------------------------------ layout
+
+    @property
+    def name(self):
+        return self.path.name
+
+    def file(self, name):
+        return self.path / name
+
+    @property
+    def tb_dir(self):
+        return self.path / "tb"
+
+    @property
+    def backup_dir(self):
+        return self.path / "backup"
+
+    @property
+    def checkpoints_dir(self):
+        return self.path / "checkpoints"
+
+    @property
+    def models_dir(self):
+        return self.path / "models"
+
+    @property
+    def plots_dir(self):
+        return self.path / "plots"
+
+    def model_path(self, name):
+        """`models/<name>_soup.keras` for a model name of `MODEL_NAMES`."""
+        if name not in MODEL_NAMES:
+            raise ConfigError(f"model name must be one of {MODEL_NAMES}, got {name!r}")
+        return self.models_dir / f"{name}_soup.keras"
+
+    def weights_path(self, weights):
+        """The .keras file for `weights`: a model name (its soup) or a path (relative: in the run)."""
+        if weights in MODEL_NAMES:
+            return self.model_path(weights)
+        path = pathlib.Path(weights)
+        return path if path.is_absolute() else self.path / path
+
+    def checkpoint_path(self, epoch):
+        return checkpoint_path(self.checkpoints_dir, epoch)
+
+    def checkpoints(self):
+        return list_checkpoints(self.checkpoints_dir)
+
+    # ------------------------------------------------------------------ states
+
+    @property
+    def is_started(self):
+        return self.file(CONFIG).is_file()
+
+    def is_trained(self, epochs=None):
+        """True once the last epoch's checkpoint is on disk (`epochs`: default from config.json)."""
+        if epochs is None:
+            if not self.is_started:
+                return False
+            epochs = self.read_config().train.epochs
+        return self.checkpoint_path(epochs).is_file()
+
+    @property
+    def is_finished(self):
+        return self.file(FINISHED).is_file()
+
+    def mark_finished(self, **info):
+        """Writes the marker; call it after every other file of the run is written."""
+        info = {"finished_at": datetime.datetime.now().isoformat(timespec="seconds"), **info}
+        atomic.write_json(self.file(FINISHED), info)
+
+    # ------------------------------------------------------------------ writers
+
+    def write_config(self, config):
+        atomic.write_json(self.file(CONFIG), config.to_dict())
+
+    def write_signs(self, signs):
+        atomic.write_json(self.file(SIGNS), list(signs))
+
+    def write_run_info(self, info):
+        atomic.write_json(self.file(RUN_INFO), info)
+
+    def write_metrics(self, metrics):
+        atomic.write_json(self.file(METRICS), metrics)
+
+    def save_model(self, name, model):
+        """Saves one soup model to `models/<name>_soup.keras`, atomically; returns the path."""
+        path = self.model_path(name)
+        with atomic.atomic_path(path) as tmp:
+            model.save(tmp)
+        return path
+
+    # ------------------------------------------------------------------ readers
+
+    def _read_json(self, name, default=None, required=True):
+        path = self.file(name)
+        if not path.is_file():
+            if required:
+                raise MissingFileError(f"{self.path} is not a complete run dir: {path} is missing")
+            return default
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise DataError(f"{path}: not valid JSON ({error})") from None
+
+    def read_config(self):
+        """config.json as a `tfislr.config.Config`."""
+        return config_from_dict(self._read_json(CONFIG))
+
+    def read_signs(self):
+        """Sign names by label, or None for a run dir without signs.json."""
+        return self._read_json(SIGNS, required=False)
+
+    def read_run_info(self):
+        """run.json as a dict, or {} when there is none."""
+        return self._read_json(RUN_INFO, default={}, required=False)
+
+    def read_metrics(self):
+        """metrics.json as a dict, or None before the run wrote it."""
+        return self._read_json(METRICS, required=False)
+
+    def read_history(self):
+        """history.csv as a DataFrame, one row per finished epoch."""
+        import pandas as pd
+
+        path = self.file(HISTORY)
+        if not path.exists():
+            raise MissingFileError(f"{path}: no training history (was the run started?)")
+        return pd.read_csv(path)
+
+    def split(self):
+        """The run's train/validation split as run.json recorded it, or None (older runs).
+
+        {"full", "fold", "num_folds", "fold_seed", "original_folds", "val_participants"}: the
+        fold settings of `tfislr.data.folds.fold_indices` and the signers they held out.
+        """
+        info = self.read_run_info()
+        if "val_participants" not in info:
+            return None
+        return {key: info.get(key) for key in SPLIT_KEYS}
+
+    # ------------------------------------------------------------------ training
+
+    @classmethod
+    def new(cls, output_dir, config_name):
+        """A fresh `<output_dir>/<config_name>/<timestamp>/` (not created yet)."""
+        path = pathlib.Path(output_dir) / config_name / _timestamp()
+        while path.exists():  # two runs started within the same second
+            path = path.with_name(path.name + "_1")
+        return cls(path)
+
+    def check_resumable(self, config):
+        """Whether training in this dir resumes it; ValueError when it must not be reused.
+
+        Returns False for a fresh dir, True for a started, unfinished run with the same
+        config. Raises for a finished run and for a run started with another config.
+        """
+        if not self.is_started:
+            return False
+        if self.is_finished:
+            raise ConfigError(f"{self.path} holds a finished run ({FINISHED} exists); "
+                             "choose another --run-dir")
+        saved = self._read_json(CONFIG)
+        current = json.loads(json.dumps(config.to_dict()))
+        if saved != current:
+            changed = sorted(
+                f"{section}.{key}"
+                for section in saved if isinstance(saved[section], dict)
+                for key in saved[section]
+                if saved[section][key] != current.get(section, {}).get(key)
+            )
+            raise ConfigError(
+                f"{self.path} was started with another config (differs in: "
+                f"{', '.join(changed) or 'name'}); resume it with the same config and "
+                "overrides, or start a new run dir"
+            )
+        return True
+
+
+SPLIT_KEYS = ("full", "fold", "num_folds", "fold_seed", "original_folds", "val_participants")
+
+
+def _runs(output_dir, config_name):
+    root = pathlib.Path(output_dir) / config_name
+    if not root.is_dir():
+        return root, []
+    return root, [RunDir(p) for p in sorted(root.iterdir(), key=lambda p: p.name) if p.is_dir()]
+
+
+def latest_unfinished(output_dir, config_name):
+    """The newest started but unfinished run of `config_name` under `output_dir`, or None."""
+    _, runs = _runs(output_dir, config_name)
+    unfinished = [run for run in runs if run.is_started and not run.is_finished]
+    return unfinished[-1] if unfinished else None
+
+
+def latest_finished(output_dir, config_name, weights="distilled"):
+    """The newest finished run of `config_name` that holds `weights`; ValueError if none.
+
+    Runs sort by their timestamped names; a newer run still training (or interrupted) is
+    skipped, so exporting during training picks the last finished run.
+    """
+    root, runs = _runs(output_dir, config_name)
+    if not root.is_dir():
+        raise MissingFileError(f"no runs for config '{config_name}': {root} does not exist")
+    for run in reversed(runs):
+        if run.is_finished and run.weights_path(weights).exists():
+            return run
+    raise MissingFileError(
+        f"no finished run for config '{config_name}' under {root}: none of "
+        f"{[run.name for run in runs]} has {FINISHED} and "
+        f"{RunDir('<run>').weights_path(weights)} (an interrupted run finishes with "
+        "`train.py ... --resume`)"
+    )
