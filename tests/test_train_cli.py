@@ -224,7 +224,7 @@ def test_a_crash_after_the_soup_models_is_finished_by_resume(synthetic_data_dir,
     """Killed between the soup models and metrics.json: unfinished for export and resume
     alike; resuming skips the fit and finishes with the same numbers."""
     from test_mean_teacher import build_tiny
-    from tfislr.export import latest_run, load_member
+    from tfislr.export import latest_run
     from tfislr.training import run as run_lib
     from tfislr.training.run_dir import RunDir
 
