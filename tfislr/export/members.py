@@ -79,7 +79,9 @@ def load_member(run_dir, weights="distilled", name=None):
 
     run = RunDir(run_dir)
     if not run.is_started:
-        raise MissingFileError(f"{run.path} is not a run dir: {run.file(run_dir_lib.CONFIG)} is missing")
+        raise MissingFileError(
+            f"{run.path} is not a run dir: {run.file(run_dir_lib.CONFIG)} is missing"
+        )
     if not run.is_finished:
         raise MissingFileError(
             f"{run.path} is not a finished run (no {run_dir_lib.FINISHED}); finish it with "

@@ -73,7 +73,9 @@ class _Data:
 def _load_and_split(config, data_dir, fold, full):
     data_dir = pathlib.Path(data_dir)
     if not (data_dir / "train.csv").exists():
-        raise MissingFileError(f"{data_dir}: no train.csv; --data-dir must be a Kaggle-layout folder")
+        raise MissingFileError(
+            f"{data_dir}: no train.csv; --data-dir must be a Kaggle-layout folder"
+        )
     store_path = ensure_store(data_dir, config.data.max_len, config.data.prepared_dir)
     store = load_store(store_path)
     if len(store.signs) < 2:

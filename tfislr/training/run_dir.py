@@ -122,7 +122,7 @@ class RunDir:
         return self.models_dir / f"{name}_soup.keras"
 
     def weights_path(self, weights):
-        """The .keras file for `weights`: a model name (its soup) or a path (relative: in the run)."""
+        """The .keras file of `weights`: a model name (its soup) or a path (relative to the run)."""
         if weights in MODEL_NAMES:
             return self.model_path(weights)
         path = pathlib.Path(weights)
