@@ -77,6 +77,57 @@ def test_accepts_other_integer_float_and_string_encodings(tmp_path, valid):
     np.testing.assert_array_equal(out, frames.astype(np.float32))
 
 
+# Every Arrow type another writer may give each column (issue 9.3): pandas, Polars (>= 1.38
+# writes string_view), DuckDB, Arrow itself; dictionary encoding of any of them.
+_WRITER_TYPES = [
+    ("type", pa.string()), ("type", pa.large_string()), ("type", pa.string_view()),
+    ("type", pa.dictionary(pa.int8(), pa.string())),
+    ("type", pa.dictionary(pa.int32(), pa.large_string())),
+    *[("frame", t) for t in (pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(),
+                             pa.uint16(), pa.uint32(), pa.uint64(), pa.float16(), pa.float32(),
+                             pa.float64())],
+    # int8/uint8 cannot hold landmark_index 467 (the face has 468 points).
+    *[("landmark_index", t) for t in (pa.int16(), pa.int32(), pa.int64(), pa.uint16(),
+                                      pa.uint32(), pa.uint64(), pa.float16(), pa.float32(),
+                                      pa.float64())],
+    *[("xyz", t) for t in (pa.float16(), pa.float32(), pa.float64())],
+]
+
+
+@pytest.mark.parametrize("column,data_type", _WRITER_TYPES,
+                         ids=[f"{c}-{t}" for c, t in _WRITER_TYPES])
+def test_accepts_every_type_other_writers_use(tmp_path, valid, column, data_type):
+    path, frames = valid
+    table = pq.read_table(path)
+    for name in ("x", "y", "z") if column == "xyz" else (column,):
+        table = _replace(table, name, table.column(name).cast(data_type))
+    written = _write(tmp_path / "other.parquet", table)
+    stored = pq.ParquetFile(written).schema_arrow.field(column[0] if column == "xyz" else column)
+    # What the file holds is the type under test (a dictionary's values read back as string).
+    assert stored.type == data_type or (pa.types.is_dictionary(stored.type)
+                                        and pa.types.is_dictionary(data_type))
+    out, ids = kaggle.read_landmark_file(written, return_frame_ids=True)
+    expected = frames.astype(np.float16 if data_type == pa.float16() and column == "xyz"
+                             else np.float32)
+    np.testing.assert_array_equal(out, expected.astype(np.float32))
+    np.testing.assert_array_equal(ids, [17, 18, 19])
+
+
+def test_normalization_decodes_dictionaries_parquet_cannot_store(valid):
+    """Arrow tables (not files) may hold dictionaries of string_view or of integers."""
+    path, _ = valid
+    table = pq.read_table(path)
+    frame = table.column("frame").to_numpy()
+    table = _replace(table, "frame", pa.array(frame).dictionary_encode())
+    table = _replace(table, "type", pa.DictionaryArray.from_arrays(
+        table.column("type").combine_chunks().dictionary_encode().indices,
+        pa.array(["face", "left_hand", "pose", "right_hand"], pa.string_view())))
+    columns = kaggle._normalize_columns(path, table)
+    np.testing.assert_array_equal(columns["frame"], frame)
+    assert columns["frame"].dtype == np.int64
+    assert columns["type"].dictionary.to_pylist() == ["face", "left_hand", "pose", "right_hand"]
+
+
 def _bad_tables():
     """(name, function valid Table -> broken Table, expected message fragment)."""
 
@@ -127,7 +178,18 @@ def _bad_tables():
         ("missing frame", drop("frame"), "missing column(s) frame"),
         ("missing type", drop("type"), "missing column(s) type"),
         ("string coordinates", retype("y", pa.string()), "column 'y' has type string, expected a float"),
-        ("float frame", retype("frame", pa.float64()), "column 'frame' has type double, expected an integer"),
+        # Floats holding whole numbers are frame ids (see the test above); 17.5 is not.
+        ("fractional frame", lambda t: _replace(t, "frame", pa.array(
+            np.where(np.arange(t.num_rows) == 600, 17.5, t.column("frame").to_numpy()))),
+         "column 'frame' holds 17.5 at row 600; its values must be whole numbers"),
+        ("NaN landmark_index", lambda t: _replace(t, "landmark_index", pa.array(
+            np.where(np.arange(t.num_rows) == 7, np.nan, t.column("landmark_index").to_numpy()),
+            from_pandas=False)),
+         "column 'landmark_index' holds nan at row 7; its values must be whole numbers"),
+        ("string frame", retype("frame", pa.string()), "column 'frame' has type string, expected an integer"),
+        ("integer coordinates", lambda t: _replace(t, "z", pa.array(np.zeros(t.num_rows, np.int64))),
+         "column 'z' has type int64, expected a float"),
+        ("binary type", retype("type", pa.binary()), "column 'type' has type binary, expected a string"),
         ("int type", lambda t: _replace(t, "type", pa.array(np.zeros(t.num_rows, np.int16))),
          "column 'type' has type int16, expected a string"),
         ("row missing", lambda t: t.slice(0, t.num_rows - 1), "1628 rows is not a multiple of 543"),

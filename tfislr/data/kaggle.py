@@ -11,9 +11,11 @@ where MediaPipe saw nothing). `read_landmark_file` turns it into float32 `[T, 54
 with NaN kept, after checking:
 
 * the file is a readable parquet file;
-* the columns `frame`, `type`, `landmark_index`, `x`, `y`, `z` exist, with integer,
-  string, integer and floating types (float32 and float64 both accepted); `frame`, `type`
-  and `landmark_index` have no nulls;
+* the columns `frame`, `type`, `landmark_index`, `x`, `y`, `z` exist, with the types any
+  Arrow writer uses for them: integers of any width (or floats holding whole numbers) for
+  `frame` and `landmark_index`; any string kind (string, large_string, string_view) for
+  `type`; floats of any width for `x`, `y`, `z`; dictionary encoding of any of these.
+  `frame`, `type` and `landmark_index` have no nulls;
 * the row count is a multiple of 543 and every block of 543 rows is one frame: one frame
   id, the part order above, the landmark indices above;
 * frame ids are unique and increasing (gaps are allowed: MediaPipe may drop frames).
@@ -146,20 +148,39 @@ def read_train_csv(data_dir, sign_map=None):
     return table.reset_index(drop=True)
 
 
-def _is_string(data_type):
-    if pa.types.is_dictionary(data_type):
-        data_type = data_type.value_type
-    return pa.types.is_string(data_type) or pa.types.is_large_string(data_type)
+# Which Arrow types each column may have. Writers differ (pandas, Polars, DuckDB, Arrow
+# itself): a dictionary-encoded column is judged by its value type; `type` may be any
+# string kind (Polars >= 1.38 writes string_view); `frame` and `landmark_index` may be
+# floats holding whole numbers (pandas after a NaN-aware concat), checked value by value
+# in `_normalize_columns`.
+def _value_type(data_type):
+    return data_type.value_type if pa.types.is_dictionary(data_type) else data_type
+
+
+def _is_string_like(data_type):
+    data_type = _value_type(data_type)
+    return (pa.types.is_string(data_type) or pa.types.is_large_string(data_type)
+            or pa.types.is_string_view(data_type))
+
+
+def _is_number(data_type):
+    data_type = _value_type(data_type)
+    return pa.types.is_integer(data_type) or pa.types.is_floating(data_type)
+
+
+def _is_float(data_type):
+    return pa.types.is_floating(_value_type(data_type))
 
 
 _TYPE_CHECKS = {
-    "frame": (pa.types.is_integer, "an integer"),
-    "landmark_index": (pa.types.is_integer, "an integer"),
-    "type": (_is_string, "a string"),
-    "x": (pa.types.is_floating, "a float"),
-    "y": (pa.types.is_floating, "a float"),
-    "z": (pa.types.is_floating, "a float"),
+    "frame": (_is_number, "an integer"),
+    "landmark_index": (_is_number, "an integer"),
+    "type": (_is_string_like, "a string"),
+    "x": (_is_float, "a float"),
+    "y": (_is_float, "a float"),
+    "z": (_is_float, "a float"),
 }
+_INTEGER_COLUMNS = ("frame", "landmark_index")
 
 
 def _check_schema(path, schema):
@@ -176,6 +197,46 @@ def _check_schema(path, schema):
             raise LandmarkFileError(
                 path, f"column '{column}' has type {data_type}, expected {expected} type", "schema"
             )
+
+
+def _decoded(column):
+    """A chunked column with any dictionary encoding undone."""
+    return column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
+
+
+def _normalize_columns(path, table):
+    """The columns of a schema-checked table in one representation, whatever wrote them.
+
+    Returns `{"frame", "landmark_index"}`: int64 arrays; `"type"`: a `pa.DictionaryArray`
+    of strings; `{"x", "y", "z"}`: float arrays with NaN for nulls. Raises
+    `LandmarkFileError` for nulls in `frame`, `type` or `landmark_index` and for values of
+    a float `frame`/`landmark_index` column that are not whole numbers.
+    """
+    for column in ("frame", "type", "landmark_index"):
+        if table.column(column).null_count:
+            raise LandmarkFileError(path, f"column '{column}' has null values", "nulls")
+    columns = {}
+    for column in _INTEGER_COLUMNS:
+        values = _decoded(table.column(column)).to_numpy()
+        if values.dtype.kind == "f":
+            values = values.astype(np.float64, copy=False)
+            with np.errstate(invalid="ignore"):
+                whole = np.isfinite(values) & (np.abs(values) < 2**53) & (values == np.round(values))
+            if not whole.all():
+                row = int(np.flatnonzero(~whole)[0])
+                raise LandmarkFileError(
+                    path, f"column '{column}' holds {values[row].item()!r} at row {row}; its "
+                    "values must be whole numbers", "schema",
+                )
+        columns[column] = values.astype(np.int64, copy=False)
+    types = table.column("type").combine_chunks()
+    if not pa.types.is_dictionary(types.type):
+        types = pc.dictionary_encode(types)
+    columns["type"] = types
+    for column in "xyz":
+        # Nulls come out as NaN, as they would from pandas.
+        columns[column] = _decoded(table.column(column)).to_numpy()
+    return columns
 
 
 def _frame_ids(path, frame, num_frames):
@@ -244,16 +305,10 @@ def read_landmark_file(path, return_frame_ids=False):
     if num_frames == 0:
         empty = np.zeros((0, lm.NUM_RAW_LANDMARKS, 3), np.float32)
         return (empty, np.zeros(0, np.int64)) if return_frame_ids else empty
-    for column in ("frame", "type", "landmark_index"):
-        if table.column(column).null_count:
-            raise LandmarkFileError(path, f"column '{column}' has null values", "nulls")
+    columns = _normalize_columns(path, table)
+    frame_ids = _frame_ids(path, columns["frame"], num_frames)
 
-    frame = table.column("frame").to_numpy().astype(np.int64, copy=False)
-    frame_ids = _frame_ids(path, frame, num_frames)
-
-    types = table.column("type").combine_chunks()
-    if not pa.types.is_dictionary(types.type):
-        types = pc.dictionary_encode(types)
+    types = columns["type"]
     part_code = {name: code for code, name in enumerate(lm.PART_ORDER)}
     lookup = np.array([part_code.get(v, -1) for v in types.dictionary.to_pylist()], np.int8)
     codes = lookup[types.indices.to_numpy()].reshape(num_frames, lm.NUM_RAW_LANDMARKS)
@@ -267,7 +322,7 @@ def read_landmark_file(path, return_frame_ids=False):
             f"{lm.PART_ORDER[_EXPECTED_TYPE[r]]!r} (each frame must be {_ORDER_TEXT})",
             "layout",
         )
-    index = table.column("landmark_index").to_numpy().reshape(num_frames, lm.NUM_RAW_LANDMARKS)
+    index = columns["landmark_index"].reshape(num_frames, lm.NUM_RAW_LANDMARKS)
     bad = np.argwhere(index != _EXPECTED_INDEX)
     if len(bad):
         f, r = bad[0]
@@ -280,8 +335,7 @@ def read_landmark_file(path, return_frame_ids=False):
     frames = np.empty((num_rows, 3), np.float32)
     with np.errstate(over="ignore"):  # |v| > 3.4e38 becomes ±inf, which Preprocess drops
         for k, column in enumerate("xyz"):
-            # Nulls come out as NaN; float64 → float32 like the Kaggle loader.
-            frames[:, k] = table.column(column).to_numpy()
+            frames[:, k] = columns[column]  # any float width → float32, like the Kaggle loader
     frames = frames.reshape(num_frames, lm.NUM_RAW_LANDMARKS, 3)
     return (frames, frame_ids) if return_frame_ids else frames
 
