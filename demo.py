@@ -11,7 +11,6 @@
 """
 
 import argparse
-import json
 import os
 import pathlib
 import sys
@@ -72,11 +71,12 @@ def main(argv=None):
     timings["data_seconds"] = round(time.perf_counter() - start, 1)
 
     from tfislr.training.run import train
+    from tfislr.training.run_dir import RunDir
 
     start = time.perf_counter()
     run_dir = train(config, data_dir, output_dir=args.output, fold=0)
     timings["train_seconds"] = round(time.perf_counter() - start, 1)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = RunDir(run_dir).read_metrics()
 
     report = None
     if not args.skip_export:

@@ -103,6 +103,54 @@ def test_fold_scores_only_held_out_signers(exported, data_dir):
         evaluate.evaluate_tflite(path, data_dir, fold=4)
 
 
+def test_fold_uses_the_split_recorded_with_the_model(data_dir, tmp_path, capsys):
+    """A run validated on fold 1 of 5 (`data.num_folds=5`): its export scores exactly the
+    run's validation signers, not fold 1 of the default 4 folds (issue 9.7)."""
+    from tfislr.config import load_config
+    from tfislr.data.folds import fold_indices
+    from tfislr.data.kaggle import read_sign_map, read_train_csv
+    from tfislr.training.run_dir import RunDir
+
+    table = read_train_csv(data_dir)
+    _, val_rows = fold_indices(table, 1, num_folds=5, seed=42)
+    val_participants = sorted(int(p) for p in set(table["participant_id"].iloc[val_rows]))
+    _, default_rows = fold_indices(table, 1)  # what evaluate rebuilt before
+    assert sorted(default_rows) != sorted(val_rows)  # else this test could not tell them apart
+    split = {"full": False, "fold": 1, "num_folds": 5, "fold_seed": 42,
+             "val_participants": val_participants}
+    run = RunDir(tmp_path / "runs" / "demo" / "20260101-000000")
+    run.write_config(load_config("demo", ["data.num_folds=5", f"data.max_len={MAX_LEN}"]))
+    sign_map = read_sign_map(data_dir)
+    run.write_signs(sorted(sign_map, key=sign_map.get))
+    run.write_run_info({"config": "demo", **split})
+    run.save_model("distilled", small_model(NUM_SIGNS))
+    run.mark_finished()
+    path = tmp_path / "model.tflite"
+    export_ensemble([{"run": str(run.path)}], path, "fp32", verbose=False, latency_repeats=1)
+    assert json.loads(path.with_suffix(".json").read_text())["members"][0]["split"] == split
+
+    def scored(**kwargs):
+        return sorted(evaluate.evaluate_tflite(path, data_dir, **kwargs)["sequence_ids"])
+
+    def rows(indices):
+        return sorted(table["sequence_id"].iloc[indices].tolist())
+
+    report = evaluate.evaluate_tflite(path, data_dir, fold=1)
+    assert sorted(report["sequence_ids"]) == rows(val_rows)
+    assert report["num_folds"] == 5 and report["split"]["val_participants"] == val_participants
+    assert "recorded by the run" in report["split"]["source"]
+    # Explicit settings still rebuild the folds; a fold the run did not validate on is
+    # rebuilt with the run's settings, and the report says its signers were trained on.
+    assert scored(fold=1, num_folds=4, fold_seed=42) == rows(default_rows)
+    rebuilt = evaluate.evaluate_tflite(path, data_dir, fold=2)
+    assert sorted(rebuilt["sequence_ids"]) == rows(fold_indices(table, 2, num_folds=5, seed=42)[1])
+    assert "training data" in rebuilt["split"]["source"]
+    with pytest.raises(ValueError, match=r"--fold must be in \[0, 5\)"):
+        evaluate.evaluate_tflite(path, data_dir, fold=5)
+    assert evaluate.main([str(path), "--data-dir", str(data_dir), "--fold", "1"]) == 0
+    assert "5 folds, seed 42: the validation signers recorded by the run" in capsys.readouterr().out
+
+
 def test_cli_prints_table_and_writes_json(exported, data_dir, tmp_path, capsys):
     _, path = exported
     out = tmp_path / "eval.json"

@@ -139,6 +139,8 @@ def test_validation_signers_are_the_ones_evaluate_scores(tiny_run, synthetic_dat
     held_out = select_sequences(synthetic_data_dir, fold=0, num_folds=config.data.num_folds,
                                 fold_seed=config.data.fold_seed)
     assert run_info["val_participants"] == sorted(held_out["participant_id"].unique().tolist())
+    assert (run_info["num_folds"], run_info["fold_seed"]) == (config.data.num_folds,
+                                                              config.data.fold_seed)
     assert run_info["num_val"] == len(held_out)
 
 

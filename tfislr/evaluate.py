@@ -7,8 +7,14 @@ Runs the file the way the competition did: one ai-edge-litert signature runner
 from its parquet file as raw `[T, 543, 3]` frames by the same reader the training
 store uses. Reports top-1 accuracy (the competition metric), top-5 accuracy,
 per-sign accuracy, latency (median/p95 of the runner call) and file size, as a table
-and as JSON. `--fold K` scores only the held-out signers of fold K, with the same
-fold function (and defaults) as training.
+and as JSON.
+
+`--fold K` scores only the held-out signers of fold K. The split travels with the model:
+training records it in the run's `run.json` and export copies it into the report next to
+the .tflite file, so K's signers are the ones the run validated on (whatever
+`data.num_folds` it used), not a split rebuilt from today's defaults. `--num-folds` /
+`--fold-seed` override that and rebuild the folds; a file without a recorded split uses
+the config defaults. The report says which of these it did.
 """
 
 import argparse
@@ -27,19 +33,77 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 PROG = "tfislr-evaluate"
 
 
-def signs_in_report(model_path):
-    """Sign order saved by `export_ensemble` next to the file, if there is one."""
+def export_report(model_path):
+    """The report `export_ensemble` saved next to the file (`<model>.json`), or {}."""
     report = pathlib.Path(model_path).with_suffix(".json")
     if report.exists():
         try:
-            return json.loads(report.read_text()).get("signs")
-        except (json.JSONDecodeError, AttributeError):
-            return None
-    return None
+            values = json.loads(report.read_text())
+        except json.JSONDecodeError:
+            return {}
+        return values if isinstance(values, dict) else {}
+    return {}
 
 
-def select_sequences(data_dir, fold=None, num_folds=4, fold_seed=42, limit=None):
-    """train.csv rows to score: all, or the held-out signers of `fold`."""
+def signs_in_report(model_path):
+    """Sign order saved by `export_ensemble` next to the file, if there is one."""
+    return export_report(model_path).get("signs")
+
+
+def resolve_split(report, fold, num_folds=None, fold_seed=None):
+    """How `--fold K` picks its signers: {fold, num_folds, fold_seed, val_participants, source}.
+
+    `report` is the export report (`export_report`); its members carry the split their
+    run recorded. `val_participants` is the list of the member that validated on fold K,
+    or None when the folds are rebuilt (given `num_folds`/`fold_seed`, no recorded split,
+    or no member validated on K). `source` says in words which it was.
+
+    Raises:
+        ConfigError: members recorded different fold settings (or different signers for
+            fold K) and no `num_folds`/`fold_seed` says which folds to use.
+    """
+    from tfislr.config import DataConfig
+
+    if fold is None:
+        return None
+    recorded = [m["split"] for m in report.get("members", [])
+                if m.get("split") and not m["split"].get("full")]
+    settings = sorted({(s["num_folds"], s["fold_seed"]) for s in recorded})
+    overridden = num_folds is not None or fold_seed is not None
+    if len(settings) > 1 and not overridden:
+        raise ConfigError(
+            f"the ensemble's members were split differently ((num_folds, fold_seed) = "
+            f"{settings}); give --num-folds and --fold-seed to choose the folds"
+        )
+    defaults = DataConfig()
+    base_folds, base_seed = settings[0] if settings else (defaults.num_folds, defaults.fold_seed)
+    split = {"fold": fold, "num_folds": base_folds if num_folds is None else num_folds,
+             "fold_seed": base_seed if fold_seed is None else fold_seed, "val_participants": None}
+    if overridden:
+        return {**split, "source": "folds rebuilt with the given --num-folds/--fold-seed"}
+    if not recorded:
+        return {**split, "source": "folds rebuilt with the config defaults: the export report "
+                                   "records no split"}
+    signers = {tuple(s["val_participants"]) for s in recorded if s["fold"] == fold}
+    if len(signers) > 1:
+        raise ConfigError(f"the ensemble's members recorded different signers for fold {fold}; "
+                          "give --num-folds and --fold-seed to rebuild the folds")
+    if signers:
+        return {**split, "val_participants": list(signers.pop()),
+                "source": "the validation signers recorded by the run (export report)"}
+    folds = sorted({s["fold"] for s in recorded})
+    return {**split, "source": f"folds rebuilt with the run's settings; the members validated "
+                               f"on fold(s) {folds}, so fold {fold}'s signers were in their "
+                               "training data"}
+
+
+def select_sequences(data_dir, fold=None, num_folds=4, fold_seed=42, limit=None,
+                     val_participants=None):
+    """train.csv rows to score: all, or the held-out signers of `fold`.
+
+    With `val_participants` (a split recorded by training) those signers' rows are the
+    fold; otherwise the fold is rebuilt from `num_folds` and `fold_seed`.
+    """
     from tfislr.data.kaggle import read_train_csv
 
     table = read_train_csv(data_dir)
@@ -48,8 +112,11 @@ def select_sequences(data_dir, fold=None, num_folds=4, fold_seed=42, limit=None)
 
         if not 0 <= fold < num_folds:
             raise ConfigError(f"--fold must be in [0, {num_folds}), got {fold}")
-        _, val_idx = fold_indices(table, fold, num_folds=num_folds, seed=fold_seed)
-        table = table.iloc[np.sort(np.asarray(val_idx))]
+        if val_participants is not None:
+            table = table[table["participant_id"].isin(val_participants)]
+        else:
+            _, val_idx = fold_indices(table, fold, num_folds=num_folds, seed=fold_seed)
+            table = table.iloc[np.sort(np.asarray(val_idx))]
     if limit is not None:
         table = table.iloc[:limit]
     if len(table) == 0:
@@ -57,10 +124,12 @@ def select_sequences(data_dir, fold=None, num_folds=4, fold_seed=42, limit=None)
     return table.reset_index(drop=True)
 
 
-def evaluate_tflite(model_path, data_dir, fold=None, num_folds=4, fold_seed=42, limit=None,
+def evaluate_tflite(model_path, data_dir, fold=None, num_folds=None, fold_seed=None, limit=None,
                     num_threads=1, progress=False):
     """Scores `model_path` on `data_dir`; returns the report dict (see module docstring).
 
+    `fold` picks the held-out signers by `resolve_split`: the split recorded with the
+    model, unless `num_folds`/`fold_seed` are given (then the folds are rebuilt).
     Files that cannot be read count as wrong and are listed under "errors": the
     competition would have failed on them, so they are not silently dropped.
     """
@@ -78,13 +147,19 @@ def evaluate_tflite(model_path, data_dir, fold=None, num_folds=4, fold_seed=42, 
     if not model_path.exists():
         raise MissingFileError(f"model file {model_path} does not exist")
     signs = sign_names(read_sign_map(data_dir))
-    table = select_sequences(data_dir, fold, num_folds, fold_seed, limit)
+    exported = export_report(model_path)
+    split = resolve_split(exported, fold, num_folds, fold_seed)
+    if split is None:
+        table = select_sequences(data_dir, limit=limit)
+    else:
+        table = select_sequences(data_dir, fold, split["num_folds"], split["fold_seed"], limit,
+                                 split["val_participants"])
     runner = TFLiteRunner(model_path, num_threads=num_threads)
     if runner.num_classes != len(signs):
         raise DataError(
             f"{model_path} outputs {runner.num_classes} classes but {data_dir} has {len(signs)} signs"
         )
-    model_signs = signs_in_report(model_path)
+    model_signs = exported.get("signs")
     if model_signs is not None and list(model_signs) != signs:
         raise DataError(
             f"{model_path} was exported with a different sign order than "
@@ -123,7 +198,8 @@ def evaluate_tflite(model_path, data_dir, fold=None, num_folds=4, fold_seed=42, 
         "model": str(model_path),
         "data_dir": str(data_dir),
         "fold": fold,
-        "num_folds": num_folds if fold is not None else None,
+        "num_folds": split["num_folds"] if split else None,
+        "split": split,
         "num_sequences": int(len(table)),
         "accuracy": float(correct.mean()),
         "top5_accuracy": float(top5_hit.mean()),
@@ -142,8 +218,12 @@ def format_report(report, max_signs=15):
     """The summary table plus the worst `max_signs` signs (all of them are in the JSON)."""
     fold = "all sequences" if report["fold"] is None else f"fold {report['fold']} held-out signers"
     latency = report["latency"]
-    lines = [
-        f"{report['model']} on {report['data_dir']} ({fold})",
+    lines = [f"{report['model']} on {report['data_dir']} ({fold})"]
+    if report.get("split"):
+        split = report["split"]
+        lines.append(f"  {'split':<14}{split['num_folds']} folds, seed {split['fold_seed']}: "
+                     f"{split['source']}")
+    lines += [
         f"  {'sequences':<14}{report['num_sequences']}",
         f"  {'accuracy':<14}{report['accuracy']:.4f}",
         f"  {'top-5':<14}{report['top5_accuracy']:.4f}",
@@ -172,8 +252,12 @@ def main(argv=None):
     parser.add_argument("model", help="the .tflite file")
     parser.add_argument("--data-dir", required=True, help="Kaggle layout: train.csv, parquet files")
     parser.add_argument("--fold", type=int, help="score only the held-out signers of this fold")
-    parser.add_argument("--num-folds", type=int, default=defaults.num_folds)
-    parser.add_argument("--fold-seed", type=int, default=defaults.fold_seed)
+    parser.add_argument("--num-folds", type=int,
+                        help="rebuild the folds with this many (default: the split recorded "
+                             f"with the model, else {defaults.num_folds})")
+    parser.add_argument("--fold-seed", type=int,
+                        help="rebuild the folds with this seed (default: the split recorded "
+                             f"with the model, else {defaults.fold_seed})")
     parser.add_argument("--limit", type=int, help="score only the first N sequences")
     parser.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
     parser.add_argument("--json", help="write the full report (all signs, predictions) here")
