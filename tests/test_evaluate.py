@@ -116,7 +116,7 @@ def test_fold_uses_the_split_recorded_with_the_model(data_dir, tmp_path, capsys)
     val_participants = sorted(int(p) for p in set(table["participant_id"].iloc[val_rows]))
     _, default_rows = fold_indices(table, 1)  # what evaluate rebuilt before
     assert sorted(default_rows) != sorted(val_rows)  # else this test could not tell them apart
-    split = {"full": False, "fold": 1, "num_folds": 5, "fold_seed": 42,
+    split = {"full": False, "fold": 1, "num_folds": 5, "fold_seed": 42, "original_folds": True,
              "val_participants": val_participants}
     run = RunDir(tmp_path / "runs" / "demo" / "20260101-000000")
     run.write_config(load_config("demo", ["data.num_folds=5", f"data.max_len={MAX_LEN}"]))

@@ -12,9 +12,9 @@ and as JSON.
 `--fold K` scores only the held-out signers of fold K. The split travels with the model:
 training records it in the run's `run.json` and export copies it into the report next to
 the .tflite file, so K's signers are the ones the run validated on (whatever
-`data.num_folds` it used), not a split rebuilt from today's defaults. `--num-folds` /
-`--fold-seed` override that and rebuild the folds; a file without a recorded split uses
-the config defaults. The report says which of these it did.
+`data.num_folds` it used), not a split rebuilt from today's defaults. `--num-folds`,
+`--fold-seed` and `--original-folds` override that and rebuild the folds; a file without
+a recorded split uses the config defaults. The report says which of these it did.
 """
 
 import argparse
@@ -50,37 +50,44 @@ def signs_in_report(model_path):
     return export_report(model_path).get("signs")
 
 
-def resolve_split(report, fold, num_folds=None, fold_seed=None):
-    """How `--fold K` picks its signers: {fold, num_folds, fold_seed, val_participants, source}.
+# The settings that decide the folds (`tfislr.data.folds.fold_indices`), as config.data
+# names them and run.json records them.
+FOLD_SETTINGS = ("num_folds", "fold_seed", "original_folds")
+
+
+def resolve_split(report, fold, num_folds=None, fold_seed=None, original_folds=None):
+    """How `--fold K` picks its signers: {fold, *FOLD_SETTINGS, val_participants, source}.
 
     `report` is the export report (`export_report`); its members carry the split their
     run recorded. `val_participants` is the list of the member that validated on fold K,
-    or None when the folds are rebuilt (given `num_folds`/`fold_seed`, no recorded split,
-    or no member validated on K). `source` says in words which it was.
+    or None when the folds are rebuilt (a fold setting given, no recorded split, or no
+    member validated on K). `source` says in words which it was.
 
     Raises:
         ConfigError: members recorded different fold settings (or different signers for
-            fold K) and no `num_folds`/`fold_seed` says which folds to use.
+            fold K) and no fold setting says which folds to use.
     """
     from tfislr.config import DataConfig
 
     if fold is None:
         return None
+    given = {"num_folds": num_folds, "fold_seed": fold_seed, "original_folds": original_folds}
+    overridden = any(value is not None for value in given.values())
     recorded = [m["split"] for m in report.get("members", [])
                 if m.get("split") and not m["split"].get("full")]
-    settings = sorted({(s["num_folds"], s["fold_seed"]) for s in recorded})
-    overridden = num_folds is not None or fold_seed is not None
+    settings = sorted({tuple(s.get(key) for key in FOLD_SETTINGS) for s in recorded})
     if len(settings) > 1 and not overridden:
         raise ConfigError(
-            f"the ensemble's members were split differently ((num_folds, fold_seed) = "
+            f"the ensemble's members were split differently ({', '.join(FOLD_SETTINGS)} = "
             f"{settings}); give --num-folds and --fold-seed to choose the folds"
         )
     defaults = DataConfig()
-    base_folds, base_seed = settings[0] if settings else (defaults.num_folds, defaults.fold_seed)
-    split = {"fold": fold, "num_folds": base_folds if num_folds is None else num_folds,
-             "fold_seed": base_seed if fold_seed is None else fold_seed, "val_participants": None}
+    base = (dict(zip(FOLD_SETTINGS, settings[0])) if settings
+            else {key: getattr(defaults, key) for key in FOLD_SETTINGS})
+    split = {"fold": fold, **{key: base[key] if given[key] is None else given[key]
+                              for key in FOLD_SETTINGS}, "val_participants": None}
     if overridden:
-        return {**split, "source": "folds rebuilt with the given --num-folds/--fold-seed"}
+        return {**split, "source": "folds rebuilt with the given fold settings"}
     if not recorded:
         return {**split, "source": "folds rebuilt with the config defaults: the export report "
                                    "records no split"}
@@ -98,11 +105,11 @@ def resolve_split(report, fold, num_folds=None, fold_seed=None):
 
 
 def select_sequences(data_dir, fold=None, num_folds=4, fold_seed=42, limit=None,
-                     val_participants=None):
+                     val_participants=None, original_folds=True):
     """train.csv rows to score: all, or the held-out signers of `fold`.
 
     With `val_participants` (a split recorded by training) those signers' rows are the
-    fold; otherwise the fold is rebuilt from `num_folds` and `fold_seed`.
+    fold; otherwise the fold is rebuilt by `fold_indices` from the fold settings.
     """
     from tfislr.data.kaggle import read_train_csv
 
@@ -115,7 +122,8 @@ def select_sequences(data_dir, fold=None, num_folds=4, fold_seed=42, limit=None,
         if val_participants is not None:
             table = table[table["participant_id"].isin(val_participants)]
         else:
-            _, val_idx = fold_indices(table, fold, num_folds=num_folds, seed=fold_seed)
+            _, val_idx = fold_indices(table, fold, num_folds=num_folds, seed=fold_seed,
+                                      original=original_folds)
             table = table.iloc[np.sort(np.asarray(val_idx))]
     if limit is not None:
         table = table.iloc[:limit]
@@ -125,11 +133,12 @@ def select_sequences(data_dir, fold=None, num_folds=4, fold_seed=42, limit=None,
 
 
 def evaluate_tflite(model_path, data_dir, fold=None, num_folds=None, fold_seed=None, limit=None,
-                    num_threads=1, progress=False):
+                    num_threads=1, progress=False, original_folds=None):
     """Scores `model_path` on `data_dir`; returns the report dict (see module docstring).
 
     `fold` picks the held-out signers by `resolve_split`: the split recorded with the
-    model, unless `num_folds`/`fold_seed` are given (then the folds are rebuilt).
+    model, unless `num_folds`/`fold_seed`/`original_folds` are given (then the folds are
+    rebuilt with them).
     Files that cannot be read count as wrong and are listed under "errors": the
     competition would have failed on them, so they are not silently dropped.
     """
@@ -148,12 +157,12 @@ def evaluate_tflite(model_path, data_dir, fold=None, num_folds=None, fold_seed=N
         raise MissingFileError(f"model file {model_path} does not exist")
     signs = sign_names(read_sign_map(data_dir))
     exported = export_report(model_path)
-    split = resolve_split(exported, fold, num_folds, fold_seed)
+    split = resolve_split(exported, fold, num_folds, fold_seed, original_folds)
     if split is None:
         table = select_sequences(data_dir, limit=limit)
     else:
         table = select_sequences(data_dir, fold, split["num_folds"], split["fold_seed"], limit,
-                                 split["val_participants"])
+                                 split["val_participants"], split["original_folds"])
     runner = TFLiteRunner(model_path, num_threads=num_threads)
     if runner.num_classes != len(signs):
         raise DataError(
@@ -258,6 +267,10 @@ def main(argv=None):
     parser.add_argument("--fold-seed", type=int,
                         help="rebuild the folds with this seed (default: the split recorded "
                              f"with the model, else {defaults.fold_seed})")
+    parser.add_argument("--original-folds", choices=("true", "false"),
+                        help="rebuild the folds with (true) or without (false) the original's "
+                             "participant->fold map (default: as recorded with the model, "
+                             f"else {str(defaults.original_folds).lower()})")
     parser.add_argument("--limit", type=int, help="score only the first N sequences")
     parser.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
     parser.add_argument("--json", help="write the full report (all signs, predictions) here")
@@ -266,6 +279,7 @@ def main(argv=None):
     report = evaluate_tflite(
         args.model, args.data_dir, fold=args.fold, num_folds=args.num_folds,
         fold_seed=args.fold_seed, limit=args.limit, num_threads=args.threads, progress=True,
+        original_folds=None if args.original_folds is None else args.original_folds == "true",
     )
     print(format_report(report, max_signs=None if args.all_signs else 15))
     if args.json:
