@@ -10,7 +10,14 @@
 5. `get_config` round trip: JSON-serialisable, `from_config` gives the same config, and with
    the same weights the same outputs;
 6. one `fit` step of a functional wrapper runs, the loss is finite and weights move;
-7. `.keras` save / load of the wrapper gives identical outputs.
+7. `.keras` save / load of the wrapper gives identical outputs;
+8. an empty batch (B = 0, as a replica gets from a last global batch smaller than the
+   replica count): eager and graph calls in both modes give `[0, ...]` of the right trailing
+   shape, the training gradient has every variable's shape, and no state (BatchNorm
+   statistics, seed generators aside) changes or turns non-finite;
+9. precision (keras-hub's check): under `mixed_float16` and `mixed_bfloat16` every sublayer
+   takes the policy, variables stay float32, outputs are finite and close to float32's;
+10. the number of trainable weights (`expected_num_trainable_weights`).
 
 Inputs are a flat dict of named numpy arrays; `apply(layer, batch, **call_kwargs)` maps it
 to the layer call, so the same harness serves layers with different signatures and the
@@ -67,6 +74,8 @@ def run_layer_test(
     tolerance=1e-5,
     tmp_path=None,
     run_fit=True,
+    expected_num_trainable_weights=None,
+    float32_output=False,
 ):
     """Runs every check; raises AssertionError with a message naming the failing check.
 
@@ -84,6 +93,9 @@ def run_layer_test(
             on a layer built with `deterministic_kwargs` (e.g. dropout 0).
         long_length: if set, also run a sequence of this length (e.g. > max_len).
         tmp_path: directory for the `.keras` file (pytest's tmp_path).
+        expected_num_trainable_weights: int, checked when given.
+        float32_output: the layer casts its output to float32 under any policy (the
+            classifier's logits); otherwise the output has the policy's compute dtype.
     """
     rng = np.random.default_rng(0)
     time_keys = [key for key in batch if key not in static_keys]
@@ -191,4 +203,85 @@ def run_layer_test(
         loaded = keras.ops.convert_to_numpy(restored(batch, training=False))
         np.testing.assert_allclose(loaded, eager, rtol=tolerance, atol=tolerance,
                                    err_msg=f"{layer_cls.__name__}: .keras save/load differs")
+    # 8. empty batch
+    _check_empty_batch(layer_cls, layer, apply, batch, static_keys, eager.shape[1:])
+
+    # 9. mixed precision
+    for policy in ("mixed_float16", "mixed_bfloat16"):
+        _check_precision(layer_cls, {**init_kwargs, **(deterministic_kwargs or {})}, apply,
+                         batch, policy, float32_output)
+
+    # 10. trainable weights
+    if expected_num_trainable_weights is not None:
+        assert len(layer.trainable_weights) == expected_num_trainable_weights, (
+            f"{layer_cls.__name__}: {len(layer.trainable_weights)} trainable weights, "
+            f"expected {expected_num_trainable_weights}"
+        )
     return layer
+
+
+def _state(layer):
+    """Non-trainable state except seed generators (whose counters advance by design)."""
+    return {
+        v.path: np.array(v) for v in layer.non_trainable_variables if "seed_generator" not in v.path
+    }
+
+
+def _check_empty_batch(layer_cls, layer, apply, batch, static_keys, trailing_shape):
+    name = layer_cls.__name__
+    empty = {k: (v if k in static_keys else v[:0]) for k, v in batch.items()}
+    expected = (0,) + tuple(trailing_shape)
+    before = _state(layer)
+    for training in (False, True):
+        out = keras.ops.convert_to_numpy(apply(layer, empty, training=training))
+        assert out.shape == expected, f"{name}: eager B=0 (training={training}) gave {out.shape}"
+
+    variables = layer.trainable_variables
+    # An unknown batch dimension, as inside a distributed step.
+    signature = {k: tf.TensorSpec((None,) + v.shape[1:], v.dtype) for k, v in empty.items()}
+    for training in (False, True):
+
+        @tf.function(input_signature=[signature])
+        def step(inputs):
+            with tf.GradientTape() as tape:
+                out = apply(layer, inputs, training=training)
+                loss = tf.reduce_sum(tf.cast(out, tf.float32))
+            return out, tape.gradient(loss, variables)
+
+        out, gradients = step(empty)
+        assert tuple(out.shape) == expected, f"{name}: graph B=0 (training={training}) gave {out.shape}"
+        for variable, gradient in zip(variables, gradients):
+            if gradient is not None:
+                gradient = tf.convert_to_tensor(gradient)
+                assert tuple(gradient.shape) == tuple(variable.shape), (name, variable.path)
+                assert not np.any(gradient.numpy()), f"{name}: B=0 gradient of {variable.path}"
+    after = _state(layer)
+    for path, value in before.items():
+        np.testing.assert_array_equal(after[path], value,
+                                      err_msg=f"{name}: a B=0 call changed {path}")
+
+
+def _check_precision(layer_cls, init_kwargs, apply, batch, policy, float32_output):
+    name = layer_cls.__name__
+    reference = layer_cls(**init_kwargs)
+    expected = keras.ops.convert_to_numpy(apply(reference, batch, training=False))
+    layer = layer_cls(**init_kwargs, dtype=policy)
+    apply(layer, batch, training=False)
+    layer.set_weights(reference.get_weights())
+    out = apply(layer, batch, training=False)
+    compute_dtype = keras.dtype_policies.get(policy).compute_dtype
+    want = "float32" if float32_output else compute_dtype
+    assert keras.backend.standardize_dtype(out.dtype) == want, (name, policy, out.dtype)
+    for sublayer in layer._flatten_layers():
+        assert sublayer.dtype_policy.name == policy, (
+            f"{name} under {policy}: sublayer {sublayer.name} has {sublayer.dtype_policy.name}")
+    for variable in layer.weights:
+        if "float" in str(variable.dtype):
+            assert keras.backend.standardize_dtype(variable.dtype) == "float32", (
+                f"{name} under {policy}: variable {variable.path} is {variable.dtype}")
+    out = keras.ops.convert_to_numpy(keras.ops.cast(out, "float32"))
+    assert np.isfinite(out).all(), f"{name} under {policy}: non-finite output"
+    # Half precision keeps 8 (bfloat16) or 11 (float16) significant bits.
+    scale = 1.0 + np.abs(expected).max()
+    np.testing.assert_allclose(out, expected, atol=0.1 * scale,
+                               err_msg=f"{name} under {policy}: far from float32")

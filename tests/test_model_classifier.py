@@ -93,6 +93,8 @@ def test_classifier_harness(tmp_path):
         deterministic_kwargs={"drop_rate": 0.0},
         long_length=20,  # > max_len: relative positions saturate
         tmp_path=tmp_path,
+        expected_num_trainable_weights=95,  # embedding 12, part MLPs 24, 3 x 19, head 2
+        float32_output=True,  # logits are float32 under every policy
     )
 
 

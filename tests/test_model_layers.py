@@ -35,6 +35,7 @@ def test_landmark_embedding(tmp_path):
         lambda layer, b, **kw: layer(b["landmarks"], padding_mask=b["padding_mask"]),
         expected_output_shape=(B, T, 100, 16),
         padded_keys=["landmarks"],
+        expected_num_trainable_weights=12,
         tmp_path=tmp_path,
     )
 
@@ -76,6 +77,7 @@ def test_part_mlp(tmp_path):
         # BN batch statistics include padded rows by design (as the original); the classifier
         # test shows that raw padded values still cannot leak.
         training_padding_invariant=False,
+        expected_num_trainable_weights=4,
         tmp_path=tmp_path,
     )
 
@@ -110,6 +112,7 @@ def test_part_mlps(tmp_path):
         expected_output_shape=(B, T, 24),
         padded_keys=["features"],
         training_padding_invariant=False,  # see test_part_mlp
+        expected_num_trainable_weights=24,
         tmp_path=tmp_path,
     )
     out = np.asarray(layer(batch["features"], padding_mask=batch["padding_mask"]))
@@ -139,6 +142,7 @@ def test_disentangled_self_attention(tmp_path):
         static_keys=["rel_embeddings"],
         deterministic_kwargs={"dropout": 0.0},
         long_length=23,
+        expected_num_trainable_weights=8,
         tmp_path=tmp_path,
     )
 
@@ -154,6 +158,7 @@ def test_deberta_layer(tmp_path):
         padded_keys=["hidden"],
         deterministic_kwargs={"dropout": 0.0},
         long_length=19,
+        expected_num_trainable_weights=19,
         tmp_path=tmp_path,
     )
 
@@ -175,6 +180,7 @@ def test_deberta_encoder(tmp_path):
         padded_keys=["hidden"],
         deterministic_kwargs={"dropout_rates": [0.0, 0.0, 0.0]},
         long_length=15,
+        expected_num_trainable_weights=57,
         tmp_path=tmp_path,
     )
 

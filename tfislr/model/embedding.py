@@ -5,6 +5,7 @@ from keras import ops
 
 from tfislr import landmarks as layout
 from tfislr.model.deberta import torch_linear_bias_initializer, torch_linear_kernel_initializer
+from tfislr.model.empty_batch import if_rows
 
 
 @keras.saving.register_keras_serializable(package="tfislr")
@@ -114,7 +115,8 @@ class LandmarkEmbedding(keras.layers.Layer):
         overhang = self.kernel_size // 2
         shape = ops.shape(x)
         tail = ops.zeros((shape[0], overhang, shape[2], shape[3]), dtype=x.dtype)
-        conv = self.conv_2(self.conv_1(ops.concatenate([x, tail], axis=1)))[:, : shape[1]]
+        conv = self._conv(self.conv_1, ops.concatenate([x, tail], axis=1))
+        conv = self._conv(self.conv_2, conv)[:, : shape[1]]
         position = self.position_dense(ops.concatenate([x, conv], axis=-1))
 
         # feature_dense(concat[type, lm, pos]) is split by kernel rows: the id part is the
@@ -140,6 +142,15 @@ class LandmarkEmbedding(keras.layers.Layer):
         ids_padding = ops.concatenate([self.type_norm(zeros), self.landmark_norm(zeros)], axis=-1)
         pad_features = ops.matmul(ids_padding, kernel[: 2 * E]) + bias  # [1, E]
         return features + ops.where(frame_mask > 0, id_features, pad_features)
+
+    @staticmethod
+    def _conv(conv, x):
+        """`conv(x)` ("same", stride 1), `[B, T, P, filters]` also for B = 0 (`if_rows`)."""
+        shape = ops.shape(x)
+        return if_rows(
+            x, lambda: conv(x),
+            lambda: ops.zeros((shape[0], shape[1], shape[2], conv.filters), x.dtype),
+        )
 
     def compute_output_shape(self, landmarks_shape, padding_mask_shape=None):
         return tuple(landmarks_shape[:-1]) + (self.embed_dim,)

@@ -5,11 +5,12 @@ from keras import ops
 
 from tfislr import landmarks as layout
 from tfislr.model.deberta import torch_linear_bias_initializer, torch_linear_kernel_initializer
+from tfislr.model.empty_batch import BatchNormalization
 
 
 def _batch_norm(name, dtype_policy):
     # torch BatchNorm1d defaults: eps 1e-5, momentum 0.1 (Keras counts the other way: 0.9).
-    return keras.layers.BatchNormalization(
+    return BatchNormalization(
         momentum=0.9, epsilon=1e-5, dtype=dtype_policy, name=name
     )
 
