@@ -182,7 +182,7 @@ def test_optimizers_follow_the_recipe():
     assert student_ids == {id(v) for v in distiller.student.trainable_variables}
     distilled_ids = {id(v) for v in distiller.distilled_optimizer._trainable_variables}
     assert distilled_ids == {id(v) for v in distiller.distilled.trainable_variables}
-    assert distiller.max_grad_norm == 10.0
+    assert distiller.config.max_grad_norm == 10.0
 
 
 def test_plain_optimizers_are_rejected():
@@ -241,7 +241,7 @@ def test_mixing_changes_the_step():
 def test_distilled_trains_in_inference_mode_from_half_way():
     rng = np.random.default_rng(5)
     distiller = make_distiller("train.epochs=4")
-    assert distiller.distilled_switch_epoch == 2
+    assert distiller.config.distilled_switch_epoch == 2
     stats = lambda: distiller.distilled.bn.moving_mean.numpy().copy()  # noqa: E731
     before = stats()
     distiller.train_on_batch(*batch(rng))
@@ -262,7 +262,7 @@ def test_distilled_trains_in_inference_mode_from_half_way():
 
 def test_consistency_weight_ramps_with_the_step_counter():
     distiller = make_distiller(steps_per_epoch=20)  # 40 steps, R = 10
-    assert distiller.rampup_length == 10
+    assert distiller.config.rampup_length == 10
 
 
 def test_mixed_precision_step_runs_with_loss_scaling():
@@ -356,3 +356,29 @@ def test_weight_decay_sets_of_the_real_model():
     decayed = {v.path for v in model.trainable_variables if optimizer._use_weight_decay(v)}
     assert decayed == {v.path for v in model.trainable_variables} - excluded
     assert any("embedding" in p for p in decayed)
+
+
+def test_one_frozen_config_carries_every_step_setting():
+    import dataclasses
+
+    config = tiny_config("train.ousm_k=2", "train.ema_decay=0.9")
+    settings = mean_teacher.MeanTeacherConfig.from_config(config, NUM_CLASSES, total_steps=40)
+    # Every field not given by the run is the TrainConfig field of the same name.
+    for field in dataclasses.fields(settings):
+        if field.name not in ("num_classes", "total_steps", "num_mix_layers"):
+            assert getattr(settings, field.name) == getattr(config.train, field.name), field.name
+    assert settings.ousm_k == 2 and settings.ema_decay == 0.9
+    assert settings.num_mix_layers == config.model.transfo_layers
+    assert settings.rampup_length == 10 and settings.distilled_switch_epoch == 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.ousm_k = 1
+    with pytest.raises(ValueError, match="ousm_k"):
+        dataclasses.replace(settings, ousm_k=-1)
+    with pytest.raises(ValueError, match="total_steps"):
+        dataclasses.replace(settings, total_steps=0)
+    distiller = make_distiller()
+    assert isinstance(distiller.config, mean_teacher.MeanTeacherConfig)
+    with pytest.raises(ValueError, match="MeanTeacherConfig"):
+        mean_teacher.MeanTeacherDistiller(
+            distiller.student, distiller.teacher, distiller.distilled, {"ousm_k": 3}
+        )

@@ -7,7 +7,8 @@ import tensorflow as tf
 
 from layer_harness import run_layer_test
 from tfislr.config import load_config
-from tfislr.model import ISLRClassifier, build_classifier, no_weight_decay_variables, parameter_groups
+from tfislr.model import ISLRClassifier, build_classifier, parameter_groups
+from tfislr.training.optimizers import weight_decay_exclusions
 
 SMALL = dict(
     num_classes=5, max_len=6, embed_dim=16, dense_dim=16, transfo_dim=32,
@@ -197,9 +198,9 @@ def test_attention_scores():
         assert (s[1, :, 4:] == 0).all() and (s[1, :, :, 4:] == 0).all()
 
 
-def test_no_weight_decay_variables_follow_the_original_rule():
+def test_weight_decay_exclusions_follow_the_original_rule():
     model = build_classifier(load_config("len80").model, 250, 80, distilled=True)
-    excluded = {v.path for v in no_weight_decay_variables(model)}
+    excluded = {v.path for v in weight_decay_exclusions(model)}
     paths = {v.path for v in model.trainable_variables}
     assert excluded < paths
     for path in paths:
@@ -211,7 +212,7 @@ def test_no_weight_decay_variables_follow_the_original_rule():
     assert any("type_norm/gamma" in p for p in paths - excluded)
     assert any("batch_norm/gamma" in p for p in paths - excluded)
     assert any(p.endswith("rel_embeddings") for p in paths - excluded)
-    excluded_params = sum(int(np.prod(v.shape)) for v in no_weight_decay_variables(model))
+    excluded_params = sum(int(np.prod(v.shape)) for v in weight_decay_exclusions(model))
     # biases/betas of every layer + 3 LN gammas per DeBERTa layer: a small share
     assert 0 < excluded_params < 0.01 * model.count_params()
 

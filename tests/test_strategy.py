@@ -124,7 +124,7 @@ def _replica_worker(strategy_name, out_path, mode="equal"):
         for i, v in enumerate(model.variables) if "float" in str(v.dtype)
     }
     if not equal:
-        distiller.epoch.assign(distiller.distilled_switch_epoch)
+        distiller.epoch.assign(distiller.config.distilled_switch_epoch)
     history = distiller.fit(dataset, epochs=1, verbose=0, shuffle=False)
     trainable = {
         id(v) for m in distiller.named_models().values() for v in m.trainable_variables

@@ -3,7 +3,6 @@
 from tfislr.model.classifier import (
     ISLRClassifier,
     build_classifier,
-    no_weight_decay_variables,
     parameter_groups,
 )
 from tfislr.model.deberta import (
@@ -27,7 +26,6 @@ __all__ = [
     "PartMLPs",
     "build_classifier",
     "log_bucket_position",
-    "no_weight_decay_variables",
     "parameter_groups",
     "relative_position_index",
     "transformer_widths",

@@ -253,27 +253,3 @@ def parameter_groups(model):
         groups[f"deberta_layer_{k}"] = count(layer)
     groups["head"] = count(model.head)
     return groups
-
-
-def no_weight_decay_variables(model):
-    """The variables the original excluded from AdamW weight decay (seed-spec §9).
-
-    Its rule (parameter names containing "bias", "LayerNorm.bias" or "LayerNorm.weight")
-    maps to: every bias and every normalisation beta, plus the gammas of the DeBERTa
-    LayerNorms (relative-table, attention and output norms). Still decayed, as there:
-    kernels, embeddings, relative tables, BatchNorm gammas and the two input id norms'
-    gammas. Use with `keras.optimizers.AdamW(...).exclude_from_weight_decay(var_list=...)`
-    (Keras matches `var_names` against short names like "gamma", which cannot tell these
-    apart).
-    """
-    deberta_norm_ids = {
-        id(variable)
-        for layer in model.encoder.encoder_layers
-        for norm in (layer.rel_embeddings_norm, layer.attention_norm, layer.output_norm)
-        for variable in norm.trainable_variables
-    }
-    return [
-        variable
-        for variable in model.trainable_variables
-        if variable.name in ("bias", "beta") or id(variable) in deberta_norm_ids
-    ]

@@ -29,6 +29,9 @@ EMA update runs in cross-replica context through `merge_call` +
 `extended.update`, the pattern Keras optimizers use for their own slots.
 """
 
+import dataclasses
+import typing
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -65,6 +68,74 @@ def _dense_gradient(gradient):
     return gradient
 
 
+@dataclasses.dataclass(frozen=True)
+class MeanTeacherConfig:
+    """Every hyperparameter of the mean-teacher step, in one frozen object.
+
+    The recipe's values and their meaning live in `tfislr.config.TrainConfig` (the fields of
+    the same names, copied by `from_config`); the three others come from the run:
+
+    Args:
+        num_classes: C, the number of signs.
+        total_steps: optimizer steps of the whole run (schedules, ramp-up).
+        num_mix_layers: mixup layer indices are drawn in [0, num_mix_layers)
+            (the transformer layers of the classifier).
+
+    Raises:
+        ValueError: for a non-positive count or a negative `ousm_k`.
+    """
+
+    num_classes: int
+    total_steps: int
+    num_mix_layers: int
+    epochs: int
+    label_smoothing: float
+    ousm_k: int
+    batch_group_size: typing.Optional[int]
+    consistency_weight: float
+    rampup_prop: float
+    ema_decay: float
+    mix_proba: float
+    mix_alpha: float
+    mix_end_fraction: float
+    distilled_inference_mode_second_half: bool
+    max_grad_norm: float
+    seed: int
+
+    def __post_init__(self):
+        for name in ("num_classes", "total_steps", "num_mix_layers", "epochs"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.ousm_k < 0:
+            raise ValueError(f"ousm_k must be >= 0, got {self.ousm_k}")
+
+    @classmethod
+    def from_config(cls, config, num_classes, total_steps):
+        """The step's settings of a `tfislr.config.Config` for a run of `total_steps` steps."""
+        run_fields = {"num_classes", "total_steps", "num_mix_layers"}
+        train = {
+            field.name: getattr(config.train, field.name)
+            for field in dataclasses.fields(cls)
+            if field.name not in run_fields
+        }
+        return cls(
+            num_classes=int(num_classes),
+            total_steps=int(total_steps),
+            num_mix_layers=int(config.model.transfo_layers),
+            **train,
+        )
+
+    @property
+    def rampup_length(self):
+        """R: the step at which the consistency weight reaches its maximum."""
+        return schedules.rampup_steps(self.total_steps, self.rampup_prop)
+
+    @property
+    def distilled_switch_epoch(self):
+        """0-based epoch from which the distilled model trains in inference mode."""
+        return timeline.distilled_inference_start(self.epochs)
+
+
 class MeanTeacherDistiller(keras.Model):
     """Trains a student, its EMA teacher and a distilled model together (module docstring).
 
@@ -72,69 +143,23 @@ class MeanTeacherDistiller(keras.Model):
         student, teacher, distilled: built classifiers called as
             `model(inputs, training=..., mixup=None | {"lambda", "permutation", "layer"})`
             → float32 logits `[B, num_classes]`; student and teacher share an architecture.
-        num_classes: C.
-        total_steps: optimizer steps of the whole run (schedules, ramp-up).
-        epochs: epochs of the run (mixup schedule, distilled-mode switch).
-        num_mix_layers: mixup layer indices are drawn in [0, num_mix_layers).
-        label_smoothing, ousm_k, batch_group_size, consistency_weight, rampup_prop, ema_decay, mix_proba,
-        mix_alpha, mix_end_fraction, distilled_inference_mode_second_half, max_grad_norm,
-        seed: the `TrainConfig` fields of the same names (seed-spec §8–§9).
+        config: a `MeanTeacherConfig` (every hyperparameter of the step).
 
     Data: `fit` takes `({"student": inputs, "teacher": inputs, "distilled": inputs}, labels)`
     (three independently augmented views, `inputs = {"landmarks", "padding_mask"}`);
     `evaluate` takes `(inputs, labels)` and reports the accuracy of the three models.
+    The distiller is saved and restored by its weights (`save_weights`/`load_weights`);
+    it has no `get_config`.
     """
 
-    def __init__(
-        self,
-        student,
-        teacher,
-        distilled,
-        num_classes,
-        total_steps,
-        epochs,
-        num_mix_layers=3,
-        label_smoothing=0.3,
-        ousm_k=3,
-        batch_group_size=None,
-        consistency_weight=5.0,
-        rampup_prop=0.25,
-        ema_decay=0.97,
-        mix_proba=0.5,
-        mix_alpha=0.4,
-        mix_end_fraction=0.9,
-        distilled_inference_mode_second_half=True,
-        max_grad_norm=10.0,
-        seed=42,
-        **kwargs,
-    ):
+    def __init__(self, student, teacher, distilled, config, **kwargs):
         super().__init__(**kwargs)
-        if total_steps < 1 or epochs < 1:
-            raise ValueError(f"total_steps and epochs must be >= 1, got {total_steps}, {epochs}")
-        if ousm_k < 0:
-            raise ValueError(f"ousm_k must be >= 0, got {ousm_k}")
+        if not isinstance(config, MeanTeacherConfig):
+            raise ValueError(f"config must be a MeanTeacherConfig, got {type(config).__name__}")
         self.student = student
         self.teacher = teacher
         self.distilled = distilled
-        self.num_classes = int(num_classes)
-        self.total_steps = int(total_steps)
-        self.epochs = int(epochs)
-        self.num_mix_layers = int(num_mix_layers)
-        self.label_smoothing = float(label_smoothing)
-        self.ousm_k = int(ousm_k)
-        self.batch_group_size = None if batch_group_size is None else int(batch_group_size)
-        self.consistency_weight = float(consistency_weight)
-        self.rampup_prop = float(rampup_prop)
-        self.ema_decay = float(ema_decay)
-        self.mix_proba = float(mix_proba)
-        self.mix_alpha = float(mix_alpha)
-        self.mix_end_fraction = float(mix_end_fraction)
-        self.distilled_inference_mode_second_half = bool(distilled_inference_mode_second_half)
-        self.max_grad_norm = float(max_grad_norm)
-        self.seed = int(seed)
-        self.rampup_length = schedules.rampup_steps(self.total_steps, self.rampup_prop)
-        # 0-based epoch from which the distilled model trains in inference mode.
-        self.distilled_switch_epoch = timeline.distilled_inference_start(self.epochs)
+        self.config = config
 
         self._ema_pairs()  # fails early when teacher and student differ
 
@@ -230,17 +255,18 @@ class MeanTeacherDistiller(keras.Model):
 
     # ------------------------------------------------------------- training
     def _mixup(self, per_replica_batch_size, step):
+        config = self.config
         probability = timeline.mixup_probability(
-            self.epoch, self.epochs, self.mix_proba, self.mix_end_fraction
+            self.epoch, config.epochs, config.mix_proba, config.mix_end_fraction
         )
         # One seed for the whole global batch: each group of clips draws its own mixup, as
         # each GPU of the original did, whichever replica holds it.
-        seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(step, tf.int64)])
+        seed = tf.stack([tf.constant(config.seed, tf.int64), tf.cast(step, tf.int64)])
         context = tf.distribute.get_replica_context()
         replica = 0 if context is None else context.replica_id_in_sync_group
         applied, lam, permutation, layers = draw_mixup(
-            per_replica_batch_size, probability, self.mix_alpha, self.num_mix_layers, 3, seed,
-            group_size=self.batch_group_size, replica=replica, replicas=losses.num_replicas(),
+            per_replica_batch_size, probability, config.mix_alpha, config.num_mix_layers, 3, seed,
+            group_size=config.batch_group_size, replica=replica, replicas=losses.num_replicas(),
         )
         mixes = {
             name: {"lambda": lam, "permutation": permutation, "layer": layers[i]}
@@ -249,10 +275,10 @@ class MeanTeacherDistiller(keras.Model):
         return applied, lam, permutation, mixes
 
     def _call_distilled(self, view, mixup):
-        if not self.distilled_inference_mode_second_half:
+        if not self.config.distilled_inference_mode_second_half:
             return self.distilled(view, training=True, mixup=mixup)
         return tf.cond(
-            self.epoch >= self.distilled_switch_epoch,
+            self.epoch >= self.config.distilled_switch_epoch,
             lambda: self.distilled(view, training=False, mixup=mixup),
             lambda: self.distilled(view, training=True, mixup=mixup),
         )
@@ -270,8 +296,8 @@ class MeanTeacherDistiller(keras.Model):
             gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
         scale = getattr(optimizer, "dynamic_scale", None)
         scale = tf.constant(1.0) if scale is None else ops.cast(scale, "float32")
-        if self.max_grad_norm > 0:
-            gradients, norm = tf.clip_by_global_norm(gradients, self.max_grad_norm * scale)
+        if self.config.max_grad_norm > 0:
+            gradients, norm = tf.clip_by_global_norm(gradients, self.config.max_grad_norm * scale)
         else:
             norm = tf.linalg.global_norm(gradients)
         return gradients, norm / scale
@@ -300,8 +326,9 @@ class MeanTeacherDistiller(keras.Model):
         self.step_counter.assign_add(1)
         step = ops.convert_to_tensor(self.step_counter)  # 1-based
         _, lam, permutation, mixes = self._mixup(per_replica_batch_size, step)
-        targets = losses.mixed_targets(labels, self.num_classes, lam, permutation)
-        weight = schedules.consistency_weight(step, self.rampup_length, self.consistency_weight)
+        config = self.config
+        targets = losses.mixed_targets(labels, config.num_classes, lam, permutation)
+        weight = schedules.consistency_weight(step, config.rampup_length, config.consistency_weight)
 
         # The teacher is never differentiated: run it outside the tape.
         teacher_logits = ops.stop_gradient(
@@ -314,11 +341,12 @@ class MeanTeacherDistiller(keras.Model):
             student_logits = self.student(views["student"], training=True, mixup=mixes["student"])
             distilled_logits = self._call_distilled(views["distilled"], mixes["distilled"])
             student_ce = losses.classification_loss(
-                student_logits, targets, self.label_smoothing, self.ousm_k, self.batch_group_size
+                student_logits, targets, config.label_smoothing, config.ousm_k,
+                config.batch_group_size,
             )
             distilled_ce = losses.classification_loss(
-                distilled_logits, targets, self.label_smoothing, self.ousm_k,
-                self.batch_group_size,
+                distilled_logits, targets, config.label_smoothing, config.ousm_k,
+                config.batch_group_size,
             )
             student_consistency = losses.consistency_loss(student_logits, teacher_logits)
             distilled_consistency = losses.consistency_loss(distilled_logits, teacher_logits)
@@ -337,7 +365,7 @@ class MeanTeacherDistiller(keras.Model):
         )
         self.student_optimizer.apply(student_grads, student_vars)
         self.distilled_optimizer.apply(distilled_grads, distilled_vars)
-        self._update_teacher(schedules.ema_decay(step, self.ema_decay))
+        self._update_teacher(schedules.ema_decay(step, config.ema_decay))
 
         trackers = self.train_trackers
         trackers["loss"].update_state(student_loss + distilled_loss)
@@ -367,40 +395,6 @@ class MeanTeacherDistiller(keras.Model):
         inputs = data[0] if isinstance(data, (tuple, list)) else data
         return self(inputs, training=False)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "student": keras.saving.serialize_keras_object(self.student),
-                "teacher": keras.saving.serialize_keras_object(self.teacher),
-                "distilled": keras.saving.serialize_keras_object(self.distilled),
-                "num_classes": self.num_classes,
-                "total_steps": self.total_steps,
-                "epochs": self.epochs,
-                "num_mix_layers": self.num_mix_layers,
-                "label_smoothing": self.label_smoothing,
-                "ousm_k": self.ousm_k,
-                "batch_group_size": self.batch_group_size,
-                "consistency_weight": self.consistency_weight,
-                "rampup_prop": self.rampup_prop,
-                "ema_decay": self.ema_decay,
-                "mix_proba": self.mix_proba,
-                "mix_alpha": self.mix_alpha,
-                "mix_end_fraction": self.mix_end_fraction,
-                "distilled_inference_mode_second_half": self.distilled_inference_mode_second_half,
-                "max_grad_norm": self.max_grad_norm,
-                "seed": self.seed,
-            }
-        )
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for name in MODEL_NAMES:
-            config[name] = keras.saving.deserialize_keras_object(config[name])
-        return cls(**config)
-
 
 def build_distiller(config, num_classes, steps_per_epoch, build_model=None):
     """Builds the three classifiers, the distiller and its two optimizers (call under scope).
@@ -429,25 +423,8 @@ def build_distiller(config, num_classes, steps_per_epoch, build_model=None):
     for model in (student, teacher, distilled):
         _build_on_dummy(model, max_len)
     distiller = MeanTeacherDistiller(
-        student,
-        teacher,
-        distilled,
-        num_classes=num_classes,
-        total_steps=total_steps,
-        epochs=train.epochs,
-        num_mix_layers=config.model.transfo_layers,
-        label_smoothing=train.label_smoothing,
-        ousm_k=train.ousm_k,
-        batch_group_size=train.batch_group_size,
-        consistency_weight=train.consistency_weight,
-        rampup_prop=train.rampup_prop,
-        ema_decay=train.ema_decay,
-        mix_proba=train.mix_proba,
-        mix_alpha=train.mix_alpha,
-        mix_end_fraction=train.mix_end_fraction,
-        distilled_inference_mode_second_half=train.distilled_inference_mode_second_half,
-        max_grad_norm=train.max_grad_norm,
-        seed=train.seed,
+        student, teacher, distilled,
+        MeanTeacherConfig.from_config(config, num_classes, total_steps),
         name="mean_teacher_distiller",
     )
     distiller.compile(
