@@ -13,6 +13,7 @@ import typing
 
 import yaml
 
+from tfislr import atomic
 from tfislr.checks import check_range
 from tfislr.errors import ConfigError
 
@@ -136,7 +137,8 @@ class Config:
         return dataclasses.asdict(self)
 
     def to_json(self, path):
-        pathlib.Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Writes the config as JSON atomically (a killed write leaves the old file or none)."""
+        atomic.write_json(path, self.to_dict())
 
 
 _SECTIONS = {
