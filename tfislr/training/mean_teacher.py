@@ -30,6 +30,7 @@ EMA update runs in cross-replica context through `merge_call` +
 """
 
 import dataclasses
+import functools
 import typing
 
 import keras
@@ -274,14 +275,34 @@ class MeanTeacherDistiller(keras.Model):
         }
         return applied, lam, permutation, mixes
 
-    def _call_distilled(self, view, mixup):
-        if not self.config.distilled_inference_mode_second_half:
-            return self.distilled(view, training=True, mixup=mixup)
-        return tf.cond(
-            self.epoch >= self.config.distilled_switch_epoch,
-            lambda: self.distilled(view, training=False, mixup=mixup),
-            lambda: self.distilled(view, training=True, mixup=mixup),
+    def distilled_inference_mode(self):
+        """True from the switch epoch on (when the config asks for it): read on the host."""
+        config = self.config
+        return bool(config.distilled_inference_mode_second_half) and (
+            int(self.epoch.numpy()) >= config.distilled_switch_epoch
         )
+
+    def make_train_function(self, force=False):
+        """One step function per distilled-model mode, picked on the host at each call.
+
+        The mode changes once per run, so each function is traced (and XLA-compiled) once.
+        A `tf.cond` on the epoch variable inside the step instead made XLA treat the
+        epoch, the step counter, the batch and most weights as compile-time constants:
+        one multi-minute compilation per step (and per epoch), constant-folding the
+        batch's BatchNorm moments. The host reads one int64 variable per call.
+        """
+        if self.train_function is not None and not force:
+            return self.train_function
+        steps = {
+            mode: self._make_function(functools.partial(self.train_step, distilled_inference=mode))
+            for mode in (False, True)
+        }
+
+        def train_function(iterator):
+            return steps[self.distilled_inference_mode()](iterator)
+
+        self.train_function = train_function
+        return train_function
 
     def _reduce_and_clip(self, gradients, optimizer):
         """Sums gradients over replicas once and clips them by their global norm.
@@ -318,7 +339,9 @@ class MeanTeacherDistiller(keras.Model):
             merge_fn, tf.distribute.get_strategy(), alpha
         )
 
-    def train_step(self, data):
+    def train_step(self, data, distilled_inference=False):
+        """One step; `distilled_inference` (a Python bool) runs the distilled model with
+        `training=False` (see `make_train_function`, which picks it per epoch)."""
         views, labels = data[0], data[1]
         labels = ops.cast(labels, "int32")
         per_replica_batch_size = tf.shape(labels)[0]
@@ -339,7 +362,9 @@ class MeanTeacherDistiller(keras.Model):
         distilled_vars = self.distilled.trainable_variables
         with tf.GradientTape() as tape:
             student_logits = self.student(views["student"], training=True, mixup=mixes["student"])
-            distilled_logits = self._call_distilled(views["distilled"], mixes["distilled"])
+            distilled_logits = self.distilled(
+                views["distilled"], training=not distilled_inference, mixup=mixes["distilled"]
+            )
             student_ce = losses.classification_loss(
                 student_logits, targets, config.label_smoothing, config.ousm_k,
                 config.batch_group_size,
