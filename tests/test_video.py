@@ -70,6 +70,18 @@ def test_layout_round_trip_and_checks(tmp_path):
         landmark_table(frames[:, :500], [0, 1, 2])
 
 
+def test_extraction_modules_import_neither_tensorflow_nor_mediapipe():
+    """What runs in the extraction env must not need TensorFlow (protobuf clash), and what
+    the main env imports must not need mediapipe."""
+    code = ("import sys, tfislr.video.extract, tfislr.video.layout, tfislr.video.holistic, "
+            "tfislr.video.environment; print(sorted(m for m in ('tensorflow', 'keras', "
+            "'mediapipe', 'pandas') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(TESTS.parent)), timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 # ---------------------------------------------------------------- folders, ids, sign map
 def test_find_clips_takes_signs_from_folders(tmp_path):
     videos = tmp_path / "videos"
@@ -92,6 +104,15 @@ def test_sequence_ids_are_stable_per_participant_and_clip():
     first = extract.sequence_id(0, "hello/a.mp4")
     assert first == extract.sequence_id(0, "hello/a.mp4") and 0 < first < 2**48
     assert len({first, extract.sequence_id(1, "hello/a.mp4"), extract.sequence_id(0, "hello/b.mp4")}) == 3
+
+
+def test_two_videos_never_share_a_landmark_file(tmp_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder / "hello").mkdir(parents=True)
+        (tmp_path / folder / "hello" / "1.mp4").write_bytes(b"")
+    with pytest.raises(DataError, match="would both be clip"):
+        extract.extract([tmp_path / "a", tmp_path / "b"], tmp_path / "out", progress=False)
+    assert not (tmp_path / "out" / "train.csv").exists()
 
 
 def test_sign_map_keeps_existing_labels(tmp_path):

@@ -34,6 +34,7 @@ import contextlib
 import csv
 import hashlib
 import importlib.util
+import io
 import json
 import os
 import pathlib
@@ -105,8 +106,6 @@ def _write_atomic(path, text):
 
 
 def _write_csv(path, columns, rows):
-    import io
-
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore",
                             lineterminator="\n")
@@ -139,18 +138,21 @@ def merge_rows(path, columns, new_rows, key):
 
 
 def _check_ids(out_dir, planned):
-    """No two clips may share a sequence id (a hash collision, or the same clip twice)."""
-    seen = {}
-    for row in _read_csv(out_dir / TRAIN_CSV):
-        seen[row["sequence_id"]] = row["path"]
+    """No two clips may share a sequence id: not two videos of this run (the same path below
+    two input folders), nor a video and another clip already in train.csv."""
+    in_csv = {row["sequence_id"]: row["path"] for row in _read_csv(out_dir / TRAIN_CSV)}
+    videos = {}
     for row in planned:
-        previous = seen.get(str(row["sequence_id"]))
-        if previous is not None and previous != row["path"]:
-            raise DataError(
-                f"{row['video']}: sequence_id {row['sequence_id']} is already used by "
-                f"{previous} in {out_dir / TRAIN_CSV}; pass another --participant-id"
-            )
-        seen[str(row["sequence_id"])] = row["path"]
+        sid = str(row["sequence_id"])
+        other = videos.setdefault(sid, row["video"])
+        if other != row["video"]:
+            raise DataError(f"{row['video']} and {other} would both be clip {sid} (the same "
+                            "path below their input folders): extract them with different "
+                            "--participant-id values")
+        if in_csv.get(sid, row["path"]) != row["path"]:
+            raise DataError(f"{row['video']}: sequence_id {sid} is already used by "
+                            f"{in_csv[sid]} in {out_dir / TRAIN_CSV}; pass another "
+                            "--participant-id")
 
 
 def _frames_in(path):
@@ -204,7 +206,7 @@ def extract(inputs, out_dir, participant_id=0, sign=None, mirror=False, progress
             "sign": clip_sign or "",
         })
     out_dir.mkdir(parents=True, exist_ok=True)
-    _check_ids(out_dir, [row for row in planned if row["sign"]])
+    _check_ids(out_dir, planned)
 
     done, skipped, extracted, frames_now = [], [], 0, 0
     todo = [row for row in planned if not (out_dir / row["path"]).exists()]
@@ -268,7 +270,7 @@ def check_environment():
 
     from tfislr.video.holistic import HolisticExtractor, result_to_frame
 
-    with HolisticExtractor() as extractor:
+    with native_log(os.devnull), HolisticExtractor() as extractor:
         frame = result_to_frame(extractor._holistic.process(np.zeros((64, 64, 3), np.uint8)))
     if frame.shape != (543, 3):
         raise RuntimeError(f"Holistic check gave a frame of shape {frame.shape}")
