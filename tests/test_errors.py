@@ -57,8 +57,8 @@ def test_train_user_errors(capsys, tmp_path, no_sign_map):
                            "--set", "train.epochs=zero"]) == 2
     _one_error_line(capsys, "tfislr-train", "demo.yaml", "epochs")
     assert train_cli.main(["--config", "demo", "--data-dir", str(tmp_path),
-                           "--strategy", "gpu:7"]) == 2
-    _one_error_line(capsys, "tfislr-train", "unknown strategy 'gpu:7'")
+                           "--strategy", "warp:9"]) == 2
+    _one_error_line(capsys, "tfislr-train", "unknown strategy 'warp:9'")
 
 
 def test_prepare_user_errors(capsys, tmp_path, no_sign_map):
