@@ -35,7 +35,7 @@ def test_overrides_are_typed():
         ("model.num_heads=7", "divisible"),
         ("train.batch_group_size=3", "must exceed train.ousm_k"),
         ("data.global_batch_size=100", "multiple of train.batch_group_size"),
-        ("data.batch_size=32", "unknown key"),
+        ("data.batch_size=32", "now data.global_batch_size"),
         ("augment.flip_p=1.5", r"augment.flip_p must be in \[0.0, 1.0\], got 1.5"),
         ("augment.scale_min=2", "scale_min"),
         ("augment.max_rotation_degrees=-1", "max_rotation_degrees"),

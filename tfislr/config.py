@@ -207,6 +207,15 @@ def _resolve_precision_alias(values):
     return values
 
 
+# Keys that older configs (and the config.json of older runs) may still hold.
+_RENAMED = {
+    "data.batch_size": "now data.global_batch_size, the batch of all replicas together "
+                       "(the recipe: 256 = the old 32 per replica × 8 GPUs)",
+    "data.eval_batch_size": "now data.eval_global_batch_size, all replicas together",
+    "data.shuffle_buffer": "removed (every epoch is a full permutation); delete the key",
+}
+
+
 def _build_section(section_cls, values, section_name):
     if values is None:
         values = {}
@@ -218,9 +227,12 @@ def _build_section(section_cls, values, section_name):
     known = {f.name for f in dataclasses.fields(section_cls)}
     unknown = sorted(set(values) - known)
     if unknown:
+        renamed = [f"{section_name}.{k}: {_RENAMED[f'{section_name}.{k}']}" for k in unknown
+                   if f"{section_name}.{k}" in _RENAMED]
         raise ValueError(
             f"unknown key(s) in config section '{section_name}': {', '.join(unknown)}; "
-            f"known keys: {', '.join(sorted(known))}"
+            + (f"{'; '.join(renamed)}; " if renamed else "")
+            + f"known keys: {', '.join(sorted(known))}"
         )
     kwargs = {
         k: _coerce(v, hints[k], f"{section_name}.{k}") for k, v in values.items()

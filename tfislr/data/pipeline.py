@@ -159,9 +159,9 @@ def partner_tables(labels, participants, other_signer=False):
     sign_start, sign_size = runs(new_sign)
     own_start, own_size = runs(new_pair)
     # Nothing to skip: any clip of the sign, or the sign has no other participant.
-    alone = np.full(n, not other_signer) | (own_size == sign_size)
-    own_size = np.where(alone, 0, own_size)
-    own_start = np.where(alone, sign_start, own_start)
+    skip_nothing = np.full(n, not other_signer) | (own_size == sign_size)
+    own_size = np.where(skip_nothing, 0, own_size)
+    own_start = np.where(skip_nothing, sign_start, own_start)
     # Back from sorted rank to subset position.
     inverse = np.empty(n, np.int64)
     inverse[order] = np.arange(n)
