@@ -12,8 +12,9 @@ Three networks train together (seed-spec §9):
    CE_ousm(distilled, y) + w(step) · C(distilled, teacher) — it learns from the teacher.
 
 CE_ousm is the smoothed soft-target cross-entropy with the k largest per-sample losses of
-each group of `batch_group_size` clips dropped (the original's per-GPU batch); C is the squared difference of the softmaxes; w ramps up as
-5·exp(−5(1 − s/R)²) over the first 25 % of the steps. With a decreasing probability a batch
+each group of `batch_group_size` clips dropped (the original's per-GPU batch); C is the
+squared difference of the softmaxes; w ramps up as 5·exp(−5(1 − s/R)²) over the first
+25 % of the steps. With a decreasing probability a batch
 is mixed (manifold mixup), group by group: one per-sample λ ~ Beta(0.4, 0.4) and one
 permutation within the group, shared by the three models, each of which mixes before its own
 randomly drawn transformer layer. Groups make the step the same on any replica count.
