@@ -91,7 +91,8 @@ def test_find_clips_takes_signs_from_folders(tmp_path):
     found = {key: sign for _, key, sign in extract.find_clips([videos])}
     assert found == {"hello/a.mp4": "hello", "hello/take2/b.MOV": "hello",
                      "thanks/c.webm": "thanks", "loose.mp4": None}
-    assert extract.find_clips([videos / "loose.mp4"]) == [(videos / "loose.mp4", "loose.mp4", None)]
+    loose = videos / "loose.mp4"
+    assert extract.find_clips([loose]) == [(loose, loose.resolve().as_posix(), None)]
     assert {s for _, _, s in extract.find_clips([videos], sign="bye")} == {"bye"}
     with pytest.raises(MissingFileError, match="no such video file or folder"):
         extract.find_clips([tmp_path / "nope"])
@@ -294,6 +295,11 @@ def test_predict_on_a_video(extracted, exported, capsys, tmp_path):
     _check_top_k(result, signs, 5)
     assert len(list(keep.rglob("*.parquet"))) == 1  # kept, so the next run reuses it
     # A broken video among good clips: reported on its own line, exit code 2.
+    # Two videos with the same file name are two clips.
+    other = tmp_path / "a.mp4"
+    shutil.copy(videos / "thanks" / "b.mp4", other)
+    assert predict.main([str(model), str(video), str(other), "--json"]) == 0
+    assert [r["frames"] for r in json.loads(capsys.readouterr().out)] == [4, 3]
     assert predict.main([str(model), str(video), str(videos / "hello" / "bad.mp4")]) == 2
     captured = capsys.readouterr()
     assert captured.out.startswith(str(video))
@@ -326,7 +332,7 @@ def test_videos_to_prediction_end_to_end(extraction_python, synthetic_data_dir, 
     assert prepare.main(["--data-dir", str(data), "--max-len", str(MAX_LEN), "--workers", "1",
                          "--quiet"]) == 0
     assert f"prepared {len(table)} of {len(table)}" in capsys.readouterr().out
-    tiny = ["data.batch_size=8", "model.dense_dim=16", "model.transfo_dim=32",
+    tiny = ["data.global_batch_size=8", "train.batch_group_size=8", "model.dense_dim=16", "model.transfo_dim=32",
             "model.distill_dense_dim=16", "model.distill_transfo_dim=32", "model.num_heads=4",
             "train.soup_last_n=1", f"data.max_len={MAX_LEN}"]
     runs = tmp_path / "runs"

@@ -18,9 +18,10 @@ sign unless `--sign` names one. Signed clips become `train.csv` rows and their s
 
 * **Merges**: an OUT that already holds a data set (an earlier extraction, another signer's,
   the Kaggle data) keeps its rows and labels; new signs get the next labels, alphabetically.
-* **Ids**: `sequence_id` is a hash of the participant id and the clip's path below its input
-  folder (stable across runs and machines, 12 hex digits); `participant_id` is
-  `--participant-id` (default 0): extract each signer with their own id.
+* **Ids**: `sequence_id` is a hash (12 hex digits) of the participant id and the clip's path
+  below its input folder, so it is stable across runs and machines (a video given as a file
+  is keyed by its full path); `participant_id` is `--participant-id` (default 0): extract
+  each signer with their own id.
 * **Resumable**: a clip whose landmark file exists is not extracted again (files are written
   atomically, so an existing file is complete).
 * **Bad videos** are reported, listed in `skipped.csv` and skipped; the others go on.
@@ -57,13 +58,14 @@ NATIVE_LOG = "extract.log"
 
 
 def sequence_id(participant_id, key):
-    """A stable int id from the participant and the clip's path below its input folder."""
+    """A stable int id from the participant and the clip's key (see `find_clips`)."""
     digest = hashlib.sha256(f"{participant_id}/{key}".encode()).hexdigest()
     return int(digest[:12], 16)
 
 
 def find_clips(inputs, sign=None):
-    """`[(video path, key, sign or None)]` for files and folders, sorted within each input.
+    """`[(video path, key, sign or None)]` for files and folders, sorted within each input;
+    the key is the path below the input folder, or the full path of a file input.
 
     In a folder, a video `<folder>/<sign>/.../<clip>` belongs to `<sign>` and a video
     directly in `<folder>` to no sign; `sign` (when given) overrides both.
@@ -75,8 +77,8 @@ def find_clips(inputs, sign=None):
     clips = []
     for given in inputs:
         root = pathlib.Path(given)
-        if root.is_file():
-            clips.append((root, root.name, sign))
+        if root.is_file():  # keyed by its full path: two files may share a name
+            clips.append((root, root.resolve().as_posix(), sign))
         elif root.is_dir():
             for path in sorted(p for p in root.rglob("*") if p.is_file()):
                 if path.suffix.lower() not in VIDEO_SUFFIXES:
