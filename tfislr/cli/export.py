@@ -16,7 +16,7 @@ import os
 import pathlib
 import sys
 
-from tfislr.errors import command
+from tfislr import errors
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -24,7 +24,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 PROG = "tfislr-export"
 
 
-@command(PROG)
+@errors.command(PROG)
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog=PROG, description="Export training runs to one Kaggle-ready TFLite file."
@@ -38,14 +38,14 @@ def main(argv=None):
     single.add_argument("--weights", default="distilled",
                         help="distilled | student | teacher soup, or a .keras path "
                              "(default: %(default)s)")
-    for subparser in (ensemble, single):
-        subparser.add_argument("--output", help="the .tflite to write (report: same name .json)")
-        subparser.add_argument("--quantization", choices=("fp16", "fp32", "int8"),
+    for command in (ensemble, single):
+        command.add_argument("--output", help="the .tflite to write (report: same name .json)")
+        command.add_argument("--quantization", choices=("fp16", "fp32", "int8"),
                              help="weight format (default: the YAML's, else fp16)")
-        subparser.add_argument("--runs-dir", help="root of runs/<config>/<timestamp> (default runs)")
-        subparser.add_argument("--max-size-mb", type=float, default=40.0,
+        command.add_argument("--runs-dir", help="root of runs/<config>/<timestamp> (default runs)")
+        command.add_argument("--max-size-mb", type=float, default=40.0,
                              help="fail above this size in MB of 10^6 bytes (default: 40)")
-        subparser.add_argument("--parity-data",
+        command.add_argument("--parity-data",
                              help="Kaggle-layout data dir: check parity and time on its clips, "
                                   "and for int8 measure the accuracy change vs fp32 on them "
                                   "(default: generated raw-format clips)")
