@@ -112,6 +112,11 @@ def test_a_bug_is_exit_1_with_the_traceback(monkeypatch, capsys, tmp_path):
     assert "unexpected ValueError" in capsys.readouterr().err
 
 
+def test_a_user_error_is_always_one_line(capsys):
+    assert errors.report("prog", errors.DataError("a.parquet: bad\n  details here\n")) == 2
+    assert capsys.readouterr().err == "prog: error: a.parquet: bad / details here\n"
+
+
 def test_error_classes_keep_the_builtin_bases():
     assert issubclass(errors.ConfigError, ValueError)
     assert issubclass(errors.DataError, ValueError)

@@ -52,7 +52,8 @@ class MissingFileError(DataError, FileNotFoundError):
 def report(prog, error):
     """Prints the one-line report of `error` for the command `prog` and returns its exit code."""
     if isinstance(error, TfislrError):
-        print(f"{prog}: error: {error}", file=sys.stderr)
+        one_line = " / ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        print(f"{prog}: error: {one_line}", file=sys.stderr)
         return USER_ERROR
     traceback.print_exception(error)
     print(f"{prog}: error: unexpected {type(error).__name__}: {error} "
