@@ -50,11 +50,11 @@ NUM_CLASSES = 250
 
 def clips_with_hands(length, seed):
     """Raw clips where every frame has at least one hand (so no frame is dropped)."""
-    from tfislr import landmarks
+    from tfislr import landmarks as lm
     from tfislr.export.checks import probe_sequences
 
     clip = probe_sequences(lengths=[length], seed=seed)[0]
-    start, stop = landmarks.PART_ROWS["right_hand"]
+    start, stop = lm.PART_ROWS["right_hand"]
     right = clip[:, start:stop]
     missing = np.isnan(right).all(axis=(1, 2))
     clip[missing, start:stop] = 0.5 + 0.01 * np.random.default_rng(seed).normal(
@@ -82,7 +82,7 @@ def time_lengths(model_path, lengths, repeats):
 def build_members():
     import keras
 
-    from tfislr import landmarks
+    from tfislr import landmarks as lm
     from tfislr.config import load_config
     from tfislr.export import EnsembleMember
     from tfislr.model import build_classifier
@@ -93,7 +93,7 @@ def build_members():
         keras.utils.set_random_seed(seed)
         model = build_classifier(config.model, NUM_CLASSES, config.data.max_len, distilled=True)
         length = config.data.max_len
-        model({"landmarks": np.zeros((1, length, landmarks.NUM_POINTS, 3), np.float32),
+        model({"landmarks": np.zeros((1, length, lm.NUM_POINTS, 3), np.float32),
                "padding_mask": np.ones((1, length), np.float32)})
         members.append(EnsembleMember(name, model, config.data.max_len))
     return members

@@ -20,16 +20,16 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
-from tfislr import landmarks  # noqa: E402
+from tfislr import landmarks as lm  # noqa: E402
 from tfislr.preprocessing import Preprocess  # noqa: E402
 
 
 def _frames(rng, n):
     """Landmark-like frames: coordinates in [0, 1], one hand missing in ~40 % of frames."""
-    frames = rng.uniform(0.0, 1.0, (n, landmarks.NUM_RAW_LANDMARKS, 3)).astype(np.float32)
-    start, stop = landmarks.PART_ROWS["left_hand"]
+    frames = rng.uniform(0.0, 1.0, (n, lm.NUM_RAW_LANDMARKS, 3)).astype(np.float32)
+    start, stop = lm.PART_ROWS["left_hand"]
     frames[rng.random(n) < 0.4, start:stop] = np.nan
-    start, stop = landmarks.PART_ROWS["right_hand"]
+    start, stop = lm.PART_ROWS["right_hand"]
     frames[rng.random(n) < 0.4, start:stop] = np.nan
     return frames
 

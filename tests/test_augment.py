@@ -7,21 +7,21 @@ import pytest
 import tensorflow as tf
 
 from tfislr import augment
-from tfislr import landmarks as layout
+from tfislr import landmarks as lm
 from tfislr.config import AugmentConfig
 
-LEFT = np.asarray(layout.LEFT_HAND_POINTS)
-RIGHT = np.asarray(layout.RIGHT_HAND_POINTS)
-FACE = np.asarray(layout.FACE_CUTMIX_POINTS)
-NOT_FACE = np.setdiff1d(np.arange(layout.NUM_POINTS), FACE)
-NOSE = layout.NOSE_POINT
+LEFT = np.asarray(lm.LEFT_HAND_POINTS)
+RIGHT = np.asarray(lm.RIGHT_HAND_POINTS)
+FACE = np.asarray(lm.FACE_CUTMIX_POINTS)
+NOT_FACE = np.setdiff1d(np.arange(lm.NUM_POINTS), FACE)
+NOSE = lm.NOSE_POINT
 SEED = np.array([3, 7], dtype=np.int32)
 
 
 def make_sequence(num_frames, seed=0, missing=0.0):
     """A normalized-looking sequence: N(0, 1) values, a fraction set to 0 (missing)."""
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(num_frames, layout.NUM_POINTS, 3)).astype(np.float32)
+    x = rng.normal(size=(num_frames, lm.NUM_POINTS, 3)).astype(np.float32)
     if missing:
         x[rng.random(x.shape[:2]) < missing] = 0.0
     return x
@@ -72,7 +72,7 @@ def test_flip_swaps_hands_negates_x_and_keeps_missing_zeros():
     np.testing.assert_array_equal(flipped[:, LEFT, 1:], x[:, RIGHT, 1:])
     assert not flipped[:, RIGHT].any()  # the absent hand moved sides, still all zero
     np.testing.assert_array_equal(flipped[:, NOSE], x[:, NOSE] * [-1, 1, 1])  # nose fixed
-    np.testing.assert_array_equal(flipped == 0, (x == 0)[:, layout.FLIP_PERMUTATION])
+    np.testing.assert_array_equal(flipped == 0, (x == 0)[:, lm.FLIP_PERMUTATION])
     assert not np.signbit(flipped[flipped == 0]).any()
 
 
@@ -92,7 +92,7 @@ def test_rotate_preserves_norms_and_z():
 
 
 def test_rotate_direction_and_random_angle_range():
-    point = np.zeros((1, layout.NUM_POINTS, 3), np.float32)
+    point = np.zeros((1, lm.NUM_POINTS, 3), np.float32)
     point[0, 0] = [1.0, 0.0, 0.5]
     out = augment.rotate(point, np.pi / 2).numpy()
     np.testing.assert_allclose(out[0, 0], [0.0, 1.0, 0.5], atol=1e-6)
@@ -108,7 +108,7 @@ def test_rotate_direction_and_random_angle_range():
 
 
 def test_interpolate_fills_interior_linearly_and_holds_edges():
-    x = np.zeros((7, layout.NUM_POINTS, 3), np.float32)
+    x = np.zeros((7, lm.NUM_POINTS, 3), np.float32)
     x[:, 3, 0] = [0, 1, 0, 0, 4, 0, 0]  # gaps inside and at both edges
     x[:, 4, 1] = [0, 0, 5, 0, 0, 0, 0]  # one present frame: unchanged
     x[:, 6, 2] = [1, 2, 3, 4, 5, 6, 7]  # nothing missing: unchanged
@@ -165,7 +165,7 @@ def test_crop_does_nothing_when_the_range_is_empty():
 
 def test_scale_factor_ranges_and_distortion_rule():
     cfg = AugmentConfig()
-    x = np.ones((3, layout.NUM_POINTS, 3), np.float32)
+    x = np.ones((3, lm.NUM_POINTS, 3), np.float32)
     x[1, 7] = 0.0
 
     def factors(distortion_p, num_seeds=120):
@@ -208,7 +208,7 @@ def test_fill_missing_hand_mirrors_the_present_hand_around_the_nose():
     np.testing.assert_array_equal(out[2, RIGHT, 1:], x[2, LEFT, 1:])
     np.testing.assert_array_equal(out[1, RIGHT], x[1, RIGHT])
     np.testing.assert_array_equal(out[2, LEFT], x[2, LEFT])
-    others = np.setdiff1d(np.arange(layout.NUM_POINTS), np.concatenate([LEFT, RIGHT]))
+    others = np.setdiff1d(np.arange(lm.NUM_POINTS), np.concatenate([LEFT, RIGHT]))
     np.testing.assert_array_equal(out[:, others], x[:, others])
 
 
@@ -303,7 +303,7 @@ def test_augmenter_deterministic_per_seed_and_different_across_seeds():
     distinct = {out.tobytes() for out in outs}
     assert len(distinct) >= 10
     for out in outs:
-        assert out.shape[1:] == (layout.NUM_POINTS, 3) and 32 <= out.shape[0] <= 40
+        assert out.shape[1:] == (lm.NUM_POINTS, 3) and 32 <= out.shape[0] <= 40
         assert np.isfinite(out).all()
 
 
@@ -369,7 +369,7 @@ def test_augmenter_in_parallel_tf_data_map_with_dynamic_lengths():
         for i, seq in enumerate(sequences):
             yield seq, sequences[(i + 1) % len(sequences)], np.array([i, 0], np.int32)
 
-    spec = tf.TensorSpec([None, layout.NUM_POINTS, 3], tf.float32)
+    spec = tf.TensorSpec([None, lm.NUM_POINTS, 3], tf.float32)
     ds = tf.data.Dataset.from_generator(
         generator, output_signature=(spec, spec, tf.TensorSpec([2], tf.int32))
     ).map(aug, num_parallel_calls=tf.data.AUTOTUNE)
@@ -377,7 +377,7 @@ def test_augmenter_in_parallel_tf_data_map_with_dynamic_lengths():
     second = [out.numpy() for out in ds]
     for n, seq, a, b in zip(lengths, sequences, first, second):
         np.testing.assert_array_equal(a, b)
-        assert a.shape[1:] == (layout.NUM_POINTS, 3) and 1 <= a.shape[0] <= n
+        assert a.shape[1:] == (lm.NUM_POINTS, 3) and 1 <= a.shape[0] <= n
         assert np.isfinite(a).all()
     # Same element, same seed, eager call: same result as inside the map.
     eager = aug(sequences[4], sequences[5], tf.constant([4, 0])).numpy()

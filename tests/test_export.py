@@ -13,7 +13,7 @@ import pytest
 import keras
 import tensorflow as tf
 
-from tfislr import landmarks
+from tfislr import landmarks as lm
 from tfislr.export import ExportError, checks, export_ensemble, graph
 from tfislr.export.members import EnsembleMember, check_members_agree, latest_run
 from tfislr.training.run_dir import RunDir
@@ -32,7 +32,7 @@ def small_model(num_classes=NUM_CLASSES, max_len=10, seed=0):
 
     keras.utils.set_random_seed(seed)
     model = build_classifier(ModelConfig(**TINY), num_classes, max_len, distilled=True)
-    model({"landmarks": np.zeros((1, max_len, landmarks.NUM_POINTS, 3), np.float32),
+    model({"landmarks": np.zeros((1, max_len, lm.NUM_POINTS, 3), np.float32),
            "padding_mask": np.ones((1, max_len), np.float32)})
     # Random init gives near-uniform probabilities; larger weights make the parity
     # and averaging checks see confident, distinct predictions.

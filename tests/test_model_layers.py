@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from layer_harness import run_layer_test
-from tfislr import landmarks as layout
+from tfislr import landmarks as lm
 from tfislr.model import (
     DebertaEncoder,
     DebertaLayer,
@@ -69,7 +69,7 @@ def test_part_mlp(tmp_path):
     batch = {"features": random(B, T, 100, 8), "padding_mask": padding_mask()}
     run_layer_test(
         PartMLP,
-        {"points": layout.FACE_POINTS, "units": 12, "dropout": 0.1, "center": True},
+        {"points": lm.FACE_POINTS, "units": 12, "dropout": 0.1, "center": True},
         batch,
         lambda layer, b, **kw: layer(b["features"], padding_mask=b["padding_mask"], **kw),
         expected_output_shape=(B, T, 12),
@@ -83,7 +83,7 @@ def test_part_mlp(tmp_path):
 
 
 def test_part_mlp_centering_uses_real_frames_only():
-    layer = PartMLP(layout.LEFT_HAND_POINTS, 4, center=True)
+    layer = PartMLP(lm.LEFT_HAND_POINTS, 4, center=True)
     features = random(1, 5, 100, 2)
     mask = np.array([[1, 1, 1, 0, 0]], "float32")
     layer(features, padding_mask=mask)

@@ -10,22 +10,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tfislr import landmarks, plots
+from tfislr import landmarks as lm
+from tfislr import plots
 
 
 def _sequence(num_frames=12, seed=0):
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(num_frames, landmarks.NUM_POINTS, 3)).astype(np.float32)
-    x[:, landmarks.LEFT_HAND_POINTS] = 0.0  # a missing hand, as preprocessing writes it
+    x = rng.normal(size=(num_frames, lm.NUM_POINTS, 3)).astype(np.float32)
+    x[:, lm.LEFT_HAND_POINTS] = 0.0  # a missing hand, as preprocessing writes it
     return x
 
 
 def test_raw_to_points_selects_and_averages():
-    raw = np.random.default_rng(1).normal(size=(3, landmarks.NUM_RAW_LANDMARKS, 3))
+    raw = np.random.default_rng(1).normal(size=(3, lm.NUM_RAW_LANDMARKS, 3))
     points = plots.raw_to_points(raw)
     assert points.shape == (3, 100, 3)
     np.testing.assert_allclose(points[:, 0], raw[:, 468], rtol=1e-6)
-    nose_rows = list(landmarks.AVERAGED_GROUPS[-1][1])
+    nose_rows = list(lm.AVERAGED_GROUPS[-1][1])
     np.testing.assert_allclose(points[:, 99], raw[:, nose_rows].mean(axis=1), rtol=1e-5)
 
 

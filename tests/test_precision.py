@@ -5,7 +5,7 @@ import pytest
 
 import keras
 
-from tfislr import landmarks
+from tfislr import landmarks as lm
 from tfislr.model.precision import float32_model, uses_float32
 
 MIXED = ("mixed_float16", "mixed_bfloat16")
@@ -22,7 +22,7 @@ def policy():
 def _inputs(max_len=8, batch=2, seed=0):
     rng = np.random.default_rng(seed)
     return {
-        "landmarks": rng.normal(size=(batch, max_len, landmarks.NUM_POINTS, 3)).astype("float32"),
+        "landmarks": rng.normal(size=(batch, max_len, lm.NUM_POINTS, 3)).astype("float32"),
         "padding_mask": np.ones((batch, max_len), "float32"),
     }
 

@@ -10,12 +10,12 @@ import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tfislr import landmarks
+from tfislr import landmarks as lm
 from tfislr.preprocessing import Preprocess, preprocess_numpy
 
-NUM_ROWS = landmarks.NUM_RAW_LANDMARKS
-NUM_POINTS = landmarks.NUM_POINTS
-FIRST_AVERAGED = len(landmarks.KEPT_ROWS)
+NUM_ROWS = lm.NUM_RAW_LANDMARKS
+NUM_POINTS = lm.NUM_POINTS
+FIRST_AVERAGED = len(lm.KEPT_ROWS)
 TOL = 1e-5
 
 
@@ -25,7 +25,7 @@ def reference_preprocess(frames, max_len):
     frames = np.asarray(frames, np.float64)
     frames = np.where(np.isfinite(frames), frames, np.nan)  # inf is "missing" like NaN
     # 1. keep a frame iff not all 42 hand x values are missing
-    hand_x = frames[:, list(landmarks.HAND_ROWS), 0]
+    hand_x = frames[:, list(lm.HAND_ROWS), 0]
     frames = frames[~np.all(np.isnan(hand_x), axis=1)]
     # 2. stride: keep frames whose 1-based number is a multiple of the divisor
     n = len(frames)
@@ -34,8 +34,8 @@ def reference_preprocess(frames, max_len):
     if len(frames) == 0:
         return np.zeros((1, NUM_POINTS, 3), np.float32)
     # 3. 95 kept rows + 5 plain means (NaN member -> NaN mean)
-    columns = [frames[:, list(landmarks.KEPT_ROWS)]]
-    for _, rows in landmarks.AVERAGED_GROUPS:
+    columns = [frames[:, list(lm.KEPT_ROWS)]]
+    for _, rows in lm.AVERAGED_GROUPS:
         columns.append(frames[:, list(rows)].mean(axis=1, keepdims=True))
     points = np.concatenate(columns, axis=1)
     # 4. per-coordinate mean / population std over every non-NaN value; std 0 -> only centre
@@ -73,7 +73,7 @@ def random_frames(rng, n, p_left=0.3, p_right=0.3, p_face=0.05, p_pose=0.02, p_e
     frames[..., 2] = rng.uniform(-0.3, 0.3, (n, NUM_ROWS))
     for part, p in (("left_hand", p_left), ("right_hand", p_right), ("face", p_face),
                     ("pose", p_pose)):
-        start, stop = landmarks.PART_ROWS[part]
+        start, stop = lm.PART_ROWS[part]
         frames[rng.random(n) < p, start:stop] = np.nan
     frames[rng.random(n) < p_empty] = np.nan
     if p_scattered:
@@ -83,7 +83,7 @@ def random_frames(rng, n, p_left=0.3, p_right=0.3, p_face=0.05, p_pose=0.02, p_e
 
 def no_hand(frames):
     frames = frames.copy()
-    frames[:, list(landmarks.HAND_ROWS)] = np.nan
+    frames[:, list(lm.HAND_ROWS)] = np.nan
     return frames
 
 
@@ -122,7 +122,7 @@ def _index_coded_frames(n, handless):
     raw frame each output frame came from.
     """
     frames = np.full((n, NUM_ROWS, 3), np.nan, np.float32)
-    rows = landmarks.KEPT_ROWS
+    rows = lm.KEPT_ROWS
     frames[:, rows[0], :] = np.arange(n, dtype=np.float32)[:, None]
     frames[:, rows[1], :] = 0.0
     frames[:, rows[2], :] = 1.0
@@ -151,11 +151,11 @@ def test_filter_then_stride_keeps_the_right_frames(n, max_len):
 
 def test_hand_rule_uses_only_x_of_hand_rows():
     frames = random_frames(np.random.default_rng(1), 6, p_left=0, p_right=0, p_empty=0)
-    frames[0, list(landmarks.HAND_ROWS), 0] = np.nan  # no hand x, y/z present -> dropped
-    frames[1, list(landmarks.HAND_ROWS)] = np.nan  # no hand at all -> dropped
-    frames[2, list(landmarks.HAND_ROWS)] = np.nan
-    frames[2, landmarks.HAND_ROWS[-1], 0] = 0.5  # one right-hand x -> kept
-    frames[3, : landmarks.PART_ROWS["left_hand"][0]] = np.nan  # no face -> kept
+    frames[0, list(lm.HAND_ROWS), 0] = np.nan  # no hand x, y/z present -> dropped
+    frames[1, list(lm.HAND_ROWS)] = np.nan  # no hand at all -> dropped
+    frames[2, list(lm.HAND_ROWS)] = np.nan
+    frames[2, lm.HAND_ROWS[-1], 0] = 0.5  # one right-hand x -> kept
+    frames[3, : lm.PART_ROWS["left_hand"][0]] = np.nan  # no face -> kept
     out = assert_matches_reference(frames, 25)
     assert out.shape[0] == 4
 
@@ -164,12 +164,12 @@ def test_averaged_points_are_plain_means():
     rng = np.random.default_rng(7)
     n = 12
     frames = random_frames(rng, n, p_left=0, p_right=0, p_face=0, p_pose=0, p_empty=0)
-    rows = landmarks.KEPT_ROWS
+    rows = lm.KEPT_ROWS
     frames[:, rows[0]] = 0.0  # affine anchors, see _index_coded_frames
     frames[:, rows[1]] = 1.0
     out = run_tf(frames, 25).astype(np.float64)
     raw = (out - out[:, :1]) / (out[:, 1:2] - out[:, :1])  # undo the per-coordinate affine map
-    for g, (_, group_rows) in enumerate(landmarks.AVERAGED_GROUPS):
+    for g, (_, group_rows) in enumerate(lm.AVERAGED_GROUPS):
         expected = frames[:, list(group_rows)].astype(np.float64).mean(axis=1)
         np.testing.assert_allclose(raw[:, FIRST_AVERAGED + g], expected, atol=1e-5)
     np.testing.assert_allclose(raw[:, : len(rows)], frames[:, list(rows)], atol=1e-5)
@@ -178,7 +178,7 @@ def test_averaged_points_are_plain_means():
 def test_one_missing_member_makes_the_average_missing():
     rng = np.random.default_rng(3)
     frames = random_frames(rng, 10, p_left=0, p_right=0, p_face=0, p_pose=0, p_empty=0)
-    name, group_rows = landmarks.AVERAGED_GROUPS[1]
+    name, group_rows = lm.AVERAGED_GROUPS[1]
     one_missing = frames.copy()
     one_missing[4, group_rows[-1]] = np.nan
     all_missing = frames.copy()
@@ -261,7 +261,7 @@ def test_one_frame():
 @pytest.mark.parametrize("value", [0.0, 0.3, -123.456, 1e-30])
 def test_constant_sequence_is_all_zero(value):
     frames = np.full((17, NUM_ROWS, 3), value, np.float32)
-    frames[3, : landmarks.PART_ROWS["left_hand"][0]] = np.nan  # missing face changes nothing
+    frames[3, : lm.PART_ROWS["left_hand"][0]] = np.nan  # missing face changes nothing
     np.testing.assert_array_equal(run_tf(frames, 25), np.zeros((17, NUM_POINTS, 3)))
 
 
@@ -283,8 +283,8 @@ def test_inf_is_treated_as_missing():
     with_inf[where] = signs[where]
     with_nan[where] = np.nan
     # A frame whose only hand values are inf has no hand and is dropped.
-    with_inf[5, list(landmarks.HAND_ROWS)] = np.inf
-    with_nan[5, list(landmarks.HAND_ROWS)] = np.nan
+    with_inf[5, list(lm.HAND_ROWS)] = np.inf
+    with_nan[5, list(lm.HAND_ROWS)] = np.nan
     out = assert_matches_reference(with_inf, 25)
     np.testing.assert_array_equal(out, run_tf(with_nan, 25))
     all_inf = np.full((4, NUM_ROWS, 3), np.inf, np.float32)

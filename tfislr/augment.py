@@ -20,20 +20,20 @@ the absent one, frame by frame); the code's stale type ids made it overwrite the
 import numpy as np
 import tensorflow as tf
 
-from tfislr import landmarks as layout
+from tfislr import landmarks as lm
 from tfislr import timeline
 from tfislr.config import AugmentConfig, validate_section
 
 # Function defaults come from the config dataclass so the numbers live in one place.
 _DEFAULTS = AugmentConfig()
 
-_LEFT_HAND = np.asarray(layout.LEFT_HAND_POINTS, dtype=np.int32)
-_RIGHT_HAND = np.asarray(layout.RIGHT_HAND_POINTS, dtype=np.int32)
-_FACE_CUTMIX = np.asarray(layout.FACE_CUTMIX_POINTS, dtype=np.int32)
+_LEFT_HAND = np.asarray(lm.LEFT_HAND_POINTS, dtype=np.int32)
+_RIGHT_HAND = np.asarray(lm.RIGHT_HAND_POINTS, dtype=np.int32)
+_FACE_CUTMIX = np.asarray(lm.FACE_CUTMIX_POINTS, dtype=np.int32)
 
 
 def _hand_swap_permutation():
-    permutation = np.arange(layout.NUM_POINTS, dtype=np.int32)
+    permutation = np.arange(lm.NUM_POINTS, dtype=np.int32)
     permutation[_LEFT_HAND] = _RIGHT_HAND
     permutation[_RIGHT_HAND] = _LEFT_HAND
     return permutation
@@ -44,7 +44,7 @@ _HAND_SWAP = _hand_swap_permutation()
 
 
 def _hand_of_point():
-    hand = np.zeros(layout.NUM_POINTS, dtype=np.int32)
+    hand = np.zeros(lm.NUM_POINTS, dtype=np.int32)
     hand[_LEFT_HAND] = 1
     hand[_RIGHT_HAND] = 2
     return hand
@@ -53,18 +53,18 @@ def _hand_of_point():
 # 0 = not a hand point, 1 = left hand, 2 = right hand (indexes a per-frame [T, 3] choice).
 _HAND_OF_POINT = _hand_of_point()
 
-_FACE_CUTMIX_MASK = np.zeros(layout.NUM_POINTS, dtype=bool)
+_FACE_CUTMIX_MASK = np.zeros(lm.NUM_POINTS, dtype=bool)
 _FACE_CUTMIX_MASK[_FACE_CUTMIX] = True
 
 
 def _as_sequence(x, name="x"):
     """float32 tensor with a static check of the `[T, 100, 3]` layout when it is known."""
     x = tf.convert_to_tensor(x, dtype=tf.float32)
-    expected = [None, layout.NUM_POINTS, layout.NUM_COORDINATES]
+    expected = [None, lm.NUM_POINTS, lm.NUM_COORDINATES]
     if x.shape.rank is not None and not x.shape.is_compatible_with(expected):
         raise ValueError(
-            f"{name} must be a preprocessed sequence of shape [T, {layout.NUM_POINTS}, "
-            f"{layout.NUM_COORDINATES}], got shape {x.shape}"
+            f"{name} must be a preprocessed sequence of shape [T, {lm.NUM_POINTS}, "
+            f"{lm.NUM_COORDINATES}], got shape {x.shape}"
         )
     return x
 
@@ -109,7 +109,7 @@ def flip(x):
     """
     x = tf.convert_to_tensor(x, dtype=tf.float32)
     mirrored = tf.concat([0.0 - x[..., :1], x[..., 1:]], axis=-1)
-    return tf.gather(mirrored, layout.FLIP_PERMUTATION, axis=-2)
+    return tf.gather(mirrored, lm.FLIP_PERMUTATION, axis=-2)
 
 
 def rotate(x, angle):
@@ -232,7 +232,7 @@ def scale(
     factor = tf.random.stateless_uniform([], seed=scale_seed, minval=scale_min, maxval=scale_max)
     distort = tf.random.stateless_uniform([], seed=distort_seed) < distortion_p
     offsets = tf.random.stateless_uniform(
-        [layout.NUM_COORDINATES], seed=offsets_seed, minval=scale_min, maxval=scale_max
+        [lm.NUM_COORDINATES], seed=offsets_seed, minval=scale_min, maxval=scale_max
     )
     return x * (factor + tf.where(distort, offsets, tf.zeros_like(offsets)))
 
@@ -250,7 +250,7 @@ def fill_missing_hand(x):
     left_absent = _absent_frames(x, _LEFT_HAND)
     right_absent = _absent_frames(x, _RIGHT_HAND)
     swapped = tf.gather(x, _HAND_SWAP, axis=1)
-    nose_x = x[:, layout.NOSE_POINT : layout.NOSE_POINT + 1, :1]
+    nose_x = x[:, lm.NOSE_POINT : lm.NOSE_POINT + 1, :1]
     mirrored = tf.concat([2.0 * nose_x - swapped[..., :1], swapped[..., 1:]], axis=-1)
     fill_left = left_absent & ~right_absent
     fill_right = right_absent & ~left_absent
@@ -399,4 +399,4 @@ class Augmenter(tf.Module):
             x,
         )
         x = maybe(~phase_one & (coins[5] < cfg.crop_p_phase2), crop, x)
-        return tf.ensure_shape(x, [None, layout.NUM_POINTS, layout.NUM_COORDINATES])
+        return tf.ensure_shape(x, [None, lm.NUM_POINTS, lm.NUM_COORDINATES])

@@ -9,7 +9,7 @@ import matplotlib.animation
 import matplotlib.pyplot as plt
 import numpy as np
 
-from tfislr import landmarks
+from tfislr import landmarks as lm
 from tfislr.training.run_dir import RunDir
 
 # MediaPipe hand skeleton (landmark k of one hand, 0 = wrist).
@@ -31,18 +31,18 @@ _COLORS = {"left_hand": "tab:red", "right_hand": "tab:blue", "face": "tab:gray",
 def _model_point_layout():
     """Line segments and scatter groups, in the 100 model-point indexing."""
     lines = []
-    for hand_points, color in ((landmarks.LEFT_HAND_POINTS, _COLORS["left_hand"]),
-                               (landmarks.RIGHT_HAND_POINTS, _COLORS["right_hand"])):
+    for hand_points, color in ((lm.LEFT_HAND_POINTS, _COLORS["left_hand"]),
+                               (lm.RIGHT_HAND_POINTS, _COLORS["right_hand"])):
         lines += [((hand_points[a], hand_points[b]), color) for a, b in HAND_CONNECTIONS]
-    arm0 = landmarks.ARM_POINTS[0]
+    arm0 = lm.ARM_POINTS[0]
     lines += [((arm0 + a - _FIRST_ARM_POSE_ID, arm0 + b - _FIRST_ARM_POSE_ID), _COLORS["arms"])
               for a, b in ARM_CONNECTIONS]
     groups = {
-        "face": landmarks.FACE_SILHOUETTE_POINTS,
-        "lips": landmarks.LIPS_POINTS,
+        "face": lm.FACE_SILHOUETTE_POINTS,
+        "lips": lm.LIPS_POINTS,
         # Cheeks (the last kept points) and the 5 averaged eye/eyebrow/nose points.
         "cheeks_eyes_nose": tuple(
-            range(landmarks.NUM_KEPT_POINTS - len(landmarks.CHEEK_ROWS), landmarks.NUM_POINTS)
+            range(lm.NUM_KEPT_POINTS - len(lm.CHEEK_ROWS), lm.NUM_POINTS)
         ),
     }
     return lines, groups
@@ -55,8 +55,8 @@ def raw_to_points(frames):
     normalisation, so the picture stays in MediaPipe image coordinates.
     """
     frames = np.asarray(frames, dtype=np.float32)
-    kept = frames[:, list(landmarks.KEPT_ROWS)]
-    averaged = [frames[:, list(rows)].mean(axis=1) for _, rows in landmarks.AVERAGED_GROUPS]
+    kept = frames[:, list(lm.KEPT_ROWS)]
+    averaged = [frames[:, list(rows)].mean(axis=1) for _, rows in lm.AVERAGED_GROUPS]
     return np.concatenate([kept, np.stack(averaged, axis=1)], axis=1)
 
 
@@ -90,7 +90,7 @@ def _axis_limits(sequence, missing_as_zero):
 def plot_frames(sequence, num_frames=6, title=None, missing_as_zero=None):
     """A strip of evenly spaced frames of a `[T, 100, 3]` sequence (or raw `[T, 543, 3]`)."""
     sequence = np.asarray(sequence)
-    if sequence.shape[1] == landmarks.NUM_RAW_LANDMARKS:
+    if sequence.shape[1] == lm.NUM_RAW_LANDMARKS:
         sequence, missing_as_zero = raw_to_points(sequence), False
     elif missing_as_zero is None:
         missing_as_zero = True
@@ -114,7 +114,7 @@ def animate_sign(sequence, interval_ms=80, title=None, missing_as_zero=None):
     In a notebook: `IPython.display.HTML(animate_sign(x).to_jshtml())`.
     """
     sequence = np.asarray(sequence)
-    if sequence.shape[1] == landmarks.NUM_RAW_LANDMARKS:
+    if sequence.shape[1] == lm.NUM_RAW_LANDMARKS:
         sequence, missing_as_zero = raw_to_points(sequence), False
     elif missing_as_zero is None:
         missing_as_zero = True

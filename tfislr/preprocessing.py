@@ -10,7 +10,7 @@ import functools
 import numpy as np
 import tensorflow as tf
 
-from tfislr import landmarks
+from tfislr import landmarks as lm
 from tfislr.checks import check_int
 
 _MAX_FLOAT32 = float(np.finfo(np.float32).max)
@@ -24,11 +24,11 @@ def _averaging_tables():
     is NaN the group mean is NaN anyway (0 * NaN = NaN), and if it is finite it adds
     exactly 0.
     """
-    width = max(len(rows) for _, rows in landmarks.AVERAGED_GROUPS)
-    rows = np.zeros((len(landmarks.AVERAGED_GROUPS), width), np.int32)
-    member = np.zeros((len(landmarks.AVERAGED_GROUPS), width, 1), np.float32)
-    sizes = np.zeros((len(landmarks.AVERAGED_GROUPS), 1), np.float32)
-    for g, (_, group_rows) in enumerate(landmarks.AVERAGED_GROUPS):
+    width = max(len(rows) for _, rows in lm.AVERAGED_GROUPS)
+    rows = np.zeros((len(lm.AVERAGED_GROUPS), width), np.int32)
+    member = np.zeros((len(lm.AVERAGED_GROUPS), width, 1), np.float32)
+    sizes = np.zeros((len(lm.AVERAGED_GROUPS), 1), np.float32)
+    for g, (_, group_rows) in enumerate(lm.AVERAGED_GROUPS):
         rows[g] = list(group_rows) + [group_rows[0]] * (width - len(group_rows))
         member[g, : len(group_rows)] = 1.0
         sizes[g] = len(group_rows)
@@ -40,14 +40,14 @@ class Preprocess(tf.Module):
 
     Steps, in the original's order (seed-spec §3):
 
-    1. Drop every frame in which none of the 42 hand rows (`landmarks.HAND_ROWS`)
+    1. Drop every frame in which none of the 42 hand rows (`lm.HAND_ROWS`)
        has a usable x.
     2. Stride to `max_len` with the original's rule: with `n` frames left, keep all
        of them if `n <= max_len`; otherwise `divisor = n // max_len + 1` and keep the
        0-based frames `divisor-1, 2*divisor-1, ...`, i.e. `n // divisor` frames
        (at most `max_len - 1`; lossy on purpose, that is what the models were trained on).
-    3. Select the 100 points: `landmarks.KEPT_ROWS` followed by the plain mean of each
-       of `landmarks.AVERAGED_GROUPS` (a missing member makes the mean missing).
+    3. Select the 100 points: `lm.KEPT_ROWS` followed by the plain mean of each
+       of `lm.AVERAGED_GROUPS` (a missing member makes the mean missing).
     4. Normalize per sequence and per coordinate: subtract the mean and divide by the
        population std of all present values (all kept frames, all 100 points).
     5. Missing values → 0, i.e. the sequence mean.
@@ -87,14 +87,14 @@ class Preprocess(tf.Module):
         self._num_groups, self._group_width = rows.shape
         # One gather fetches the kept rows and every averaged group's (padded) rows.
         self._point_rows = np.concatenate(
-            [np.asarray(landmarks.KEPT_ROWS, np.int32), rows.reshape(-1)]
+            [np.asarray(lm.KEPT_ROWS, np.int32), rows.reshape(-1)]
         )
         self._group_member = member
         self._group_size = sizes
 
     @tf.function(
         input_signature=[
-            tf.TensorSpec([None, landmarks.NUM_RAW_LANDMARKS, 3], tf.float32, name="inputs")
+            tf.TensorSpec([None, lm.NUM_RAW_LANDMARKS, 3], tf.float32, name="inputs")
         ]
     )
     def frame_indices(self, frames):
@@ -105,7 +105,7 @@ class Preprocess(tf.Module):
         # abs(v) <= FLT_MAX is false for NaN and ±inf; it is TFLite-builtin (is_finite is not).
         # Gather the 42 hand rows before taking x: slicing x out of all 543 rows first is
         # a strided copy of the whole input, ~7x slower in TFLite at 1000 frames.
-        hand_x = tf.gather(frames, landmarks.HAND_ROWS, axis=1)[:, :, 0]
+        hand_x = tf.gather(frames, lm.HAND_ROWS, axis=1)[:, :, 0]
         has_hand = tf.reduce_any(tf.abs(hand_x) <= _MAX_FLOAT32, axis=1)
         kept = tf.cast(tf.reshape(tf.where(has_hand), [-1]), tf.int32)  # frame indices
         n = tf.shape(kept)[0]
@@ -116,7 +116,7 @@ class Preprocess(tf.Module):
 
     @tf.function(
         input_signature=[
-            tf.TensorSpec([None, landmarks.NUM_RAW_LANDMARKS, 3], tf.float32, name="inputs")
+            tf.TensorSpec([None, lm.NUM_RAW_LANDMARKS, 3], tf.float32, name="inputs")
         ]
     )
     def __call__(self, frames):
@@ -127,7 +127,7 @@ class Preprocess(tf.Module):
         present = tf.abs(points) <= _MAX_FLOAT32
         points = tf.where(present, points, tf.constant(np.nan, tf.float32))
 
-        num_kept = len(landmarks.KEPT_ROWS)
+        num_kept = len(lm.KEPT_ROWS)
         kept_points = points[:, :num_kept]
         group_points = tf.reshape(
             points[:, num_kept:], [-1, self._num_groups, self._group_width, 3]
@@ -144,7 +144,7 @@ class Preprocess(tf.Module):
         # "Nothing left" → one all-zero frame: append a zero frame, keep max(T', 1) frames.
         num_frames = tf.shape(normalized)[0]
         padded = tf.concat(
-            [normalized, tf.zeros([1, landmarks.NUM_POINTS, 3], tf.float32)], axis=0
+            [normalized, tf.zeros([1, lm.NUM_POINTS, 3], tf.float32)], axis=0
         )
         return padded[: tf.maximum(num_frames, 1)]
 
@@ -184,8 +184,8 @@ def preprocess_numpy(frames, max_len):
         float32 `[T', 100, 3]` (see `Preprocess` for the edge-case rules).
     """
     frames = np.asarray(frames, dtype=np.float32)
-    if frames.ndim != 3 or frames.shape[1:] != (landmarks.NUM_RAW_LANDMARKS, 3):
+    if frames.ndim != 3 or frames.shape[1:] != (lm.NUM_RAW_LANDMARKS, 3):
         raise ValueError(
-            f"frames must have shape [T, {landmarks.NUM_RAW_LANDMARKS}, 3], got {frames.shape}"
+            f"frames must have shape [T, {lm.NUM_RAW_LANDMARKS}, 3], got {frames.shape}"
         )
     return _module(check_int("max_len", max_len))(tf.constant(frames)).numpy()

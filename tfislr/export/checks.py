@@ -10,7 +10,7 @@ import pathlib
 
 import numpy as np
 
-from tfislr import landmarks
+from tfislr import landmarks as lm
 from tfislr.export.contract import OUTPUT_NAME, ExportError
 from tfislr.export.runner import TFLiteRunner
 
@@ -32,12 +32,12 @@ BYTES_PER_MB = 1_000_000
 #   is what matters (demo: identical fold-0 accuracy to fp32).
 PARITY_TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "int8": 1e-1}
 
-RAW_FRAME = (landmarks.NUM_RAW_LANDMARKS, landmarks.NUM_COORDINATES)
+RAW_FRAME = (lm.NUM_RAW_LANDMARKS, lm.NUM_COORDINATES)
 
 
 def _rows(part):
     """The raw-frame rows of a MediaPipe part as a slice."""
-    return slice(*landmarks.PART_ROWS[part])
+    return slice(*lm.PART_ROWS[part])
 
 
 def probe_sequences(num_sequences=12, seed=0, lengths=None):
@@ -53,14 +53,14 @@ def probe_sequences(num_sequences=12, seed=0, lengths=None):
         lengths = [lengths[i % len(lengths)] for i in range(num_sequences)]
     clips = []
     for length in lengths:
-        base = np.empty((landmarks.NUM_RAW_LANDMARKS, 3), np.float32)
-        base[:, 0] = rng.uniform(0.3, 0.7, landmarks.NUM_RAW_LANDMARKS)
-        base[:, 1] = rng.uniform(0.2, 0.9, landmarks.NUM_RAW_LANDMARKS)
-        base[:, 2] = rng.normal(0.0, 0.05, landmarks.NUM_RAW_LANDMARKS)
+        base = np.empty((lm.NUM_RAW_LANDMARKS, 3), np.float32)
+        base[:, 0] = rng.uniform(0.3, 0.7, lm.NUM_RAW_LANDMARKS)
+        base[:, 1] = rng.uniform(0.2, 0.9, lm.NUM_RAW_LANDMARKS)
+        base[:, 2] = rng.normal(0.0, 0.05, lm.NUM_RAW_LANDMARKS)
         drift = np.cumsum(rng.normal(0.0, 0.01, (length, 1, 3)), axis=0)
-        clip = (base[None] + drift + rng.normal(0.0, 0.003, (length, landmarks.NUM_RAW_LANDMARKS, 3))).astype(np.float32)
+        clip = (base[None] + drift + rng.normal(0.0, 0.003, (length, lm.NUM_RAW_LANDMARKS, 3))).astype(np.float32)
         for part in ("left_hand", "right_hand"):
-            start, stop = landmarks.PART_ROWS[part]
+            start, stop = lm.PART_ROWS[part]
             missing = rng.random(length) < rng.choice([0.0, 0.3, 0.8, 1.0])
             clip[missing, start:stop] = np.nan
         if length > 2:  # a span where the face tracker lost the face
@@ -102,9 +102,9 @@ def edge_case_inputs():
     for part in ("left_hand", "right_hand"):
         no_hands[:, _rows(part)] = np.nan
     with_inf = probe_sequences(lengths=[20], seed=7)[0]
-    with_inf[3, landmarks.LEFT_HAND_ROWS[2]] = np.inf
+    with_inf[3, lm.LEFT_HAND_ROWS[2]] = np.inf
     with_inf[5, :, 1] = -np.inf
-    face_start = landmarks.PART_ROWS["face"][0]
+    face_start = lm.PART_ROWS["face"][0]
     with_inf[7, face_start:face_start + 100, 0] = np.inf
     return {
         "0_frames": np.zeros((0, *RAW_FRAME), np.float32),
@@ -120,7 +120,7 @@ def edge_case_inputs():
 
 def _hand_only_frame():
     frame = np.full((1, *RAW_FRAME), np.nan, np.float32)
-    hand = landmarks.NUM_HAND_LANDMARKS
+    hand = lm.NUM_HAND_LANDMARKS
     frame[0, _rows("right_hand")] = np.linspace(0.4, 0.6, hand * 3, dtype=np.float32).reshape(hand, 3)
     return frame
 

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from tfislr import landmarks
+from tfislr import landmarks as lm
 from tfislr.errors import ConfigError, MissingFileError
 from tfislr.export import checks, graph
 from tfislr.export.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY, ExportError
@@ -123,7 +123,7 @@ def export_ensemble(
         "name": name,
         "quantization": quantization,
         "signature": SIGNATURE_KEY,
-        "input": {"name": INPUT_NAME, "shape": [None, landmarks.NUM_RAW_LANDMARKS, 3]},
+        "input": {"name": INPUT_NAME, "shape": [None, lm.NUM_RAW_LANDMARKS, 3]},
         "output": {"name": OUTPUT_NAME, "shape": [num_classes]},
         "num_classes": num_classes,
         "members": [

@@ -8,7 +8,7 @@ refuses any Select-TF or custom op left in a flatbuffer.
 
 import numpy as np
 
-from tfislr import landmarks
+from tfislr import landmarks as lm
 from tfislr.export.contract import INPUT_NAME, OUTPUT_NAME, ExportError
 from tfislr.export.members import check_members_agree
 
@@ -41,7 +41,7 @@ def build_ensemble_module(members):
             self.weight_values = backing_variables(self.models)
 
         @tf.function(
-            input_signature=[tf.TensorSpec([None, landmarks.NUM_RAW_LANDMARKS, 3], tf.float32,
+            input_signature=[tf.TensorSpec([None, lm.NUM_RAW_LANDMARKS, 3], tf.float32,
                                            name=INPUT_NAME)]
         )
         def serving_default(self, inputs):

@@ -10,7 +10,7 @@ import pathlib
 
 import numpy as np
 
-from tfislr import landmarks
+from tfislr import landmarks as lm
 from tfislr.config import MODEL_NAMES
 from tfislr.errors import ConfigError, MissingFileError
 from tfislr.training import run_dir as run_dir_lib
@@ -168,7 +168,7 @@ def _output_size(model):
     if _has_outputs(model):
         return int(model.outputs[0].shape[-1])
     probe = {
-        "landmarks": np.zeros((1, 2, landmarks.NUM_POINTS, 3), np.float32),
+        "landmarks": np.zeros((1, 2, lm.NUM_POINTS, 3), np.float32),
         "padding_mask": np.ones((1, 2), np.float32),
     }
     return int(keras.ops.shape(model(probe, training=False))[-1])

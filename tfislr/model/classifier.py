@@ -5,7 +5,7 @@ import math
 import keras
 from keras import ops
 
-from tfislr import landmarks as layout
+from tfislr import landmarks as lm
 from tfislr.checks import check_int
 from tfislr.model.deberta import (
     DebertaEncoder,
@@ -99,12 +99,12 @@ class ISLRClassifier(keras.Model):
         )
 
     def build(self, input_shape=None):
-        landmarks_shape = (None, None, layout.NUM_POINTS, layout.NUM_COORDINATES)
+        landmarks_shape = (None, None, lm.NUM_POINTS, lm.NUM_COORDINATES)
         if isinstance(input_shape, dict) and input_shape.get("landmarks") is not None:
             landmarks_shape = tuple(input_shape["landmarks"])
         rows = landmarks_shape[:2]
         self.embedding.build(landmarks_shape)
-        self.part_mlps.build(rows + (layout.NUM_POINTS, self.embed_dim))
+        self.part_mlps.build(rows + (lm.NUM_POINTS, self.embed_dim))
         self.encoder.build(rows + (self.encoder.hidden_dims[0],))
         self.head.build((rows[0], self.encoder.output_dims[-1]))
         self.built = True
@@ -235,7 +235,7 @@ def build_classifier(model_config, num_classes, max_len, distilled=False, **kwar
     )
     model.build(
         {
-            "landmarks": (None, None, layout.NUM_POINTS, layout.NUM_COORDINATES),
+            "landmarks": (None, None, lm.NUM_POINTS, lm.NUM_COORDINATES),
             "padding_mask": (None, None),
         }
     )

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from tfislr import landmarks as layout
+from tfislr import landmarks as lm
 from tfislr.model.deberta import torch_linear_bias_initializer, torch_linear_kernel_initializer
 from tfislr.model.empty_batch import if_rows
 
@@ -48,11 +48,11 @@ class LandmarkEmbedding(keras.layers.Layer):
         self.layer_norm_epsilon = layer_norm_epsilon
         normal = keras.initializers.RandomNormal(stddev=1.0)  # torch nn.Embedding default
         self.type_embedding = keras.layers.Embedding(
-            layout.NUM_TYPE_IDS, embed_dim, embeddings_initializer=normal,
+            lm.NUM_TYPE_IDS, embed_dim, embeddings_initializer=normal,
             dtype=self.dtype_policy, name="type_embedding",
         )
         self.landmark_embedding = keras.layers.Embedding(
-            layout.NUM_LANDMARK_IDS, embed_dim, embeddings_initializer=normal,
+            lm.NUM_LANDMARK_IDS, embed_dim, embeddings_initializer=normal,
             dtype=self.dtype_policy, name="landmark_embedding",
         )
         self.type_norm = keras.layers.LayerNormalization(
@@ -73,7 +73,7 @@ class LandmarkEmbedding(keras.layers.Layer):
             kernel_initializer=torch_linear_kernel_initializer(),
             dtype=self.dtype_policy, name="conv_2",
         )
-        position_in = layout.NUM_COORDINATES + embed_dim
+        position_in = lm.NUM_COORDINATES + embed_dim
         self.position_dense = keras.layers.Dense(
             embed_dim, kernel_initializer=torch_linear_kernel_initializer(),
             bias_initializer=torch_linear_bias_initializer(position_in),
@@ -87,16 +87,16 @@ class LandmarkEmbedding(keras.layers.Layer):
 
     def build(self, landmarks_shape, padding_mask_shape=None):
         landmarks_shape = tuple(landmarks_shape)
-        expected = (layout.NUM_POINTS, layout.NUM_COORDINATES)
+        expected = (lm.NUM_POINTS, lm.NUM_COORDINATES)
         if len(landmarks_shape) != 4 or tuple(landmarks_shape[-2:]) != expected:
             raise ValueError(
                 f"LandmarkEmbedding expects landmarks of shape [batch, time, "
                 f"{expected[0]}, {expected[1]}], got {landmarks_shape}"
             )
-        self.type_embedding.build((layout.NUM_POINTS,))
-        self.landmark_embedding.build((layout.NUM_POINTS,))
-        self.type_norm.build((layout.NUM_POINTS, self.embed_dim))
-        self.landmark_norm.build((layout.NUM_POINTS, self.embed_dim))
+        self.type_embedding.build((lm.NUM_POINTS,))
+        self.landmark_embedding.build((lm.NUM_POINTS,))
+        self.type_norm.build((lm.NUM_POINTS, self.embed_dim))
+        self.landmark_norm.build((lm.NUM_POINTS, self.embed_dim))
         self.conv_1.build(landmarks_shape)
         self.conv_2.build(landmarks_shape[:-1] + (self.conv_dim,))
         self.position_dense.build(landmarks_shape[:-1] + (3 + self.embed_dim,))
@@ -127,9 +127,9 @@ class LandmarkEmbedding(keras.layers.Layer):
         bias = ops.cast(self.feature_dense.bias, self.compute_dtype)
         ids_real = ops.concatenate(
             [
-                self.type_norm(self.type_embedding(ops.convert_to_tensor(layout.TYPE_IDS))),
+                self.type_norm(self.type_embedding(ops.convert_to_tensor(lm.TYPE_IDS))),
                 self.landmark_norm(
-                    self.landmark_embedding(ops.convert_to_tensor(layout.LANDMARK_IDS))
+                    self.landmark_embedding(ops.convert_to_tensor(lm.LANDMARK_IDS))
                 ),
             ],
             axis=-1,

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from tfislr import landmarks as layout
+from tfislr import landmarks as lm
 from tfislr.model.deberta import torch_linear_bias_initializer, torch_linear_kernel_initializer
 from tfislr.model.empty_batch import BatchNormalization
 
@@ -40,9 +40,9 @@ class PartMLP(keras.layers.Layer):
     def __init__(self, points, units, dropout=0.0, center=True, **kwargs):
         super().__init__(**kwargs)
         points = [int(p) for p in points]
-        if not points or min(points) < 0 or max(points) >= layout.NUM_POINTS:
+        if not points or min(points) < 0 or max(points) >= lm.NUM_POINTS:
             raise ValueError(
-                f"points must be a non-empty list of indices in [0, {layout.NUM_POINTS}), "
+                f"points must be a non-empty list of indices in [0, {lm.NUM_POINTS}), "
                 f"got {points}"
             )
         self.points = points
@@ -136,11 +136,11 @@ class PartMLPs(keras.layers.Layer):
                 dtype=self.dtype_policy, name=name,
             )
 
-        self.all_mlp = branch(range(layout.NUM_POINTS), "all_landmarks", center=False)
-        self.left_hand_mlp = branch(layout.LEFT_HAND_POINTS, "left_hand")
-        self.right_hand_mlp = branch(layout.RIGHT_HAND_POINTS, "right_hand")
-        self.lips_mlp = branch(layout.LIPS_POINTS, "lips")
-        self.face_mlp = branch(layout.FACE_POINTS, "face")
+        self.all_mlp = branch(range(lm.NUM_POINTS), "all_landmarks", center=False)
+        self.left_hand_mlp = branch(lm.LEFT_HAND_POINTS, "left_hand")
+        self.right_hand_mlp = branch(lm.RIGHT_HAND_POINTS, "right_hand")
+        self.lips_mlp = branch(lm.LIPS_POINTS, "lips")
+        self.face_mlp = branch(lm.FACE_POINTS, "face")
         self.combine_dense = keras.layers.Dense(
             output_dim,
             kernel_initializer=torch_linear_kernel_initializer(),

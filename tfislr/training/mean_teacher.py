@@ -38,7 +38,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from tfislr import landmarks, timeline
+from tfislr import landmarks as lm
+from tfislr import timeline
 from tfislr.config import MODEL_NAMES
 from tfislr.training import losses
 from tfislr.training import schedules
@@ -465,7 +466,7 @@ def _build_on_dummy(model, max_len):
     if model.built and model.trainable_variables:
         return
     dummy = {
-        "landmarks": ops.zeros((1, max_len, landmarks.NUM_POINTS, 3)),
+        "landmarks": ops.zeros((1, max_len, lm.NUM_POINTS, 3)),
         "padding_mask": ops.ones((1, max_len)),
     }
     model(dummy, training=False)
