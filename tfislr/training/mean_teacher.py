@@ -163,6 +163,8 @@ class MeanTeacherDistiller(keras.Model):
         self.teacher = teacher
         self.distilled = distilled
         self.config = config
+        # Host-side cache of `distilled_inference_mode()` for the epoch `fit` is in.
+        self._epoch_distilled_mode = None
 
         self._ema_pairs()  # fails early when teacher and student differ
 
@@ -217,9 +219,15 @@ class MeanTeacherDistiller(keras.Model):
                     "tfislr.training.optimizers.make_optimizer or PreReducedAdamW/SGD"
                 )
         if jit_compile and tf.distribute.get_strategy().num_replicas_in_sync > 1:
-            # The teacher update and the loss-scale logic use merge_call, which XLA
-            # cannot compile inside a replica function.
-            raise ValueError("jit_compile is supported on a single replica only")
+            # Keras XLA-compiles the function around `strategy.run`: one cluster on the
+            # first device reading every replica's variables, which TF rejects for any
+            # model (keras-team/keras#19005; reproduced by benchmarks/xla_replicas.py).
+            raise ValueError(
+                "train.jit_compile is supported on one replica only: Keras 3 compiles the "
+                "whole multi-device step as one XLA cluster, which TensorFlow rejects "
+                "(see benchmarks/xla_replicas.py); train without jit_compile on "
+                f"{tf.distribute.get_strategy().num_replicas_in_sync} replicas"
+            )
         super().compile(optimizer=student_optimizer, jit_compile=jit_compile, **kwargs)
         self.student_optimizer = student_optimizer
         self.distilled_optimizer = distilled_optimizer
@@ -291,7 +299,8 @@ class MeanTeacherDistiller(keras.Model):
         A `tf.cond` on the epoch variable inside the step instead made XLA treat the
         epoch, the step counter, the batch and most weights as compile-time constants:
         one multi-minute compilation per step (and per epoch), constant-folding the
-        batch's BatchNorm moments. The host reads one int64 variable per call.
+        batch's BatchNorm moments. `fit` reads the epoch variable once per epoch (after
+        the callbacks that set it); a call outside `fit` reads it itself.
         """
         if self.train_function is not None and not force:
             return self.train_function
@@ -301,10 +310,19 @@ class MeanTeacherDistiller(keras.Model):
         }
 
         def train_function(iterator):
-            return steps[self.distilled_inference_mode()](iterator)
+            mode = self._epoch_distilled_mode
+            return steps[self.distilled_inference_mode() if mode is None else mode](iterator)
 
         self.train_function = train_function
         return train_function
+
+    def fit(self, *args, callbacks=None, **kwargs):
+        # Last, so that it sees the epoch the other callbacks (EpochState) have just set.
+        callbacks = [*(callbacks or []), _DistilledModePerEpoch()]
+        try:
+            return super().fit(*args, callbacks=callbacks, **kwargs)
+        finally:
+            self._epoch_distilled_mode = None
 
     def _reduce_and_clip(self, gradients, optimizer):
         """Sums gradients over replicas once and clips them by their global norm.
@@ -421,6 +439,13 @@ class MeanTeacherDistiller(keras.Model):
     def predict_step(self, data):
         inputs = data[0] if isinstance(data, (tuple, list)) else data
         return self(inputs, training=False)
+
+
+class _DistilledModePerEpoch(keras.callbacks.Callback):
+    """Reads the distilled-model mode once per epoch, so steps need no host read."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model._epoch_distilled_mode = self.model.distilled_inference_mode()
 
 
 def build_distiller(config, num_classes, steps_per_epoch, build_model=None):
