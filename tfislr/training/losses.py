@@ -35,6 +35,11 @@ def soft_target_cross_entropy(logits, targets, smoothing=0.3):
     return -ops.sum(smoothed * ops.log_softmax(logits, axis=-1), axis=-1)
 
 
+def _mean(values):
+    """Mean of all values, 0 for none (a replica's empty batch adds nothing, not NaN)."""
+    return tf.math.divide_no_nan(tf.reduce_sum(values), tf.cast(tf.size(values), values.dtype))
+
+
 def ousm_mean(per_sample_losses, k, group_size=None):
     """Mean of the per-sample losses `[B]` after dropping the `k` largest of each group (OUSM).
 
@@ -49,7 +54,7 @@ def ousm_mean(per_sample_losses, k, group_size=None):
     if k < 0:
         raise ValueError(f"ousm k must be >= 0, got {k}")
     if k == 0:
-        return ops.mean(losses)
+        return _mean(losses)
     if group_size is None:  # one group: the whole batch, keeping at least one clip
         batch = tf.shape(losses)[0]
         groups = tf.reshape(losses, [1, -1])
@@ -66,7 +71,7 @@ def ousm_mean(per_sample_losses, k, group_size=None):
         keep = group_size - k
     # The smallest `keep` losses of a group are the largest `keep` of their negatives.
     kept = -tf.math.top_k(-groups, k=keep, sorted=False).values
-    return tf.math.divide_no_nan(tf.reduce_sum(kept), tf.cast(tf.size(kept), tf.float32))
+    return _mean(kept)
 
 
 def classification_loss(logits, targets, smoothing=0.3, ousm_k=3, group_size=None):
@@ -78,7 +83,7 @@ def consistency_loss(student_logits, teacher_logits):
     """Mean over the batch of Σ_c (softmax(student) − softmax(teacher))², teacher stopped."""
     student = ops.softmax(ops.cast(student_logits, "float32"), axis=-1)
     teacher = ops.softmax(ops.stop_gradient(ops.cast(teacher_logits, "float32")), axis=-1)
-    return ops.mean(ops.sum(ops.square(student - teacher), axis=-1))
+    return _mean(ops.sum(ops.square(student - teacher), axis=-1))
 
 
 def num_replicas():

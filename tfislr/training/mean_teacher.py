@@ -63,6 +63,24 @@ def _logs(values):
     return {key: ops.reshape(value, (1,)) for key, value in values.items()}
 
 
+def _global_result(metric):
+    """`metric.result()` over every replica's clips so far (a Mean-like metric).
+
+    Inside a replica, `result()` reads only this replica's total and count, and Keras
+    averages the replicas' step logs: with unequal per-replica batches (the last global
+    batch of a validation set) that weighs clips unequally. Summing total and count across
+    replicas first gives the one-device value.
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return metric.result()
+    total, count = context.all_reduce(
+        tf.distribute.ReduceOp.SUM, [ops.convert_to_tensor(metric.total),
+                                     ops.convert_to_tensor(metric.count)]
+    )
+    return tf.math.divide_no_nan(total, count)
+
+
 def _dense_gradient(gradient):
     # Embedding lookups give IndexedSlices; the tables are tiny, and dense tensors make
     # the all-reduce and the global norm straightforward.
@@ -423,17 +441,19 @@ class MeanTeacherDistiller(keras.Model):
         inputs, labels = data[0], data[1]
         labels = ops.cast(labels, "int32")
         logits = self(inputs, training=False)
+        # Per clip, not per batch: every clip weighs the same whatever the batch sizes
+        # (a replica's last batch may hold 0 clips), so N replicas report 1 replica's mean.
         self.eval_loss_tracker.update_state(
-            ops.mean(
-                keras.losses.sparse_categorical_crossentropy(
-                    labels, logits["student"], from_logits=True
-                )
+            keras.losses.sparse_categorical_crossentropy(
+                labels, logits["student"], from_logits=True
             )
         )
         for name in MODEL_NAMES:
             self.accuracy_trackers[name].update_state(labels, logits[name])
-        results = {"loss": self.eval_loss_tracker.result()}
-        results.update({f"{n}_accuracy": t.result() for n, t in self.accuracy_trackers.items()})
+        results = {"loss": _global_result(self.eval_loss_tracker)}
+        results.update(
+            {f"{n}_accuracy": _global_result(t) for n, t in self.accuracy_trackers.items()}
+        )
         return _logs(results)
 
     def predict_step(self, data):
