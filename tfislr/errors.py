@@ -28,6 +28,8 @@ import functools
 import sys
 import traceback
 
+from tfislr.runtime import start_tensorflow
+
 USER_ERROR = 2
 UNEXPECTED_ERROR = 1
 INTERRUPTED = 130
@@ -72,6 +74,7 @@ def command(prog):
     def decorate(main):
         @functools.wraps(main)
         def wrapped(argv=None):
+            start_tensorflow()
             try:
                 code = main(argv)
             except KeyboardInterrupt:

@@ -19,7 +19,6 @@ a recorded split uses the config defaults. The report says which of these it did
 
 import argparse
 import json
-import os
 import pathlib
 import sys
 import time
@@ -28,7 +27,6 @@ import numpy as np
 
 from tfislr.errors import ConfigError, DataError, MissingFileError, command
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 PROG = "tfislr-evaluate"
 

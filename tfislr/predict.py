@@ -21,7 +21,6 @@ still predicted, and the exit code is then 2 (`tfislr.errors`).
 
 import argparse
 import json
-import os
 import pathlib
 import sys
 import tempfile
@@ -30,7 +29,6 @@ import numpy as np
 
 from tfislr.errors import DataError, MissingFileError, command, positive_int, report
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 PROG = "tfislr-predict"
 

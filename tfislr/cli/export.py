@@ -18,7 +18,6 @@ import sys
 
 from tfislr import errors
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 PROG = "tfislr-export"

@@ -17,7 +17,6 @@ import sys
 
 from tfislr.errors import INTERRUPTED, command
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 PROG = "tfislr-train"

@@ -95,8 +95,9 @@ def _init_worker(max_len, in_main_process=False):
         # Workers stay off the GPUs (each would grab one) and use one thread each: the
         # parallelism is across processes.
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    from tfislr.runtime import start_tensorflow
+
+    tf = start_tensorflow()
 
     if not in_main_process:
         with contextlib.suppress(RuntimeError):
@@ -405,7 +406,6 @@ def main(argv=None):
     parser.add_argument("--force", action="store_true", help="rebuild complete stores too")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     for max_len in args.max_len:
         path = prepare_store(
             args.data_dir, max_len, args.out, args.workers, args.shard_size,

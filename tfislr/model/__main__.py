@@ -11,7 +11,6 @@ import sys
 
 from tfislr.errors import command
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Keras prints summaries with rich, which assumes 80 columns when stdout is not a terminal
 # and then drops the "Param #" column.
 os.environ.setdefault("COLUMNS", "120")
