@@ -16,7 +16,7 @@ with one ai-edge-litert thread on raw clips whose frames all have a hand:
 With `--members`, each member is also exported alone and timed at its full length,
 for comparison with the original's per-model figures.
 
-Reference figures (seed-spec §10 and "The original measured on this kind of machine"):
+Reference figures (docs/recipe.md §17 and the README's "Results measured in this repository"):
 the writeup's 38 ms/clip for the original TFLite ensemble (Kaggle CPU), and the
 original PyTorch models measured on this 2-core machine, 1 thread, traced + frozen,
 fp32, full-length input: len25 8.9 ms, len80 17.2 ms, ensemble 29.2 ms.

@@ -1,4 +1,4 @@
-"""Augmentations: what each must preserve and what it must change (seed-spec §4, §8)."""
+"""Augmentations: what each must preserve and what it must change (docs/recipe.md §5, §9)."""
 
 import dataclasses
 

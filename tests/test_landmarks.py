@@ -1,4 +1,4 @@
-"""The landmark layout matches seed-spec §2 and §4."""
+"""The landmark layout matches docs/recipe.md §3 and §5."""
 
 import numpy as np
 

@@ -1,4 +1,4 @@
-"""Losses of the recipe: smoothed soft-target CE, OUSM, consistency (seed-spec §9)."""
+"""Losses of the recipe: smoothed soft-target CE, OUSM, consistency (docs/recipe.md §11)."""
 
 import numpy as np
 import pytest

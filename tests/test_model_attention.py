@@ -1,11 +1,11 @@
 """DisentangledSelfAttention against an independent numpy formula and keras-hub's DeBERTa-v3.
 
-The numpy reference below is written from the formula (seed-spec §6 and HF's code), not from
+The numpy reference below is written from the formula (docs/recipe.md §7 and HF's code), not from
 our layer: explicit per-pair relative indices, no row windows, no gathers of score rows.
 
 p2c index convention: HF's code (which the original ran) computes the position-to-content
 term as K_j . Qr[clamp(bucket(i - j) + P)] (gather with `-r + P`, then transpose); keras-hub
-reproduces it. seed-spec §6 writes `c(j, i)` (the paper's notation, bucket(j - i)), which
+reproduces it. docs/recipe.md §7 writes `c(j, i)` (the paper's notation, bucket(j - i)), which
 would flip the sign of the distance. We follow the code; `test_matches_keras_hub` pins it.
 """
 
@@ -99,7 +99,7 @@ def test_log_bucket_position_in_tflite_is_identical():
 
 
 def test_seed_bucket_facts():
-    """seed-spec §6: P=25 changes only |r| in 13..20 and 24; P=80 changes |r| = 41..78."""
+    """docs/recipe.md §7: P=25 changes only |r| in 13..20 and 24; P=80 changes |r| = 41..78."""
     r = np.arange(0, 25)
     changed = r[np.asarray(log_bucket_position(r, 25, 25)) != r]
     assert changed.tolist() == list(range(13, 21)) + [24]

@@ -27,7 +27,7 @@ def apply_classifier(model, batch, **kwargs):
     return model({"landmarks": batch["landmarks"], "padding_mask": batch["padding_mask"]}, **kwargs)
 
 
-# --- parameter counts (seed-spec §5), computed here from the layer sizes, independently of
+# --- parameter counts (docs/recipe.md §6), computed here from the layer sizes, independently of
 # transformer_widths(), and checked against the original's logged totals.
 
 def embedding_params(e=16):

@@ -1,18 +1,18 @@
 """Training augmentations of preprocessed sequences, written in TF ops for `tf.data`.
 
 Every function takes a preprocessed sequence `x`: float32 `[T, 100, 3]`, normalized per
-sequence, with 0 where a coordinate was missing (seed-spec §3). They are pure, graph-safe and
+sequence, with 0 where a coordinate was missing (docs/recipe.md §4). They are pure, graph-safe and
 vectorized over frames (no Python loop over `T`), so they run inside
 `tf.data.Dataset.map(..., num_parallel_calls=AUTOTUNE)` for any `T >= 1`. Randomness is
 stateless: a function that draws takes an explicit `seed` int32/int64 `[2]`, and the same seed
 always gives the same result.
 
-`Augmenter` chains them as the original's training set did (seed-spec §8): per view, face
+`Augmenter` chains them as the original's training set did (docs/recipe.md §9): per view, face
 CutMix → missing-hand fill → `augment`, with two phases (strength 3, then strength 2) switched
 through a `tf.Variable` read at run time. Only landmarks go in and out; labels never pass
 through here, so no augmentation can touch them.
 
-Where the original's code and README disagree we follow the code (DESIGN.md), with one
+Where the original's code and README disagree we follow the code (docs/recipe.md §19–§20), with one
 exception here: `fill_missing_hand` does what the README says (mirror the present hand into
 the absent one, frame by frame); the code's stale type ids made it overwrite the left hand.
 """
@@ -101,7 +101,7 @@ def _is_left_handed(x):
 
 
 def flip(x):
-    """Horizontal mirror (seed-spec §4): x ← −x, then left/right points swap places.
+    """Horizontal mirror (docs/recipe.md §5): x ← −x, then left/right points swap places.
 
     `flipped[:, p] = x[:, FLIP_PERMUTATION[p]]` with x negated. Missing values stay exactly
     +0 (computed as `0 − x`, not `−x`), so flipping twice returns the input bit for bit.
@@ -321,7 +321,7 @@ def face_cutmix(x, partner):
 
 
 class Augmenter(tf.Module):
-    """The training-time augmentation of one view (seed-spec §8), built from `AugmentConfig`.
+    """The training-time augmentation of one view (docs/recipe.md §9), built from `AugmentConfig`.
 
     `augmenter(landmarks, partner, seed)`: `landmarks` float32 `[T, 100, 3]`, `partner`
     `[T2, 100, 3]` (a sequence of the same sign for face CutMix, or None to never CutMix),

@@ -61,7 +61,7 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class AugmentConfig:
-    """Augmentation probabilities (seed-spec §8, "what the code ran")."""
+    """Augmentation probabilities (docs/recipe.md §9, what the code ran)."""
 
     enabled: bool = True
     # Phase 2 (strength 2) starts at this fraction of the epochs.
@@ -88,7 +88,7 @@ class AugmentConfig:
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Optimisation, mean teacher, distillation, mixup and soup settings (seed-spec §8–§9)."""
+    """Optimisation, mean teacher, distillation, mixup and soup settings (docs/recipe.md §10–§15)."""
 
     epochs: int = 100
     learning_rate: float = 3e-4
@@ -112,7 +112,7 @@ class TrainConfig:
     consistency_weight: float = 5.0
     rampup_prop: float = 0.25
     # From half-way, the distilled model trains with dropout off and frozen BN
-    # statistics, as the original's code did (seed-spec §9).
+    # statistics, as the original's code did (docs/recipe.md §12).
     distilled_inference_mode_second_half: bool = True
     # Uniform soup of the last N epochs' weights (the exported models used 11).
     soup_last_n: int = 11

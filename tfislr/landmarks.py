@@ -90,12 +90,12 @@ ARM_POINTS = _point_range("arms")  # 81..92
 AVERAGED_POINTS = tuple(range(NUM_KEPT_POINTS, NUM_POINTS))  # 95..99
 NOSE_POINT = NUM_POINTS - 1  # 99, the mean of the nose group
 
-# Points each part MLP sees (seed-spec §2): the face branch takes types {3, 6}.
+# Points each part MLP sees (docs/recipe.md §3): the face branch takes types {3, 6}.
 FACE_POINTS = tuple(int(p) for p in np.flatnonzero(np.isin(TYPE_IDS, (3, 6))))  # 25 points
 # Points replaced by face CutMix: types {3, 4, 6}.
 FACE_CUTMIX_POINTS = tuple(int(p) for p in np.flatnonzero(np.isin(TYPE_IDS, (3, 4, 6))))  # 46
 
-# Mirror pairs in point positions (seed-spec §4); unlisted points map to themselves.
+# Mirror pairs in point positions (docs/recipe.md §5); unlisted points map to themselves.
 _FLIP_PAIRS = (
     [(p, p + NUM_HAND_LANDMARKS) for p in LEFT_HAND_POINTS]
     + [(43, 52), (44, 53), (45, 54), (46, 55), (48, 56), (49, 57), (50, 58), (51, 59)]

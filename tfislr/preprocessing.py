@@ -38,7 +38,7 @@ def _averaging_tables():
 class Preprocess(tf.Module):
     """Raw MediaPipe frames `[T, 543, 3]` → normalized model points `[T', 100, 3]`.
 
-    Steps, in the original's order (seed-spec §3):
+    Steps, in the original's order (docs/recipe.md §4):
 
     1. Drop every frame in which none of the 42 hand rows (`lm.HAND_ROWS`)
        has a usable x.

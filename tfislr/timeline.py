@@ -2,7 +2,7 @@
 
 Epochs here are 0-based indices, as Keras passes them (`on_epoch_begin(epoch)`); the
 original's logs count from 1, so its "epoch 50 of 100" is index 49 here. With E epochs
-(docs/recipe.md, "Timeline"):
+(docs/recipe.md §14):
 
 | what                                   | from index (E = 100) | rule                                  |
 | -------------------------------------- | -------------------- | ------------------------------------- |

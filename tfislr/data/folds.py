@@ -5,7 +5,8 @@ Two ways to assign them:
 
 - **The original's folds** (`ORIGINAL_FOLDS`): when every participant of the data is one of
   the competition's 21 and there are 4 folds, each participant goes to the fold the
-  original's own fold file gave it (22,358 / 22,741 / 28,237 / 21,141 clips on the full set).
+  original's own fold file gave it (22,358 / 22,741 / 28,237 / 21,141 clips on the full set;
+  docs/recipe.md §16).
   Its CV numbers were measured on these folds, so ours can be compared with them. They
   cannot be recomputed: the original drew them with scikit-learn's
   `StratifiedGroupKFold(shuffle=True)`, whose shuffling changed in 2025.

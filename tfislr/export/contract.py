@@ -2,7 +2,7 @@
 
 The competition runtime calls signature `serving_default` with input `inputs`
 float32 `[None, 543, 3]` (raw MediaPipe frames, NaN where nothing was seen) and
-reads output `outputs` float32 `[num_classes]` (DESIGN.md, "Exported TFLite").
+reads output `outputs` float32 `[num_classes]` (docs/recipe.md §2).
 The graph builder, the checks and every runner use these names.
 """
 

@@ -25,7 +25,7 @@ from tfislr.export.members import check_members_agree, resolve_member
 from tfislr.export.runner import measure_latency
 
 # Labelled clips of a given data dir that the int8-vs-fp32 agreement runs on (both files,
-# one clip at a time: ~15 + 40 ms a clip for the full-size ensemble).
+# one clip at a time: one int8 and one fp32 inference a clip; latencies in the README).
 AGREEMENT_SEQUENCES = 256
 
 

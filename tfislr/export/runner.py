@@ -76,8 +76,8 @@ def measure_latency(model_path, clips, repeats=3, num_threads=1):
     """Wall-clock ms per sequence with one signature runner (as Kaggle ran it).
 
     The interpreter re-plans its memory whenever an input (or an internal tensor)
-    grows beyond the largest size seen so far, which costs 100-250 ms for the
-    full-size ensemble. That happens a handful of times per process, so the first
+    grows beyond the largest size seen so far, which costs many clips' worth of
+    time for the full-size ensemble. That happens a handful of times per process, so the first
     pass over the clips is reported apart ("first_pass") and the median/p95 are
     the steady state of the following `repeats` passes.
     """

@@ -1,4 +1,4 @@
-"""The full isolated-sign classifier (seed-spec §5-§7) and its builder from a config."""
+"""The full isolated-sign classifier (docs/recipe.md §6–§8) and its builder from a config."""
 
 import math
 
@@ -40,7 +40,7 @@ class ISLRClassifier(keras.Model):
         num_classes: number of signs (250 for the competition).
         max_len: the sequence length the model is trained for; the relative-position buckets.
         embed_dim, dense_dim, transfo_dim, transfo_layers, num_heads, drop_rate: the model
-            config section (seed-spec §5a); widths per transformer layer follow
+            config section (docs/recipe.md §6); widths per transformer layer follow
             `transformer_widths`.
     """
 

@@ -8,11 +8,10 @@ run time, so the exported graph computes exactly what was trained, for any seque
 Relative-position terms use the Transformer-XL "skew": each query is scored against the
 projected table rows of the `2T - 1` distances a length-T sequence has (rows picked with one
 small GATHER), then a pad/reshape/slice shifts row i by i so that column j holds distance
-i - j. Only builtin TFLite ops, no `[T, T]`-sized gathers and no precomputed tables. Measured
-on this (shared, noisy) 2-core machine with `python benchmarks/attention.py --variants`: in
-TFLite 4-7x faster than `gather` with `batch_dims` or a one-hot matmul at T=80 (1.4-2.7x at
-T=25) and 1.3-1.9x faster forward+backward in TF; on par, within noise, with laying the
-score rows out as `[T * R, B * H]` for one plain row GATHER.
+i - j. Only builtin TFLite ops, no `[T, T]`-sized gathers and no precomputed tables. It was
+chosen by measurement over a `gather` with `batch_dims`, a one-hot matmul and a
+`[T * R, B * H]` row layout (`python benchmarks/attention.py --variants`; figures in the
+README).
 """
 
 import math
@@ -154,7 +153,7 @@ class DisentangledSelfAttention(keras.layers.Layer):
 
     with `c(i, j) = clamp(log_bucket_position(i - j) + P, 0, 2P - 1)`. The position-to-content
     index is `c(i, j)` (bucket of i - j), which is what HF's code computes (gather with
-    `-r + P`, then transpose) and what keras-hub reproduces; seed-spec §6 writes it in the
+    `-r + P`, then transpose) and what keras-hub reproduces; docs/recipe.md §7 writes it in the
     paper's notation `c(j, i)`, which differs by the sign of the distance. Then masked
     softmax over keys (float32), dropout on the probabilities, context = probs . V and an
     output projection `hidden -> hidden` (as keras-hub; HF keeps it in `SelfOutput`).
@@ -313,7 +312,7 @@ class DebertaLayer(keras.layers.Layer):
         out = LayerNorm(Dropout(Dense_output(u + a)))        # residual BEFORE the dense
 
     so `output_dim` may differ from `hidden_dim` and there is no residual after the output
-    dense (seed-spec §5d). All LayerNorms use `layer_norm_epsilon` (1e-7, deberta-v3-base).
+    dense (docs/recipe.md §6). All LayerNorms use `layer_norm_epsilon` (1e-7, deberta-v3-base).
     Linear kernels/biases use torch's defaults and the relative table N(0, 1), as the bare
     encoder module of the original was never passed through HF's `_init_weights`.
 
@@ -440,7 +439,7 @@ class DebertaLayer(keras.layers.Layer):
 
 
 def transformer_widths(transfo_dim, num_layers, drop_rate):
-    """The seed's width/dropout rule (seed-spec §5c) -> `(hidden_dims, output_dims, dropouts)`.
+    """The seed's width/dropout rule (docs/recipe.md §6) -> `(hidden_dims, output_dims, dropouts)`.
 
     For 3 layers and `transfo_dim >= 512`: `d_in = 512, delta = min(256, transfo_dim - 512)`
     when `transfo_dim <= 1024`, else `d_in = 1024, delta = (transfo_dim - 1024) // 2`; layer

@@ -10,7 +10,7 @@ from tfislr.model.empty_batch import if_rows
 
 @keras.saving.register_keras_serializable(package="tfislr")
 class LandmarkEmbedding(keras.layers.Layer):
-    """Embeds every landmark of every frame into `embed_dim` features (seed-spec §5b 1-3).
+    """Embeds every landmark of every frame into `embed_dim` features (docs/recipe.md §6).
 
         type = LayerNorm(Embedding(9, E)(TYPE_IDS))            # constants, not inputs
         lm   = LayerNorm(Embedding(101, E)(LANDMARK_IDS))

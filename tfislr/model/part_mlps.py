@@ -103,7 +103,7 @@ class PartMLP(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="tfislr")
 class PartMLPs(keras.layers.Layer):
-    """All branches and their combination (seed-spec §5b 4-5).
+    """All branches and their combination (docs/recipe.md §6).
 
         all  = PartMLP(100 points, not centred)
         hand = max(PartMLP(left hand), PartMLP(right hand))     # elementwise

@@ -5,7 +5,7 @@ step) and the group that OUSM and mixup work within (32 clips, one GPU's batch).
 replica count only decides how the global batch is split, so steps per epoch, total
 steps and therefore every step-based schedule (warm-up, consistency ramp-up, EMA) are
 the same on 1, 2 or 8 devices: 369 steps an epoch on the full competition set (94,477
-clips), 281 on fold 0's training part (72,119 clips).
+clips), 281 on fold 0's training part (72,119 clips) (docs/recipe.md §13).
 """
 
 import dataclasses

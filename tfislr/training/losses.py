@@ -1,4 +1,4 @@
-"""Training losses of the recipe (seed-spec §9): smoothed soft-target CE with OUSM, consistency.
+"""Training losses of the recipe (docs/recipe.md §11): smoothed soft-target CE with OUSM, consistency.
 
 All functions return *per-replica* values: means over the batch this replica sees.
 They are raw reductions, not `keras.losses.Loss` objects, so Keras does not rescale
@@ -46,7 +46,7 @@ def ousm_mean(per_sample_losses, k, group_size=None):
     Online Uncertainty Sample Mining: the k hardest clips are treated as probably
     mislabelled and ignored. The batch is cut into consecutive groups of `group_size`
     clips (None: one group, the whole batch) and each group drops its own k largest, as
-    each GPU of the original dropped 3 of its 32 (docs/recipe.md, "Losses"); the result
+    each GPU of the original dropped 3 of its 32 (docs/recipe.md §11); the result
     is the mean over every kept clip. `B` must be a multiple of `group_size`, which must
     exceed `k`. An empty batch gives 0. Gradients flow only into the kept clips.
     """

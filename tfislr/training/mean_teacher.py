@@ -1,6 +1,6 @@
 """Mean teacher + knowledge distillation in one `keras.Model` with a custom train step.
 
-Three networks train together (seed-spec §9):
+Three networks train together (docs/recipe.md §11–§12):
 
 1. the big **student**, trained by its own AdamW on
    CE_ousm(student, y) + w(step) · C(student, teacher);

@@ -1,4 +1,4 @@
-"""Drawing the per-step manifold-mixup parameters (seed-spec §8) with stateless random ops.
+"""Drawing the per-step manifold-mixup parameters (docs/recipe.md §10) with stateless random ops.
 
 The model mixes hidden states (`model(inputs, mixup={"lambda", "permutation", "layer"})`);
 this module only decides *which groups* of a batch are mixed and draws λ, the permutation
@@ -67,7 +67,7 @@ def draw_mixup(
 
     The global batch (`replicas × per_replica_batch_size` clips, replica r holding clips
     r·B … (r + 1)·B − 1) is cut into groups of `group_size` clips, the original's per-GPU
-    batch (docs/recipe.md, "Mixup"). Each group draws on its own whether it is mixed, one
+    batch (docs/recipe.md §10). Each group draws on its own whether it is mixed, one
     permutation of its clips and one layer index per model; every clip draws its own λ.
     The draws depend only on `seed` and the clip's place in the global batch, so the same
     global batch is mixed the same way on any replica count.

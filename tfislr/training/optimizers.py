@@ -1,4 +1,4 @@
-"""The recipe's optimizer (seed-spec §9) and the distribution detail it needs.
+"""The recipe's optimizer (docs/recipe.md §13) and the distribution detail it needs.
 
 AdamW, lr 3e-4 with 25 % linear warm-up then linear decay to 0, betas (0.9, 0.999),
 eps 1e-8, decoupled weight decay 0.4, global-norm clipping at 10, one optimizer per

@@ -1,4 +1,4 @@
-"""Schedules of the recipe (seed-spec §8–§9), as graph-safe functions of step / epoch tensors.
+"""Schedules of the recipe (docs/recipe.md §11–§13), as graph-safe functions of step / epoch tensors.
 
 - learning rate: linear warm-up over the first 25 % of the optimizer steps, then linear
   decay to 0 (`WarmupLinearDecay`, the shape of transformers' get_linear_schedule_with_warmup);

@@ -1,4 +1,4 @@
-"""Per-epoch checkpoints of the three models and their uniform soup (seed-spec §9).
+"""Per-epoch checkpoints of the three models and their uniform soup (docs/recipe.md §15).
 
 A checkpoint `checkpoints/epoch_XXX.weights.h5` (XXX = 1-based epoch; names from `run_dir`) holds the weights of
 the student, the teacher and the distilled model in one Keras weights file, written through
