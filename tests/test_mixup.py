@@ -89,3 +89,10 @@ def test_replicas_get_their_slice_of_the_one_replica_draw(replicas):
         # The permutation indexes the replica's own batch.
         np.testing.assert_array_equal(part[2].numpy() + r * per_replica, whole[2][clips])
         np.testing.assert_array_equal(part[3].numpy(), whole[3][:, clips])
+
+
+@pytest.mark.parametrize("group_size", [None, 8])
+def test_an_empty_replica_draws_nothing(group_size):
+    applied, lam, perm, layers = draw_mixup(0, 0.5, 0.4, 3, 3, tf.constant([1, 2]),
+                                            group_size=group_size, replica=1, replicas=2)
+    assert applied.shape == lam.shape == perm.shape == (0,) and layers.shape == (3, 0)

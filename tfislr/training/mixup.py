@@ -88,11 +88,13 @@ def draw_mixup(
         model's mix is an exact no-op for it; `permutation` indexes this replica's batch.
     """
     batch = tf.cast(per_replica_batch_size, tf.int32)
-    group = batch if group_size is None else tf.constant(group_size, tf.int32)
+    # One group per replica without a group size (at least 1 clip wide, for an empty batch).
+    group = tf.maximum(batch, 1) if group_size is None else tf.constant(group_size, tf.int32)
     total = batch * replicas
     num_groups = total // group
     seeds = tf.unstack(tf.random.experimental.stateless_split(seed, num=4))
-    applied = tf.random.stateless_uniform([num_groups], seeds[0]) < tf.cast(probability, tf.float32)
+    probability = tf.cast(probability, tf.float32)
+    applied = tf.random.stateless_uniform([num_groups], seeds[0]) < probability
     lam = stateless_beta([total], alpha, alpha, seeds[1])
     keys = tf.random.stateless_uniform(tf.stack([num_groups, group]), seeds[2])
     within = tf.cast(tf.argsort(keys, axis=-1), tf.int32)  # a permutation of each group
