@@ -22,7 +22,8 @@ From the first epoch after half-way the distilled model trains with `training=Fa
 dropout, frozen BatchNorm statistics), as the original's code did (a config switch).
 
 Step state (step counter, epoch) lives in variables, so a step is a pure function of
-the variables and the batch, the graph is traced once, and `BackupAndRestore` restores
+the variables and the batch, the graph is traced once per distilled-model mode (the
+mode is picked on the host, see `make_train_function`), and `BackupAndRestore` restores
 it. Distribution: every loss is a per-replica mean scaled by 1 / replicas before the
 gradient; gradients are summed across replicas once, clipped by their global norm, then
 applied by optimizers that do not sum again (tfislr.training.optimizers). The teacher's
@@ -322,8 +323,14 @@ class MeanTeacherDistiller(keras.Model):
         """
         if self.train_function is not None and not force:
             return self.train_function
+        make_function = getattr(self, "_make_function", None)
+        if make_function is None:
+            raise ImportError(
+                f"tfislr needs the `_make_function` hook of Keras' TensorFlow trainer; keras "
+                f"{keras.__version__} does not have it. Pin keras to requirements.txt."
+            )
         steps = {
-            mode: self._make_function(functools.partial(self.train_step, distilled_inference=mode))
+            mode: make_function(functools.partial(self.train_step, distilled_inference=mode))
             for mode in (False, True)
         }
 
