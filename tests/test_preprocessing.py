@@ -1,4 +1,4 @@
-"""Preprocess matches an independent numpy reference of docs/recipe.md §3–§4, in TF and in TFLite."""
+"""Preprocess matches an independent numpy reference of docs/recipe.md §3–§4 (TF and TFLite)."""
 
 import pathlib
 import warnings

@@ -12,9 +12,10 @@ CutMix → missing-hand fill → `augment`, with two phases (strength 3, then st
 through a `tf.Variable` read at run time. Only landmarks go in and out; labels never pass
 through here, so no augmentation can touch them.
 
-Where the original's code and README disagree we follow the code (docs/recipe.md §19–§20), with one
-exception here: `fill_missing_hand` does what the README says (mirror the present hand into
-the absent one, frame by frame); the code's stale type ids made it overwrite the left hand.
+Where the original's code and README disagree we follow the code (docs/recipe.md §19–§20),
+with one exception here: `fill_missing_hand` does what the README says (mirror the present
+hand into the absent one, frame by frame); the code's stale type ids made it overwrite the
+left hand.
 """
 
 import numpy as np

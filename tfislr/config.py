@@ -88,7 +88,7 @@ class AugmentConfig:
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Optimisation, mean teacher, distillation, mixup and soup settings (docs/recipe.md §10–§15)."""
+    """Optimisation, mean teacher, distillation, mixup, soup (docs/recipe.md §10–§15)."""
 
     epochs: int = 100
     learning_rate: float = 3e-4

@@ -439,7 +439,7 @@ class DebertaLayer(keras.layers.Layer):
 
 
 def transformer_widths(transfo_dim, num_layers, drop_rate):
-    """The seed's width/dropout rule (docs/recipe.md §6) -> `(hidden_dims, output_dims, dropouts)`.
+    """Width/dropout rule (docs/recipe.md §6) -> `(hidden_dims, output_dims, dropouts)`.
 
     For 3 layers and `transfo_dim >= 512`: `d_in = 512, delta = min(256, transfo_dim - 512)`
     when `transfo_dim <= 1024`, else `d_in = 1024, delta = (transfo_dim - 1024) // 2`; layer

@@ -1,4 +1,4 @@
-"""Training losses of the recipe (docs/recipe.md §11): smoothed soft-target CE with OUSM, consistency.
+"""Training losses (docs/recipe.md §11): smoothed soft-target CE with OUSM, consistency.
 
 All functions return *per-replica* values: means over the batch this replica sees.
 They are raw reductions, not `keras.losses.Loss` objects, so Keras does not rescale

@@ -1,9 +1,9 @@
 """One training run, end to end: data → mean-teacher training → soup → run directory.
 
 `train(config, data_dir, ...)` prepares the store on first use, splits a fold (or takes all
-data with `full=True`), trains student, EMA teacher and distilled model with the recipe of
-docs/recipe.md §9–§15, checkpoints the last `soup_last_n` epochs, soups them, evaluates the soups
-against the last epoch and finishes the run directory. The directory's layout, its states
+data with `full=True`), trains student, EMA teacher and distilled model with the recipe
+(docs/recipe.md §9–§15), checkpoints the last `soup_last_n` epochs, soups them, evaluates the
+soups against the last epoch and finishes the run directory. The directory's layout, its states
 (started, trained, finished) and its writers belong to `tfislr.training.run_dir.RunDir`.
 
 `train` reads as its phases: load and split, batch plan (`batch_plan.plan_batches`: the

@@ -1,4 +1,4 @@
-"""Schedules of the recipe (docs/recipe.md §11–§13), as graph-safe functions of step / epoch tensors.
+"""Step schedules of the recipe (docs/recipe.md §11–§13), graph-safe functions of the step.
 
 - learning rate: linear warm-up over the first 25 % of the optimizer steps, then linear
   decay to 0 (`WarmupLinearDecay`, the shape of transformers' get_linear_schedule_with_warmup);
