@@ -374,8 +374,26 @@ def _arm(shoulder, wrist, upper, lower):
     return shoulder + along * unit + across * perp
 
 
-def generate_sequence(sign, participant, rng):
-    """One clip: float64 `[T, 543, 3]` with NaN where nothing was detected."""
+def _fit_timing(lead, active, trail, num_frames):
+    """(lead, active, trail) summing to exactly `num_frames`: the sign is shortened first
+    only when it alone is longer; otherwise lead-in and lead-out absorb the difference."""
+    active = min(active, num_frames)
+    spare = num_frames - active
+    if lead + trail > spare:  # shrink both in proportion
+        lead = int(round(spare * lead / (lead + trail)))
+    else:  # spread the extra frames over both
+        lead += (spare - lead - trail) // 2
+    return lead, active, spare - lead
+
+
+def generate_sequence(sign, participant, rng, num_frames=None):
+    """One clip: float64 `[T, 543, 3]` with NaN where nothing was detected.
+
+    `num_frames` fixes T (>= 1, e.g. a real clip's frame count, as the full-scale rehearsal
+    uses); by default T is drawn (lead-in, sign, lead-out, occasionally truncated).
+    """
+    if num_frames is not None:
+        num_frames = check_int("num_frames", num_frames)
     p = participant
     sw = p["shoulder_width"]
     # --- timing: lead-in (hands rise), the sign, lead-out (hands fall); sometimes idle time.
@@ -385,7 +403,11 @@ def generate_sequence(sign, participant, rng):
     trail = min(rng.geometric(0.15) - 1, 25)
     if rng.random() < 0.04:
         lead += int(rng.uniform(40, 200))  # a long wait with the hands down
-    num_frames = min(lead + active + trail, MAX_FRAMES)
+    fixed_length = num_frames is not None
+    if fixed_length:
+        lead, active, trail = _fit_timing(lead, active, trail, num_frames)
+    else:
+        num_frames = min(lead + active + trail, MAX_FRAMES)
     t = np.arange(num_frames, dtype=np.float64)
     gamma = rng.uniform(0.7, 1.4)
     tau = np.clip((t - lead) / max(active - 1, 1), 0.0, 1.0) ** gamma  # time warp
@@ -518,7 +540,7 @@ def generate_sequence(sign, participant, rng):
     frames = np.empty((num_frames, lm.NUM_RAW_LANDMARKS, 3))
     frames[:, _FACE], frames[:, _LEFT] = face, hands["left"]
     frames[:, _POSE], frames[:, _RIGHT] = pose, hands["right"]
-    if rng.random() < 0.05 and num_frames > 6:  # a truncated clip: only a few frames kept
+    if not fixed_length and rng.random() < 0.05 and num_frames > 6:  # truncated: a few frames kept
         keep = int(rng.integers(2, 7))
         start = int(rng.integers(0, num_frames - keep + 1))
         frames = frames[start : start + keep]
@@ -558,16 +580,66 @@ def _layout(num_signs, num_participants, sequences_per_sign, seed):
 def _write_sequences(args):
     out_dir, seed, rows = args
     signs, participants = {}, {}
-    for sign_index, participant_index, sequence_index, relative_path in rows:
+    for sign_index, participant_index, sequence_index, relative_path, num_frames in rows:
         if sign_index not in signs:
             signs[sign_index] = _make_sign(seed, sign_index)
         if participant_index not in participants:
             participants[participant_index] = _make_participant(seed, participant_index)
         rng = np.random.default_rng([seed, _SEQUENCE, sequence_index])
-        frames = generate_sequence(signs[sign_index], participants[participant_index], rng)
+        frames = generate_sequence(
+            signs[sign_index], participants[participant_index], rng, num_frames=num_frames
+        )
         first_frame = int(rng.integers(0, 60))
         write_landmark_file(pathlib.Path(out_dir) / relative_path, frames, first_frame)
     return len(rows)
+
+
+def _write_all(out_dir, seed, table, names, num_workers, progress):
+    """Writes every row's parquet file, then train.csv and the sign map (last, so a folder
+    with a train.csv holds all its files)."""
+    if num_workers is None:
+        num_workers = os.cpu_count() or 1
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table["sign"] = [names[i] for i in table["sign_index"]]
+    table["path"] = [
+        f"train_landmark_files/{pid}/{sid}.parquet"
+        for pid, sid in zip(table["participant_id"], table["sequence_id"])
+    ]
+    lengths = table["num_frames"] if "num_frames" in table else [None] * len(table)
+    rows = list(
+        zip(
+            table["sign_index"].tolist(),
+            table["participant_index"].tolist(),
+            table["sequence_index"].tolist(),
+            table["path"].tolist(),
+            [None if n is None else int(n) for n in lengths],
+        )
+    )
+    chunk = 64
+    tasks = [(str(out_dir), seed, rows[i : i + chunk]) for i in range(0, len(rows), chunk)]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(rows), unit="seq", desc="synthetic", file=sys.stderr)
+    if num_workers > 1 and len(tasks) > 1:
+        # spawn, not fork: the caller may have TensorFlow (and its threads) loaded.
+        with multiprocessing.get_context("spawn").Pool(num_workers) as pool:
+            for done in pool.imap_unordered(_write_sequences, tasks):
+                if bar is not None:
+                    bar.update(done)
+    else:
+        for task in tasks:
+            done = _write_sequences(task)
+            if bar is not None:
+                bar.update(done)
+    if bar is not None:
+        bar.close()
+    csv = table.sort_values("sequence_id")[["path", "participant_id", "sequence_id", "sign"]]
+    csv.to_csv(out_dir / "train.csv", index=False)
+    sign_map = {name: label for label, name in enumerate(sorted(names))}
+    (out_dir / "sign_to_prediction_index_map.json").write_text(json.dumps(sign_map))
+    return out_dir
 
 
 def write_synthetic_dataset(
@@ -594,50 +666,41 @@ def write_synthetic_dataset(
         raise ValueError(f"num_signs must be in [1, {MAX_SIGNS}], got {num_signs}")
     check_int("num_participants", num_participants)
     check_int("sequences_per_sign", sequences_per_sign)
-    if num_workers is None:
-        num_workers = os.cpu_count() or 1
-    out_dir = pathlib.Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    names = sign_names(num_signs)
-    sign_map = {name: label for label, name in enumerate(sorted(names))}
     table = _layout(num_signs, num_participants, sequences_per_sign, seed)
-    table["sign"] = [names[i] for i in table["sign_index"]]
-    table["path"] = [
-        f"train_landmark_files/{pid}/{sid}.parquet"
-        for pid, sid in zip(table["participant_id"], table["sequence_id"])
-    ]
-    rows = list(
-        zip(
-            table["sign_index"].tolist(),
-            table["participant_index"].tolist(),
-            table["sequence_index"].tolist(),
-            table["path"].tolist(),
-        )
-    )
-    chunk = 64
-    tasks = [(str(out_dir), seed, rows[i : i + chunk]) for i in range(0, len(rows), chunk)]
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    return _write_all(pathlib.Path(out_dir), seed, table, sign_names(num_signs), num_workers, progress)
 
-        bar = tqdm(total=len(rows), unit="seq", desc="synthetic", file=sys.stderr)
-    if num_workers > 1 and len(tasks) > 1:
-        # spawn, not fork: the caller may have TensorFlow (and its threads) loaded.
-        with multiprocessing.get_context("spawn").Pool(num_workers) as pool:
-            for done in pool.imap_unordered(_write_sequences, tasks):
-                if bar is not None:
-                    bar.update(done)
-    else:
-        for task in tasks:
-            done = _write_sequences(task)
-            if bar is not None:
-                bar.update(done)
-    if bar is not None:
-        bar.close()
-    csv = table.sort_values("sequence_id")[["path", "participant_id", "sequence_id", "sign"]]
-    csv.to_csv(out_dir / "train.csv", index=False)
-    (out_dir / "sign_to_prediction_index_map.json").write_text(json.dumps(sign_map))
-    return out_dir
+
+def write_skeleton_dataset(out_dir, skeleton, num_signs=250, seed=0, num_workers=1, progress=False):
+    """Synthetic clips with the ids, signers and frame counts of `skeleton`; returns the path.
+
+    The full-scale rehearsal's data: `skeleton` is a DataFrame with `participant_id`,
+    `sequence_id` and `n_frames` (e.g. ../shared/data/skeleton/asl_signs_skeleton.csv, the
+    competition's 94,477 clips), one parquet file a row, exactly `n_frames` frames long.
+    Signs are synthetic and balanced (clip i of a random order gets sign i mod num_signs);
+    signers keep their real ids, so the original's participant → fold map applies.
+    """
+    if not 1 <= num_signs <= MAX_SIGNS:
+        raise ValueError(f"num_signs must be in [1, {MAX_SIGNS}], got {num_signs}")
+    missing = {"participant_id", "sequence_id", "n_frames"} - set(skeleton.columns)
+    if missing:
+        raise ValueError(f"skeleton needs column(s) {', '.join(sorted(missing))}")
+    if skeleton["sequence_id"].duplicated().any():
+        raise ValueError("skeleton has duplicate sequence_id values")
+    if (skeleton["n_frames"] < 1).any():
+        raise ValueError("skeleton n_frames must be >= 1")
+    rng = np.random.default_rng([seed, _LAYOUT])
+    participant_ids = np.sort(skeleton["participant_id"].unique())
+    table = pd.DataFrame(
+        {
+            "sign_index": rng.permutation(len(skeleton)) % num_signs,
+            "participant_index": np.searchsorted(participant_ids, skeleton["participant_id"]),
+            "participant_id": skeleton["participant_id"].to_numpy(),
+            "sequence_id": skeleton["sequence_id"].to_numpy(),
+            "sequence_index": np.arange(len(skeleton)),
+            "num_frames": skeleton["n_frames"].to_numpy(),
+        }
+    )
+    return _write_all(pathlib.Path(out_dir), seed, table, sign_names(num_signs), num_workers, progress)
 
 
 @command("python -m tfislr.data.synthetic")

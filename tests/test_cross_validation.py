@@ -1,0 +1,198 @@
+"""Cross-validation, out-of-fold predictions and blending (tfislr.training.cross_validation,
+tfislr.oof, tfislr.blend)."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tfislr import blend as blend_lib
+from tfislr.oof import OutOfFold, accuracy_by_fold, read_oof, write_oof
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def fake_oof(seed=0, sizes=(5, 9, 3), num_signs=4, info=None):
+    """OOF predictions of folds of different sizes, ids in scrambled order."""
+    rng = np.random.default_rng(seed)
+    total = sum(sizes)
+    table = pd.DataFrame({
+        "sequence_id": rng.permutation(np.arange(1000, 1000 + total)),
+        "participant_id": np.repeat(np.arange(len(sizes)), sizes) + 10,
+        "fold": np.repeat(np.arange(len(sizes)), sizes),
+        "label": rng.integers(0, num_signs, total),
+    })
+    probabilities = rng.dirichlet(np.ones(num_signs), total).astype(np.float32)
+    return OutOfFold(table, probabilities, [f"sign{i}" for i in range(num_signs)], info or {})
+
+
+# ------------------------------------------------------------------------------- fast tests
+def test_overall_accuracy_is_the_clip_weighted_mean_of_the_folds():
+    oof = fake_oof(sizes=(5, 9, 3))
+    scores = oof.scores()
+    folds = scores["folds"]
+    weighted = sum(f["clips"] * f["accuracy"] for f in folds.values()) / scores["clips"]
+    assert scores["accuracy"] == pytest.approx(weighted, abs=1e-12)
+    assert scores["clips"] == len(oof) == 17
+    # Folds of different sizes and accuracies: the plain mean of the folds is another number.
+    labels, predictions = np.array([0, 0, 0, 1]), np.array([0, 0, 0, 0])
+    scores = accuracy_by_fold(labels, predictions, np.array([0, 0, 0, 1]))
+    assert scores["accuracy"] == 0.75 and np.mean([f["accuracy"] for f in scores["folds"].values()]) == 0.5
+
+
+def test_oof_file_round_trip_sorted_by_sequence_id(tmp_path):
+    oof = fake_oof(info={"config": "demo"})
+    path = write_oof(oof, tmp_path / "oof.parquet")
+    back = read_oof(path)
+    assert back.signs == oof.signs and back.info == {"config": "demo"}
+    pd.testing.assert_frame_equal(back.table, oof.table)
+    np.testing.assert_array_equal(back.probabilities, oof.probabilities)
+    assert np.all(np.diff(back.table["sequence_id"]) > 0)
+    # Plain pandas reads it too: one array of probabilities per clip.
+    frame = pd.read_parquet(path)
+    np.testing.assert_array_equal(np.stack(frame["probabilities"]), oof.probabilities)
+
+
+def test_oof_rejects_duplicates_and_wrong_shapes(tmp_path):
+    oof = fake_oof()
+    table = pd.concat([oof.table, oof.table.iloc[:1]], ignore_index=True)
+    with pytest.raises(ValueError, match="more than once"):
+        OutOfFold(table, np.concatenate([oof.probabilities, oof.probabilities[:1]]), oof.signs)
+    with pytest.raises(ValueError, match=r"clips × signs"):
+        OutOfFold(oof.table, oof.probabilities[:, :2], oof.signs)
+    (tmp_path / "x.parquet").write_text("not parquet")
+    with pytest.raises(ValueError, match="x.parquet: not a parquet file"):
+        read_oof(tmp_path / "x.parquet")
+    pd.DataFrame({"a": [1]}).to_parquet(tmp_path / "y.parquet")
+    with pytest.raises(ValueError, match="y.parquet: not an OOF predictions file"):
+        read_oof(tmp_path / "y.parquet")
+
+
+def test_blend_of_a_run_with_itself_equals_the_run(tmp_path):
+    oof = read_oof(write_oof(fake_oof(), tmp_path / "oof.parquet"))
+    same = blend_lib.blend([oof, oof])
+    np.testing.assert_array_equal(same.probabilities, oof.probabilities)
+    pd.testing.assert_frame_equal(same.table, oof.table)
+    np.testing.assert_allclose(blend_lib.blend([oof] * 3, [1, 2, 4]).probabilities,
+                               oof.probabilities, rtol=1e-6)
+    report, _ = blend_lib.compare({"a": oof, "b": oof})
+    assert [row["accuracy"] for row in report["rows"]] == [oof.scores()["accuracy"]] * 3
+
+
+def test_blend_is_the_weighted_mean_of_probabilities():
+    a, b = fake_oof(seed=0), fake_oof(seed=0)
+    b.probabilities = np.roll(b.probabilities, 1, axis=1)
+    mixed = blend_lib.blend([a, b], [3, 1])
+    np.testing.assert_allclose(mixed.probabilities, 0.75 * a.probabilities + 0.25 * b.probabilities,
+                               rtol=1e-6)
+    np.testing.assert_allclose(mixed.probabilities.sum(1), 1.0, rtol=1e-5)
+    assert mixed.info["weights"] == [0.75, 0.25]
+
+
+def test_blend_refuses_sources_that_do_not_align():
+    a = fake_oof()
+    other_folds = fake_oof()
+    other_folds.table["fold"] = (other_folds.table["fold"] + 1) % 3
+    with pytest.raises(ValueError, match="disagree on the fold"):
+        blend_lib.blend([a, other_folds], names=["len25", "len80"])
+    with pytest.raises(ValueError, match="different clips"):
+        blend_lib.blend([a, fake_oof(sizes=(5, 9, 4))])
+    with pytest.raises(ValueError, match="different signs"):
+        blend_lib.blend([a, fake_oof(num_signs=5)])
+    with pytest.raises(ValueError, match="one weight per source"):
+        blend_lib.blend([a, a], [1.0])
+    with pytest.raises(ValueError, match=">= 0"):
+        blend_lib.blend([a, a], [1.0, -1.0])
+
+
+def test_blend_cli_prints_the_table_next_to_the_original(tmp_path, capsys):
+    a = write_oof(fake_oof(seed=1), tmp_path / "a" / "oof.parquet")
+    b = write_oof(fake_oof(seed=1), tmp_path / "b.parquet")
+    out = tmp_path / "blend.parquet"
+    code = blend_lib.main([str(a.parent), str(b), "--weights", "1", "3", "--out", str(out),
+                           "--json", str(tmp_path / "r.json")])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "len25 0.7402, len80 0.7395, blend 0.749" in printed
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [row["name"] for row in report["rows"]] == [str(a.parent), str(b), "blend"]
+    assert report["weights"] == [0.25, 0.75]
+    np.testing.assert_allclose(read_oof(out).probabilities, read_oof(a).probabilities, rtol=1e-6)
+    assert blend_lib.main(["nope", "--runs-dir", str(tmp_path)]) == 2
+    assert "no finished cross-validation of 'nope'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ a real CV (in-process)
+# Tiny but complete (as in test_train_cli): every part of the recipe runs.
+TINY = [
+    "data.batch_size=8", "model.dense_dim=16", "model.transfo_dim=32",
+    "model.distill_dense_dim=16", "model.distill_transfo_dim=32", "model.num_heads=4",
+    "train.soup_last_n=1", "data.num_folds=3",
+]
+
+
+@pytest.fixture(scope="module")
+def cv_run(synthetic_data_dir, tmp_path_factory):
+    """A 3-fold CV, one epoch a fold, with the stand-in classifier (fast)."""
+    from test_mean_teacher import build_tiny
+    from tfislr.config import load_config
+    from tfislr.training.cross_validation import cross_validate
+
+    root = tmp_path_factory.mktemp("cv")
+    config = load_config("demo", TINY + ["train.epochs=1", f"data.prepared_dir={root / 'prepared'}"])
+    cv_dir = cross_validate(config, synthetic_data_dir, output_dir=root / "runs", verbose=0,
+                            build_model=build_tiny)
+    return config, cv_dir
+
+
+@pytest.mark.slow
+@pytest.mark.ci
+def test_oof_covers_every_clip_once_with_the_runs_folds(cv_run, synthetic_data_dir):
+    config, cv_dir = cv_run
+    assert cv_dir.parent.name == "cv" and cv_dir.parent.parent.name == "demo"
+    oof = read_oof(cv_dir / "oof.parquet")
+    train_csv = pd.read_csv(synthetic_data_dir / "train.csv")
+    assert sorted(oof.table["sequence_id"]) == sorted(train_csv["sequence_id"])
+    assert not oof.table["sequence_id"].duplicated().any()
+    np.testing.assert_allclose(oof.probabilities.sum(1), 1.0, rtol=1e-5)
+    merged = oof.table.merge(train_csv, on=["sequence_id", "participant_id"])
+    sign_map = json.loads((synthetic_data_dir / "sign_to_prediction_index_map.json").read_text())
+    assert (merged["sign"].map(sign_map) == merged["label"]).all()
+    report = json.loads((cv_dir / "report.json").read_text())
+    for fold in range(3):
+        run_info = json.loads((cv_dir / f"fold_{fold}" / "run.json").read_text())
+        held_out = oof.table[oof.table["fold"] == fold]
+        assert sorted(held_out["participant_id"].unique()) == run_info["val_participants"]
+        assert len(held_out) == run_info["num_val"]
+        # The prediction path (saved soup model, OOF) scores what training's validation scored.
+        row = report["folds"][fold]
+        assert row["accuracy"] == pytest.approx(row["run_soup_accuracy"], abs=1e-6)
+    weighted = sum(r["clips"] * r["accuracy"] for r in report["folds"]) / report["clips"]
+    assert report["accuracy"] == pytest.approx(weighted, abs=1e-12)
+    assert report["clips"] == len(train_csv) and report["not_in_store"] == 0
+    assert "CV" in (cv_dir / "report.txt").read_text()
+
+
+@pytest.mark.slow
+def test_a_finished_cv_is_not_rerun_and_configs_must_match(cv_run, synthetic_data_dir, tmp_path):
+    from tfislr.config import load_config
+    from tfislr.training.cross_validation import cross_validate, latest_finished_cv, latest_unfinished_cv
+
+    config, cv_dir = cv_run
+    with pytest.raises(ValueError, match="finished cross-validation"):
+        cross_validate(config, synthetic_data_dir, cv_dir=cv_dir)
+    assert latest_finished_cv(cv_dir.parents[2], "demo") == cv_dir
+    assert latest_unfinished_cv(cv_dir.parents[2], "demo") is None
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "cv.json").write_text((cv_dir / "cv.json").read_text())
+    changed = load_config("demo", TINY + ["train.epochs=2", f"data.prepared_dir={config.data.prepared_dir}"])
+    with pytest.raises(ValueError, match="another config"):
+        cross_validate(changed, synthetic_data_dir, cv_dir=other)
