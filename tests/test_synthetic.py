@@ -248,3 +248,21 @@ def test_cli_writes_a_data_set(tmp_path, capsys):
     assert "wrote 6 sequences" in capsys.readouterr().out
     table = kaggle.read_train_csv(tmp_path / "d")
     assert len(table) == 6 and table["label"].nunique() == 2
+
+
+def test_skeleton_dataset_keeps_ids_signers_and_frame_counts(tmp_path):
+    """The full-scale rehearsal's data: the competition's ids, signers and frame counts."""
+    skeleton = pd.DataFrame({
+        "participant_id": [2044, 2044, 62590, 62590, 37055],
+        "sequence_id": [1000035562, 5, 77, 1016834986, 3],
+        "fold": [0, 0, 1, 1, 3],
+        "n_frames": [1, 2, 23, 537, 7],
+    })
+    out = synthetic.write_skeleton_dataset(tmp_path / "d", skeleton, num_signs=3, seed=1)
+    table = kaggle.read_train_csv(out).merge(skeleton, on=["sequence_id", "participant_id"])
+    assert len(table) == len(skeleton) and table["label"].nunique() == 3
+    for path, frames in zip(table["path"], table["n_frames"]):
+        clip = kaggle.read_landmark_file(kaggle.landmark_path(out, path))
+        assert len(clip) == frames, path
+    with pytest.raises(ValueError, match="n_frames"):
+        synthetic.write_skeleton_dataset(tmp_path / "e", skeleton.drop(columns="n_frames"))
