@@ -1,6 +1,6 @@
 """Blend the out-of-fold predictions of several configs and compare their CV accuracy.
 
-    python -m tfislr.blend len25 len80 [--weights 1 1] [--runs-dir runs]
+    tfislr-blend len25 len80 [--weights 1 1] [--runs-dir runs]
         [--out blend.parquet] [--json report.json]
 
 Each source is an OOF file (`tfislr.oof`), a cross-validation folder (its `oof.parquet`) or a
@@ -22,7 +22,10 @@ import sys
 
 import numpy as np
 
+from tfislr.errors import ConfigError, DataError, MissingFileError, command
 from tfislr.oof import OutOfFold, read_oof, write_oof
+
+PROG = "tfislr-blend"
 
 # The 6th-place solution's signer-grouped 4-fold CV: distilled model + soup of each config
 # and the mean of the two (its notebooks/Validation.ipynb).
@@ -37,7 +40,7 @@ def resolve_source(spec, runs_dir="runs"):
     if path.is_dir():
         if (path / "oof.parquet").is_file():
             return path / "oof.parquet"
-        raise ValueError(f"{path}: no oof.parquet (is the cross-validation finished?)")
+        raise MissingFileError(f"{path}: no oof.parquet (is the cross-validation finished?)")
     from tfislr.training.cross_validation import OOF_FILE, latest_finished_cv
 
     return latest_finished_cv(runs_dir, str(spec)) / OOF_FILE
@@ -47,16 +50,16 @@ def _check_aligned(oofs, names):
     first = oofs[0]
     for name, oof in zip(names[1:], oofs[1:]):
         if oof.signs != first.signs:
-            raise ValueError(f"{name} and {names[0]} predict different signs (or orders)")
+            raise DataError(f"{name} and {names[0]} predict different signs (or orders)")
         if not np.array_equal(oof.table["sequence_id"], first.table["sequence_id"]):
             extra = np.setxor1d(oof.table["sequence_id"], first.table["sequence_id"])
-            raise ValueError(
+            raise DataError(
                 f"{name} and {names[0]} cover different clips ({len(oof):,} vs {len(first):,}, "
                 f"{len(extra):,} not in both); blend CVs of the same data"
             )
         for column in ("label", "fold"):
             if not np.array_equal(oof.table[column], first.table[column]):
-                raise ValueError(
+                raise DataError(
                     f"{name} and {names[0]} disagree on the {column} of some clips; blend CVs "
                     "of the same data with the same folds"
                 )
@@ -75,13 +78,13 @@ def blend(oofs, weights=None, names=None):
     """
     oofs = list(oofs)
     if not oofs:
-        raise ValueError("blend needs at least one OOF source")
+        raise ConfigError("blend needs at least one OOF source")
     names = list(names or [f"source {i + 1}" for i in range(len(oofs))])
     weights = np.ones(len(oofs)) if weights is None else np.asarray(weights, np.float64)
     if weights.shape != (len(oofs),):
-        raise ValueError(f"give one weight per source: {len(oofs)} sources, {weights.size} weights")
+        raise ConfigError(f"give one weight per source: {len(oofs)} sources, {weights.size} weights")
     if not np.all(np.isfinite(weights)) or np.any(weights < 0) or weights.sum() <= 0:
-        raise ValueError(f"weights must be finite, >= 0 and not all 0, got {weights.tolist()}")
+        raise ConfigError(f"weights must be finite, >= 0 and not all 0, got {weights.tolist()}")
     _check_aligned(oofs, names)
     weights = weights / weights.sum()
     mean = sum(w * oof.probabilities.astype(np.float64) for w, oof in zip(weights, oofs))
@@ -121,10 +124,9 @@ def format_table(report):
     return "\n".join(lines)
 
 
+@command(PROG)
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m tfislr.blend", description=__doc__.split("\n\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("sources", nargs="+",
                         help="OOF files, cross-validation folders or config names")
     parser.add_argument("--weights", type=float, nargs="+", default=None,
@@ -133,16 +135,11 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="write the blended OOF predictions here")
     parser.add_argument("--json", default=None, help="write the report here")
     args = parser.parse_args(argv)
-    try:
-        paths = [resolve_source(spec, args.runs_dir) for spec in args.sources]
-        named = {}
-        for spec, path in zip(args.sources, paths):
-            name = spec if spec not in named else str(path)
-            named[name] = read_oof(path)
-        report, blended = compare(named, args.weights)
-    except ValueError as error:
-        print(f"blend: error: {error}", file=sys.stderr)
-        return 2
+    paths = [resolve_source(spec, args.runs_dir) for spec in args.sources]
+    named = {}
+    for spec, path in zip(args.sources, paths):
+        named[spec if spec not in named else str(path)] = read_oof(path)
+    report, blended = compare(named, args.weights)
     report["paths"] = [str(p) for p in paths]
     print(format_table(report))
     if args.out:

@@ -26,6 +26,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tfislr.errors import DataError, MissingFileError
+
 ID_COLUMNS = ("sequence_id", "participant_id", "fold", "label")
 SIGNS_KEY = b"tfislr.signs"
 INFO_KEY = b"tfislr.info"
@@ -118,18 +120,18 @@ def write_oof(oof, path):
 
 
 def read_oof(path):
-    """Reads a file written by `write_oof`; ValueError naming the file if it is not one."""
+    """Reads a file written by `write_oof`; a DataError naming the file if it is not one."""
     path = pathlib.Path(path)
     if not path.is_file():
-        raise ValueError(f"{path}: no such OOF file")
+        raise MissingFileError(f"{path}: no such OOF file")
     try:
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as error:
-        raise ValueError(f"{path}: not a parquet file ({error})") from None
+        raise DataError(f"{path}: not a parquet file ({error})") from None
     metadata = table.schema.metadata or {}
     missing = [c for c in (*ID_COLUMNS, "probabilities") if c not in table.column_names]
     if missing or SIGNS_KEY not in metadata:
-        raise ValueError(
+        raise DataError(
             f"{path}: not an OOF predictions file (missing "
             f"{', '.join(missing) or 'the sign list in its metadata'})"
         )
@@ -142,4 +144,4 @@ def read_oof(path):
             json.loads(metadata.get(INFO_KEY, b"{}")),
         )
     except ValueError as error:
-        raise ValueError(f"{path}: {error}") from None
+        raise DataError(f"{path}: {error}") from None

@@ -1,6 +1,6 @@
 """`tfislr-train` (or `python train.py`): the mean-teacher recipe on a Kaggle-layout data folder.
 
-    tfislr-train --config len80 --data-dir DATA [--fold K | --full] [--set key=value ...]
+    tfislr-train --config len80 --data-dir DATA [--fold K | --full | --cv] [--set key=value ...]
                  [--strategy default|mirrored|multi_worker|tpu|cpu:N|gpu:N[:MB]] [--epochs N]
                  [--output runs] [--run-dir DIR | --resume]
 
@@ -9,6 +9,9 @@ Errors follow `tfislr.errors`: a bad config, `--set`, strategy or data folder is
 
 The run lands in `<output>/<config>/<timestamp>/` (see tfislr/training/run.py); rerun the
 same command with `--resume` (or `--run-dir <that dir>`) to resume an interrupted run.
+`--cv` trains every fold one after another and writes the out-of-fold predictions of the
+distilled soup (`tfislr-cv`, tfislr/training/cross_validation.py); there `--run-dir` is the
+CV folder and `--resume` continues the newest unfinished CV.
 """
 
 import argparse
@@ -33,6 +36,8 @@ def parse_args(argv=None):
     split = parser.add_mutually_exclusive_group()
     split.add_argument("--fold", type=int, default=None, help="validation fold (default 0)")
     split.add_argument("--full", action="store_true", help="train on all data, no validation")
+    split.add_argument("--cv", action="store_true",
+                       help="cross-validation: every fold, then out-of-fold predictions (tfislr-cv)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, e.g. --set train.epochs=5 (repeatable)")
     parser.add_argument("--strategy", default="default",
@@ -62,6 +67,11 @@ def main(argv=None):
     from tfislr.training.strategy import get_strategy
 
     strategy = get_strategy(args.strategy)
+    if args.cv:
+        from tfislr.training.cross_validation import run_command
+
+        return run_command(config, args.data_dir, strategy, args.output, args.run_dir,
+                           args.resume, verbose=args.verbose, prog=PROG)
 
     from tfislr.training.run import latest_unfinished_run, train
 

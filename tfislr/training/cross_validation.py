@@ -1,10 +1,11 @@
 """Cross-validation: every fold of a config, one after another, and its out-of-fold predictions.
 
-    python -m tfislr.training.cross_validation --config len80 --data-dir D [--set KEY=VALUE ...]
-        [--epochs N] [--strategy S] [--output runs] [--resume | --cv-dir DIR]
-        [--weights distilled|student|teacher] [--verbose 0|1|2]
+    tfislr-cv --config len80 --data-dir D [--set KEY=VALUE ...] [--epochs N] [--strategy S]
+        [--output runs] [--resume | --cv-dir DIR] [--weights distilled|student|teacher]
+        [--verbose 0|1|2]
 
-The CV lands in `<output>/<config>/cv/<timestamp>/`:
+(also `python -m tfislr.training.cross_validation`, or `tfislr-train ... --cv` with the distilled
+soup). Errors follow `tfislr.errors`. The CV lands in `<output>/<config>/cv/<timestamp>/`:
 
     cv.json                 config, data dir and weights; a resumed CV must match them
     fold_<k>/               an ordinary run directory (tfislr.training.run), validation fold k
@@ -34,10 +35,12 @@ import sys
 import numpy as np
 
 from tfislr.config import Config
+from tfislr.errors import INTERRUPTED, ConfigError, DataError, MissingFileError, command
 from tfislr.oof import OutOfFold, read_oof, write_oof
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+PROG = "tfislr-cv"
 CV_FILE = "cv.json"
 OOF_FILE = "oof.parquet"
 REPORT_FILE = "report.json"
@@ -80,11 +83,11 @@ def latest_unfinished_cv(output_dir, config_name):
 
 
 def latest_finished_cv(output_dir, config_name):
-    """The newest finished CV dir of `config_name` (ValueError when there is none)."""
+    """The newest finished CV dir of `config_name` (MissingFileError when there is none)."""
     root = cv_root(output_dir, config_name)
     finished = sorted(p.parent for p in root.glob(f"*/{REPORT_FILE}"))
     if not finished:
-        raise ValueError(f"no finished cross-validation of '{config_name}' under {root}")
+        raise MissingFileError(f"no finished cross-validation of '{config_name}' under {root}")
     return finished[-1]
 
 
@@ -101,12 +104,12 @@ def _open_cv_dir(config, data_dir, weights, output_dir, cv_dir):
               "data_dir": str(pathlib.Path(data_dir).resolve()), "weights": weights}
     if (cv_dir / CV_FILE).exists():
         if (cv_dir / REPORT_FILE).exists():
-            raise ValueError(f"{cv_dir} holds a finished cross-validation (report.json "
+            raise ConfigError(f"{cv_dir} holds a finished cross-validation (report.json "
                              "exists); start a new one")
         saved = json.loads((cv_dir / CV_FILE).read_text())
         differs = sorted(key for key in wanted if saved.get(key) != wanted[key])
         if differs:
-            raise ValueError(
+            raise ConfigError(
                 f"{cv_dir} was started with another {' and '.join(differs)}; resume it with "
                 "the same config, overrides, data dir and weights, or start a new CV"
             )
@@ -127,14 +130,14 @@ def predict_fold(run_dir, fold, store, weights="distilled", batch_size=128):
     import tensorflow as tf
 
     from tfislr.data.pipeline import make_eval_dataset
-    from tfislr.export.tflite import load_member
+    from tfislr.export.members import load_member
 
     run_dir = pathlib.Path(run_dir)
     run_info = json.loads((run_dir / "run.json").read_text())
     manifest = store.manifest
     rows = np.flatnonzero(manifest["participant_id"].isin(run_info["val_participants"]).to_numpy())
     if len(rows) == 0:
-        raise ValueError(f"{run_dir}: its validation signers have no clips in {store.path}")
+        raise DataError(f"{run_dir}: its validation signers have no clips in {store.path}")
     member = load_member(run_dir, weights)
     model = member.model
 
@@ -163,7 +166,7 @@ def combine_folds(fold_oofs, store, info):
     expected = np.sort(store.manifest["sequence_id"].to_numpy())
     if not np.array_equal(oof.table["sequence_id"].to_numpy(), expected):
         missing = np.setdiff1d(expected, oof.table["sequence_id"].to_numpy())
-        raise ValueError(
+        raise DataError(
             f"the folds' predictions do not cover the store's {len(expected)} clips exactly "
             f"once ({len(oof)} predicted, {len(missing)} missing, e.g. {missing[:3].tolist()}); "
             "were the folds trained on another data dir or fold setting?"
@@ -241,16 +244,16 @@ def cross_validate(
         build_model: classifier factory passed to `train` (tests use a small stand-in).
 
     Raises:
-        ValueError: a bad argument, a finished or differently configured `cv_dir`, or
-            whatever `train` raises.
+        ConfigError: a bad argument, a finished or differently configured `cv_dir`.
+        DataError: no Kaggle layout at `data_dir`, or what `train` raises.
     """
     if not isinstance(config, Config):
         raise ValueError(f"config must be a tfislr.config.Config, got {type(config).__name__}")
     if weights not in WEIGHT_CHOICES:
-        raise ValueError(f"weights must be one of {', '.join(WEIGHT_CHOICES)}, got {weights!r}")
+        raise ConfigError(f"weights must be one of {', '.join(WEIGHT_CHOICES)}, got {weights!r}")
     data_dir = pathlib.Path(data_dir)
     if not (data_dir / "train.csv").exists():
-        raise ValueError(f"{data_dir}: no train.csv; --data-dir must be a Kaggle-layout folder")
+        raise MissingFileError(f"{data_dir}: no train.csv; --data-dir must be a Kaggle-layout folder")
 
     from tfislr.training.strategy import get_strategy, task_info
 
@@ -265,7 +268,7 @@ def cross_validate(
     if is_chief:
         cv_dir = _open_cv_dir(config, data_dir, weights, output_dir, cv_dir)
     elif cv_dir is None:  # each worker would pick its own timestamp
-        raise ValueError("a multi-worker cross-validation needs the same --cv-dir on every worker")
+        raise ConfigError("a multi-worker cross-validation needs the same --cv-dir on every worker")
     num_folds = config.data.num_folds
     store = None
     fold_oofs = []
@@ -305,7 +308,7 @@ def cross_validate(
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m tfislr.training.cross_validation",
+        prog=PROG,
         description="Train every fold of a config and write its out-of-fold predictions.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -330,48 +333,38 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def run_from_args(args, prog):
-    """Runs a CV from parsed CLI arguments; returns the exit code (errors go to stderr)."""
+def run_command(config, data_dir, strategy, output, cv_dir=None, resume=False,
+                weights="distilled", verbose="auto", prog=PROG):
+    """What `tfislr-cv` and `tfislr-train --cv` run once the config and strategy are known."""
+    if resume:
+        cv_dir = latest_unfinished_cv(output, config.name)
+        print(f"{prog}: {'resuming ' + str(cv_dir) if cv_dir else 'no unfinished CV; starting a new one'}",
+              file=sys.stderr)
+    try:
+        cross_validate(config, data_dir, output_dir=output, cv_dir=cv_dir, strategy=strategy,
+                       weights=weights, verbose=verbose if verbose == "auto" else int(verbose))
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; rerun the same command with --resume to continue with "
+              "the unfinished fold (finished folds are kept)", file=sys.stderr)
+        return INTERRUPTED
+    return 0
+
+
+@command(PROG)
+def main(argv=None):
+    args = parse_args(argv)
     from tfislr.config import load_config
 
     overrides = list(args.overrides)
     if args.epochs is not None:
         overrides.append(f"train.epochs={args.epochs}")
-    try:
-        config = load_config(args.config, overrides)
-        # Before anything else touches TF: `cpu:N` must split the CPU first.
-        from tfislr.training.strategy import get_strategy
+    config = load_config(args.config, overrides)
+    # Before anything else touches TF: `cpu:N` must split the CPU first.
+    from tfislr.training.strategy import get_strategy
 
-        strategy = get_strategy(args.strategy)
-    except (ValueError, RuntimeError) as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 2
-    cv_dir = args.cv_dir
-    if args.resume:
-        cv_dir = latest_unfinished_cv(args.output, config.name)
-        print(f"{prog}: {'resuming ' + str(cv_dir) if cv_dir else 'no unfinished CV; starting a new one'}",
-              file=sys.stderr)
-    from tfislr.training.callbacks import NonFiniteLossError
-
-    try:
-        cross_validate(config, args.data_dir, output_dir=args.output, cv_dir=cv_dir,
-                       strategy=strategy, weights=args.weights,
-                       verbose=args.verbose if args.verbose == "auto" else int(args.verbose))
-    except ValueError as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 2
-    except NonFiniteLossError as error:
-        print(f"{prog}: stopped: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; rerun the same command with --resume to continue with "
-              "the unfinished fold", file=sys.stderr)
-        return 130
-    return 0
-
-
-def main(argv=None):
-    return run_from_args(parse_args(argv), "cross_validation")
+    strategy = get_strategy(args.strategy)
+    return run_command(config, args.data_dir, strategy, args.output, args.cv_dir, args.resume,
+                       args.weights, args.verbose)
 
 
 if __name__ == "__main__":
