@@ -196,3 +196,115 @@ def test_a_finished_cv_is_not_rerun_and_configs_must_match(cv_run, synthetic_dat
     changed = load_config("demo", TINY + ["train.epochs=2", f"data.prepared_dir={config.data.prepared_dir}"])
     with pytest.raises(ValueError, match="another config"):
         cross_validate(changed, synthetic_data_dir, cv_dir=other)
+
+
+@pytest.fixture(scope="module")
+def cv_run_short(synthetic_data_dir, tmp_path_factory):
+    """A second config of the same data (max_len 12): the other member of a blend."""
+    from test_mean_teacher import build_tiny
+    from tfislr.config import load_config
+    from tfislr.training.cross_validation import cross_validate
+
+    root = tmp_path_factory.mktemp("cv_short")
+    config = load_config("demo", TINY + ["name=short", "data.max_len=12", "train.epochs=1",
+                                         f"data.prepared_dir={root / 'prepared'}"])
+    return config, cross_validate(config, synthetic_data_dir, output_dir=root / "runs", verbose=0,
+                                  build_model=build_tiny)
+
+
+@pytest.mark.slow
+def test_evaluate_on_the_exported_fold_agrees_with_the_oof_blend(cv_run, cv_run_short,
+                                                                 synthetic_data_dir, tmp_path):
+    """The exported ensemble of fold 0's models, scored by `evaluate` on fold 0, gives the OOF
+    blend's fold-0 accuracy up to clips the fp16 export may flip.
+
+    Export checks |TF - TFLite| <= PARITY_TOLERANCE["fp16"] on every probability, so a clip
+    whose blended top-1 leads the runner-up by more than twice that cannot change its
+    prediction; only the near ties may, and the accuracies may differ by at most their share.
+    """
+    import test_mean_teacher  # noqa: F401  (registers the stand-in for load_model)
+    from tfislr.evaluate import evaluate_tflite
+    from tfislr.export import PARITY_TOLERANCE, export_ensemble
+
+    (config, cv_long), (_, cv_short) = cv_run, cv_run_short
+    fold = 0
+    blended = blend_lib.blend([read_oof(cv_long / "oof.parquet"), read_oof(cv_short / "oof.parquet")])
+    in_fold = (blended.table["fold"] == fold).to_numpy()
+    path = tmp_path / "fold0.tflite"
+    export_ensemble([{"run": str(cv_long / "fold_0")}, {"run": str(cv_short / "fold_0")}], path,
+                    "fp16", parity_clips=synthetic_data_dir, verbose=False, latency_repeats=1)
+    report = evaluate_tflite(path, synthetic_data_dir, fold=fold, num_folds=config.data.num_folds,
+                             fold_seed=config.data.fold_seed)
+
+    fold_table = blended.table[in_fold]
+    assert sorted(report["sequence_ids"]) == sorted(fold_table["sequence_id"])
+    probabilities = blended.probabilities[in_fold]
+    top2 = np.sort(probabilities, axis=1)[:, -2:]
+    near_tie = (top2[:, 1] - top2[:, 0]) <= 2 * PARITY_TOLERANCE["fp16"]
+    exported = dict(zip(report["sequence_ids"], report["predictions"]))
+    exported = np.array([exported[s] for s in fold_table["sequence_id"]])
+    ours = np.argmax(probabilities, axis=1)
+    np.testing.assert_array_equal(exported[~near_tie], ours[~near_tie])
+    assert near_tie.mean() < 0.5, "the models are too undecided for this comparison to mean much"
+    oof_accuracy = blended.scores()["folds"][fold]["accuracy"]
+    assert abs(report["accuracy"] - oof_accuracy) <= near_tie.mean() + 1e-9
+
+
+def _cv_command(data_dir, cv_dir, *extra):
+    overrides = TINY + ["data.num_folds=2", f"data.prepared_dir={cv_dir.parents[3] / 'prepared'}"]
+    return [sys.executable, str(REPO / "train.py"), "--config", "demo", "--data-dir", str(data_dir),
+            "--cv", "--epochs", "2", "--verbose", "2", *sum((["--set", s] for s in overrides), []),
+            *extra]
+
+
+def _run_until(command, condition, timeout=900):
+    """Starts `command`, SIGKILLs its process group once `condition()` holds; returns its output."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline and process.poll() is None and not condition():
+            time.sleep(0.2)
+        assert process.poll() is None, process.stdout.read().decode()[-3000:]
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    return process.stdout.read().decode()
+
+
+def _epoch_backed_up(run_dir):
+    metadata = run_dir / "backup" / "training_metadata.json"
+    try:
+        return metadata.exists() and "epoch" in json.loads(metadata.read_text() or "{}")
+    except json.JSONDecodeError:  # being written
+        return False
+
+
+@pytest.mark.slow
+def test_a_killed_cv_resumes_between_and_inside_folds(synthetic_data_dir, tmp_path):
+    cv_dir = tmp_path / "runs" / "demo" / "cv" / "20260101-000000"
+    fold0, fold1 = cv_dir / "fold_0", cv_dir / "fold_1"
+    # 1. Killed once fold 0 is finished (between folds: fold 0's predictions or fold 1's start).
+    _run_until(_cv_command(synthetic_data_dir, cv_dir, "--run-dir", cv_dir),
+               lambda: (fold0 / "metrics.json").exists())
+    finished = (fold0 / "metrics.json").read_bytes(), (fold0 / "metrics.json").stat().st_mtime_ns
+    assert not (fold1 / "metrics.json").exists()
+    # 2. Resumed as a user would (--resume finds the CV), killed inside fold 1 after its first epoch.
+    resume = _cv_command(synthetic_data_dir, cv_dir, "--resume", "--output", tmp_path / "runs")
+    output = _run_until(resume, lambda: _epoch_backed_up(fold1))
+    assert "fold 0/2: finished before, not retrained" in output
+    assert not (fold1 / "metrics.json").exists() and not (cv_dir / "report.json").exists()
+    # 3. Resumed again: fold 1 continues from its last epoch, fold 0 is never retrained.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    result = subprocess.run(resume, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"resuming {cv_dir}" in result.stderr
+    assert ((fold0 / "metrics.json").read_bytes(), (fold0 / "metrics.json").stat().st_mtime_ns) == finished
+    assert pd.read_csv(fold1 / "history.csv")["epoch"].tolist() == [0, 1]  # epoch 0 not redone
+    oof = read_oof(cv_dir / "oof.parquet")
+    assert sorted(oof.table["sequence_id"]) == sorted(pd.read_csv(synthetic_data_dir / "train.csv")["sequence_id"])
+    assert set(oof.table["fold"]) == {0, 1}
+    assert json.loads((cv_dir / "report.json").read_text())["clips"] == len(oof)
