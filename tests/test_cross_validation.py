@@ -216,11 +216,13 @@ def cv_run_short(synthetic_data_dir, tmp_path_factory):
 def test_evaluate_on_the_exported_fold_agrees_with_the_oof_blend(cv_run, cv_run_short,
                                                                  synthetic_data_dir, tmp_path):
     """The exported ensemble of fold 0's models, scored by `evaluate` on fold 0, gives the OOF
-    blend's fold-0 accuracy up to clips the fp16 export may flip.
+    blend's fold-0 accuracy up to clips the export's rounding may flip.
 
-    Export checks |TF - TFLite| <= PARITY_TOLERANCE["fp16"] on every probability, so a clip
-    whose blended top-1 leads the runner-up by more than twice that cannot change its
-    prediction; only the near ties may, and the accuracies may differ by at most their share.
+    Export checks |TF - TFLite| <= PARITY_TOLERANCE[quantization] on every probability, so a
+    clip whose blended top-1 leads the runner-up by more than twice that cannot change its
+    prediction; only those near ties may, and the accuracies may differ by at most their
+    share. fp32 makes that share small enough to pin every prediction of these barely trained
+    models; fp16 (what ships, tolerance 1e-2) is held to the same rule.
     """
     import test_mean_teacher  # noqa: F401  (registers the stand-in for load_model)
     from tfislr.evaluate import evaluate_tflite
@@ -230,24 +232,26 @@ def test_evaluate_on_the_exported_fold_agrees_with_the_oof_blend(cv_run, cv_run_
     fold = 0
     blended = blend_lib.blend([read_oof(cv_long / "oof.parquet"), read_oof(cv_short / "oof.parquet")])
     in_fold = (blended.table["fold"] == fold).to_numpy()
-    path = tmp_path / "fold0.tflite"
-    export_ensemble([{"run": str(cv_long / "fold_0")}, {"run": str(cv_short / "fold_0")}], path,
-                    "fp16", parity_clips=synthetic_data_dir, verbose=False, latency_repeats=1)
-    report = evaluate_tflite(path, synthetic_data_dir, fold=fold, num_folds=config.data.num_folds,
-                             fold_seed=config.data.fold_seed)
-
     fold_table = blended.table[in_fold]
-    assert sorted(report["sequence_ids"]) == sorted(fold_table["sequence_id"])
     probabilities = blended.probabilities[in_fold]
     top2 = np.sort(probabilities, axis=1)[:, -2:]
-    near_tie = (top2[:, 1] - top2[:, 0]) <= 2 * PARITY_TOLERANCE["fp16"]
-    exported = dict(zip(report["sequence_ids"], report["predictions"]))
-    exported = np.array([exported[s] for s in fold_table["sequence_id"]])
     ours = np.argmax(probabilities, axis=1)
-    np.testing.assert_array_equal(exported[~near_tie], ours[~near_tie])
-    assert near_tie.mean() < 0.5, "the models are too undecided for this comparison to mean much"
     oof_accuracy = blended.scores()["folds"][fold]["accuracy"]
-    assert abs(report["accuracy"] - oof_accuracy) <= near_tie.mean() + 1e-9
+    members = [{"run": str(cv_long / "fold_0")}, {"run": str(cv_short / "fold_0")}]
+    for quantization in ("fp32", "fp16"):
+        path = tmp_path / f"fold0_{quantization}.tflite"
+        export_ensemble(members, path, quantization, parity_clips=synthetic_data_dir, verbose=False,
+                        latency_repeats=1)
+        report = evaluate_tflite(path, synthetic_data_dir, fold=fold, num_folds=config.data.num_folds,
+                                 fold_seed=config.data.fold_seed)
+        assert sorted(report["sequence_ids"]) == sorted(fold_table["sequence_id"])
+        by_id = dict(zip(report["sequence_ids"], report["predictions"]))
+        exported = np.array([by_id[s] for s in fold_table["sequence_id"]])
+        near_tie = (top2[:, 1] - top2[:, 0]) <= 2 * PARITY_TOLERANCE[quantization]
+        np.testing.assert_array_equal(exported[~near_tie], ours[~near_tie], err_msg=quantization)
+        assert abs(report["accuracy"] - oof_accuracy) <= near_tie.mean() + 1e-9, quantization
+        if quantization == "fp32":
+            assert near_tie.mean() <= 0.1, "too many near ties for the comparison to mean much"
 
 
 def _cv_command(data_dir, cv_dir, *extra):
