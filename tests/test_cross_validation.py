@@ -132,7 +132,7 @@ def test_blend_cli_prints_the_table_next_to_the_original(tmp_path, capsys):
 # ------------------------------------------------------------------ a real CV (in-process)
 # Tiny but complete (as in test_train_cli): every part of the recipe runs.
 TINY = [
-    "data.batch_size=8", "model.dense_dim=16", "model.transfo_dim=32",
+    "data.global_batch_size=8", "train.batch_group_size=8", "model.dense_dim=16", "model.transfo_dim=32",
     "model.distill_dense_dim=16", "model.distill_transfo_dim=32", "model.num_heads=4",
     "train.soup_last_n=1", "data.num_folds=3",
 ]
@@ -228,7 +228,7 @@ def test_evaluate_on_the_exported_fold_agrees_with_the_oof_blend(cv_run, cv_run_
     from tfislr.evaluate import evaluate_tflite
     from tfislr.export import PARITY_TOLERANCE, export_ensemble
 
-    (config, cv_long), (_, cv_short) = cv_run, cv_run_short
+    (_, cv_long), (_, cv_short) = cv_run, cv_run_short
     fold = 0
     blended = blend_lib.blend([read_oof(cv_long / "oof.parquet"), read_oof(cv_short / "oof.parquet")])
     in_fold = (blended.table["fold"] == fold).to_numpy()
@@ -242,8 +242,8 @@ def test_evaluate_on_the_exported_fold_agrees_with_the_oof_blend(cv_run, cv_run_
         path = tmp_path / f"fold0_{quantization}.tflite"
         export_ensemble(members, path, quantization, parity_clips=synthetic_data_dir, verbose=False,
                         latency_repeats=1)
-        report = evaluate_tflite(path, synthetic_data_dir, fold=fold, num_folds=config.data.num_folds,
-                                 fold_seed=config.data.fold_seed)
+        # The split travels with the models: evaluate takes fold 0's signers from the export.
+        report = evaluate_tflite(path, synthetic_data_dir, fold=fold)
         assert sorted(report["sequence_ids"]) == sorted(fold_table["sequence_id"])
         by_id = dict(zip(report["sequence_ids"], report["predictions"]))
         exported = np.array([by_id[s] for s in fold_table["sequence_id"]])
@@ -293,20 +293,22 @@ def test_a_killed_cv_resumes_between_and_inside_folds(synthetic_data_dir, tmp_pa
     fold0, fold1 = cv_dir / "fold_0", cv_dir / "fold_1"
     # 1. Killed once fold 0 is finished (between folds: fold 0's predictions or fold 1's start).
     _run_until(_cv_command(synthetic_data_dir, cv_dir, "--run-dir", cv_dir),
-               lambda: (fold0 / "metrics.json").exists())
-    finished = (fold0 / "metrics.json").read_bytes(), (fold0 / "metrics.json").stat().st_mtime_ns
-    assert not (fold1 / "metrics.json").exists()
+               lambda: (fold0 / "finished.json").exists())
+    finished = [((fold0 / name).read_bytes(), (fold0 / name).stat().st_mtime_ns)
+                for name in ("finished.json", "metrics.json")]
+    assert not (fold1 / "finished.json").exists()
     # 2. Resumed as a user would (--resume finds the CV), killed inside fold 1 after its first epoch.
     resume = _cv_command(synthetic_data_dir, cv_dir, "--resume", "--output", tmp_path / "runs")
     output = _run_until(resume, lambda: _epoch_backed_up(fold1))
     assert "fold 0/2: finished before, not retrained" in output
-    assert not (fold1 / "metrics.json").exists() and not (cv_dir / "report.json").exists()
+    assert not (fold1 / "finished.json").exists() and not (cv_dir / "report.json").exists()
     # 3. Resumed again: fold 1 continues from its last epoch, fold 0 is never retrained.
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     result = subprocess.run(resume, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert f"resuming {cv_dir}" in result.stderr
-    assert ((fold0 / "metrics.json").read_bytes(), (fold0 / "metrics.json").stat().st_mtime_ns) == finished
+    assert [((fold0 / name).read_bytes(), (fold0 / name).stat().st_mtime_ns)
+            for name in ("finished.json", "metrics.json")] == finished
     assert pd.read_csv(fold1 / "history.csv")["epoch"].tolist() == [0, 1]  # epoch 0 not redone
     oof = read_oof(cv_dir / "oof.parquet")
     assert sorted(oof.table["sequence_id"]) == sorted(pd.read_csv(synthetic_data_dir / "train.csv")["sequence_id"])

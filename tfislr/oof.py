@@ -18,7 +18,6 @@ This module does not import TensorFlow.
 
 import dataclasses
 import json
-import os
 import pathlib
 
 import numpy as np
@@ -26,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tfislr import atomic
 from tfislr.errors import DataError, MissingFileError
 
 ID_COLUMNS = ("sequence_id", "participant_id", "fold", "label")
@@ -112,10 +112,8 @@ def write_oof(oof, path):
     table = pa.table(columns).replace_schema_metadata(
         {SIGNS_KEY: json.dumps(oof.signs), INFO_KEY: json.dumps(oof.info)}
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic.atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
     return path
 
 

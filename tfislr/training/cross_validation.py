@@ -34,9 +34,11 @@ import sys
 
 import numpy as np
 
+from tfislr import atomic
 from tfislr.config import Config
 from tfislr.errors import INTERRUPTED, ConfigError, DataError, MissingFileError, command
 from tfislr.oof import OutOfFold, read_oof, write_oof
+from tfislr.training.run_dir import RunDir
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -52,23 +54,12 @@ def _log(message):
     print(f"[tfislr cv] {message}", flush=True)
 
 
-def _json_dump(path, value):
-    tmp = pathlib.Path(f"{path}.tmp")
-    tmp.write_text(json.dumps(value, indent=2) + "\n")
-    tmp.replace(path)
-
-
 def fold_dir(cv_dir, fold):
     return pathlib.Path(cv_dir) / f"fold_{fold}"
 
 
 def fold_oof_path(cv_dir, fold):
     return pathlib.Path(cv_dir) / f"oof_fold_{fold}.parquet"
-
-
-def run_finished(run_dir):
-    """A run is finished once its metrics.json is written (tfislr.training.run)."""
-    return (pathlib.Path(run_dir) / "metrics.json").is_file()
 
 
 def cv_root(output_dir, config_name):
@@ -93,12 +84,8 @@ def latest_finished_cv(output_dir, config_name):
 
 def _open_cv_dir(config, data_dir, weights, output_dir, cv_dir):
     """The CV dir to use (created; cv.json written) after checking a resumed one matches."""
-    from tfislr.training.run import _timestamp
-
-    if cv_dir is None:
-        cv_dir = cv_root(output_dir, config.name) / _timestamp()
-        while cv_dir.exists():  # two CVs started within the same second
-            cv_dir = cv_dir.with_name(cv_dir.name + "_1")
+    if cv_dir is None:  # a fresh <output>/<config>/cv/<timestamp>/
+        cv_dir = RunDir.new(pathlib.Path(output_dir) / config.name, "cv").path
     cv_dir = pathlib.Path(cv_dir)
     wanted = {"config": json.loads(json.dumps(config.to_dict())),
               "data_dir": str(pathlib.Path(data_dir).resolve()), "weights": weights}
@@ -116,7 +103,7 @@ def _open_cv_dir(config, data_dir, weights, output_dir, cv_dir):
         _log(f"resuming {cv_dir}")
     else:
         cv_dir.mkdir(parents=True, exist_ok=True)
-        _json_dump(cv_dir / CV_FILE, wanted)
+        atomic.write_json(cv_dir / CV_FILE, wanted)
         _log(f"cv dir: {cv_dir}")
     return cv_dir
 
@@ -124,29 +111,27 @@ def _open_cv_dir(config, data_dir, weights, output_dir, cv_dir):
 def predict_fold(run_dir, fold, store, weights="distilled", batch_size=128):
     """`OutOfFold` of one finished run: its validation clips, predicted by its soup.
 
-    The validation clips are the store rows of the signers the run held out (run.json's
-    `val_participants`), so they are exactly the ones the run validated on.
+    The validation clips are the store rows of the signers the run held out (its recorded
+    split), so they are exactly the ones the run validated on. Probabilities are the float32
+    softmax of the logits, as in the exported graph.
     """
-    import tensorflow as tf
+    from scipy.special import softmax
 
     from tfislr.data.pipeline import make_eval_dataset
     from tfislr.export.members import load_member
 
     run_dir = pathlib.Path(run_dir)
-    run_info = json.loads((run_dir / "run.json").read_text())
+    split = RunDir(run_dir).split()
+    if split is None or split["full"]:
+        raise DataError(f"{run_dir}: no validation split recorded in run.json")
     manifest = store.manifest
-    rows = np.flatnonzero(manifest["participant_id"].isin(run_info["val_participants"]).to_numpy())
+    rows = np.flatnonzero(manifest["participant_id"].isin(split["val_participants"]).to_numpy())
     if len(rows) == 0:
         raise DataError(f"{run_dir}: its validation signers have no clips in {store.path}")
     member = load_member(run_dir, weights)
-    model = member.model
-
-    @tf.function(reduce_retracing=True)
-    def probabilities(inputs):
-        return tf.nn.softmax(tf.cast(model(inputs, training=False), tf.float32))
-
-    dataset = make_eval_dataset(store, rows, batch_size, member.max_len)
-    predicted = np.concatenate([probabilities(inputs).numpy() for inputs, _ in dataset])
+    dataset = make_eval_dataset(store, rows, batch_size, member.max_len).map(lambda x, y: x)
+    logits = member.model.predict(dataset, verbose=0).astype(np.float32)
+    predicted = softmax(logits, axis=-1).astype(np.float32)
     table = manifest.iloc[rows][["sequence_id", "participant_id", "label"]].copy()
     table["fold"] = fold
     return OutOfFold(table, predicted, member.signs or list(store.signs),
@@ -200,7 +185,7 @@ def _report(cv_dir, config, weights, oof, num_listed):
     scores = oof.scores()
     folds = []
     for fold, values in sorted(scores["folds"].items()):
-        metrics = json.loads((fold_dir(cv_dir, fold) / "metrics.json").read_text())
+        metrics = RunDir(fold_dir(cv_dir, fold)).read_metrics()
         run_accuracy = metrics["models"].get(weights, {}).get("soup_accuracy")
         folds.append({"fold": fold, **values, "run_soup_accuracy": run_accuracy,
                       "run_dir": str(fold_dir(cv_dir, fold))})
@@ -215,8 +200,8 @@ def _report(cv_dir, config, weights, oof, num_listed):
         "oof": str(pathlib.Path(cv_dir) / OOF_FILE),
     }
     text = format_report(report)
-    (pathlib.Path(cv_dir) / REPORT_TEXT_FILE).write_text(text + "\n")
-    _json_dump(pathlib.Path(cv_dir) / REPORT_FILE, report)  # last: marks the CV finished
+    atomic.write_text(pathlib.Path(cv_dir) / REPORT_TEXT_FILE, text + "\n")
+    atomic.write_json(pathlib.Path(cv_dir) / REPORT_FILE, report)  # last: marks the CV finished
     return report, text
 
 
@@ -274,7 +259,7 @@ def cross_validate(
     fold_oofs = []
     for fold in range(num_folds):
         run_dir = fold_dir(cv_dir, fold)
-        if run_finished(run_dir):
+        if RunDir(run_dir).is_finished:
             _log(f"fold {fold}/{num_folds}: finished before, not retrained ({run_dir})")
         else:
             _log(f"fold {fold}/{num_folds}: training ({run_dir})")
@@ -288,7 +273,7 @@ def cross_validate(
                 store = load_store(ensure_store(data_dir, config.data.max_len,
                                                 config.data.prepared_dir))
             write_oof(predict_fold(run_dir, fold, store, weights,
-                                   batch_size=config.data.eval_batch_size), oof_path)
+                                   batch_size=config.data.eval_global_batch_size), oof_path)
         fold_oofs.append(read_oof(oof_path))
         _log(f"fold {fold}/{num_folds}: {fold_oofs[-1].scores()['accuracy']:.4f} on "
              f"{len(fold_oofs[-1]):,} held-out clips")
@@ -319,7 +304,7 @@ def parse_args(argv=None):
                         help="config override, e.g. --set train.epochs=5 (repeatable)")
     parser.add_argument("--epochs", type=int, default=None, help="shortcut for --set train.epochs=N")
     parser.add_argument("--strategy", default="default",
-                        help="default | mirrored | multi_worker | tpu | cpu:N")
+                        help="default | mirrored | multi_worker | tpu | cpu:N | gpu:N[:MB]")
     parser.add_argument("--output", default="runs", help="runs root folder")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--cv-dir", default=None, help="exact CV folder (resumes an unfinished CV)")
