@@ -300,6 +300,11 @@ def main(argv=None):
     if not 0 < args.fraction <= 1:
         parser.error(f"--fraction must be in (0, 1], got {args.fraction}")
 
+    if not args.skip_train:
+        # First, before TensorFlow initialises: the 8 logical CPU replicas (as 8 GPUs would be).
+        from tfislr.training.strategy import get_strategy
+
+        strategy = get_strategy("cpu:8")
     cache = pathlib.Path(args.cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     skeleton = pd.read_csv(args.skeleton)
@@ -328,12 +333,17 @@ def main(argv=None):
         stages.run(f"prepare_{m}", lambda m=m: _prepare(sample_dir, m, args.workers, len(skeleton)))
         for m in MAX_LENS
     ]
+    for m in MAX_LENS:  # a store built by older preprocessing code is stale: rebuild it
+        target = store_lib.store_dir(full_dir / "prepared", m)
+        if target.exists() and not prepare.is_up_to_date(target, prepare.data_fingerprint(full_dir, m)):
+            stages.results.pop(f"full_store_{m}", None)
     result["full_store"] = [
         stages.run(f"full_store_{m}", lambda m=m: _full_store(sample_dir, full_dir, skeleton, m))
         for m in MAX_LENS
     ]
     if not args.skip_train:
-        result["train"] = stages.run("train", lambda: _train_stage(full_dir, args.train_steps, cache))
+        result["train"] = stages.run("train", lambda: _train_stage(
+            full_dir, args.train_steps, cache / "runs", strategy))
     result["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     text = json.dumps(result, indent=2)
     print(text)
@@ -342,8 +352,107 @@ def main(argv=None):
         pathlib.Path(args.json).write_text(text + "\n")
 
 
-def _train_stage(full_dir, steps, cache):
-    raise NotImplementedError("the training stage needs the global-batch recipe; use --skip-train")
+class _StepTimer:
+    """Wall time of every training step (Keras callback)."""
+
+    def __init__(self):
+        import keras
+
+        class Callback(keras.callbacks.Callback):
+            def on_train_batch_begin(cb, batch, logs=None):
+                cb.begin = time.perf_counter()
+
+            def on_train_batch_end(cb, batch, logs=None):
+                self.seconds.append(time.perf_counter() - cb.begin)
+
+        self.seconds = []
+        self.callback = Callback()
+
+
+def _train_stage(full_dir, steps, output_dir, strategy):
+    """len80 on fold 0 of the full store, with the training code's own phases
+    (tfislr.training.run): split, batch plan, run dir (run.json), datasets, models.
+
+    Then `steps` optimizer steps at the recipe's global batch on the `cpu:8` replicas, the
+    augmented input pipeline alone over a few batches, and one validation pass over the
+    last two batches of fold 0's validation set: the last one is partial, exactly as in the
+    full pass (22,358 = 87 × 256 + 86 clips: 10 or 11 clips per replica). The pass runs
+    once through `distiller.evaluate` on the 8 replicas and once through the distilled
+    model on one device; their accuracies must agree (every clip counted once).
+    """
+    import keras
+
+    from tfislr.config import load_config
+    from tfislr.data.pipeline import make_eval_dataset
+    from tfislr.training import run
+    from tfislr.training.batch_plan import plan_batches
+
+    config = load_config("len80")
+    data = run._load_and_split(config, full_dir, fold=0, full=False)
+    plan = plan_batches(config, len(data.train_idx), strategy.num_replicas_in_sync)
+    shutil.rmtree(output_dir, ignore_errors=True)
+    chief, _, _ = run._open_run_dir(config, output_dir, None, data, strategy, plan, full_dir)
+    run_json = json.loads(chief.file("run.json").read_text())
+    result = {
+        "config": "len80 (the original's dimensions, precision float32)",
+        "strategy": f"{type(strategy).__name__} over {strategy.num_replicas_in_sync} logical CPUs",
+        "run_json": {key: run_json[key] for key in ("fold", "num_train", "num_val", "batch_plan")},
+    }
+    with run._precision(config):
+        keras.utils.set_random_seed(config.train.seed)
+        datasets = run._datasets(config, data, plan)
+        start = time.perf_counter()
+        batches = 3
+        for k, _ in enumerate(datasets.train):
+            if k + 1 == batches:
+                break
+        result["input_pipeline"] = {
+            "batches": batches, "global_batch": plan.global_batch_size,
+            "clips_per_second": round(batches * plan.global_batch_size / (time.perf_counter() - start), 1),
+            "note": "3 augmented views a clip, first batch included (tracing)",
+        }
+        distiller, _ = run._model(config, strategy, len(data.signs), plan, None)
+        timer = _StepTimer()
+        start = time.perf_counter()
+        history = distiller.fit(datasets.train, epochs=1, steps_per_epoch=steps, verbose=2,
+                                callbacks=[timer.callback], shuffle=False)
+        result["train_steps"] = {
+            "steps": steps,
+            "seconds_per_step": [round(x, 1) for x in timer.seconds],
+            "clips_per_second_after_first": round(
+                plan.global_batch_size * (steps - 1) / max(sum(timer.seconds[1:]), 1e-9), 2)
+            if steps > 1 else None,
+            "wall_seconds": round(time.perf_counter() - start, 1),
+            "loss": [round(float(x), 4) for x in history.history["loss"]],
+            "peak_memory": _peak_memory(),
+        }
+
+        eval_batch = plan.eval_global_batch_size
+        remainder = len(data.val_idx) % eval_batch
+        tail = data.val_idx[-(eval_batch + remainder):]
+        val_ds = make_eval_dataset(data.store, tail, eval_batch, config.data.max_len)
+        start = time.perf_counter()
+        logs = distiller.evaluate(val_ds, verbose=0, return_dict=True)
+        seconds = time.perf_counter() - start
+        labels = data.store.labels[tail]
+        predictions = np.concatenate([
+            np.argmax(keras.ops.convert_to_numpy(distiller.distilled(x, training=False)), axis=-1)
+            for x, _ in val_ds])
+        result["validation_pass"] = {
+            "clips": int(len(tail)),
+            "of_fold_0": int(len(data.val_idx)),
+            "batches": [eval_batch, int(remainder)],
+            "per_replica_last_batch": sorted({remainder // plan.replicas,
+                                              -(-remainder // plan.replicas)}),
+            "seconds": round(seconds, 1),
+            "clips_per_second": round(len(tail) / seconds, 1),
+            "distilled_accuracy_8_replicas": round(float(logs["distilled_accuracy"]), 6),
+            "distilled_accuracy_one_device": round(float(np.mean(predictions == labels)), 6),
+            "subsampled": "the last 2 of the fold's 88 validation batches (one full, the partial "
+                          "last one); the full pass is 22,358 clips",
+        }
+    result["peak_memory"] = _peak_memory()
+    return result
 
 
 if __name__ == "__main__":
