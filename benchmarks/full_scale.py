@@ -8,9 +8,9 @@ competition's sequence ids, signers, the original's folds and every clip's frame
 250 synthetic signs (`tfislr.data.synthetic.write_skeleton_dataset`). Stages:
 
 1. **generate**: parquet files in the Kaggle layout for a `--fraction` of the clips (every
-   signer, a random sample of each signer's clips). All 94,477 files would take ~53 GB of
-   disk (the real set is about as big) and ~30 min of both cores, so the files/s and bytes
-   measured on the sample are extrapolated to the full set (`full_set_estimate`).
+   signer, a random sample of each signer's clips). All 94,477 files would take about as
+   much disk as the real set (tens of GB) and hours of a small machine, so the files/s and
+   bytes measured on the sample are extrapolated to the full set (`full_set_estimate`).
 2. **prepare**: `prepare_store` of the sample at max_len 25 and 80: files/s, frames, peak
    memory of the workers.
 3. **full stores**: stores with all 94,477 rows, assembled from the sample's preprocessed clips

@@ -28,7 +28,6 @@ several configs' with `python -m tfislr.blend`.
 
 import argparse
 import json
-import os
 import pathlib
 import sys
 
@@ -39,8 +38,6 @@ from tfislr.config import Config
 from tfislr.errors import INTERRUPTED, ConfigError, DataError, MissingFileError, command
 from tfislr.oof import OutOfFold, read_oof, write_oof
 from tfislr.training.run_dir import RunDir
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 PROG = "tfislr-cv"
 CV_FILE = "cv.json"
