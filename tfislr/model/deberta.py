@@ -129,6 +129,20 @@ def _skew(scores, length):
     return ops.slice(rows, (0, 0, 0, 0), (batch, heads, length, length))
 
 
+def _per_frame(dense, x):
+    """A Dense layer on `[B, T, d]` through one 2-D matmul over `[B * T, d]`.
+
+    Keras computes a Dense on a 3-D input with `tensordot`, which in the exported TFLite
+    graph wraps each FULLY_CONNECTED in ~9 shape ops (SHAPE, GATHER, REDUCE_PROD, PACK,
+    CONCATENATION, RESHAPE) that run on every call, as the length is only known at run
+    time. Flattening first leaves two RESHAPEs with constant shapes when the batch dim is
+    static (the export's batch of one). Same products and sums: `tensordot` flattens too.
+    """
+    batch = x.shape[0] if x.shape[0] is not None else ops.shape(x)[0]
+    flat = dense(ops.reshape(x, (-1, x.shape[-1])))
+    return ops.reshape(flat, (batch, -1, dense.units))
+
+
 def relative_position_index(length, position_buckets):
     """`c(i, j) = clamp(bucket(i - j) + P, 0, 2P - 1)` for a length-`length` sequence.
 
@@ -221,9 +235,10 @@ class DisentangledSelfAttention(keras.layers.Layer):
             layer.build(inputs_shape)
 
     def _split_heads(self, x):
-        # [B, T, hidden] -> [B, heads, T, head_dim]
-        shape = ops.shape(x)
-        x = ops.reshape(x, (shape[0], shape[1], self.num_heads, self.head_dim))
+        # [B, T, hidden] -> [B, heads, T, head_dim]; a static batch dim keeps the shape
+        # constant in the exported graph.
+        batch = x.shape[0] if x.shape[0] is not None else ops.shape(x)[0]
+        x = ops.reshape(x, (batch, -1, self.num_heads, self.head_dim))
         return ops.transpose(x, (0, 2, 1, 3))
 
     def _relative_scores(self, query, key, rel_embeddings, training):
@@ -257,9 +272,9 @@ class DisentangledSelfAttention(keras.layers.Layer):
         training=None,
         return_attention_scores=False,
     ):
-        query = self._split_heads(self.query_dense(inputs))
-        key = self._split_heads(self.key_dense(inputs))
-        value = self._split_heads(self.value_dense(inputs))
+        query = self._split_heads(_per_frame(self.query_dense, inputs))
+        key = self._split_heads(_per_frame(self.key_dense, inputs))
+        value = self._split_heads(_per_frame(self.value_dense, inputs))
         query = query * ops.cast(self.scale, query.dtype)
 
         scores = ops.matmul(query, ops.transpose(key, (0, 1, 3, 2)))
@@ -277,9 +292,9 @@ class DisentangledSelfAttention(keras.layers.Layer):
         )
         context = ops.matmul(attention, value)  # [B, H, T, d]
         context = ops.transpose(context, (0, 2, 1, 3))
-        shape = ops.shape(context)
-        context = ops.reshape(context, (shape[0], shape[1], self.hidden_dim))
-        output = self.output_dense(context)
+        batch = inputs.shape[0] if inputs.shape[0] is not None else ops.shape(inputs)[0]
+        context = ops.reshape(context, (batch, -1, self.hidden_dim))
+        output = _per_frame(self.output_dense, context)
         if return_attention_scores:
             return output, probabilities
         return output
@@ -413,8 +428,8 @@ class DebertaLayer(keras.layers.Layer):
         attended = self.attention_norm(
             self.attention_dropout(attended, training=training) + hidden
         )
-        intermediate = self.intermediate_dense(attended)
-        output = self.output_dense(intermediate + attended)
+        intermediate = _per_frame(self.intermediate_dense, attended)
+        output = _per_frame(self.output_dense, intermediate + attended)
         output = self.output_norm(self.output_dropout(output, training=training))
         if return_attention_scores:
             return output, scores
