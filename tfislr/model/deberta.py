@@ -129,6 +129,16 @@ def _skew(scores, length):
     return ops.slice(rows, (0, 0, 0, 0), (batch, heads, length, length))
 
 
+def _leading_dims(x):
+    """`(B, T)` of `[B, T, ...]` for a reshape: `T` as -1 when `B` is static and non-zero
+    (the export's batch of one), which keeps the reshape's shape a constant; otherwise
+    both read at run time, as -1 is ambiguous for an empty batch."""
+    if x.shape[0]:
+        return x.shape[0], -1
+    shape = ops.shape(x)
+    return shape[0], shape[1]
+
+
 def _per_frame(dense, x):
     """A Dense layer on `[B, T, d]` through one 2-D matmul over `[B * T, d]`.
 
@@ -136,11 +146,11 @@ def _per_frame(dense, x):
     graph wraps each FULLY_CONNECTED in ~9 shape ops (SHAPE, GATHER, REDUCE_PROD, PACK,
     CONCATENATION, RESHAPE) that run on every call, as the length is only known at run
     time. Flattening first leaves two RESHAPEs with constant shapes when the batch dim is
-    static (the export's batch of one). Same products and sums: `tensordot` flattens too.
+    static (see `_leading_dims`). Same products and sums: `tensordot` flattens too.
     """
-    batch = x.shape[0] if x.shape[0] is not None else ops.shape(x)[0]
+    batch, length = _leading_dims(x)
     flat = dense(ops.reshape(x, (-1, x.shape[-1])))
-    return ops.reshape(flat, (batch, -1, dense.units))
+    return ops.reshape(flat, (batch, length, dense.units))
 
 
 def relative_position_index(length, position_buckets):
@@ -237,8 +247,8 @@ class DisentangledSelfAttention(keras.layers.Layer):
     def _split_heads(self, x):
         # [B, T, hidden] -> [B, heads, T, head_dim]; a static batch dim keeps the shape
         # constant in the exported graph.
-        batch = x.shape[0] if x.shape[0] is not None else ops.shape(x)[0]
-        x = ops.reshape(x, (batch, -1, self.num_heads, self.head_dim))
+        batch, length = _leading_dims(x)
+        x = ops.reshape(x, (batch, length, self.num_heads, self.head_dim))
         return ops.transpose(x, (0, 2, 1, 3))
 
     def _relative_scores(self, query, key, rel_embeddings, training):
@@ -292,8 +302,8 @@ class DisentangledSelfAttention(keras.layers.Layer):
         )
         context = ops.matmul(attention, value)  # [B, H, T, d]
         context = ops.transpose(context, (0, 2, 1, 3))
-        batch = inputs.shape[0] if inputs.shape[0] is not None else ops.shape(inputs)[0]
-        context = ops.reshape(context, (batch, -1, self.hidden_dim))
+        batch, length = _leading_dims(inputs)
+        context = ops.reshape(context, (batch, length, self.hidden_dim))
         output = _per_frame(self.output_dense, context)
         if return_attention_scores:
             return output, probabilities
