@@ -86,7 +86,7 @@ def profile(model, length, seconds, top):
     for line in report.splitlines():
         match = re.match(r"\s*([\d.]+)%\s+(\[[.k]\])\s+(.*?)\s*$", line)
         if match:
-            share, kind, symbol = float(match[1]), match[2], match[3]
+            share, kind, symbol = float(match[1]), match[2], match[3].split("  ")[0].strip()
             rows.append((share, f"{kind} {symbol}" if kind == "[k]" else symbol))
     total = sum(share for share, _ in rows) or 1.0
     families = {}
