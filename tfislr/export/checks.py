@@ -58,7 +58,8 @@ def probe_sequences(num_sequences=12, seed=0, lengths=None):
         base[:, 1] = rng.uniform(0.2, 0.9, lm.NUM_RAW_LANDMARKS)
         base[:, 2] = rng.normal(0.0, 0.05, lm.NUM_RAW_LANDMARKS)
         drift = np.cumsum(rng.normal(0.0, 0.01, (length, 1, 3)), axis=0)
-        clip = (base[None] + drift + rng.normal(0.0, 0.003, (length, lm.NUM_RAW_LANDMARKS, 3))).astype(np.float32)
+        noise = rng.normal(0.0, 0.003, (length, lm.NUM_RAW_LANDMARKS, 3))
+        clip = (base[None] + drift + noise).astype(np.float32)
         for part in ("left_hand", "right_hand"):
             start, stop = lm.PART_ROWS[part]
             missing = rng.random(length) < rng.choice([0.0, 0.3, 0.8, 1.0])
@@ -97,7 +98,8 @@ def edge_case_inputs():
     """The inputs the contract says must never crash or return NaN."""
     clips = probe_sequences(lengths=[10_000, 5], seed=123)
     long_clip = clips[0]
-    long_clip[:, _rows("left_hand")] = 0.5  # keep hands so the long clip really is long after filtering
+    # Keep hands so the long clip really is long after filtering.
+    long_clip[:, _rows("left_hand")] = 0.5
     no_hands = clips[1].copy()
     for part in ("left_hand", "right_hand"):
         no_hands[:, _rows(part)] = np.nan
@@ -121,7 +123,8 @@ def edge_case_inputs():
 def _hand_only_frame():
     frame = np.full((1, *RAW_FRAME), np.nan, np.float32)
     hand = lm.NUM_HAND_LANDMARKS
-    frame[0, _rows("right_hand")] = np.linspace(0.4, 0.6, hand * 3, dtype=np.float32).reshape(hand, 3)
+    frame[0, _rows("right_hand")] = np.linspace(0.4, 0.6, hand * 3,
+                                               dtype=np.float32).reshape(hand, 3)
     return frame
 
 
