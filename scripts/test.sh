@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs the dev requirements into .venv (once) and runs the test suite.
 # Default: the fast tests plus the representative slow ones marked `ci`.
+# It also creates the extraction environment .venv-extract (scripts/extract_env.sh, once,
+# ~2.5 min) so the video tests run instead of skipping; TFISLR_NO_EXTRACT_ENV=1 leaves it out
+# (the video tests then skip; nothing else needs it).
 # Extra arguments go to pytest instead, e.g. `scripts/test.sh -m slow` or `scripts/test.sh tests`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +12,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
-export TF_CPP_MIN_LOG_LEVEL=2
+if [ "${TFISLR_NO_EXTRACT_ENV:-0}" != 1 ]; then
+  bash scripts/extract_env.sh
+fi
 if [ "$#" -eq 0 ]; then
   set -- -m "not slow or ci"
 fi
