@@ -129,6 +129,21 @@ def test_blend_cli_prints_the_table_next_to_the_original(tmp_path, capsys):
     assert "no finished cross-validation of 'nope'" in capsys.readouterr().err
 
 
+
+def test_cv_commands_report_user_errors_in_one_line(tmp_path, capsys):
+    from tfislr.cli import train as train_cli
+    from tfislr.training import cross_validation
+
+    assert cross_validation.main(["--config", "demo", "--data-dir", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tfislr-cv: error:") and "no train.csv" in err[0]
+    assert train_cli.main(["--config", "demo", "--data-dir", str(tmp_path), "--cv",
+                           "--set", "data.num_folds=1"]) == 2
+    assert "num_folds" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as excinfo:  # a CV holds out every fold in turn
+        train_cli.parse_args(["--config", "demo", "--data-dir", str(tmp_path), "--cv", "--fold", "1"])
+    assert excinfo.value.code == 2
+
 # ------------------------------------------------------------------ a real CV (in-process)
 # Tiny but complete (as in test_train_cli): every part of the recipe runs.
 TINY = [

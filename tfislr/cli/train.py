@@ -25,38 +25,22 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 PROG = "tfislr-train"
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Train student, EMA teacher and distilled model (tfislr).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+def add_run_options(parser):
+    """The options `tfislr-train` and `tfislr-cv` share: data, config, strategy, output."""
     parser.add_argument("--config", required=True, help="name in configs/ (len25, len80, demo) or a YAML path")
     parser.add_argument("--data-dir", required=True, help="Kaggle layout: train.csv, sign map, train_landmark_files/")
-    split = parser.add_mutually_exclusive_group()
-    split.add_argument("--fold", type=int, default=None, help="validation fold (default 0)")
-    split.add_argument("--full", action="store_true", help="train on all data, no validation")
-    split.add_argument("--cv", action="store_true",
-                       help="cross-validation: every fold, then out-of-fold predictions (tfislr-cv)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, e.g. --set train.epochs=5 (repeatable)")
     parser.add_argument("--strategy", default="default",
                         help="default | mirrored | multi_worker | tpu | cpu:N | gpu:N[:MB]")
     parser.add_argument("--epochs", type=int, default=None, help="shortcut for --set train.epochs=N")
     parser.add_argument("--output", default="runs", help="runs root folder")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--run-dir", default=None, help="exact run folder (resumes an unfinished run)")
-    where.add_argument("--resume", action="store_true",
-                       help="resume the newest unfinished run of this config under --output "
-                            "(starts a new run when there is none)")
     parser.add_argument("--verbose", default="auto", choices=["auto", "0", "1", "2"],
                         help="Keras verbosity: 1 progress bar, 2 one line per epoch")
-    return parser.parse_args(argv)
 
 
-@command(PROG)
-def main(argv=None):
-    args = parse_args(argv)
+def config_and_strategy(args):
+    """The config (with `--set` and `--epochs`) and the strategy of parsed `add_run_options`."""
     from tfislr.config import load_config
 
     overrides = list(args.overrides)
@@ -66,7 +50,33 @@ def main(argv=None):
     # Before anything else touches TF: `cpu:N` / `gpu:N` must split the device first.
     from tfislr.training.strategy import get_strategy
 
-    strategy = get_strategy(args.strategy)
+    return config, get_strategy(args.strategy)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Train student, EMA teacher and distilled model (tfislr).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_run_options(parser)
+    split = parser.add_mutually_exclusive_group()
+    split.add_argument("--fold", type=int, default=None, help="validation fold (default 0)")
+    split.add_argument("--full", action="store_true", help="train on all data, no validation")
+    split.add_argument("--cv", action="store_true",
+                       help="cross-validation: every fold, then out-of-fold predictions (tfislr-cv)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--run-dir", default=None, help="exact run folder (resumes an unfinished run)")
+    where.add_argument("--resume", action="store_true",
+                       help="resume the newest unfinished run of this config under --output "
+                            "(starts a new run when there is none)")
+    return parser.parse_args(argv)
+
+
+@command(PROG)
+def main(argv=None):
+    args = parse_args(argv)
+    config, strategy = config_and_strategy(args)
     if args.cv:
         from tfislr.training.cross_validation import run_command
 

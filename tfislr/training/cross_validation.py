@@ -289,20 +289,14 @@ def cross_validate(
 
 
 def parse_args(argv=None):
+    from tfislr.cli.train import add_run_options
+
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Train every fold of a config and write its out-of-fold predictions.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--config", required=True, help="name in configs/ or a YAML path")
-    parser.add_argument("--data-dir", required=True, help="Kaggle layout: train.csv, sign map, "
-                        "train_landmark_files/")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override, e.g. --set train.epochs=5 (repeatable)")
-    parser.add_argument("--epochs", type=int, default=None, help="shortcut for --set train.epochs=N")
-    parser.add_argument("--strategy", default="default",
-                        help="default | mirrored | multi_worker | tpu | cpu:N | gpu:N[:MB]")
-    parser.add_argument("--output", default="runs", help="runs root folder")
+    add_run_options(parser)
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--cv-dir", default=None, help="exact CV folder (resumes an unfinished CV)")
     where.add_argument("--resume", action="store_true",
@@ -310,8 +304,6 @@ def parse_args(argv=None):
                             "(starts a new one when there is none)")
     parser.add_argument("--weights", default="distilled", choices=WEIGHT_CHOICES,
                         help="which soup predicts the held-out clips")
-    parser.add_argument("--verbose", default="auto", choices=["auto", "0", "1", "2"],
-                        help="Keras verbosity: 1 progress bar, 2 one line per epoch")
     return parser.parse_args(argv)
 
 
@@ -334,17 +326,10 @@ def run_command(config, data_dir, strategy, output, cv_dir=None, resume=False,
 
 @command(PROG)
 def main(argv=None):
+    from tfislr.cli.train import config_and_strategy
+
     args = parse_args(argv)
-    from tfislr.config import load_config
-
-    overrides = list(args.overrides)
-    if args.epochs is not None:
-        overrides.append(f"train.epochs={args.epochs}")
-    config = load_config(args.config, overrides)
-    # Before anything else touches TF: `cpu:N` must split the CPU first.
-    from tfislr.training.strategy import get_strategy
-
-    strategy = get_strategy(args.strategy)
+    config, strategy = config_and_strategy(args)
     return run_command(config, args.data_dir, strategy, args.output, args.cv_dir, args.resume,
                        args.weights, args.verbose)
 
