@@ -34,7 +34,7 @@ import sys
 import numpy as np
 
 from tfislr import atomic
-from tfislr.config import Config
+from tfislr.config import MODEL_NAMES, Config
 from tfislr.errors import INTERRUPTED, ConfigError, DataError, MissingFileError, command
 from tfislr.oof import OutOfFold, read_oof, write_oof
 from tfislr.training.run_dir import RunDir
@@ -44,7 +44,7 @@ CV_FILE = "cv.json"
 OOF_FILE = "oof.parquet"
 REPORT_FILE = "report.json"
 REPORT_TEXT_FILE = "report.txt"
-WEIGHT_CHOICES = ("distilled", "student", "teacher")
+WEIGHT_CHOICES = MODEL_NAMES  # which soup predicts: student, teacher or distilled
 
 
 def _log(message):
