@@ -1,9 +1,14 @@
 """Keras callbacks of a training run: epoch state, NaN stop, soup checkpoints, wall clock."""
 
+import json
 import math
+import os
+import pathlib
 import time
+import warnings
 
 import keras
+import numpy as np
 
 from tfislr.errors import TfislrError
 from tfislr.training import soup
@@ -163,3 +168,76 @@ class ScalarSummaries(keras.callbacks.Callback):
         for writer in self._writers.values():
             writer.close()
         self._writers = {}
+
+
+def random_states(model):
+    """Every random state of `model`'s steps, in a fixed order: the `keras.random.SeedGenerator`
+    of each layer (dropout masks), recursively, then Keras' global generator if one exists.
+
+    Keras saves a layer with `save_own_variables`, which holds its trainable and
+    non-trainable variables but not its seed generators' states; a backup without them
+    resumes with the dropout masks of a fresh run. Random draws of the step itself are
+    stateless, seeded from saved variables (the step counter), so these are all there is.
+    """
+    from keras.src.backend.common import global_state
+
+    generators, seen = [], set()
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        for generator in getattr(layer, "_seed_generators", ()):
+            if id(generator) not in seen:
+                seen.add(id(generator))
+                generators.append(generator)
+    global_generator = global_state.get_global_attribute("global_seed_generator")
+    if global_generator is not None and id(global_generator) not in seen:
+        generators.append(global_generator)
+    return [generator.state for generator in generators]
+
+
+class BackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' epoch backup plus the random states of the step, so a resumed run is bitwise the
+    uninterrupted one.
+
+    The states (`random_states`) go to `random_state.npz` in the backup dir, tagged with the
+    epoch they follow, before Keras writes the weights and the metadata that marks the epoch
+    as backed up; the previous file is kept, so a kill between the two writes still finds
+    the states of the epoch the weights belong to. A backup without matching states (written
+    by an older version) resumes with a warning that it is not bitwise.
+    """
+
+    STATE_FILES = ("random_state.npz", "random_state.prev.npz")
+
+    def _state_paths(self):
+        return [pathlib.Path(self.backup_dir) / name for name in self.STATE_FILES]
+
+    def _save_model(self):
+        current, previous = self._state_paths()
+        current.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {f"state_{i}": np.asarray(v) for i, v in enumerate(random_states(self.model))}
+        temporary = current.with_suffix(".tmp.npz")
+        np.savez(temporary, epoch=self._current_epoch, **arrays)
+        if current.exists():
+            os.replace(current, previous)
+        os.replace(temporary, current)
+        super()._save_model()
+
+    def _load_model(self):
+        super()._load_model()
+        metadata = pathlib.Path(self._training_metadata_path)
+        if not metadata.exists():
+            return
+        epoch = json.loads(metadata.read_text())["epoch"]
+        states = random_states(self.model)
+        for path in self._state_paths():
+            if not path.exists():
+                continue
+            with np.load(path) as saved:
+                if int(saved["epoch"]) != epoch or len(saved.files) - 1 != len(states):
+                    continue
+                for i, state in enumerate(states):
+                    state.assign(saved[f"state_{i}"])
+            return
+        warnings.warn(
+            f"{self.backup_dir}: no random state saved for epoch {epoch} (a backup of an "
+            "older version): resuming with fresh dropout masks, not bitwise the "
+            "uninterrupted run"
+        )

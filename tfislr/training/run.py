@@ -208,7 +208,7 @@ def _callbacks(config, files, distiller, triple, datasets, plan):
         keras.callbacks.CSVLogger(str(files.file(run_dir_lib.HISTORY)), append=True),
         cb.ScalarSummaries(str(files.tb_dir)),
         # Last: an epoch counts as done only once everything above is on disk.
-        keras.callbacks.BackupAndRestore(str(files.backup_dir)),
+        cb.BackupAndRestore(str(files.backup_dir)),
     ]
 
 
