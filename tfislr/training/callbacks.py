@@ -10,6 +10,7 @@ import warnings
 import keras
 import numpy as np
 
+from tfislr import atomic
 from tfislr.errors import TfislrError
 from tfislr.training import soup
 
@@ -211,13 +212,11 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
 
     def _save_model(self):
         current, previous = self._state_paths()
-        current.parent.mkdir(parents=True, exist_ok=True)
         arrays = {f"state_{i}": np.asarray(v) for i, v in enumerate(random_states(self.model))}
-        temporary = current.with_suffix(".tmp.npz")
-        np.savez(temporary, epoch=self._current_epoch, **arrays)
         if current.exists():
             os.replace(current, previous)
-        os.replace(temporary, current)
+        with atomic.atomic_path(current) as temporary:
+            np.savez(temporary, epoch=self._current_epoch, **arrays)
         super()._save_model()
 
     def _load_model(self):
