@@ -270,6 +270,7 @@ def _history_epochs(run_dir):
 
 @pytest.mark.slow
 @pytest.mark.ci
+@pytest.mark.timeout(2700)  # three 3-epoch runs: killed, resumed, uninterrupted
 def test_killed_run_resumes_and_finishes(synthetic_data_dir, tmp_path):
     runs = tmp_path / "runs"
     run_dir = runs / "demo" / "20260101-000000"
