@@ -198,7 +198,7 @@ def extraction_python():
     try:
         return environment.extraction_python()
     except MissingFileError as error:
-        pytest.skip(f"no extraction environment: {error}")
+        pytest.skip(str(error))
 
 
 def make_video(python, path, frames=4, mirror=False):

@@ -25,6 +25,7 @@ import time
 
 import numpy as np
 
+from tfislr import atomic
 from tfislr.errors import ConfigError, DataError, MissingFileError, command
 
 
@@ -281,8 +282,7 @@ def main(argv=None):
     )
     print(format_report(report, max_signs=None if args.all_signs else 15))
     if args.json:
-        pathlib.Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        pathlib.Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        atomic.write_json(args.json, report)
         print(f"  report        {args.json}")
     return 0
 

@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from tfislr import atomic
 from tfislr import landmarks as lm
 from tfislr.errors import ConfigError, MissingFileError
 from tfislr.export import checks, graph
@@ -114,7 +115,7 @@ def export_ensemble(
     content = graph.convert(module, quantization)
     ops = graph.check_builtin_ops(content)
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    output_path.write_bytes(content)
+    atomic.write_bytes(output_path, content)
     convert_seconds = time.perf_counter() - start
 
     signs = next((m.signs for m in members if m.signs is not None), None)
@@ -163,7 +164,7 @@ def export_ensemble(
         report["error"] = str(error)
         raise
     finally:
-        report_path.write_text(json.dumps(report, indent=2) + "\n")
+        atomic.write_json(report_path, report)
     report["report_path"] = str(report_path)
     log(format_report(report))
     return report

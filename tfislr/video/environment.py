@@ -44,7 +44,8 @@ def extraction_python():
         if not pathlib.Path(explicit).exists():
             raise MissingFileError(f"{ENV_VAR}={explicit}: no such interpreter")
         return pathlib.Path(explicit)
-    folders = [root for root in (checkout_root(), pathlib.Path.cwd()) if root is not None]
+    # The checkout, then the working folder (once, when they are the same folder).
+    folders = list(dict.fromkeys(r for r in (checkout_root(), pathlib.Path.cwd()) if r is not None))
     for folder in folders:
         found = _venv_python(folder / VENV_NAME)
         if found is not None:

@@ -42,6 +42,7 @@ import pathlib
 import sys
 import time
 
+from tfislr import atomic
 from tfislr.errors import ConfigError, DataError, MissingFileError, command
 
 PROG = "tfislr-extract"
@@ -101,19 +102,13 @@ def _read_csv(path):
         return list(csv.DictReader(f))
 
 
-def _write_atomic(path, text):
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    os.replace(partial, path)
-
-
 def _write_csv(path, columns, rows):
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore",
                             lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    _write_atomic(path, buffer.getvalue())
+    atomic.write_text(path, buffer.getvalue())
 
 
 def merge_sign_map(out_dir, signs):
@@ -125,7 +120,7 @@ def merge_sign_map(out_dir, signs):
         raise DataError(f"{path}: expected a JSON object {{sign: label}}")
     for new in sorted(set(signs) - set(sign_map)):
         sign_map[new] = len(sign_map)
-    _write_atomic(path, json.dumps(sign_map, indent=0) + "\n")
+    atomic.write_text(path, json.dumps(sign_map, indent=0) + "\n")
     return sign_map
 
 

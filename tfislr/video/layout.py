@@ -14,13 +14,13 @@ videos. Checked against the competition's files (the real sample, written by pya
 Imports numpy and pyarrow only: it runs in the extraction environment too.
 """
 
-import os
 import pathlib
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tfislr import atomic
 from tfislr import landmarks as lm
 
 _SIZES = [lm.PART_ROWS[p][1] - lm.PART_ROWS[p][0] for p in lm.PART_ORDER]
@@ -68,12 +68,10 @@ def landmark_table(frames, frame_ids):
 def write_landmark_file(path, frames, frame_ids):
     """Writes one clip's parquet file atomically: a killed run never leaves half a file.
 
-    The data goes to `<path>.partial` first and is renamed into place, so an existing
-    `path` always means a complete file (what makes extraction resumable).
+    Written through `tfislr.atomic`, so an existing `path` always means a complete file
+    (what makes extraction resumable).
     """
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    pq.write_table(landmark_table(frames, frame_ids), partial)
-    os.replace(partial, path)
+    with atomic.atomic_path(path) as tmp:
+        pq.write_table(landmark_table(frames, frame_ids), tmp)
     return path
