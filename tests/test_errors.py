@@ -13,7 +13,7 @@ from tfislr import errors
 from tfislr.cli import export as export_cli
 from tfislr.cli import train as train_cli
 from tfislr.data import prepare
-from tfislr import evaluate
+from tfislr import evaluate, predict
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -81,6 +81,18 @@ def test_evaluate_user_errors(capsys, tmp_path, synthetic_data_dir, no_sign_map)
     _one_error_line(capsys, "tfislr-evaluate", "sign map not found")
     assert evaluate.main([str(model), "--data-dir", str(tmp_path / "missing")]) == 2
     _one_error_line(capsys, "tfislr-evaluate", tmp_path / "missing", "data folder not found")
+    assert evaluate.main([str(model), "--data-dir", str(synthetic_data_dir)]) == 2
+    _one_error_line(capsys, "tfislr-evaluate", model, "not a TFLite model")
+
+
+def test_predict_user_errors(capsys, tmp_path, synthetic_data_dir):
+    clip = next(pathlib.Path(synthetic_data_dir).rglob("*.parquet"))
+    model = tmp_path / "model.tflite"
+    assert predict.main([str(model), str(clip)]) == 2
+    _one_error_line(capsys, "tfislr-predict", model, "does not exist")
+    model.write_bytes(b"not a model")  # e.g. a train.csv given by mistake
+    assert predict.main([str(model), str(clip)]) == 2
+    _one_error_line(capsys, "tfislr-predict", model, "not a TFLite model")
 
 
 def test_export_user_errors(capsys, tmp_path):

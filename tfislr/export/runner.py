@@ -8,10 +8,12 @@ reported (export, evaluate, predict, benchmarks): `median_ms`, `p95_ms`,
 `mean_ms`, `max_ms`, `num_calls`, `num_threads`.
 """
 
+import pathlib
 import time
 
 import numpy as np
 
+from tfislr.errors import DataError, MissingFileError
 from tfislr.export.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY
 
 
@@ -24,8 +26,10 @@ class TFLiteRunner:
         num_threads: interpreter threads; Kaggle ran one.
 
     Raises:
-        ValueError: neither or both of `model_path` / `model_content`, or a file
-            without the contract's signature.
+        ValueError: neither or both of `model_path` / `model_content`.
+        MissingFileError: `model_path` does not exist.
+        DataError: the file or bytes are not a TFLite model, or it lacks the contract's
+            signature.
     """
 
     def __init__(self, model_path=None, model_content=None, num_threads=1):
@@ -35,11 +39,17 @@ class TFLiteRunner:
             raise ValueError("TFLiteRunner needs exactly one of model_path or model_content")
         self.model_path = None if model_path is None else str(model_path)
         self.num_threads = num_threads
-        self.interpreter = Interpreter(model_path=self.model_path, model_content=model_content,
-                                       num_threads=num_threads)
+        name = self.model_path or "the model bytes"
+        if self.model_path is not None and not pathlib.Path(self.model_path).is_file():
+            raise MissingFileError(f"model file {name} does not exist")
+        try:
+            self.interpreter = Interpreter(model_path=self.model_path,
+                                           model_content=model_content, num_threads=num_threads)
+        except ValueError as error:  # LiteRT's word for "not a flatbuffer model"
+            raise DataError(f"{name}: not a TFLite model ({error})") from None
         signatures = self.interpreter.get_signature_list()
         if SIGNATURE_KEY not in signatures:
-            raise ValueError(f"{self.model_path or 'the model'} has no '{SIGNATURE_KEY}' "
+            raise DataError(f"{self.model_path or 'the model'} has no '{SIGNATURE_KEY}' "
                              f"signature (found {sorted(signatures)})")
         self._runner = self.interpreter.get_signature_runner(SIGNATURE_KEY)
         self.num_classes = int(self._runner.get_output_details()[OUTPUT_NAME]["shape"][-1])

@@ -284,7 +284,7 @@ def _finish(config, chief, files, distiller, triple, datasets, run_info, signs, 
         shutil.rmtree(files.path, ignore_errors=True)
         return metrics
     labels = predictions = None
-    if datasets.val is not None and run_info["batch_plan"]["replicas"] == 1:
+    if datasets.val is not None:  # the chief predicts the global batches itself: any replicas
         labels, predictions = _predictions(distiller.distilled, datasets.val)
     chief.write_metrics(metrics)
     _save_plots(chief.path, labels, predictions, signs)
