@@ -350,3 +350,11 @@ def test_videos_to_prediction_end_to_end(extraction_python, synthetic_data_dir, 
                          "--top-k", "3"]) == 0
     (prediction,) = json.loads(capsys.readouterr().out)
     _check_top_k(prediction, signs, 3)
+
+
+def test_extract_help_needs_no_environment(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv(environment.ENV_VAR, str(tmp_path / "no-python"))
+    with pytest.raises(SystemExit) as exit_info:
+        extract.main(["--help"])
+    assert exit_info.value.code == 0
+    assert "usage: tfislr-extract" in capsys.readouterr().out

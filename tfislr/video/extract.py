@@ -278,12 +278,7 @@ def _in_extraction_env():
     return importlib.util.find_spec("mediapipe") is not None
 
 
-@command(PROG)
-def main(argv=None):
-    if not _in_extraction_env():
-        from tfislr.video import environment
-
-        return environment.run_extract(sys.argv[1:] if argv is None else list(argv)).returncode
+def _parser():
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("inputs", nargs="*", help="video files and folders of them")
     parser.add_argument("--out", help="data dir to write (created; merged into if it exists)")
@@ -295,6 +290,19 @@ def main(argv=None):
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--check", action="store_true",
                         help="only check that this environment can run Holistic offline")
+    return parser
+
+
+@command(PROG)
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = _parser()
+    if not _in_extraction_env():
+        if {"-h", "--help"} & set(argv):  # the usage needs no extraction environment
+            parser.parse_args(argv)
+        from tfislr.video import environment
+
+        return environment.run_extract(argv).returncode
     args = parser.parse_args(argv)
     if args.check:
         print(f"{PROG}: extraction environment OK ({check_environment()}; {sys.prefix})")
