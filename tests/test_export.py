@@ -170,8 +170,11 @@ def test_size_limit_failure_message(tmp_path, exported, monkeypatch):
     path = tmp_path / "big.tflite"
     with pytest.raises(ExportError, match=r"MB \([\d,]+ bytes\), above the 0.001 MB limit"):
         export_ensemble(ensemble, path, "fp32", max_size_mb=0.001, verbose=False)
-    assert path.exists()  # kept for inspection, with the failure in its report
-    assert "above the" in json.loads(path.with_suffix(".json").read_text())["error"]
+    assert not path.exists()  # the output name only ever holds a file that passed the checks
+    report = json.loads(path.with_suffix(".json").read_text())
+    assert "above the" in report["error"]
+    assert report["rejected_path"] == str(tmp_path / "big.rejected.tflite")
+    assert (tmp_path / "big.rejected.tflite").read_bytes() == fp32_path.read_bytes()  # kept
 
 
 def weight_types(model_content):

@@ -114,8 +114,10 @@ def export_ensemble(
     log(f"converting {len(members)} member(s) to TFLite ({quantization}) ...")
     content = graph.convert(module, quantization)
     ops = graph.check_builtin_ops(content)
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write_bytes(output_path, content)
+    # Checked under a side name: the output path only ever holds a file that passed every
+    # check (an earlier good export stays in place when this one fails).
+    unchecked_path = output_path.with_suffix(".unchecked.tflite")
+    atomic.write_bytes(unchecked_path, content)
     convert_seconds = time.perf_counter() - start
 
     signs = next((m.signs for m in members if m.signs is not None), None)
@@ -144,7 +146,7 @@ def export_ensemble(
     }
     report_path = output_path.with_suffix(".json")
     try:
-        report["size"] = checks.check_size(output_path, max_size_mb)
+        report["size"] = checks.check_size(unchecked_path, max_size_mb)
         if parity_clips is None:
             clips = checks.probe_sequences()
         elif isinstance(parity_clips, (str, pathlib.Path)):
@@ -153,16 +155,20 @@ def export_ensemble(
             clips = list(parity_clips)
         tolerance = (checks.PARITY_TOLERANCE[quantization] if parity_tolerance is None
                      else parity_tolerance)
-        report["parity"] = checks.check_parity(module, output_path, clips, tolerance)
-        report["edge_cases"] = checks.check_edge_cases(output_path, num_classes)
-        report["latency"] = measure_latency(output_path, clips, repeats=latency_repeats)
+        report["parity"] = checks.check_parity(module, unchecked_path, clips, tolerance)
+        report["edge_cases"] = checks.check_edge_cases(unchecked_path, num_classes)
+        report["latency"] = measure_latency(unchecked_path, clips, repeats=latency_repeats)
         if quantization == "int8":
             log("measuring int8 agreement with the fp32 graph ...")
-            report["agreement"] = _int8_agreement(module, output_path, clips, parity_clips,
+            report["agreement"] = _int8_agreement(module, unchecked_path, clips, parity_clips,
                                                   report["signs"], num_classes)
+        unchecked_path.replace(output_path)
     except ExportError as error:
+        rejected_path = output_path.with_suffix(".rejected.tflite")
+        unchecked_path.replace(rejected_path)  # kept for inspection, never under the output name
         report["error"] = str(error)
-        raise
+        report["rejected_path"] = str(rejected_path)
+        raise ExportError(f"{error}; the file that failed is kept as {rejected_path}") from None
     finally:
         atomic.write_json(report_path, report)
     report["report_path"] = str(report_path)
