@@ -88,17 +88,7 @@ def export_ensemble(
         MissingFileError: a run, run dir, weights file or ensemble YAML does not exist.
         ExportError: a check failed (the file stays on disk for inspection).
     """
-    name, config = "ensemble", {}
-    if isinstance(ensemble, (str, pathlib.Path)) and pathlib.Path(ensemble).suffix in (
-            ".yaml", ".yml"):
-        config = load_ensemble_config(ensemble)
-        name, specs = config["name"], config["members"]
-    elif isinstance(ensemble, (list, tuple)):
-        specs = list(ensemble)
-    else:
-        raise ConfigError(
-            f"ensemble must be an ensemble YAML path or a list of members, got {ensemble!r}"
-        )
+    name, specs, config = _read_ensemble(ensemble)
     quantization = quantization or config.get("quantization", "fp16")
     if quantization not in graph.QUANTIZATIONS:
         raise ConfigError(f"quantization must be one of {graph.QUANTIZATIONS}, got {quantization!r}")
@@ -120,8 +110,50 @@ def export_ensemble(
     atomic.write_bytes(unchecked_path, content)
     convert_seconds = time.perf_counter() - start
 
-    signs = next((m.signs for m in members if m.signs is not None), None)
-    report = {
+    report = _base_report(output_path, name, quantization, members, num_classes, ops,
+                          convert_seconds)
+    report_path = output_path.with_suffix(".json")
+    try:
+        _check_file(report, module, unchecked_path, max_size_mb=max_size_mb,
+                    parity_clips=parity_clips, parity_tolerance=parity_tolerance,
+                    latency_repeats=latency_repeats, log=log)
+        unchecked_path.replace(output_path)
+    except ExportError as error:
+        rejected_path = output_path.with_suffix(".rejected.tflite")
+        unchecked_path.replace(rejected_path)  # kept for inspection, never under the output name
+        report["error"] = str(error)
+        report["rejected_path"] = str(rejected_path)
+        raise ExportError(f"{error}; the file that failed is kept as {rejected_path}") from None
+    finally:
+        atomic.write_json(report_path, report)
+    report["report_path"] = str(report_path)
+    log(format_report(report))
+    return report
+
+
+def _read_ensemble(ensemble):
+    """`(name, member specs list, ensemble YAML dict or {})` of `export_ensemble`'s argument.
+
+    Raises:
+        ConfigError: neither an ensemble YAML path nor a list of members, or a bad YAML.
+        MissingFileError: the YAML does not exist.
+    """
+    if isinstance(ensemble, (str, pathlib.Path)) and pathlib.Path(ensemble).suffix in (
+            ".yaml", ".yml"):
+        config = load_ensemble_config(ensemble)
+        return config["name"], config["members"], config
+    if isinstance(ensemble, (list, tuple)):
+        return "ensemble", list(ensemble), {}
+    raise ConfigError(
+        f"ensemble must be an ensemble YAML path or a list of members, got {ensemble!r}"
+    )
+
+
+def _base_report(output_path, name, quantization, members, num_classes, ops, convert_seconds):
+    """The report's fields known before the checks: the contract (input `[None, 543, 3]`
+    float32 raw frames, output `[num_classes]` probabilities), the members, the ops and
+    the conversion time in seconds."""
+    return {
         "path": str(output_path),
         "name": name,
         "quantization": quantization,
@@ -142,38 +174,36 @@ def export_ensemble(
         ],
         "ops": ops,
         "convert_seconds": round(convert_seconds, 1),
-        "signs": signs,
+        "signs": next((m.signs for m in members if m.signs is not None), None),
     }
-    report_path = output_path.with_suffix(".json")
-    try:
-        report["size"] = checks.check_size(unchecked_path, max_size_mb)
-        if parity_clips is None:
-            clips = checks.probe_sequences()
-        elif isinstance(parity_clips, (str, pathlib.Path)):
-            clips = checks.clips_from_data_dir(parity_clips)
-        else:
-            clips = list(parity_clips)
-        tolerance = (checks.PARITY_TOLERANCE[quantization] if parity_tolerance is None
-                     else parity_tolerance)
-        report["parity"] = checks.check_parity(module, unchecked_path, clips, tolerance)
-        report["edge_cases"] = checks.check_edge_cases(unchecked_path, num_classes)
-        report["latency"] = measure_latency(unchecked_path, clips, repeats=latency_repeats)
-        if quantization == "int8":
-            log("measuring int8 agreement with the fp32 graph ...")
-            report["agreement"] = _int8_agreement(module, unchecked_path, clips, parity_clips,
-                                                  report["signs"], num_classes)
-        unchecked_path.replace(output_path)
-    except ExportError as error:
-        rejected_path = output_path.with_suffix(".rejected.tflite")
-        unchecked_path.replace(rejected_path)  # kept for inspection, never under the output name
-        report["error"] = str(error)
-        report["rejected_path"] = str(rejected_path)
-        raise ExportError(f"{error}; the file that failed is kept as {rejected_path}") from None
-    finally:
-        atomic.write_json(report_path, report)
-    report["report_path"] = str(report_path)
-    log(format_report(report))
-    return report
+
+
+def _check_file(report, module, path, *, max_size_mb, parity_clips, parity_tolerance,
+                latency_repeats, log):
+    """Runs the checks on the written file `path` and adds their results to `report`
+    (size; parity and latency on the clips, each `[T, 543, 3]` float32; edge cases; for
+    int8 the agreement with fp32).
+
+    Raises:
+        ExportError: a check failed (the results so far are in `report`).
+    """
+    quantization, num_classes = report["quantization"], report["num_classes"]
+    report["size"] = checks.check_size(path, max_size_mb)
+    if parity_clips is None:
+        clips = checks.probe_sequences()
+    elif isinstance(parity_clips, (str, pathlib.Path)):
+        clips = checks.clips_from_data_dir(parity_clips)
+    else:
+        clips = list(parity_clips)
+    tolerance = (checks.PARITY_TOLERANCE[quantization] if parity_tolerance is None
+                 else parity_tolerance)
+    report["parity"] = checks.check_parity(module, path, clips, tolerance)
+    report["edge_cases"] = checks.check_edge_cases(path, num_classes)
+    report["latency"] = measure_latency(path, clips, repeats=latency_repeats)
+    if quantization == "int8":
+        log("measuring int8 agreement with the fp32 graph ...")
+        report["agreement"] = _int8_agreement(module, path, clips, parity_clips,
+                                              report["signs"], num_classes)
 
 
 def _int8_agreement(module, output_path, clips, data_dir, signs, num_classes):
