@@ -221,34 +221,46 @@ def make_train_dataset(
         raise ValueError("indices is empty: nothing to train on")
     if augmenter is not None and not callable(augmenter):
         raise ValueError("augmenter must be callable (landmarks, partner, seed) -> landmarks")
-    names = VIEW_NAMES[:num_views]
-    tensors = store_tensors(store)
-    values, row_splits, labels = tensors["values"], tensors["row_splits"], tensors["labels"]
     if epoch_counter is None:
         epoch_counter = make_epoch_counter()
     count = len(indices)
-    subset = tf.constant(indices)
-    order, start, size, own, own_size = (
-        tf.constant(t)
-        for t in partner_tables(
-            store.labels[indices], store.manifest["participant_id"].to_numpy()[indices],
-            other_signer=cutmix_other_signer,
-        )
-    )
     base_seed = tf.constant([int(seed) & 0x7FFFFFFF, 0], tf.int64)
+    element = _element_fn(store, indices, max_len, base_seed, augmenter,
+                          VIEW_NAMES[:num_views], cutmix_other_signer)
+
+    def one_epoch(epoch):
+        keys = tf.random.stateless_uniform([count], seed=base_seed + tf.stack([0, epoch]))
+        positions = tf.argsort(keys)
+        epochs = tf.fill([count], epoch)
+        return tf.data.Dataset.from_tensor_slices((positions, epochs))
+
+    # One element per pass: reads and bumps the counter when the pass starts.
+    dataset = tf.data.Dataset.range(1).map(lambda _: epoch_counter.assign_add(1) - 1)
+    dataset = dataset.flat_map(one_epoch)
+    dataset = dataset.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.batch(global_batch_size, drop_remainder=drop_remainder)
+    # flat_map hides the length; state it so Keras knows the steps per epoch up front.
+    batches = count // global_batch_size if drop_remainder else -(-count // global_batch_size)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
+    if repeat:
+        dataset = dataset.repeat()
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
+
+
+def _element_fn(store, indices, max_len, base_seed, augmenter, names, cutmix_other_signer):
+    """The per-sample map of `make_train_dataset`: `(position int64 [], epoch int64 []) ->
+    ({view: {"landmarks": [max_len, 100, 3], "padding_mask": [max_len]}}, label int32 [])`
+    for the clip `store[indices[position]]`, its views seeded by `(base_seed, epoch, index)`.
+    """
+    tensors = store_tensors(store)
+    values, row_splits, labels = tensors["values"], tensors["row_splits"], tensors["labels"]
+    subset = tf.constant(indices)
 
     def sequence(index):
         rows = tf.range(row_splits[index], row_splits[index + 1])
         return values.sparse_read(rows)
 
-    def partner(position, view_seed):
-        pool = size[position] - own_size[position]
-        draw = tf.random.stateless_uniform(
-            [], seed=view_seed, minval=0, maxval=tf.maximum(pool, 1), dtype=tf.int64
-        )
-        # Skip over the own participant's run, which sits inside the sign's run.
-        rank = tf.where(draw >= own[position] - start[position], draw + own_size[position], draw)
-        return subset[order[start[position] + tf.minimum(rank, size[position] - 1)]]
+    partner = _partner_fn(store, indices, subset, cutmix_other_signer)
 
     def element(position, epoch):
         index = subset[position]
@@ -270,20 +282,28 @@ def make_train_dataset(
                 views[name] = _pad(out, max_len)
         return views, labels[index]
 
-    def one_epoch(epoch):
-        keys = tf.random.stateless_uniform([count], seed=base_seed + tf.stack([0, epoch]))
-        positions = tf.argsort(keys)
-        epochs = tf.fill([count], epoch)
-        return tf.data.Dataset.from_tensor_slices((positions, epochs))
+    return element
 
-    # One element per pass: reads and bumps the counter when the pass starts.
-    dataset = tf.data.Dataset.range(1).map(lambda _: epoch_counter.assign_add(1) - 1)
-    dataset = dataset.flat_map(one_epoch)
-    dataset = dataset.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.batch(global_batch_size, drop_remainder=drop_remainder)
-    # flat_map hides the length; state it so Keras knows the steps per epoch up front.
-    batches = count // global_batch_size if drop_remainder else -(-count // global_batch_size)
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
-    if repeat:
-        dataset = dataset.repeat()
-    return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
+
+def _partner_fn(store, indices, subset, other_signer):
+    """`(position int64 [], view_seed int64 [2]) -> store index int64 []`: a face-CutMix
+    partner of `store[indices[position]]` drawn from `partner_tables` (same sign; with
+    `other_signer`, other participants only)."""
+    order, start, size, own, own_size = (
+        tf.constant(t)
+        for t in partner_tables(
+            store.labels[indices], store.manifest["participant_id"].to_numpy()[indices],
+            other_signer=other_signer,
+        )
+    )
+
+    def partner(position, view_seed):
+        pool = size[position] - own_size[position]
+        draw = tf.random.stateless_uniform(
+            [], seed=view_seed, minval=0, maxval=tf.maximum(pool, 1), dtype=tf.int64
+        )
+        # Skip over the own participant's run, which sits inside the sign's run.
+        rank = tf.where(draw >= own[position] - start[position], draw + own_size[position], draw)
+        return subset[order[start[position] + tf.minimum(rank, size[position] - 1)]]
+
+    return partner
