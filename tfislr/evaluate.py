@@ -141,13 +141,7 @@ def evaluate_tflite(model_path, data_dir, fold=None, num_folds=None, fold_seed=N
     Files that cannot be read count as wrong and are listed under "errors": the
     competition would have failed on them, so they are not silently dropped.
     """
-    from tfislr.data.kaggle import (
-        LandmarkFileError,
-        landmark_path,
-        read_landmark_file,
-        read_sign_map,
-        sign_names,
-    )
+    from tfislr.data.kaggle import read_sign_map, sign_names
     from tfislr.export.checks import check_size
     from tfislr.export.runner import TFLiteRunner, latency_summary
 
@@ -175,33 +169,10 @@ def evaluate_tflite(model_path, data_dir, fold=None, num_folds=None, fold_seed=N
         )
 
     labels = table["label"].to_numpy().astype(np.int64)
-    top1 = np.full(len(table), -1, np.int64)
-    top5_hit = np.zeros(len(table), bool)
-    times_ms, errors = [], []
     start = time.perf_counter()
-    for i, path in enumerate(table["path"]):
-        try:
-            frames = read_landmark_file(landmark_path(data_dir, path))
-        except LandmarkFileError as error:
-            errors.append(str(error))
-            continue
-        probabilities, milliseconds = runner.timed(frames)
-        times_ms.append(milliseconds)
-        ranked = np.argsort(-probabilities, kind="stable")
-        top1[i] = ranked[0]
-        top5_hit[i] = labels[i] in ranked[:5]
-        if progress and (i + 1) % 500 == 0:
-            print(f"  {i + 1}/{len(table)} sequences", file=sys.stderr)
-
+    top1, top5_hit, times_ms, errors = _predict_all(runner, data_dir, table["path"], labels,
+                                                    progress)
     correct = top1 == labels
-    per_sign = {}
-    for label in np.unique(labels):
-        rows = labels == label
-        per_sign[signs[label]] = {
-            "label": int(label),
-            "n": int(rows.sum()),
-            "accuracy": float(correct[rows].mean()),
-        }
     return {
         "model": str(model_path),
         "data_dir": str(data_dir),
@@ -214,12 +185,51 @@ def evaluate_tflite(model_path, data_dir, fold=None, num_folds=None, fold_seed=N
         "latency": latency_summary(times_ms, num_threads=num_threads),
         "size": check_size(model_path, max_size_mb=None),
         "wall_seconds": time.perf_counter() - start,
-        "per_sign": per_sign,
+        "per_sign": _per_sign(labels, correct, signs),
         "errors": errors,
         "sequence_ids": [int(s) for s in table["sequence_id"]],
         "labels": labels.tolist(),
         "predictions": top1.tolist(),
     }
+
+
+def _predict_all(runner, data_dir, paths, labels, progress):
+    """Runs `runner` on each landmark file (`paths` relative to `data_dir`, `labels` int64
+    [N]); returns top-1 predictions int64 [N] (-1 where unreadable), top-5 hits bool [N],
+    the milliseconds of each inference and the messages of the unreadable files."""
+    from tfislr.data.kaggle import LandmarkFileError, landmark_path, read_landmark_file
+
+    top1 = np.full(len(labels), -1, np.int64)
+    top5_hit = np.zeros(len(labels), bool)
+    times_ms, errors = [], []
+    for i, path in enumerate(paths):
+        try:
+            frames = read_landmark_file(landmark_path(data_dir, path))
+        except LandmarkFileError as error:
+            errors.append(str(error))
+            continue
+        probabilities, milliseconds = runner.timed(frames)
+        times_ms.append(milliseconds)
+        ranked = np.argsort(-probabilities, kind="stable")
+        top1[i] = ranked[0]
+        top5_hit[i] = labels[i] in ranked[:5]
+        if progress and (i + 1) % 500 == 0:
+            print(f"  {i + 1}/{len(labels)} sequences", file=sys.stderr)
+    return top1, top5_hit, times_ms, errors
+
+
+def _per_sign(labels, correct, signs):
+    """`{sign name: {"label", "n", "accuracy"}}` of the signs present in `labels` (int64
+    [N]), from `correct` (bool [N])."""
+    per_sign = {}
+    for label in np.unique(labels):
+        rows = labels == label
+        per_sign[signs[label]] = {
+            "label": int(label),
+            "n": int(rows.sum()),
+            "accuracy": float(correct[rows].mean()),
+        }
+    return per_sign
 
 
 def format_report(report, max_signs=15):
