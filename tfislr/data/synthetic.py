@@ -391,20 +391,52 @@ def generate_sequence(sign, participant, rng, num_frames=None):
 
     `num_frames` fixes T (>= 1, e.g. a real clip's frame count, as the full-scale rehearsal
     uses); by default T is drawn (lead-in, sign, lead-out, occasionally truncated).
+    The story, one phase each, in the order the phases draw from `rng` (the order is part of
+    the data: a seed gives the same clip): timing, hand paths, hand shapes, hands in the image,
+    face, pose, what the detector misses.
     """
     if num_frames is not None:
         num_frames = check_int("num_frames", num_frames)
     p = participant
-    sw = p["shoulder_width"]
-    # --- timing: lead-in (hands rise), the sign, lead-out (hands fall); sometimes idle time.
+    fixed_length = num_frames is not None
+    t, tau, up = _timing(sign, p, rng, num_frames)
+    num_frames = len(t)
+    dominant_uv, other_uv = _hand_paths(sign, p, rng, tau, up)
+    dominant_rel, other_rel = _hand_shapes(sign, rng, tau)
+
+    # --- to image coordinates, around the body's slowly drifting shoulder centre.
+    body_drift = np.cumsum(rng.normal(0, 0.0015, (num_frames, 2)), axis=0)
+    body_drift -= body_drift.mean(0)
+    centre = np.array([p["centre_x"], p["shoulder_y"]]) + body_drift
+    hands = _place_hands(p, rng, centre, (dominant_uv, dominant_rel), (other_uv, other_rel))
+    face, face_centre = _face(sign, p, rng, t, tau, centre)
+    pose = _pose(p, rng, centre, face, face_centre, hands)
+    _drop_undetected(p, rng, hands, face, face_centre)
+
+    frames = np.empty((num_frames, lm.NUM_RAW_LANDMARKS, 3))
+    frames[:, _FACE], frames[:, _LEFT] = face, hands["left"]
+    frames[:, _POSE], frames[:, _RIGHT] = pose, hands["right"]
+    if not fixed_length and rng.random() < 0.05 and num_frames > 6:  # truncated: a few frames kept
+        keep = int(rng.integers(2, 7))
+        start = int(rng.integers(0, num_frames - keep + 1))
+        frames = frames[start : start + keep]
+    return frames
+
+
+def _timing(sign, p, rng, num_frames):
+    """Lead-in (hands rise), the sign, lead-out (hands fall); sometimes idle time.
+
+    Returns `t` (frame numbers, float64 [T]), `tau` (the sign's warped progress, 0..1,
+    float64 [T]) and `up` (float64 [T, 1]: 0 = hands at rest below the image, 1 = signing).
+    T is `num_frames`, or drawn when it is None.
+    """
     active = sign["duration"] / p["speed"] * rng.lognormal(0.0, 0.25)
     active = int(np.clip(round(active), 3, 300))
     lead = min(rng.geometric(0.15) - 1, 25)
     trail = min(rng.geometric(0.15) - 1, 25)
     if rng.random() < 0.04:
         lead += int(rng.uniform(40, 200))  # a long wait with the hands down
-    fixed_length = num_frames is not None
-    if fixed_length:
+    if num_frames is not None:
         lead, active, trail = _fit_timing(lead, active, trail, num_frames)
     else:
         num_frames = min(lead + active + trail, MAX_FRAMES)
@@ -415,9 +447,14 @@ def generate_sequence(sign, participant, rng, num_frames=None):
     fall = _smoothstep((lead + active + trail - t) / max(trail, 1)) if trail else np.ones(
         num_frames
     )
-    up = np.minimum(rise, fall)[:, None]  # 0 = hands at rest below the image, 1 = signing
+    up = np.minimum(rise, fall)[:, None]
+    return t, tau, up
 
-    # --- dominant hand wrist (u, v) in shoulder widths.
+
+def _hand_paths(sign, p, rng, tau, up):
+    """Wrist positions `(u, v)` in shoulder widths, float64 [T, 2] each: the dominant
+    hand's path, and the other hand (mirroring it, holding the sign's base, or idle)."""
+    num_frames = len(tau)
     path = sign["start"] + (sign["end"] - sign["start"]) * _smoothstep(tau)[:, None]
     for f, amp, phase in zip(sign["wave_freq"], sign["wave_amp"], sign["wave_phase"]):
         path = path + amp * np.sin(2 * np.pi * f * tau[:, None] + phase)
@@ -432,8 +469,13 @@ def generate_sequence(sign, participant, rng, num_frames=None):
     else:
         idle = np.array([0.5, 1.35]) if rng.random() < p["idle_hand_visible"] else rest
         other_uv = np.broadcast_to(idle, (num_frames, 2)).copy()
+    return dominant_uv, other_uv
 
-    # --- hand shapes and orientations.
+
+def _hand_shapes(sign, rng, tau):
+    """Hand shapes and orientations: both hands' 21 points relative to the wrist, in hand
+    lengths, float64 [T, 21, 3] each (dominant, other)."""
+    num_frames = len(tau)
     switch = _smoothstep((tau - sign["shape_switch"]) / 0.25 + 0.5)[:, None]
     jitter = rng.normal(0, 0.05, 6)
     shape = sign["shape_a"] + (sign["shape_b"] - sign["shape_a"]) * switch + jitter
@@ -448,28 +490,33 @@ def generate_sequence(sign, participant, rng, num_frames=None):
         other_rel = _hand_points(
             np.broadcast_to(base_shape, (num_frames, 6)), np.broadcast_to(base_angles, (num_frames, 3))
         )
+    return dominant_rel, other_rel
 
-    # --- to image coordinates. The right hand's own side is the image left (x smaller).
-    body_drift = np.cumsum(rng.normal(0, 0.0015, (num_frames, 2)), axis=0)
-    body_drift -= body_drift.mean(0)
-    centre = np.array([p["centre_x"], p["shoulder_y"]]) + body_drift
+
+def _place_hands(p, rng, centre, dominant, other):
+    """`{"left", "right"}` hands in image coordinates, float64 [T, 21, 3] each, from
+    `(uv [T, 2], rel [T, 21, 3])` of the dominant and the other hand around `centre`
+    (image coordinates, [T, 2]). The right hand's own side is the image left (x smaller)."""
     hands = {}
-    for side, uv, rel in (
-        ("dominant", dominant_uv, dominant_rel),
-        ("other", other_uv, other_rel),
-    ):
+    for side, (uv, rel) in (("dominant", dominant), ("other", other)):
         is_right = (side == "dominant") != p["left_handed"]
         own = -1.0 if is_right else 1.0
+        sw = p["shoulder_width"]
         wrist = np.stack([centre[:, 0] + own * uv[:, 0] * sw, centre[:, 1] + uv[:, 1] * sw], -1)
         pts = rel * p["hand_length"]
         if not is_right:
             pts[..., 0] *= -1  # a left hand is the mirror image of the right-hand model
         pts[..., :2] += wrist[:, None]
         pts += rng.normal(0, 0.0025, pts.shape)
-        pts[:, 0, 2] = rng.normal(0, 3e-7, num_frames)  # MediaPipe's hand z is wrist-relative
+        pts[:, 0, 2] = rng.normal(0, 3e-7, len(uv))  # MediaPipe's hand z is wrist-relative
         hands["right" if is_right else "left"] = pts
+    return hands
 
-    # --- face: template, head drift/roll, mouthing and brows.
+
+def _face(sign, p, rng, t, tau, centre):
+    """Face: template, head drift/roll, mouthing and brows. Returns the 468 face points,
+    float64 [T, 468, 3], and the face centre in image coordinates, [T, 2]."""
+    num_frames = len(t)
     face_centre = centre + np.array([0.0, -p["neck"]]) + np.cumsum(
         rng.normal(0, 0.001, (num_frames, 2)), axis=0
     )
@@ -483,8 +530,14 @@ def generate_sequence(sign, participant, rng, num_frames=None):
     face = (face @ np.swapaxes(_rotation(head_angles), 1, 2)) * p["face_width"]
     face[..., :2] += face_centre[:, None]
     face += rng.normal(0, 0.0012, face.shape)
+    return face, face_centre
 
-    # --- pose (33 points, always present).
+
+def _pose(p, rng, centre, face, face_centre, hands):
+    """Pose: 33 points, float64 [T, 33, 3], always present; the head's from the face, the
+    arms' from the hands (`{"left", "right"}`, [T, 21, 3]), the rest from the body centre."""
+    num_frames = len(centre)
+    sw = p["shoulder_width"]
     pose = np.zeros((num_frames, 33, 3))
     fw = p["face_width"]
     pose[:, 0] = face[:, 1]
@@ -521,8 +574,13 @@ def generate_sequence(sign, participant, rng, num_frames=None):
     pose[:, :11, 2] = -1.2
     pose[:, 11:13, 2] = -0.4
     pose += rng.normal(0, [0.004, 0.004, 0.05], pose.shape)
+    return pose
 
-    # --- detection: what MediaPipe would miss.
+
+def _drop_undetected(p, rng, hands, face, face_centre):
+    """What MediaPipe would miss: sets to NaN, in place, the frames of `hands` ([T, 21, 3]
+    each) and `face` ([T, 468, 3]) a detector would not have found."""
+    num_frames = len(face)
     blank = _markov_mask(rng, num_frames, p["blank"], 0.6)  # no hand at all (motion blur)
     for name, pts in hands.items():
         wrist = pts[:, 0]
@@ -531,20 +589,11 @@ def generate_sequence(sign, participant, rng, num_frames=None):
         pts[missed] = np.nan
     face_missed = _markov_mask(rng, num_frames, 0.005, 0.4)
     dominant_wrist = hands["left" if p["left_handed"] else "right"][:, 0, :2]
-    covering = np.all(np.abs(dominant_wrist - face_centre) < 0.35 * fw, axis=-1)
+    covering = np.all(np.abs(dominant_wrist - face_centre) < 0.35 * p["face_width"], axis=-1)
     face_missed |= covering & (rng.random(num_frames) < 0.1)
     if rng.random() < 0.005:
         face_missed[:] = True
     face[face_missed] = np.nan
-
-    frames = np.empty((num_frames, lm.NUM_RAW_LANDMARKS, 3))
-    frames[:, _FACE], frames[:, _LEFT] = face, hands["left"]
-    frames[:, _POSE], frames[:, _RIGHT] = pose, hands["right"]
-    if not fixed_length and rng.random() < 0.05 and num_frames > 6:  # truncated: a few frames kept
-        keep = int(rng.integers(2, 7))
-        start = int(rng.integers(0, num_frames - keep + 1))
-        frames = frames[start : start + keep]
-    return frames
 
 
 # ---------------------------------------------------------------------------------------
