@@ -1,8 +1,10 @@
-"""Prepare step and store: content, bad files, summary, resume, idempotence, CLI, real sample."""
+"""Prepare step: store content, bad files, summary, resume, idempotence, CLI, real sample.
+
+The store module itself (folder, summary, load checks) is tested in test_store.py.
+"""
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -188,8 +190,6 @@ def test_argument_and_location_errors(tmp_path):
     blocker.write_text("x")
     with pytest.raises(ValueError, match="cannot create the prepared-store folder"):
         prepare.prepare_store(data, 25, blocker / "sub", num_workers=1, progress=False)
-    with pytest.raises(FileNotFoundError, match="no complete prepared store"):
-        store.load_store(tmp_path / "nothing")
     # A bad train.csv is an error, not a skipped file.
     table = pd.read_csv(data / "train.csv")
     table.loc[0, "sign"] = "nope"
@@ -211,16 +211,6 @@ def test_empty_and_handless_files_are_kept(tmp_path):
     for i, raw in ((0, 0), (1, 4)):
         assert s.manifest["n_raw_frames"][i] == raw and s.manifest["n_hand_frames"][i] == 0
         assert s.sequence(i).shape == (1, 100, 3) and not s.sequence(i).any()
-
-
-def test_load_store_checks_consistency(tmp_path, synthetic_store):
-    copy = tmp_path / "copy"
-    shutil.copytree(synthetic_store.path, copy)
-    np.save(copy / "row_splits.npy", synthetic_store.row_splits[:-1])
-    with pytest.raises(ValueError, match="row_splits do not match"):
-        store.load_store(copy)
-    loaded = store.load_store(synthetic_store.path, mmap=False)
-    assert isinstance(loaded.landmarks, np.ndarray) and not isinstance(loaded.landmarks, np.memmap)
 
 
 def test_cli(tmp_path, capsys):
