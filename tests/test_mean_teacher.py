@@ -1,8 +1,9 @@
 """MeanTeacherDistiller: EMA teacher, two optimizers, schedules, mixup hook, distilled switch.
 
 Most tests use a tiny stand-in classifier with the classifier contract (dict inputs,
-`mixup` hook, BatchNorm, LayerNorms) so they run in seconds; the weight-decay and
-real-model tests use `tfislr.model.build_classifier` at a small width.
+`mixup` hook, BatchNorm, LayerNorms) so they run in seconds; the real-model tests use
+`tfislr.model.build_classifier` at a small width (`_small_real_model`, also used by
+test_optimizers.py). The optimizers' own rules are tested in test_optimizers.py.
 """
 
 import keras
@@ -13,12 +14,7 @@ from keras import ops
 
 from tfislr.config import load_config
 from tfislr.training import mean_teacher, schedules
-from tfislr.training.optimizers import (
-    PreReducedSGD,
-    is_transformer_norm_scale,
-    make_optimizer,
-    weight_decay_exclusions,
-)
+from tfislr.training.optimizers import PreReducedSGD
 
 NUM_CLASSES = 5
 MAX_LEN = 12
@@ -331,31 +327,6 @@ def test_unmixed_batches_are_exact_no_ops_in_the_real_model():
     mixed = {"lambda": tf.fill([6], 0.5), "permutation": tf.constant([1, 0, 3, 2, 5, 4]),
              "layer": tf.constant(1)}
     assert np.abs(model(views, training=False, mixup=mixed).numpy() - plain.numpy()).max() > 1e-4
-
-
-def test_weight_decay_sets_of_the_real_model():
-    """Decayed: embeddings, rel tables, conv kernels, BN and input-LN gammas; not: biases, DeBERTa LN gammas."""
-    config, model = _small_real_model()
-    excluded = {v.path for v in weight_decay_exclusions(model)}
-    for v in model.trainable_variables:
-        name = v.path.rsplit("/", 1)[-1]
-        if name in ("bias", "beta"):
-            assert v.path in excluded, v.path
-        elif name == "gamma":
-            in_transformer = is_transformer_norm_scale(v)
-            assert (v.path in excluded) == in_transformer, v.path
-        else:
-            assert v.path not in excluded, v.path
-    transformer_gammas = [v.path for v in model.trainable_variables if is_transformer_norm_scale(v)]
-    # Three layers, each: attention LayerNorm, output LayerNorm, relative-embedding LayerNorm.
-    assert len(transformer_gammas) == 9, transformer_gammas
-    input_gammas = [v.path for v in model.trainable_variables
-                    if v.path.endswith(("type_norm/gamma", "landmark_norm/gamma"))]
-    assert len(input_gammas) == 2 and not set(input_gammas) & excluded, input_gammas
-    optimizer = make_optimizer(config.train, 10, model, "adamw_test")
-    decayed = {v.path for v in model.trainable_variables if optimizer._use_weight_decay(v)}
-    assert decayed == {v.path for v in model.trainable_variables} - excluded
-    assert any("embedding" in p for p in decayed)
 
 
 def test_one_frozen_config_carries_every_step_setting():

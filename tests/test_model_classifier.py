@@ -8,7 +8,6 @@ import tensorflow as tf
 from layer_harness import run_layer_test
 from tfislr.config import load_config
 from tfislr.model import ISLRClassifier, build_classifier, parameter_groups
-from tfislr.training.optimizers import weight_decay_exclusions
 
 SMALL = dict(
     num_classes=5, max_len=6, embed_dim=16, dense_dim=16, transfo_dim=32,
@@ -196,25 +195,6 @@ def test_attention_scores():
         real_rows = s.sum(-1)[mask[:, None, :].repeat(4, 1) > 0]
         np.testing.assert_allclose(real_rows, 1.0, atol=1e-5)
         assert (s[1, :, 4:] == 0).all() and (s[1, :, :, 4:] == 0).all()
-
-
-def test_weight_decay_exclusions_follow_the_original_rule():
-    model = build_classifier(load_config("len80").model, 250, 80, distilled=True)
-    excluded = {v.path for v in weight_decay_exclusions(model)}
-    paths = {v.path for v in model.trainable_variables}
-    assert excluded < paths
-    for path in paths:
-        name = path.split("/")[-1]
-        deberta_norm = any(n in path for n in ("rel_embeddings_norm", "attention_norm", "output_norm"))
-        should_exclude = name in ("bias", "beta") or (name == "gamma" and deberta_norm)
-        assert (path in excluded) == should_exclude, path
-    # decayed, as in the original: BN gammas, the input id norms, tables, kernels
-    assert any("type_norm/gamma" in p for p in paths - excluded)
-    assert any("batch_norm/gamma" in p for p in paths - excluded)
-    assert any(p.endswith("rel_embeddings") for p in paths - excluded)
-    excluded_params = sum(int(np.prod(v.shape)) for v in weight_decay_exclusions(model))
-    # biases/betas of every layer + 3 LN gammas per DeBERTa layer: a small share
-    assert 0 < excluded_params < 0.01 * model.count_params()
 
 
 def test_cli_prints_counts(capsys):
