@@ -497,11 +497,11 @@ def _place_hands(p, rng, centre, dominant, other):
     """`{"left", "right"}` hands in image coordinates, float64 [T, 21, 3] each, from
     `(uv [T, 2], rel [T, 21, 3])` of the dominant and the other hand around `centre`
     (image coordinates, [T, 2]). The right hand's own side is the image left (x smaller)."""
+    sw = p["shoulder_width"]
     hands = {}
     for side, (uv, rel) in (("dominant", dominant), ("other", other)):
         is_right = (side == "dominant") != p["left_handed"]
         own = -1.0 if is_right else 1.0
-        sw = p["shoulder_width"]
         wrist = np.stack([centre[:, 0] + own * uv[:, 0] * sw, centre[:, 1] + uv[:, 1] * sw], -1)
         pts = rel * p["hand_length"]
         if not is_right:
