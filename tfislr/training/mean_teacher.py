@@ -75,10 +75,12 @@ def _global_result(metric):
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1:
         return metric.result()
-    total, count = context.all_reduce(
-        tf.distribute.ReduceOp.SUM, [ops.convert_to_tensor(metric.total),
-                                     ops.convert_to_tensor(metric.count)]
-    )
+    # An all-reduced tensor names its destination by its device; a variable read in a graph
+    # without a device scope has none, which MultiWorkerMirroredStrategy refuses
+    # ("destinations can not be empty"): read on the variable's own device.
+    with tf.device(metric.total.value.device):
+        values = [tf.identity(metric.total.value), tf.identity(metric.count.value)]
+    total, count = context.all_reduce(tf.distribute.ReduceOp.SUM, values)
     return tf.math.divide_no_nan(total, count)
 
 
