@@ -190,6 +190,15 @@ def test_predict_parquet_clips(exported, synthetic_data_dir, capsys, tmp_path):
     (tmp_path / "signs.json").write_text(json.dumps(signs[:-1]))
     assert predict.main([str(model), clips[0], "--signs", str(tmp_path / "signs.json")]) == 2
     assert "lists 5 signs" in capsys.readouterr().err
+    # A sign map under any name goes through the Kaggle sign map's own checks.
+    sign_map = tmp_path / "my_map.json"
+    sign_map.write_text(json.dumps({name: label for label, name in enumerate(signs)}))
+    assert predict.main([str(model), clips[0], "--signs", str(sign_map), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["top_k"][0]["sign"] in signs
+    sign_map.write_text(json.dumps({name: label + 1 for label, name in enumerate(signs)}))
+    assert predict.main([str(model), clips[0], "--signs", str(sign_map)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"tfislr-predict: error: {sign_map}: labels must be 0..{len(signs) - 1}, each used once")
 
 
 # --------------------------------------------------- extraction environment (skips without)

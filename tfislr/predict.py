@@ -54,20 +54,11 @@ def sign_names(model_path, signs=None, num_classes=None):
     elif pathlib.Path(signs).is_dir():
         names = kaggle.sign_names(kaggle.read_sign_map(signs))
     else:
-        path = pathlib.Path(signs)
-        if not path.is_file():
-            raise MissingFileError(f"{path}: sign map not found")
-        try:
-            loaded = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise DataError(f"{path}: not valid JSON ({error})") from None
-        if isinstance(loaded, dict) and sorted(loaded.values()) == list(range(len(loaded))):
-            names = kaggle.sign_names(loaded)
-        elif isinstance(loaded, list) and all(isinstance(n, str) for n in loaded):
-            names = loaded
+        loaded = kaggle.read_json(signs)
+        if isinstance(loaded, list) and loaded and all(isinstance(n, str) for n in loaded):
+            names = loaded  # a run's signs.json
         else:
-            raise DataError(f"{path}: expected {{sign: label}} with labels 0..N-1, or a list "
-                            "of sign names")
+            names = kaggle.sign_names(kaggle.check_sign_map(loaded, signs))
     if names is None:
         return [str(i) for i in range(num_classes or 0)]
     if num_classes is not None and len(names) != num_classes:

@@ -75,10 +75,23 @@ def read_sign_map(data_dir):
     path = pathlib.Path(data_dir) / SIGN_MAP_JSON
     if not path.exists():
         raise MissingFileError(f"{path}: sign map not found (expected the Kaggle layout)")
+    return check_sign_map(read_json(path), path)
+
+
+def read_json(path):
+    """A JSON file's value; `MissingFileError` / `DataError` naming the file otherwise."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{path}: file not found")
     try:
-        sign_map = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise DataError(f"{path}: not valid JSON ({error})") from None
+
+
+def check_sign_map(sign_map, path):
+    """`sign_map` (read from `path`) if it is `{sign: label}` with labels exactly 0..N-1;
+    else `DataError` naming `path` and the problem."""
     if not isinstance(sign_map, dict) or not sign_map:
         raise DataError(f"{path}: expected a non-empty JSON object {{sign: label}}")
     bad = [k for k, v in sign_map.items() if isinstance(v, bool) or not isinstance(v, int)]
