@@ -19,7 +19,8 @@ competition's sequence ids, signers, the original's folds and every clip's frame
    fingerprint `ensure_store` checks, so training reads them like a prepared store. Reported:
    size on disk and in memory, `load_store` time (memory-mapped and into RAM), and the one-off
    cost of moving the store into its TF variable.
-4. **train** (unless `--skip-train`): see `_train_stage`.
+4. **validation** and **train** (unless `--skip-train`): see `_validation_stage` and
+   `_train_stage`.
 
 Peak memory is the maximum resident set size (`ru_maxrss`, so far: it never goes down) of this
 process and, separately, of the largest child process (the generate/prepare workers); the
@@ -342,8 +343,9 @@ def main(argv=None):
         for m in MAX_LENS
     ]
     if not args.skip_train:
-        result["train"] = stages.run("train", lambda: _train_stage(
-            full_dir, args.train_steps, cache / "runs", strategy))
+        setup = _Fold0Setup(full_dir, cache / "runs", strategy)
+        result["validation"] = stages.run("validation", lambda: _validation_stage(setup))
+        result["train"] = stages.run("train", lambda: _train_stage(setup, args.train_steps))
     result["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     text = json.dumps(result, indent=2)
     print(text)
@@ -369,37 +371,99 @@ class _StepTimer:
         self.callback = Callback()
 
 
-def _train_stage(full_dir, steps, output_dir, strategy):
-    """len80 on fold 0 of the full store, with the training code's own phases
+class _Fold0Setup:
+    """len80 on fold 0 of the full store, built with the training code's own phases
     (tfislr.training.run): split, batch plan, run dir (run.json), datasets, models.
 
-    Then `steps` optimizer steps at the recipe's global batch on the `cpu:8` replicas, the
-    augmented input pipeline alone over a few batches, and one validation pass over the
-    last two batches of fold 0's validation set: the last one is partial, exactly as in the
-    full pass (22,358 = 87 × 256 + 86 clips: 10 or 11 clips per replica). The pass runs
-    once through `distiller.evaluate` on the 8 replicas and once through the distilled
-    model on one device; their accuracies must agree (every clip counted once).
+    Built once (lazily) for the `validation` and `train` stages; each stage is cached on its
+    own, so a run killed during the steps keeps the validation pass.
     """
+
+    def __init__(self, full_dir, output_dir, strategy):
+        self.full_dir, self.output_dir, self.strategy = full_dir, output_dir, strategy
+        self._built = None
+
+    def get(self):
+        if self._built is None:
+            import keras
+
+            from tfislr.config import load_config
+            from tfislr.training import run
+            from tfislr.training.batch_plan import plan_batches
+
+            config = load_config("len80")
+            data = run._load_and_split(config, self.full_dir, fold=0, full=False)
+            plan = plan_batches(config, len(data.train_idx), self.strategy.num_replicas_in_sync)
+            shutil.rmtree(self.output_dir, ignore_errors=True)
+            chief, _, _ = run._open_run_dir(
+                config, self.output_dir, None, data, self.strategy, plan, self.full_dir)
+            run_json = json.loads(chief.file("run.json").read_text())
+            keras.utils.set_random_seed(config.train.seed)
+            with run._precision(config):
+                distiller, _ = run._model(config, self.strategy, len(data.signs), plan, None)
+            self._built = {
+                "config": config, "data": data, "plan": plan, "distiller": distiller,
+                "summary": {
+                    "config": "len80 (the original's dimensions, precision float32)",
+                    "strategy": f"{type(self.strategy).__name__} over "
+                                f"{self.strategy.num_replicas_in_sync} logical CPUs",
+                    "run_json": {key: run_json[key]
+                                 for key in ("fold", "num_train", "num_val", "batch_plan")},
+                },
+            }
+        return self._built
+
+
+def _validation_stage(setup):
+    """One validation pass over the last two batches of fold 0's validation set: the last
+    one is partial, exactly as in the full pass (22,358 = 87 × 256 + 86 clips: 10 or 11 clips
+    per replica). It runs once through `distiller.evaluate` on the 8 replicas and once
+    through the distilled model on one device; their accuracies must agree (every clip
+    counted once). It runs before the training steps: it needs far less memory, and the
+    steps' peak stays resident afterwards."""
     import keras
 
-    from tfislr.config import load_config
     from tfislr.data.pipeline import make_eval_dataset
-    from tfislr.training import run
-    from tfislr.training.batch_plan import plan_batches
 
-    config = load_config("len80")
-    data = run._load_and_split(config, full_dir, fold=0, full=False)
-    plan = plan_batches(config, len(data.train_idx), strategy.num_replicas_in_sync)
-    shutil.rmtree(output_dir, ignore_errors=True)
-    chief, _, _ = run._open_run_dir(config, output_dir, None, data, strategy, plan, full_dir)
-    run_json = json.loads(chief.file("run.json").read_text())
-    result = {
-        "config": "len80 (the original's dimensions, precision float32)",
-        "strategy": f"{type(strategy).__name__} over {strategy.num_replicas_in_sync} logical CPUs",
-        "run_json": {key: run_json[key] for key in ("fold", "num_train", "num_val", "batch_plan")},
+    built = setup.get()
+    data, plan, distiller = built["data"], built["plan"], built["distiller"]
+    eval_batch = plan.eval_global_batch_size
+    remainder = len(data.val_idx) % eval_batch
+    tail = data.val_idx[-(eval_batch + remainder):]
+    val_ds = make_eval_dataset(data.store, tail, eval_batch, built["config"].data.max_len)
+    start = time.perf_counter()
+    logs = distiller.evaluate(val_ds, verbose=0, return_dict=True)
+    seconds = time.perf_counter() - start
+    labels = data.store.labels[tail]
+    predictions = np.concatenate([
+        np.argmax(keras.ops.convert_to_numpy(distiller.distilled(x, training=False)), axis=-1)
+        for x, _ in val_ds])
+    return {
+        **built["summary"],
+        "clips": int(len(tail)),
+        "of_fold_0": int(len(data.val_idx)),
+        "batches": [eval_batch, int(remainder)],
+        "per_replica_last_batch": sorted({remainder // plan.replicas,
+                                          -(-remainder // plan.replicas)}),
+        "seconds": round(seconds, 1),
+        "clips_per_second": round(len(tail) / seconds, 1),
+        "distilled_accuracy_8_replicas": round(float(logs["distilled_accuracy"]), 6),
+        "distilled_accuracy_one_device": round(float(np.mean(predictions == labels)), 6),
+        "subsampled": "the last 2 of the fold's 88 validation batches (one full, the partial "
+                      "last one); the full pass is 22,358 clips",
+        "peak_memory": _peak_memory(),
     }
+
+
+def _train_stage(setup, steps):
+    """The augmented input pipeline alone over a few batches, then `steps` optimizer steps at
+    the recipe's global batch on the `cpu:8` replicas (the first one traces the step)."""
+    from tfislr.training import run
+
+    built = setup.get()
+    config, data, plan, distiller = built["config"], built["data"], built["plan"], built["distiller"]
+    result = dict(built["summary"])
     with run._precision(config):
-        keras.utils.set_random_seed(config.train.seed)
         datasets = run._datasets(config, data, plan)
         start = time.perf_counter()
         batches = 3
@@ -411,7 +475,6 @@ def _train_stage(full_dir, steps, output_dir, strategy):
             "clips_per_second": round(batches * plan.global_batch_size / (time.perf_counter() - start), 1),
             "note": "3 augmented views a clip, first batch included (tracing)",
         }
-        distiller, _ = run._model(config, strategy, len(data.signs), plan, None)
         timer = _StepTimer()
         start = time.perf_counter()
         history = distiller.fit(datasets.train, epochs=1, steps_per_epoch=steps, verbose=2,
@@ -424,32 +487,6 @@ def _train_stage(full_dir, steps, output_dir, strategy):
             if steps > 1 else None,
             "wall_seconds": round(time.perf_counter() - start, 1),
             "loss": [round(float(x), 4) for x in history.history["loss"]],
-            "peak_memory": _peak_memory(),
-        }
-
-        eval_batch = plan.eval_global_batch_size
-        remainder = len(data.val_idx) % eval_batch
-        tail = data.val_idx[-(eval_batch + remainder):]
-        val_ds = make_eval_dataset(data.store, tail, eval_batch, config.data.max_len)
-        start = time.perf_counter()
-        logs = distiller.evaluate(val_ds, verbose=0, return_dict=True)
-        seconds = time.perf_counter() - start
-        labels = data.store.labels[tail]
-        predictions = np.concatenate([
-            np.argmax(keras.ops.convert_to_numpy(distiller.distilled(x, training=False)), axis=-1)
-            for x, _ in val_ds])
-        result["validation_pass"] = {
-            "clips": int(len(tail)),
-            "of_fold_0": int(len(data.val_idx)),
-            "batches": [eval_batch, int(remainder)],
-            "per_replica_last_batch": sorted({remainder // plan.replicas,
-                                              -(-remainder // plan.replicas)}),
-            "seconds": round(seconds, 1),
-            "clips_per_second": round(len(tail) / seconds, 1),
-            "distilled_accuracy_8_replicas": round(float(logs["distilled_accuracy"]), 6),
-            "distilled_accuracy_one_device": round(float(np.mean(predictions == labels)), 6),
-            "subsampled": "the last 2 of the fold's 88 validation batches (one full, the partial "
-                          "last one); the full pass is 22,358 clips",
         }
     result["peak_memory"] = _peak_memory()
     return result
