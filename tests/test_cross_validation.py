@@ -2,12 +2,9 @@
 tfislr.oof, tfislr.blend)."""
 
 import json
-import os
 import pathlib
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
@@ -15,6 +12,7 @@ import pytest
 
 from tfislr import blend as blend_lib
 from tfislr.oof import OutOfFold, accuracy_by_fold, read_oof, write_oof
+from subprocess_runs import backed_up_epoch, env, run_until_killed
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -276,50 +274,23 @@ def _cv_command(data_dir, cv_dir, *extra):
             *extra]
 
 
-def _run_until(command, condition, timeout=900):
-    """Starts `command`, SIGKILLs its process group once `condition()` holds; returns its output."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + timeout
-    try:
-        while time.time() < deadline and process.poll() is None and not condition():
-            time.sleep(0.2)
-        assert process.poll() is None, process.stdout.read().decode()[-3000:]
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(30)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-    return process.stdout.read().decode()
-
-
-def _epoch_backed_up(run_dir):
-    metadata = run_dir / "backup" / "training_metadata.json"
-    try:
-        return metadata.exists() and "epoch" in json.loads(metadata.read_text() or "{}")
-    except json.JSONDecodeError:  # being written
-        return False
-
-
 @pytest.mark.slow
 def test_a_killed_cv_resumes_between_and_inside_folds(synthetic_data_dir, tmp_path):
     cv_dir = tmp_path / "runs" / "demo" / "cv" / "20260101-000000"
     fold0, fold1 = cv_dir / "fold_0", cv_dir / "fold_1"
     # 1. Killed once fold 0 is finished (between folds: fold 0's predictions or fold 1's start).
-    _run_until(_cv_command(synthetic_data_dir, cv_dir, "--run-dir", cv_dir),
+    run_until_killed(_cv_command(synthetic_data_dir, cv_dir, "--run-dir", cv_dir),
                lambda: (fold0 / "finished.json").exists())
     finished = [((fold0 / name).read_bytes(), (fold0 / name).stat().st_mtime_ns)
                 for name in ("finished.json", "metrics.json")]
     assert not (fold1 / "finished.json").exists()
     # 2. Resumed as a user would (--resume finds the CV), killed inside fold 1 after its first epoch.
     resume = _cv_command(synthetic_data_dir, cv_dir, "--resume", "--output", tmp_path / "runs")
-    output = _run_until(resume, lambda: _epoch_backed_up(fold1))
+    output = run_until_killed(resume, lambda: backed_up_epoch(fold1) is not None)
     assert "fold 0/2: finished before, not retrained" in output
     assert not (fold1 / "finished.json").exists() and not (cv_dir / "report.json").exists()
     # 3. Resumed again: fold 1 continues from its last epoch, fold 0 is never retrained.
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    result = subprocess.run(resume, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(resume, cwd=REPO, env=env(), capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert f"resuming {cv_dir}" in result.stderr
     assert [((fold0 / name).read_bytes(), (fold0 / name).stat().st_mtime_ns)

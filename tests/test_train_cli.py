@@ -2,13 +2,10 @@
 
 import importlib.util
 import json
-import os
 import pathlib
-import signal
 import socket
 import subprocess
 import sys
-import time
 
 import h5py
 import numpy as np
@@ -17,6 +14,7 @@ import pytest
 
 from tfislr.config import config_from_dict, load_config
 from tfislr.training.callbacks import NonFiniteLossError, StopOnNonFiniteLoss
+from subprocess_runs import backed_up_epoch, env, run_until_killed
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("train_cli", REPO / "train.py")
@@ -28,13 +26,6 @@ TINY = [
     "model.distill_dense_dim=16", "model.distill_transfo_dim=32", "model.num_heads=4",
     "train.soup_last_n=2", "train.mix_proba=1.0",
 ]
-
-
-def _env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return env
 
 
 def _cli(*args):
@@ -277,29 +268,15 @@ def test_killed_run_resumes_and_finishes(synthetic_data_dir, tmp_path):
     options = ["--config", "demo", "--data-dir", synthetic_data_dir, "--epochs", 3, "--verbose", 2,
                *sum((["--set", s] for s in TINY + [f"data.prepared_dir={tmp_path / 'prepared'}"]), [])]
     command = _cli(*options, "--run-dir", run_dir)
-    process = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, start_new_session=True)
-    metadata = run_dir / "backup" / "training_metadata.json"
-    deadline = time.time() + 600
-    try:
-        # Kill once epoch 1 is backed up, i.e. during epoch 2.
-        while time.time() < deadline and process.poll() is None:
-            if metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 1:
-                break
-            time.sleep(0.2)
-        assert process.poll() is None, process.stdout.read().decode()[-3000:]
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(30)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+    # Kill once epoch 1 is backed up, i.e. during epoch 2.
+    run_until_killed(command, lambda: (backed_up_epoch(run_dir) or 0) >= 1, timeout=600)
     assert not (run_dir / "metrics.json").exists()
     killed_at = _history_epochs(run_dir)
     assert killed_at in ([0], [0, 1])
 
     # What a user reruns: the same command with --resume finds the unfinished run.
     resume_command = _cli(*options, "--resume", "--output", runs)
-    resumed = subprocess.run(resume_command, cwd=REPO, env=_env(), capture_output=True, text=True,
+    resumed = subprocess.run(resume_command, cwd=REPO, env=env(), capture_output=True, text=True,
                              timeout=900)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "resuming" in resumed.stdout and str(run_dir) in resumed.stderr
@@ -313,7 +290,7 @@ def test_killed_run_resumes_and_finishes(synthetic_data_dir, tmp_path):
     # Bitwise the uninterrupted run: every random state of the step came back with the
     # weights (a missing one, e.g. the dropout seed generators, moves weights by ~1e-3).
     straight_dir = runs / "demo" / "20260101-000001"
-    straight = subprocess.run(_cli(*options, "--run-dir", straight_dir), cwd=REPO, env=_env(),
+    straight = subprocess.run(_cli(*options, "--run-dir", straight_dir), cwd=REPO, env=env(),
                               capture_output=True, text=True, timeout=900)
     assert straight.returncode == 0, straight.stdout[-3000:] + straight.stderr[-3000:]
     compared = _weights_files(run_dir)
@@ -365,9 +342,10 @@ def test_two_process_multi_worker_run_completes_one_epoch(synthetic_data_dir, tm
     )
     processes = []
     for index in range(2):
-        env = _env()
-        env["TF_CONFIG"] = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
-        processes.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
+        worker_env = env()
+        worker_env["TF_CONFIG"] = json.dumps(
+            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+        processes.append(subprocess.Popen(command, cwd=REPO, env=worker_env, stdout=subprocess.PIPE,
                                           stderr=subprocess.STDOUT, text=True))
     outputs = []
     try:
@@ -397,7 +375,7 @@ def test_len80_trains_on_the_real_sample(real_data_dir, tmp_path):
              "--verbose", 2, "--set", "data.global_batch_size=8", "--set", "train.batch_group_size=8",
              "--set", "train.soup_last_n=1",
              "--set", f"data.prepared_dir={tmp_path / 'prepared'}"),
-        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=1800,
+        cwd=REPO, env=env(), capture_output=True, text=True, timeout=1800,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (run_dir,) = (tmp_path / "runs" / "len80").iterdir()
@@ -411,7 +389,7 @@ def test_len80_trains_on_the_real_sample(real_data_dir, tmp_path):
         [sys.executable, "-c",
          "import sys, keras, tfislr.model; m = keras.saving.load_model(sys.argv[1]); "
          "print(type(m).__name__, m.num_classes)", str(run_dir / "models" / "distilled_soup.keras")],
-        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600,
+        cwd=REPO, env=env(), capture_output=True, text=True, timeout=600,
     )
     assert check.returncode == 0, check.stderr[-2000:]
     assert check.stdout.split()[-2:] == ["ISLRClassifier", "250"]

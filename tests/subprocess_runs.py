@@ -1,0 +1,48 @@
+"""The project's commands as subprocesses in tests: their environment, and a SIGKILL at a
+chosen moment (what a crash, a preempted node or a user's Ctrl-\\ leaves behind)."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def env():
+    """This environment, with the repository importable and TensorFlow's info lines off."""
+    result = dict(os.environ)
+    result["PYTHONPATH"] = os.pathsep.join([str(REPO), result.get("PYTHONPATH", "")])
+    result.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return result
+
+
+def backed_up_epoch(run_dir):
+    """The last epoch `BackupAndRestore` saved in `run_dir` (0-based), or None (none yet, or
+    its metadata file is being written)."""
+    metadata = pathlib.Path(run_dir) / "backup" / "training_metadata.json"
+    try:
+        return json.loads(metadata.read_text() or "{}").get("epoch")
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def run_until_killed(command, condition, timeout=900):
+    """Starts `command`, SIGKILLs its whole process group once `condition()` holds, returns
+    its output. Fails if the command ends (or `timeout` seconds pass) before that."""
+    process = subprocess.Popen(command, cwd=REPO, env=env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline and process.poll() is None and not condition():
+            time.sleep(0.2)
+        assert process.poll() is None, process.stdout.read().decode()[-3000:]
+        assert condition(), f"not reached in {timeout} s: {command}"
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    return process.stdout.read().decode()
