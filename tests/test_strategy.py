@@ -20,16 +20,19 @@ NUM_CLASSES = 5
 MAX_LEN = 10
 
 
-def _env():
+def _env(xla_log=False):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "tests"), env.get("PYTHONPATH", "")])
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if xla_log:  # one "Instantly compiling" INFO line per XLA compilation (see test_xla.py)
+        env.update(TF_CPP_MIN_LOG_LEVEL="0", TF_CPP_VMODULE="device_compiler=3")
     return env
 
 
 def _run_worker(*args, timeout=600):
+    xla = args[-1].endswith("_xla")
     result = subprocess.run(
-        [sys.executable, __file__, *args], cwd=REPO, env=_env(), capture_output=True,
+        [sys.executable, __file__, *args], cwd=REPO, env=_env(xla), capture_output=True,
         text=True, timeout=timeout,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -37,6 +40,15 @@ def _run_worker(*args, timeout=600):
 
 
 # --------------------------------------------------------------------------- worker side
+def _set_batch_norm(layer, equal, xla):
+    """Makes BN replica-count-independent in the equal modes: synchronized, or under XLA
+    frozen (`trainable=False` runs Keras BN in inference mode)."""
+    if equal and xla:
+        layer.trainable = False
+    else:
+        layer.synchronized = equal
+
+
 def _replica_worker(strategy_name, out_path, mode="equal"):
     """A few mean-teacher steps under `strategy_name`; saves every float variable to npz.
 
@@ -44,8 +56,13 @@ def _replica_worker(strategy_name, out_path, mode="equal"):
     counts), OUSM and mixup on in groups of 8 clips; "switched": the production setting
     (per-replica BN statistics) with the distilled model already in its second-half
     inference mode; "tiny" / "tiny_equal": "switched" / "equal" with the stand-in
-    classifier of test_mean_teacher (fast).
+    classifier of test_mean_teacher (fast). A "_xla" suffix trains with `jit_compile`
+    (on 2 replicas: XLA per replica) and, in the equal modes, frozen BatchNorm instead
+    of synchronized BN, whose cross-replica sum inside the forward pass a per-replica XLA
+    program cannot hold (the comparison then covers everything but BN's batch moments).
     """
+    xla = mode.endswith("_xla")
+    mode = mode.removesuffix("_xla")
     equal = mode in ("equal", "tiny_equal")
     from tfislr.training.strategy import get_strategy
 
@@ -83,7 +100,7 @@ def _replica_worker(strategy_name, out_path, mode="equal"):
         # unsynced DDP); synchronized BN removes it for this comparison.
         for layer in model._flatten_layers():
             if isinstance(layer, keras.layers.BatchNormalization):
-                layer.synchronized = equal
+                _set_batch_norm(layer, equal, xla)
         return model
 
     if mode.startswith("tiny"):
@@ -91,7 +108,7 @@ def _replica_worker(strategy_name, out_path, mode="equal"):
 
         def build(model_config, num_classes, max_len, distilled=False):
             model = build_tiny(model_config, num_classes, max_len, distilled=distilled)
-            model.bn.synchronized = equal
+            _set_batch_norm(model.bn, equal, xla)
             return model
 
     keras.utils.set_random_seed(0)
@@ -103,7 +120,7 @@ def _replica_worker(strategy_name, out_path, mode="equal"):
             optimizer = PreReducedSGD(learning_rate=0.5)
             optimizer.build(model.trainable_variables)
             optimizers.append(optimizer)
-        distiller.compile(*optimizers)
+        distiller.compile(*optimizers, jit_compile=xla)
 
     rng = np.random.default_rng(1)
     n = GLOBAL_BATCH * STEPS
@@ -146,6 +163,7 @@ def _replica_worker(strategy_name, out_path, mode="equal"):
     print(json.dumps({
         "replicas": replicas, "steps": int(distiller.step_counter.numpy()),
         "loss": float(history.history["loss"][-1]), "replica_spread": spread, "moved": moved,
+        "replica_jit_compile": distiller.replica_jit_compile,
     }))
 
 
@@ -158,7 +176,9 @@ def _one_and_two_replicas(tmp_path, mode):
     results = {}
     for name in ("default", "cpu:2"):
         out = tmp_path / f"{name.replace(':', '_')}.npz"
-        summary = _last_json(_run_worker("replicas", name, str(out), mode).stdout)
+        result = _run_worker("replicas", name, str(out), mode)
+        summary = _last_json(result.stdout)
+        summary["compilations"] = result.stderr.count("Instantly compiling for signature")
         results[name] = (summary, np.load(out))
     return results["default"], results["cpu:2"]
 
@@ -186,6 +206,30 @@ def test_one_and_two_replicas_give_the_same_weights(tmp_path):
     worst = max(float(np.abs(one[1][k] - two[1][k]).max()) for k in one[1].files)
     assert set(one[1].files) == set(two[1].files)
     # Double loss scaling, or clipping per replica, moves weights by ~1e-1 here.
+    assert worst < 2e-5, worst
+
+
+def test_one_and_two_replicas_give_the_same_step_under_xla(tmp_path):
+    """jit_compile: Keras' whole-step XLA on 1 replica, XLA per replica on 2, same step."""
+    one, two = _one_and_two_replicas(tmp_path, "tiny_equal_xla")
+    assert not one[0]["replica_jit_compile"] and two[0]["replica_jit_compile"]
+    # Compiled once for the 3 steps: the whole step on 1, once per device on 2
+    # (test_xla.py counts over several epochs and both distilled modes).
+    assert one[0]["compilations"] == 1 and two[0]["compilations"] == 2
+    assert one[0]["moved"] > 1e-2 and two[0]["replica_spread"] < 1e-6
+    assert one[0]["loss"] == pytest.approx(two[0]["loss"], rel=1e-5)
+    worst = max(float(np.abs(one[1][k] - two[1][k]).max()) for k in one[1].files)
+    assert worst < 2e-5, worst
+
+
+@pytest.mark.slow
+def test_one_and_two_replicas_give_the_same_weights_under_xla(tmp_path):
+    """The real classifier (relative-position attention, conv blocks) under XLA on 1 and 2."""
+    one, two = _one_and_two_replicas(tmp_path, "equal_xla")
+    assert one[0]["steps"] == two[0]["steps"] == STEPS and two[0]["replica_jit_compile"]
+    assert two[0]["replica_spread"] < 1e-6 and one[0]["moved"] > 1e-2
+    assert one[0]["loss"] == pytest.approx(two[0]["loss"], rel=1e-4)
+    worst = max(float(np.abs(one[1][k] - two[1][k]).max()) for k in one[1].files)
     assert worst < 2e-5, worst
 
 

@@ -239,17 +239,19 @@ class MeanTeacherDistiller(keras.Model):
                     "(the train step sums and clips first): use "
                     "tfislr.training.optimizers.make_optimizer or PreReducedAdamW/SGD"
                 )
-        if jit_compile and tf.distribute.get_strategy().num_replicas_in_sync > 1:
-            # Keras XLA-compiles the function around `strategy.run`: one cluster on the
-            # first device reading every replica's variables, which TF rejects for any
-            # model (keras-team/keras#19005; reproduced by benchmarks/xla_replicas.py).
-            raise ValueError(
-                "train.jit_compile is supported on one replica only: Keras 3 compiles the "
-                "whole multi-device step as one XLA cluster, which TensorFlow rejects "
-                "(see benchmarks/xla_replicas.py); train without jit_compile on "
-                f"{tf.distribute.get_strategy().num_replicas_in_sync} replicas"
-            )
-        super().compile(optimizer=student_optimizer, jit_compile=jit_compile, **kwargs)
+        # Keras XLA-compiles the function around `strategy.run`: on several devices that is
+        # one cluster on the first device reading every replica's variables, which TF
+        # rejects for any model (keras-team/keras#19005; benchmarks/xla_replicas.py). On N
+        # replicas the step compiles only its replica-local part instead (see
+        # `make_train_function`); Keras' own jit stays off, on evaluation too.
+        self.replica_jit_compile = jit_compile is True and (
+            self.distribute_strategy.num_replicas_in_sync > 1
+        )
+        super().compile(
+            optimizer=student_optimizer,
+            jit_compile=jit_compile and not self.replica_jit_compile,
+            **kwargs,
+        )
         self.student_optimizer = student_optimizer
         self.distilled_optimizer = distilled_optimizer
 
@@ -322,6 +324,12 @@ class MeanTeacherDistiller(keras.Model):
         one multi-minute compilation per step (and per epoch), constant-folding the
         batch's BatchNorm moments. `fit` reads the epoch variable once per epoch (after
         the callbacks that set it); a call outside `fit` reads it itself.
+
+        With `jit_compile` on one replica Keras compiles the whole step. On N replicas
+        (`replica_jit_compile`) each replica XLA-compiles `replica_gradients` (forward,
+        backward, its BatchNorm and dropout state, all replica-local) on its own device,
+        and the cross-replica part (all-reduce, clipping, optimizers, teacher EMA, step
+        counter, metrics) runs around it in the graph: one compilation per mode and device.
         """
         if self.train_function is not None and not force:
             return self.train_function
@@ -331,10 +339,14 @@ class MeanTeacherDistiller(keras.Model):
                 f"tfislr needs the `_make_function` hook of Keras' TensorFlow trainer; keras "
                 f"{keras.__version__} does not have it. Pin keras to requirements.txt."
             )
-        steps = {
-            mode: make_function(functools.partial(self.train_step, distilled_inference=mode))
-            for mode in (False, True)
-        }
+        steps = {}
+        for mode in (False, True):
+            gradients = functools.partial(self.replica_gradients, distilled_inference=mode)
+            if getattr(self, "replica_jit_compile", False):
+                gradients = tf.function(gradients, jit_compile=True, reduce_retracing=True)
+            steps[mode] = make_function(
+                functools.partial(self.train_step, distilled_inference=mode, gradients=gradients)
+            )
 
         def train_function(iterator):
             mode = self._epoch_distilled_mode
@@ -358,7 +370,6 @@ class MeanTeacherDistiller(keras.Model):
         clipping is homogeneous (clip(s·g, s·c) = s·clip(g, c)), so clip at s·max_norm.
         Returns (gradients, unscaled global norm).
         """
-        gradients = [_dense_gradient(g) for g in gradients]
         context = tf.distribute.get_replica_context()
         if context is not None and context.num_replicas_in_sync > 1:
             gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
@@ -386,15 +397,17 @@ class MeanTeacherDistiller(keras.Model):
             merge_fn, tf.distribute.get_strategy(), alpha
         )
 
-    def train_step(self, data, distilled_inference=False):
-        """One step; `distilled_inference` (a Python bool) runs the distilled model with
-        `training=False` (see `make_train_function`, which picks it per epoch)."""
-        views, labels = data[0], data[1]
+    def replica_gradients(self, views, labels, step, distilled_inference=False):
+        """This replica's losses and gradients for step `step` (1-based, int64 scalar).
+
+        Replica-local: no cross-replica op and no write to a synchronised variable (only
+        BatchNorm statistics and dropout seeds, which each replica keeps), so that XLA can
+        compile it per replica. Returns (student gradients, distilled gradients, losses),
+        the gradients dense, of this replica's losses scaled by 1 / replicas and by each
+        optimizer's loss scale, not yet summed over replicas.
+        """
         labels = ops.cast(labels, "int32")
         per_replica_batch_size = tf.shape(labels)[0]
-
-        self.step_counter.assign_add(1)
-        step = ops.convert_to_tensor(self.step_counter)  # 1-based
         _, lam, permutation, mixes = self._mixup(per_replica_batch_size, step)
         config = self.config
         targets = losses.mixed_targets(labels, config.num_classes, lam, permutation)
@@ -430,20 +443,35 @@ class MeanTeacherDistiller(keras.Model):
                 losses.scale_for_replicas(student_loss)
             ) + self.distilled_optimizer.scale_loss(losses.scale_for_replicas(distilled_loss))
 
-        gradients = tape.gradient(objective, student_vars + distilled_vars)
-        student_grads, _ = self._reduce_and_clip(gradients[: len(student_vars)], self.student_optimizer)
-        distilled_grads, _ = self._reduce_and_clip(
-            gradients[len(student_vars):], self.distilled_optimizer
-        )
-        self.student_optimizer.apply(student_grads, student_vars)
-        self.distilled_optimizer.apply(distilled_grads, distilled_vars)
-        self._update_teacher(schedules.ema_decay(step, config.ema_decay))
+        gradients = [_dense_gradient(g) for g in tape.gradient(objective, student_vars + distilled_vars)]
+        values = {
+            "student_loss": student_loss,
+            "distilled_loss": distilled_loss,
+            "consistency_loss": student_consistency,
+        }
+        return gradients[: len(student_vars)], gradients[len(student_vars):], values
+
+    def train_step(self, data, distilled_inference=False, gradients=None):
+        """One step; `distilled_inference` (a Python bool) runs the distilled model with
+        `training=False` (see `make_train_function`, which picks it per epoch and passes
+        `gradients`: `replica_gradients` or its per-replica XLA compilation)."""
+        if gradients is None:
+            gradients = functools.partial(self.replica_gradients, distilled_inference=distilled_inference)
+        views, labels = data[0], data[1]
+        self.step_counter.assign_add(1)
+        step = tf.convert_to_tensor(self.step_counter)  # 1-based (a read, not the variable)
+        student_grads, distilled_grads, values = gradients(views, labels, step)
+
+        student_grads, _ = self._reduce_and_clip(student_grads, self.student_optimizer)
+        distilled_grads, _ = self._reduce_and_clip(distilled_grads, self.distilled_optimizer)
+        self.student_optimizer.apply(student_grads, self.student.trainable_variables)
+        self.distilled_optimizer.apply(distilled_grads, self.distilled.trainable_variables)
+        self._update_teacher(schedules.ema_decay(step, self.config.ema_decay))
 
         trackers = self.train_trackers
-        trackers["loss"].update_state(student_loss + distilled_loss)
-        trackers["student_loss"].update_state(student_loss)
-        trackers["distilled_loss"].update_state(distilled_loss)
-        trackers["consistency_loss"].update_state(student_consistency)
+        trackers["loss"].update_state(values["student_loss"] + values["distilled_loss"])
+        for name, value in values.items():
+            trackers[name].update_state(value)
         return _logs({name: tracker.result() for name, tracker in trackers.items()})
 
     def test_step(self, data):
