@@ -1,6 +1,7 @@
-"""XLA: the jit-compiled mean-teacher step is traced and compiled once per distilled mode,
-on one replica (Keras compiles the whole step) and on two logical CPU replicas (each
-replica compiles its forward/backward on its own device).
+"""XLA and the GPU path: the jit-compiled mean-teacher step is traced and compiled once per
+distilled mode, on one replica (Keras compiles the whole step) and on two logical CPU
+replicas (each replica compiles its forward/backward on its own device); the step's graph
+under mixed_bfloat16 has a GPU kernel for every op and no float64.
 
 XLA's compilations are counted from TF's own log (`device_compiler` VLOG), which TF reads
 only at start-up, so the run happens in a fresh subprocess (this file is also the worker:
@@ -109,6 +110,90 @@ def test_jit_step_compiles_once_per_distilled_mode():
 @pytest.mark.slow
 def test_jit_step_on_two_replicas_compiles_once_per_mode_and_device():
     _check_compiles_once("cpu:2", 2)
+
+
+def _graph_nodes(concrete_function):
+    graph_def = concrete_function.graph.as_graph_def()
+    return list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
+
+
+def _type_attrs(node):
+    from tensorflow.core.framework import types_pb2
+
+    types = {}
+    for key, value in node.attr.items():
+        if value.HasField("type"):
+            types[key] = [value.type]
+        elif value.HasField("list") and value.list.type:
+            types[key] = list(value.list.type)
+    return types, types_pb2
+
+
+def _without_gpu_kernel(nodes):
+    """{op: dtypes} of the nodes for which this TF build registers no GPU kernel accepting
+    their dtypes: on a GPU, TF would run them on the host (a copy each way per step)."""
+    from tensorflow.python.framework import kernels
+
+    registered, gaps = {}, {}
+    for node in nodes:
+        if node.op == "Placeholder":  # the function's inputs, not executed
+            continue
+        if node.op not in registered:
+            registered[node.op] = [
+                kernel for kernel in kernels.get_registered_kernels_for_op(node.op).kernel
+                if kernel.device_type in ("GPU", "DEFAULT")
+            ]
+        types, types_pb2 = _type_attrs(node)
+        if not any(
+            all(
+                all(t in constraint.allowed_values.list.type for t in types.get(constraint.name, []))
+                for constraint in kernel.constraint
+            )
+            for kernel in registered[node.op]
+        ):
+            gaps.setdefault(node.op, set()).update(
+                types_pb2.DataType.Name(t) for ts in types.values() for t in ts
+            )
+    return gaps
+
+
+def test_bfloat16_step_has_gpu_kernels_and_no_float64():
+    """The single-GPU fast path (mixed_bfloat16): every op of the train and evaluation steps
+    has a GPU kernel for its dtypes (no host round trip outside XLA either), none is float64
+    and none calls Python (`tf.py_function`)."""
+    import keras
+    import tensorflow as tf
+    from tensorflow.python.framework import kernels
+
+    if not any(k.device_type == "GPU" for k in kernels.get_registered_kernels_for_op("MatMul").kernel):
+        pytest.skip("this TensorFlow build has no GPU kernels to check against")
+    from tfislr.config import load_config
+    from tfislr.training.mean_teacher import MODEL_NAMES, build_distiller
+
+    batch, max_len = 8, 12
+    config = load_config("len25", [
+        f"data.global_batch_size={batch}", f"data.max_len={max_len}", "train.batch_group_size=8",
+        "model.dense_dim=32", "model.transfo_dim=64", "model.distill_dense_dim=32",
+        "model.distill_transfo_dim=32", "model.num_heads=4", "train.precision=mixed_bfloat16",
+    ])
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        distiller = build_distiller(config, 5, 4)
+        view = {"landmarks": tf.TensorSpec([batch, max_len, 100, 3]),
+                "padding_mask": tf.TensorSpec([batch, max_len])}
+        labels = tf.TensorSpec([batch], tf.int32)
+        nodes = _graph_nodes(tf.function(distiller.train_step).get_concrete_function(
+            ({name: view for name in MODEL_NAMES}, labels)
+        )) + _graph_nodes(tf.function(distiller.test_step).get_concrete_function((view, labels)))
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    assert any(node.op == "MatMul" and "BFLOAT16" in str(node.attr["T"]) for node in nodes)  # bf16 really
+    assert not _without_gpu_kernel(nodes)
+    float64 = {n.op for n in nodes if any("DT_DOUBLE" == _type_attrs(n)[1].DataType.Name(t)
+                                          for ts in _type_attrs(n)[0].values() for t in ts)}
+    assert not float64
+    assert not {n.op for n in nodes} & {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import keras
 from keras import ops
 
 from tfislr.checks import check_int
+from tfislr.model.activations import mish
 
 # Large negative logit for masked pairs. Softmax always runs in float32 here (also under
 # mixed precision), so a finite float32 value is safe: a fully masked (padded) query row
@@ -389,7 +390,7 @@ class DebertaLayer(keras.layers.Layer):
         self.attention_norm = norm("attention_norm")
         self.intermediate_dense = keras.layers.Dense(
             hidden_dim,
-            activation="mish",
+            activation=mish,
             kernel_initializer=torch_linear_kernel_initializer(),
             bias_initializer=torch_linear_bias_initializer(hidden_dim),
             dtype=self.dtype_policy,

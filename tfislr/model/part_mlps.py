@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from tfislr import landmarks as lm
+from tfislr.model.activations import mish
 from tfislr.model.deberta import torch_linear_bias_initializer, torch_linear_kernel_initializer
 from tfislr.model.empty_batch import BatchNormalization
 
@@ -83,7 +84,7 @@ class PartMLP(keras.layers.Layer):
         shape = ops.shape(x)
         x = ops.reshape(x, (shape[0], shape[1], len(self.points) * x.shape[-1]))
         x = self.norm(self.dense(x), training=training)
-        return keras.activations.mish(self.dropout_layer(x, training=training))
+        return mish(self.dropout_layer(x, training=training))
 
     def compute_output_shape(self, features_shape, padding_mask_shape=None):
         return tuple(features_shape[:2]) + (self.units,)
@@ -170,7 +171,7 @@ class PartMLPs(keras.layers.Layer):
         parts = [run(self.all_mlp), hand, run(self.lips_mlp), run(self.face_mlp)]
         x = ops.concatenate(parts, axis=-1)
         x = self.combine_norm(self.combine_dense(x), training=training)
-        x = keras.activations.mish(self.combine_dropout(x, training=training))
+        x = mish(self.combine_dropout(x, training=training))
         if padding_mask is not None:
             x = x * ops.expand_dims(ops.cast(padding_mask, x.dtype), -1)
         return x

@@ -28,7 +28,10 @@ it. Distribution: every loss is a per-replica mean scaled by 1 / replicas before
 gradient; gradients are summed across replicas once, clipped by their global norm, then
 applied by optimizers that do not sum again (tfislr.training.optimizers). The teacher's
 EMA update runs in cross-replica context through `merge_call` +
-`extended.update`, the pattern Keras optimizers use for their own slots.
+`extended.update`, the pattern Keras optimizers use for their own slots. The
+replica-local part (`replica_gradients`: mixup draw, three forwards, two backwards) is
+kept apart from these cross-replica updates so that, with `jit_compile` on several
+replicas, each replica XLA-compiles it on its own device (`make_train_function`).
 """
 
 import dataclasses

@@ -41,8 +41,10 @@ def stateless_log_gamma(shape, alpha, seed):
     u = tf.random.stateless_uniform(shape, seeds[1], minval=1e-12, maxval=1.0)
     safe_v = tf.maximum(v, 1e-12)
     accepted = (v > 0) & (tf.math.log(u) < 0.5 * x * x + d - d * safe_v + d * tf.math.log(safe_v))
-    # The first accepted proposal of each draw (argmax of a bool picks the first True).
-    first = tf.argmax(tf.cast(accepted, tf.int32), axis=-1, output_type=tf.int32)
+    # The first accepted proposal of each draw (_PROPOSALS when none is, then unused): a
+    # min over indices, exact on every device (an int32 ArgMax has no GPU kernel, and
+    # TF leaves argmax's choice among ties open).
+    first = tf.reduce_min(tf.where(accepted, tf.range(_PROPOSALS), _PROPOSALS), axis=-1)
     chosen = tf.reduce_sum(safe_v * tf.one_hot(first, _PROPOSALS, dtype=safe_v.dtype), axis=-1)
     log_sample = tf.math.log(d * chosen)
     log_sample = tf.where(tf.reduce_any(accepted, axis=-1), log_sample, tf.math.log(d))
