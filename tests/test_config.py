@@ -47,8 +47,18 @@ def test_overrides_are_typed():
     ],
 )
 def test_bad_overrides_name_the_key(override, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message) as raised:
         config_lib.load_config("len80", [override])
+    # The file is fine: the error names the override the user typed, not only the file.
+    assert str(raised.value).startswith(f"--set {override} (on len80.yaml): ")
+
+
+def test_a_bad_file_is_named_even_with_overrides(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("train:\n  epochs: many\n")
+    with pytest.raises(ValueError, match="expects an integer") as raised:
+        config_lib.load_config(str(path), ["train.seed=1"])
+    assert str(raised.value).startswith(f"{path}: ")
 
 
 def test_unknown_config_name_lists_the_available_ones():

@@ -55,7 +55,7 @@ def test_train_user_errors(capsys, tmp_path, no_sign_map):
                     "sign map not found")
     assert train_cli.main(["--config", "demo", "--data-dir", str(tmp_path),
                            "--set", "train.epochs=zero"]) == 2
-    _one_error_line(capsys, "tfislr-train", "demo.yaml", "epochs")
+    _one_error_line(capsys, "tfislr-train", "--set train.epochs=zero (on demo.yaml)", "epochs")
     assert train_cli.main(["--config", "demo", "--data-dir", str(tmp_path),
                            "--strategy", "warp:9"]) == 2
     _one_error_line(capsys, "tfislr-train", "unknown strategy 'warp:9'")

@@ -394,6 +394,13 @@ def load_config(name_or_path, overrides=None):
         raise ConfigError(f"{path}: not valid YAML: {error}") from error
     values.setdefault("name", path.stem)
     try:
-        return config_from_dict(apply_overrides(values, overrides))
-    except ValueError as error:  # every check of the values, and of the --set syntax
+        config = config_from_dict(values)
+    except ValueError as error:  # every check of the values
         raise ConfigError(f"{path}: {error}") from error
+    if not overrides:
+        return config
+    try:
+        return config_from_dict(apply_overrides(values, overrides))
+    except ValueError as error:  # the file is valid: the --set values or their syntax are not
+        shown = " ".join(f"--set {item}" for item in overrides)
+        raise ConfigError(f"{shown} (on {path.name}): {error}") from error
