@@ -62,8 +62,13 @@ def test_a_bad_file_is_named_even_with_overrides(tmp_path):
 
 
 def test_unknown_config_name_lists_the_available_ones():
-    with pytest.raises(ValueError, match="len80"):
+    with pytest.raises(ValueError, match="not one of demo, len25, len80$"):
         config_lib.load_config("len81")
+
+
+def test_an_ensemble_file_is_not_a_training_config():
+    with pytest.raises(ValueError, match="ensemble.yaml: an ensemble file .*demo, len25, len80$"):
+        config_lib.load_config("ensemble")
 
 
 def test_json_round_trip(tmp_path):

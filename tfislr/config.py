@@ -376,9 +376,22 @@ def resolve_config_path(name_or_path):
     candidate = CONFIGS_DIR / f"{name_or_path}.yaml"
     if candidate.exists():
         return candidate
-    available = sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml"))
     raise ConfigError(
-        f"no config '{name_or_path}': not a file, and not one of {', '.join(available)}"
+        f"no config '{name_or_path}': not a file, and not one of "
+        f"{', '.join(training_config_names())}"
+    )
+
+
+def _is_ensemble_file(values):
+    """An ensemble file (configs/ensemble.yaml: `tfislr-export`'s input) lists `members`."""
+    return isinstance(values, dict) and "members" in values
+
+
+def training_config_names():
+    """Names of the training configs in configs/ (the ensemble files left out)."""
+    return sorted(
+        p.stem for p in CONFIGS_DIR.glob("*.yaml")
+        if not _is_ensemble_file(yaml.safe_load(p.read_text()))
     )
 
 
@@ -392,6 +405,11 @@ def load_config(name_or_path, overrides=None):
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    if _is_ensemble_file(values):
+        raise ConfigError(
+            f"{path}: an ensemble file (for `tfislr-export ensemble`), not a training config; "
+            f"training configs: {', '.join(training_config_names())}"
+        )
     values.setdefault("name", path.stem)
     try:
         config = config_from_dict(values)

@@ -61,7 +61,7 @@ def parse_args(argv=None):
     )
     add_run_options(parser)
     split = parser.add_mutually_exclusive_group()
-    split.add_argument("--fold", type=int, default=None, help="validation fold (default 0)")
+    split.add_argument("--fold", type=int, default=0, help="validation fold")
     split.add_argument("--full", action="store_true", help="train on all data, no validation")
     split.add_argument("--cv", action="store_true",
                        help="cross-validation: every fold, then out-of-fold predictions (tfislr-cv)")
@@ -97,7 +97,7 @@ def main(argv=None):
             config,
             args.data_dir,
             output_dir=args.output,
-            fold=args.fold,
+            fold=None if args.full else args.fold,
             full=args.full,
             strategy=strategy,
             run_dir=run_dir,
