@@ -198,7 +198,7 @@ def test_attention_scores():
 
 
 def test_cli_prints_counts(capsys):
-    from tfislr.model.__main__ import main
+    from tfislr.cli.model import main
 
     assert main(["--config", "len80", "--no-summary"]) == 0
     out = capsys.readouterr().out

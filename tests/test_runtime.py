@@ -63,3 +63,23 @@ def test_entry_point_start_up_is_quiet_but_real_errors_show():
     assert "kernel.cc:9] a real error" in real.stderr and "a Python warning" in real.stderr
     after_import = real.stderr.split("a real error", 1)[1]
     assert CUINIT not in after_import
+
+
+def test_no_entry_point_imports_tensorflow_before_its_start_up():
+    # TensorFlow's start-up lines are filtered only if `start_tensorflow` imports it first:
+    # an entry point whose module (or package) imports it at import time prints them all.
+    import tomllib
+
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    modules = sorted({target.split(":")[0] for target in scripts.values()})
+    loaded = _python(
+        "import importlib, sys\n"
+        f"for module in {modules!r}:\n"
+        "    importlib.import_module(module)\n"
+        "    early = [m for m in ('tensorflow', 'keras') if m in sys.modules]\n"
+        "    if early:\n"
+        "        print(module, early)\n"
+        "        break\n"
+    )
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert loaded.stdout == "", loaded.stdout

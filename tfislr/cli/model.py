@@ -1,4 +1,7 @@
-"""`python -m tfislr.model --config len80`: summaries and parameter counts of a config's models.
+"""`tfislr-model --config len80`: summaries and parameter counts of a config's models.
+
+(Here and not in `tfislr/model/__main__.py`: `python -m tfislr.model` would import the
+package, hence TensorFlow, before `tfislr.runtime.start_tensorflow` could quiet its start-up.)
 
 Builds the big (student/teacher) and the distilled (exported) model from the config's
 `model` section without running data through them, prints each Keras summary, the
@@ -16,10 +19,10 @@ from tfislr.errors import command
 os.environ.setdefault("COLUMNS", "120")
 
 
-@command("python -m tfislr.model")
+@command("tfislr-model")
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m tfislr.model",
+        prog="tfislr-model",
         description="Summaries and parameter counts of a config's big and distilled model.",
     )
     parser.add_argument(
