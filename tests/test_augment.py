@@ -326,6 +326,10 @@ def test_phase_switch_changes_which_augmentations_fire():
     assert len(aug(x, None, SEED)) == 30
     aug.set_phase(2)
     assert len(aug(x, None, SEED)) < 30
+    # A phase given per call wins over the variable (pipelines pass each element's own).
+    assert len(aug(x, None, SEED, phase=tf.constant(1))) == 30
+    aug.set_phase(1)
+    assert len(aug(x, None, SEED, phase=tf.constant(2))) < 30
 
 
 def test_crop_frequency_follows_the_phase():
@@ -344,6 +348,10 @@ def test_set_phase_for_epoch_follows_the_original_schedule():
     assert aug.set_phase_for_epoch(49, 100) == 2 and int(aug.phase.numpy()) == 2
     assert aug.set_phase_for_epoch(99, 100) == 2
     assert aug.set_phase_for_epoch(0, 1) == 1  # int(0.5) = 0: never switches
+    # The graph-side schedule is the same one, for tensor epochs too.
+    epochs = tf.constant([0, 48, 49, 99], tf.int64)
+    np.testing.assert_array_equal(aug.phase_of_epoch(epochs, 100), [1, 1, 2, 2])
+    assert int(aug.phase_of_epoch(tf.constant(0, tf.int64), 1)) == 1
     with pytest.raises(ValueError, match="phase"):
         aug.set_phase(3)
 

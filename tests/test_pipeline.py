@@ -123,6 +123,51 @@ def _recording_augmenter(x, partner, seed):
     )
 
 
+class _PhaseRecorder:
+    """Stand-in augmenter whose output says its phase: [1, 100, 3] filled with 10 * phase +
+    the sample id's first value; phase 2 from epoch 2 on."""
+
+    def phase_of_epoch(self, epoch, epochs):
+        return tf.where(epoch >= 2, 2, 1)
+
+    def __call__(self, x, partner, seed, phase=None):
+        return tf.fill([1, 100, 3], x[0, 0, 0] + 100.0 * tf.cast(phase, tf.float32))
+
+
+def test_one_iterator_runs_every_epoch_with_the_epoch_as_data(fake):
+    """`repeat`: one iterator gives exactly the per-pass epochs, and each element keeps its
+    own epoch's phase even though prefetching runs ahead across the boundaries."""
+    indices = np.arange(3, 39)  # 36 samples, batches of 8: 4 batches an epoch, 4 dropped
+
+    def batches(dataset):
+        return [x["student"]["landmarks"].numpy()[:, 0, 0, 0] for x, _ in dataset]
+
+    def make(counter, repeat):
+        return pipeline.make_train_dataset(
+            fake, indices, 8, 25, seed=5, augmenter=_PhaseRecorder(), epoch_counter=counter,
+            repeat=repeat, epochs=5,
+        )
+
+    per_pass = {}
+    for epoch in range(1, 5):
+        per_pass[epoch] = batches(make(pipeline.make_epoch_counter(epoch), repeat=False))
+        assert len(per_pass[epoch]) == 4
+        assert (np.concatenate(per_pass[epoch]) // 100 == (2 if epoch >= 2 else 1)).all()
+    assert not np.array_equal(per_pass[1], per_pass[2])
+    counter = pipeline.make_epoch_counter(1)  # a run resumed at epoch 1
+    iterator = iter(make(counter, repeat=True))
+    first = next(iterator)[0]["student"]["landmarks"].numpy()[:, 0, 0, 0]
+    counter.assign(0)  # read once, when the iterator started
+    rest = [x["student"]["landmarks"].numpy()[:, 0, 0, 0] for x, _ in iterator]
+    expected = np.concatenate([per_pass[e] for e in range(1, 5)])
+    np.testing.assert_array_equal(np.stack([first] + rest), expected)  # and ends at epochs
+    forever = make(pipeline.make_epoch_counter(), repeat=True)
+    assert forever.cardinality() == tf.data.UNKNOWN_CARDINALITY  # Keras keeps its iterator
+    with pytest.raises(ValueError, match="phase_of_epoch"):
+        pipeline.make_train_dataset(fake, indices, 8, 25, seed=5, augmenter=_recording_augmenter,
+                                    epochs=5)
+
+
 def test_views_get_independent_seeds_and_other_signer_partners(fake):
     dataset = pipeline.make_train_dataset(
         fake, np.arange(40), 10, 25, seed=11, augmenter=_recording_augmenter,

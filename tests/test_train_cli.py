@@ -88,16 +88,36 @@ def _h5_floats(path, prefix):
     return found
 
 
+_TRAIN_ITERATORS = []  # element specs of the training iterators tiny_run's fit created
+
+
 @pytest.fixture(scope="module")
 def tiny_run(synthetic_data_dir, tmp_path_factory):
     """One complete 3-epoch run with the stand-in classifier (fast), soup of the last 2."""
+    import tensorflow as tf
+
     from test_mean_teacher import build_tiny
     from tfislr.training.run import train
 
     root = tmp_path_factory.mktemp("runs")
     config = load_config("demo", TINY + ["train.epochs=3", f"data.prepared_dir={root / 'prepared'}"])
-    run_dir = train(config, synthetic_data_dir, output_dir=root, verbose=0, build_model=build_tiny)
+    iterate = tf.data.Dataset.__iter__
+
+    def counting(dataset):
+        if "student" in dataset.element_spec[0]:  # the training views, not validation
+            _TRAIN_ITERATORS.append(dataset.element_spec)
+        return iterate(dataset)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tf.data.Dataset, "__iter__", counting)
+        run_dir = train(config, synthetic_data_dir, output_dir=root, verbose=0,
+                        build_model=build_tiny)
     return config, run_dir
+
+
+def test_one_training_iterator_runs_every_epoch(tiny_run):
+    # A new iterator per epoch restarted the whole pipeline: seconds at each epoch's start.
+    assert len(_TRAIN_ITERATORS) == 1
 
 
 def test_run_dir_holds_everything(tiny_run, synthetic_data_dir):

@@ -8,8 +8,8 @@ stateless: a function that draws takes an explicit `seed` int32/int64 `[2]`, and
 always gives the same result.
 
 `Augmenter` chains them as the original's training set did (docs/recipe.md §9): per view, face
-CutMix → missing-hand fill → `augment`, with two phases (strength 3, then strength 2) switched
-through a `tf.Variable` read at run time. Only landmarks go in and out; labels never pass
+CutMix → missing-hand fill → `augment`, with two phases (strength 3, then strength 2) given per
+call or switched through a `tf.Variable` read at run time. Only landmarks go in and out; labels never pass
 through here, so no augmentation can touch them.
 
 Where the original's code and README disagree we follow the code (docs/recipe.md §19–§20),
@@ -324,7 +324,7 @@ def face_cutmix(x, partner):
 class Augmenter(tf.Module):
     """The training-time augmentation of one view (docs/recipe.md §9), built from `AugmentConfig`.
 
-    `augmenter(landmarks, partner, seed)`: `landmarks` float32 `[T, 100, 3]`, `partner`
+    `augmenter(landmarks, partner, seed, phase=None)`: `landmarks` float32 `[T, 100, 3]`, `partner`
     `[T2, 100, 3]` (a sequence of the same sign for face CutMix, or None to never CutMix),
     `seed` int32 `[2]` → float32 `[T', 100, 3]`, `T' <= T` (only the crop shortens).
     Each step fires on its own draw, in this order:
@@ -333,11 +333,13 @@ class Augmenter(tf.Module):
     crop (`crop_p`) → scale;
     phase 2 (strength 2): interpolate → flip → rotate → scale → crop (`crop_p_phase2`).
 
-    `phase` is an int32 `tf.Variable` read when each element is processed, so a `tf.data`
-    pipeline built once follows `set_phase` / `set_phase_for_epoch` (elements already
-    prefetched keep the phase they were made with). Checked with a `MirroredStrategy`
-    distributed dataset, the augmenter built inside or outside the strategy scope.
-    `enabled=False` → identity.
+    The phase is the call's `phase` (an int32 scalar tensor, e.g. `phase_of_epoch` of the
+    element's own epoch: what a pipeline whose prefetching crosses epoch boundaries needs),
+    or else `self.phase`, an int32 `tf.Variable` read when each element is processed, so a
+    `tf.data` pipeline built once follows `set_phase` / `set_phase_for_epoch` (elements
+    already prefetched keep the phase they were made with). Checked with a
+    `MirroredStrategy` distributed dataset, the augmenter built inside or outside the
+    strategy scope. `enabled=False` → identity.
     """
 
     def __init__(self, config=None, name="augmenter"):
@@ -358,12 +360,19 @@ class Augmenter(tf.Module):
 
     def set_phase_for_epoch(self, epoch, epochs):
         """Sets and returns the phase of 0-based `epoch` (Keras numbering) of `epochs`."""
-        start = timeline.augment_phase2_start(epochs, self.config.phase2_start)
-        phase = 2 if start is not None and epoch >= start else 1
+        phase = int(self.phase_of_epoch(epoch, epochs))
         self.set_phase(phase)
         return phase
 
-    def __call__(self, landmarks, partner=None, seed=None):
+    def phase_of_epoch(self, epoch, epochs):
+        """int32 scalar tensor: the phase (1 or 2) of 0-based `epoch` (int or int tensor) of
+        a run of `epochs` (a Python int), by `timeline.augment_phase2_start`."""
+        start = timeline.augment_phase2_start(epochs, self.config.phase2_start)
+        if start is None:
+            return tf.constant(1, tf.int32)
+        return tf.where(tf.cast(epoch, tf.int64) >= start, 2, 1)
+
+    def __call__(self, landmarks, partner=None, seed=None, phase=None):
         x = _as_sequence(landmarks, "landmarks")
         if not self.config.enabled:
             return x
@@ -373,7 +382,7 @@ class Augmenter(tf.Module):
         coin_seed, rotate_seed, crop_seed, scale_seed = _split(_as_seed(seed), 4)
         # One uniform draw per step decides whether it fires.
         coins = tf.unstack(tf.random.stateless_uniform([8], seed=coin_seed), num=8)
-        phase_one = tf.equal(self.phase, 1)
+        phase_one = tf.equal(self.phase if phase is None else tf.cast(phase, tf.int32), 1)
 
         def maybe(fires, fn, x):
             return tf.cond(fires, lambda: fn(x), lambda: x)

@@ -18,11 +18,17 @@ tensor captured by a dataset function, is not serialized into the graph, so ther
 inside or outside a strategy scope and distributed with
 `strategy.experimental_distribute_dataset` or by `keras.Model.fit`.
 
-**Training** (`make_train_dataset`): every pass over the data is one epoch with its own
-permutation of `indices` (a stateless shuffle seeded by `(seed, epoch)`, so no shuffle
-buffer: the order is a true permutation). The epoch number comes from `epoch_counter`, an
-int64 variable read and incremented when each new pass starts; set it (e.g. to Keras'
-`initial_epoch`) to resume a run with the same orders and augmentations. Each sample yields
+**Training** (`make_train_dataset`): every epoch has its own permutation of `indices` (a
+stateless shuffle seeded by `(seed, epoch)`, so no shuffle buffer: the order is a true
+permutation). The epoch number comes from `epoch_counter`, an int64 variable; set it (e.g.
+to Keras' `initial_epoch`) to resume a run with the same orders and augmentations. Without
+`repeat`, each pass over the dataset is one epoch: it reads and increments the counter.
+With `repeat`, ONE iterator runs every epoch, `counter, counter + 1, ...` (read once, when
+the iterator starts): the epoch travels with each element as data, so the order, the seeds
+and (given `epochs`) the augmenter's phase of an element are those of its own epoch even
+when prefetching runs ahead into the next one. That is what training uses (Keras `fit` with
+`steps_per_epoch`): a new iterator per epoch costs seconds (tf.data optimizes and
+instantiates the whole pipeline again, and the step waits for its first batch). Each sample yields
 `num_views` views (student, teacher, distilled), each augmented independently: view `v` of
 sample `i` in epoch `e` uses the stateless seed derived from `(seed, e, i, v)`, whatever
 the order, batch or number of parallel calls. Each view also draws its own face-CutMix
@@ -191,6 +197,7 @@ def make_train_dataset(
     epoch_counter=None,
     repeat=False,
     cutmix_other_signer=False,
+    epochs=None,
 ):
     """Shuffled, augmented training batches of `store[indices]`.
 
@@ -203,13 +210,22 @@ def make_train_dataset(
         seed: int; fixes the orders, the augmentations and the partners.
         augmenter: callable `(landmarks [T,100,3], partner [T2,100,3], seed int32 [2]) ->
             [T',100,3]` with `T' <= T`, graph-safe (e.g. `tfislr.augment.Augmenter`), or None.
+            With `epochs`, it is also passed `phase=augmenter.phase_of_epoch(epoch, epochs)`.
         num_views: 1..3 views, named `VIEW_NAMES[:num_views]`.
         drop_remainder: drop the last incomplete batch of each epoch (static batch size).
-        epoch_counter: int64 variable from `make_epoch_counter`; each pass uses its value
-            and increments it. Default: a new counter starting at 0.
-        repeat: repeat forever (each repetition a new epoch), for `steps_per_epoch` use.
+        epoch_counter: int64 variable from `make_epoch_counter`. Without `repeat` each
+            pass uses its value and increments it; with `repeat` the iterator's first epoch
+            is its value when the iterator starts (the variable is left unchanged).
+            Default: a new counter starting at 0.
+        repeat: one iterator for every epoch (module docstring), for `fit` with
+            `steps_per_epoch`: the epochs from the counter up to `epochs` (excluded), or
+            forever without `epochs`.
         cutmix_other_signer: draw face-CutMix partners from other participants only
             (`AugmentConfig.face_cutmix_other_signer`); default any clip of the sign.
+        epochs: total epochs of the run, or None. Ends a `repeat` dataset after the last
+            epoch and makes each element's augmenter phase that of its own epoch
+            (the augmenter then needs `phase_of_epoch`, as `Augmenter` has); without it
+            the augmenter reads its own phase (variable) when the element is made.
 
     Yields:
         `({view: {"landmarks": [B, max_len, 100, 3], "padding_mask": [B, max_len]}}, labels [B])`.
@@ -221,36 +237,53 @@ def make_train_dataset(
         raise ValueError("indices is empty: nothing to train on")
     if augmenter is not None and not callable(augmenter):
         raise ValueError("augmenter must be callable (landmarks, partner, seed) -> landmarks")
+    if epochs is not None:
+        check_int("epochs", epochs)
+        if augmenter is not None and not hasattr(augmenter, "phase_of_epoch"):
+            raise ValueError("with epochs, the augmenter needs phase_of_epoch(epoch, epochs)")
     if epoch_counter is None:
         epoch_counter = make_epoch_counter()
     count = len(indices)
+    batches = count // global_batch_size if drop_remainder else -(-count // global_batch_size)
     base_seed = tf.constant([int(seed) & 0x7FFFFFFF, 0], tf.int64)
     element = _element_fn(store, indices, max_len, base_seed, augmenter,
-                          VIEW_NAMES[:num_views], cutmix_other_signer)
+                          VIEW_NAMES[:num_views], cutmix_other_signer, epochs)
 
     def one_epoch(epoch):
         keys = tf.random.stateless_uniform([count], seed=base_seed + tf.stack([0, epoch]))
         positions = tf.argsort(keys)
-        epochs = tf.fill([count], epoch)
-        return tf.data.Dataset.from_tensor_slices((positions, epochs))
+        if drop_remainder:  # never batched: not augmented either
+            positions = positions[: batches * global_batch_size]
+        dataset = tf.data.Dataset.from_tensor_slices((positions, tf.fill(tf.shape(positions), epoch)))
+        dataset = dataset.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        # Batched per epoch: no batch mixes two epochs.
+        return dataset.batch(global_batch_size, drop_remainder=drop_remainder)
 
-    # One element per pass: reads and bumps the counter when the pass starts.
-    dataset = tf.data.Dataset.range(1).map(lambda _: epoch_counter.assign_add(1) - 1)
-    dataset = dataset.flat_map(one_epoch)
-    dataset = dataset.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.batch(global_batch_size, drop_remainder=drop_remainder)
-    # flat_map hides the length; state it so Keras knows the steps per epoch up front.
-    batches = count // global_batch_size if drop_remainder else -(-count // global_batch_size)
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
     if repeat:
-        dataset = dataset.repeat()
+        # The first epoch is read when the iterator starts; the others follow as data.
+        last = tf.constant(np.iinfo(np.int64).max if epochs is None else int(epochs), tf.int64)
+        dataset = tf.data.Dataset.range(1).map(lambda _: epoch_counter.read_value())
+        dataset = dataset.flat_map(lambda first: tf.data.Dataset.range(first, last))
+        dataset = dataset.flat_map(one_epoch)
+        if epochs is None:  # flat_map hides that it never ends
+            dataset = dataset.apply(
+                tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY)
+            )
+    else:
+        # One element per pass: reads and bumps the counter when the pass starts.
+        dataset = tf.data.Dataset.range(1).map(lambda _: epoch_counter.assign_add(1) - 1)
+        dataset = dataset.flat_map(one_epoch)
+        # flat_map hides the length; state it so Keras knows the steps per epoch up front.
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
 
 
-def _element_fn(store, indices, max_len, base_seed, augmenter, names, cutmix_other_signer):
+def _element_fn(store, indices, max_len, base_seed, augmenter, names, cutmix_other_signer,
+                epochs=None):
     """The per-sample map of `make_train_dataset`: `(position int64 [], epoch int64 []) ->
     ({view: {"landmarks": [max_len, 100, 3], "padding_mask": [max_len]}}, label int32 [])`
-    for the clip `store[indices[position]]`, its views seeded by `(base_seed, epoch, index)`.
+    for the clip `store[indices[position]]`, its views seeded by `(base_seed, epoch, index)`
+    (and, given `epochs`, augmented in the phase of `epoch`).
     """
     tensors = store_tensors(store)
     values, row_splits, labels = tensors["values"], tensors["row_splits"], tensors["labels"]
@@ -274,11 +307,12 @@ def _element_fn(store, indices, max_len, base_seed, augmenter, names, cutmix_oth
         else:
             # Fully mixed seeds: views 0..V-1 for the augmenter, V..2V-1 for the partners.
             seeds = tf.random.experimental.stateless_split(sample_seed, num=2 * len(VIEW_NAMES))
+            phase = {} if epochs is None else {"phase": augmenter.phase_of_epoch(epoch, epochs)}
             views = {}
             for v, name in enumerate(names):
                 view_seed = seeds[v]
                 other = sequence(partner(position, seeds[len(VIEW_NAMES) + v]))
-                out = augmenter(x, other, tf.cast(view_seed, tf.int32))
+                out = augmenter(x, other, tf.cast(view_seed, tf.int32), **phase)
                 views[name] = _pad(out, max_len)
         return views, labels[index]
 

@@ -27,12 +27,14 @@ class EpochState(keras.callbacks.Callback):
     """At each epoch start, publishes the (0-based) epoch to the graph-side state.
 
     - `distiller.epoch` (mixup schedule, distilled-model mode switch);
-    - `augmenter.phase` through `set_phase_for_epoch` (strength 3, then 2);
+    - `augmenter.phase` through `set_phase_for_epoch` (strength 3, then 2), for
+      pipelines that read it (`make_train_dataset` without `epochs`);
     - the training dataset's `epoch_counter`, so a resumed run replays the same
       per-epoch orders and augmentations.
 
-    Called before Keras creates the epoch's data iterator, so the first batch of the
-    epoch already sees the new values.
+    Called before Keras creates the epoch's data iterator (with `steps_per_epoch`, the one
+    iterator of the fit, which reads the counter once and carries the epoch as data), so
+    the first batch of the epoch already sees the new values.
     """
 
     def __init__(self, distiller, epochs, augmenter=None, epoch_counter=None):

@@ -173,10 +173,12 @@ class _Datasets:
 def _datasets(config, data, plan):
     augmenter = Augmenter(config.augment) if config.augment.enabled else None
     epoch_counter = make_epoch_counter()
+    # One iterator for the whole fit (`_fit`), each epoch's number carried by its elements.
     train_ds = make_train_dataset(
         data.store, data.train_idx, plan.global_batch_size, config.data.max_len,
         seed=config.train.seed, augmenter=augmenter, epoch_counter=epoch_counter,
         cutmix_other_signer=config.augment.face_cutmix_other_signer,
+        repeat=True, epochs=config.train.epochs,
     )
     val_ds = None
     if data.val_idx is not None and len(data.val_idx):
@@ -213,8 +215,13 @@ def _callbacks(config, files, distiller, triple, datasets, plan):
 
 
 def _fit(config, files, distiller, triple, datasets, plan, verbose):
+    # With steps_per_epoch and a dataset of unknown length, Keras keeps the training
+    # iterator from epoch to epoch: one iterator per fit, no per-epoch restart of the
+    # pipeline (seconds per epoch). The iterator starts at the first epoch of the fit
+    # (`EpochState` sets the counter), which is how a resumed run replays its epochs.
     distiller.fit(
-        datasets.train, epochs=config.train.epochs, validation_data=datasets.val,
+        datasets.train, epochs=config.train.epochs, steps_per_epoch=plan.steps_per_epoch,
+        validation_data=datasets.val,
         callbacks=_callbacks(config, files, distiller, triple, datasets, plan),
         verbose=verbose, shuffle=False,  # the dataset shuffles itself, per epoch
     )
