@@ -81,6 +81,16 @@ def test_contract_signature_names_and_shapes(exported):
         assert np.all(probs >= 0) and abs(probs.sum() - 1) < 1e-5
 
 
+def test_only_preprocessing_has_run_time_shapes(exported):
+    """Which frames a clip keeps is data-dependent (Preprocess: WHERE, RANGE, a slice);
+    every model op's output shape must follow from its inputs' shapes (`tflite_layout`):
+    no per-call dynamic tensors or memory re-planning inside the models."""
+    ensemble, path, _ = exported
+    dynamic = graph.dynamic_shape_ops(path.read_bytes())
+    assert [d for d in dynamic if "classifier" in d[1]] == []
+    assert 1 <= len(dynamic) <= 3 * len(ensemble), dynamic
+
+
 def test_report_written_next_to_file(exported):
     _, path, report = exported
     saved = json.loads(path.with_suffix(".json").read_text())

@@ -9,6 +9,7 @@ reproduces it. docs/recipe.md §7 writes `c(j, i)` (the paper's notation, bucket
 would flip the sign of the distance. We follow the code; `test_matches_keras_hub` pins it.
 """
 
+import contextlib
 import math
 
 import keras
@@ -17,6 +18,7 @@ import pytest
 import tensorflow as tf
 
 from tfislr.model import DisentangledSelfAttention, log_bucket_position, relative_position_index
+from tfislr.model.deberta import tflite_layout
 
 
 def bucket_reference(r, bucket_size, max_position):
@@ -129,8 +131,10 @@ def test_relative_position_index_beyond_max_len_is_clamped():
     assert index[39, 0] == 11 and index[0, 39] == 0 and (np.diag(index) == 6).all()
 
 
-@pytest.mark.parametrize("length,buckets", [(1, 6), (5, 6), (6, 6), (11, 6), (9, 25)])
-def test_matches_numpy_reference(length, buckets):
+@pytest.mark.parametrize("layout", ["training", "tflite"])
+@pytest.mark.parametrize("length,buckets", [(1, 6), (5, 6), (6, 6), (11, 6), (9, 25), (40, 6)])
+def test_matches_numpy_reference(length, buckets, layout):
+    """Both layouts (the training skew and the export's row gather, `tflite_layout`)."""
     rng = np.random.default_rng(length)
     hidden, num_heads, batch = 24, 3, 3
     layer = DisentangledSelfAttention(num_heads, hidden, buckets)
@@ -138,14 +142,16 @@ def test_matches_numpy_reference(length, buckets):
     table = rng.normal(size=(2 * buckets, hidden)).astype("float32")
     lengths = np.array([length, max(1, length - 2), 1])
     mask = (np.arange(length)[None] < lengths[:, None]).astype("float32")
-    out, probs = layer(x, table, padding_mask=mask, return_attention_scores=True)
+    with tflite_layout() if layout == "tflite" else contextlib.nullcontext():
+        out, probs = layer(x, table, padding_mask=mask, return_attention_scores=True)
+        out_unmasked = layer(x, table)
     expected, expected_probs = attention_reference(
         x.astype(np.float64), table.astype(np.float64), layer_weights(layer), num_heads, buckets, mask
     )
     np.testing.assert_allclose(np.asarray(probs), expected_probs, atol=1e-5)
     np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-5, atol=1e-5)
     # without a mask: all frames attend to all frames
-    out = layer(x, table)
+    out = out_unmasked
     expected, _ = attention_reference(
         x.astype(np.float64), table.astype(np.float64), layer_weights(layer), num_heads, buckets,
         np.ones((batch, length)),

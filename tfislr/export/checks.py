@@ -129,13 +129,18 @@ def _hand_only_frame():
 
 
 def check_parity(module, model_path, clips, tolerance):
-    """Max |TF - TFLite| of the probabilities over `clips`; ExportError above `tolerance`."""
+    """Max |TF - TFLite| of the probabilities over `clips`; ExportError above `tolerance`.
+
+    TF is `module.reference` when the module has one (the models' training-time graph,
+    see `graph.build_ensemble_module`), else `module.serving_default`.
+    """
     import tensorflow as tf
 
     runner = TFLiteRunner(model_path)
+    reference = getattr(module, "reference", module.serving_default)
     worst, agree = 0.0, 0
     for clip in clips:
-        expected = module.serving_default(tf.constant(clip))[OUTPUT_NAME].numpy()
+        expected = reference(tf.constant(clip))[OUTPUT_NAME].numpy()
         got = runner(clip)
         worst = max(worst, float(np.max(np.abs(expected - got))))
         agree += int(np.argmax(expected) == np.argmax(got))

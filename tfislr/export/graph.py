@@ -25,10 +25,20 @@ def backing_variables(models):
 
 
 def build_ensemble_module(members):
-    """The tf.Module whose `serving_default` is the exported signature."""
+    """The tf.Module whose `serving_default` is the exported signature.
+
+    `serving_default` is traced in the models' TFLite layout (`tflite_layout`: the same
+    math with shapes that follow from the input's, no per-call dynamic tensors);
+    `reference` is the same function traced as the models train, which the parity check
+    compares the file with.
+    """
     import tensorflow as tf
 
+    from tfislr.model.deberta import tflite_layout
+    from tfislr.preprocessing import Preprocess
+
     num_classes = check_members_agree(members)
+    signature = [tf.TensorSpec([None, lm.NUM_RAW_LANDMARKS, 3], tf.float32, name=INPUT_NAME)]
 
     class EnsembleModule(tf.Module):
         """raw frames [T, 543, 3] -> mean of the members' softmax [num_classes]."""
@@ -39,23 +49,25 @@ def build_ensemble_module(members):
             self.preprocessors = [m.preprocess for m in members]
             self.models = [m.model for m in members]
             self.weight_values = backing_variables(self.models)
+            self.serving_default = tf.function(self._serve, input_signature=signature)
+            self.reference = tf.function(self._serve, input_signature=signature)
 
-        @tf.function(
-            input_signature=[tf.TensorSpec([None, lm.NUM_RAW_LANDMARKS, 3], tf.float32,
-                                           name=INPUT_NAME)]
-        )
-        def serving_default(self, inputs):
-            # inf is no measurement either. Preprocess already treats it as missing;
-            # doing it here too keeps the contract for any custom `preprocess` (cheap:
-            # one elementwise pass over the raw frames).
-            frames = tf.where(tf.math.is_finite(inputs), inputs, tf.constant(np.nan, tf.float32))
+        def _serve(self, inputs):
+            # inf is no measurement either. Preprocess already treats it as missing; a
+            # custom `preprocess` gets it as NaN (a SELECT_V2 over all raw frames, which
+            # TFLite runs in its reference kernel: skipped when every member has Preprocess).
+            frames = inputs
+            if not all(isinstance(p, Preprocess) for p in self.preprocessors):
+                frames = tf.where(tf.math.is_finite(inputs), inputs,
+                                  tf.constant(np.nan, tf.float32))
             probabilities = []
             for preprocess, model in zip(self.preprocessors, self.models):
                 points = preprocess(frames)[tf.newaxis]
                 # Shape [1, T'] with the batch dim static: the converter can only lower
                 # `mask[:, :, None]` (StridedSlice with new_axis_mask) when at most one
-                # dim is unknown; tf.ones(tf.shape(...)) would leave both unknown.
-                padding_mask = tf.ones_like(points[:, :, 0, 0])
+                # dim is unknown. `x * 0 + 1` (points are finite) keeps the shape derived
+                # from the input's; tf.ones_like becomes a BROADCAST_TO to a computed shape.
+                padding_mask = points[:, :, 0, 0] * 0.0 + 1.0
                 logits = model({"landmarks": points, "padding_mask": padding_mask},
                                training=False)
                 probabilities.append(tf.nn.softmax(tf.cast(logits[0], tf.float32)))
@@ -63,7 +75,10 @@ def build_ensemble_module(members):
                 tf.add_n(probabilities) / float(len(probabilities)))
             return {OUTPUT_NAME: tf.ensure_shape(outputs, [num_classes])}
 
-    return EnsembleModule()
+    module = EnsembleModule()
+    with tflite_layout():
+        module.serving_default.get_concrete_function()  # traced once, in the export layout
+    return module
 
 
 def _error_scopes(error):
@@ -143,6 +158,38 @@ def model_ops(model_content):
         else:
             names.add(builtin_names.get(builtin, f"BUILTIN_{builtin}"))
     return sorted(names)
+
+
+# Operators whose output shape comes from the VALUES of these inputs (0-based). With such an
+# input not constant, the output is a dynamic tensor: malloc'ed on every call, and the
+# interpreter re-plans its memory after the op (see `deberta.tflite_layout`).
+_SHAPE_INPUTS = {"RESHAPE": (1,), "SLICE": (1, 2), "STRIDED_SLICE": (1, 2, 3), "RANGE": (0, 1, 2),
+                 "PAD": (1,), "PADV2": (1,), "FILL": (0,), "BROADCAST_TO": (1,), "TILE": (1,),
+                 "WHERE": (0,)}
+
+
+def dynamic_shape_ops(model_content):
+    """`(op name, output tensor name)` of every op whose output shape depends on run-time
+    values (a computed shape, bounds or limit; WHERE always), in graph order."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    names = {value: name for name, value in vars(schema.BuiltinOperator).items()
+             if not name.startswith("_")}
+    model = schema.Model.GetRootAs(bytearray(model_content), 0)
+    graph = model.Subgraphs(0)
+    found = []
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        name = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
+        if name not in _SHAPE_INPUTS:
+            continue
+        inputs = [op.Inputs(k) for k in _SHAPE_INPUTS[name] if k < op.InputsLength()]
+        computed = [t for t in inputs
+                    if t >= 0 and model.Buffers(graph.Tensors(t).Buffer()).DataLength() == 0]
+        if name == "WHERE" or computed:
+            found.append((name, graph.Tensors(op.Outputs(0)).Name().decode()))
+    return found
 
 
 def check_builtin_ops(model_content):

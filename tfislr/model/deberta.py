@@ -14,6 +14,8 @@ chosen by measurement over a `gather` with `batch_dims`, a one-hot matmul and a
 README).
 """
 
+import contextlib
+import contextvars
 import math
 
 import keras
@@ -26,6 +28,28 @@ from tfislr.model.activations import mish
 # mixed precision), so a finite float32 value is safe: a fully masked (padded) query row
 # becomes uniform, then is zeroed.
 _MASKED_LOGIT = -1e9
+
+_TFLITE_LAYOUT = contextvars.ContextVar("tfislr_tflite_layout", default=False)
+
+
+@contextlib.contextmanager
+def tflite_layout():
+    """Layers traced inside this context build their TFLite-export graph: same math, other ops.
+
+    In a TFLite graph whose time axis is only known at run time (the export's kept frames),
+    every op whose output shape is computed from a tensor's *values* (RANGE, SLICE with
+    computed bounds, RESHAPE to a computed shape) produces a dynamic tensor: it is malloc'ed
+    on every call and the interpreter re-plans its memory arena after it. The training-time
+    skew of the relative-position terms needs ~10 such ops per layer. Inside this context
+    `DisentangledSelfAttention` picks its table rows with a gather instead (see
+    `_relative_scores_by_rows`), whose shapes all follow from its inputs' shapes. The export
+    (`tfislr.export.graph`) traces its serving function inside it; training never does.
+    """
+    token = _TFLITE_LAYOUT.set(True)
+    try:
+        yield
+    finally:
+        _TFLITE_LAYOUT.reset(token)
 
 
 def torch_linear_kernel_initializer():
@@ -114,6 +138,39 @@ def _distance_rows(length, position_buckets):
     return ops.clip(rows, 0, 2 * position_buckets - 1)
 
 
+def tflite_layout_active():
+    """True while tracing inside `tflite_layout()`."""
+    return _TFLITE_LAYOUT.get()
+
+
+def _saturated_distance(position_buckets):
+    """A distance `D` with `c(d) == c(sign(d) * D)` for every `|d| >= D` (both ends clamped).
+
+    `log_bucket_position` magnitudes stop at `position_buckets` (from the last threshold on,
+    or from `P` when there is no log range), and `clamp(bucket + P, 0, 2P - 1)` maps every
+    magnitude `>= P` to the same row on each side.
+    """
+    thresholds = _log_bucket_thresholds(position_buckets, position_buckets)
+    return max([position_buckets] + thresholds) + 1
+
+
+def _distance_table(position_buckets):
+    """`(D, rows)`: table rows `c(d)` of the distances `d = -D .. D` (a constant [2D + 1])."""
+    limit = _saturated_distance(position_buckets)
+    distances = ops.arange(-limit, limit + 1, dtype="int32")
+    rows = log_bucket_position(distances, position_buckets, position_buckets) + position_buckets
+    return limit, ops.clip(rows, 0, 2 * position_buckets - 1)
+
+
+def _frame_ids(frames):
+    """int32 `[T]` = 0 .. T-1 from a finite `[T]` float tensor, with no RANGE op.
+
+    `cumsum(x * 0 + 1)` has the shape of `x` in a TFLite graph (a RANGE with a run-time
+    limit would be a dynamic tensor, see `tflite_layout`).
+    """
+    return ops.cast(ops.cumsum(frames * 0.0 + 1.0) - 1.0, "int32")
+
+
 def _skew(scores, length):
     """`[B, H, T, 2T-1] -> [B, H, T, T]` with `out[..., i, j] = scores[..., i, T-1-i+j]`.
 
@@ -141,17 +198,19 @@ def _leading_dims(x):
 
 
 def _per_frame(dense, x):
-    """A Dense layer on `[B, T, d]` through one 2-D matmul over `[B * T, d]`.
+    """A per-row function (a Dense layer, a matmul) on `[B, T, ..., d]` through one 2-D
+    product over `[B * T * ..., d]`; the dims between T and d must be static.
 
     Keras computes a Dense on a 3-D input with `tensordot`, which in the exported TFLite
     graph wraps each FULLY_CONNECTED in ~9 shape ops (SHAPE, GATHER, REDUCE_PROD, PACK,
     CONCATENATION, RESHAPE) that run on every call, as the length is only known at run
-    time. Flattening first leaves two RESHAPEs with constant shapes when the batch dim is
-    static (see `_leading_dims`). Same products and sums: `tensordot` flattens too.
+    time, and makes its output a dynamic tensor (see `tflite_layout`). Flattening first
+    leaves two RESHAPEs with constant shapes when the batch dim is static (see
+    `_leading_dims`). Same products and sums: `tensordot` flattens too.
     """
     batch, length = _leading_dims(x)
     flat = dense(ops.reshape(x, (-1, x.shape[-1])))
-    return ops.reshape(flat, (batch, length, dense.units))
+    return ops.reshape(flat, (batch, length, *x.shape[2:-1], flat.shape[-1]))
 
 
 def relative_position_index(length, position_buckets):
@@ -275,6 +334,38 @@ class DisentangledSelfAttention(keras.layers.Layer):
         p2c = _skew(ops.matmul(key, per_head(pos_query, ops.flip(rows, 0))), length)
         return c2p + ops.transpose(p2c, (0, 1, 3, 2))
 
+    def _relative_scores_by_rows(self, query, key, rel_embeddings, frames):
+        """The same c2p + p2c scores `[B, heads, T, T]` as `_relative_scores`, for TFLite.
+
+        Each query is scored against all `2P` projected table rows (one matmul with a
+        constant right operand), then `c2p[i, j] = S[i, c(i - j)]` and
+        `p2c[i, j] = S'[j, c(i - j)]` are picked by one row gather each, heads innermost so
+        each gathered row is `heads` floats. Every shape follows from the inputs' shapes
+        (see `tflite_layout`): the frame ids come from `frames` (`[T]`, finite) and the
+        bucket of `i - j` from a constant table of the distances up to saturation. The dot
+        products are the ones `_relative_scores` computes; only which ones are kept differs.
+        """
+        import tensorflow as tf  # export only: tf.gather, as ops.take adds a negative-index
+        # SELECT_V2 per gather (the indices here are never negative)
+
+        buckets, heads, width = self.position_buckets, self.num_heads, self.head_dim
+        pos_key = self.key_dense(rel_embeddings)  # [2P, hidden], constant at export
+        pos_query = self.query_dense(rel_embeddings) * ops.cast(self.scale, self.compute_dtype)
+        limit, table = _distance_table(buckets)
+        ids = _frame_ids(frames)
+        distance = ops.minimum(ops.maximum(ids[:, None] - ids[None, :], -limit), limit)
+        rows = tf.gather(table, distance + limit)
+        batch = query.shape[0] or ops.shape(query)[0]
+
+        def pick(states, projected, row_ids):  # -> [B, T, T, heads]
+            per_head = ops.transpose(ops.reshape(projected, (2 * buckets, heads, width)), (1, 2, 0))
+            scores = ops.matmul(states, per_head)  # [B, heads, T, 2P]
+            scores = ops.reshape(ops.transpose(scores, (0, 2, 3, 1)), (batch, -1, heads))
+            return tf.gather(scores, row_ids * (2 * buckets) + rows, axis=1)
+
+        both = pick(query, pos_key, ids[:, None]) + pick(key, pos_query, ids[None, :])
+        return ops.transpose(both, (0, 3, 1, 2))
+
     def call(
         self,
         inputs,
@@ -289,12 +380,24 @@ class DisentangledSelfAttention(keras.layers.Layer):
         query = query * ops.cast(self.scale, query.dtype)
 
         scores = ops.matmul(query, ops.transpose(key, (0, 1, 3, 2)))
-        scores = scores + self._relative_scores(query, key, rel_embeddings, training)
+        if tflite_layout_active() and not training:
+            # Frame ids from a finite [T] tensor: the mask (ones where real) when given.
+            frames = (padding_mask[0] if padding_mask is not None else inputs[0, :, 0])
+            relative = self._relative_scores_by_rows(
+                query, key, rel_embeddings, ops.cast(frames, query.dtype))
+        else:
+            relative = self._relative_scores(query, key, rel_embeddings, training)
+        scores = scores + relative
         scores = ops.cast(scores, "float32")
         if padding_mask is not None:
             mask = ops.cast(padding_mask, "float32")
             pair_mask = ops.expand_dims(mask, (1, 3)) * ops.expand_dims(mask, (1, 2))
-            scores = ops.where(pair_mask > 0, scores, _MASKED_LOGIT)
+            if tflite_layout_active():
+                # The same values for a 0/1 mask, without SELECT_V2 (which TFLite runs in
+                # its reference kernel, outside XNNPACK).
+                scores = scores * pair_mask + (1.0 - pair_mask) * _MASKED_LOGIT
+            else:
+                scores = ops.where(pair_mask > 0, scores, _MASKED_LOGIT)
             probabilities = ops.softmax(scores, axis=-1) * pair_mask
         else:
             probabilities = ops.softmax(scores, axis=-1)

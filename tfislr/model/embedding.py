@@ -4,7 +4,12 @@ import keras
 from keras import ops
 
 from tfislr import landmarks as lm
-from tfislr.model.deberta import torch_linear_bias_initializer, torch_linear_kernel_initializer
+from tfislr.model.deberta import (
+    _per_frame,
+    tflite_layout_active,
+    torch_linear_bias_initializer,
+    torch_linear_kernel_initializer,
+)
 from tfislr.model.empty_batch import if_rows
 
 
@@ -112,12 +117,14 @@ class LandmarkEmbedding(keras.layers.Layer):
         # original computed them on its zero-padded batches (and its export appended 2 zero
         # frames for the same reason). Appending that many zero frames makes every real
         # frame's output independent of how much padding follows it.
+        # Pad and the negative end keep every shape derived from x's (no computed bounds
+        # in the exported graph, see `deberta.tflite_layout`).
         overhang = self.kernel_size // 2
-        shape = ops.shape(x)
-        tail = ops.zeros((shape[0], overhang, shape[2], shape[3]), dtype=x.dtype)
-        conv = self._conv(self.conv_1, ops.concatenate([x, tail], axis=1))
-        conv = self._conv(self.conv_2, conv)[:, : shape[1]]
-        position = self.position_dense(ops.concatenate([x, conv], axis=-1))
+        conv = self._conv(self.conv_1, ops.pad(x, ((0, 0), (0, overhang), (0, 0), (0, 0))))
+        conv = self._conv(self.conv_2, conv)
+        if overhang:
+            conv = conv[:, :-overhang]
+        position = _per_frame(self.position_dense, ops.concatenate([x, conv], axis=-1))
 
         # feature_dense(concat[type, lm, pos]) is split by kernel rows: the id part is the
         # same for every frame ([100, E] for real frames, [1, E] for padded ones), so it is
@@ -135,12 +142,15 @@ class LandmarkEmbedding(keras.layers.Layer):
             axis=-1,
         )
         id_features = ops.matmul(ids_real, kernel[: 2 * E]) + bias  # [100, E]
-        features = ops.matmul(position, kernel[2 * E :])
+        features = _per_frame(lambda rows: ops.matmul(rows, kernel[2 * E :]), position)
         if padding_mask is None:
             return features + id_features
         zeros = ops.zeros((1, E), dtype=self.compute_dtype)
         ids_padding = ops.concatenate([self.type_norm(zeros), self.landmark_norm(zeros)], axis=-1)
         pad_features = ops.matmul(ids_padding, kernel[: 2 * E]) + bias  # [1, E]
+        if tflite_layout_active():
+            # The same values for a 0/1 mask, without SELECT_V2 (a TFLite reference kernel).
+            return features + (id_features * frame_mask + pad_features * (1.0 - frame_mask))
         return features + ops.where(frame_mask > 0, id_features, pad_features)
 
     @staticmethod

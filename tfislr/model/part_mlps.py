@@ -5,7 +5,12 @@ from keras import ops
 
 from tfislr import landmarks as lm
 from tfislr.model.activations import mish
-from tfislr.model.deberta import torch_linear_bias_initializer, torch_linear_kernel_initializer
+from tfislr.model.deberta import (
+    _leading_dims,
+    _per_frame,
+    torch_linear_bias_initializer,
+    torch_linear_kernel_initializer,
+)
 from tfislr.model.empty_batch import BatchNormalization
 
 
@@ -81,9 +86,9 @@ class PartMLP(keras.layers.Layer):
                 count = ops.sum(mask, axis=(1, 2), keepdims=True) * len(self.points)
                 mean = ops.sum(x * mask, axis=(1, 2), keepdims=True) / ops.maximum(count, 1.0)
                 x = (x - mean) * mask
-        shape = ops.shape(x)
-        x = ops.reshape(x, (shape[0], shape[1], len(self.points) * x.shape[-1]))
-        x = self.norm(self.dense(x), training=training)
+        batch, length = _leading_dims(x)
+        x = ops.reshape(x, (batch, length, len(self.points) * x.shape[-1]))
+        x = self.norm(_per_frame(self.dense, x), training=training)
         return mish(self.dropout_layer(x, training=training))
 
     def compute_output_shape(self, features_shape, padding_mask_shape=None):
@@ -170,7 +175,7 @@ class PartMLPs(keras.layers.Layer):
         hand = ops.maximum(run(self.left_hand_mlp), run(self.right_hand_mlp))
         parts = [run(self.all_mlp), hand, run(self.lips_mlp), run(self.face_mlp)]
         x = ops.concatenate(parts, axis=-1)
-        x = self.combine_norm(self.combine_dense(x), training=training)
+        x = self.combine_norm(_per_frame(self.combine_dense, x), training=training)
         x = mish(self.combine_dropout(x, training=training))
         if padding_mask is not None:
             x = x * ops.expand_dims(ops.cast(padding_mask, x.dtype), -1)
