@@ -1,6 +1,8 @@
 """The classifier converts to TFLite (builtin ops, dynamic T) with Keras parity, and runs
 under mixed precision."""
 
+import contextlib
+
 import keras
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ import tensorflow as tf
 from tfislr.config import load_config
 from tfislr.export import graph
 from tfislr.model import ISLRClassifier, build_classifier
+from tfislr.model.deberta import tflite_layout
 
 SMALL = dict(
     num_classes=7, max_len=6, embed_dim=16, dense_dim=16, transfo_dim=32,
@@ -32,14 +35,18 @@ class LandmarkServing(tf.Module):
         return {"logits": logits[0]}
 
 
-def convert(model):
-    return graph.convert(LandmarkServing(model), "fp32")
+def convert(model, layout="training"):
+    """fp32 TFLite bytes, traced in the training graph or the export's `tflite_layout`."""
+    serving = LandmarkServing(model)
+    with tflite_layout() if layout == "tflite" else contextlib.nullcontext():
+        serving.serving_default.get_concrete_function()
+    return graph.convert(serving, "fp32")
 
 
-def check_tflite(model, lengths, tolerance=1e-4):
+def check_tflite(model, lengths, tolerance=1e-4, layout="training"):
     from ai_edge_litert.interpreter import Interpreter
 
-    blob = convert(model)
+    blob = convert(model, layout)
     interpreter = Interpreter(model_content=blob)
     ops = {op["op_name"] for op in interpreter._get_ops_details()}
     assert not {"VAR_HANDLE", "READ_VARIABLE", "CUSTOM"} & ops, ops
@@ -56,10 +63,12 @@ def check_tflite(model, lengths, tolerance=1e-4):
     return blob
 
 
-def test_tflite_builtins_dynamic_time_parity():
+@pytest.mark.parametrize("layout", ["training", "tflite"])
+def test_tflite_builtins_dynamic_time_parity(layout):
+    """Keras (training graph) vs the file, also for the export layout and T > max_len."""
     model = ISLRClassifier(**SMALL)
     model({"landmarks": np.zeros((1, 3, 100, 3), "float32"), "padding_mask": np.ones((1, 3), "float32")})
-    check_tflite(model, lengths=(1, 4, 6, 15, 2))
+    check_tflite(model, lengths=(1, 4, 6, 15, 2), layout=layout)
 
 
 @pytest.mark.slow
