@@ -141,6 +141,8 @@ def main(argv=None):
         "ensemble_latency_ms_1_thread": time_lengths(
             report["path"], FULL_LENGTHS + TYPICAL_LENGTHS, args.repeats),
         "ensemble_latency_probe_mix": report["latency"],
+        # int8 only: top-1 agreement and max probability difference with the fp32 graph.
+        "agreement_with_fp32": report.get("agreement"),
         "reference_ms": REFERENCE_MS,
     }
     if args.members:

@@ -3,6 +3,7 @@
     python benchmarks/export.py --output-dir /tmp/bench      # writes ensemble_fp16.tflite
     python benchmarks/export_profile.py /tmp/bench/ensemble_fp16.tflite [--lengths 25 80]
                                         [--seconds 10] [--top 15]
+    python benchmarks/export_profile.py FILE --fc-floor [--repeats 50]
 
 ai-edge-litert 2.3 has no per-operator profiler in its Python API (the C API's
 `LiteRtCompiledModelGetProfiler` has no binding) and its wheel ships no
@@ -18,6 +19,10 @@ was running:
   select, slice, strided slice, ...) and the interpreter's bookkeeping;
 * `memory`: copies, page faults and arena commits of tensors whose size is only known
   at run time.
+
+`--fc-floor` instead times the file against a model of only its FULLY_CONNECTED ops (the
+same M x K x N products, fp16 weights, static shapes), alternating blocks of 10 calls: the
+time no rewrite of the rest of the graph can go below while the Dense layers stay float32.
 
 The shares are of CPU time, so they hold on a busy machine where wall-clock times do
 not. Needs `perf` (linux-tools) and permission to sample (`perf_event_paranoid` <= 2).
@@ -102,13 +107,92 @@ def profile(model, length, seconds, top):
     }
 
 
+def fully_connected_shapes(model, length):
+    """`(M, K, N)` of every FULLY_CONNECTED the file runs on a T-frame clip (M rows)."""
+    from ai_edge_litert.interpreter import Interpreter
+    from export import clips_with_hands
+
+    interpreter = Interpreter(model_path=str(model), experimental_preserve_all_tensors=True)
+    interpreter.get_signature_runner("serving_default")(inputs=clips_with_hands(length, length))
+    shapes = []
+    for op in interpreter._get_ops_details():
+        if op["op_name"] == "FULLY_CONNECTED":
+            rows, depth = interpreter.get_tensor(op["inputs"][0]).shape
+            shapes.append((rows, depth, interpreter.get_tensor(op["inputs"][1]).shape[0]))
+    return shapes
+
+
+def fully_connected_floor(model, lengths, repeats):
+    """CPU ms per call of the file vs. of its FULLY_CONNECTED ops alone (same M, K, N, fp16
+    weights, static shapes, nothing else), interleaved: what no graph rewrite goes below."""
+    import time
+
+    import numpy as np
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # benchmarks/export.py, not ROOT/export.py
+    from export import clips_with_hands
+
+    from tfislr.export.runner import TFLiteRunner
+
+    runner = TFLiteRunner(model, num_threads=1)
+    rng = np.random.default_rng(0)
+    result = {}
+    for length in lengths:
+        shapes = fully_connected_shapes(model, length)
+        rows, depth = max(m for m, _, _ in shapes), max(k for _, k, _ in shapes)
+        weights = [tf.constant(rng.normal(0, 0.05, (k, n)).astype(np.float32))
+                   for _, k, n in shapes]
+
+        def products(x):
+            return tf.add_n([tf.matmul(x[:m, :k], w)[0, 0]
+                             for (m, k, _), w in zip(shapes, weights)])
+
+        function = tf.function(products, input_signature=[
+            tf.TensorSpec([rows, depth], tf.float32)]).get_concrete_function()
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([function])
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+        floor = Interpreter(model_content=converter.convert(), num_threads=1)
+        floor.allocate_tensors()
+        floor.set_tensor(floor.get_input_details()[0]["index"],
+                         rng.normal(size=(rows, depth)).astype(np.float32))
+        clip = clips_with_hands(length, seed=length)
+        calls = {"file": lambda: runner(clip), "fully_connected_only": floor.invoke}
+        times = {name: [] for name in calls}
+        for _ in range(max(1, repeats // 10)):  # blocks of 10 calls, alternating
+            for name, call in calls.items():
+                call()  # the other one just ran: its weights are what the cache holds
+                for _ in range(10):
+                    start = time.thread_time()
+                    call()
+                    times[name].append((time.thread_time() - start) * 1e3)
+        medians = {k: round(float(np.median(v)), 2) for k, v in times.items()}
+        result[f"T={length}"] = {
+            "cpu_median_ms": medians,
+            "fully_connected_share": round(medians["fully_connected_only"] / medians["file"], 3),
+            "num_fully_connected": len(shapes),
+            "mflop": round(sum(2 * m * k * n for m, k, n in shapes) / 1e6, 1),
+        }
+    return result
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="the .tflite file (e.g. from benchmarks/export.py)")
     parser.add_argument("--lengths", type=int, nargs="+", default=[25, 80])
     parser.add_argument("--seconds", type=float, default=10.0, help="sampling time per length")
     parser.add_argument("--top", type=int, default=15, help="kernels listed per length")
+    parser.add_argument("--fc-floor", action="store_true",
+                        help="instead: time the file against its FULLY_CONNECTED ops alone")
+    parser.add_argument("--repeats", type=int, default=50, help="calls per length (--fc-floor)")
     args = parser.parse_args(argv)
+    if args.fc_floor:
+        result = fully_connected_floor(args.model, args.lengths, args.repeats)
+        print(json.dumps({"model": args.model, "load_average_1_5_15": os.getloadavg(),
+                          **result}, indent=2))
+        return 0
     if shutil.which("perf") is None:
         parser.error("needs Linux perf (e.g. apt-get install linux-perf)")
     result = {f"T={length}": profile(args.model, length, args.seconds, args.top)
