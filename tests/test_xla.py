@@ -112,6 +112,18 @@ def test_jit_step_on_two_replicas_compiles_once_per_mode_and_device():
     _check_compiles_once("cpu:2", 2)
 
 
+def test_cpu_emitter_flag_is_added_once_and_never_overrides_the_user(monkeypatch):
+    from tfislr.training import xla
+
+    monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
+    assert xla.use_cpu_loop_emitters()
+    assert os.environ["XLA_FLAGS"] == f"--xla_dump_to=/tmp/x {xla.CPU_FUSION_EMITTERS_FLAG}"
+    assert not xla.use_cpu_loop_emitters()  # already there: unchanged
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_use_fusion_emitters=true")
+    assert not xla.use_cpu_loop_emitters()
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_use_fusion_emitters=true"
+
+
 def _graph_nodes(concrete_function):
     graph_def = concrete_function.graph.as_graph_def()
     return list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]

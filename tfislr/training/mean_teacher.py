@@ -47,6 +47,7 @@ from tfislr import timeline
 from tfislr.config import MODEL_NAMES
 from tfislr.training import losses
 from tfislr.training import schedules
+from tfislr.training import xla
 from tfislr.training.mixup import draw_mixup
 from tfislr.training.optimizers import is_pre_reduced
 
@@ -189,6 +190,7 @@ class MeanTeacherDistiller(keras.Model):
         self.config = config
         # Host-side cache of `distilled_inference_mode()` for the epoch `fit` is in.
         self._epoch_distilled_mode = None
+        self.replica_jit_compile = False  # set by `compile`
 
         self._ema_pairs()  # fails early when teacher and student differ
 
@@ -250,6 +252,8 @@ class MeanTeacherDistiller(keras.Model):
         self.replica_jit_compile = jit_compile is True and (
             self.distribute_strategy.num_replicas_in_sync > 1
         )
+        if jit_compile is True:
+            xla.use_cpu_loop_emitters()  # before the first compilation (see tfislr.training.xla)
         super().compile(
             optimizer=student_optimizer,
             jit_compile=jit_compile and not self.replica_jit_compile,
@@ -345,7 +349,7 @@ class MeanTeacherDistiller(keras.Model):
         steps = {}
         for mode in (False, True):
             gradients = functools.partial(self.replica_gradients, distilled_inference=mode)
-            if getattr(self, "replica_jit_compile", False):
+            if self.replica_jit_compile:
                 gradients = tf.function(gradients, jit_compile=True, reduce_retracing=True)
             steps[mode] = make_function(
                 functools.partial(self.train_step, distilled_inference=mode, gradients=gradients)
@@ -446,7 +450,8 @@ class MeanTeacherDistiller(keras.Model):
                 losses.scale_for_replicas(student_loss)
             ) + self.distilled_optimizer.scale_loss(losses.scale_for_replicas(distilled_loss))
 
-        gradients = [_dense_gradient(g) for g in tape.gradient(objective, student_vars + distilled_vars)]
+        gradients = tape.gradient(objective, student_vars + distilled_vars)
+        gradients = [_dense_gradient(g) for g in gradients]
         values = {
             "student_loss": student_loss,
             "distilled_loss": distilled_loss,
@@ -459,7 +464,9 @@ class MeanTeacherDistiller(keras.Model):
         `training=False` (see `make_train_function`, which picks it per epoch and passes
         `gradients`: `replica_gradients` or its per-replica XLA compilation)."""
         if gradients is None:
-            gradients = functools.partial(self.replica_gradients, distilled_inference=distilled_inference)
+            gradients = functools.partial(
+                self.replica_gradients, distilled_inference=distilled_inference
+            )
         views, labels = data[0], data[1]
         self.step_counter.assign_add(1)
         step = tf.convert_to_tensor(self.step_counter)  # 1-based (a read, not the variable)
