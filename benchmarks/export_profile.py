@@ -4,6 +4,7 @@
     python benchmarks/export_profile.py /tmp/bench/ensemble_fp16.tflite [--lengths 25 80]
                                         [--seconds 10] [--top 15]
     python benchmarks/export_profile.py FILE --fc-floor [--repeats 50]
+    python benchmarks/export_profile.py FILE --compare OTHER.tflite [--repeats 50]
 
 ai-edge-litert 2.3 has no per-operator profiler in its Python API (the C API's
 `LiteRtCompiledModelGetProfiler` has no binding) and its wheel ships no
@@ -122,11 +123,44 @@ def fully_connected_shapes(model, length):
     return shapes
 
 
+def alternate(calls, repeats):
+    """CPU-time medians (ms) of `{name: call}`, run in alternating blocks of 10 calls."""
+    import time
+
+    import numpy as np
+
+    times = {name: [] for name in calls}
+    for _ in range(max(1, repeats // 10)):
+        for name, call in calls.items():
+            call()  # the other one just ran: its weights are what the cache holds
+            for _ in range(10):
+                start = time.thread_time()
+                call()
+                times[name].append((time.thread_time() - start) * 1e3)
+    return {name: round(float(np.median(v)), 2) for name, v in times.items()}
+
+
+def compare(model, other, lengths, repeats):
+    """CPU ms per call of two files on the same clips, alternating (A B A B ...)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # benchmarks/export.py, not ROOT/export.py
+    from export import clips_with_hands
+
+    from tfislr.export.runner import TFLiteRunner
+
+    runners = {str(model): TFLiteRunner(model), str(other): TFLiteRunner(other)}
+    result = {}
+    for length in lengths:
+        clip = clips_with_hands(length, seed=length)
+        medians = alternate({path: (lambda r=r: r(clip)) for path, r in runners.items()},
+                            repeats)
+        result[f"T={length}"] = {"cpu_median_ms": medians,
+                                 "speedup": round(medians[str(other)] / medians[str(model)], 3)}
+    return result
+
+
 def fully_connected_floor(model, lengths, repeats):
     """CPU ms per call of the file vs. of its FULLY_CONNECTED ops alone (same M, K, N, fp16
     weights, static shapes, nothing else), interleaved: what no graph rewrite goes below."""
-    import time
-
     import numpy as np
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
@@ -159,16 +193,8 @@ def fully_connected_floor(model, lengths, repeats):
         floor.set_tensor(floor.get_input_details()[0]["index"],
                          rng.normal(size=(rows, depth)).astype(np.float32))
         clip = clips_with_hands(length, seed=length)
-        calls = {"file": lambda: runner(clip), "fully_connected_only": floor.invoke}
-        times = {name: [] for name in calls}
-        for _ in range(max(1, repeats // 10)):  # blocks of 10 calls, alternating
-            for name, call in calls.items():
-                call()  # the other one just ran: its weights are what the cache holds
-                for _ in range(10):
-                    start = time.thread_time()
-                    call()
-                    times[name].append((time.thread_time() - start) * 1e3)
-        medians = {k: round(float(np.median(v)), 2) for k, v in times.items()}
+        medians = alternate({"file": lambda: runner(clip),
+                             "fully_connected_only": floor.invoke}, repeats)
         result[f"T={length}"] = {
             "cpu_median_ms": medians,
             "fully_connected_share": round(medians["fully_connected_only"] / medians["file"], 3),
@@ -186,10 +212,15 @@ def main(argv=None):
     parser.add_argument("--top", type=int, default=15, help="kernels listed per length")
     parser.add_argument("--fc-floor", action="store_true",
                         help="instead: time the file against its FULLY_CONNECTED ops alone")
-    parser.add_argument("--repeats", type=int, default=50, help="calls per length (--fc-floor)")
+    parser.add_argument("--compare", metavar="OTHER",
+                        help="instead: CPU time of the file vs OTHER (.tflite), alternating; "
+                             "speedup = OTHER / file")
+    parser.add_argument("--repeats", type=int, default=50,
+                        help="calls per length (--fc-floor, --compare)")
     args = parser.parse_args(argv)
-    if args.fc_floor:
-        result = fully_connected_floor(args.model, args.lengths, args.repeats)
+    if args.fc_floor or args.compare:
+        result = (compare(args.model, args.compare, args.lengths, args.repeats) if args.compare
+                  else fully_connected_floor(args.model, args.lengths, args.repeats))
         print(json.dumps({"model": args.model, "load_average_1_5_15": os.getloadavg(),
                           **result}, indent=2))
         return 0
