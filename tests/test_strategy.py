@@ -194,8 +194,8 @@ def test_one_and_two_replicas_give_the_same_step_fast(tmp_path):
     assert worst < 2e-5, worst
 
 
-@pytest.mark.slow
-@pytest.mark.ci
+@pytest.mark.slow  # CI runs the stand-in and the XLA variants (the step's math); this one
+# adds the real classifier's layers
 def test_one_and_two_replicas_give_the_same_weights(tmp_path):
     one, two = _one_and_two_replicas(tmp_path, "equal")
     assert one[0]["replicas"] == 1 and two[0]["replicas"] == 2

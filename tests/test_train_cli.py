@@ -387,8 +387,7 @@ def test_two_process_multi_worker_run_completes_one_epoch(synthetic_data_dir, tm
     assert not (run_dir / "worker_1").exists()  # the non-chief's files are cleaned up
 
 
-@pytest.mark.slow
-@pytest.mark.ci
+@pytest.mark.slow  # CI reads the real sample in test_kaggle and scores it in test_evaluate
 def test_len80_trains_on_the_real_sample(real_data_dir, tmp_path):
     result = subprocess.run(
         _cli("--config", "len80", "--data-dir", real_data_dir, "--epochs", 1, "--output", tmp_path / "runs",
