@@ -54,6 +54,17 @@ def tflite_layout():
         _TFLITE_LAYOUT.reset(token)
 
 
+def select_by_mask(mask, if_one, if_zero):
+    """`where(mask > 0, if_one, if_zero)` for a 0/1 float `mask` (broadcasting).
+
+    Inside `tflite_layout()` the same values come from `if_one * mask + if_zero * (1 - mask)`
+    (finite operands): TFLite runs SELECT_V2 in its reference kernel, outside XNNPACK.
+    """
+    if tflite_layout_active():
+        return if_one * mask + if_zero * (1.0 - mask)
+    return ops.where(mask > 0, if_one, if_zero)
+
+
 def torch_linear_kernel_initializer():
     """torch.nn.Linear / Conv default kernel init: U(±1/sqrt(fan_in))."""
     return keras.initializers.VarianceScaling(
@@ -394,12 +405,7 @@ class DisentangledSelfAttention(keras.layers.Layer):
         if padding_mask is not None:
             mask = ops.cast(padding_mask, "float32")
             pair_mask = ops.expand_dims(mask, (1, 3)) * ops.expand_dims(mask, (1, 2))
-            if tflite_layout_active():
-                # The same values for a 0/1 mask, without SELECT_V2 (which TFLite runs in
-                # its reference kernel, outside XNNPACK).
-                scores = scores * pair_mask + (1.0 - pair_mask) * _MASKED_LOGIT
-            else:
-                scores = ops.where(pair_mask > 0, scores, _MASKED_LOGIT)
+            scores = select_by_mask(pair_mask, scores, _MASKED_LOGIT)
             probabilities = ops.softmax(scores, axis=-1) * pair_mask
         else:
             probabilities = ops.softmax(scores, axis=-1)

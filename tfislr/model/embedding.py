@@ -6,7 +6,7 @@ from keras import ops
 from tfislr import landmarks as lm
 from tfislr.model.deberta import (
     _per_frame,
-    tflite_layout_active,
+    select_by_mask,
     torch_linear_bias_initializer,
     torch_linear_kernel_initializer,
 )
@@ -148,10 +148,7 @@ class LandmarkEmbedding(keras.layers.Layer):
         zeros = ops.zeros((1, E), dtype=self.compute_dtype)
         ids_padding = ops.concatenate([self.type_norm(zeros), self.landmark_norm(zeros)], axis=-1)
         pad_features = ops.matmul(ids_padding, kernel[: 2 * E]) + bias  # [1, E]
-        if tflite_layout_active():
-            # The same values for a 0/1 mask, without SELECT_V2 (a TFLite reference kernel).
-            return features + (id_features * frame_mask + pad_features * (1.0 - frame_mask))
-        return features + ops.where(frame_mask > 0, id_features, pad_features)
+        return features + select_by_mask(frame_mask, id_features, pad_features)
 
     @staticmethod
     def _conv(conv, x):
