@@ -328,6 +328,28 @@ def test_bad_sign_map(layout, content, message):
         kaggle.read_sign_map(layout)
 
 
+def test_load_sign_map_names_the_file_and_the_problem(tmp_path):
+    """One reader for every sign-map JSON (the data folder's, `tfislr-predict --signs`)."""
+    from tfislr.errors import DataError, MissingFileError
+
+    missing = tmp_path / "nope.json"
+    with pytest.raises(MissingFileError, match=f"^{missing}: file not found$"):
+        kaggle.load_sign_map(missing)
+    path = tmp_path / "my_map.json"
+    for content, problem in [(b"{not json", "not valid JSON"), (b"\xff\xfe{", "not valid JSON"),
+                             (b'["b", "a"]', "expected a non-empty JSON object")]:
+        path.write_bytes(content)
+        with pytest.raises(DataError, match=f"^{path}: {problem}"):
+            kaggle.load_sign_map(path)
+    # A list of names in label order (a run's signs.json) only where the caller allows it.
+    assert kaggle.load_sign_map(path, names_list=True) == {"b": 0, "a": 1}
+    for content, problem in [('["a", "a"]', "sign names must be distinct"),
+                             ('["a", 1]', "expected a list of sign names")]:
+        path.write_text(content)
+        with pytest.raises(DataError, match=f"^{path}: {problem}"):
+            kaggle.load_sign_map(path, names_list=True)
+
+
 def test_missing_layout_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="sign map not found"):
         kaggle.read_sign_map(tmp_path)

@@ -199,6 +199,15 @@ def test_predict_parquet_clips(exported, synthetic_data_dir, capsys, tmp_path):
     assert predict.main([str(model), clips[0], "--signs", str(sign_map)]) == 2
     assert capsys.readouterr().err.strip() == (
         f"tfislr-predict: error: {sign_map}: labels must be 0..{len(signs) - 1}, each used once")
+    # A missing or unreadable --signs file: the same reader's one line naming the file.
+    assert predict.main([str(model), clips[0], "--signs", str(tmp_path / "nope.json")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"tfislr-predict: error: {tmp_path / 'nope.json'}: file not found")
+    sign_map.write_text("{not json")
+    assert predict.main([str(model), clips[0], "--signs", str(sign_map)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"tfislr-predict: error: {sign_map}: not valid JSON (")
+    assert len(error.splitlines()) == 1
 
 
 # --------------------------------------------------- extraction environment (skips without)

@@ -54,11 +54,7 @@ def sign_names(model_path, signs=None, num_classes=None):
     elif pathlib.Path(signs).is_dir():
         names = kaggle.sign_names(kaggle.read_sign_map(signs))
     else:
-        loaded = kaggle.read_json(signs)
-        if isinstance(loaded, list) and loaded and all(isinstance(n, str) for n in loaded):
-            names = loaded  # a run's signs.json
-        else:
-            names = kaggle.sign_names(kaggle.check_sign_map(loaded, signs))
+        names = kaggle.sign_names(kaggle.load_sign_map(signs, names_list=True))
     if names is None:
         return [str(i) for i in range(num_classes or 0)]
     if num_classes is not None and len(names) != num_classes:

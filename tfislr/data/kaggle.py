@@ -69,38 +69,50 @@ class LandmarkFileError(DataError):
 
 
 def read_sign_map(data_dir):
-    """`sign_to_prediction_index_map.json` → `{sign: label}`; labels must be exactly 0..N-1."""
+    """A data folder's `sign_to_prediction_index_map.json` → `{sign: label}` (`load_sign_map`)."""
     if not pathlib.Path(data_dir).is_dir():
         raise MissingFileError(f"{data_dir}: data folder not found (expected the Kaggle layout)")
     path = pathlib.Path(data_dir) / SIGN_MAP_JSON
     if not path.exists():
         raise MissingFileError(f"{path}: sign map not found (expected the Kaggle layout)")
-    return check_sign_map(read_json(path), path)
+    return load_sign_map(path)
 
 
-def read_json(path):
-    """A JSON file's value; `MissingFileError` / `DataError` naming the file otherwise."""
+def load_sign_map(path, names_list=False):
+    """A sign-map JSON file at `path` → `{sign: label}`, labels exactly 0..N-1.
+
+    The file holds a JSON object `{sign: label}` (Kaggle's `sign_to_prediction_index_map.json`,
+    under any name) or, only with `names_list=True`, a JSON list of distinct sign names in
+    label order (a run folder's `signs.json`).
+
+    Raises:
+        MissingFileError: there is no file at `path`.
+        DataError: the file is not valid JSON or not a sign map; the message names `path`
+            and the problem.
+    """
     path = pathlib.Path(path)
     if not path.is_file():
         raise MissingFileError(f"{path}: file not found")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+        sign_map = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise DataError(f"{path}: not valid JSON ({error})") from None
-
-
-def check_sign_map(sign_map, path):
-    """`sign_map` (read from `path`) if it is `{sign: label}` with labels exactly 0..N-1;
-    else `DataError` naming `path` and the problem."""
+    if names_list and isinstance(sign_map, list) and sign_map:
+        if not all(isinstance(name, str) for name in sign_map):
+            raise DataError(f"{path}: expected a list of sign names (strings)")
+        if len(set(sign_map)) != len(sign_map):
+            raise DataError(f"{path}: sign names must be distinct")
+        return {name: label for label, name in enumerate(sign_map)}
     if not isinstance(sign_map, dict) or not sign_map:
-        raise DataError(f"{path}: expected a non-empty JSON object {{sign: label}}")
+        also = " or a list of sign names" if names_list else ""
+        raise DataError(f"{path}: expected a non-empty JSON object {{sign: label}}{also}")
     bad = [k for k, v in sign_map.items() if isinstance(v, bool) or not isinstance(v, int)]
     if bad:
         raise DataError(f"{path}: label of sign {bad[0]!r} is not an integer")
     labels = sorted(sign_map.values())
     if labels != list(range(len(labels))):
         raise DataError(f"{path}: labels must be 0..{len(labels) - 1}, each used once")
-    return dict(sign_map)
+    return sign_map
 
 
 def sign_names(sign_map):
