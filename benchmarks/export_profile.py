@@ -21,9 +21,18 @@ was running:
 * `memory`: copies, page faults and arena commits of tensors whose size is only known
   at run time.
 
-`--fc-floor` instead times the file against a model of only its FULLY_CONNECTED ops (the
-same M x K x N products, fp16 weights, static shapes), alternating blocks of 10 calls: the
-time no rewrite of the rest of the graph can go below while the Dense layers stay float32.
+`--fc-floor` instead splits the file's time at each length into (CPU ms, JSON):
+
+* `fully_connected_only`: a model of only its FULLY_CONNECTED ops (the same M x K x N,
+  fp16 weights, static shapes), timed against the file in alternating blocks of 10
+  calls: the time no rewrite of the rest of the graph can go below while the Dense
+  layers stay float32. `rest_of_graph_ms` is the file minus this.
+* `fully_connected_in_cache_ms`, the compute floor: the same products with weights that
+  are in cache, i.e. each distinct M x K x N as a one-op model called repeatedly (its
+  weights were read by the previous call), times how often the file runs it, less the
+  cost of calling an empty model. `weight_streaming_ms` is `fully_connected_only` minus
+  this: the cost of reading the float32 weights (XNNPACK unpacks the fp16 weights once,
+  at set-up) from memory on every call, as the ensemble's do not fit in cache.
 
 The shares are of CPU time, so they hold on a busy machine where wall-clock times do
 not. Needs `perf` (linux-tools) and permission to sample (`perf_event_paranoid` <= 2).
@@ -158,12 +167,71 @@ def compare(model, other, lengths, repeats):
     return result
 
 
-def fully_connected_floor(model, lengths, repeats):
-    """CPU ms per call of the file vs. of its FULLY_CONNECTED ops alone (same M, K, N, fp16
-    weights, static shapes, nothing else), interleaved: what no graph rewrite goes below."""
+def _fp16_weights_model(function, shape):
+    """A TFLite interpreter (1 thread, fp16 weights as the export) of `function` on a
+    `[rows, depth]` float32 input, set up with a random input."""
     import numpy as np
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
+
+    concrete = tf.function(function, input_signature=[
+        tf.TensorSpec(shape, tf.float32)]).get_concrete_function()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+    interpreter = Interpreter(model_content=converter.convert(), num_threads=1)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"],
+                           np.random.default_rng(0).normal(size=shape).astype(np.float32))
+    return interpreter
+
+
+def _product(weights):
+    """`x -> x @ weights`, `weights` closed over: the converter makes it a FULLY_CONNECTED
+    as in the file (passed as a default argument it becomes a BATCH_MATMUL, which XNNPACK
+    runs ~1.6x slower)."""
+    import numpy as np
+    import tensorflow as tf
+
+    weights = np.asarray(weights, np.float32)
+    return lambda x: tf.matmul(x, weights)
+
+
+def _in_cache_ms(shapes, repeats):
+    """CPU ms of the products `shapes` ((M, K, N) each) with their weights in cache: each
+    distinct shape as a one-op model called `repeats` times in a row (median), times its
+    count, less an empty model's call."""
+    import collections
+    import time
+
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+
+    def median_ms(interpreter):
+        interpreter.invoke()
+        times = []
+        for _ in range(repeats):
+            start = time.thread_time()
+            interpreter.invoke()
+            times.append((time.thread_time() - start) * 1e3)
+        return float(np.median(times))
+
+    empty = median_ms(_fp16_weights_model(lambda x: x * 2.0, (1, 1)))
+    total = 0.0
+    for (m, k, n), count in collections.Counter(shapes).items():
+        single = _fp16_weights_model(_product(rng.normal(0, 0.05, (k, n))), (m, k))
+        total += count * max(median_ms(single) - empty, 0.0)
+    return total
+
+
+def fully_connected_floor(model, lengths, repeats):
+    """The file's CPU ms per call vs. its FULLY_CONNECTED ops alone (same M, K, N, fp16
+    weights, static shapes, nothing else; interleaved), and those ops' compute floor
+    with the weights in cache (see the module docstring)."""
+    import numpy as np
+    import tensorflow as tf
 
     sys.path.insert(0, str(ROOT / "benchmarks"))  # benchmarks/export.py, not ROOT/export.py
     from export import clips_with_hands
@@ -183,23 +251,23 @@ def fully_connected_floor(model, lengths, repeats):
             return tf.add_n([tf.matmul(x[:m, :k], w)[0, 0]
                              for (m, k, _), w in zip(shapes, weights)])
 
-        function = tf.function(products, input_signature=[
-            tf.TensorSpec([rows, depth], tf.float32)]).get_concrete_function()
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([function])
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-        floor = Interpreter(model_content=converter.convert(), num_threads=1)
-        floor.allocate_tensors()
-        floor.set_tensor(floor.get_input_details()[0]["index"],
-                         rng.normal(size=(rows, depth)).astype(np.float32))
+        floor = _fp16_weights_model(products, (rows, depth))
         clip = clips_with_hands(length, seed=length)
         medians = alternate({"file": lambda: runner(clip),
                              "fully_connected_only": floor.invoke}, repeats)
+        in_cache = _in_cache_ms(shapes, repeats)
+        mflop = sum(2 * m * k * n for m, k, n in shapes) / 1e6
         result[f"T={length}"] = {
             "cpu_median_ms": medians,
             "fully_connected_share": round(medians["fully_connected_only"] / medians["file"], 3),
+            "rest_of_graph_ms": round(medians["file"] - medians["fully_connected_only"], 2),
+            "fully_connected_in_cache_ms": round(in_cache, 2),
+            "weight_streaming_ms": round(medians["fully_connected_only"] - in_cache, 2),
             "num_fully_connected": len(shapes),
-            "mflop": round(sum(2 * m * k * n for m, k, n in shapes) / 1e6, 1),
+            "mflop": round(mflop, 1),
+            "float32_weight_mb": round(sum(4 * k * n for _, k, n in shapes) / 1e6, 1),
+            "gflops": {"fully_connected_only": round(mflop / medians["fully_connected_only"], 1),
+                       "in_cache": round(mflop / max(in_cache, 1e-9), 1)},
         }
     return result
 
@@ -211,7 +279,8 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=10.0, help="sampling time per length")
     parser.add_argument("--top", type=int, default=15, help="kernels listed per length")
     parser.add_argument("--fc-floor", action="store_true",
-                        help="instead: time the file against its FULLY_CONNECTED ops alone")
+                        help="instead: the file vs its FULLY_CONNECTED ops alone vs those ops' "
+                             "compute floor (weights in cache)")
     parser.add_argument("--compare", metavar="OTHER",
                         help="instead: CPU time of the file vs OTHER (.tflite), alternating; "
                              "speedup = OTHER / file")
