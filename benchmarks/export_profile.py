@@ -3,7 +3,7 @@
     python benchmarks/export.py --output-dir /tmp/bench      # writes ensemble_fp16.tflite
     python benchmarks/export_profile.py /tmp/bench/ensemble_fp16.tflite [--lengths 25 80]
                                         [--seconds 10] [--top 15]
-    python benchmarks/export_profile.py FILE --fc-floor [--repeats 50]
+    python benchmarks/export_profile.py FILE --fc-floor [--compare OTHER.tflite] [--repeats 50]
     python benchmarks/export_profile.py FILE --compare OTHER.tflite [--repeats 50]
 
 ai-edge-litert 2.3 has no per-operator profiler in its Python API (the C API's
@@ -33,6 +33,9 @@ was running:
   cost of calling an empty model. `weight_streaming_ms` is `fully_connected_only` minus
   this: the cost of reading the float32 weights (XNNPACK unpacks the fp16 weights once,
   at set-up) from memory on every call, as the ensemble's do not fit in cache.
+* with `--compare OTHER`, OTHER is timed in the same alternation, and
+  `speedup_over_other` gives OTHER / file and OTHER / `fully_connected_only`: the most
+  any rewrite of the graph around the Dense layers can gain over OTHER.
 
 The shares are of CPU time, so they hold on a busy machine where wall-clock times do
 not. Needs `perf` (linux-tools) and permission to sample (`perf_event_paranoid` <= 2).
@@ -226,10 +229,10 @@ def _in_cache_ms(shapes, repeats):
     return total
 
 
-def fully_connected_floor(model, lengths, repeats):
+def fully_connected_floor(model, lengths, repeats, other=None):
     """The file's CPU ms per call vs. its FULLY_CONNECTED ops alone (same M, K, N, fp16
-    weights, static shapes, nothing else; interleaved), and those ops' compute floor
-    with the weights in cache (see the module docstring)."""
+    weights, static shapes, nothing else; interleaved, with the file `other` if given),
+    and those ops' compute floor with the weights in cache (see the module docstring)."""
     import numpy as np
     import tensorflow as tf
 
@@ -239,6 +242,7 @@ def fully_connected_floor(model, lengths, repeats):
     from tfislr.export.runner import TFLiteRunner
 
     runner = TFLiteRunner(model, num_threads=1)
+    other_runner = other and TFLiteRunner(other, num_threads=1)
     rng = np.random.default_rng(0)
     result = {}
     for length in lengths:
@@ -253,8 +257,10 @@ def fully_connected_floor(model, lengths, repeats):
 
         floor = _fp16_weights_model(products, (rows, depth))
         clip = clips_with_hands(length, seed=length)
-        medians = alternate({"file": lambda: runner(clip),
-                             "fully_connected_only": floor.invoke}, repeats)
+        calls = {"file": lambda: runner(clip), "fully_connected_only": floor.invoke}
+        if other_runner:
+            calls["other"] = lambda: other_runner(clip)
+        medians = alternate(calls, repeats)
         in_cache = _in_cache_ms(shapes, repeats)
         mflop = sum(2 * m * k * n for m, k, n in shapes) / 1e6
         result[f"T={length}"] = {
@@ -269,6 +275,10 @@ def fully_connected_floor(model, lengths, repeats):
             "gflops": {"fully_connected_only": round(mflop / medians["fully_connected_only"], 1),
                        "in_cache": round(mflop / max(in_cache, 1e-9), 1)},
         }
+        if other_runner:
+            result[f"T={length}"]["speedup_over_other"] = {
+                name: round(medians["other"] / medians[name], 3)
+                for name in ("file", "fully_connected_only")}
     return result
 
 
@@ -283,13 +293,14 @@ def main(argv=None):
                              "compute floor (weights in cache)")
     parser.add_argument("--compare", metavar="OTHER",
                         help="instead: CPU time of the file vs OTHER (.tflite), alternating; "
-                             "speedup = OTHER / file")
+                             "speedup = OTHER / file (with --fc-floor: OTHER timed alongside)")
     parser.add_argument("--repeats", type=int, default=50,
                         help="calls per length (--fc-floor, --compare)")
     args = parser.parse_args(argv)
     if args.fc_floor or args.compare:
-        result = (compare(args.model, args.compare, args.lengths, args.repeats) if args.compare
-                  else fully_connected_floor(args.model, args.lengths, args.repeats))
+        result = (fully_connected_floor(args.model, args.lengths, args.repeats, args.compare)
+                  if args.fc_floor else
+                  compare(args.model, args.compare, args.lengths, args.repeats))
         print(json.dumps({"model": args.model, "load_average_1_5_15": os.getloadavg(),
                           **result}, indent=2))
         return 0
