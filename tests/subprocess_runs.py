@@ -29,15 +29,16 @@ def backed_up_epoch(run_dir):
         return None
 
 
-def run_until_killed(command, condition, timeout=900):
-    """Starts `command`, SIGKILLs its whole process group once `condition()` holds, returns
-    its output. Fails if the command ends (or `timeout` seconds pass) before that."""
+def run_until_killed(command, condition, timeout=900, poll_seconds=0.2):
+    """Starts `command`, SIGKILLs its whole process group once `condition()` holds (checked
+    every `poll_seconds`), returns its output. Fails if the command ends (or `timeout`
+    seconds pass) before that."""
     process = subprocess.Popen(command, cwd=REPO, env=env(), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + timeout
     try:
         while time.time() < deadline and process.poll() is None and not condition():
-            time.sleep(0.2)
+            time.sleep(poll_seconds)
         assert process.poll() is None, process.stdout.read().decode()[-3000:]
         assert condition(), f"not reached in {timeout} s: {command}"
         os.killpg(process.pid, signal.SIGKILL)

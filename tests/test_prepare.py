@@ -4,11 +4,8 @@ The store module itself (folder, summary, load checks) is tested in test_store.p
 """
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
@@ -16,6 +13,7 @@ import pytest
 
 from tfislr.data import kaggle, prepare, store, synthetic
 from tfislr.preprocessing import preprocess_numpy
+from subprocess_runs import env, run_until_killed
 
 
 def _tiny(tmp_path, name="data", **sizes):
@@ -254,16 +252,11 @@ def test_killed_run_resumes(tmp_path):
     command = [sys.executable, "-m", "tfislr.data.prepare", "--data-dir", str(data),
                "--max-len", "25", "--out", str(out), "--workers", "1", "--shard-size", "3",
                "--quiet"]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     partial = out / "max_len_25.partial"
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(partial.glob("shard_*.npz"))) < 5:
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    run_until_killed(command, lambda: len(list(partial.glob("shard_*.npz"))) >= 5, timeout=120,
+                     poll_seconds=0.02)
     done = len(list(partial.glob("shard_*.npz")))
     assert 5 <= done < 40, done
-    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(command, env=env(), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert store.read_summary(out / "max_len_25")["resumed_sequences"] >= 15
     _same_store(out / "max_len_25", _prepare(data, tmp_path / "clean"))
