@@ -5,6 +5,7 @@ import json
 import pytest
 
 from tfislr import config as config_lib
+from tfislr.errors import ConfigError
 
 
 def test_len80_and_len25_values():
@@ -51,6 +52,26 @@ def test_bad_overrides_name_the_key(override, message):
         config_lib.load_config("len80", [override])
     # The file is fine: the error names the override the user typed, not only the file.
     assert str(raised.value).startswith(f"--set {override} (on len80.yaml): ")
+
+
+def test_a_bad_override_among_good_ones_is_the_one_named():
+    good = ["train.seed=1", "train.epochs=3"]
+    for bad, message in [("train.ousm_k=many", "config key 'train.ousm_k' expects an integer"),
+                         ("data.max_len=[1", "the value of 'data.max_len' is not valid YAML (")]:
+        with pytest.raises(ConfigError) as raised:
+            config_lib.load_config("len80", [good[0], bad, good[1]])
+        assert str(raised.value).startswith(f"--set {bad} (on len80.yaml): {message}")
+        assert "\n" not in str(raised.value)
+    # Keys valid one by one but not together: those two overrides are named.
+    with pytest.raises(ConfigError) as raised:
+        config_lib.load_config("len80", [good[0], "train.ousm_k=20", good[1],
+                                         "train.batch_group_size=16"])
+    assert str(raised.value).startswith(
+        "--set train.ousm_k=20 --set train.batch_group_size=16 together (on len80.yaml): "
+        "train.batch_group_size (16) must exceed train.ousm_k (20)")
+    # ... while an order that passes through an invalid combination is fine.
+    config = config_lib.load_config("len80", ["train.ousm_k=40", "train.batch_group_size=64"])
+    assert (config.train.ousm_k, config.train.batch_group_size) == (40, 64)
 
 
 def test_a_bad_file_is_named_even_with_overrides(tmp_path):

@@ -345,11 +345,16 @@ def validate(config):
 
 
 def apply_overrides(values, overrides):
-    """Applies `section.key=value` strings to a nested dict (values parsed as YAML)."""
+    """Applies `section.key=value` strings to a nested dict (values parsed as YAML).
+
+    Raises:
+        ValueError: an override is not `section.key=value` with a known section, or its
+            value is not valid YAML.
+    """
     values = json.loads(json.dumps(values))  # deep copy
     for item in overrides or ():
         if "=" not in item:
-            raise ValueError(f"override '{item}' must look like section.key=value")
+            raise ValueError("expected section.key=value")
         dotted, raw = item.split("=", 1)
         parts = dotted.strip().split(".")
         if len(parts) == 1 and parts[0] == "name":
@@ -357,15 +362,44 @@ def apply_overrides(values, overrides):
             continue
         if len(parts) != 2 or parts[0] not in _SECTIONS:
             raise ValueError(
-                f"override '{item}': the key must be section.key with section one of "
-                f"{', '.join(_SECTIONS)}"
+                f"the key '{dotted}' must be section.key with section one of {', '.join(_SECTIONS)}"
             )
         section, key = parts
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            problem = getattr(error, "problem", None) or type(error).__name__
+            raise ValueError(f"the value of '{dotted}' is not valid YAML ({problem})") from None
         values.setdefault(section, {})
         if values[section] is None:
             values[section] = {}
-        values[section][key] = yaml.safe_load(raw)
+        values[section][key] = value
     return values
+
+
+def _failure(values, overrides):
+    """The message of the check that `values` with `overrides` fails, or None."""
+    try:
+        config_from_dict(apply_overrides(values, overrides))
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def _blamed_overrides(values, overrides, message):
+    """The `--set` options a failed check (`message`) is about, as the user typed them.
+
+    The file alone is valid, so some overrides cause the failure: each one is left out in
+    turn and stays out when the rest still fail with `message`. What is left is one
+    override (a bad key or value) or the few that break a rule between keys together.
+    """
+    blamed = list(overrides)
+    for i in reversed(range(len(blamed))):
+        rest = blamed[:i] + blamed[i + 1:]
+        if rest and _failure(values, rest) == message:
+            blamed = rest
+    shown = " ".join(f"--set {item}" for item in blamed)
+    return shown if len(blamed) == 1 else f"{shown} together"
 
 
 def resolve_config_path(name_or_path):
@@ -420,5 +454,5 @@ def load_config(name_or_path, overrides=None):
     try:
         return config_from_dict(apply_overrides(values, overrides))
     except ValueError as error:  # the file is valid: the --set values or their syntax are not
-        shown = " ".join(f"--set {item}" for item in overrides)
-        raise ConfigError(f"{shown} (on {path.name}): {error}") from error
+        blamed = _blamed_overrides(values, overrides, str(error))
+        raise ConfigError(f"{blamed} (on {path.name}): {error}") from error
