@@ -41,6 +41,29 @@ def test_cli_reports_a_bad_config_cleanly(capsys, tmp_path):
     assert "epochz" in capsys.readouterr().err
 
 
+def test_cli_names_the_bad_set_option_or_the_ensemble_file(capsys, tmp_path):
+    from tfislr.config import CONFIGS_DIR
+
+    def error_line():
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1, lines
+        return lines[0]
+
+    assert train_cli.main(["--config", "demo", "--data-dir", str(tmp_path), "--set", "train.seed=1",
+                           "--set", "train.epochs=many"]) == 2
+    assert error_line().startswith("tfislr-train: error: --set train.epochs=many (on demo.yaml): "
+                                   "config key 'train.epochs' expects an integer")
+    for ensemble in ("ensemble", str(CONFIGS_DIR / "demo_ensemble.yaml")):
+        assert train_cli.main(["--config", ensemble, "--data-dir", str(tmp_path)]) == 2
+        line = error_line()
+        assert line.startswith("tfislr-train: error: ") and "ensemble.yaml: an ensemble file" in line
+        assert line.endswith("training configs: demo, len25, len80")
+    with pytest.raises(SystemExit) as excinfo:  # --epochs is checked as the option it is
+        train_cli.parse_args(["--config", "demo", "--data-dir", str(tmp_path), "--epochs", "0"])
+    assert excinfo.value.code == 2
+    assert "--epochs: expected a positive integer, got '0'" in capsys.readouterr().err
+
+
 def test_cli_rejects_fold_and_full_together(tmp_path):
     with pytest.raises(SystemExit) as excinfo:
         train_cli.parse_args(["--config", "demo", "--data-dir", str(tmp_path), "--fold", "1", "--full"])

@@ -22,6 +22,7 @@ import sys
 
 import numpy as np
 
+from tfislr.cli.help import HelpFormatter
 from tfislr.errors import ConfigError, DataError, MissingFileError, command
 from tfislr.oof import OutOfFold, read_oof, write_oof
 
@@ -126,7 +127,8 @@ def format_table(report):
 
 @command(PROG)
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument("sources", nargs="+",
                         help="OOF files, cross-validation folders or config names")
     parser.add_argument("--weights", type=float, nargs="+", default=None,

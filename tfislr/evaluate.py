@@ -26,6 +26,7 @@ import time
 import numpy as np
 
 from tfislr import atomic
+from tfislr.cli.help import HelpFormatter
 from tfislr.errors import ConfigError, DataError, MissingFileError, command
 
 
@@ -266,10 +267,12 @@ def main(argv=None):
     from tfislr.config import DataConfig
 
     defaults = DataConfig()
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument("model", help="the .tflite file")
     parser.add_argument("--data-dir", required=True, help="Kaggle layout: train.csv, parquet files")
-    parser.add_argument("--fold", type=int, help="score only the held-out signers of this fold")
+    parser.add_argument("--fold", type=int, help="score only the held-out signers of this fold "
+                                                      "(default: every sequence)")
     parser.add_argument("--num-folds", type=int,
                         help="rebuild the folds with this many (default: the split recorded "
                              f"with the model, else {defaults.num_folds})")
@@ -280,7 +283,7 @@ def main(argv=None):
                         help="rebuild the folds with (true) or without (false) the original's "
                              "participant->fold map (default: as recorded with the model, "
                              f"else {str(defaults.original_folds).lower()})")
-    parser.add_argument("--limit", type=int, help="score only the first N sequences")
+    parser.add_argument("--limit", type=int, help="score only the first N sequences (default: all)")
     parser.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
     parser.add_argument("--json", help="write the full report (all signs, predictions) here")
     parser.add_argument("--all-signs", action="store_true", help="print every sign's accuracy")

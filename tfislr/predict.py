@@ -27,6 +27,7 @@ import tempfile
 
 import numpy as np
 
+from tfislr.cli.help import HelpFormatter
 from tfislr.errors import DataError, MissingFileError, command, positive_int, report
 
 
@@ -147,7 +148,8 @@ def format_table(results):
 
 @command(PROG)
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument("model", help="the .tflite file (tfislr-export)")
     parser.add_argument("clips", nargs="+", help="landmark .parquet files or video files")
     parser.add_argument("--top-k", type=positive_int, default=5, help="signs per clip (default 5)")

@@ -17,6 +17,7 @@ import pathlib
 import sys
 
 from tfislr import errors
+from tfislr.cli.help import HelpFormatter
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
@@ -26,19 +27,24 @@ PROG = "tfislr-export"
 @errors.command(PROG)
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Export training runs to one Kaggle-ready TFLite file."
+        prog=PROG, description="Export training runs to one Kaggle-ready TFLite file.",
+        formatter_class=HelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    ensemble = sub.add_parser("ensemble", help="export the members of an ensemble YAML")
+    ensemble = sub.add_parser("ensemble", help="export the members of an ensemble YAML",
+                              formatter_class=HelpFormatter)
     ensemble.add_argument("--config", default="configs/ensemble.yaml",
                           help="ensemble YAML (default: %(default)s)")
-    single = sub.add_parser("single", help="export one run")
+    single = sub.add_parser("single", help="export one run", formatter_class=HelpFormatter)
     single.add_argument("--run", required=True, help="run dir runs/<config>/<timestamp>")
     single.add_argument("--weights", default="distilled",
                         help="distilled | student | teacher soup, or a .keras path "
                              "(default: %(default)s)")
+    default_output = {ensemble: "the YAML's output, else artifacts/<name>.tflite",
+                      single: "RUN/model.tflite"}
     for command in (ensemble, single):
-        command.add_argument("--output", help="the .tflite to write (report: same name .json)")
+        command.add_argument("--output", help="the .tflite to write (report: same name .json) "
+                                              f"(default: {default_output[command]})")
         command.add_argument("--quantization", choices=("fp16", "fp32", "int8"),
                              help="weight format (default: the YAML's, else fp16)")
         command.add_argument("--runs-dir", help="root of runs/<config>/<timestamp> (default runs)")

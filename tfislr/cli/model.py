@@ -12,7 +12,9 @@ import argparse
 import os
 import sys
 
-from tfislr.errors import command
+from tfislr.cli.help import HelpFormatter
+from tfislr.cli.train import config_help
+from tfislr.errors import command, positive_int
 
 # Keras prints summaries with rich, which assumes 80 columns when stdout is not a terminal
 # and then drops the "Param #" column.
@@ -24,13 +26,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="tfislr-model",
         description="Summaries and parameter counts of a config's big and distilled model.",
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument(
-        "--config", default="len80", help="config name (configs/<name>.yaml) or path"
-    )
+    parser.add_argument("--config", default="len80", help=config_help())
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="SECTION.KEY=VALUE", help="config override (repeatable)")
-    parser.add_argument("--num-classes", type=int, default=250)
+    parser.add_argument("--num-classes", type=positive_int, default=250,
+                        help="classes of the head (signs)")
     parser.add_argument("--no-summary", action="store_true", help="only the parameter counts")
     args = parser.parse_args(argv)
 

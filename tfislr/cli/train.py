@@ -18,7 +18,8 @@ import argparse
 import os
 import sys
 
-from tfislr.errors import INTERRUPTED, command
+from tfislr.cli.help import HelpFormatter
+from tfislr.errors import INTERRUPTED, command, positive_int
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
@@ -27,16 +28,25 @@ PROG = "tfislr-train"
 
 def add_run_options(parser):
     """The options `tfislr-train` and `tfislr-cv` share: data, config, strategy, output."""
-    parser.add_argument("--config", required=True, help="name in configs/ (len25, len80, demo) or a YAML path")
+    parser.add_argument("--config", required=True, help=config_help())
     parser.add_argument("--data-dir", required=True, help="Kaggle layout: train.csv, sign map, train_landmark_files/")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="config override, e.g. --set train.epochs=5 (repeatable)")
     parser.add_argument("--strategy", default="default",
                         help="default | mirrored | multi_worker | tpu | cpu:N | gpu:N[:MB]")
-    parser.add_argument("--epochs", type=int, default=None, help="shortcut for --set train.epochs=N")
+    parser.add_argument("--epochs", type=positive_int, default=None,
+                        help="shortcut for --set train.epochs=N (default: the config's)")
     parser.add_argument("--output", default="runs", help="runs root folder")
     parser.add_argument("--verbose", default="auto", choices=["auto", "0", "1", "2"],
                         help="Keras verbosity: 1 progress bar, 2 one line per epoch")
+
+
+def config_help():
+    """`--config`'s help: the training configs in configs/ (never the ensemble files)."""
+    from tfislr.config import training_config_names
+
+    return (f"training config: one of {', '.join(training_config_names())} (configs/<name>.yaml) "
+            "or a YAML path")
 
 
 def config_and_strategy(args):
@@ -57,7 +67,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Train student, EMA teacher and distilled model (tfislr).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_run_options(parser)
     split = parser.add_mutually_exclusive_group()
@@ -66,7 +76,9 @@ def parse_args(argv=None):
     split.add_argument("--cv", action="store_true",
                        help="cross-validation: every fold, then out-of-fold predictions (tfislr-cv)")
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--run-dir", default=None, help="exact run folder (resumes an unfinished run)")
+    where.add_argument("--run-dir", default=None,
+                       help="exact run folder (resumes an unfinished run) "
+                            "(default: a new OUTPUT/<config>/<timestamp>, with --cv OUTPUT/<config>/cv/<timestamp>)")
     where.add_argument("--resume", action="store_true",
                        help="resume the newest unfinished run of this config under --output "
                             "(starts a new run when there is none)")

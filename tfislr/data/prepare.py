@@ -44,6 +44,7 @@ import pandas as pd
 from tfislr import atomic
 from tfislr import landmarks as lm
 from tfislr.checks import check_int
+from tfislr.cli.help import HelpFormatter
 from tfislr.data import kaggle, store
 from tfislr.errors import DataError, command, positive_int
 
@@ -396,13 +397,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="tfislr-prepare",
         description="Preprocess a Kaggle-layout data set into a prepared store per max_len.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--data-dir", required=True, help="folder with train.csv")
     parser.add_argument("--max-len", type=positive_int, nargs="+", required=True,
                         help="e.g. 25 80")
-    parser.add_argument("--out", default=None, help="default: DATA_DIR/prepared")
-    parser.add_argument("--workers", type=positive_int, default=None, help="default: all cores")
-    parser.add_argument("--shard-size", type=positive_int, default=DEFAULT_SHARD_SIZE)
+    parser.add_argument("--out", default=None, help="stores folder (default: DATA_DIR/prepared)")
+    parser.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: all cores)")
+    parser.add_argument("--shard-size", type=positive_int, default=DEFAULT_SHARD_SIZE,
+                        help="clips per shard file")
     parser.add_argument("--force", action="store_true", help="rebuild complete stores too")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)

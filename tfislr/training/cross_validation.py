@@ -34,6 +34,7 @@ import sys
 import numpy as np
 
 from tfislr import atomic
+from tfislr.cli.help import HelpFormatter
 from tfislr.config import MODEL_NAMES, Config
 from tfislr.errors import INTERRUPTED, ConfigError, DataError, MissingFileError, command
 from tfislr.oof import OutOfFold, read_oof, write_oof
@@ -294,11 +295,13 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Train every fold of a config and write its out-of-fold predictions.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_run_options(parser)
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--cv-dir", default=None, help="exact CV folder (resumes an unfinished CV)")
+    where.add_argument("--cv-dir", default=None,
+                       help="exact CV folder (resumes an unfinished CV) "
+                            "(default: a new OUTPUT/<config>/cv/<timestamp>)")
     where.add_argument("--resume", action="store_true",
                        help="resume the newest unfinished CV of this config under --output "
                             "(starts a new one when there is none)")

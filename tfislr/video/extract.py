@@ -43,6 +43,7 @@ import sys
 import time
 
 from tfislr import atomic
+from tfislr.cli.help import HelpFormatter
 from tfislr.errors import ConfigError, DataError, MissingFileError, command
 
 PROG = "tfislr-extract"
@@ -279,7 +280,8 @@ def _in_extraction_env():
 
 
 def _parser():
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument("inputs", nargs="*", help="video files and folders of them")
     parser.add_argument("--out", help="data dir to write (created; merged into if it exists)")
     parser.add_argument("--participant-id", type=int, default=0,

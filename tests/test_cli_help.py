@@ -1,0 +1,68 @@
+"""Every command's `--help` (tfislr/cli/help.py): a default is shown where it says something."""
+
+import argparse
+import importlib
+import pathlib
+import re
+import tomllib
+
+import pytest
+
+from tfislr.cli.help import HelpFormatter
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+# What argparse shows for an option that was left out: the help must say what that means.
+EMPTY_DEFAULT = re.compile(r"\(default: (None|False|True|\[\]|)\)")
+
+
+def _help(capsys, name, *sub):
+    module, function = SCRIPTS[name].split(":")
+    main = getattr(importlib.import_module(module), function)
+    with pytest.raises(SystemExit) as exited:
+        main([*sub, "--help"])
+    assert exited.value.code == 0
+    return " ".join(capsys.readouterr().out.split())  # unwrapped
+
+
+@pytest.mark.parametrize("name, sub", [(name, ()) for name in SCRIPTS]
+                         + [("tfislr-export", ("ensemble",)), ("tfislr-export", ("single",))])
+def test_no_help_shows_an_empty_default(capsys, name, sub):
+    text = _help(capsys, name, *sub)
+    assert text.startswith(f"usage: {' '.join([name, *sub])} ")
+    assert not EMPTY_DEFAULT.search(text), EMPTY_DEFAULT.search(text).group()
+
+
+def test_help_says_what_a_left_out_option_means(capsys):
+    assert "--fold FOLD score only the held-out signers of this fold (default: every sequence)" \
+        in _help(capsys, "tfislr-evaluate")
+    train = _help(capsys, "tfislr-train")
+    assert "--fold FOLD validation fold (default: 0)" in train
+    assert "--epochs EPOCHS shortcut for --set train.epochs=N (default: the config's)" in train
+    assert "(default: a new OUTPUT/<config>/<timestamp>," in train
+    assert "(default: a new OUTPUT/<config>/cv/<timestamp>)" in _help(capsys, "tfislr-cv")
+
+
+def test_config_help_lists_the_training_configs_only(capsys):
+    from tfislr.config import CONFIGS_DIR
+
+    ensembles = sorted(p.stem for p in CONFIGS_DIR.glob("*ensemble*.yaml"))
+    assert ensembles  # configs/ensemble.yaml, configs/demo_ensemble.yaml
+    for name in ("tfislr-train", "tfislr-cv", "tfislr-model"):
+        text = _help(capsys, name)
+        config_help = re.search(r"--config CONFIG (.*?) --[a-z]", text.split("options:")[1])[1]
+        assert config_help.startswith("training config: one of demo, len25, len80 "), config_help
+        assert not any(e in config_help for e in ensembles), config_help
+
+
+def test_formatter_shows_real_defaults_only():
+    parser = argparse.ArgumentParser(prog="x", formatter_class=HelpFormatter)
+    parser.add_argument("--zero", type=int, default=0, help="a zero")  # 0 == False: still shown
+    parser.add_argument("--none", help="left out: nothing")
+    parser.add_argument("--flag", action="store_true", help="a flag")
+    parser.add_argument("--many", action="append", default=[], help="repeatable")
+    parser.add_argument("--said", default=3, help="stated (default 3)")
+    text = " ".join(parser.format_help().split())
+    assert "a zero (default: 0)" in text
+    assert "left out: nothing --flag a flag --many MANY repeatable --said SAID stated (default 3)" \
+        in text
