@@ -25,6 +25,8 @@ from keras import ops
 
 from tfislr.checks import check_int
 from tfislr.model.activations import mish
+from tfislr.model.per_frame import leading_dims as _leading_dims
+from tfislr.model.per_frame import per_frame as _per_frame
 
 # Large negative logit for masked pairs. Softmax always runs in float32 here (also under
 # mixed precision), so a finite float32 value is safe: a fully masked (padded) query row
@@ -198,32 +200,6 @@ def _skew(scores, length):
     flat = ops.slice(flat, (0, 0, length - 1), (batch, heads, length * (2 * length - 1)))
     rows = ops.reshape(flat, (batch, heads, length, 2 * length - 1))
     return ops.slice(rows, (0, 0, 0, 0), (batch, heads, length, length))
-
-
-def _leading_dims(x):
-    """`(B, T)` of `[B, T, ...]` for a reshape: `T` as -1 when `B` is static and non-zero
-    (the export's batch of one), which keeps the reshape's shape a constant; otherwise
-    both read at run time, as -1 is ambiguous for an empty batch."""
-    if x.shape[0]:
-        return x.shape[0], -1
-    shape = ops.shape(x)
-    return shape[0], shape[1]
-
-
-def _per_frame(dense, x):
-    """A per-row function (a Dense layer, a matmul) on `[B, T, ..., d]` through one 2-D
-    product over `[B * T * ..., d]`; the dims between T and d must be static.
-
-    Keras computes a Dense on a 3-D input with `tensordot`, which in the exported TFLite
-    graph wraps each FULLY_CONNECTED in ~9 shape ops (SHAPE, GATHER, REDUCE_PROD, PACK,
-    CONCATENATION, RESHAPE) that run on every call, as the length is only known at run
-    time, and makes its output a dynamic tensor (see `tflite_layout`). Flattening first
-    leaves two RESHAPEs with constant shapes when the batch dim is static (see
-    `_leading_dims`). Same products and sums: `tensordot` flattens too.
-    """
-    batch, length = _leading_dims(x)
-    flat = dense(ops.reshape(x, (-1, x.shape[-1])))
-    return ops.reshape(flat, (batch, length, *x.shape[2:-1], flat.shape[-1]))
 
 
 def relative_position_index(length, position_buckets):

@@ -5,12 +5,12 @@ from keras import ops
 
 from tfislr import landmarks as lm
 from tfislr.model.deberta import (
-    _per_frame,
     select_by_mask,
     torch_linear_bias_initializer,
     torch_linear_kernel_initializer,
 )
 from tfislr.model.empty_batch import if_rows
+from tfislr.model.per_frame import per_frame as _per_frame
 
 
 @keras.saving.register_keras_serializable(package="tfislr")

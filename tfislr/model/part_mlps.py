@@ -6,12 +6,12 @@ from keras import ops
 from tfislr import landmarks as lm
 from tfislr.model.activations import mish
 from tfislr.model.deberta import (
-    _leading_dims,
-    _per_frame,
     torch_linear_bias_initializer,
     torch_linear_kernel_initializer,
 )
 from tfislr.model.empty_batch import BatchNormalization
+from tfislr.model.per_frame import leading_dims as _leading_dims
+from tfislr.model.per_frame import per_frame as _per_frame
 
 
 def _batch_norm(name, dtype_policy):
