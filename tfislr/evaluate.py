@@ -271,8 +271,8 @@ def main(argv=None):
                                      formatter_class=HelpFormatter)
     parser.add_argument("model", help="the .tflite file")
     parser.add_argument("--data-dir", required=True, help="Kaggle layout: train.csv, parquet files")
-    parser.add_argument("--fold", type=int, help="score only the held-out signers of this fold "
-                                                      "(default: every sequence)")
+    parser.add_argument("--fold", type=int,
+                        help="score only the held-out signers of this fold (default: every sequence)")
     parser.add_argument("--num-folds", type=int,
                         help="rebuild the folds with this many (default: the split recorded "
                              f"with the model, else {defaults.num_folds})")

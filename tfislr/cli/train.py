@@ -77,8 +77,8 @@ def parse_args(argv=None):
                        help="cross-validation: every fold, then out-of-fold predictions (tfislr-cv)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--run-dir", default=None,
-                       help="exact run folder (resumes an unfinished run) "
-                            "(default: a new OUTPUT/<config>/<timestamp>, with --cv OUTPUT/<config>/cv/<timestamp>)")
+                       help="exact run folder (resumes an unfinished run) (default: a new "
+                            "OUTPUT/<config>/<timestamp>, with --cv OUTPUT/<config>/cv/<timestamp>)")
     where.add_argument("--resume", action="store_true",
                        help="resume the newest unfinished run of this config under --output "
                             "(starts a new run when there is none)")

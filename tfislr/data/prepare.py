@@ -403,7 +403,8 @@ def main(argv=None):
     parser.add_argument("--max-len", type=positive_int, nargs="+", required=True,
                         help="e.g. 25 80")
     parser.add_argument("--out", default=None, help="stores folder (default: DATA_DIR/prepared)")
-    parser.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: all cores)")
+    parser.add_argument("--workers", type=positive_int, default=None,
+                        help="worker processes (default: all cores)")
     parser.add_argument("--shard-size", type=positive_int, default=DEFAULT_SHARD_SIZE,
                         help="clips per shard file")
     parser.add_argument("--force", action="store_true", help="rebuild complete stores too")
