@@ -28,11 +28,13 @@ was running:
   calls: the time no rewrite of the rest of the graph can go below while the Dense
   layers stay float32. `rest_of_graph_ms` is the file minus this.
 * `fully_connected_in_cache_ms`, the compute floor: the same products with weights that
-  are in cache, i.e. each distinct M x K x N as a one-op model called repeatedly (its
-  weights were read by the previous call), times how often the file runs it, less the
-  cost of calling an empty model. `weight_streaming_ms` is `fully_connected_only` minus
-  this: the cost of reading the float32 weights (XNNPACK unpacks the fp16 weights once,
-  at set-up) from memory on every call, as the ensemble's do not fit in cache.
+  are in cache, i.e. each distinct M x K x N as a one-op model called twice in a row,
+  the second call timed (its weights were read by the first), times how often the file
+  runs it, less the cost of calling an empty model; sampled after each round of blocks
+  (median), so it sees the same load from other jobs as the other figures.
+  `weight_streaming_ms` is `fully_connected_only` minus this: the cost of reading the
+  float32 weights (XNNPACK unpacks the fp16 weights once, at set-up) from memory on
+  every call, as the ensemble's do not fit in cache.
 * with `--compare OTHER`, OTHER is timed in the same alternation, and
   `speedup_over_other` gives OTHER / file and OTHER / `fully_connected_only`: the most
   any rewrite of the graph around the Dense layers can gain over OTHER.
@@ -135,8 +137,10 @@ def fully_connected_shapes(model, length):
     return shapes
 
 
-def alternate(calls, repeats):
-    """CPU-time medians (ms) of `{name: call}`, run in alternating blocks of 10 calls."""
+def alternate(calls, repeats, between=None):
+    """CPU-time medians (ms) of `{name: call}`, run in alternating blocks of 10 calls;
+    `between()`, if given, runs after each round of blocks (a measurement that should see
+    the same load from other jobs)."""
     import time
 
     import numpy as np
@@ -149,6 +153,8 @@ def alternate(calls, repeats):
                 start = time.thread_time()
                 call()
                 times[name].append((time.thread_time() - start) * 1e3)
+        if between is not None:
+            between()
     return {name: round(float(np.median(v)), 2) for name, v in times.items()}
 
 
@@ -200,33 +206,38 @@ def _product(weights):
     return lambda x: tf.matmul(x, weights)
 
 
-def _in_cache_ms(shapes, repeats):
-    """CPU ms of the products `shapes` ((M, K, N) each) with their weights in cache: each
-    distinct shape as a one-op model called `repeats` times in a row (median), times its
-    count, less an empty model's call."""
-    import collections
-    import time
+class _InCache:
+    """The products `shapes` ((M, K, N) each) with their weights in cache: each distinct
+    shape as a one-op model. `sample()` calls every model twice in a row, times the second
+    call and appends the CPU ms of all the products (each shape's time times its count,
+    less an empty model's call) to `samples_ms`."""
 
-    import numpy as np
-    import tensorflow as tf
+    def __init__(self, shapes):
+        import collections
 
-    rng = np.random.default_rng(0)
+        import numpy as np
 
-    def median_ms(interpreter):
+        rng = np.random.default_rng(0)
+        self.counts = collections.Counter(shapes)
+        self.models = {shape: _fp16_weights_model(_product(rng.normal(0, 0.05, shape[1:])),
+                                                  shape[:2]) for shape in self.counts}
+        self.empty = _fp16_weights_model(lambda x: x * 2.0, (1, 1))
+        self.samples_ms = []
+
+    @staticmethod
+    def _second_call_ms(interpreter):
+        import time
+
+        interpreter.invoke()  # reads its weights into cache
+        start = time.thread_time()
         interpreter.invoke()
-        times = []
-        for _ in range(repeats):
-            start = time.thread_time()
-            interpreter.invoke()
-            times.append((time.thread_time() - start) * 1e3)
-        return float(np.median(times))
+        return (time.thread_time() - start) * 1e3
 
-    empty = median_ms(_fp16_weights_model(lambda x: x * 2.0, (1, 1)))
-    total = 0.0
-    for (m, k, n), count in collections.Counter(shapes).items():
-        single = _fp16_weights_model(_product(rng.normal(0, 0.05, (k, n))), (m, k))
-        total += count * max(median_ms(single) - empty, 0.0)
-    return total
+    def sample(self):
+        empty = self._second_call_ms(self.empty)
+        self.samples_ms.append(sum(
+            count * max(self._second_call_ms(self.models[shape]) - empty, 0.0)
+            for shape, count in self.counts.items()))
 
 
 def fully_connected_floor(model, lengths, repeats, other=None):
@@ -260,8 +271,9 @@ def fully_connected_floor(model, lengths, repeats, other=None):
         calls = {"file": lambda: runner(clip), "fully_connected_only": floor.invoke}
         if other_runner:
             calls["other"] = lambda: other_runner(clip)
-        medians = alternate(calls, repeats)
-        in_cache = _in_cache_ms(shapes, repeats)
+        cached = _InCache(shapes)
+        medians = alternate(calls, repeats, between=cached.sample)
+        in_cache = float(np.median(cached.samples_ms))
         mflop = sum(2 * m * k * n for m, k, n in shapes) / 1e6
         result[f"T={length}"] = {
             "cpu_median_ms": medians,
