@@ -116,8 +116,9 @@ def relative_variants(heads, head_dim, buckets):
     def skew(query, key):  # what DisentangledSelfAttention does
         length = tf.shape(query)[2]
         rows = _distance_rows(length, buckets)
-        kr = tf.transpose(tf.gather(pos_key, rows), [1, 2, 0])
-        qr = tf.transpose(tf.gather(pos_query, tf.reverse(rows, [0])), [1, 2, 0])
+        zero = [[0, 0], [0, 0], [0, 1]]  # the zero column `_skew` expects
+        kr = tf.pad(tf.transpose(tf.gather(pos_key, rows), [1, 2, 0]), zero)
+        qr = tf.pad(tf.transpose(tf.gather(pos_query, tf.reverse(rows, [0])), [1, 2, 0]), zero)
         a = _skew(tf.matmul(query, kr), length)
         b = _skew(tf.matmul(key, qr), length)
         return a + tf.transpose(b, [0, 1, 3, 2])

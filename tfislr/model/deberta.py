@@ -7,8 +7,8 @@ run time, so the exported graph computes exactly what was trained, for any seque
 
 Relative-position terms use the Transformer-XL "skew": each query is scored against the
 projected table rows of the `2T - 1` distances a length-T sequence has (rows picked with one
-small GATHER), then a pad/reshape/slice shifts row i by i so that column j holds distance
-i - j. Only builtin TFLite ops, no `[T, T]`-sized gathers and no precomputed tables. It was
+small GATHER) plus one zero row, then a reshape/slice shifts row i by i so that column j
+holds distance i - j. Only builtin TFLite ops, no `[T, T]`-sized gathers and no precomputed tables. It was
 chosen by measurement over a `gather` with `batch_dims`, a one-hot matmul and a
 `[T * R, B * H]` row layout (`python benchmarks/attention.py --variants`; figures in the
 README). The TFLite export traces the same layers inside `tflite_layout()`, which picks
@@ -187,16 +187,16 @@ def _frame_ids(frames):
 
 
 def _skew(scores, length):
-    """`[B, H, T, 2T-1] -> [B, H, T, T]` with `out[..., i, j] = scores[..., i, T-1-i+j]`.
+    """`[B, H, T, 2T] -> [B, H, T, T]` with `out[..., i, j] = scores[..., i, T-1-i+j]`.
 
-    One zero column makes each row 2T long; in the flattened rows, `(T-1) + i * (2T-1) + j`
-    is then the wanted element, i.e. a contiguous block reshaped to rows of 2T-1 (works for
-    every T >= 1).
+    The last column of `scores` is never read: it makes each row 2T long (the caller scores
+    a zero table column there, cheaper than a pad of the `[B, H, T, 2T-1]` scores). In the
+    flattened rows, `(T-1) + i * (2T-1) + j` is then the wanted element, i.e. a contiguous
+    block reshaped to rows of 2T-1 (works for every T >= 1).
     """
     shape = ops.shape(scores)
     batch, heads = shape[0], shape[1]
-    padded = ops.pad(scores, ((0, 0), (0, 0), (0, 0), (0, 1)))
-    flat = ops.reshape(padded, (batch, heads, 2 * length * length))
+    flat = ops.reshape(scores, (batch, heads, 2 * length * length))
     flat = ops.slice(flat, (0, 0, length - 1), (batch, heads, length * (2 * length - 1)))
     rows = ops.reshape(flat, (batch, heads, length, 2 * length - 1))
     return ops.slice(rows, (0, 0, 0, 0), (batch, heads, length, length))
@@ -312,9 +312,10 @@ class DisentangledSelfAttention(keras.layers.Layer):
         rows = _distance_rows(length, self.position_buckets)  # distance T-1-m for column m
         heads = (2 * length - 1, self.num_heads, self.head_dim)
 
-        def per_head(table, table_rows):  # -> [heads, head_dim, 2T-1]
+        def per_head(table, table_rows):  # -> [heads, head_dim, 2T], last column zero
             picked = ops.reshape(ops.take(table, table_rows, axis=0), heads)
-            return ops.transpose(picked, (1, 2, 0))
+            # The zero column is the one `_skew` needs to make each score row 2T long.
+            return ops.pad(ops.transpose(picked, (1, 2, 0)), ((0, 0), (0, 0), (0, 1)))
 
         # c2p[i, j] = Q_i . Kr[c(i - j)]: columns ordered by distance T-1 .. -(T-1)
         c2p = _skew(ops.matmul(query, per_head(pos_key, rows)), length)
