@@ -73,8 +73,9 @@ class LandmarkEmbedding(keras.layers.Layer):
             kernel_initializer=torch_linear_kernel_initializer(),
             dtype=self.dtype_policy, name="conv_1",
         )
+        # "valid" on explicitly front-padded inputs: see `call`.
         self.conv_2 = keras.layers.Conv2D(
-            embed_dim, (kernel_size, 1), padding="same", use_bias=False,
+            embed_dim, (kernel_size, 1), padding="valid", use_bias=False,
             kernel_initializer=torch_linear_kernel_initializer(),
             dtype=self.dtype_policy, name="conv_2",
         )
@@ -103,7 +104,8 @@ class LandmarkEmbedding(keras.layers.Layer):
         self.type_norm.build((lm.NUM_POINTS, self.embed_dim))
         self.landmark_norm.build((lm.NUM_POINTS, self.embed_dim))
         self.conv_1.build(landmarks_shape)
-        self.conv_2.build(landmarks_shape[:-1] + (self.conv_dim,))
+        # time left open: its "valid" input is longer than the landmarks (see `call`)
+        self.conv_2.build((landmarks_shape[0], None, lm.NUM_POINTS, self.conv_dim))
         self.position_dense.build(landmarks_shape[:-1] + (3 + self.embed_dim,))
         self.feature_dense.build(landmarks_shape[:-1] + (3 * self.embed_dim,))
 
@@ -117,13 +119,15 @@ class LandmarkEmbedding(keras.layers.Layer):
         # original computed them on its zero-padded batches (and its export appended 2 zero
         # frames for the same reason). Appending that many zero frames makes every real
         # frame's output independent of how much padding follows it.
-        # Pad and the negative end keep every shape derived from x's (no computed bounds
-        # in the exported graph, see `deberta.tflite_layout`).
+        # The second convolution is "valid" on its input with the front zeros of "same":
+        # the first T frames of the "same" convolution, with no output computed for the
+        # overhang frames (slicing those off is a strided slice, whose gradient is slow on
+        # CPU). Pads keep every shape derived from x's (no computed bounds in the exported
+        # graph, see `deberta.tflite_layout`).
         overhang = self.kernel_size // 2
         conv = self._conv(self.conv_1, ops.pad(x, ((0, 0), (0, overhang), (0, 0), (0, 0))))
-        conv = self._conv(self.conv_2, conv)
-        if overhang:
-            conv = conv[:, :-overhang]
+        front = (self.kernel_size - 1) // 2  # "same" pads (k - 1) // 2 before, k // 2 after
+        conv = self._conv(self.conv_2, ops.pad(conv, ((0, 0), (front, 0), (0, 0), (0, 0))))
         position = _per_frame(self.position_dense, ops.concatenate([x, conv], axis=-1))
 
         # feature_dense(concat[type, lm, pos]) is split by kernel rows: the id part is the
@@ -152,11 +156,12 @@ class LandmarkEmbedding(keras.layers.Layer):
 
     @staticmethod
     def _conv(conv, x):
-        """`conv(x)` ("same", stride 1), `[B, T, P, filters]` also for B = 0 (`if_rows`)."""
+        """`conv(x)` (stride 1, over time), also for B = 0 (`if_rows`)."""
         shape = ops.shape(x)
+        length = shape[1] if conv.padding == "same" else shape[1] - (conv.kernel_size[0] - 1)
         return if_rows(
             x, lambda: conv(x),
-            lambda: ops.zeros((shape[0], shape[1], shape[2], conv.filters), x.dtype),
+            lambda: ops.zeros((shape[0], length, shape[2], conv.filters), x.dtype),
         )
 
     def compute_output_shape(self, landmarks_shape, padding_mask_shape=None):
