@@ -103,6 +103,27 @@ def test_part_mlp_centering_uses_real_frames_only():
     np.testing.assert_allclose(x, expected, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "points", [lm.FACE_POINTS, lm.LIPS_POINTS, list(range(lm.NUM_POINTS)), [5, 3, 4, 99]]
+)
+def test_part_mlp_selects_its_points_in_order(points):
+    """The per-run slices pick exactly `features[:, :, points]`, and so does their gradient."""
+    import tensorflow as tf
+
+    layer = PartMLP(points, 4)
+    features = tf.constant(random(2, 3, 100, 2))
+    weights = tf.constant(random(2, 3, len(points), 2, seed=1))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(features)
+        selected = layer._select(features)
+        reference = tf.gather(features, points, axis=2)
+        loss, reference_loss = (tf.reduce_sum(x * weights) for x in (selected, reference))
+    np.testing.assert_array_equal(selected, reference)
+    np.testing.assert_array_equal(
+        tape.gradient(loss, features), tape.gradient(reference_loss, features)
+    )
+
+
 def test_part_mlps(tmp_path):
     batch = {"features": random(B, T, 100, 8), "padding_mask": padding_mask()}
     layer = run_layer_test(

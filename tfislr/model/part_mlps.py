@@ -55,7 +55,13 @@ class PartMLP(keras.layers.Layer):
         self.units = units
         self.dropout = dropout
         self.center = center
-        self._contiguous = points == list(range(points[0], points[-1] + 1))
+        # Contiguous runs of `points`, as [start, stop) pairs.
+        self._runs = []
+        for point in points:
+            if self._runs and self._runs[-1][1] == point:
+                self._runs[-1][1] += 1
+            else:
+                self._runs.append([point, point + 1])
         self.dense = None  # built once the channel count is known
         self.norm = _batch_norm("batch_norm", self.dtype_policy)
         self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
@@ -74,10 +80,7 @@ class PartMLP(keras.layers.Layer):
         self.norm.build(rows + (self.units,))
 
     def call(self, features, padding_mask=None, training=None):
-        if self._contiguous:
-            x = features[:, :, self.points[0] : self.points[-1] + 1]
-        else:
-            x = ops.take(features, ops.convert_to_tensor(self.points, "int32"), axis=2)
+        x = self._select(features)
         if self.center:
             if padding_mask is None:
                 x = x - ops.mean(x, axis=(1, 2), keepdims=True)
@@ -90,6 +93,21 @@ class PartMLP(keras.layers.Layer):
         x = ops.reshape(x, (batch, length, len(self.points) * x.shape[-1]))
         x = self.norm(_per_frame(self.dense, x), training=training)
         return mish(self.dropout_layer(x, training=training))
+
+    def _select(self, features):
+        """`features[:, :, points]`: one `slice` per contiguous run of points (constant
+        bounds), concatenated; nothing when the points are all of them in order.
+
+        Not `features[:, :, a:b]` or a gather: on CPU their gradients (a strided-slice
+        gradient, a segment sum) cost several times a slice's (a pad).
+        """
+        if self.points == list(range(features.shape[2])):
+            return features
+        runs = [
+            ops.slice(features, (0, 0, start, 0), (-1, -1, stop - start, -1))
+            for start, stop in self._runs
+        ]
+        return runs[0] if len(runs) == 1 else ops.concatenate(runs, axis=2)
 
     def compute_output_shape(self, features_shape, padding_mask_shape=None):
         return tuple(features_shape[:2]) + (self.units,)
