@@ -25,8 +25,7 @@ from keras import ops
 
 from tfislr.checks import check_int
 from tfislr.model.activations import mish
-from tfislr.model.per_frame import leading_dims as _leading_dims
-from tfislr.model.per_frame import per_frame as _per_frame
+from tfislr.model.per_frame import leading_dims, per_frame
 
 # Large negative logit for masked pairs. Softmax always runs in float32 here (also under
 # mixed precision), so a finite float32 value is safe: a fully masked (padded) query row
@@ -296,7 +295,7 @@ class DisentangledSelfAttention(keras.layers.Layer):
     def _split_heads(self, x):
         # [B, T, hidden] -> [B, heads, T, head_dim]; a static batch dim keeps the shape
         # constant in the exported graph.
-        batch, length = _leading_dims(x)
+        batch, length = leading_dims(x)
         x = ops.reshape(x, (batch, length, self.num_heads, self.head_dim))
         return ops.transpose(x, (0, 2, 1, 3))
 
@@ -364,9 +363,9 @@ class DisentangledSelfAttention(keras.layers.Layer):
         training=None,
         return_attention_scores=False,
     ):
-        query = self._split_heads(_per_frame(self.query_dense, inputs))
-        key = self._split_heads(_per_frame(self.key_dense, inputs))
-        value = self._split_heads(_per_frame(self.value_dense, inputs))
+        query = self._split_heads(per_frame(self.query_dense, inputs))
+        key = self._split_heads(per_frame(self.key_dense, inputs))
+        value = self._split_heads(per_frame(self.value_dense, inputs))
         query = query * ops.cast(self.scale, query.dtype)
 
         scores = ops.matmul(query, ops.transpose(key, (0, 1, 3, 2)))
@@ -391,9 +390,9 @@ class DisentangledSelfAttention(keras.layers.Layer):
         )
         context = ops.matmul(attention, value)  # [B, H, T, d]
         context = ops.transpose(context, (0, 2, 1, 3))
-        batch, length = _leading_dims(inputs)
+        batch, length = leading_dims(inputs)
         context = ops.reshape(context, (batch, length, self.hidden_dim))
-        output = _per_frame(self.output_dense, context)
+        output = per_frame(self.output_dense, context)
         if return_attention_scores:
             return output, probabilities
         return output
@@ -527,8 +526,8 @@ class DebertaLayer(keras.layers.Layer):
         attended = self.attention_norm(
             self.attention_dropout(attended, training=training) + hidden
         )
-        intermediate = _per_frame(self.intermediate_dense, attended)
-        output = _per_frame(self.output_dense, intermediate + attended)
+        intermediate = per_frame(self.intermediate_dense, attended)
+        output = per_frame(self.output_dense, intermediate + attended)
         output = self.output_norm(self.output_dropout(output, training=training))
         if return_attention_scores:
             return output, scores

@@ -10,7 +10,7 @@ from tfislr.model.deberta import (
     torch_linear_kernel_initializer,
 )
 from tfislr.model.empty_batch import if_rows
-from tfislr.model.per_frame import per_frame as _per_frame
+from tfislr.model.per_frame import per_frame
 
 
 @keras.saving.register_keras_serializable(package="tfislr")
@@ -128,7 +128,7 @@ class LandmarkEmbedding(keras.layers.Layer):
         conv = self._conv(self.conv_1, ops.pad(x, ((0, 0), (0, overhang), (0, 0), (0, 0))))
         front = (self.kernel_size - 1) // 2  # "same" pads (k - 1) // 2 before, k // 2 after
         conv = self._conv(self.conv_2, ops.pad(conv, ((0, 0), (front, 0), (0, 0), (0, 0))))
-        position = _per_frame(self.position_dense, ops.concatenate([x, conv], axis=-1))
+        position = per_frame(self.position_dense, ops.concatenate([x, conv], axis=-1))
 
         # feature_dense(concat[type, lm, pos]) is split by kernel rows: the id part is the
         # same for every frame ([100, E] for real frames, [1, E] for padded ones), so it is
@@ -146,7 +146,7 @@ class LandmarkEmbedding(keras.layers.Layer):
             axis=-1,
         )
         id_features = ops.matmul(ids_real, kernel[: 2 * E]) + bias  # [100, E]
-        features = _per_frame(lambda rows: ops.matmul(rows, kernel[2 * E :]), position)
+        features = per_frame(lambda rows: ops.matmul(rows, kernel[2 * E :]), position)
         if padding_mask is None:
             return features + id_features
         zeros = ops.zeros((1, E), dtype=self.compute_dtype)

@@ -10,8 +10,7 @@ from tfislr.model.deberta import (
     torch_linear_kernel_initializer,
 )
 from tfislr.model.empty_batch import BatchNormalization
-from tfislr.model.per_frame import leading_dims as _leading_dims
-from tfislr.model.per_frame import per_frame as _per_frame
+from tfislr.model.per_frame import leading_dims, per_frame
 
 
 def _batch_norm(name, dtype_policy):
@@ -89,9 +88,9 @@ class PartMLP(keras.layers.Layer):
                 count = ops.sum(mask, axis=(1, 2), keepdims=True) * len(self.points)
                 mean = ops.sum(x * mask, axis=(1, 2), keepdims=True) / ops.maximum(count, 1.0)
                 x = (x - mean) * mask
-        batch, length = _leading_dims(x)
+        batch, length = leading_dims(x)
         x = ops.reshape(x, (batch, length, len(self.points) * x.shape[-1]))
-        x = self.norm(_per_frame(self.dense, x), training=training)
+        x = self.norm(per_frame(self.dense, x), training=training)
         return mish(self.dropout_layer(x, training=training))
 
     def _select(self, features):
@@ -193,7 +192,7 @@ class PartMLPs(keras.layers.Layer):
         hand = ops.maximum(run(self.left_hand_mlp), run(self.right_hand_mlp))
         parts = [run(self.all_mlp), hand, run(self.lips_mlp), run(self.face_mlp)]
         x = ops.concatenate(parts, axis=-1)
-        x = self.combine_norm(_per_frame(self.combine_dense, x), training=training)
+        x = self.combine_norm(per_frame(self.combine_dense, x), training=training)
         x = mish(self.combine_dropout(x, training=training))
         if padding_mask is not None:
             x = x * ops.expand_dims(ops.cast(padding_mask, x.dtype), -1)
