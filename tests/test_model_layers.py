@@ -104,24 +104,37 @@ def test_part_mlp_centering_uses_real_frames_only():
 
 
 @pytest.mark.parametrize(
-    "points", [lm.FACE_POINTS, lm.LIPS_POINTS, list(range(lm.NUM_POINTS)), [5, 3, 4, 99]]
+    "point_lists",
+    [
+        [list(range(lm.NUM_POINTS)), lm.LEFT_HAND_POINTS, lm.RIGHT_HAND_POINTS, lm.LIPS_POINTS,
+         lm.FACE_POINTS],  # what PartMLPs selects
+        [lm.FACE_POINTS],
+        [list(range(lm.NUM_POINTS))],
+        [[5, 3, 4, 99], [4, 5, 6]],  # out of order, overlapping
+    ],
 )
-def test_part_mlp_selects_its_points_in_order(points):
-    """The per-run slices pick exactly `features[:, :, points]`, and so does their gradient."""
+def test_select_points_is_a_gather(point_lists):
+    """One split picks exactly `features[:, :, points]` per list, and so does its gradient."""
     import tensorflow as tf
 
-    layer = PartMLP(points, 4)
+    from tfislr.model.part_mlps import select_points
+
     features = tf.constant(random(2, 3, 100, 2))
-    weights = tf.constant(random(2, 3, len(points), 2, seed=1))
+    weights = [tf.constant(random(2, 3, len(p), 2, seed=k)) for k, p in enumerate(point_lists)]
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(features)
-        selected = layer._select(features)
-        reference = tf.gather(features, points, axis=2)
-        loss, reference_loss = (tf.reduce_sum(x * weights) for x in (selected, reference))
-    np.testing.assert_array_equal(selected, reference)
+        selected = select_points(features, point_lists)
+        reference = [tf.gather(features, points, axis=2) for points in point_lists]
+        loss, reference_loss = (
+            sum(tf.reduce_sum(x * w) for x, w in zip(xs, weights)) for xs in (selected, reference)
+        )
+    for x, expected in zip(selected, reference):
+        np.testing.assert_array_equal(x, expected)
     np.testing.assert_array_equal(
         tape.gradient(loss, features), tape.gradient(reference_loss, features)
     )
+    if len(point_lists) == 1:
+        np.testing.assert_array_equal(PartMLP(point_lists[0], 4)._select(features), reference[0])
 
 
 def test_part_mlps(tmp_path):

@@ -20,6 +20,45 @@ def _batch_norm(name, dtype_policy):
     )
 
 
+def select_points(features, point_lists):
+    """`[features[:, :, points] for points in point_lists]` from ONE split of the point axis.
+
+    Each list is cut into contiguous runs; the point axis is split (constant sizes) at every
+    run boundary, and each list's pieces are concatenated in order (none when a list is all
+    the points in order). Its gradient is then one concatenation, where one slice per list
+    (a pad each) plus their sum, a strided slice (a strided-slice gradient) or a gather
+    (a segment sum) cost several times as much on CPU.
+
+    Args:
+        features: `[B, T, P, C]` with a static `P`.
+        point_lists: lists of point indices in `[0, P)`.
+    """
+    num_points = features.shape[2]
+    runs = []
+    for points in point_lists:
+        runs.append([])
+        for point in points:
+            if runs[-1] and runs[-1][-1][1] == point:
+                runs[-1][-1][1] += 1
+            else:
+                runs[-1].append([point, point + 1])
+    cuts = sorted({0, num_points} | {bound for own in runs for run in own for bound in run})
+    pieces = ops.split(features, cuts[1:-1], axis=2) if len(cuts) > 2 else [features]
+    selected = []
+    for points, own in zip(point_lists, runs):
+        if list(points) == list(range(num_points)):
+            selected.append(features)
+            continue
+        parts = [
+            piece
+            for start, stop in own
+            for piece, begin in zip(pieces, cuts)
+            if start <= begin < stop
+        ]
+        selected.append(parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=2))
+    return selected
+
+
 @keras.saving.register_keras_serializable(package="tfislr")
 class PartMLP(keras.layers.Layer):
     """One branch: select points, optionally centre, flatten, Dense -> BN -> Dropout -> mish.
@@ -39,7 +78,9 @@ class PartMLP(keras.layers.Layer):
         dropout: dropout rate.
         center: whether to centre as described above.
 
-    Call: `(features [B, T, 100, C], padding_mask=None [B, T], training=None) -> [B, T, units]`.
+    Call: `(features [B, T, 100, C], padding_mask=None [B, T], training=None) -> [B, T, units]`;
+    with `selected=True`, `features` holds this branch's points only (`[B, T, len(points), C]`,
+    in the order of `points`), as `PartMLPs` passes them.
     """
 
     def __init__(self, points, units, dropout=0.0, center=True, **kwargs):
@@ -54,13 +95,6 @@ class PartMLP(keras.layers.Layer):
         self.units = units
         self.dropout = dropout
         self.center = center
-        # Contiguous runs of `points`, as [start, stop) pairs.
-        self._runs = []
-        for point in points:
-            if self._runs and self._runs[-1][1] == point:
-                self._runs[-1][1] += 1
-            else:
-                self._runs.append([point, point + 1])
         self.dense = None  # built once the channel count is known
         self.norm = _batch_norm("batch_norm", self.dtype_policy)
         self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
@@ -78,8 +112,8 @@ class PartMLP(keras.layers.Layer):
         self.dense.build(rows + (fan_in,))
         self.norm.build(rows + (self.units,))
 
-    def call(self, features, padding_mask=None, training=None):
-        x = self._select(features)
+    def call(self, features, padding_mask=None, training=None, selected=False):
+        x = features if selected else self._select(features)
         if self.center:
             if padding_mask is None:
                 x = x - ops.mean(x, axis=(1, 2), keepdims=True)
@@ -94,19 +128,8 @@ class PartMLP(keras.layers.Layer):
         return mish(self.dropout_layer(x, training=training))
 
     def _select(self, features):
-        """`features[:, :, points]`: one `slice` per contiguous run of points (constant
-        bounds), concatenated; nothing when the points are all of them in order.
-
-        Not `features[:, :, a:b]` or a gather: on CPU their gradients (a strided-slice
-        gradient, a segment sum) cost several times a slice's (a pad).
-        """
-        if self.points == list(range(features.shape[2])):
-            return features
-        runs = [
-            ops.slice(features, (0, 0, start, 0), (-1, -1, stop - start, -1))
-            for start, stop in self._runs
-        ]
-        return runs[0] if len(runs) == 1 else ops.concatenate(runs, axis=2)
+        """`features[:, :, points]` (see `select_points`)."""
+        return select_points(features, [self.points])[0]
 
     def compute_output_shape(self, features_shape, padding_mask_shape=None):
         return tuple(features_shape[:2]) + (self.units,)
@@ -186,11 +209,13 @@ class PartMLPs(keras.layers.Layer):
         self.combine_norm.build(rows + (self.output_dim,))
 
     def call(self, features, padding_mask=None, training=None):
-        def run(mlp):
-            return mlp(features, padding_mask=padding_mask, training=training)
-
-        hand = ops.maximum(run(self.left_hand_mlp), run(self.right_hand_mlp))
-        parts = [run(self.all_mlp), hand, run(self.lips_mlp), run(self.face_mlp)]
+        branches = self.branches
+        selected = select_points(features, [mlp.points for mlp in branches])
+        all_points, left, right, lips, face = (
+            mlp(x, padding_mask=padding_mask, training=training, selected=True)
+            for mlp, x in zip(branches, selected)
+        )
+        parts = [all_points, ops.maximum(left, right), lips, face]
         x = ops.concatenate(parts, axis=-1)
         x = self.combine_norm(per_frame(self.combine_dense, x), training=training)
         x = mish(self.combine_dropout(x, training=training))
