@@ -56,7 +56,8 @@ def test_landmark_embedding_padded_frames_get_padding_ids():
     zeroed[:, 2] = 0
     extended = np.pad(zeroed, [(0, 0), (0, 2), (0, 0), (0, 0)])  # zero-extended time
     # conv_2 is "valid" on conv_1's outputs with the 2 front zeros of a "same" convolution
-    conv = np.asarray(layer.conv_2(np.pad(layer.conv_1(extended), [(0, 0), (2, 0), (0, 0), (0, 0)])))
+    front = np.pad(layer.conv_1(extended), [(0, 0), (2, 0), (0, 0), (0, 0)])
+    conv = np.asarray(layer.conv_2(front))
     position = np.asarray(layer.position_dense(np.concatenate([zeroed, conv], -1)))
     np.testing.assert_allclose(out[0, 2], position[0, 2] @ kernel[32:] + id_part, atol=1e-5)
 

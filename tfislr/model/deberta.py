@@ -7,10 +7,10 @@ run time, so the exported graph computes exactly what was trained, for any seque
 
 Relative-position terms use the Transformer-XL "skew": each query is scored against the
 projected table rows of the `2T - 1` distances a length-T sequence has (rows picked with one
-small GATHER) plus one zero row, then a reshape/slice shifts row i by i so that column j
-holds distance i - j. Only builtin TFLite ops, no `[T, T]`-sized gathers and no precomputed tables. It was
-chosen by measurement over a `gather` with `batch_dims`, a one-hot matmul and a
-`[T * R, B * H]` row layout (`python benchmarks/attention.py --variants`; figures in the
+small GATHER) and one zero row, then a reshape/slice shifts row i by i so that column j
+holds distance i - j. Only builtin TFLite ops, no `[T, T]`-sized gathers and no precomputed
+tables. It was chosen by measurement over a `gather` with `batch_dims`, a one-hot matmul
+and a `[T * R, B * H]` row layout (`python benchmarks/attention.py --variants`; figures in the
 README). The TFLite export traces the same layers inside `tflite_layout()`, which picks
 the same dot products with a row gather whose shapes all follow from the input's: in a
 TFLite graph the skew's computed reshapes and slices are per-call dynamic tensors.

@@ -25,9 +25,9 @@ def select_points(features, point_lists):
 
     Each list is cut into contiguous runs; the point axis is split (constant sizes) at every
     run boundary, and each list's pieces are concatenated in order (none when a list is all
-    the points in order). Its gradient is then one concatenation, where one slice per list
-    (a pad each) plus their sum, a strided slice (a strided-slice gradient) or a gather
-    (a segment sum) cost several times as much on CPU.
+    the points in order). Its gradient is one concatenation; on CPU, a slice per list (a
+    pad each, then their sum), a strided slice or a gather (a strided-slice gradient, a
+    segment sum) cost several times as much.
 
     Args:
         features: `[B, T, P, C]` with a static `P`.
