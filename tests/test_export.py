@@ -173,18 +173,40 @@ def test_parity_failure_is_reported(exported, tmp_path):
         checks.check_parity(other, path, checks.probe_sequences(4), tolerance=1e-3)
 
 
-def test_size_limit_failure_message(tmp_path, exported, monkeypatch):
+def test_failed_export_keeps_earlier_file_and_report(tmp_path, exported, monkeypatch):
+    """A failed check leaves the earlier good export (file and report) as it was; the
+    failure's file and report go to `.rejected.*` and the error names those, not a temp."""
     ensemble, fp32_path, _ = exported
+    path = tmp_path / "keep.tflite"
+    path.write_bytes(fp32_path.read_bytes())  # an earlier export that passed
+    good_report = fp32_path.with_suffix(".json").read_text()
+    path.with_suffix(".json").write_text(good_report)
     # Reuse the fixture's flatbuffer: this test is about the check, not the converter.
+    monkeypatch.setattr(graph, "convert", lambda *args, **kwargs: fp32_path.read_bytes())
+    with pytest.raises(ExportError) as raised:
+        export_ensemble(ensemble, path, "fp32", max_size_mb=0.001, verbose=False)
+    message = str(raised.value)
+    rejected, rejected_report = tmp_path / "keep.rejected.tflite", tmp_path / "keep.rejected.json"
+    assert "unchecked" not in message
+    assert message.startswith(f"{path} not written: {rejected} is ")
+    assert "above the 0.001 MB limit" in message and str(rejected_report) in message
+    assert path.read_bytes() == fp32_path.read_bytes()
+    assert path.with_suffix(".json").read_text() == good_report
+    assert rejected.read_bytes() == fp32_path.read_bytes()  # kept for inspection
+    report = json.loads(rejected_report.read_text())
+    assert "above the" in report["error"] and report["path"] == str(rejected)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["keep.tflite", "keep.json", rejected.name, rejected_report.name])
+
+
+def test_failed_export_without_earlier_one_writes_no_output(tmp_path, exported, monkeypatch):
+    ensemble, fp32_path, _ = exported
     monkeypatch.setattr(graph, "convert", lambda *args, **kwargs: fp32_path.read_bytes())
     path = tmp_path / "big.tflite"
     with pytest.raises(ExportError, match=r"MB \([\d,]+ bytes\), above the 0.001 MB limit"):
         export_ensemble(ensemble, path, "fp32", max_size_mb=0.001, verbose=False)
-    assert not path.exists()  # the output name only ever holds a file that passed the checks
-    report = json.loads(path.with_suffix(".json").read_text())
-    assert "above the" in report["error"]
-    assert report["rejected_path"] == str(tmp_path / "big.rejected.tflite")
-    assert (tmp_path / "big.rejected.tflite").read_bytes() == fp32_path.read_bytes()  # kept
+    assert not path.exists() and not path.with_suffix(".json").exists()
+    assert (tmp_path / "big.rejected.json").exists()
 
 
 def weight_types(model_content):

@@ -68,7 +68,8 @@ def export_ensemble(
             members (config names, run dirs, `{config|run, weights}` dicts or
             `EnsembleMember`s).
         output_path: the .tflite to write; default the YAML's `output`, else
-            `artifacts/<name>.tflite`. The report goes to `<output>.json`.
+            `artifacts/<name>.tflite`. The report goes to `<output>.json`; both are
+            written only when every check passes.
         quantization: "fp16" (default; fp16 weights), "fp32" or "int8"
             (dynamic-range int8 weights).
         runs_dir: where `runs/<config>/<timestamp>/` live (default "runs").
@@ -86,7 +87,9 @@ def export_ensemble(
     Raises (all `tfislr.errors.TfislrError`s, reported by `tfislr-export` as one line):
         ConfigError: bad ensemble config, or members that disagree on the classes.
         MissingFileError: a run, run dir, weights file or ensemble YAML does not exist.
-        ExportError: a check failed (the file stays on disk for inspection).
+        ExportError: a check failed; the file and its report are kept for inspection as
+            `<output>.rejected.tflite` / `.rejected.json`, an earlier `<output>.tflite` /
+            `.json` stays as it was.
     """
     name, specs, config = _read_ensemble(ensemble)
     quantization = quantization or config.get("quantization", "fp16")
@@ -117,18 +120,37 @@ def export_ensemble(
         _check_file(report, module, unchecked_path, max_size_mb=max_size_mb,
                     parity_clips=parity_clips, parity_tolerance=parity_tolerance,
                     latency_repeats=latency_repeats, log=log)
-        unchecked_path.replace(output_path)
     except ExportError as error:
-        rejected_path = output_path.with_suffix(".rejected.tflite")
-        unchecked_path.replace(rejected_path)  # kept for inspection, never under the output name
-        report["error"] = str(error)
-        report["rejected_path"] = str(rejected_path)
-        raise ExportError(f"{error}; the file that failed is kept as {rejected_path}") from None
-    finally:
-        atomic.write_json(report_path, report)
+        _reject(report, output_path, unchecked_path, error)
+    # Passed: the file and its report replace the earlier pair back to back (two renames),
+    # so `tfislr-predict`/`tfislr-evaluate` never read one export's report for another's file.
+    with atomic.atomic_path(report_path) as report_tmp:
+        report_tmp.write_text(json.dumps(report, indent=2) + "\n")
+        unchecked_path.replace(output_path)
     report["report_path"] = str(report_path)
     log(format_report(report))
     return report
+
+
+def _reject(report, output_path, unchecked_path, error):
+    """Moves the file that failed a check and its report to `<output>.rejected.tflite` /
+    `.rejected.json`, and raises the error naming the output and the rejected file.
+
+    `<output>.tflite` and `<output>.json` are not touched: an earlier export that passed
+    stays usable, file and report together.
+
+    Raises:
+        ExportError: always.
+    """
+    rejected_path = output_path.with_suffix(".rejected.tflite")
+    unchecked_path.replace(rejected_path)
+    # The checks name the file they read, the side name that no longer exists.
+    reason = str(error).replace(str(unchecked_path), str(rejected_path))
+    report.update(path=str(rejected_path), error=reason, rejected_path=str(rejected_path))
+    rejected_report = rejected_path.with_suffix(".json")
+    atomic.write_json(rejected_report, report)
+    raise ExportError(f"{output_path} not written: {reason}; the file that failed and its "
+                      f"report are kept as {rejected_path} and {rejected_report}") from None
 
 
 def _read_ensemble(ensemble):
