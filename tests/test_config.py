@@ -54,6 +54,40 @@ def test_bad_overrides_name_the_key(override, message):
     assert str(raised.value).startswith(f"--set {override} (on len80.yaml): ")
 
 
+@pytest.mark.parametrize(
+    "key", ["train.learning_rate", "model.drop_rate", "augment.flip_p", "train.ema_decay",
+            "augment.scale_max", "train.mix_end_fraction"],  # the last two have no range
+)
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", "nan", "inf"])
+def test_every_float_key_must_be_finite(key, value):
+    with pytest.raises(ConfigError, match=f"config key '{key}' expects a finite number"):
+        config_lib.load_config("len80", [f"{key}={value}"])
+
+
+def test_range_checks_refuse_nan_and_inf_in_configs_built_in_code():
+    from tfislr.checks import check_range
+
+    for value in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(ValueError, match=r"x must be in \(-inf, inf\)"):
+            check_range("x", value)
+        with pytest.raises(ValueError, match=r"must be in \[0.0, 1.0\]"):
+            config_lib.validate_section(
+                "augment", config_lib.AugmentConfig(flip_p=value))
+    assert check_range("x", 1e300) == 1e300
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "../../../tmp/evil_name", "a/b", "a\\b", "/abs"])
+def test_the_name_is_one_folder_name(tmp_path, name):
+    with pytest.raises(ConfigError, match="name must be one folder name") as raised:
+        config_lib.load_config("len80", [f"name={name}"])
+    assert str(raised.value).startswith(f"--set name={name} (on len80.yaml): ")
+    path = tmp_path / "mine.yaml"
+    path.write_text(json.dumps({"name": name}))  # YAML: the file's own name is checked too
+    with pytest.raises(ConfigError, match="name must be one folder name"):
+        config_lib.load_config(str(path))
+    assert config_lib.load_config("len80", ["name=my.run-2"]).name == "my.run-2"
+
+
 def test_a_bad_override_among_good_ones_is_the_one_named():
     good = ["train.seed=1", "train.epochs=3"]
     for bad, message in [("train.ousm_k=many", "config key 'train.ousm_k' expects an integer"),

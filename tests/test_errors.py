@@ -106,6 +106,26 @@ def test_export_user_errors(capsys, tmp_path):
     _one_error_line(capsys, "tfislr-export", tmp_path / "none.yaml", "does not exist")
 
 
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "0", "-1", "many"])
+def test_positive_float_refuses_what_passes_no_comparison(text):
+    with pytest.raises(errors.argparse.ArgumentTypeError, match="positive finite number"):
+        errors.positive_float(text)
+    assert errors.positive_float("0.5") == 0.5
+
+
+def test_export_refuses_a_nan_size_limit_and_names_the_commands(capsys, tmp_path):
+    for command in (["single", "--run", str(tmp_path)], ["ensemble"]):
+        with pytest.raises(SystemExit) as exited:
+            export_cli.main([*command, "--max-size-mb", "nan"])
+        assert exited.value.code == 2
+        assert "argument --max-size-mb: expected a positive finite number, got 'nan'" \
+            in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        export_cli.main([])
+    assert exited.value.code == 2
+    assert "required: {ensemble,single}" in capsys.readouterr().err
+
+
 def test_a_bug_is_exit_1_with_the_traceback(monkeypatch, capsys, tmp_path):
     import tfislr.training.run as run
 

@@ -4,6 +4,7 @@ Each check returns the value (converted where that is the point, e.g. to `int`) 
 `ValueError` naming the argument, the allowed values and what it got.
 """
 
+import math
 import numbers
 
 
@@ -18,11 +19,13 @@ def check_range(name, value, low=None, high=None, low_open=False, high_open=Fals
     """`value` if it lies in the interval from `low` to `high` (None: unbounded).
 
     The ends are included unless `low_open` / `high_open`; the message shows the interval
-    in the usual notation, e.g. `[0, 1)`.
+    in the usual notation, e.g. `[0, 1)`. NaN and ±inf are never in range: an unbounded
+    end is open (`[0, inf)`), and NaN compares false with every bound.
     """
+    not_finite = not math.isfinite(value)
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
-    if too_low or too_high:
+    if not_finite or too_low or too_high:
         left = "(" if low_open or low is None else "["
         right = ")" if high_open or high is None else "]"
         interval = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"

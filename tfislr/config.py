@@ -8,6 +8,7 @@ default.
 
 import dataclasses
 import json
+import math
 import pathlib
 import typing
 
@@ -176,14 +177,18 @@ def _coerce(value, annotation, key):
                 pass
         raise ValueError(f"config key '{key}' expects an integer, got {value!r}")
     if annotation is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ValueError(f"config key '{key}' expects a number, got {value!r}")
+        # NaN and inf pass no range check and only fail later, mid-run.
+        if number is not None and math.isfinite(number):
+            return number
+        raise ValueError(f"config key '{key}' expects a finite number, got {value!r}")
     if annotation is str:
         return str(value)
     raise TypeError(f"unsupported annotation {annotation} for '{key}'")
@@ -332,8 +337,24 @@ def validate_section(name, section):
                 )
 
 
+def check_name(name):
+    """`name` if it can name a folder under the output root: one non-empty path component.
+
+    The run folder is `<output>/<name>/<timestamp>`, so a `/`, `..` or an empty name would
+    put runs outside their place (e.g. `name=../../tmp/x` writes to /tmp/x).
+    """
+    if (not isinstance(name, str) or name in ("", ".", "..")
+            or any(c in name for c in ("/", "\\", "\0"))):
+        raise ValueError(
+            f"name must be one folder name (not empty, '.' or '..', no '/' or '\\'), "
+            f"got {name!r}"
+        )
+    return name
+
+
 def validate(config):
-    """Checks every key's range (`_RANGES`) and the rules that tie keys together."""
+    """Checks the name, every key's range (`_RANGES`) and the rules that tie keys together."""
+    check_name(config.name)
     for name in _SECTIONS:
         validate_section(name, getattr(config, name))
     if config.data.global_batch_size % config.train.batch_group_size:

@@ -25,6 +25,7 @@ against those keep working.
 
 import argparse
 import functools
+import math
 import sys
 import traceback
 
@@ -98,4 +99,19 @@ def positive_int(text):
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def positive_float(text):
+    """argparse `type=`: a finite float > 0; NaN, inf and the rest are a usage error (exit 2).
+
+    `float()` alone accepts "nan" and "inf", which pass every `<`/`>` check (a size limit
+    of nan would never fail).
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
     return value

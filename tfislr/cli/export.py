@@ -30,25 +30,31 @@ def main(argv=None):
         prog=PROG, description="Export training runs to one Kaggle-ready TFLite file.",
         formatter_class=HelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    # The metavar makes a missing command say "required: {ensemble,single}".
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{ensemble,single}")
     ensemble = sub.add_parser("ensemble", help="export the members of an ensemble YAML",
                               formatter_class=HelpFormatter)
     ensemble.add_argument("--config", default="configs/ensemble.yaml",
                           help="ensemble YAML (default: %(default)s)")
+    ensemble.add_argument("--output", help="the .tflite to write (report: same name .json) "
+                                           "(default: the YAML's output, else "
+                                           "artifacts/<name>.tflite)")
+    ensemble.add_argument("--quantization", choices=("fp16", "fp32", "int8"),
+                          help="weight format (default: the YAML's quantization, else fp16)")
+    ensemble.add_argument("--runs-dir", help="where members given by config name are looked "
+                                             "up, as <runs-dir>/<config>/<timestamp> "
+                                             "(default: the YAML's runs_dir, else runs)")
     single = sub.add_parser("single", help="export one run", formatter_class=HelpFormatter)
     single.add_argument("--run", required=True, help="run dir runs/<config>/<timestamp>")
     single.add_argument("--weights", default="distilled",
                         help="distilled | student | teacher soup, or a .keras path "
                              "(default: %(default)s)")
-    default_output = {ensemble: "the YAML's output, else artifacts/<name>.tflite",
-                      single: "RUN/model.tflite"}
+    single.add_argument("--output", help="the .tflite to write (report: same name .json) "
+                                         "(default: RUN/model.tflite)")
+    single.add_argument("--quantization", choices=("fp16", "fp32", "int8"), default="fp16",
+                        help="weight format (default: %(default)s)")
     for command in (ensemble, single):
-        command.add_argument("--output", help="the .tflite to write (report: same name .json) "
-                                              f"(default: {default_output[command]})")
-        command.add_argument("--quantization", choices=("fp16", "fp32", "int8"),
-                             help="weight format (default: the YAML's, else fp16)")
-        command.add_argument("--runs-dir", help="root of runs/<config>/<timestamp> (default runs)")
-        command.add_argument("--max-size-mb", type=float, default=40.0,
+        command.add_argument("--max-size-mb", type=errors.positive_float, default=40.0,
                              help="fail above this size in MB of 10^6 bytes (default: 40)")
         command.add_argument("--parity-data",
                              help="Kaggle-layout data dir: check parity and time on its clips, "
@@ -58,13 +64,15 @@ def main(argv=None):
 
     from tfislr.export import export_ensemble
 
+    runs_dir = None  # single: the member is a run dir, no lookup by config name
     if args.command == "ensemble":
         target = args.config
         output = args.output
+        runs_dir = args.runs_dir
     else:
         target = [{"run": args.run, "weights": args.weights}]
         output = args.output or str(pathlib.Path(args.run) / "model.tflite")
-    export_ensemble(target, output, args.quantization, runs_dir=args.runs_dir,
+    export_ensemble(target, output, args.quantization, runs_dir=runs_dir,
                     max_size_mb=args.max_size_mb, parity_clips=args.parity_data)
     return 0
 
