@@ -75,7 +75,7 @@ def test_prepare_user_errors(capsys, tmp_path, no_sign_map):
 def test_evaluate_user_errors(capsys, tmp_path, synthetic_data_dir, no_sign_map):
     model = tmp_path / "model.tflite"
     assert evaluate.main([str(model), "--data-dir", str(synthetic_data_dir)]) == 2
-    _one_error_line(capsys, "tfislr-evaluate", model, "does not exist")
+    _one_error_line(capsys, "tfislr-evaluate", f"{model}: file not found")
     model.write_bytes(b"not a model")
     assert evaluate.main([str(model), "--data-dir", str(no_sign_map)]) == 2
     _one_error_line(capsys, "tfislr-evaluate", "sign map not found")
@@ -89,7 +89,7 @@ def test_predict_user_errors(capsys, tmp_path, synthetic_data_dir):
     clip = next(pathlib.Path(synthetic_data_dir).rglob("*.parquet"))
     model = tmp_path / "model.tflite"
     assert predict.main([str(model), str(clip)]) == 2
-    _one_error_line(capsys, "tfislr-predict", model, "does not exist")
+    _one_error_line(capsys, "tfislr-predict", f"{model}: file not found")
     model.write_bytes(b"not a model")  # e.g. a train.csv given by mistake
     assert predict.main([str(model), str(clip)]) == 2
     _one_error_line(capsys, "tfislr-predict", model, "not a TFLite model")

@@ -185,6 +185,22 @@ def test_unreadable_file_counts_as_wrong(exported, data_dir, tmp_path):
     landmark_path(broken, first).write_bytes(b"not a parquet file")
     report = evaluate.evaluate_tflite(path, broken, limit=3)
     assert len(report["errors"]) == 1 and report["predictions"][0] == -1
+    assert f"unreadable    1 files (counted wrong): {landmark_path(broken, first)}: " \
+        in evaluate.format_report(report)
+
+
+def test_the_summary_names_the_first_unreadable_files():
+    report = {"model": "m.tflite", "data_dir": "d", "fold": None, "num_sequences": 5,
+              "accuracy": 0.0, "top5_accuracy": 0.0, "per_sign": {},
+              "latency": {"median_ms": 1.0, "p95_ms": 1.0, "num_threads": 1},
+              "size": {"mb": 1.0, "mib": 1.0},
+              "errors": [f"f{i}.parquet: not a parquet file" for i in range(5)]}
+    shown = evaluate.UNREADABLE_SHOWN
+    line = next(x for x in evaluate.format_report(report).splitlines() if "unreadable" in x)
+    assert line.endswith("5 files (counted wrong): "
+                         + "; ".join(report["errors"][:shown]) + f"; and {5 - shown} more")
+    report["errors"] = report["errors"][:1]
+    assert evaluate.format_report(report).count("f0.parquet: not a parquet file") == 1
 
 
 def test_real_sample(exported, real_data_dir, tmp_path):

@@ -343,7 +343,8 @@ def test_load_sign_map_names_the_file_and_the_problem(tmp_path):
             kaggle.load_sign_map(path)
     # A list of names in label order (a run's signs.json) only where the caller allows it.
     assert kaggle.load_sign_map(path, names_list=True) == {"b": 0, "a": 1}
-    for content, problem in [('["a", "a"]', "sign names must be distinct"),
+    for content, problem in [('["c", "a", "b", "c", "a"]',
+                              "sign names must be distinct; repeated: a, c$"),
                              ('["a", 1]', "expected a list of sign names")]:
         path.write_text(content)
         with pytest.raises(DataError, match=f"^{path}: {problem}"):

@@ -27,10 +27,11 @@ import numpy as np
 
 from tfislr import atomic
 from tfislr.cli.help import HelpFormatter
-from tfislr.errors import ConfigError, DataError, MissingFileError, command
+from tfislr.errors import ConfigError, DataError, MissingFileError, command, positive_int
 
 
 PROG = "tfislr-evaluate"
+UNREADABLE_SHOWN = 3  # unreadable files named in the printed summary
 
 
 def export_report(model_path):
@@ -148,7 +149,7 @@ def evaluate_tflite(model_path, data_dir, fold=None, num_folds=None, fold_seed=N
 
     model_path = pathlib.Path(model_path)
     if not model_path.exists():
-        raise MissingFileError(f"model file {model_path} does not exist")
+        raise MissingFileError(f"{model_path}: file not found")
     signs = sign_names(read_sign_map(data_dir))
     exported = export_report(model_path)
     split = resolve_split(exported, fold, num_folds, fold_seed, original_folds)
@@ -251,7 +252,11 @@ def format_report(report, max_signs=15):
         f"  {'size':<14}{report['size']['mb']:.2f} MB ({report['size']['mib']:.2f} MiB)",
     ]
     if report["errors"]:
-        lines.append(f"  {'unreadable':<14}{len(report['errors'])} files (counted wrong)")
+        # The first few messages (each "<file>: <problem>"); all of them are in the JSON.
+        shown = report["errors"][:UNREADABLE_SHOWN]
+        more = len(report["errors"]) - len(shown)
+        lines.append(f"  {'unreadable':<14}{len(report['errors'])} files (counted wrong): "
+                     + "; ".join(shown) + (f"; and {more} more" if more else ""))
     ranked = sorted(report["per_sign"].items(), key=lambda item: (item[1]["accuracy"], item[0]))
     shown = ranked if max_signs is None else ranked[:max_signs]
     lines.append(f"  per-sign accuracy ({'all' if len(shown) == len(ranked) else 'worst'} "
@@ -284,7 +289,8 @@ def main(argv=None):
                              "participant->fold map (default: as recorded with the model, "
                              f"else {str(defaults.original_folds).lower()})")
     parser.add_argument("--limit", type=int, help="score only the first N sequences (default: all)")
-    parser.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
+    parser.add_argument("--threads", type=positive_int, default=1,
+                        help="interpreter threads (default: 1)")
     parser.add_argument("--json", help="write the full report (all signs, predictions) here")
     parser.add_argument("--all-signs", action="store_true", help="print every sign's accuracy")
     args = parser.parse_args(argv)

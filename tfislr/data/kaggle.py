@@ -100,8 +100,9 @@ def load_sign_map(path, names_list=False):
     if names_list and isinstance(sign_map, list) and sign_map:
         if not all(isinstance(name, str) for name in sign_map):
             raise DataError(f"{path}: expected a list of sign names (strings)")
-        if len(set(sign_map)) != len(sign_map):
-            raise DataError(f"{path}: sign names must be distinct")
+        repeated = sorted({name for name in sign_map if sign_map.count(name) > 1})
+        if repeated:
+            raise DataError(f"{path}: sign names must be distinct; repeated: {', '.join(repeated)}")
         return {name: label for label, name in enumerate(sign_map)}
     if not isinstance(sign_map, dict) or not sign_map:
         also = " or a list of sign names" if names_list else ""

@@ -132,7 +132,7 @@ def resolve_member(spec, runs_dir="runs", default_weights="distilled"):
     else:
         run_dir = pathlib.Path(spec["run"])
         if not run_dir.is_dir():
-            raise MissingFileError(f"ensemble member run dir {run_dir} does not exist")
+            raise MissingFileError(f"{run_dir}: run dir not found (an ensemble member)")
     return load_member(run_dir, weights=weights, name=spec.get("name"))
 
 

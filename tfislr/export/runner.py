@@ -41,7 +41,7 @@ class TFLiteRunner:
         self.num_threads = num_threads
         name = self.model_path or "the model bytes"
         if self.model_path is not None and not pathlib.Path(self.model_path).is_file():
-            raise MissingFileError(f"model file {name} does not exist")
+            raise MissingFileError(f"{name}: file not found")
         try:
             self.interpreter = Interpreter(model_path=self.model_path,
                                            model_content=model_content, num_threads=num_threads)
