@@ -149,3 +149,41 @@ def test_the_temporary_name_keeps_the_suffix_and_stale_temps_are_removed(tmp_pat
     assert atomic.remove_stale_temps(tmp_path) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_001.weights.h5"]
     assert run_dir_lib.list_checkpoints(tmp_path) == [(1, target)]
+
+
+def test_a_folder_that_is_not_a_run_is_refused_and_left_alone(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    files = {"metrics.json": '{"mine": 1}', "history.csv": "a,b\n1,2\n", "notes.txt": "x"}
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    with pytest.raises(ValueError, match=rf"{folder} is not empty .*no config.json"):
+        RunDir(folder).check_resumable(_config())
+    assert {p.name: p.read_text() for p in folder.iterdir()} == files
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        RunDir(tmp_path / "file").check_resumable(_config())
+    # Fresh: an empty folder, or one holding only what a run killed before config.json leaves.
+    empty = tmp_path / "empty"
+    (empty / "worker_1").mkdir(parents=True)
+    atomic.temp_path(empty / "config.json").write_text("{")
+    assert RunDir(empty).check_resumable(_config()) is False
+
+
+def test_train_and_cv_refuse_a_foreign_folder_in_one_line(tmp_path, capsys, synthetic_data_dir):
+    from tfislr.cli import train as train_cli
+    from tfislr.training import cross_validation
+
+    folder = tmp_path / "rd_user"
+    folder.mkdir()
+    (folder / "metrics.json").write_text('{"mine": 1}')
+    data = str(synthetic_data_dir)
+    assert train_cli.main(["--config", "demo", "--data-dir", data, "--run-dir", str(folder)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{folder} is not empty" in err[0], err
+    assert cross_validation.main(["--config", "demo", "--data-dir", data,
+                                  "--cv-dir", str(folder)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no cv.json" in err[0], err
+    assert [p.name for p in folder.iterdir()] == ["metrics.json"]
+    assert (folder / "metrics.json").read_text() == '{"mine": 1}'

@@ -38,7 +38,7 @@ from tfislr.cli.help import HelpFormatter
 from tfislr.config import MODEL_NAMES, Config
 from tfislr.errors import INTERRUPTED, ConfigError, DataError, MissingFileError, command
 from tfislr.oof import OutOfFold, read_oof, write_oof
-from tfislr.training.run_dir import RunDir
+from tfislr.training.run_dir import RunDir, check_own_dir
 
 PROG = "tfislr-cv"
 CV_FILE = "cv.json"
@@ -85,6 +85,7 @@ def _open_cv_dir(config, data_dir, weights, output_dir, cv_dir):
     if cv_dir is None:  # a fresh <output>/<config>/cv/<timestamp>/
         cv_dir = RunDir.new(pathlib.Path(output_dir) / config.name, "cv").path
     cv_dir = pathlib.Path(cv_dir)
+    check_own_dir(cv_dir, CV_FILE, "a cross-validation")
     wanted = {"config": json.loads(json.dumps(config.to_dict())),
               "data_dir": str(pathlib.Path(data_dir).resolve()), "weights": weights}
     if (cv_dir / CV_FILE).exists():

@@ -329,14 +329,16 @@ def train(
         build_model: classifier factory (default `tfislr.model.build_classifier`).
 
     Raises:
-        ValueError: bad arguments or data, a finished `run_dir`, or a `run_dir` started
-            with another config.
+        ValueError: bad arguments or data, a finished `run_dir`, a `run_dir` started
+            with another config, or a non-empty `run_dir` that is not a run.
     """
     if not isinstance(config, Config):
         raise ValueError(f"config must be a tfislr.config.Config, got {type(config).__name__}")
     if fold is not None and full:
         raise ValueError("give either a fold or full=True, not both")
     started = time.time()
+    if run_dir is not None:  # before the data loads: a wrong run dir fails at once
+        RunDir(run_dir).check_resumable(config)
     strategy = get_strategy(strategy)
     data = _load_and_split(config, data_dir, fold, full)
     plan = plan_batches(config, len(data.train_idx), strategy.num_replicas_in_sync)

@@ -240,10 +240,13 @@ class RunDir:
     def check_resumable(self, config):
         """Whether training in this dir resumes it; ValueError when it must not be reused.
 
-        Returns False for a fresh dir, True for a started, unfinished run with the same
-        config. Raises for a finished run and for a run started with another config.
+        Returns False for a fresh (missing or empty) dir, True for a started, unfinished run
+        with the same config. Raises for a finished run, for a run started with another
+        config and for a folder that is not a run (`check_own_dir`): training never writes
+        into the user's other files.
         """
         if not self.is_started:
+            check_own_dir(self.path, CONFIG, "a tfislr run")
             return False
         if self.is_finished:
             raise ConfigError(f"{self.path} holds a finished run ({FINISHED} exists); "
@@ -263,6 +266,30 @@ class RunDir:
                 "overrides, or start a new run dir"
             )
         return True
+
+
+def check_own_dir(path, marker, what):
+    """Raises unless `path` is missing, an empty folder or holds `marker`, the file that
+    `what` (e.g. "a tfislr run") writes first into its folder.
+
+    Leftovers of a writer killed before the marker (`tfislr.atomic` temporaries, the
+    `worker_<i>/` folders of a multi-worker run) do not count as content.
+
+    Raises:
+        ConfigError: `path` is a file, or a non-empty folder without `marker`.
+    """
+    path = pathlib.Path(path)
+    if not path.exists() or (path / marker).is_file():
+        return
+    if not path.is_dir():
+        raise ConfigError(f"{path} is a file, not a folder for {what}")
+    foreign = sorted(p.name for p in path.iterdir()
+                     if not p.name.startswith(atomic.TEMP_PREFIX)
+                     and not re.fullmatch(r"worker_\d+", p.name))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise ConfigError(f"{path} is not empty ({shown}) and does not hold {what} (no "
+                          f"{marker}); choose a new or empty folder")
 
 
 SPLIT_KEYS = ("full", "fold", "num_folds", "fold_seed", "original_folds", "val_participants")
