@@ -2,6 +2,7 @@
 
 import argparse
 import importlib
+import os
 import pathlib
 import re
 import tomllib
@@ -31,6 +32,39 @@ def test_no_help_shows_an_empty_default(capsys, name, sub):
     text = _help(capsys, name, *sub)
     assert text.startswith(f"usage: {' '.join([name, *sub])} ")
     assert not EMPTY_DEFAULT.search(text), EMPTY_DEFAULT.search(text).group()
+
+
+@pytest.mark.parametrize("name, sub", [(name, ()) for name in SCRIPTS]
+                         + [("tfislr-export", ("ensemble",)), ("tfislr-export", ("single",))])
+def test_defaults_are_written_one_way(capsys, name, sub):
+    text = _help(capsys, name, *sub)
+    assert not re.search(r"\(default [^:]", text), re.search(r"\(default [^:].{0,20}", text)
+    # One parenthesis per option: "(resumes ...) (default: ...)" reads as two afterthoughts.
+    assert ") (default" not in text
+
+
+def test_export_single_help_is_its_own(capsys):
+    single = _help(capsys, "tfislr-export", "single")
+    assert "--quantization {fp16,fp32,int8} weight format (default: fp16)" in single
+    assert "YAML" not in single and "--runs-dir" not in single
+    assert "the YAML's quantization, else fp16" in _help(capsys, "tfislr-export", "ensemble")
+
+
+def test_model_help_keeps_the_terminal_width(capsys, monkeypatch):
+    """tfislr-model widens Keras's summaries only: its --help wraps like every command's."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.setattr("shutil.get_terminal_size", lambda *a, **k: os.terminal_size((80, 24)))
+    module = importlib.reload(importlib.import_module("tfislr.cli.model"))  # runs its import
+    with pytest.raises(SystemExit):
+        module.main(["--help"])
+    assert max(map(len, capsys.readouterr().out.splitlines())) <= 80
+    assert "COLUMNS" not in os.environ
+
+
+def test_readme_lists_every_command():
+    sentence = (REPO / "README.md").read_text().split("also installs them as commands:")[1]
+    sentence = sentence.split("Every command")[0]
+    assert sorted(re.findall(r"`(tfislr-[a-z]+)`", sentence)) == sorted(SCRIPTS)
 
 
 def test_help_says_what_a_left_out_option_means(capsys):

@@ -204,3 +204,18 @@ def test_cli_prints_counts(capsys):
     out = capsys.readouterr().out
     assert "13,688,418" in out and "6,943,394" in out
     assert "[(512, 768), (768, 1024), (1024, 1024)]" in out
+
+
+def test_cli_widens_the_summary_only(capsys, monkeypatch):
+    """Keras's rich summary, 80 columns when stdout is not a terminal, is printed 120 wide;
+    its --help and the rest of the process keep the terminal's width (COLUMNS unset)."""
+    import os
+
+    from tfislr.cli.model import main
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert main(["--config", "demo", "--num-classes", "6"]) == 0
+    out = capsys.readouterr().out
+    table = [line for line in out.splitlines() if line.startswith("┏")]
+    assert "Param #" in out and table and all(len(line) > 80 for line in table)
+    assert "COLUMNS" not in os.environ

@@ -132,7 +132,7 @@ def main(argv=None):
     parser.add_argument("sources", nargs="+",
                         help="OOF files, cross-validation folders or config names")
     parser.add_argument("--weights", type=float, nargs="+", default=None,
-                        help="one per source (default equal)")
+                        help="one per source (default: equal)")
     parser.add_argument("--runs-dir", default="runs", help="where config names are looked up")
     parser.add_argument("--out", default=None, help="write the blended OOF predictions here")
     parser.add_argument("--json", default=None, help="write the report here")

@@ -152,7 +152,7 @@ def main(argv=None):
                                      formatter_class=HelpFormatter)
     parser.add_argument("model", help="the .tflite file (tfislr-export)")
     parser.add_argument("clips", nargs="+", help="landmark .parquet files or video files")
-    parser.add_argument("--top-k", type=positive_int, default=5, help="signs per clip (default 5)")
+    parser.add_argument("--top-k", type=positive_int, default=5, help="signs per clip (default: 5)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--signs", help="sign map (sign_to_prediction_index_map.json) or a data "
                                         "dir with one (default: the export report MODEL.json)")

@@ -36,7 +36,7 @@ def main(argv=None):
                               formatter_class=HelpFormatter)
     ensemble.add_argument("--config", default="configs/ensemble.yaml",
                           help="ensemble YAML (default: %(default)s)")
-    ensemble.add_argument("--output", help="the .tflite to write (report: same name .json) "
+    ensemble.add_argument("--output", help="the .tflite to write; its report: the same name, .json "
                                            "(default: the YAML's output, else "
                                            "artifacts/<name>.tflite)")
     ensemble.add_argument("--quantization", choices=("fp16", "fp32", "int8"),
@@ -49,7 +49,7 @@ def main(argv=None):
     single.add_argument("--weights", default="distilled",
                         help="distilled | student | teacher soup, or a .keras path "
                              "(default: %(default)s)")
-    single.add_argument("--output", help="the .tflite to write (report: same name .json) "
+    single.add_argument("--output", help="the .tflite to write; its report: the same name, .json "
                                          "(default: RUN/model.tflite)")
     single.add_argument("--quantization", choices=("fp16", "fp32", "int8"), default="fp16",
                         help="weight format (default: %(default)s)")

@@ -11,14 +11,11 @@ trainable parameter count per part and the total.
 import argparse
 import os
 import sys
+from unittest import mock
 
 from tfislr.cli.help import HelpFormatter
 from tfislr.cli.train import config_help
 from tfislr.errors import command, positive_int
-
-# Keras prints summaries with rich, which assumes 80 columns when stdout is not a terminal
-# and then drops the "Param #" column.
-os.environ.setdefault("COLUMNS", "120")
 
 
 @command("tfislr-model")
@@ -32,7 +29,7 @@ def main(argv=None):
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="SECTION.KEY=VALUE", help="config override (repeatable)")
     parser.add_argument("--num-classes", type=positive_int, default=250,
-                        help="classes of the head (signs)")
+                        help="classes of the head: the number of signs")
     parser.add_argument("--no-summary", action="store_true", help="only the parameter counts")
     args = parser.parse_args(argv)
 
@@ -50,7 +47,11 @@ def main(argv=None):
             name=f"{config.name}_{kind}",
         )
         if not args.no_summary:
-            model.summary()
+            # Keras prints summaries with rich, which assumes 80 columns when stdout is not
+            # a terminal and then drops the "Param #" column. Set only here: the same
+            # variable would narrow or widen argparse's --help and the rest of the process.
+            with mock.patch.dict(os.environ, {"COLUMNS": os.environ.get("COLUMNS", "120")}):
+                model.summary()
         widths = list(zip(model.encoder.hidden_dims, model.encoder.output_dims))
         print(
             f"{config.name} {kind}: dense_dim {model.dense_dim}, "

@@ -33,12 +33,16 @@ def add_run_options(parser):
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="config override, e.g. --set train.epochs=5 (repeatable)")
     parser.add_argument("--strategy", default="default",
-                        help="default | mirrored | multi_worker | tpu | cpu:N | gpu:N[:MB]")
+                        help="where to train: default = TF's default strategy, one device, "
+                             "the GPU if there is one; mirrored = all local GPUs; multi_worker "
+                             "= the cluster in TF_CONFIG; tpu; cpu:N or gpu:N[:MB] = N logical "
+                             "devices")
     parser.add_argument("--epochs", type=positive_int, default=None,
                         help="shortcut for --set train.epochs=N (default: the config's)")
     parser.add_argument("--output", default="runs", help="runs root folder")
     parser.add_argument("--verbose", default="auto", choices=["auto", "0", "1", "2"],
-                        help="Keras verbosity: 1 progress bar, 2 one line per epoch")
+                        help="Keras fit verbosity: 0 = silent, 1 = progress bar, 2 = one line "
+                             "per epoch, auto = Keras's choice, which is the progress bar")
 
 
 def config_help():
@@ -77,7 +81,7 @@ def parse_args(argv=None):
                        help="cross-validation: every fold, then out-of-fold predictions (tfislr-cv)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--run-dir", default=None,
-                       help="exact run folder (resumes an unfinished run) (default: a new "
+                       help="exact run folder; an unfinished one is resumed (default: a new "
                             "OUTPUT/<config>/<timestamp>, with --cv OUTPUT/<config>/cv/<timestamp>)")
     where.add_argument("--resume", action="store_true",
                        help="resume the newest unfinished run of this config under --output "

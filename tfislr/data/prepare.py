@@ -401,7 +401,8 @@ def main(argv=None):
     )
     parser.add_argument("--data-dir", required=True, help="folder with train.csv")
     parser.add_argument("--max-len", type=positive_int, nargs="+", required=True,
-                        help="e.g. 25 80")
+                        help="frames kept per clip: the store's max_len, matching a config's "
+                             "data.max_len; one store OUT/max_len_<M> each, e.g. 25 80")
     parser.add_argument("--out", default=None, help="stores folder (default: DATA_DIR/prepared)")
     parser.add_argument("--workers", type=positive_int, default=None,
                         help="worker processes (default: all cores)")

@@ -301,7 +301,7 @@ def parse_args(argv=None):
     add_run_options(parser)
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--cv-dir", default=None,
-                       help="exact CV folder (resumes an unfinished CV) "
+                       help="exact CV folder; an unfinished one is resumed "
                             "(default: a new OUTPUT/<config>/cv/<timestamp>)")
     where.add_argument("--resume", action="store_true",
                        help="resume the newest unfinished CV of this config under --output "

@@ -283,9 +283,10 @@ def _parser():
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
                                      formatter_class=HelpFormatter)
     parser.add_argument("inputs", nargs="*", help="video files and folders of them")
-    parser.add_argument("--out", help="data dir to write (created; merged into if it exists)")
+    parser.add_argument("--out", help="data dir to write (created; merged into if it exists); "
+                                      "required unless --check")
     parser.add_argument("--participant-id", type=int, default=0,
-                        help="signer id of these videos (default 0)")
+                        help="signer id of these videos (default: 0)")
     parser.add_argument("--sign", help="the sign of every input video (default: folder names)")
     parser.add_argument("--mirror", action="store_true",
                         help="flip frames horizontally first (for mirrored recordings)")
