@@ -83,6 +83,11 @@ def test_evaluate_user_errors(capsys, tmp_path, synthetic_data_dir, no_sign_map)
     _one_error_line(capsys, "tfislr-evaluate", tmp_path / "missing", "data folder not found")
     assert evaluate.main([str(model), "--data-dir", str(synthetic_data_dir)]) == 2
     _one_error_line(capsys, "tfislr-evaluate", model, "not a TFLite model")
+    for option in ("--limit", "--threads"):  # -3 would drop the last 3 sequences
+        with pytest.raises(SystemExit) as exited:
+            evaluate.main([str(model), "--data-dir", str(synthetic_data_dir), option, "-3"])
+        assert exited.value.code == 2
+        assert f"argument {option}: expected a positive integer" in capsys.readouterr().err
 
 
 def test_predict_user_errors(capsys, tmp_path, synthetic_data_dir):

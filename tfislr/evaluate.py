@@ -288,7 +288,8 @@ def main(argv=None):
                         help="rebuild the folds with (true) or without (false) the original's "
                              "participant->fold map (default: as recorded with the model, "
                              f"else {str(defaults.original_folds).lower()})")
-    parser.add_argument("--limit", type=int, help="score only the first N sequences (default: all)")
+    parser.add_argument("--limit", type=positive_int,
+                        help="score only the first N sequences (default: all)")
     parser.add_argument("--threads", type=positive_int, default=1,
                         help="interpreter threads (default: 1)")
     parser.add_argument("--json", help="write the full report (all signs, predictions) here")
