@@ -73,7 +73,7 @@ def test_range_checks_refuse_nan_and_inf_in_configs_built_in_code():
         with pytest.raises(ValueError, match=r"must be in \[0.0, 1.0\]"):
             config_lib.validate_section(
                 "augment", config_lib.AugmentConfig(flip_p=value))
-    assert check_range("x", 1e300) == 1e300
+    assert check_range("x", 1e300) == 1e300 and check_range("x", 10**400) == 10**400
 
 
 @pytest.mark.parametrize("name", ["", ".", "..", "../../../tmp/evil_name", "a/b", "a\\b", "/abs"])

@@ -22,7 +22,8 @@ def check_range(name, value, low=None, high=None, low_open=False, high_open=Fals
     in the usual notation, e.g. `[0, 1)`. NaN and ±inf are never in range: an unbounded
     end is open (`[0, inf)`), and NaN compares false with every bound.
     """
-    not_finite = not math.isfinite(value)
+    # (ints are finite, and math.isfinite overflows on huge ones)
+    not_finite = not isinstance(value, numbers.Integral) and not math.isfinite(value)
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
     if not_finite or too_low or too_high:

@@ -148,7 +148,7 @@ def evaluate_tflite(model_path, data_dir, fold=None, num_folds=None, fold_seed=N
     from tfislr.export.runner import TFLiteRunner, latency_summary
 
     model_path = pathlib.Path(model_path)
-    if not model_path.exists():
+    if not model_path.is_file():
         raise MissingFileError(f"{model_path}: file not found")
     signs = sign_names(read_sign_map(data_dir))
     exported = export_report(model_path)
@@ -253,10 +253,10 @@ def format_report(report, max_signs=15):
     ]
     if report["errors"]:
         # The first few messages (each "<file>: <problem>"); all of them are in the JSON.
-        shown = report["errors"][:UNREADABLE_SHOWN]
-        more = len(report["errors"]) - len(shown)
+        named = report["errors"][:UNREADABLE_SHOWN]
+        more = len(report["errors"]) - len(named)
         lines.append(f"  {'unreadable':<14}{len(report['errors'])} files (counted wrong): "
-                     + "; ".join(shown) + (f"; and {more} more" if more else ""))
+                     + "; ".join(named) + (f"; and {more} more" if more else ""))
     ranked = sorted(report["per_sign"].items(), key=lambda item: (item[1]["accuracy"], item[0]))
     shown = ranked if max_signs is None else ranked[:max_signs]
     lines.append(f"  per-sign accuracy ({'all' if len(shown) == len(ranked) else 'worst'} "
