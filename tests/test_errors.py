@@ -108,7 +108,7 @@ def test_export_user_errors(capsys, tmp_path):
     assert export_cli.main(["ensemble", "--config", str(yaml_path)]) == 2
     _one_error_line(capsys, "tfislr-export", yaml_path, "unknown key")
     assert export_cli.main(["ensemble", "--config", str(tmp_path / "none.yaml")]) == 2
-    _one_error_line(capsys, "tfislr-export", tmp_path / "none.yaml", "does not exist")
+    _one_error_line(capsys, "tfislr-export", tmp_path / "none.yaml", "ensemble config not found")
 
 
 @pytest.mark.parametrize("text", ["nan", "inf", "-inf", "0", "-1", "many"])

@@ -35,8 +35,8 @@ def load_ensemble_config(path):
     import yaml
 
     path = pathlib.Path(path)
-    if not path.exists():
-        raise MissingFileError(f"ensemble config {path} does not exist")
+    if not path.is_file():
+        raise MissingFileError(f"{path}: ensemble config not found")
     values = yaml.safe_load(path.read_text()) or {}
     known = {"name", "members", "weights", "quantization", "output", "runs_dir"}
     unknown = sorted(set(values) - known)
