@@ -221,8 +221,8 @@ def test_real_sample(exported, real_data_dir, tmp_path):
     assert all(0 <= p < 250 for p in report["predictions"])
 
 
-@pytest.mark.slow
-@pytest.mark.ci
+@pytest.mark.slow  # slow-only for the CI budget (82 s): CI trains, exports and reads a short
+# run in test_notebook, checks parity in test_export and scores the real sample above
 def test_demo_run_export_matches_validation_accuracy(synthetic_data_dir, tmp_path):
     """Train (briefly) → export the distilled soup → evaluate fold 0 = training's val accuracy."""
     from tfislr.config import load_config
