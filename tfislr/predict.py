@@ -96,9 +96,7 @@ def predict(model_path, clips, top_k=5, signs=None, landmarks_dir=None, num_thre
     from tfislr.export import TFLiteRunner
 
     model_path = pathlib.Path(model_path)
-    if not model_path.is_file():
-        raise MissingFileError(f"{model_path}: file not found")
-    runner = TFLiteRunner(model_path, num_threads=num_threads)
+    runner = TFLiteRunner(model_path, num_threads=num_threads)  # MissingFileError if absent
     names = sign_names(model_path, signs, runner.num_classes)
     top_k = min(top_k, runner.num_classes)
 
