@@ -134,7 +134,7 @@ def test_cv_commands_report_user_errors_in_one_line(tmp_path, capsys):
 
     assert cross_validation.main(["--config", "demo", "--data-dir", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("tfislr-cv: error:") and "no train.csv" in err[0]
+    assert len(err) == 1 and err[0].startswith("tfislr-cv: error:") and "data folder not found" in err[0]
     assert train_cli.main(["--config", "demo", "--data-dir", str(tmp_path), "--cv",
                            "--set", "data.num_folds=1"]) == 2
     assert "num_folds" in capsys.readouterr().err

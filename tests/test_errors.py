@@ -48,7 +48,7 @@ def test_console_scripts_are_contract_commands():
 
 def test_train_user_errors(capsys, tmp_path, no_sign_map):
     assert train_cli.main(["--config", "demo", "--data-dir", str(tmp_path / "missing")]) == 2
-    _one_error_line(capsys, "tfislr-train", tmp_path / "missing", "no train.csv")
+    _one_error_line(capsys, "tfislr-train", tmp_path / "missing", "data folder not found")
     assert train_cli.main(["--config", "demo", "--data-dir", str(no_sign_map),
                            "--output", str(tmp_path / "runs")]) == 2
     _one_error_line(capsys, "tfislr-train", no_sign_map / "sign_to_prediction_index_map.json",
@@ -148,6 +148,50 @@ def test_a_bug_is_exit_1_with_the_traceback(monkeypatch, capsys, tmp_path):
     assert train_cli.main(["--config", "demo", "--data-dir", str(tmp_path)]) == 1
     assert "unexpected ValueError" in capsys.readouterr().err
 
+
+
+def _missing_file_cases(tmp):
+    """(call, the path it must name) for each place that checks a file or folder exists."""
+    from tfislr import blend, config, oof
+    from tfislr.data import kaggle, store
+    from tfislr.export import ensemble, members, runner
+    from tfislr.training import run_dir
+    from tfislr.video import extract
+
+    empty = tmp / "empty"
+    empty.mkdir()
+    return {
+        "landmark file": (lambda: kaggle.read_landmark_file(tmp / "a.parquet"), tmp / "a.parquet"),
+        "sign map file": (lambda: kaggle.load_sign_map(tmp / "m.json"), tmp / "m.json"),
+        "data folder": (lambda: kaggle.check_data_dir(tmp / "data"), tmp / "data"),
+        "train.csv": (lambda: kaggle.check_data_dir(empty), empty / "train.csv"),
+        "sign map": (lambda: kaggle.read_sign_map(empty), empty / kaggle.SIGN_MAP_JSON),
+        "config": (lambda: config.resolve_config_path(str(tmp / "c.yaml")), tmp / "c.yaml"),
+        "ensemble": (lambda: ensemble.load_ensemble_config(tmp / "e.yaml"), tmp / "e.yaml"),
+        "model": (lambda: runner.TFLiteRunner(tmp / "m.tflite"), tmp / "m.tflite"),
+        "run dir": (lambda: members.load_member(empty), empty / run_dir.CONFIG),
+        "run file": (lambda: run_dir.RunDir(empty).read_config(), empty / run_dir.CONFIG),
+        "history": (lambda: run_dir.RunDir(empty).read_history(), empty / run_dir.HISTORY),
+        "runs": (lambda: run_dir.latest_finished(tmp, "demo"), tmp / "demo"),
+        "store": (lambda: store.load_store(empty), empty / store.SUMMARY_FILE),
+        "oof file": (lambda: oof.read_oof(tmp / "o.parquet"), tmp / "o.parquet"),
+        "cv oof": (lambda: blend.resolve_source(str(empty)), empty / "oof.parquet"),
+        "videos": (lambda: extract.find_clips([tmp / "v.mp4"]), tmp / "v.mp4"),
+    }
+
+
+@pytest.mark.parametrize("case", [
+    "landmark file", "sign map file", "data folder", "train.csv", "sign map", "config",
+    "ensemble", "model", "run dir", "run file", "history", "runs", "store", "oof file",
+    "cv oof", "videos"])
+def test_a_missing_file_is_named_first_then_not_found(tmp_path, case):
+    """Every missing input reads `<path>: <what> not found[ (more)]`, like the rest."""
+    call, path = _missing_file_cases(tmp_path)[case]
+    with pytest.raises(errors.TfislrError) as raised:
+        call()
+    message = str(raised.value)
+    assert message.startswith(f"{path}: "), message
+    assert message.split(" (")[0].endswith("not found"), message
 
 def test_a_user_error_is_always_one_line(capsys):
     assert errors.report("prog", errors.DataError("a.parquet: bad\n  details here\n")) == 2

@@ -315,7 +315,7 @@ def test_latest_run_skips_unfinished_runs(tmp_path):
     assert latest_run("tiny", runs).name == "20260101-000000"
     with pytest.raises(ValueError, match="no finished run"):
         latest_run("tiny", runs, weights="teacher")
-    with pytest.raises(ValueError, match="no runs for config 'other'"):
+    with pytest.raises(ValueError, match="folder not found \\(no runs of config 'other'\\)"):
         latest_run("other", runs)
 
 

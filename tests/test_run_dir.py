@@ -88,7 +88,7 @@ def test_latest_lookups_pick_the_newest_of_their_kind(tmp_path):
     os.remove(runs[1].model_path("teacher"))
     assert run_dir_lib.latest_finished(tmp_path, "demo", "teacher").path == runs[0].path
     assert run_dir_lib.latest_unfinished(tmp_path, "other") is None
-    with pytest.raises(ValueError, match="no runs for config 'other'"):
+    with pytest.raises(ValueError, match="folder not found \\(no runs of config 'other'\\)"):
         run_dir_lib.latest_finished(tmp_path, "other")
 
 
@@ -96,7 +96,7 @@ def test_readers_give_back_what_the_writers_wrote(tmp_path):
     run = RunDir(tmp_path / "run")
     assert not run.is_started and run.read_signs() is None and run.read_run_info() == {}
     assert run.split() is None and run.read_metrics() is None
-    with pytest.raises(ValueError, match="config.json is missing"):
+    with pytest.raises(ValueError, match="config.json: file not found"):
         run.read_config()
     _start(run)
     assert run.read_config() == _config()

@@ -72,7 +72,7 @@ def test_cli_rejects_fold_and_full_together(tmp_path):
 
 def test_cli_needs_a_kaggle_layout(capsys, tmp_path):
     assert train_cli.main(["--config", "demo", "--data-dir", str(tmp_path / "missing")]) == 2
-    assert "no train.csv" in capsys.readouterr().err
+    assert "data folder not found (expected the Kaggle layout)" in capsys.readouterr().err
 
 
 def test_nan_loss_stops_naming_epoch_and_step():

@@ -95,7 +95,7 @@ def test_find_clips_takes_signs_from_folders(tmp_path):
     loose = videos / "loose.mp4"
     assert extract.find_clips([loose]) == [(loose, loose.resolve().as_posix(), None)]
     assert {s for _, _, s in extract.find_clips([videos], sign="bye")} == {"bye"}
-    with pytest.raises(MissingFileError, match="no such video file or folder"):
+    with pytest.raises(MissingFileError, match="video file or folder not found"):
         extract.find_clips([tmp_path / "nope"])
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no video files"):
@@ -131,8 +131,8 @@ def test_extract_without_the_environment_is_a_user_error(monkeypatch, capsys, tm
     monkeypatch.setenv(environment.ENV_VAR, str(tmp_path / "no-python"))
     assert extract.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines == [f"tfislr-extract: error: {environment.ENV_VAR}={tmp_path / 'no-python'}: "
-                     "no such interpreter"]
+    assert lines == [f"tfislr-extract: error: {tmp_path / 'no-python'}: interpreter not found "
+                     f"(set by {environment.ENV_VAR})"]
 
 
 # ------------------------------------------------------------------ predict on parquet
@@ -185,7 +185,7 @@ def test_predict_parquet_clips(exported, synthetic_data_dir, capsys, tmp_path):
     captured = capsys.readouterr()
     assert captured.out.startswith(clips[0]) and "frames)" in captured.out
     assert captured.err.strip().splitlines() == [
-        f"tfislr-predict: error: {tmp_path / 'nope.parquet'}: no such file"]
+        f"tfislr-predict: error: {tmp_path / 'nope.parquet'}: file not found"]
     # Sign names from a run's signs.json list; a wrong count is a user error.
     (tmp_path / "signs.json").write_text(json.dumps(signs[:-1]))
     assert predict.main([str(model), clips[0], "--signs", str(tmp_path / "signs.json")]) == 2

@@ -41,7 +41,8 @@ def resolve_source(spec, runs_dir="runs"):
     if path.is_dir():
         if (path / "oof.parquet").is_file():
             return path / "oof.parquet"
-        raise MissingFileError(f"{path}: no oof.parquet (is the cross-validation finished?)")
+        raise MissingFileError(f"{path / 'oof.parquet'}: file not found (is the cross-validation "
+                               "finished?)")
     from tfislr.training.cross_validation import OOF_FILE, latest_finished_cv
 
     return latest_finished_cv(runs_dir, str(spec)) / OOF_FILE

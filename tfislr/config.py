@@ -431,6 +431,8 @@ def resolve_config_path(name_or_path):
     candidate = CONFIGS_DIR / f"{name_or_path}.yaml"
     if candidate.exists():
         return candidate
+    if path.suffix in (".yaml", ".yml", ".json") or len(path.parts) > 1:  # meant as a file
+        raise ConfigError(f"{path}: file not found")
     raise ConfigError(
         f"no config '{name_or_path}': not a file, and not one of "
         f"{', '.join(training_config_names())}"

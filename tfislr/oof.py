@@ -121,7 +121,7 @@ def read_oof(path):
     """Reads a file written by `write_oof`; a DataError naming the file if it is not one."""
     path = pathlib.Path(path)
     if not path.is_file():
-        raise MissingFileError(f"{path}: no such OOF file")
+        raise MissingFileError(f"{path}: OOF file not found")
     try:
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as error:

@@ -112,7 +112,7 @@ def predict(model_path, clips, top_k=5, signs=None, landmarks_dir=None, num_thre
     results, errors = [], []
     for clip in clips:
         if clip in missing:
-            errors.append(MissingFileError(f"{clip}: no such file"))
+            errors.append(MissingFileError(f"{clip}: file not found"))
             continue
         try:
             if is_landmark_file(clip):

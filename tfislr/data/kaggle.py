@@ -68,6 +68,21 @@ class LandmarkFileError(DataError):
         return (type(self), (self.path, self.reason, self.kind))
 
 
+def check_data_dir(data_dir):
+    """`data_dir` as a Path if it is a folder holding `train.csv` (the Kaggle layout).
+
+    Raises:
+        MissingFileError: the folder or its `train.csv` does not exist.
+    """
+    data_dir = pathlib.Path(data_dir)
+    if not data_dir.is_dir():
+        raise MissingFileError(f"{data_dir}: data folder not found (expected the Kaggle layout)")
+    if not (data_dir / TRAIN_CSV).is_file():
+        raise MissingFileError(
+            f"{data_dir / TRAIN_CSV}: train.csv not found (expected the Kaggle layout)")
+    return data_dir
+
+
 def read_sign_map(data_dir):
     """A data folder's `sign_to_prediction_index_map.json` → `{sign: label}` (`load_sign_map`)."""
     if not pathlib.Path(data_dir).is_dir():
@@ -128,10 +143,8 @@ def read_train_csv(data_dir, sign_map=None):
     columns, empty cells, non-integer ids, duplicate sequence ids and signs absent from the
     sign map; `MissingFileError` (also a FileNotFoundError) when a file is missing.
     """
-    data_dir = pathlib.Path(data_dir)
+    data_dir = check_data_dir(data_dir)
     path = data_dir / TRAIN_CSV
-    if not path.exists():
-        raise MissingFileError(f"{path}: train.csv not found (expected the Kaggle layout)")
     if sign_map is None:
         sign_map = read_sign_map(data_dir)
     table = pd.read_csv(path, dtype=str, keep_default_na=False)

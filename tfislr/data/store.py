@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from tfislr import landmarks as lm
+from tfislr.errors import MissingFileError
 
 STORE_FORMAT_VERSION = 1
 LANDMARKS_FILE = "landmarks.npy"
@@ -122,14 +123,15 @@ def load_store(path, mmap=True):
             it into RAM.
 
     Raises:
-        FileNotFoundError: no complete store there (summary.json is written last).
+        MissingFileError (a FileNotFoundError): no complete store there (summary.json is
+            written last).
         ValueError: the files disagree with each other or with the expected format.
     """
     path = pathlib.Path(path)
     summary = read_summary(path)
     if summary is None:
-        raise FileNotFoundError(
-            f"{path}: no complete prepared store (summary.json missing); run "
+        raise MissingFileError(
+            f"{path / SUMMARY_FILE}: file not found (no complete prepared store); run "
             f"`python -m tfislr.data.prepare --data-dir DATA --max-len M --out {path.parent}`"
         )
     if summary.get("format_version") != STORE_FORMAT_VERSION:

@@ -80,7 +80,7 @@ def load_member(run_dir, weights="distilled", name=None):
     run = RunDir(run_dir)
     if not run.is_started:
         raise MissingFileError(
-            f"{run.path} is not a run dir: {run.file(run_dir_lib.CONFIG)} is missing"
+            f"{run.file(run_dir_lib.CONFIG)}: file not found ({run.path} is not a run dir)"
         )
     if not run.is_finished:
         raise MissingFileError(
@@ -91,8 +91,8 @@ def load_member(run_dir, weights="distilled", name=None):
     model_path = run.weights_path(weights)
     if not model_path.exists():
         raise MissingFileError(
-            f"{run.path}: weights '{weights}' not found at {model_path} "
-            f"(choices: {', '.join(WEIGHT_CHOICES)} or a .keras path)"
+            f"{model_path}: file not found (weights '{weights}' of {run.path}; "
+            f"choices: {', '.join(WEIGHT_CHOICES)} or a .keras path)"
         )
     model = keras.saving.load_model(model_path, compile=False)
     return EnsembleMember(

@@ -235,11 +235,10 @@ def cross_validate(
         raise ValueError(f"config must be a tfislr.config.Config, got {type(config).__name__}")
     if weights not in WEIGHT_CHOICES:
         raise ConfigError(f"weights must be one of {', '.join(WEIGHT_CHOICES)}, got {weights!r}")
-    data_dir = pathlib.Path(data_dir)
-    if not (data_dir / "train.csv").exists():
-        raise MissingFileError(f"{data_dir}: no train.csv; --data-dir must be a Kaggle-layout folder")
-
+    from tfislr.data.kaggle import check_data_dir
     from tfislr.training.strategy import get_strategy, task_info
+
+    data_dir = check_data_dir(data_dir)
 
     strategy = get_strategy(strategy)
     _, _, is_chief = task_info()

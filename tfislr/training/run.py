@@ -25,11 +25,11 @@ import numpy as np
 from tfislr.augment import Augmenter
 from tfislr.config import MODEL_NAMES, Config
 from tfislr.data.folds import fold_indices
-from tfislr.data.kaggle import read_train_csv
+from tfislr.data.kaggle import check_data_dir, read_train_csv
 from tfislr.data.pipeline import make_epoch_counter, make_eval_dataset, make_train_dataset
 from tfislr.data.prepare import ensure_store
 from tfislr.data.store import load_store
-from tfislr.errors import DataError, MissingFileError
+from tfislr.errors import DataError
 from tfislr.training import callbacks as cb
 from tfislr.training import run_dir as run_dir_lib
 from tfislr.training.batch_plan import plan_batches
@@ -71,11 +71,7 @@ class _Data:
 
 
 def _load_and_split(config, data_dir, fold, full):
-    data_dir = pathlib.Path(data_dir)
-    if not (data_dir / "train.csv").exists():
-        raise MissingFileError(
-            f"{data_dir}: no train.csv; --data-dir must be a Kaggle-layout folder"
-        )
+    data_dir = check_data_dir(data_dir)
     store_path = ensure_store(data_dir, config.data.max_len, config.data.prepared_dir)
     store = load_store(store_path)
     if len(store.signs) < 2:

@@ -184,7 +184,7 @@ class RunDir:
         path = self.file(name)
         if not path.is_file():
             if required:
-                raise MissingFileError(f"{self.path} is not a complete run dir: {path} is missing")
+                raise MissingFileError(f"{path}: file not found ({self.path} is not a complete run dir)")
             return default
         try:
             return json.loads(path.read_text())
@@ -213,7 +213,7 @@ class RunDir:
 
         path = self.file(HISTORY)
         if not path.exists():
-            raise MissingFileError(f"{path}: no training history (was the run started?)")
+            raise MissingFileError(f"{path}: file not found (no training history: was the run started?)")
         return pd.read_csv(path)
 
     def split(self):
@@ -317,7 +317,7 @@ def latest_finished(output_dir, config_name, weights="distilled"):
     """
     root, runs = _runs(output_dir, config_name)
     if not root.is_dir():
-        raise MissingFileError(f"no runs for config '{config_name}': {root} does not exist")
+        raise MissingFileError(f"{root}: folder not found (no runs of config '{config_name}')")
     for run in reversed(runs):
         if run.is_finished and run.weights_path(weights).exists():
             return run

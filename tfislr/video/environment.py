@@ -42,7 +42,7 @@ def extraction_python():
     explicit = os.environ.get(ENV_VAR)
     if explicit:
         if not pathlib.Path(explicit).exists():
-            raise MissingFileError(f"{ENV_VAR}={explicit}: no such interpreter")
+            raise MissingFileError(f"{explicit}: interpreter not found (set by {ENV_VAR})")
         return pathlib.Path(explicit)
     # The checkout, then the working folder (once, when they are the same folder).
     folders = list(dict.fromkeys(r for r in (checkout_root(), pathlib.Path.cwd()) if r is not None))

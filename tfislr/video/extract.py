@@ -89,7 +89,7 @@ def find_clips(inputs, sign=None):
                 folder_sign = relative.parts[0] if len(relative.parts) > 1 else None
                 clips.append((path, relative.as_posix(), sign or folder_sign))
         else:
-            raise MissingFileError(f"{root}: no such video file or folder")
+            raise MissingFileError(f"{root}: video file or folder not found")
     if not clips:
         raise DataError(f"no video files ({', '.join(sorted(VIDEO_SUFFIXES))}) in "
                         f"{', '.join(map(str, inputs))}")
