@@ -131,3 +131,48 @@ def test_json_round_trip(tmp_path):
     path = tmp_path / "config.json"
     config.to_json(path)
     assert config_lib.config_from_dict(json.loads(path.read_text())) == config
+
+
+@pytest.mark.parametrize("text, key", [
+    ("name: null\n", "name"),
+    ("name:\n", "name"),
+    ("train:\n  epochs: null\n", "train.epochs"),
+    ("train:\n  precision: null\n", "train.precision"),  # a string: would become "None"
+    ("augment:\n  enabled: ~\n", "augment.enabled"),
+    ("train:\n  mixed_precision: null\n", "train.mixed_precision"),
+])
+def test_an_empty_value_is_named_as_such(tmp_path, text, key):
+    path = tmp_path / "mine.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as raised:
+        config_lib.load_config(str(path))
+    assert str(raised.value) == (f"{path}: config key '{key}' is empty (null); give it a value, "
+                                 "or delete the key to use its default")
+
+
+@pytest.mark.parametrize("override", ["train.epochs=", "train.epochs=null"])
+def test_an_empty_override_is_named_as_such(override):
+    with pytest.raises(ConfigError) as raised:
+        config_lib.load_config("len80", [override])
+    assert str(raised.value).startswith(
+        f"--set {override} (on len80.yaml): config key 'train.epochs' is empty (null)")
+
+
+def test_an_optional_key_may_be_null_and_a_section_empty(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("data:\n  prepared_dir: null\ntrain:\n")
+    config = config_lib.load_config(str(path))
+    assert config.data.prepared_dir is None and config.train == config_lib.TrainConfig()
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("- a\n- b\n", "expected a mapping of keys, got a list"),
+    ("name: [a, b]\n", "config key 'name' expects a text, got ['a', 'b']"),
+    ("train: {epochs: [1\n", "not valid YAML"),
+])
+def test_a_file_that_is_no_config_mapping_is_named(tmp_path, text, problem):
+    path = tmp_path / "mine.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as raised:
+        config_lib.load_config(str(path))
+    assert str(raised.value).startswith(f"{path}: {problem}")

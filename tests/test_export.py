@@ -14,7 +14,9 @@ import keras
 import tensorflow as tf
 
 from tfislr import landmarks as lm
+from tfislr.errors import ConfigError
 from tfislr.export import ExportError, checks, export_ensemble, graph
+from tfislr.export.ensemble import load_ensemble_config
 from tfislr.export.members import EnsembleMember, check_members_agree, latest_run
 from tfislr.training.run_dir import RunDir
 
@@ -367,6 +369,22 @@ def test_bad_ensemble_config_is_a_clear_error(tmp_path):
         export_ensemble(path, tmp_path / "x.tflite", verbose=False)
     with pytest.raises(ValueError, match="quantization must be one of"):
         export_ensemble(members()[:1], tmp_path / "x.tflite", "int4", verbose=False)
+
+
+@pytest.mark.parametrize("text, key", [
+    ("name: null\nmembers: [demo]\n", "name"),
+    ("members: [demo]\nquantization:\n", "quantization"),
+    ("members:\n", "members"),
+    ("members:\n  - demo\n  -\n", "members[1]"),
+    ("members:\n  - config: demo\n    weights: null\n", "members[0].weights"),
+])
+def test_an_empty_ensemble_value_names_the_file_and_key(tmp_path, text, key):
+    path = tmp_path / "mine.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as raised:
+        load_ensemble_config(path)
+    assert str(raised.value) == (f"{path}: config key '{key}' is empty (null); give it a value, "
+                                 "or delete the key to use its default")
 
 
 @pytest.mark.slow

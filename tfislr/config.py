@@ -150,6 +150,16 @@ _SECTIONS = {
 }
 
 
+def empty_value_error(key):
+    """The error for `key` left empty (`key:` or `key: null` in YAML) where a value is needed.
+
+    Said as such: a null would otherwise reach a type check as "None" (or, for a string,
+    become the text "None").
+    """
+    return ConfigError(f"config key '{key}' is empty (null); give it a value, or delete the key "
+                       "to use its default")
+
+
 def _coerce(value, annotation, key):
     """Checks and converts `value` to the field type; raises ValueError naming `key`."""
     origin = typing.get_origin(annotation)
@@ -157,6 +167,8 @@ def _coerce(value, annotation, key):
         if value is None:
             return None
         (annotation,) = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if value is None:
+        raise empty_value_error(key)
     if annotation is bool:
         if isinstance(value, bool):
             return value
@@ -190,6 +202,8 @@ def _coerce(value, annotation, key):
             return number
         raise ValueError(f"config key '{key}' expects a finite number, got {value!r}")
     if annotation is str:
+        if isinstance(value, (dict, list)):
+            raise ValueError(f"config key '{key}' expects a text, got {value!r}")
         return str(value)
     raise TypeError(f"unsupported annotation {annotation} for '{key}'")
 
@@ -256,7 +270,7 @@ def config_from_dict(values):
             f"expected name, {', '.join(_SECTIONS)}"
         )
     config = Config(
-        name=str(values.get("name", "custom")),
+        name=_coerce(values.get("name", "custom"), str, "name"),
         **{name: _build_section(cls, values.get(name), name) for name, cls in _SECTIONS.items()},
     )
     validate(config)
@@ -452,16 +466,30 @@ def training_config_names():
     )
 
 
+def read_yaml_mapping(path):
+    """A YAML (or JSON) file's top-level mapping; {} for an empty file.
+
+    Raises:
+        ConfigError: the file is not valid YAML, or holds something else than a mapping.
+    """
+    try:
+        values = yaml.safe_load(pathlib.Path(path).read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys, got a {type(values).__name__}")
+    return values
+
+
 def load_config(name_or_path, overrides=None):
     """Loads `configs/<name>.yaml` (or a YAML/JSON path) and applies `--set` overrides.
 
     Raises `tfislr.errors.ConfigError` (a ValueError) naming the file and the bad value.
     """
     path = resolve_config_path(name_or_path)
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    values = read_yaml_mapping(path)
     if _is_ensemble_file(values):
         raise ConfigError(
             f"{path}: an ensemble file (for `tfislr-export ensemble`), not a training config; "

@@ -19,6 +19,7 @@ import numpy as np
 
 from tfislr import atomic
 from tfislr import landmarks as lm
+from tfislr.config import empty_value_error, read_yaml_mapping
 from tfislr.errors import ConfigError, MissingFileError
 from tfislr.export import checks, graph
 from tfislr.export.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY, ExportError
@@ -32,17 +33,24 @@ AGREEMENT_SEQUENCES = 256
 
 def load_ensemble_config(path):
     """Reads configs/ensemble.yaml-style files: name, members, weights, quantization, output."""
-    import yaml
-
     path = pathlib.Path(path)
     if not path.is_file():
         raise MissingFileError(f"{path}: ensemble config not found")
-    values = yaml.safe_load(path.read_text()) or {}
+    values = read_yaml_mapping(path)
     known = {"name", "members", "weights", "quantization", "output", "runs_dir"}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {unknown}; known: {sorted(known)}")
-    if not values.get("members"):
+    members = values.get("members")
+    empty = [key for key, value in values.items() if value is None]
+    for i, member in enumerate(members if isinstance(members, list) else []):
+        if member is None:
+            empty.append(f"members[{i}]")
+        elif isinstance(member, dict):
+            empty += [f"members[{i}].{key}" for key, value in member.items() if value is None]
+    if empty:
+        raise ConfigError(f"{path}: {empty_value_error(empty[0])}")
+    if not members:
         raise ConfigError(f"{path}: 'members' must list at least one run")
     values.setdefault("name", path.stem)
     return values
