@@ -4,7 +4,9 @@ Small models keep each conversion at a few seconds; the full-size (len25 + len80
 export is the `slow` test at the end.
 """
 
+import hashlib
 import json
+import os
 import pathlib
 
 import numpy as np
@@ -14,8 +16,9 @@ import keras
 import tensorflow as tf
 
 from tfislr import landmarks as lm
-from tfislr.errors import ConfigError
-from tfislr.export import ExportError, checks, export_ensemble, graph
+from tfislr.errors import ConfigError, DataError
+from tfislr.export import ExportError, checks, export_ensemble, graph, pair
+from tfislr.export import ensemble as ensemble_lib
 from tfislr.export.ensemble import load_ensemble_config
 from tfislr.export.members import EnsembleMember, check_members_agree, latest_run
 from tfislr.training.run_dir import RunDir
@@ -103,6 +106,7 @@ def test_report_written_next_to_file(exported):
     assert saved["latency"]["num_threads"] == 1 and saved["latency"]["median_ms"] > 0
     assert not any(op.startswith("CUSTOM") for op in saved["ops"])
     assert report["report_path"] == str(path.with_suffix(".json"))
+    assert saved["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_output_is_mean_of_member_softmax(exported):
@@ -209,6 +213,75 @@ def test_failed_export_without_earlier_one_writes_no_output(tmp_path, exported, 
         export_ensemble(ensemble, path, "fp32", max_size_mb=0.001, verbose=False)
     assert not path.exists() and not path.with_suffix(".json").exists()
     assert (tmp_path / "big.rejected.json").exists()
+
+
+def _export_killed_before_renaming_onto(target, *args, **kwargs):
+    """`export_ensemble(*args, **kwargs)`, stopped (as a kill would) when `os.replace` is
+    about to put `target` in place."""
+    replace = os.replace
+
+    def replace_but_not_onto_target(source, destination):
+        if pathlib.Path(destination) == target:
+            raise KeyboardInterrupt(f"killed before {target} was renamed into place")
+        return replace(source, destination)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "replace", replace_but_not_onto_target)
+        with pytest.raises(KeyboardInterrupt):
+            export_ensemble(*args, **kwargs)
+
+
+def test_a_crash_between_the_two_renames_is_detected_by_every_reader(
+        tmp_path, exported, monkeypatch, synthetic_data_dir, capsys):
+    """The new report is in place, the file rename never happened: the old file and the
+    new report are not a pair, and the readers of the report (evaluate, predict) say so."""
+    from tfislr import evaluate, predict
+
+    ensemble, fp32_path, _ = exported
+    # This test is about the renames: the file is the fixture's, its checks are skipped.
+    monkeypatch.setattr(graph, "convert", lambda *args, **kwargs: fp32_path.read_bytes())
+    monkeypatch.setattr(ensemble_lib, "_check_file", lambda *args, **kwargs: None)
+    path = tmp_path / "model.tflite"
+    path.write_bytes(b"an earlier export")
+    path.with_suffix(".json").write_text(json.dumps(
+        {"signs": ["old"], "sha256": hashlib.sha256(b"an earlier export").hexdigest()}))
+    _export_killed_before_renaming_onto(path, ensemble, path, "fp32", verbose=False,
+                                        latency_repeats=1)
+    assert path.read_bytes() == b"an earlier export"
+    assert json.loads(path.with_suffix(".json").read_text())["signs"] == SIGNS  # the new one
+    message = (f"{path.with_suffix('.json')}: does not match {path} (sha256 differs: an "
+               "interrupted export?); export again")
+    for read in (evaluate.export_report, predict.sign_names):
+        with pytest.raises(DataError) as raised:
+            read(path)
+        assert str(raised.value) == message
+    assert evaluate.main([str(path), "--data-dir", str(synthetic_data_dir)]) == 2
+    assert capsys.readouterr().err == f"tfislr-evaluate: error: {message}\n"
+
+    # A first export killed there leaves a report without a file: "file not found".
+    fresh = tmp_path / "fresh.tflite"
+    _export_killed_before_renaming_onto(fresh, ensemble, fresh, "fp32", verbose=False,
+                                        latency_repeats=1)
+    assert fresh.with_suffix(".json").exists() and not fresh.exists()
+    assert evaluate.main([str(fresh), "--data-dir", str(synthetic_data_dir)]) == 2
+    assert capsys.readouterr().err == f"tfislr-evaluate: error: {fresh}: file not found\n"
+
+
+def test_a_report_without_the_files_sha256_is_refused(tmp_path, exported):
+    _, fp32_path, _ = exported
+    path = tmp_path / "model.tflite"
+    path.write_bytes(fp32_path.read_bytes())
+    report = json.loads(fp32_path.with_suffix(".json").read_text())
+    assert pair.read_report(fp32_path) == report
+    del report["sha256"]  # a report of an export before reports recorded it
+    path.with_suffix(".json").write_text(json.dumps(report))
+    with pytest.raises(DataError, match=r"model.json: records no sha256 of .*model.tflite"):
+        pair.read_report(path)
+    path.with_suffix(".json").write_text("{")
+    with pytest.raises(DataError, match=r"model.json: not valid JSON"):
+        pair.read_report(path)
+    path.with_suffix(".json").unlink()
+    assert pair.read_report(path) == {}  # a file exported elsewhere has no report
 
 
 def weight_types(model_content):

@@ -18,7 +18,6 @@ a recorded split uses the config defaults. The report says which of these it did
 """
 
 import argparse
-import json
 import pathlib
 import sys
 import time
@@ -35,15 +34,14 @@ UNREADABLE_SHOWN = 3  # unreadable files named in the printed summary
 
 
 def export_report(model_path):
-    """The report `export_ensemble` saved next to the file (`<model>.json`), or {}."""
-    report = pathlib.Path(model_path).with_suffix(".json")
-    if report.exists():
-        try:
-            values = json.loads(report.read_text())
-        except json.JSONDecodeError:
-            return {}
-        return values if isinstance(values, dict) else {}
-    return {}
+    """The report `export_ensemble` saved next to the file (`<model>.json`), or {}.
+
+    Raises:
+        DataError: the report is not the file's (`tfislr.export.pair.read_report`).
+    """
+    from tfislr.export.pair import read_report
+
+    return read_report(model_path)
 
 
 def signs_in_report(model_path):

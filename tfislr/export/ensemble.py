@@ -8,10 +8,9 @@ store — and its (distilled soup) Keras model, so what trained is what ships.
 After writing the file `export_ensemble` checks it and fails loudly (`ExportError`):
 builtin ops only, size, TF-vs-TFLite parity, finite probabilities on edge inputs,
 and it measures 1-thread latency. The report is printed and saved as JSON next to
-the `.tflite` file.
+the `.tflite` file, with the file's sha256 (`pair.py`: readers check that they match).
 """
 
-import json
 import pathlib
 import time
 
@@ -21,7 +20,7 @@ from tfislr import atomic
 from tfislr import landmarks as lm
 from tfislr.config import empty_value_error, read_yaml_mapping
 from tfislr.errors import ConfigError, MissingFileError
-from tfislr.export import checks, graph
+from tfislr.export import checks, graph, pair
 from tfislr.export.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY, ExportError
 from tfislr.export.members import check_members_agree, resolve_member
 from tfislr.export.runner import measure_latency
@@ -76,8 +75,9 @@ def export_ensemble(
             members (config names, run dirs, `{config|run, weights}` dicts or
             `EnsembleMember`s).
         output_path: the .tflite to write; default the YAML's `output`, else
-            `artifacts/<name>.tflite`. The report goes to `<output>.json`; both are
-            written only when every check passes.
+            `artifacts/<name>.tflite`. The report goes to `<output>.json` with the
+            file's sha256 (`tfislr.export.pair`); both are written only when every check
+            passes.
         quantization: "fp16" (default; fp16 weights), "fp32" or "int8"
             (dynamic-range int8 weights).
         runs_dir: where `runs/<config>/<timestamp>/` live (default "runs").
@@ -123,19 +123,14 @@ def export_ensemble(
 
     report = _base_report(output_path, name, quantization, members, num_classes, ops,
                           convert_seconds)
-    report_path = output_path.with_suffix(".json")
     try:
         _check_file(report, module, unchecked_path, max_size_mb=max_size_mb,
                     parity_clips=parity_clips, parity_tolerance=parity_tolerance,
                     latency_repeats=latency_repeats, log=log)
     except ExportError as error:
         _reject(report, output_path, unchecked_path, error)
-    # Passed: the file and its report replace the earlier pair back to back (two renames),
-    # so `tfislr-predict`/`tfislr-evaluate` never read one export's report for another's file.
-    with atomic.atomic_path(report_path) as report_tmp:
-        report_tmp.write_text(json.dumps(report, indent=2) + "\n")
-        unchecked_path.replace(output_path)
-    report["report_path"] = str(report_path)
+    pair.write_pair(unchecked_path, output_path, report)
+    report["report_path"] = str(pair.report_path(output_path))
     log(format_report(report))
     return report
 
@@ -150,13 +145,11 @@ def _reject(report, output_path, unchecked_path, error):
     Raises:
         ExportError: always.
     """
-    rejected_path = output_path.with_suffix(".rejected.tflite")
-    unchecked_path.replace(rejected_path)
-    # The checks name the file they read, the side name that no longer exists.
+    rejected_path, rejected_report = pair.rejected_paths(output_path)
+    # The checks name the file they read, the side name that will no longer exist.
     reason = str(error).replace(str(unchecked_path), str(rejected_path))
     report.update(path=str(rejected_path), error=reason, rejected_path=str(rejected_path))
-    rejected_report = rejected_path.with_suffix(".json")
-    atomic.write_json(rejected_report, report)
+    pair.write_pair(unchecked_path, rejected_path, report)
     raise ExportError(f"{output_path} not written: {reason}; the file that failed and its "
                       f"report are kept as {rejected_path} and {rejected_report}") from None
 
@@ -280,5 +273,5 @@ def format_report(report):
         else:
             line += "; accuracy: pass labelled data (--parity-data) to measure it"
         lines.append(line)
-    lines.append(f"  report   {pathlib.Path(report['path']).with_suffix('.json')}")
+    lines.append(f"  report   {pair.report_path(report['path'])}")
     return "\n".join(lines)
