@@ -284,6 +284,22 @@ def test_a_report_without_the_files_sha256_is_refused(tmp_path, exported):
     assert pair.read_report(path) == {}  # a file exported elsewhere has no report
 
 
+def test_a_successful_export_removes_an_earlier_rejected_pair(tmp_path, exported, monkeypatch):
+    ensemble, fp32_path, fixture_report = exported
+    monkeypatch.setattr(graph, "convert", lambda *args, **kwargs: fp32_path.read_bytes())
+    path = tmp_path / "model.tflite"
+    with pytest.raises(ExportError):
+        export_ensemble(ensemble, path, "fp32", max_size_mb=0.001, verbose=False)
+    rejected, rejected_report = pair.rejected_paths(path)
+    assert pair.read_report(rejected)["error"]  # a pair too: its report matches its file
+    # Passes the checks: their results are the fixture's (same file), not measured again.
+    passed = {key: fixture_report[key] for key in ("size", "parity", "edge_cases", "latency")}
+    monkeypatch.setattr(ensemble_lib, "_check_file", lambda report, *a, **k: report.update(passed))
+    export_ensemble(ensemble, path, "fp32", verbose=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json", "model.tflite"]
+    assert pair.read_report(path)["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def weight_types(model_content):
     """Element types of the constant tensors (the weights) in a flatbuffer."""
     from tensorflow.lite.python import schema_py_generated as schema

@@ -77,7 +77,7 @@ def export_ensemble(
         output_path: the .tflite to write; default the YAML's `output`, else
             `artifacts/<name>.tflite`. The report goes to `<output>.json` with the
             file's sha256 (`tfislr.export.pair`); both are written only when every check
-            passes.
+            passes, and then an earlier failed attempt's `<output>.rejected.*` go.
         quantization: "fp16" (default; fp16 weights), "fp32" or "int8"
             (dynamic-range int8 weights).
         runs_dir: where `runs/<config>/<timestamp>/` live (default "runs").
@@ -130,6 +130,9 @@ def export_ensemble(
     except ExportError as error:
         _reject(report, output_path, unchecked_path, error)
     pair.write_pair(unchecked_path, output_path, report)
+    # The rejected pair of an earlier failed attempt describes a file this one replaces.
+    for stale in pair.rejected_paths(output_path):
+        stale.unlink(missing_ok=True)
     report["report_path"] = str(pair.report_path(output_path))
     log(format_report(report))
     return report
