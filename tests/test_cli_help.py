@@ -61,6 +61,28 @@ def test_model_help_keeps_the_terminal_width(capsys, monkeypatch):
     assert "COLUMNS" not in os.environ
 
 
+def test_summary_width_is_set_for_the_summary_only(monkeypatch):
+    from tfislr.cli.model import summary_width
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    with pytest.raises(RuntimeError), summary_width(120):
+        assert os.environ["COLUMNS"] == "120"
+        raise RuntimeError("a summary that fails")
+    assert "COLUMNS" not in os.environ
+    monkeypatch.setenv("COLUMNS", "90")  # the user's width wins
+    with summary_width(120):
+        assert os.environ["COLUMNS"] == "90"
+    assert os.environ["COLUMNS"] == "90"
+
+
+def test_the_package_does_not_use_test_libraries():
+    """unittest.mock and pytest are for tests: the commands' code does not patch itself."""
+    test_only = re.compile(r"^\s*(import|from)\s+(unittest|pytest)\b", re.MULTILINE)
+    sources = [*(REPO / "tfislr").rglob("*.py"), *REPO.glob("*.py")]
+    assert len(sources) > 50
+    used = [str(path.relative_to(REPO)) for path in sources if test_only.search(path.read_text())]
+    assert used == []
+
 def test_readme_lists_every_command():
     sentence = (REPO / "README.md").read_text().split("also installs them as commands:")[1]
     sentence = sentence.split("Every command")[0]

@@ -9,13 +9,35 @@ trainable parameter count per part and the total.
 """
 
 import argparse
+import contextlib
 import os
 import sys
-from unittest import mock
 
 from tfislr.cli.help import HelpFormatter
 from tfislr.cli.train import config_help
 from tfislr.errors import command, positive_int
+
+
+# Wide enough for the "Param #" column of the summaries of every config.
+SUMMARY_COLUMNS = 120
+
+
+@contextlib.contextmanager
+def summary_width(columns=SUMMARY_COLUMNS):
+    """Keras prints summaries through rich, whose console is 80 columns wide when stdout is
+    not a terminal (then the "Param #" column is dropped). Keras gives no width option for
+    that console and rich reads it from `COLUMNS` only, so this sets `COLUMNS` while the
+    body runs (unless the user set it) and removes it afterwards: argparse's `--help` and
+    the rest of the process keep the terminal's width.
+    """
+    if "COLUMNS" in os.environ:
+        yield
+        return
+    os.environ["COLUMNS"] = str(columns)
+    try:
+        yield
+    finally:
+        os.environ.pop("COLUMNS", None)
 
 
 @command("tfislr-model")
@@ -47,10 +69,7 @@ def main(argv=None):
             name=f"{config.name}_{kind}",
         )
         if not args.no_summary:
-            # Keras prints summaries with rich, which assumes 80 columns when stdout is not
-            # a terminal and then drops the "Param #" column. Set only here: the same
-            # variable would narrow or widen argparse's --help and the rest of the process.
-            with mock.patch.dict(os.environ, {"COLUMNS": os.environ.get("COLUMNS", "120")}):
+            with summary_width():
                 model.summary()
         widths = list(zip(model.encoder.hidden_dims, model.encoder.output_dims))
         print(
