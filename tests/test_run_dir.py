@@ -187,3 +187,72 @@ def test_train_and_cv_refuse_a_foreign_folder_in_one_line(tmp_path, capsys, synt
     assert len(err) == 1 and "no cv.json" in err[0], err
     assert [p.name for p in folder.iterdir()] == ["metrics.json"]
     assert (folder / "metrics.json").read_text() == '{"mine": 1}'
+
+
+# ----------------------------------------------------------------- multi-worker run dirs
+def _cluster(monkeypatch, index, workers=2):
+    cluster = {"worker": [f"127.0.0.1:{2000 + i}" for i in range(workers)]}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(
+        {"cluster": cluster, "task": {"type": "worker", "index": index}}))
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_a_cluster_without_an_explicit_run_dir_is_refused_on_every_worker(
+        monkeypatch, tmp_path, synthetic_data_dir, index):
+    """Each worker would name its own `<output>/<config>/<timestamp>` (a second apart, or
+    `_1` when another worker made it first): the chief too refuses, before it waits for
+    the others and before any folder is made."""
+    from tfislr.training import run as run_lib
+    from tfislr.training import strategy as strategy_lib
+    from tfislr.training.cross_validation import cross_validate
+
+    def too_late(name):
+        raise AssertionError(f"get_strategy({name!r}) ran before the run dir was checked")
+
+    monkeypatch.setattr(run_lib, "get_strategy", too_late)
+    monkeypatch.setattr(strategy_lib, "get_strategy", too_late)
+    _cluster(monkeypatch, index)
+    runs = tmp_path / "runs"
+    with pytest.raises(ValueError, match=r"multi-worker run \(2 tasks in TF_CONFIG\) needs the "
+                                         r"same --run-dir on every worker"):
+        run_lib.train(_config(), synthetic_data_dir, output_dir=runs, strategy="multi_worker")
+    with pytest.raises(ValueError, match="multi-worker cross-validation needs the same --cv-dir"):
+        cross_validate(_config(), synthetic_data_dir, output_dir=runs, strategy="multi_worker")
+    assert not runs.exists()
+
+
+def test_workers_share_an_explicit_run_dir_in_either_order(monkeypatch, tmp_path):
+    """With `--run-dir`, what `train` does before fitting (`check_resumable`, then
+    `_open_run_dir`) on the chief and on worker 1, each order of arrival: worker 1 keeps
+    its files in `worker_1/` and never writes the chief's; the chief's check does not take
+    `worker_1/` for a foreign folder's content."""
+    import types
+
+    from tfislr.training import run as run_lib
+    from tfislr.training.batch_plan import plan_batches
+
+    config = _config()
+    plan = plan_batches(config, 64, 1)
+    data = types.SimpleNamespace(store_path=tmp_path / "store", split={"fold": 0, "full": False},
+                                 signs=["a", "b"], train_idx=range(64), val_idx=None)
+
+    def arrive(run_dir, index):
+        _cluster(monkeypatch, index)
+        resumed = RunDir(run_dir).check_resumable(config)
+        chief, files, _ = run_lib._open_run_dir(config, tmp_path / "unused", run_dir, data,
+                                                object(), plan, tmp_path / "data")
+        assert chief.path == run_dir and files.path == (run_dir if index == 0 else
+                                                       run_dir / f"worker_{index}")
+        return resumed
+
+    worker_first = tmp_path / "worker_first"
+    assert arrive(worker_first, 1) is False
+    assert [p.name for p in worker_first.iterdir()] == ["worker_1"]  # no chief file
+    assert arrive(worker_first, 0) is False  # a fresh run, not a foreign folder
+    assert RunDir(worker_first).read_config() == config
+    chief_first = tmp_path / "chief_first"
+    assert arrive(chief_first, 0) is False
+    written = {p.name: p.read_bytes() for p in chief_first.iterdir() if p.is_file()}
+    assert arrive(chief_first, 1) is True  # the chief's config is there: the same run
+    assert {p.name: p.read_bytes() for p in chief_first.iterdir() if p.is_file()} == written
+    assert not (tmp_path / "unused").exists()  # the output root is not used

@@ -236,9 +236,12 @@ def cross_validate(
     if weights not in WEIGHT_CHOICES:
         raise ConfigError(f"weights must be one of {', '.join(WEIGHT_CHOICES)}, got {weights!r}")
     from tfislr.data.kaggle import check_data_dir
-    from tfislr.training.strategy import get_strategy, task_info
+    from tfislr.training.strategy import cluster_tasks, get_strategy, task_info
 
     data_dir = check_data_dir(data_dir)
+    if cv_dir is None and cluster_tasks() > 1:  # before any worker waits for the others
+        raise ConfigError("a multi-worker cross-validation needs the same --cv-dir on every "
+                          "worker: each would start its own timestamped folder")
 
     strategy = get_strategy(strategy)
     _, _, is_chief = task_info()
@@ -250,8 +253,6 @@ def cross_validate(
 
     if is_chief:
         cv_dir = _open_cv_dir(config, data_dir, weights, output_dir, cv_dir)
-    elif cv_dir is None:  # each worker would pick its own timestamp
-        raise ConfigError("a multi-worker cross-validation needs the same --cv-dir on every worker")
     num_folds = config.data.num_folds
     store = None
     fold_oofs = []

@@ -29,14 +29,14 @@ from tfislr.data.kaggle import check_data_dir, read_train_csv
 from tfislr.data.pipeline import make_epoch_counter, make_eval_dataset, make_train_dataset
 from tfislr.data.prepare import ensure_store
 from tfislr.data.store import load_store
-from tfislr.errors import DataError
+from tfislr.errors import ConfigError, DataError
 from tfislr.training import callbacks as cb
 from tfislr.training import run_dir as run_dir_lib
 from tfislr.training.batch_plan import plan_batches
 from tfislr.training.mean_teacher import build_distiller
 from tfislr.training.run_dir import RunDir
 from tfislr.training.soup import ModelTriple, soup_last_checkpoints
-from tfislr.training.strategy import get_strategy, task_info
+from tfislr.training.strategy import cluster_tasks, get_strategy, task_info
 
 
 def log(message):
@@ -326,13 +326,19 @@ def train(
 
     Raises:
         ValueError: bad arguments or data, a finished `run_dir`, a `run_dir` started
-            with another config, or a non-empty `run_dir` that is not a run.
+            with another config, a non-empty `run_dir` that is not a run, or no `run_dir`
+            in a multi-worker cluster.
     """
     if not isinstance(config, Config):
         raise ValueError(f"config must be a tfislr.config.Config, got {type(config).__name__}")
     if fold is not None and full:
         raise ValueError("give either a fold or full=True, not both")
     started = time.time()
+    if run_dir is None and cluster_tasks() > 1:  # before any worker waits for the others
+        raise ConfigError(
+            f"a multi-worker run ({cluster_tasks()} tasks in TF_CONFIG) needs the same --run-dir "
+            "on every worker: each would start its own timestamped folder"
+        )
     if run_dir is not None:  # before the data loads: a wrong run dir fails at once
         RunDir(run_dir).check_resumable(config)
     strategy = get_strategy(strategy)

@@ -102,14 +102,9 @@ def _tpu_strategy():
 
 
 def _multi_worker_strategy():
-    raw = os.environ.get("TF_CONFIG")
-    if raw:
-        try:
-            cluster = json.loads(raw)
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"TF_CONFIG is not valid JSON: {error}") from error
-        if "cluster" not in cluster or "task" not in cluster:
-            raise ConfigError("TF_CONFIG must have 'cluster' and 'task' entries")
+    cluster = _tf_config()
+    if cluster and ("cluster" not in cluster or "task" not in cluster):
+        raise ConfigError("TF_CONFIG must have 'cluster' and 'task' entries")
     # Without TF_CONFIG this is a one-worker cluster, which is valid (and useful to test).
     return tf.distribute.MultiWorkerMirroredStrategy()
 
@@ -139,16 +134,35 @@ def get_strategy(name="default"):
     raise ConfigError(f"unknown strategy '{name}'; expected one of {', '.join(STRATEGY_NAMES)}")
 
 
+def _tf_config():
+    """TF_CONFIG as a dict ({} without it); ConfigError when it is not a JSON object."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return {}
+    try:
+        config = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"TF_CONFIG is not valid JSON: {error}") from error
+    if not isinstance(config, dict):
+        raise ConfigError(f"TF_CONFIG must be a JSON object, got {raw!r}")
+    return config
+
+
+def cluster_tasks():
+    """How many tasks (processes) the TF_CONFIG cluster lists; 1 without TF_CONFIG."""
+    cluster = _tf_config().get("cluster") or {}
+    return max(1, sum(len(addresses) for addresses in cluster.values()))
+
+
 def task_info():
     """(task_type, task_index, is_chief) of this process in a TF_CONFIG cluster.
 
     Without TF_CONFIG the process is its own chief. In a cluster with no "chief"
     task, worker 0 plays the chief (the convention of MultiWorkerMirroredStrategy).
     """
-    raw = os.environ.get("TF_CONFIG")
-    if not raw:
+    config = _tf_config()
+    if not config:
         return None, 0, True
-    config = json.loads(raw)
     task = config.get("task", {})
     task_type, index = task.get("type"), int(task.get("index", 0))
     has_chief = "chief" in config.get("cluster", {})
