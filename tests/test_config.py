@@ -133,23 +133,6 @@ def test_json_round_trip(tmp_path):
     assert config_lib.config_from_dict(json.loads(path.read_text())) == config
 
 
-@pytest.mark.parametrize("text, key", [
-    ("name: null\n", "name"),
-    ("name:\n", "name"),
-    ("train:\n  epochs: null\n", "train.epochs"),
-    ("train:\n  precision: null\n", "train.precision"),  # a string: would become "None"
-    ("augment:\n  enabled: ~\n", "augment.enabled"),
-    ("train:\n  mixed_precision: null\n", "train.mixed_precision"),
-])
-def test_an_empty_value_is_named_as_such(tmp_path, text, key):
-    path = tmp_path / "mine.yaml"
-    path.write_text(text)
-    with pytest.raises(ConfigError) as raised:
-        config_lib.load_config(str(path))
-    assert str(raised.value) == (f"{path}: config key '{key}' is empty (null); give it a value, "
-                                 "or delete the key to use its default")
-
-
 @pytest.mark.parametrize("override", ["train.epochs=", "train.epochs=null"])
 def test_an_empty_override_is_named_as_such(override):
     with pytest.raises(ConfigError) as raised:
@@ -165,12 +148,23 @@ def test_an_optional_key_may_be_null_and_a_section_empty(tmp_path):
     assert config.data.prepared_dir is None and config.train == config_lib.TrainConfig()
 
 
+def _empty(key):
+    return (f"config key '{key}' is empty (null); give it a value, or delete the key to use its "
+            "default")
+
+
 @pytest.mark.parametrize("text, problem", [
+    ("name: null\n", _empty("name")),  # was the run name "None"
+    ("name:\n", _empty("name")),
+    ("train:\n  epochs: null\n", _empty("train.epochs")),
+    ("train:\n  precision: null\n", _empty("train.precision")),  # a string: was "None"
+    ("augment:\n  enabled: ~\n", _empty("augment.enabled")),
+    ("train:\n  mixed_precision: null\n", _empty("train.mixed_precision")),
     ("- a\n- b\n", "expected a mapping of keys, got a list"),
     ("name: [a, b]\n", "config key 'name' expects a text, got ['a', 'b']"),
     ("train: {epochs: [1\n", "not valid YAML"),
 ])
-def test_a_file_that_is_no_config_mapping_is_named(tmp_path, text, problem):
+def test_a_bad_file_value_is_named_with_the_file(tmp_path, text, problem):
     path = tmp_path / "mine.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError) as raised:

@@ -184,7 +184,8 @@ class RunDir:
         path = self.file(name)
         if not path.is_file():
             if required:
-                raise MissingFileError(f"{path}: file not found ({self.path} is not a complete run dir)")
+                raise MissingFileError(
+                    f"{path}: file not found ({self.path} is not a complete run dir)")
             return default
         try:
             return json.loads(path.read_text())
@@ -213,7 +214,8 @@ class RunDir:
 
         path = self.file(HISTORY)
         if not path.exists():
-            raise MissingFileError(f"{path}: file not found (no training history: was the run started?)")
+            raise MissingFileError(
+                f"{path}: file not found (no training history: was the run started?)")
         return pd.read_csv(path)
 
     def split(self):
