@@ -337,7 +337,7 @@ def test_quantized_exports_within_documented_tolerance(tmp_path, quantization):
         assert "agreement" not in report
 
 
-def test_int8_agreement_with_fp32_is_measured(tmp_path, synthetic_data_dir, capsys):
+def test_int8_agreement_with_fp32_is_measured(tmp_path, synthetic_data_dir, capsys, monkeypatch):
     """Top-1 agreement, max probability diff and accuracy change, recomputed here."""
     from tfislr.data.kaggle import read_sign_map, sign_names
     from tfislr.export.ensemble import AGREEMENT_SEQUENCES
@@ -346,6 +346,14 @@ def test_int8_agreement_with_fp32_is_measured(tmp_path, synthetic_data_dir, caps
     signs = sign_names(read_sign_map(synthetic_data_dir))
     member = EnsembleMember("one", small_model(len(signs), 12, seed=4), 12, signs)
     path = tmp_path / "int8.tflite"
+    conversions = []  # (module, quantization, flatbuffer) of each conversion the export made
+    convert = graph.convert
+
+    def recording_convert(module, quantization, **kwargs):
+        conversions.append((module, quantization, convert(module, quantization, **kwargs)))
+        return conversions[-1][2]
+
+    monkeypatch.setattr(graph, "convert", recording_convert)
     agreement = export_ensemble([member], path, "int8", parity_clips=synthetic_data_dir,
                                 latency_repeats=1)["agreement"]
     assert "vs fp32  top-1 agreement" in capsys.readouterr().out
@@ -353,8 +361,13 @@ def test_int8_agreement_with_fp32_is_measured(tmp_path, synthetic_data_dir, caps
     types = weight_types(path.read_bytes())
     assert types.get("INT8", 0) > types.get("FLOAT32", 0), types
 
+    # The reference is an fp32 conversion of the graph that was quantized (converting the
+    # same graph again would give the same flatbuffer: it is not done a second time here).
+    (int8_module, int8, _), (fp32_module, fp32, fp32_content) = conversions
+    assert (int8, fp32) == ("int8", "fp32") and fp32_module is int8_module
+    assert "INT8" not in weight_types(fp32_content) and weight_types(fp32_content)["FLOAT32"]
     fp32_path = tmp_path / "fp32.tflite"
-    export_ensemble([member], fp32_path, "fp32", verbose=False, latency_repeats=1)
+    fp32_path.write_bytes(fp32_content)
     clips, labels, _ = checks.clips_from_data_dir(synthetic_data_dir, AGREEMENT_SEQUENCES,
                                                   with_labels=True)
     expected = np.stack([TFLiteRunner(fp32_path)(clip) for clip in clips])
