@@ -9,6 +9,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -29,14 +30,36 @@ def _env(xla_log=False):
     return env
 
 
-def _run_worker(*args, timeout=600):
+def _start_worker(*args):
+    """Starts `python tests/test_strategy.py *args`; its output goes to temporary files (a
+    full pipe would stall a worker while another one is waited for)."""
     xla = args[-1].endswith("_xla")
-    result = subprocess.run(
-        [sys.executable, __file__, *args], cwd=REPO, env=_env(xla), capture_output=True,
-        text=True, timeout=timeout,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
+    stdout, stderr = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+    process = subprocess.Popen([sys.executable, __file__, *args], cwd=REPO, env=_env(xla),
+                               stdout=stdout, stderr=stderr, text=True)
+    process.output_files = stdout, stderr
+    return process
+
+
+def _finish_worker(process, timeout=600):
+    """The worker's (stdout, stderr) once it ended; fails on a non-zero exit."""
+    try:
+        process.wait(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    outputs = []
+    for file in process.output_files:
+        with file:
+            file.seek(0)
+            outputs.append(file.read())
+    stdout, stderr = outputs
+    assert process.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    return stdout, stderr
+
+
+def _run_worker(*args, timeout=600):
+    return _finish_worker(_start_worker(*args), timeout)
 
 
 # --------------------------------------------------------------------------- worker side
@@ -173,13 +196,20 @@ def _last_json(stdout):
 
 
 def _one_and_two_replicas(tmp_path, mode):
+    # The two workers run side by side (each is mostly single-threaded tracing).
+    outs = {name: tmp_path / f"{name.replace(':', '_')}.npz" for name in ("default", "cpu:2")}
+    processes = {name: _start_worker("replicas", name, str(out), mode) for name, out in outs.items()}
     results = {}
-    for name in ("default", "cpu:2"):
-        out = tmp_path / f"{name.replace(':', '_')}.npz"
-        result = _run_worker("replicas", name, str(out), mode)
-        summary = _last_json(result.stdout)
-        summary["compilations"] = result.stderr.count("Instantly compiling for signature")
-        results[name] = (summary, np.load(out))
+    try:
+        for name, process in processes.items():
+            stdout, stderr = _finish_worker(process)
+            summary = _last_json(stdout)
+            summary["compilations"] = stderr.count("Instantly compiling for signature")
+            results[name] = (summary, np.load(outs[name]))
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
     return results["default"], results["cpu:2"]
 
 
@@ -282,7 +312,7 @@ def test_task_info_reads_tf_config(monkeypatch):
 
 def test_two_cpu_replicas_run_the_step_fast(tmp_path):
     """Fast: cpu:2, stand-in classifier, per-replica BN, distilled in inference mode."""
-    summary = _last_json(_run_worker("replicas", "cpu:2", str(tmp_path / "w.npz"), "tiny").stdout)
+    summary = _last_json(_run_worker("replicas", "cpu:2", str(tmp_path / "w.npz"), "tiny")[0])
     assert summary["replicas"] == 2 and summary["steps"] == STEPS
     assert summary["replica_spread"] < 1e-6 and summary["moved"] > 1e-3
 
@@ -290,7 +320,7 @@ def test_two_cpu_replicas_run_the_step_fast(tmp_path):
 @pytest.mark.slow
 def test_two_cpu_replicas_fit_in_a_fresh_process(tmp_path):
     """The cpu:N path with production settings: per-replica BN, distilled in inference mode."""
-    summary = _last_json(_run_worker("replicas", "cpu:2", str(tmp_path / "w.npz"), "switched").stdout)
+    summary = _last_json(_run_worker("replicas", "cpu:2", str(tmp_path / "w.npz"), "switched")[0])
     assert summary["replicas"] == 2 and summary["steps"] == STEPS
     assert summary["replica_spread"] < 1e-6
 
