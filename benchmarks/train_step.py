@@ -2,6 +2,7 @@
 
     python benchmarks/train_step.py [--config len80] [--batch 32] [--steps 10]
                                     [--data-dir DIR] [--pipeline-batches 20] [--skip-pipeline]
+                                    [--profile DIR]
 
 - `train_step`: sequences/s of one optimizer step of the full recipe (big student forward +
   backward, EMA teacher forward, distilled forward + backward, two AdamW updates, EMA
@@ -26,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 
-def bench_train_step(config, batch, steps, num_classes=250):
+def bench_train_step(config, batch, steps, num_classes=250, profile_dir=None):
     import keras
     import numpy as np
     import tensorflow as tf
@@ -56,6 +57,11 @@ def bench_train_step(config, batch, steps, num_classes=250):
         distiller.train_on_batch(views, labels)
         times.append(time.perf_counter() - start)
     median = float(np.median(times))
+    if profile_dir:  # two more steps under the TF profiler (TensorBoard's profile plugin)
+        tf.profiler.experimental.start(str(profile_dir))
+        for _ in range(2):
+            distiller.train_on_batch(views, labels)
+        tf.profiler.experimental.stop()
     params = {name: int(sum(np.prod(v.shape) for v in m.trainable_variables))
               for name, m in distiller.named_models().items()}
     return {
@@ -65,6 +71,7 @@ def bench_train_step(config, batch, steps, num_classes=250):
         "steps_timed": steps,
         "trace_seconds": round(trace_seconds, 1),
         "median_step_seconds": round(median, 3),
+        "min_step_seconds": round(min(times), 3),  # the least disturbed by other processes
         "sequences_per_second": round(batch / median, 2),
         "trainable_parameters": params,
         "jit_compile": config.train.jit_compile,
@@ -114,6 +121,10 @@ def main(argv=None):
     parser.add_argument("--pipeline-batches", type=int, default=20)
     parser.add_argument("--skip-pipeline", action="store_true")
     parser.add_argument("--skip-step", action="store_true")
+    parser.add_argument("--profile", metavar="DIR", default=None,
+                        help="also trace two steps with the TF profiler into DIR (TensorBoard; "
+                             "under XLA add --xla_cpu_enable_xprof_traceme=true to XLA_FLAGS "
+                             "to see each fusion)")
     args = parser.parse_args(argv)
 
     import tensorflow as tf
@@ -127,7 +138,8 @@ def main(argv=None):
                     "gpus": len(tf.config.list_physical_devices("GPU"))},
     }
     if not args.skip_step:
-        report["train_step"] = bench_train_step(config, args.batch, args.steps)
+        report["train_step"] = bench_train_step(
+            config, args.batch, args.steps, profile_dir=args.profile)
         print(json.dumps({"train_step": report["train_step"]}), file=sys.stderr)
     if not args.skip_pipeline:
         if args.data_dir is None:
