@@ -141,6 +141,14 @@ def test_an_empty_override_is_named_as_such(override):
         f"--set {override} (on len80.yaml): config key 'train.epochs' is empty (null)")
 
 
+@pytest.mark.parametrize("text", ["", "\n", "# only a comment\n"])
+def test_an_empty_config_file_is_an_error_naming_the_file(tmp_path, text):
+    path = tmp_path / "mine.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=f"^{path}: empty config$"):
+        config_lib.load_config(str(path))
+
+
 def test_an_optional_key_may_be_null_and_a_section_empty(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text("data:\n  prepared_dir: null\ntrain:\n")

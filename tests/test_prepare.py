@@ -221,6 +221,27 @@ def test_cli(tmp_path, capsys):
     assert prepare.main(["--data-dir", str(tmp_path / "missing"), "--max-len", "8", "--quiet"]) == 2
 
 
+@pytest.mark.parametrize("content,problem", [("", "empty file"), ("\n\n", "empty file")])
+def test_an_empty_train_csv_is_named_before_any_work(tmp_path, capsys, content, problem):
+    data = _tiny(tmp_path)
+    (data / "train.csv").write_text(content)
+    out = tmp_path / "p"
+    assert prepare.main(["--data-dir", str(data), "--max-len", "8", "--out", str(out),
+                         "--workers", "1", "--quiet"]) == 2
+    assert f"tfislr-prepare: error: {data / 'train.csv'}: {problem}" in capsys.readouterr().err
+    assert not out.exists()  # nothing prepared
+
+
+def test_a_header_only_train_csv_lists_no_clips(tmp_path, capsys):
+    data = _tiny(tmp_path)
+    (data / "train.csv").write_text("path,participant_id,sequence_id,sign\n")
+    out = tmp_path / "p"
+    assert prepare.main(["--data-dir", str(data), "--max-len", "8", "--out", str(out),
+                         "--workers", "1", "--quiet"]) == 2
+    assert f"tfislr-prepare: error: {data / 'train.csv'} lists no clips" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_real_sample(real_data_dir, tmp_path):
     path = _prepare(real_data_dir, tmp_path / "real", max_len=25)
     s = store.load_store(path)

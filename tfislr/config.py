@@ -467,17 +467,19 @@ def training_config_names():
 
 
 def read_yaml_mapping(path):
-    """A YAML (or JSON) file's top-level mapping; {} for an empty file.
+    """A YAML (or JSON) file's top-level mapping.
 
     Raises:
-        ConfigError: the file is not valid YAML, or holds something else than a mapping.
+        ConfigError: the file is not valid YAML, is empty (or only comments: a config that
+            silently meant "all defaults" would fail much later, far from its cause), or
+            holds something else than a mapping.
     """
     try:
         values = yaml.safe_load(pathlib.Path(path).read_text())
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from error
     if values is None:
-        return {}
+        raise ConfigError(f"{path}: empty config")
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of keys, got a {type(values).__name__}")
     return values

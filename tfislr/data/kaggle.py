@@ -139,21 +139,26 @@ def sign_names(sign_map):
 def read_train_csv(data_dir, sign_map=None):
     """`train.csv` → DataFrame (path, participant_id, sequence_id, sign, label), file order.
 
-    Raises `DataError` (a ValueError) naming train.csv and the offending line for missing
-    columns, empty cells, non-integer ids, duplicate sequence ids and signs absent from the
+    Raises `DataError` (a ValueError) naming train.csv: an empty file, a header without
+    rows, and, with the offending line, missing columns, empty cells, non-integer ids, duplicate sequence ids and signs absent from the
     sign map; `MissingFileError` (also a FileNotFoundError) when a file is missing.
     """
     data_dir = check_data_dir(data_dir)
     path = data_dir / TRAIN_CSV
     if sign_map is None:
         sign_map = read_sign_map(data_dir)
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:  # 0 bytes, or only blank lines: not even a header
+        raise DataError(f"{path}: empty file") from None
     missing = [c for c in TRAIN_CSV_COLUMNS if c not in table.columns]
     if missing:
         raise DataError(
             f"{path}: missing column(s) {', '.join(missing)}; "
             f"expected {','.join(TRAIN_CSV_COLUMNS)}"
         )
+    if table.empty:  # a header alone: nothing to prepare, no signer to make folds of
+        raise DataError(f"{path} lists no clips")
     table = table[list(TRAIN_CSV_COLUMNS)].copy()
 
     def where(row):  # line numbers as an editor shows them (line 1 is the header)
