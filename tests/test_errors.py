@@ -76,6 +76,8 @@ def test_evaluate_user_errors(capsys, tmp_path, synthetic_data_dir, no_sign_map)
     model = tmp_path / "model.tflite"
     assert evaluate.main([str(model), "--data-dir", str(synthetic_data_dir)]) == 2
     _one_error_line(capsys, "tfislr-evaluate", f"{model}: file not found")
+    assert evaluate.main([str(tmp_path), "--data-dir", str(synthetic_data_dir)]) == 2
+    _one_error_line(capsys, "tfislr-evaluate", f"{tmp_path}: is a folder, not a .tflite model")
     model.write_bytes(b"not a model")
     assert evaluate.main([str(model), "--data-dir", str(no_sign_map)]) == 2
     _one_error_line(capsys, "tfislr-evaluate", "sign map not found")
@@ -95,6 +97,8 @@ def test_predict_user_errors(capsys, tmp_path, synthetic_data_dir):
     model = tmp_path / "model.tflite"
     assert predict.main([str(model), str(clip)]) == 2
     _one_error_line(capsys, "tfislr-predict", f"{model}: file not found")
+    assert predict.main([str(tmp_path), str(clip)]) == 2
+    _one_error_line(capsys, "tfislr-predict", f"{tmp_path}: is a folder, not a .tflite model")
     model.write_bytes(b"not a model")  # e.g. a train.csv given by mistake
     assert predict.main([str(model), str(clip)]) == 2
     _one_error_line(capsys, "tfislr-predict", model, "not a TFLite model")
@@ -109,6 +113,38 @@ def test_export_user_errors(capsys, tmp_path):
     _one_error_line(capsys, "tfislr-export", yaml_path, "unknown key")
     assert export_cli.main(["ensemble", "--config", str(tmp_path / "none.yaml")]) == 2
     _one_error_line(capsys, "tfislr-export", tmp_path / "none.yaml", "ensemble config not found")
+
+
+def test_export_refuses_weights_that_are_not_a_keras_model(capsys, tmp_path):
+    """Every user-given weights path that Keras cannot load is exit 2 and one line naming
+    it, whether a wrong suffix, a folder, a non-zip or a zip without a model config."""
+    import zipfile
+
+    from tfislr.config import load_config
+    from tfislr.training.run_dir import RunDir
+
+    run = RunDir(tmp_path / "run")
+    run.write_config(load_config("demo"))
+    run.mark_finished()
+    csv = tmp_path / "clip.csv"
+    csv.write_text("a,b\n1,2\n")
+    fake = tmp_path / "fake.keras"
+    fake.write_text("not a zip")
+    empty_zip = tmp_path / "empty.keras"
+    with zipfile.ZipFile(empty_zip, "w") as archive:
+        archive.writestr("readme.txt", "no model here")
+    for weights, problem in ((csv, "not a .keras model"), (tmp_path, "is a folder"),
+                             (fake, "not a .keras model: not a zip archive"),
+                             (empty_zip, "not a .keras model: the archive has no config.json")):
+        assert export_cli.main(["single", "--run", str(run.path), "--weights", str(weights),
+                                "--output", str(tmp_path / "m.tflite")]) == 2
+        _one_error_line(capsys, "tfislr-export", f"{weights}: {problem}",
+                        "expected student|teacher|distilled or a .keras path")
+    ensemble = tmp_path / "ensemble.yaml"
+    ensemble.write_text(f"members:\n  - run: {run.path}\n    weights: {csv}\n")
+    assert export_cli.main(["ensemble", "--config", str(ensemble),
+                            "--output", str(tmp_path / "m.tflite")]) == 2
+    _one_error_line(capsys, "tfislr-export", f"{csv}: not a .keras model")
 
 
 @pytest.mark.parametrize("text", ["nan", "inf", "-inf", "0", "-1", "many"])

@@ -26,7 +26,7 @@ import numpy as np
 
 from tfislr import atomic
 from tfislr.cli.help import HelpFormatter
-from tfislr.errors import ConfigError, DataError, MissingFileError, command, positive_int
+from tfislr.errors import ConfigError, DataError, command, positive_int
 
 
 PROG = "tfislr-evaluate"
@@ -143,11 +143,10 @@ def evaluate_tflite(model_path, data_dir, fold=None, num_folds=None, fold_seed=N
     """
     from tfislr.data.kaggle import read_sign_map, sign_names
     from tfislr.export.checks import check_size
-    from tfislr.export.runner import TFLiteRunner, latency_summary
+    from tfislr.export.runner import TFLiteRunner, check_model_file, latency_summary
 
     model_path = pathlib.Path(model_path)
-    if not model_path.is_file():
-        raise MissingFileError(f"{model_path}: file not found")
+    check_model_file(model_path)
     signs = sign_names(read_sign_map(data_dir))
     exported = export_report(model_path)
     split = resolve_split(exported, fold, num_folds, fold_seed, original_folds)

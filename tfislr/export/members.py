@@ -7,12 +7,13 @@ makes sure all members predict the same classes in the same order.
 
 import dataclasses
 import pathlib
+import zipfile
 
 import numpy as np
 
 from tfislr import landmarks as lm
 from tfislr.config import MODEL_NAMES
-from tfislr.errors import ConfigError, MissingFileError
+from tfislr.errors import ConfigError, DataError, MissingFileError
 from tfislr.training import run_dir as run_dir_lib
 from tfislr.training.run_dir import RunDir
 
@@ -67,6 +68,37 @@ def latest_run(config_name, runs_dir="runs", weights="distilled"):
     return run_dir_lib.latest_finished(runs_dir, config_name, weights).path
 
 
+# What a `.keras` archive holds first (Keras 3 `saving_lib`): the model's config.
+KERAS_CONFIG_ENTRY = "config.json"
+
+
+def check_keras_file(path, what):
+    """Refuses `path` unless it is a Keras 3 `.keras` file: a zip archive holding the
+    model's config. Keras itself answers anything else with a ValueError (or a KeyError
+    inside the archive) and a traceback; this names the file and what was expected.
+
+    `what` says where the path came from, e.g. "weights 'x.csv' of runs/demo/...".
+
+    Raises:
+        MissingFileError: `path` does not exist.
+        DataError: `path` is a folder, has another suffix, or is not a `.keras` archive.
+    """
+    path = pathlib.Path(path)
+    expected = f"{what}; expected {'|'.join(WEIGHT_CHOICES)} or a .keras path"
+    if not path.exists():
+        raise MissingFileError(f"{path}: file not found ({expected})")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a .keras model ({expected})")
+    if path.suffix != ".keras":
+        raise DataError(f"{path}: not a .keras model ({expected})")
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path}: not a .keras model: not a zip archive ({expected})")
+    with zipfile.ZipFile(path) as archive:
+        if KERAS_CONFIG_ENTRY not in archive.namelist():
+            raise DataError(f"{path}: not a .keras model: the archive has no "
+                            f"{KERAS_CONFIG_ENTRY} ({expected})")
+
+
 def load_member(run_dir, weights="distilled", name=None):
     """Loads a finished run dir's model (`models/<weights>_soup.keras`), max_len, signs, split.
 
@@ -89,11 +121,7 @@ def load_member(run_dir, weights="distilled", name=None):
         )
     config = run.read_config()
     model_path = run.weights_path(weights)
-    if not model_path.exists():
-        raise MissingFileError(
-            f"{model_path}: file not found (weights '{weights}' of {run.path}; "
-            f"choices: {', '.join(WEIGHT_CHOICES)} or a .keras path)"
-        )
+    check_keras_file(model_path, f"weights '{weights}' of {run.path}")
     model = keras.saving.load_model(model_path, compile=False)
     return EnsembleMember(
         name=name or config.name,

@@ -17,6 +17,16 @@ from tfislr.errors import DataError, MissingFileError
 from tfislr.export.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY
 
 
+def check_model_file(path):
+    """Raises `MissingFileError` when `path` does not exist and `DataError` when it is a
+    folder (a run dir given for its .tflite, say): an existing folder is not "not found"."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a .tflite model")
+    if not path.is_file():
+        raise MissingFileError(f"{path}: file not found")
+
+
 class TFLiteRunner:
     """Raw clip `[T, 543, 3]` float32 -> probabilities `[num_classes]` float32.
 
@@ -28,6 +38,7 @@ class TFLiteRunner:
     Raises:
         ValueError: neither or both of `model_path` / `model_content`.
         MissingFileError: `model_path` does not exist.
+        DataError: `model_path` is a folder.
         DataError: the file or bytes are not a TFLite model, or it lacks the contract's
             signature.
     """
@@ -40,8 +51,8 @@ class TFLiteRunner:
         self.model_path = None if model_path is None else str(model_path)
         self.num_threads = num_threads
         name = self.model_path or "the model bytes"
-        if self.model_path is not None and not pathlib.Path(self.model_path).is_file():
-            raise MissingFileError(f"{name}: file not found")
+        if self.model_path is not None:
+            check_model_file(self.model_path)
         try:
             self.interpreter = Interpreter(model_path=self.model_path,
                                            model_content=model_content, num_threads=num_threads)
