@@ -142,6 +142,53 @@ def test_cv_commands_report_user_errors_in_one_line(tmp_path, capsys):
         train_cli.parse_args(["--config", "demo", "--data-dir", str(tmp_path), "--cv", "--fold", "1"])
     assert excinfo.value.code == 2
 
+def _original_signers_data(tmp_path, participants):
+    """A tiny data set whose signers are the competition's `participants` (original folds)."""
+    from tfislr.data import synthetic
+
+    data = synthetic.write_synthetic_dataset(tmp_path / "data", num_signs=2, seed=3,
+                                             num_participants=len(participants),
+                                             sequences_per_sign=len(participants))
+    table = pd.read_csv(data / "train.csv")
+    ids = dict(zip(sorted(table["participant_id"].unique()), participants))
+    table["participant_id"] = table["participant_id"].map(ids)
+    table.to_csv(data / "train.csv", index=False)
+    return data
+
+
+def test_every_fold_is_checked_before_fold_0_trains(tmp_path, monkeypatch, capsys):
+    """Signers of the original's folds 0, 1 and 3 only: fold 2 is skipped, said before any
+    training; signers of one fold only: an error before anything is trained or created."""
+    from tfislr.config import load_config
+    from tfislr.errors import ConfigError
+    from tfislr.training import run
+    from tfislr.training.cross_validation import cross_validate
+
+    trained = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_train(config, data_dir, fold=None, **kwargs):
+        trained.append((fold, capsys.readouterr().out))
+        raise Stop
+
+    monkeypatch.setattr(run, "train", fake_train)
+    config = load_config("demo")
+    data = _original_signers_data(tmp_path, [2044, 25571, 18796])
+    with pytest.raises(Stop):
+        cross_validate(config, data, output_dir=tmp_path / "runs")
+    assert len(trained) == 1 and trained[0][0] == 0
+    assert "fold 2/4: skipped: fold 2 has no clips in this data" in trained[0][1]
+    assert "the CV is over folds 0, 1, 3" in trained[0][1]
+
+    trained.clear()
+    data = _original_signers_data(tmp_path / "one", [2044, 4718, 16069])
+    with pytest.raises(ConfigError, match="needs two"):
+        cross_validate(config, data, output_dir=tmp_path / "one" / "runs")
+    assert not trained and not (tmp_path / "one" / "runs").exists()
+
+
 # ------------------------------------------------------------------ a real CV (in-process)
 # Tiny but complete (as in test_train_cli): every part of the recipe runs.
 TINY = [

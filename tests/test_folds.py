@@ -5,7 +5,9 @@ import pandas as pd
 import pytest
 
 from tfislr.data import kaggle
-from tfislr.data.folds import ORIGINAL_FOLDS, assign_folds, fold_indices, uses_original_folds
+from tfislr.data.folds import (ORIGINAL_FOLDS, assign_folds, cv_folds, fold_indices,
+                               uses_original_folds)
+from tfislr.errors import ConfigError
 
 
 def _manifest(num_participants=40, num_signs=10, seed=0):
@@ -142,3 +144,15 @@ def test_original_folds_only_for_the_competitions_signers_and_four_folds():
     assert set(assign_folds(table, 3)) == {0, 1, 2}  # stratified folds instead
     stranger = table.assign(participant_id=table["participant_id"].replace(62590, 99))
     assert not uses_original_folds(stranger)  # not every signer is the competition's
+
+
+def test_a_cv_skips_original_folds_without_clips_and_needs_two():
+    table = pd.DataFrame({"participant_id": [2044, 25571, 18796, 4718] * 2,  # folds 0, 1, 3, 0
+                          "label": [0, 1] * 4, "sequence_id": np.arange(8)})
+    folds, skipped = cv_folds(table, 4)
+    assert folds == [0, 1, 3] and list(skipped) == [2]
+    assert skipped[2].startswith("fold 2 has no clips in this data")
+    assert cv_folds(table, 3) == ([0, 1, 2], {})  # stratified folds: none empty
+    only_fold_0 = table.assign(participant_id=[2044, 4718, 16069, 34503] * 2)
+    with pytest.raises(ConfigError, match=r"only fold\(s\) \[0\] .* needs two"):
+        cv_folds(only_fold_0, 4)

@@ -100,6 +100,36 @@ def assign_folds(manifest, num_folds=4, seed=42, original=True):
     return folds
 
 
+def _no_clips_message(fold):
+    return (f"fold {fold} has no clips in this data: the original's fold {fold} is participants "
+            f"{', '.join(map(str, ORIGINAL_FOLDS[fold]))}, none of which it holds")
+
+
+def cv_folds(manifest, num_folds=4, seed=42, original=True):
+    """(folds, skipped): the validation folds a cross-validation trains, and why the others
+    are left out (`{fold: message}`), decided before any fold is trained.
+
+    Only the original's folds can be empty: a part of the competition's signers may hold none
+    of a fold's participants (the 15-signer sample has no fold 2). Such a fold has no clip to
+    validate on or to predict, so the CV skips it; the folds left still predict every clip
+    exactly once. Stratified folds are never empty (`assign_folds` raises).
+
+    Raises:
+        ConfigError: fewer than two folds hold clips (one fold would train on nothing), or
+            what `assign_folds` raises.
+    """
+    present = set(assign_folds(manifest, num_folds, seed, original).tolist())
+    folds = [fold for fold in range(num_folds) if fold in present]
+    skipped = {fold: _no_clips_message(fold) for fold in range(num_folds) if fold not in present}
+    if len(folds) < 2:
+        raise ConfigError(
+            f"only fold(s) {folds} of the original's {num_folds} folds hold clips of this data; "
+            "a cross-validation needs two; set data.original_folds=false for grouped "
+            "stratified folds"
+        )
+    return folds, skipped
+
+
 def fold_indices(manifest, fold, num_folds=4, seed=42, original=True):
     """(train_idx, val_idx): sorted int64 row positions for validation fold `fold`.
 
@@ -112,8 +142,7 @@ def fold_indices(manifest, fold, num_folds=4, seed=42, original=True):
     val = np.flatnonzero(folds == fold)
     if len(val) == 0:
         raise ConfigError(
-            f"fold {fold} has no clips in this data: the original's fold {fold} is participants "
-            f"{', '.join(map(str, ORIGINAL_FOLDS[fold]))}, none of which it holds; choose "
-            f"another fold, or set data.original_folds=false for grouped stratified folds"
+            f"{_no_clips_message(fold)}; choose another fold, or set data.original_folds=false "
+            "for grouped stratified folds"
         )
     return np.flatnonzero(folds != fold), val

@@ -11,7 +11,9 @@ soup). Errors follow `tfislr.errors`. The CV lands in `<output>/<config>/cv/<tim
     fold_<k>/               an ordinary run directory (tfislr.training.run), validation fold k
     oof_fold_<k>.parquet    fold k's held-out clips predicted by fold k's soup (`weights`)
     oof.parquet             all folds: every prepared clip exactly once (format: tfislr.oof)
-    report.json             accuracy per fold and overall (clip-weighted), the runs' own soup
+    report.json             accuracy per fold and overall (clip-weighted), the runs' own soup,
+                            the folds skipped (an original fold none of whose signers the
+                            data holds: they have no clip to predict)
     report.txt              accuracies, sizes, run dirs; both written last: the CV is
                             finished once report.json exists
 
@@ -162,7 +164,8 @@ def format_report(report):
     """A few lines: accuracy per fold and overall, the runs' own figures, where things are."""
     lines = [
         f"cross-validation of {report['config']} ({report['weights']} soup), "
-        f"{report['clips']:,} clips, {len(report['folds'])} folds",
+        f"{report['clips']:,} clips, {len(report['folds'])} folds"
+        + "".join(f" (fold {fold} skipped: no clips)" for fold in report.get("skipped_folds", {})),
         f"  {'fold':<6}{'clips':>8}{'accuracy':>10}{'run metrics':>13}",
     ]
     for fold in report["folds"]:
@@ -180,7 +183,7 @@ def format_report(report):
     return "\n".join(lines)
 
 
-def _report(cv_dir, config, weights, oof, num_listed):
+def _report(cv_dir, config, weights, oof, num_listed, skipped_folds=None):
     scores = oof.scores()
     folds = []
     for fold, values in sorted(scores["folds"].items()):
@@ -195,6 +198,7 @@ def _report(cv_dir, config, weights, oof, num_listed):
         "clips": scores["clips"],
         "accuracy": scores["accuracy"],
         "folds": folds,
+        "skipped_folds": {str(k): v for k, v in (skipped_folds or {}).items()},
         "not_in_store": int(num_listed - len(oof)),
         "oof": str(pathlib.Path(cv_dir) / OOF_FILE),
     }
@@ -217,7 +221,8 @@ def cross_validate(
     """Trains every fold of `config` and writes the OOF predictions; returns the CV dir.
 
     Args:
-        config: a `tfislr.config.Config`; `data.num_folds` folds are trained.
+        config: a `tfislr.config.Config`; its `data.num_folds` folds are trained, those
+            holding no clip of the data skipped (`tfislr.data.folds.cv_folds`).
         data_dir: Kaggle layout (see `tfislr.training.run.train`).
         output_dir: runs root; the CV goes to `<output_dir>/<config.name>/cv/<timestamp>/`.
         cv_dir: use exactly this folder; an unfinished CV there is resumed.
@@ -246,17 +251,25 @@ def cross_validate(
     strategy = get_strategy(strategy)
     _, _, is_chief = task_info()
 
+    from tfislr.data.folds import cv_folds
     from tfislr.data.kaggle import read_train_csv
     from tfislr.data.prepare import ensure_store
     from tfislr.data.store import load_store
     from tfislr.training.run import train
 
+    # Every fold is decided before any is trained: a bad fold setting fails here, not after
+    # hours of training, and an empty fold (see `cv_folds`) is skipped, said up front.
+    num_folds = config.data.num_folds
+    folds, skipped = cv_folds(read_train_csv(data_dir), num_folds, seed=config.data.fold_seed,
+                              original=config.data.original_folds)
     if is_chief:
         cv_dir = _open_cv_dir(config, data_dir, weights, output_dir, cv_dir)
-    num_folds = config.data.num_folds
+    for fold, why in skipped.items():
+        _log(f"fold {fold}/{num_folds}: skipped: {why}; the CV is over folds "
+             f"{', '.join(map(str, folds))}, which hold every clip")
     store = None
     fold_oofs = []
-    for fold in range(num_folds):
+    for fold in folds:
         run_dir = fold_dir(cv_dir, fold)
         if RunDir(run_dir).is_finished:
             _log(f"fold {fold}/{num_folds}: finished before, not retrained ({run_dir})")
@@ -285,7 +298,7 @@ def cross_validate(
             "data_dir": str(data_dir.resolve())}
     oof = combine_folds(fold_oofs, store, info)
     write_oof(oof, cv_dir / OOF_FILE)
-    _, text = _report(cv_dir, config, weights, oof, len(read_train_csv(data_dir)))
+    _, text = _report(cv_dir, config, weights, oof, len(read_train_csv(data_dir)), skipped)
     print(text, flush=True)
     return cv_dir
 
