@@ -61,6 +61,18 @@ def test_train_user_errors(capsys, tmp_path, no_sign_map):
     _one_error_line(capsys, "tfislr-train", "unknown strategy 'warp:9'")
 
 
+def test_train_config_that_exists_but_is_not_yaml(capsys, tmp_path):
+    """An existing path given as --config is never "file not found"."""
+    clip = tmp_path / "clip.csv"
+    clip.write_text("a,b\n1,2\n")
+    for given, problem in ((clip, "not a YAML config file (expected .yaml, .yml, .json"),
+                           (tmp_path, "is a folder, not a YAML config file")):
+        assert train_cli.main(["--config", str(given), "--data-dir", str(tmp_path)]) == 2
+        _one_error_line(capsys, "tfislr-train", f"{given}: {problem}")
+    assert train_cli.main(["--config", str(tmp_path / "c.yaml"), "--data-dir", str(tmp_path)]) == 2
+    _one_error_line(capsys, "tfislr-train", f"{tmp_path / 'c.yaml'}: file not found")
+
+
 def test_prepare_user_errors(capsys, tmp_path, no_sign_map):
     assert prepare.main(["--data-dir", str(tmp_path / "missing"), "--max-len", "8"]) == 2
     _one_error_line(capsys, "tfislr-prepare", tmp_path / "missing", "data folder not found")

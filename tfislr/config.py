@@ -437,15 +437,28 @@ def _blamed_overrides(values, overrides, message):
     return shown if len(blamed) == 1 else f"{shown} together"
 
 
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
 def resolve_config_path(name_or_path):
-    """`len80` → `configs/len80.yaml`; an existing file path is used as is."""
+    """`len80` → `configs/len80.yaml`; an existing .yaml/.yml/.json file is used as is.
+
+    Raises:
+        ConfigError: no such config; or the path exists but is a folder or a file of
+            another kind (a .csv given by mistake is not "not found").
+    """
     path = pathlib.Path(name_or_path)
-    if path.suffix in (".yaml", ".yml", ".json") and path.exists():
+    if path.suffix in CONFIG_SUFFIXES and path.is_file():
         return path
     candidate = CONFIGS_DIR / f"{name_or_path}.yaml"
     if candidate.exists():
         return candidate
-    if path.suffix in (".yaml", ".yml", ".json") or len(path.parts) > 1:  # meant as a file
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a YAML config file")
+    if path.exists():
+        raise ConfigError(f"{path}: not a YAML config file (expected "
+                          f"{', '.join(CONFIG_SUFFIXES)}, or a config name)")
+    if path.suffix in CONFIG_SUFFIXES or len(path.parts) > 1:  # meant as a file
         raise ConfigError(f"{path}: file not found")
     raise ConfigError(
         f"no config '{name_or_path}': not a file, and not one of "
