@@ -91,6 +91,25 @@ def test_bad_files_are_skipped_and_reported(tmp_path):
     assert "skipped 3" in text and "unreadable: 1" in text and "skipped.csv" in text
 
 
+def test_fixed_files_are_noticed_and_a_reused_store_is_announced(tmp_path, capsys):
+    """Replacing (or restoring) listed landmark files rebuilds the store, though train.csv
+    and the sign map are unchanged; a store reused as it is says so on stderr."""
+    data = _tiny(tmp_path)
+    table = pd.read_csv(data / "train.csv")
+    good = [(data / table["path"][k]).read_bytes() for k in (0, 3)]
+    (data / table["path"][0]).write_bytes(b"not parquet at all")
+    (data / table["path"][3]).unlink()
+    path = prepare.ensure_store(data, 25, tmp_path / "p", num_workers=1)
+    assert store.read_summary(path)["skipped"] == 2
+    assert prepare.ensure_store(data, 25, tmp_path / "p", num_workers=1) == path
+    assert f"reusing the prepared store {path}" in capsys.readouterr().err
+    for k, content in zip((0, 3), good):
+        (data / table["path"][k]).write_bytes(content)
+    prepare.ensure_store(data, 25, tmp_path / "p", num_workers=1)
+    assert "reusing" not in capsys.readouterr().err
+    assert store.read_summary(path)["skipped"] == 0 and len(store.load_store(path)) == len(table)
+
+
 def test_resume_after_interruption_gives_the_same_store(tmp_path, monkeypatch):
     data = _tiny(tmp_path)
     clean = _prepare(data, tmp_path / "clean", shard_size=2)
