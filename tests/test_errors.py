@@ -116,6 +116,27 @@ def test_predict_user_errors(capsys, tmp_path, synthetic_data_dir):
     _one_error_line(capsys, "tfislr-predict", model, "not a TFLite model")
 
 
+@pytest.mark.parametrize("name", ["clip.csv", "clip", "clip.parquet.txt"])
+def test_predict_decides_a_clip_kind_by_its_suffix(tmp_path, name):
+    """A folder or a file that is neither a .parquet nor a known video is refused by name;
+    it is never sent to the video extraction (tfislr-predict: test_video)."""
+    clip = tmp_path / name
+    clip.write_text("a,b\n1,2\n")
+    with pytest.raises(errors.DataError, match="unsupported clip type") as raised:
+        predict.clip_kind(clip)
+    assert str(raised.value).startswith(f"{clip}: unsupported clip type "
+                                        f"{clip.suffix or '(no suffix)'} (landmark .parquet, "
+                                        "or a video: ")
+    assert ".mp4" in str(raised.value)
+    with pytest.raises(errors.DataError, match="is a folder; pass .parquet files or videos"):
+        predict.clip_kind(tmp_path)
+    with pytest.raises(errors.MissingFileError, match="file not found"):
+        predict.clip_kind(tmp_path / "nope.mp4")
+    for name, kind in (("x.PARQUET", predict.LANDMARKS), ("x.MOV", predict.VIDEO)):
+        (tmp_path / name).touch()
+        assert predict.clip_kind(tmp_path / name) == kind
+
+
 def test_export_user_errors(capsys, tmp_path):
     assert export_cli.main(["single", "--run", str(tmp_path / "nope")]) == 2
     _one_error_line(capsys, "tfislr-export", tmp_path / "nope")

@@ -165,7 +165,7 @@ def _check_top_k(result, signs, k):
     assert all(signs[p["label"]] == p["sign"] for p in result["top_k"])
 
 
-def test_predict_parquet_clips(exported, synthetic_data_dir, capsys, tmp_path):
+def test_predict_parquet_clips(exported, synthetic_data_dir, capsys, tmp_path, monkeypatch):
     model, signs = exported
     table = read_train_csv(synthetic_data_dir)
     clips = [str(synthetic_data_dir / p) for p in table["path"][:2]]
@@ -186,6 +186,19 @@ def test_predict_parquet_clips(exported, synthetic_data_dir, capsys, tmp_path):
     assert captured.out.startswith(clips[0]) and "frames)" in captured.out
     assert captured.err.strip().splitlines() == [
         f"tfislr-predict: error: {tmp_path / 'nope.parquet'}: file not found"]
+    # A folder and a file that is no clip (never sent to the extraction environment, which
+    # does not exist here): one line each, the good clip still predicted.
+    monkeypatch.setenv("TFISLR_EXTRACT_PYTHON", str(tmp_path / "no-such-python"))
+    csv = tmp_path / "clip.csv"
+    csv.write_text("a,b\n")
+    assert predict.main([str(model), str(tmp_path), clips[0], str(csv)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out.startswith(clips[0])
+    errors = captured.err.strip().splitlines()
+    assert errors[0] == f"tfislr-predict: error: {tmp_path}: is a folder; pass .parquet files or videos"
+    assert errors[1].startswith(f"tfislr-predict: error: {csv}: unsupported clip type .csv "
+                                "(landmark .parquet, or a video: ")
+    assert len(errors) == 2
     # Sign names from a run's signs.json list; a wrong count is a user error.
     (tmp_path / "signs.json").write_text(json.dumps(signs[:-1]))
     assert predict.main([str(model), clips[0], "--signs", str(tmp_path / "signs.json")]) == 2

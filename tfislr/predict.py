@@ -5,7 +5,7 @@
 Each clip is read and run exactly as `tfislr-evaluate` does it: the Kaggle-layout reader
 (`tfislr.data.kaggle.read_landmark_file`, raw `[T, 543, 3]` with NaN kept) and the one TFLite
 runner (`tfislr.export.TFLiteRunner`, signature `serving_default`, one thread). A video
-(any other file) is first turned into a landmark file by the extraction environment in a
+(a file with a known video suffix: .mp4, .mov, ...) is first turned into a landmark file by the extraction environment in a
 subprocess (`tfislr.video.environment`; this process never imports mediapipe), into a
 temporary folder or `--landmarks-dir` (kept, and reused on the next run).
 
@@ -64,8 +64,36 @@ def sign_names(model_path, signs=None, num_classes=None):
     return list(names)
 
 
-def is_landmark_file(path):
-    return pathlib.Path(path).suffix.lower() == ".parquet"
+LANDMARKS, VIDEO = "landmarks", "video"
+LANDMARK_SUFFIX = ".parquet"
+
+
+def clip_kind(path):
+    """`LANDMARKS` for a `.parquet` file, `VIDEO` for a file with a video suffix
+    (`tfislr.video.extract.VIDEO_SUFFIXES`, the ones `tfislr-extract` looks for).
+
+    Decided by a list of known suffixes, never as "anything else is a video": a .csv
+    (or a folder) would otherwise go to the extraction environment, and without one the
+    user is told to install it for a file that is no video at all.
+
+    Raises:
+        MissingFileError: `path` does not exist.
+        DataError: `path` is a folder, or a file of neither kind.
+    """
+    from tfislr.video.extract import VIDEO_SUFFIXES
+
+    path = pathlib.Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; pass {LANDMARK_SUFFIX} files or videos")
+    if not path.is_file():
+        raise MissingFileError(f"{path}: file not found")
+    suffix = path.suffix.lower()
+    if suffix == LANDMARK_SUFFIX:
+        return LANDMARKS
+    if suffix in VIDEO_SUFFIXES:
+        return VIDEO
+    raise DataError(f"{path}: unsupported clip type {suffix or '(no suffix)'} (landmark "
+                    f"{LANDMARK_SUFFIX}, or a video: {', '.join(sorted(VIDEO_SUFFIXES))})")
 
 
 def extract_videos(videos, landmarks_dir):
@@ -101,8 +129,13 @@ def predict(model_path, clips, top_k=5, signs=None, landmarks_dir=None, num_thre
     top_k = min(top_k, runner.num_classes)
 
     clips = [pathlib.Path(c) for c in clips]
-    missing = [c for c in clips if not c.is_file()]
-    videos = [str(c.resolve()) for c in clips if c.is_file() and not is_landmark_file(c)]
+    kinds, refused = {}, {}
+    for clip in clips:
+        try:
+            kinds[clip] = clip_kind(clip)
+        except DataError as error:
+            refused[clip] = error
+    videos = [str(c.resolve()) for c, kind in kinds.items() if kind == VIDEO]
     files, failed = {}, {}
     if videos:
         with tempfile.TemporaryDirectory(prefix="tfislr-predict-") as scratch:
@@ -111,11 +144,11 @@ def predict(model_path, clips, top_k=5, signs=None, landmarks_dir=None, num_thre
             frames = {v: read_landmark_file(p) for v, p in files.items()}
     results, errors = [], []
     for clip in clips:
-        if clip in missing:
-            errors.append(MissingFileError(f"{clip}: file not found"))
+        if clip in refused:
+            errors.append(refused[clip])
             continue
         try:
-            if is_landmark_file(clip):
+            if kinds[clip] == LANDMARKS:
                 clip_frames = read_landmark_file(clip)
             else:
                 key = str(clip.resolve())
