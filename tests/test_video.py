@@ -199,6 +199,26 @@ def test_predict_parquet_clips(exported, synthetic_data_dir, capsys, tmp_path, m
     assert errors[1].startswith(f"tfislr-predict: error: {csv}: unsupported clip type .csv "
                                 "(landmark .parquet, or a video: ")
     assert len(errors) == 2
+    # Without a report next to the model (or one without names) labels are numbers, and a
+    # note on stderr says why and what to pass; --signs silences it.
+    alone = tmp_path / "alone" / "model.tflite"
+    alone.parent.mkdir()
+    shutil.copy(model, alone)
+    assert predict.main([str(alone), clips[0], "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)[0]["top_k"][0]["sign"].isdigit()
+    assert captured.err.strip() == (
+        f"tfislr-predict: note: no report {alone.with_suffix('.json')} next to the model: "
+        "labels are numbers; pass --signs (a sign map sign_to_prediction_index_map.json, or "
+        "a data dir with one) for sign names")
+    nameless = {k: v for k, v in json.loads(model.with_suffix(".json").read_text()).items()
+                if k != "signs"}
+    alone.with_suffix(".json").write_text(json.dumps(nameless))
+    assert predict.main([str(alone), clips[0]]) == 0
+    assert f"note: {alone.with_suffix('.json')} lists no sign names: labels are numbers" \
+        in capsys.readouterr().err
+    assert predict.main([str(alone), clips[0], "--signs", str(synthetic_data_dir)]) == 0
+    assert capsys.readouterr().err == ""
     # Sign names from a run's signs.json list; a wrong count is a user error.
     (tmp_path / "signs.json").write_text(json.dumps(signs[:-1]))
     assert predict.main([str(model), clips[0], "--signs", str(tmp_path / "signs.json")]) == 2

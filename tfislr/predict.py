@@ -11,7 +11,8 @@ temporary folder or `--landmarks-dir` (kept, and reused on the next run).
 
 Sign names come from the export report next to the model (`MODEL.json`, written by
 `tfislr-export`), or from `--signs` (a `sign_to_prediction_index_map.json` or a data dir
-holding one); without either the classes are shown as numbers.
+holding one); without either the classes are shown as numbers, and a note on stderr says
+why and how to get the names.
 
 Output: a table (clip, frames, then `sign probability` for the top k), or with `--json` a
 list of `{"clip", "frames", "top_k": [{"sign", "label", "probability"}]}`. A clip that cannot
@@ -66,6 +67,24 @@ def sign_names(model_path, signs=None, num_classes=None):
 
 LANDMARKS, VIDEO = "landmarks", "video"
 LANDMARK_SUFFIX = ".parquet"
+
+
+def numbered_labels_note(model_path):
+    """The stderr note when the labels print as numbers (no `--signs`), else None: there is
+    no export report next to the model (a file exported elsewhere, or copied alone), or it
+    lists no sign names."""
+    from tfislr.evaluate import signs_in_report
+    from tfislr.export.pair import report_path
+
+    report = report_path(model_path)
+    if not report.is_file():
+        problem = f"no report {report} next to the model"
+    elif signs_in_report(model_path) is None:
+        problem = f"{report} lists no sign names"
+    else:
+        return None
+    return (f"{PROG}: note: {problem}: labels are numbers; pass --signs (a sign map "
+            "sign_to_prediction_index_map.json, or a data dir with one) for sign names")
 
 
 def clip_kind(path):
@@ -193,6 +212,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     results, errors = predict(args.model, args.clips, top_k=args.top_k, signs=args.signs,
                               landmarks_dir=args.landmarks_dir, num_threads=args.threads)
+    note = numbered_labels_note(args.model) if args.signs is None and results else None
+    if note:
+        print(note, file=sys.stderr)
     if args.json:
         print(json.dumps(results, indent=2))
     elif results:
