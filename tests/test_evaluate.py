@@ -145,10 +145,40 @@ def test_fold_uses_the_split_recorded_with_the_model(data_dir, tmp_path, capsys)
     rebuilt = evaluate.evaluate_tflite(path, data_dir, fold=2)
     assert sorted(rebuilt["sequence_ids"]) == rows(fold_indices(table, 2, num_folds=5, seed=42)[1])
     assert "training data" in rebuilt["split"]["source"]
+    # The header says "held-out" only for the fold the run validated on (tester5 item 11).
+    assert report["split"]["held_out"] is True and rebuilt["split"]["held_out"] is False
+    assert "(fold 1 held-out signers)" in evaluate.format_report(report).splitlines()[0]
+    header = evaluate.format_report(rebuilt).splitlines()[0]
+    assert "(fold 2 signers, not held out: in the training data)" in header
+    assert "held-out" not in header
     with pytest.raises(ValueError, match=r"--fold must be in \[0, 5\)"):
         evaluate.evaluate_tflite(path, data_dir, fold=5)
     assert evaluate.main([str(path), "--data-dir", str(data_dir), "--fold", "1"]) == 0
     assert "5 folds, seed 42: the validation signers recorded by the run" in capsys.readouterr().out
+
+
+def test_held_out_only_when_no_member_trained_on_the_fold():
+    """`held_out` from the members' recorded splits: True only when every member validated
+    on fold K; a member trained on all the data, or validated on another fold, saw K's
+    signers; no recorded split (or given fold settings) cannot tell."""
+    def member(fold=None, full=False):
+        return {"split": {"full": full, "fold": fold, "num_folds": 4, "fold_seed": 42,
+                          "original_folds": True,
+                          "val_participants": [] if full else [10 + fold]}}
+
+    def held_out(*members, **given):
+        return evaluate.resolve_split({"members": list(members)}, 1, **given)["held_out"]
+
+    assert held_out(member(1)) is True
+    assert held_out(member(1), member(1)) is True
+    assert held_out(member(1), member(0)) is False
+    assert held_out(member(0)) is False
+    assert held_out(member(1), member(full=True)) is False
+    assert held_out(member(full=True)) is False
+    assert held_out() is None
+    assert held_out(member(1), num_folds=5) is None
+    split = evaluate.resolve_split({"members": [member(1), member(0)]}, 1)
+    assert split["val_participants"] == [11] and "fold(s) [0, 1]" in split["source"]
 
 
 def test_cli_prints_table_and_writes_json(exported, data_dir, tmp_path, capsys):

@@ -9,9 +9,10 @@ store uses. Reports top-1 accuracy (the competition metric), top-5 accuracy,
 per-sign accuracy, latency (median/p95 of the runner call) and file size, as a table
 and as JSON.
 
-`--fold K` scores only the held-out signers of fold K. The split travels with the model:
-training records it in the run's `run.json` and export copies it into the report next to
-the .tflite file, so K's signers are the ones the run validated on (whatever
+`--fold K` scores only the signers of fold K; the report says whether they were held out
+from every member's training (only a recorded split can show that). The split travels
+with the model: training records it in the run's `run.json` and export copies it into
+the report next to the .tflite file, so K's signers are the ones the run validated on (whatever
 `data.num_folds` it used), not a split rebuilt from today's defaults. `--num-folds`,
 `--fold-seed` and `--original-folds` override that and rebuild the folds; a file without
 a recorded split uses the config defaults. The report says which of these it did.
@@ -55,12 +56,16 @@ FOLD_SETTINGS = ("num_folds", "fold_seed", "original_folds")
 
 
 def resolve_split(report, fold, num_folds=None, fold_seed=None, original_folds=None):
-    """How `--fold K` picks its signers: {fold, *FOLD_SETTINGS, val_participants, source}.
+    """How `--fold K` picks its signers: {fold, *FOLD_SETTINGS, val_participants, held_out,
+    source}.
 
     `report` is the export report (`export_report`); its members carry the split their
     run recorded. `val_participants` is the list of the member that validated on fold K,
     or None when the folds are rebuilt (a fold setting given, no recorded split, or no
-    member validated on K). `source` says in words which it was.
+    member validated on K). `held_out` is True when the recorded splits show that no member
+    trained on fold K's signers, False when one did (it validated on another fold, or
+    trained on all the data), None when nothing says (no recorded split, or folds rebuilt
+    with given settings that may differ from the run's). `source` says in words which it was.
 
     Raises:
         ConfigError: members recorded different fold settings (or different signers for
@@ -85,22 +90,34 @@ def resolve_split(report, fold, num_folds=None, fold_seed=None, original_folds=N
             else {key: getattr(defaults, key) for key in FOLD_SETTINGS})
     split = {"fold": fold, **{key: base[key] if given[key] is None else given[key]
                               for key in FOLD_SETTINGS}, "val_participants": None}
+    # A member trained on all the data has seen every signer, whatever the folds.
+    full = any(m.get("split") and m["split"].get("full") for m in report.get("members", []))
+    seen = "; a member trained on all the data, so every signer was in its training data"
     if overridden:
-        return {**split, "source": "folds rebuilt with the given fold settings"}
+        return {**split, "held_out": False if full else None,
+                "source": "folds rebuilt with the given fold settings" + (seen if full else "")}
     if not recorded:
-        return {**split, "source": "folds rebuilt with the config defaults: the export report "
-                                   "records no split"}
+        return {**split, "held_out": False if full else None,
+                "source": "folds rebuilt with the config defaults: the export report "
+                          "records no validation split" + (seen if full else "")}
     signers = {tuple(s["val_participants"]) for s in recorded if s["fold"] == fold}
     if len(signers) > 1:
         raise ConfigError(f"the ensemble's members recorded different signers for fold {fold}; "
                           "give --num-folds and --fold-seed to rebuild the folds")
-    if signers:
-        return {**split, "val_participants": list(signers.pop()),
-                "source": "the validation signers recorded by the run (export report)"}
     folds = sorted({s["fold"] for s in recorded})
-    return {**split, "source": f"folds rebuilt with the run's settings; the members validated "
-                               f"on fold(s) {folds}, so fold {fold}'s signers were in their "
-                               "training data"}
+    if signers and folds == [fold]:
+        return {**split, "val_participants": list(signers.pop()), "held_out": not full,
+                "source": "the validation signers recorded by the run (export report)"
+                          + (seen if full else "")}
+    if signers:
+        return {**split, "val_participants": list(signers.pop()), "held_out": False,
+                "source": f"the validation signers recorded by the run (export report); other "
+                          f"members validated on fold(s) {folds}, so fold {fold}'s signers were "
+                          "in their training data" + (seen if full else "")}
+    return {**split, "held_out": False,
+            "source": f"folds rebuilt with the run's settings; the members validated "
+                      f"on fold(s) {folds}, so fold {fold}'s signers were in their "
+                      "training data" + (seen if full else "")}
 
 
 def select_sequences(data_dir, fold=None, num_folds=4, fold_seed=42, limit=None,
@@ -233,7 +250,16 @@ def _per_sign(labels, correct, signs):
 
 def format_report(report, max_signs=15):
     """The summary table plus the worst `max_signs` signs (all of them are in the JSON)."""
-    fold = "all sequences" if report["fold"] is None else f"fold {report['fold']} held-out signers"
+    # "held-out" only when the recorded splits show no member trained on those signers.
+    held_out = (report.get("split") or {}).get("held_out")
+    if report["fold"] is None:
+        fold = "all sequences"
+    elif held_out:
+        fold = f"fold {report['fold']} held-out signers"
+    elif held_out is False:
+        fold = f"fold {report['fold']} signers, not held out: in the training data"
+    else:
+        fold = f"fold {report['fold']} signers"
     latency = report["latency"]
     lines = [f"{report['model']} on {report['data_dir']} ({fold})"]
     if report.get("split"):
@@ -274,7 +300,8 @@ def main(argv=None):
     parser.add_argument("model", help="the .tflite file")
     parser.add_argument("--data-dir", required=True, help="Kaggle layout: train.csv, parquet files")
     parser.add_argument("--fold", type=int,
-                        help="score only the held-out signers of this fold (default: every sequence)")
+                        help="score only the signers of this fold, held out when the run validated "
+                             "on it (default: every sequence)")
     parser.add_argument("--num-folds", type=int,
                         help="rebuild the folds with this many (default: the split recorded "
                              f"with the model, else {defaults.num_folds})")
