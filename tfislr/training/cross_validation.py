@@ -260,7 +260,8 @@ def cross_validate(
     # Every fold is decided before any is trained: a bad fold setting fails here, not after
     # hours of training, and an empty fold (see `cv_folds`) is skipped, said up front.
     num_folds = config.data.num_folds
-    folds, skipped = cv_folds(read_train_csv(data_dir), num_folds, seed=config.data.fold_seed,
+    table = read_train_csv(data_dir)
+    folds, skipped = cv_folds(table, num_folds, seed=config.data.fold_seed,
                               original=config.data.original_folds)
     if is_chief:
         cv_dir = _open_cv_dir(config, data_dir, weights, output_dir, cv_dir)
@@ -298,7 +299,7 @@ def cross_validate(
             "data_dir": str(data_dir.resolve())}
     oof = combine_folds(fold_oofs, store, info)
     write_oof(oof, cv_dir / OOF_FILE)
-    _, text = _report(cv_dir, config, weights, oof, len(read_train_csv(data_dir)), skipped)
+    _, text = _report(cv_dir, config, weights, oof, len(table), skipped)
     print(text, flush=True)
     return cv_dir
 
