@@ -90,8 +90,8 @@ def test_readme_lists_every_command():
 
 
 def test_help_says_what_a_left_out_option_means(capsys):
-    assert "--fold FOLD score only the held-out signers of this fold (default: every sequence)" \
-        in _help(capsys, "tfislr-evaluate")
+    assert ("--fold FOLD score only the signers of this fold, held out when the run validated "
+            "on it (default: every sequence)") in _help(capsys, "tfislr-evaluate")
     train = _help(capsys, "tfislr-train")
     assert "--fold FOLD validation fold (default: 0)" in train
     assert "--epochs EPOCHS shortcut for --set train.epochs=N (default: the config's)" in train
