@@ -21,7 +21,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 REPO = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
 
-from tfislr.errors import command  # noqa: E402  (after the sys.path line above)
+from tfislr.cli.help import HelpFormatter  # noqa: E402  (after the sys.path line above)
+from tfislr.errors import command, positive_int  # noqa: E402
 
 # The synthetic set of the demo: 10 signers (fold 0 holds some of them out), 12 signs.
 DEMO_DATA = {"num_signs": 12, "num_participants": 10, "sequences_per_sign": 40, "seed": 0}
@@ -52,12 +53,18 @@ def export_run(run_dir, output_path):
 
 @command("demo.py")
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="tfislr demo: synthetic data → train → export")
-    parser.add_argument("--data-dir", default=str(REPO / "demo_data"))
+    parser = argparse.ArgumentParser(prog="demo.py", formatter_class=HelpFormatter,
+                                     description="tfislr demo: synthetic data → train → export")
+    parser.add_argument("--data-dir", default=str(REPO / "demo_data"),
+                        help="the synthetic data set in the Kaggle layout: written here, or "
+                             "used as it is when the folder already holds one")
     parser.add_argument("--output", default=str(REPO / "runs"), help="runs root folder")
-    parser.add_argument("--epochs", type=int, default=None, help="override the demo config's epochs")
-    parser.add_argument("--tflite", default=str(REPO / "artifacts" / "demo.tflite"))
-    parser.add_argument("--skip-export", action="store_true")
+    parser.add_argument("--epochs", type=positive_int, default=None,
+                        help="override the demo config's epochs (default: configs/demo.yaml's)")
+    parser.add_argument("--tflite", default=str(REPO / "artifacts" / "demo.tflite"),
+                        help="the exported .tflite; its report: the same name, .json")
+    parser.add_argument("--skip-export", action="store_true",
+                        help="stop after training (no .tflite)")
     args = parser.parse_args(argv)
 
     from tfislr.config import load_config

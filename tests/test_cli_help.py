@@ -2,6 +2,7 @@
 
 import argparse
 import importlib
+import importlib.util
 import os
 import pathlib
 import re
@@ -41,6 +42,48 @@ def test_defaults_are_written_one_way(capsys, name, sub):
     assert not re.search(r"\(default [^:]", text), re.search(r"\(default [^:].{0,20}", text)
     # One parenthesis per option: "(resumes ...) (default: ...)" reads as two afterthoughts.
     assert ") (default" not in text
+
+
+def _parsers(main, monkeypatch):
+    """The parser `main` builds, and its sub-commands' parsers: `parse_args` is stopped
+    (SystemExit, which the error contract lets through) before the command runs."""
+    built = []
+
+    def capture(parser, *args, **kwargs):
+        built.append(parser)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
+    with pytest.raises(SystemExit):
+        main(["--help"])  # tfislr-extract parses only --help outside its environment
+    (parser,) = built
+    subcommands = [action.choices.values() for action in parser._actions
+                   if isinstance(action, argparse._SubParsersAction)]
+    return [parser, *(sub for choices in subcommands for sub in choices)]
+
+
+def _demo_main():
+    spec = importlib.util.spec_from_file_location("demo", REPO / "demo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+@pytest.mark.parametrize("name", [*SCRIPTS, "demo.py"])
+def test_every_option_has_help(monkeypatch, name):
+    if name == "demo.py":
+        main = _demo_main()
+    else:
+        module, function = SCRIPTS[name].split(":")
+        main = getattr(importlib.import_module(module), function)
+    parsers = _parsers(main, monkeypatch)
+    for parser in parsers:
+        assert parser.formatter_class is HelpFormatter, parser.prog
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                continue
+            assert action.help and action.help.strip(), (parser.prog, action.option_strings
+                                                         or action.dest)
 
 
 def test_export_single_help_is_its_own(capsys):
