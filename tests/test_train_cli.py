@@ -309,12 +309,47 @@ def _history_epochs(run_dir):
 @pytest.mark.ci
 @pytest.mark.timeout(2700)  # three 3-epoch runs: killed, resumed, uninterrupted
 def test_killed_run_resumes_and_finishes(synthetic_data_dir, tmp_path):
+    from tfislr.data.prepare import ensure_store
+
     runs = tmp_path / "runs"
     run_dir = runs / "demo" / "20260101-000000"
+    prepared = tmp_path / "prepared"
     options = ["--config", "demo", "--data-dir", synthetic_data_dir, "--epochs", 3, "--verbose", 2,
-               *sum((["--set", s] for s in TINY + [f"data.prepared_dir={tmp_path / 'prepared'}"]), [])]
+               *sum((["--set", s] for s in TINY + [f"data.prepared_dir={prepared}"]), [])]
+    # The store first, so that the runs below only read it: the uninterrupted run (the
+    # reference at the end) trains alongside the killed and the resumed one, on the
+    # second core (most of each run is single-threaded graph tracing).
+    ensure_store(synthetic_data_dir, load_config("demo").data.max_len, prepared, num_workers=1,
+                 progress=False)
+    # Outside `runs`: `--resume` below must find the killed run as the latest unfinished one.
+    straight_dir = tmp_path / "straight" / "20260101-000001"
+    straight_log = tmp_path / "straight.log"  # a file: a full pipe would stall the run
+    with straight_log.open("w") as log:
+        straight = subprocess.Popen(_cli(*options, "--run-dir", straight_dir), cwd=REPO,
+                                    env=env(), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _kill_and_resume(options, runs, run_dir)
+        straight.wait(timeout=900)
+    finally:
+        if straight.poll() is None:
+            straight.kill()
+    # Bitwise the uninterrupted run: every random state of the step came back with the
+    # weights (a missing one, e.g. the dropout seed generators, moves weights by ~1e-3).
+    assert straight.returncode == 0, straight_log.read_text()[-6000:]
+    compared = _weights_files(run_dir)
+    assert sorted(compared) == sorted(_weights_files(straight_dir))
+    assert len(compared) == 2 + 3  # checkpoints of epochs 2 and 3, three soup models
+    for name, resumed_weights in compared.items():
+        expected = _weights_files(straight_dir)[name]
+        assert sorted(resumed_weights) == sorted(expected) and resumed_weights, name
+        for key, value in expected.items():
+            np.testing.assert_array_equal(resumed_weights[key], value, err_msg=f"{name}: {key}")
+
+
+def _kill_and_resume(options, runs, run_dir):
+    """Runs the CLI with `options` into `run_dir`, kills it in its last epoch, resumes it."""
     command = _cli(*options, "--run-dir", run_dir)
-    # Kill once epoch 1 is backed up, i.e. during epoch 2.
+    # Kill once epoch 1 (0-based) is backed up, i.e. during epoch 2.
     run_until_killed(command, lambda: (backed_up_epoch(run_dir) or 0) >= 1, timeout=600)
     assert not (run_dir / "metrics.json").exists()
     killed_at = _history_epochs(run_dir)
@@ -332,21 +367,6 @@ def test_killed_run_resumes_and_finishes(synthetic_data_dir, tmp_path):
     # The optimizer state came back: the lr schedule ended exactly at 0 after 3 epochs.
     assert pd.read_csv(run_dir / "history.csv")["learning_rate"].iloc[-1] == 0.0
     assert "Epoch 1/3" not in resumed.stdout
-
-    # Bitwise the uninterrupted run: every random state of the step came back with the
-    # weights (a missing one, e.g. the dropout seed generators, moves weights by ~1e-3).
-    straight_dir = runs / "demo" / "20260101-000001"
-    straight = subprocess.run(_cli(*options, "--run-dir", straight_dir), cwd=REPO, env=env(),
-                              capture_output=True, text=True, timeout=900)
-    assert straight.returncode == 0, straight.stdout[-3000:] + straight.stderr[-3000:]
-    compared = _weights_files(run_dir)
-    assert sorted(compared) == sorted(_weights_files(straight_dir))
-    assert len(compared) == 2 + 3  # checkpoints of epochs 2 and 3, three soup models
-    for name, resumed_weights in compared.items():
-        expected = _weights_files(straight_dir)[name]
-        assert sorted(resumed_weights) == sorted(expected) and resumed_weights, name
-        for key, value in expected.items():
-            np.testing.assert_array_equal(resumed_weights[key], value, err_msg=f"{name}: {key}")
 
 
 def _weights_files(run_dir):
