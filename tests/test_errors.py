@@ -146,6 +146,14 @@ def test_export_user_errors(capsys, tmp_path):
     _one_error_line(capsys, "tfislr-export", yaml_path, "unknown key")
     assert export_cli.main(["ensemble", "--config", str(tmp_path / "none.yaml")]) == 2
     _one_error_line(capsys, "tfislr-export", tmp_path / "none.yaml", "ensemble config not found")
+    # An existing path of the wrong kind is never "not found" (nor a YAML parse error).
+    clip = tmp_path / "clip.csv"
+    clip.write_text("members,a\n1,2\n")
+    assert export_cli.main(["ensemble", "--config", str(clip)]) == 2
+    _one_error_line(capsys, "tfislr-export",
+                    f"{clip}: not a YAML ensemble config (expected .yaml, .yml, .json)")
+    assert export_cli.main(["ensemble", "--config", str(tmp_path)]) == 2
+    _one_error_line(capsys, "tfislr-export", f"{tmp_path}: is a folder, not an ensemble YAML file")
 
 
 def test_export_refuses_weights_that_are_not_a_keras_model(capsys, tmp_path):

@@ -18,7 +18,7 @@ import numpy as np
 
 from tfislr import atomic
 from tfislr import landmarks as lm
-from tfislr.config import empty_value_error, read_yaml_mapping
+from tfislr.config import CONFIG_SUFFIXES, empty_value_error, read_yaml_mapping
 from tfislr.errors import ConfigError, MissingFileError
 from tfislr.export import checks, graph, pair
 from tfislr.export.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY, ExportError
@@ -31,10 +31,21 @@ AGREEMENT_SEQUENCES = 256
 
 
 def load_ensemble_config(path):
-    """Reads configs/ensemble.yaml-style files: name, members, weights, quantization, output."""
+    """Reads configs/ensemble.yaml-style files: name, members, weights, quantization, output.
+
+    Raises:
+        MissingFileError: `path` does not exist.
+        ConfigError: `path` is a folder, not a .yaml/.yml/.json file, or not a valid
+            ensemble config.
+    """
     path = pathlib.Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not an ensemble YAML file")
     if not path.is_file():
         raise MissingFileError(f"{path}: ensemble config not found")
+    if path.suffix not in CONFIG_SUFFIXES:
+        raise ConfigError(f"{path}: not a YAML ensemble config (expected "
+                          f"{', '.join(CONFIG_SUFFIXES)})")
     values = read_yaml_mapping(path)
     known = {"name", "members", "weights", "quantization", "output", "runs_dir"}
     unknown = sorted(set(values) - known)
@@ -161,11 +172,11 @@ def _read_ensemble(ensemble):
     """`(name, member specs list, ensemble YAML dict or {})` of `export_ensemble`'s argument.
 
     Raises:
-        ConfigError: neither an ensemble YAML path nor a list of members, or a bad YAML.
+        ConfigError: neither a path nor a list of members; a path that is a folder or
+            not a .yaml/.yml/.json file; a bad YAML.
         MissingFileError: the YAML does not exist.
     """
-    if isinstance(ensemble, (str, pathlib.Path)) and pathlib.Path(ensemble).suffix in (
-            ".yaml", ".yml"):
+    if isinstance(ensemble, (str, pathlib.Path)):  # load_ensemble_config checks its kind
         config = load_ensemble_config(ensemble)
         return config["name"], config["members"], config
     if isinstance(ensemble, (list, tuple)):
