@@ -140,6 +140,13 @@ def test_predict_decides_a_clip_kind_by_its_suffix(tmp_path, name):
 def test_export_user_errors(capsys, tmp_path):
     assert export_cli.main(["single", "--run", str(tmp_path / "nope")]) == 2
     _one_error_line(capsys, "tfislr-export", tmp_path / "nope")
+    (tmp_path / "file").write_text("")
+    assert export_cli.main(["single", "--run", str(tmp_path / "file")]) == 2
+    _one_error_line(capsys, "tfislr-export", f"{tmp_path / 'file'}: is a file, not a run dir")
+    assert export_cli.main(["single", "--run", str(tmp_path / "nope"),
+                            "--output", str(tmp_path)]) == 2
+    _one_error_line(capsys, "tfislr-export", f"{tmp_path}: is a folder; the output is the "
+                                             ".tflite file to write")
     yaml_path = tmp_path / "bad.yaml"
     yaml_path.write_text("members: []\nmembrs: 1\n")
     assert export_cli.main(["ensemble", "--config", str(yaml_path)]) == 2

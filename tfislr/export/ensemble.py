@@ -117,6 +117,9 @@ def export_ensemble(
     runs_dir = runs_dir or config.get("runs_dir", "runs")
     weights = weights or config.get("weights", "distilled")
     output_path = pathlib.Path(output_path or config.get("output") or f"artifacts/{name}.tflite")
+    if output_path.is_dir():  # found before the conversion, not by the final rename
+        raise ConfigError(f"{output_path}: is a folder; the output is the .tflite file to write "
+                          f"(e.g. {output_path / (name + '.tflite')})")
     log = print if verbose else (lambda *a, **k: None)
 
     start = time.perf_counter()

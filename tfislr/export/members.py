@@ -159,6 +159,8 @@ def resolve_member(spec, runs_dir="runs", default_weights="distilled"):
         run_dir = latest_run(spec["config"], runs_dir=runs_dir, weights=weights)
     else:
         run_dir = pathlib.Path(spec["run"])
+        if run_dir.is_file():
+            raise ConfigError(f"{run_dir}: is a file, not a run dir (an ensemble member)")
         if not run_dir.is_dir():
             raise MissingFileError(f"{run_dir}: run dir not found (an ensemble member)")
     return load_member(run_dir, weights=weights, name=spec.get("name"))
