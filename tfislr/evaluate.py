@@ -12,8 +12,8 @@ and as JSON.
 `--fold K` scores only the signers of fold K; the report says whether they were held out
 from every member's training (only a recorded split can show that). The split travels
 with the model: training records it in the run's `run.json` and export copies it into
-the report next to the .tflite file, so K's signers are the ones the run validated on (whatever
-`data.num_folds` it used), not a split rebuilt from today's defaults. `--num-folds`,
+the report next to the .tflite file, so K's signers are the ones the run validated on
+(whatever `data.num_folds` it used), not a split rebuilt from today's defaults. `--num-folds`,
 `--fold-seed` and `--original-folds` override that and rebuild the folds; a file without
 a recorded split uses the config defaults. The report says which of these it did.
 """
@@ -92,14 +92,15 @@ def resolve_split(report, fold, num_folds=None, fold_seed=None, original_folds=N
                               for key in FOLD_SETTINGS}, "val_participants": None}
     # A member trained on all the data has seen every signer, whatever the folds.
     full = any(m.get("split") and m["split"].get("full") for m in report.get("members", []))
-    seen = "; a member trained on all the data, so every signer was in its training data"
+    seen = ("; a member trained on all the data, so every signer was in its training data"
+            if full else "")
     if overridden:
         return {**split, "held_out": False if full else None,
-                "source": "folds rebuilt with the given fold settings" + (seen if full else "")}
+                "source": "folds rebuilt with the given fold settings" + seen}
     if not recorded:
         return {**split, "held_out": False if full else None,
                 "source": "folds rebuilt with the config defaults: the export report "
-                          "records no validation split" + (seen if full else "")}
+                          "records no validation split" + seen}
     signers = {tuple(s["val_participants"]) for s in recorded if s["fold"] == fold}
     if len(signers) > 1:
         raise ConfigError(f"the ensemble's members recorded different signers for fold {fold}; "
@@ -107,17 +108,16 @@ def resolve_split(report, fold, num_folds=None, fold_seed=None, original_folds=N
     folds = sorted({s["fold"] for s in recorded})
     if signers and folds == [fold]:
         return {**split, "val_participants": list(signers.pop()), "held_out": not full,
-                "source": "the validation signers recorded by the run (export report)"
-                          + (seen if full else "")}
+                "source": "the validation signers recorded by the run (export report)" + seen}
     if signers:
         return {**split, "val_participants": list(signers.pop()), "held_out": False,
                 "source": f"the validation signers recorded by the run (export report); other "
                           f"members validated on fold(s) {folds}, so fold {fold}'s signers were "
-                          "in their training data" + (seen if full else "")}
+                          "in their training data" + seen}
     return {**split, "held_out": False,
             "source": f"folds rebuilt with the run's settings; the members validated "
                       f"on fold(s) {folds}, so fold {fold}'s signers were in their "
-                      "training data" + (seen if full else "")}
+                      "training data" + seen}
 
 
 def select_sequences(data_dir, fold=None, num_folds=4, fold_seed=42, limit=None,

@@ -38,9 +38,8 @@ class TFLiteRunner:
     Raises:
         ValueError: neither or both of `model_path` / `model_content`.
         MissingFileError: `model_path` does not exist.
-        DataError: `model_path` is a folder.
-        DataError: the file or bytes are not a TFLite model, or it lacks the contract's
-            signature.
+        DataError: `model_path` is a folder, the file or bytes are not a TFLite model,
+            or it lacks the contract's signature.
     """
 
     def __init__(self, model_path=None, model_content=None, num_threads=1):
