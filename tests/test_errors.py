@@ -158,7 +158,7 @@ def test_export_user_errors(capsys, tmp_path):
     clip.write_text("members,a\n1,2\n")
     assert export_cli.main(["ensemble", "--config", str(clip)]) == 2
     _one_error_line(capsys, "tfislr-export",
-                    f"{clip}: not a YAML ensemble config (expected .yaml, .yml, .json)")
+                    f"{clip}: not an ensemble YAML file (expected .yaml, .yml, .json)")
     assert export_cli.main(["ensemble", "--config", str(tmp_path)]) == 2
     _one_error_line(capsys, "tfislr-export", f"{tmp_path}: is a folder, not an ensemble YAML file")
 

@@ -440,12 +440,28 @@ def _blamed_overrides(values, overrides, message):
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 
 
+def check_yaml_file_kind(path, what, alternative=""):
+    """Refuses an existing `path` that is not a .yaml/.yml/.json file, saying it is not `what`
+    (a .csv or a folder given by mistake is not "not found"); a missing path passes, for the
+    caller to look elsewhere or say "not found". `alternative` is added to the expected kinds.
+
+    Raises:
+        ConfigError: `path` is a folder, or an existing file of another kind.
+    """
+    path = pathlib.Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not {what}")
+    if path.exists() and not (path.suffix in CONFIG_SUFFIXES and path.is_file()):
+        raise ConfigError(f"{path}: not {what} (expected {', '.join(CONFIG_SUFFIXES)}"
+                          f"{alternative})")
+
+
 def resolve_config_path(name_or_path):
     """`len80` → `configs/len80.yaml`; an existing .yaml/.yml/.json file is used as is.
 
     Raises:
         ConfigError: no such config; or the path exists but is a folder or a file of
-            another kind (a .csv given by mistake is not "not found").
+            another kind (`check_yaml_file_kind`).
     """
     path = pathlib.Path(name_or_path)
     if path.suffix in CONFIG_SUFFIXES and path.is_file():
@@ -453,11 +469,7 @@ def resolve_config_path(name_or_path):
     candidate = CONFIGS_DIR / f"{name_or_path}.yaml"
     if candidate.exists():
         return candidate
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a folder, not a YAML config file")
-    if path.exists():
-        raise ConfigError(f"{path}: not a YAML config file (expected "
-                          f"{', '.join(CONFIG_SUFFIXES)}, or a config name)")
+    check_yaml_file_kind(path, "a YAML config file", ", or a config name")
     if path.suffix in CONFIG_SUFFIXES or len(path.parts) > 1:  # meant as a file
         raise ConfigError(f"{path}: file not found")
     raise ConfigError(

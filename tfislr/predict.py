@@ -5,9 +5,10 @@
 Each clip is read and run exactly as `tfislr-evaluate` does it: the Kaggle-layout reader
 (`tfislr.data.kaggle.read_landmark_file`, raw `[T, 543, 3]` with NaN kept) and the one TFLite
 runner (`tfislr.export.TFLiteRunner`, signature `serving_default`, one thread). A video
-(a file with a known video suffix: .mp4, .mov, ...) is first turned into a landmark file by the extraction environment in a
-subprocess (`tfislr.video.environment`; this process never imports mediapipe), into a
-temporary folder or `--landmarks-dir` (kept, and reused on the next run).
+(a file with a known video suffix: .mp4, .mov, ...) is first turned into a landmark file by
+the extraction environment in a subprocess (`tfislr.video.environment`; this process never
+imports mediapipe), into a temporary folder or `--landmarks-dir` (kept, and reused on the
+next run).
 
 Sign names come from the export report next to the model (`MODEL.json`, written by
 `tfislr-export`), or from `--signs` (a `sign_to_prediction_index_map.json` or a data dir
@@ -48,11 +49,12 @@ def sign_names(model_path, signs=None, num_classes=None):
     """
     from tfislr.data import kaggle
     from tfislr.evaluate import signs_in_report
+    from tfislr.export.pair import report_path
 
     source = signs
     if signs is None:
         names = signs_in_report(model_path)
-        source = pathlib.Path(model_path).with_suffix(".json")
+        source = report_path(model_path)
     elif pathlib.Path(signs).is_dir():
         names = kaggle.sign_names(kaggle.read_sign_map(signs))
     else:

@@ -140,8 +140,9 @@ def read_train_csv(data_dir, sign_map=None):
     """`train.csv` → DataFrame (path, participant_id, sequence_id, sign, label), file order.
 
     Raises `DataError` (a ValueError) naming train.csv: an empty file, a header without
-    rows, and, with the offending line, missing columns, empty cells, non-integer ids, duplicate sequence ids and signs absent from the
-    sign map; `MissingFileError` (also a FileNotFoundError) when a file is missing.
+    rows, and, with the offending line, missing columns, empty cells, non-integer ids,
+    duplicate sequence ids and signs absent from the sign map; `MissingFileError` (also a
+    FileNotFoundError) when a file is missing.
     """
     data_dir = check_data_dir(data_dir)
     path = data_dir / TRAIN_CSV

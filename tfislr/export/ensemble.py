@@ -18,7 +18,7 @@ import numpy as np
 
 from tfislr import atomic
 from tfislr import landmarks as lm
-from tfislr.config import CONFIG_SUFFIXES, empty_value_error, read_yaml_mapping
+from tfislr.config import check_yaml_file_kind, empty_value_error, read_yaml_mapping
 from tfislr.errors import ConfigError, MissingFileError
 from tfislr.export import checks, graph, pair
 from tfislr.export.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY, ExportError
@@ -39,13 +39,9 @@ def load_ensemble_config(path):
             ensemble config.
     """
     path = pathlib.Path(path)
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a folder, not an ensemble YAML file")
+    check_yaml_file_kind(path, "an ensemble YAML file")
     if not path.is_file():
         raise MissingFileError(f"{path}: ensemble config not found")
-    if path.suffix not in CONFIG_SUFFIXES:
-        raise ConfigError(f"{path}: not a YAML ensemble config (expected "
-                          f"{', '.join(CONFIG_SUFFIXES)})")
     values = read_yaml_mapping(path)
     known = {"name", "members", "weights", "quantization", "output", "runs_dir"}
     unknown = sorted(set(values) - known)
