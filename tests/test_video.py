@@ -102,6 +102,40 @@ def test_find_clips_takes_signs_from_folders(tmp_path):
         extract.find_clips([tmp_path / "empty"])
 
 
+def test_extract_refuses_a_file_that_is_no_video_and_goes_on(monkeypatch, capsys, tmp_path):
+    """A file given directly is a video only by a known suffix (tfislr-predict's rule): any
+    other is refused in one line naming it, before any extraction (no MediaPipe needed
+    here), the other inputs are still extracted, and the exit code is then 2."""
+    videos = tmp_path / "videos"
+    (videos / "hello").mkdir(parents=True)
+    (videos / "hello" / "a.mp4").write_bytes(b"")
+    (videos / "hello" / "notes.txt").write_bytes(b"")  # in a folder: passed over, as before
+    clip, notes, bare = tmp_path / "clip.MP4", tmp_path / "train.csv", tmp_path / "README"
+    for path in (clip, notes, bare):
+        path.write_bytes(b"")
+    calls = []
+    monkeypatch.setattr(extract, "_in_extraction_env", lambda: True)
+    monkeypatch.setattr(extract, "extract", lambda inputs, out_dir, **kw: calls.append(inputs) or
+                        {"extracted": 0, "already_done": 0, "skipped": [], "frames": 0,
+                         "rows": 0, "signs": 0})
+    argv = [str(notes), str(videos), str(clip), str(bare), "--out", str(tmp_path / "out")]
+    assert extract.main(argv) == 2
+    assert calls == [[str(videos), str(clip)]]
+    err = capsys.readouterr().err.strip().splitlines()
+    suffixes = ", ".join(sorted(extract.VIDEO_SUFFIXES))
+    assert err == [f"tfislr-extract: error: {notes}: unsupported video type .csv (a video: {suffixes})",
+                   f"tfislr-extract: error: {bare}: unsupported video type (no suffix) (a video: "
+                   f"{suffixes})"]
+    # Nothing left to extract: only the refusal, nothing extracted, still exit code 2.
+    assert extract.main([str(notes), "--out", str(tmp_path / "out")]) == 2
+    assert calls == [[str(videos), str(clip)]]
+    assert capsys.readouterr().err.count("\n") == 1
+    # Videos and folders alone: exit code 0. The library refuses such a file too.
+    assert extract.main([str(videos), str(clip), "--out", str(tmp_path / "out")]) == 0
+    with pytest.raises(DataError, match=f"{notes}: unsupported video type .csv"):
+        extract.find_clips([videos, notes])
+
+
 def test_sequence_ids_are_stable_per_participant_and_clip():
     first = extract.sequence_id(0, "hello/a.mp4")
     assert first == extract.sequence_id(0, "hello/a.mp4") and 0 < first < 2**48

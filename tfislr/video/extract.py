@@ -25,6 +25,10 @@ sign unless `--sign` names one. Signed clips become `train.csv` rows and their s
 * **Resumable**: a clip whose landmark file exists is not extracted again (files are written
   atomically, so an existing file is complete).
 * **Bad videos** are reported, listed in `skipped.csv` and skipped; the others go on.
+* **Not a video**: a file given directly must have a video suffix (.mp4, .mov, ...; the
+  folders' other files are passed over). Another file is refused before any extraction,
+  in one line naming it (`tfislr-extract: error: <file>: unsupported video type ...`);
+  the other inputs are still extracted and the exit code is then 2, as in `tfislr-predict`.
 
 Runs in the extraction environment (`scripts/extract_env.sh`); started from the main
 environment, the command hands itself over to that environment (`tfislr.video.environment`).
@@ -44,7 +48,7 @@ import time
 
 from tfislr import atomic
 from tfislr.cli.help import HelpFormatter
-from tfislr.errors import ConfigError, DataError, MissingFileError, command
+from tfislr.errors import USER_ERROR, ConfigError, DataError, MissingFileError, command, report
 
 PROG = "tfislr-extract"
 VIDEO_SUFFIXES = frozenset(
@@ -65,20 +69,54 @@ def sequence_id(participant_id, key):
     return int(digest[:12], 16)
 
 
+def not_a_video(path):
+    """The error for a file given as a video whose suffix is not in `VIDEO_SUFFIXES`, or
+    None for a video (or a folder, or a missing path: `find_clips` judges those).
+
+    Decided by the list of known suffixes, never as "anything else is a video", the rule
+    of `tfislr-predict`: a .csv or a photo would otherwise reach MediaPipe and come back
+    as an unreadable video, after the extraction environment has started.
+    """
+    path = pathlib.Path(path)
+    suffix = path.suffix.lower()
+    if not path.is_file() or suffix in VIDEO_SUFFIXES:
+        return None
+    return DataError(f"{path}: unsupported video type {suffix or '(no suffix)'} (a video: "
+                     f"{', '.join(sorted(VIDEO_SUFFIXES))})")
+
+
+def refuse_non_videos(inputs):
+    """`(inputs to extract, [DataError])`: every file input that `not_a_video` refuses is
+    taken out with its error; videos and folders stay."""
+    kept, refused = [], []
+    for given in inputs:
+        error = not_a_video(given)
+        if error is None:
+            kept.append(given)
+        else:
+            refused.append(error)
+    return kept, refused
+
+
 def find_clips(inputs, sign=None):
     """`[(video path, key, sign or None)]` for files and folders, sorted within each input;
     the key is the path below the input folder, or the full path of a file input.
 
     In a folder, a video `<folder>/<sign>/.../<clip>` belongs to `<sign>` and a video
-    directly in `<folder>` to no sign; `sign` (when given) overrides both.
+    directly in `<folder>` to no sign; `sign` (when given) overrides both. A folder's
+    other files are passed over; a file input must be a video.
 
     Raises:
         MissingFileError: an input does not exist.
-        DataError: no video at all was found.
+        DataError: a file input is not a video (`not_a_video`), or no video at all was
+            found.
     """
     clips = []
     for given in inputs:
         root = pathlib.Path(given)
+        error = not_a_video(root)
+        if error is not None:
+            raise error
         if root.is_file():  # keyed by its full path: two files may share a name
             clips.append((root, root.resolve().as_posix(), sign))
         elif root.is_dir():
@@ -314,11 +352,17 @@ def main(argv=None):
         parser.error("give one or more video files or folders and --out DATA_DIR")
     if args.participant_id < 0:
         raise ConfigError(f"--participant-id must be >= 0, got {args.participant_id}")
-    start = time.perf_counter()
-    summary = extract(args.inputs, args.out, participant_id=args.participant_id,
-                      sign=args.sign, mirror=args.mirror, progress=not args.quiet)
-    print(f"{format_summary(summary, args.out)} in {time.perf_counter() - start:.1f} s")
-    return 0
+    # Before any extraction, like tfislr-predict: a file that is no video is one error
+    # line naming it, the other inputs are still extracted, and the exit code is then 2.
+    inputs, refused = refuse_non_videos(args.inputs)
+    for error in refused:
+        report(PROG, error)
+    if inputs:
+        start = time.perf_counter()
+        summary = extract(inputs, args.out, participant_id=args.participant_id,
+                          sign=args.sign, mirror=args.mirror, progress=not args.quiet)
+        print(f"{format_summary(summary, args.out)} in {time.perf_counter() - start:.1f} s")
+    return USER_ERROR if refused else 0
 
 
 if __name__ == "__main__":
