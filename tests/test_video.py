@@ -123,9 +123,9 @@ def test_extract_refuses_a_file_that_is_no_video_and_goes_on(monkeypatch, capsys
     assert calls == [[str(videos), str(clip)]]
     err = capsys.readouterr().err.strip().splitlines()
     suffixes = ", ".join(sorted(extract.VIDEO_SUFFIXES))
-    assert err == [f"tfislr-extract: error: {notes}: unsupported video type .csv (a video: {suffixes})",
-                   f"tfislr-extract: error: {bare}: unsupported video type (no suffix) (a video: "
-                   f"{suffixes})"]
+    assert err == [
+        f"tfislr-extract: error: {notes}: unsupported video type .csv (a video: {suffixes})",
+        f"tfislr-extract: error: {bare}: unsupported video type (no suffix) (a video: {suffixes})"]
     # Nothing left to extract: only the refusal, nothing extracted, still exit code 2.
     assert extract.main([str(notes), "--out", str(tmp_path / "out")]) == 2
     assert calls == [[str(videos), str(clip)]]
@@ -277,6 +277,31 @@ def test_predict_parquet_clips(exported, synthetic_data_dir, capsys, tmp_path, m
     error = capsys.readouterr().err.strip()
     assert error.startswith(f"tfislr-predict: error: {sign_map}: not valid JSON (")
     assert len(error.splitlines()) == 1
+
+
+def test_predict_hashes_the_model_once(exported, synthetic_data_dir, capsys, monkeypatch, tmp_path):
+    """Without --signs the export report is read, and the .tflite hashed against it, once:
+    for the sign names and for the numbered-labels note alike."""
+    from tfislr.export import pair
+
+    model, signs = exported
+    clip = str(synthetic_data_dir / read_train_csv(synthetic_data_dir)["path"][0])
+    hashed = []
+    sha256_of = pair.sha256_of
+    monkeypatch.setattr(pair, "sha256_of", lambda path: hashed.append(path) or sha256_of(path))
+    assert predict.main([str(model), clip, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["top_k"][0]["sign"] in signs
+    assert hashed == [model]
+    # A report without names: hashed once, and the note still says why labels are numbers.
+    nameless = tmp_path / "model.tflite"
+    shutil.copy(model, nameless)
+    report = json.loads(model.with_suffix(".json").read_text())
+    del report["signs"]
+    nameless.with_suffix(".json").write_text(json.dumps(report))
+    hashed.clear()
+    assert predict.main([str(nameless), clip]) == 0
+    assert "lists no sign names: labels are numbers" in capsys.readouterr().err
+    assert hashed == [nameless]
 
 
 # --------------------------------------------------- extraction environment (skips without)

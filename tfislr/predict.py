@@ -36,24 +36,25 @@ from tfislr.errors import DataError, MissingFileError, command, positive_int, re
 PROG = "tfislr-predict"
 
 
-def sign_names(model_path, signs=None, num_classes=None):
+def sign_names(model_path, signs=None, num_classes=None, report=None):
     """Names of the model's classes by label.
 
     From `signs` when given: a data dir (its sign map), a `{sign: label}` JSON file (a sign
     map under any name) or a JSON list of names (a run's `signs.json`); else from the export
-    report next to the model; else `"0"`, `"1"`, ...
+    report next to the model (`report`, the dict `tfislr.evaluate.export_report` gives, read
+    here when not given); else `"0"`, `"1"`, ...
 
     Raises:
         MissingFileError / DataError: `signs` is missing or not one of the above.
         DataError: the names do not match the model's number of classes.
     """
     from tfislr.data import kaggle
-    from tfislr.evaluate import signs_in_report
+    from tfislr.evaluate import export_report
     from tfislr.export.pair import report_path
 
     source = signs
     if signs is None:
-        names = signs_in_report(model_path)
+        names = (export_report(model_path) if report is None else report).get("signs")
         source = report_path(model_path)
     elif pathlib.Path(signs).is_dir():
         names = kaggle.sign_names(kaggle.read_sign_map(signs))
@@ -71,18 +72,18 @@ LANDMARKS, VIDEO = "landmarks", "video"
 LANDMARK_SUFFIX = ".parquet"
 
 
-def numbered_labels_note(model_path):
+def numbered_labels_note(model_path, report):
     """The stderr note when the labels print as numbers (no `--signs`), else None: there is
     no export report next to the model (a file exported elsewhere, or copied alone), or it
-    lists no sign names."""
-    from tfislr.evaluate import signs_in_report
+    lists no sign names. `report` is the one `sign_names` used (checking it again would hash
+    the model file again)."""
     from tfislr.export.pair import report_path
 
-    report = report_path(model_path)
-    if not report.is_file():
-        problem = f"no report {report} next to the model"
-    elif signs_in_report(model_path) is None:
-        problem = f"{report} lists no sign names"
+    path = report_path(model_path)
+    if not path.is_file():
+        problem = f"no report {path} next to the model"
+    elif report.get("signs") is None:
+        problem = f"{path} lists no sign names"
     else:
         return None
     return (f"{PROG}: note: {problem}: labels are numbers; pass --signs (a sign map "
@@ -134,8 +135,9 @@ def extract_videos(videos, landmarks_dir):
     return files, failed
 
 
-def predict(model_path, clips, top_k=5, signs=None, landmarks_dir=None, num_threads=1):
-    """Top-k signs of each clip; returns `(results, errors)`.
+def predict(model_path, clips, top_k=5, signs=None, landmarks_dir=None, num_threads=1,
+            report=None):
+    """Top-k signs of each clip; returns `(results, errors)`. `report`: see `sign_names`.
 
     `results`: one dict per readable clip, in the given order: `clip`, `frames`, `top_k`
     (`sign`, `label`, `probability`, best first). `errors`: `DataError`s of the clips that
@@ -146,7 +148,7 @@ def predict(model_path, clips, top_k=5, signs=None, landmarks_dir=None, num_thre
 
     model_path = pathlib.Path(model_path)
     runner = TFLiteRunner(model_path, num_threads=num_threads)  # MissingFileError if absent
-    names = sign_names(model_path, signs, runner.num_classes)
+    names = sign_names(model_path, signs, runner.num_classes, report)
     top_k = min(top_k, runner.num_classes)
 
     clips = [pathlib.Path(c) for c in clips]
@@ -212,9 +214,16 @@ def main(argv=None):
                         help="keep the videos' landmark files here (default: a temporary folder)")
     parser.add_argument("--threads", type=positive_int, default=1, help="interpreter threads")
     args = parser.parse_args(argv)
+    exported = None
+    if args.signs is None and pathlib.Path(args.model).is_file():
+        from tfislr.evaluate import export_report
+
+        # Read (and the model hashed against it) once: for the names and for the note.
+        exported = export_report(args.model)
     results, errors = predict(args.model, args.clips, top_k=args.top_k, signs=args.signs,
-                              landmarks_dir=args.landmarks_dir, num_threads=args.threads)
-    note = numbered_labels_note(args.model) if args.signs is None and results else None
+                              landmarks_dir=args.landmarks_dir, num_threads=args.threads,
+                              report=exported)
+    note = numbered_labels_note(args.model, exported) if exported is not None and results else None
     if note:
         print(note, file=sys.stderr)
     if args.json:
