@@ -110,6 +110,35 @@ def test_fixed_files_are_noticed_and_a_reused_store_is_announced(tmp_path, capsy
     assert store.read_summary(path)["skipped"] == 0 and len(store.load_store(path)) == len(table)
 
 
+def test_a_store_forced_by_several_processes_at_once_is_rebuilt_once(tmp_path, monkeypatch):
+    """The workers of a multi-worker run all force the store (`--force-prepare`): one that
+    waited on the lock while another rebuilt it takes that fresh store instead of deleting
+    it under the process reading it. Forced alone, a store matching the data is rebuilt."""
+    import contextlib
+
+    data = _tiny(tmp_path)
+    path = _prepare(data, tmp_path / "p")
+    builds, others = [], []
+    run_tasks, lock = prepare._run_tasks, prepare._lock
+    monkeypatch.setattr(prepare, "_run_tasks", lambda *a: builds.append(a) or run_tasks(*a))
+
+    @contextlib.contextmanager
+    def taken_first(lock_path):  # another process holds the lock and forces a rebuild
+        if not others:
+            others.append(lock_path)
+            _prepare(data, tmp_path / "p", force=True)
+        with lock(lock_path):
+            yield
+
+    monkeypatch.setattr(prepare, "_lock", taken_first)
+    first = prepare._build_stamp(path)
+    assert _prepare(data, tmp_path / "p", force=True) == path
+    assert len(builds) == 1 and prepare._build_stamp(path) != first
+    rebuilt = prepare._build_stamp(path)
+    _prepare(data, tmp_path / "p", force=True)
+    assert len(builds) == 2 and prepare._build_stamp(path) != rebuilt
+
+
 def test_resume_after_interruption_gives_the_same_store(tmp_path, monkeypatch):
     data = _tiny(tmp_path)
     clean = _prepare(data, tmp_path / "clean", shard_size=2)

@@ -299,6 +299,33 @@ def test_a_crash_after_the_soup_models_is_finished_by_resume(synthetic_data_dir,
     assert run_lib.latest_unfinished_run(tmp_path / "runs", "demo") is None
 
 
+def test_force_prepare_rebuilds_the_store_and_the_default_reuses_it(tmp_path, monkeypatch, capsys):
+    """`--force-prepare` (tfislr-train and tfislr-cv) rebuilds a store that matches the data,
+    as `tfislr-prepare --force` does; without it the store is left for the run to reuse."""
+    from tfislr.cli import train as cli
+    from tfislr.data import prepare, synthetic
+    from tfislr.training import cross_validation
+
+    data = synthetic.write_synthetic_dataset(tmp_path / "data", num_signs=3, num_participants=2,
+                                             sequences_per_sign=4, seed=7)
+    max_len = load_config("demo").data.max_len
+    path = prepare.ensure_store(data, max_len, tmp_path / "p", num_workers=1, progress=False)
+    monkeypatch.setattr(prepare, "default_num_workers", lambda: 1)  # no worker start-up
+    argv = ["--config", "demo", "--data-dir", str(data),
+            "--set", f"data.prepared_dir={tmp_path / 'p'}"]
+    built = prepare._build_stamp(path)
+    cli.config_and_strategy(cli.parse_args(argv))
+    assert prepare.ensure_store(data, max_len, tmp_path / "p") == path  # what the run calls
+    assert prepare._build_stamp(path) == built
+    assert f"reusing the prepared store {path}" in capsys.readouterr().err
+    for parse_args in (cli.parse_args, cross_validation.parse_args):
+        cli.config_and_strategy(parse_args([*argv, "--force-prepare"]))
+        assert prepare._build_stamp(path) != built
+        built = prepare._build_stamp(path)
+        err = capsys.readouterr().err
+        assert "reusing" not in err and "prepared 12 of 12 sequences" in err, err
+
+
 # ------------------------------------------------------------------------ subprocess runs
 def _history_epochs(run_dir):
     path = run_dir / "history.csv"

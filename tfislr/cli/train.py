@@ -40,6 +40,10 @@ def add_run_options(parser):
     parser.add_argument("--epochs", type=positive_int, default=None,
                         help="shortcut for --set train.epochs=N (default: the config's)")
     parser.add_argument("--output", default="runs", help="runs root folder")
+    parser.add_argument("--force-prepare", action="store_true",
+                        help="rebuild the prepared landmark store of the config's max_len "
+                             "first, as tfislr-prepare --force does (default: reuse a store "
+                             "that matches the data, rebuild a stale one)")
     parser.add_argument("--verbose", default="auto", choices=["auto", "0", "1", "2"],
                         help="Keras fit verbosity: 0 = silent, 1 = progress bar, 2 = one line "
                              "per epoch, auto = Keras's choice, which is the progress bar")
@@ -54,7 +58,8 @@ def config_help():
 
 
 def config_and_strategy(args):
-    """The config (with `--set` and `--epochs`) and the strategy of parsed `add_run_options`."""
+    """The config (with `--set` and `--epochs`) and the strategy of parsed `add_run_options`;
+    with `--force-prepare`, the store is rebuilt here, before the run reads it."""
     from tfislr.config import load_config
 
     overrides = list(args.overrides)
@@ -64,7 +69,12 @@ def config_and_strategy(args):
     # Before anything else touches TF: `cpu:N` / `gpu:N` must split the device first.
     from tfislr.training.strategy import get_strategy
 
-    return config, get_strategy(args.strategy)
+    strategy = get_strategy(args.strategy)
+    if args.force_prepare:
+        from tfislr.data.prepare import ensure_store
+
+        ensure_store(args.data_dir, config.data.max_len, config.data.prepared_dir, force=True)
+    return config, strategy
 
 
 def parse_args(argv=None):

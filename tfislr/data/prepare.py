@@ -20,7 +20,9 @@ runs `Preprocess(max_len)` over every sequence of `D/train.csv` and writes `P/ma
   with reading and checking train.csv, against 0.015 s before) and notices a file replaced or
   restored, e.g. after fixing the files `skipped.csv` lists: the store is then rebuilt.
   Copying the data set without keeping times (`cp` without `-p`) rebuilds it too.
-  `force=True` / `--force` (or deleting the store folder) rebuilds in any case.
+  `force=True` / `--force` (`tfislr-train` / `tfislr-cv --force-prepare`, or deleting the
+  store folder) rebuilds in any case; processes forcing the same store together (the workers
+  of a multi-worker run) rebuild it once.
 * **Bad files do not stop the run**: a file the reader rejects (`LandmarkFileError`:
   missing, unreadable, wrong schema or layout) is listed in `skipped.csv` with the reason
   and left out of the store; the run ends with a summary (prepared, skipped, why), also
@@ -325,7 +327,13 @@ def prepare_store(
     partial_dir = target.with_name(target.name + ".partial")
     staging = target.with_name(target.name + ".assembling")
 
+    seen = _build_stamp(target)
     with _lock(target.with_name(f".{target.name}.lock")):
+        if force and _build_stamp(target) != seen and is_up_to_date(target, fingerprint):
+            # Rebuilt by another process while this one waited for the lock (the workers
+            # of a multi-worker run all force it): that is the fresh store; rebuilding it
+            # again would delete it under the process now reading it.
+            force = False
         if not force and is_up_to_date(target, fingerprint):
             for leftover in (partial_dir, staging):  # from a run killed after its last rename
                 if leftover.exists():
@@ -370,10 +378,21 @@ def prepare_store(
     return target
 
 
+def _build_stamp(path):
+    """Identifies one build of the store at `path` (summary.json's inode and mtime), or
+    None when there is no complete store."""
+    try:
+        info = os.stat(pathlib.Path(path) / store.SUMMARY_FILE)
+    except OSError:
+        return None
+    return info.st_ino, info.st_mtime_ns
+
+
 def _say_reused(path):
     print(f"reusing the prepared store {path}: train.csv, the sign map, the landmark files' "
           "sizes and times and the preprocessing code are unchanged (to rebuild it: "
-          "tfislr-prepare --force, or delete the folder)", file=sys.stderr, flush=True)
+          "tfislr-prepare --force, tfislr-train --force-prepare, or delete the folder)",
+          file=sys.stderr, flush=True)
 
 
 def is_up_to_date(path, fingerprint):
@@ -406,20 +425,23 @@ def _run_tasks(tasks, max_len, workers, total, done, progress):
         bar.close()
 
 
-def ensure_store(data_dir, max_len, prepared_dir=None, num_workers=None, progress=True):
+def ensure_store(data_dir, max_len, prepared_dir=None, num_workers=None, progress=True,
+                 force=False):
     """The store folder for (`data_dir`, `max_len`), preparing it first if it is missing,
-    incomplete or stale (then, with `progress`, the summary goes to stderr).
-    `prepared_dir` defaults to `<data_dir>/prepared`."""
+    incomplete or stale, or with `force` in any case (`prepare_store`'s); then, with
+    `progress`, the summary goes to stderr. `prepared_dir` defaults to `<data_dir>/prepared`."""
     data_dir = pathlib.Path(data_dir)
     prepared_dir = pathlib.Path(prepared_dir) if prepared_dir is not None else data_dir / "prepared"
     target = store.store_dir(prepared_dir, max_len)
-    if (data_dir / kaggle.TRAIN_CSV).exists() and (data_dir / kaggle.SIGN_MAP_JSON).exists():
+    if not force and (data_dir / kaggle.TRAIN_CSV).exists() \
+            and (data_dir / kaggle.SIGN_MAP_JSON).exists():
         if is_up_to_date(target, data_fingerprint(data_dir, max_len)):
             if progress:
                 _say_reused(target)
             return target
     path = prepare_store(
-        data_dir, max_len, out_dir=prepared_dir, num_workers=num_workers, progress=progress
+        data_dir, max_len, out_dir=prepared_dir, num_workers=num_workers, force=force,
+        progress=progress,
     )
     if progress:
         print(f"{format_summary(store.read_summary(path))}; store: {path}", file=sys.stderr)
