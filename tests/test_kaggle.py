@@ -286,6 +286,24 @@ def test_read_train_csv(layout):
     assert table["sequence_id"].tolist() == raw["sequence_id"].tolist()  # file order kept
 
 
+def test_read_train_csv_parses_each_content_once(layout, monkeypatch):
+    """The same bytes and sign map are parsed once; each caller gets its own copy, and
+    another sign map (or other bytes: test_train_cli) is parsed again."""
+    monkeypatch.setattr(kaggle, "_PARSED", {})
+    parsed = []
+    parse = kaggle._parse_train_csv
+    monkeypatch.setattr(kaggle, "_parse_train_csv", lambda *a: parsed.append(a[0]) or parse(*a))
+    first = kaggle.read_train_csv(layout)
+    sign = first.loc[0, "sign"]
+    first.loc[0, "sign"] = "changed by the caller"
+    assert kaggle.read_train_csv(layout).loc[0, "sign"] == sign
+    assert parsed == [layout / "train.csv"]
+    sign_map = kaggle.read_sign_map(layout)
+    flipped = {name: len(sign_map) - 1 - label for name, label in sign_map.items()}
+    table = kaggle.read_train_csv(layout, flipped)
+    assert (table["label"] == table["sign"].map(flipped)).all() and len(parsed) == 2
+
+
 def _edit_csv(layout, fn):
     table = pd.read_csv(layout / "train.csv", dtype=str)
     fn(table)

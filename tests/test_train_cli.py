@@ -326,6 +326,32 @@ def test_force_prepare_rebuilds_the_store_and_the_default_reuses_it(tmp_path, mo
         assert "reusing" not in err and "prepared 12 of 12 sequences" in err, err
 
 
+def test_train_and_cv_start_up_parse_train_csv_once(tmp_path, monkeypatch):
+    """Preparing the store, its fingerprint, the folds and each fold's split all read
+    train.csv: it is parsed once, however many folds start (`kaggle.read_train_csv`)."""
+    from tfislr.data import kaggle, prepare, synthetic
+    from tfislr.training import run
+
+    data = synthetic.write_synthetic_dataset(tmp_path / "data", num_signs=3, num_participants=4,
+                                             sequences_per_sign=4, seed=7)
+    config = load_config("demo", [f"data.prepared_dir={tmp_path / 'p'}", "data.num_folds=2",
+                                  "data.original_folds=false"])
+    monkeypatch.setattr(prepare, "default_num_workers", lambda: 1)  # no worker start-up
+    monkeypatch.setattr(kaggle, "_PARSED", {})  # nothing parsed before in this process
+    parsed = []
+    parse = kaggle._parse_train_csv
+    monkeypatch.setattr(kaggle, "_parse_train_csv", lambda *a: parsed.append(a[0]) or parse(*a))
+    first = run._load_and_split(config, data, 0, False)  # builds the store
+    second = run._load_and_split(config, data, 1, False)  # as the next CV fold: reuses it
+    assert parsed == [data / kaggle.TRAIN_CSV]
+    assert set(first.val_idx) == set(second.train_idx) and len(first.val_idx) > 0
+    # A changed train.csv is parsed again (the table follows the bytes, never a stale one).
+    table = kaggle.read_train_csv(data).iloc[::-1]
+    table.drop(columns="label").to_csv(data / kaggle.TRAIN_CSV, index=False)
+    assert kaggle.read_train_csv(data)["sequence_id"].tolist() == table["sequence_id"].tolist()
+    assert len(parsed) == 2
+
+
 # ------------------------------------------------------------------------ subprocess runs
 def _history_epochs(run_dir):
     path = run_dir / "history.csv"

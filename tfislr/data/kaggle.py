@@ -27,6 +27,8 @@ becomes). Every problem raises `LandmarkFileError`, whose message names the file
 is wrong.
 """
 
+import hashlib
+import io
 import json
 import pathlib
 
@@ -136,8 +138,18 @@ def sign_names(sign_map):
     return sorted(sign_map, key=sign_map.get)
 
 
+# The last table `read_train_csv` parsed, by the sha256 of train.csv's bytes and the sign
+# map: train and CV start-up each read train.csv in several places (the store's
+# fingerprint, preparation, the folds, every fold's split), and parsing and checking the
+# full set's 94,477 rows costs far more than hashing its bytes.
+_PARSED = {}
+
+
 def read_train_csv(data_dir, sign_map=None):
     """`train.csv` → DataFrame (path, participant_id, sequence_id, sign, label), file order.
+
+    Parsed once per content: the same bytes and sign map give a copy of the table parsed
+    before (`_PARSED`), so no caller needs to hand the table along.
 
     Raises `DataError` (a ValueError) naming train.csv: an empty file, a header without
     rows, and, with the offending line, missing columns, empty cells, non-integer ids,
@@ -148,8 +160,18 @@ def read_train_csv(data_dir, sign_map=None):
     path = data_dir / TRAIN_CSV
     if sign_map is None:
         sign_map = read_sign_map(data_dir)
+    data = path.read_bytes()
+    key = (hashlib.sha256(data).hexdigest(), json.dumps(sign_map, sort_keys=True))
+    if _PARSED.get("key") != key:
+        _PARSED.clear()
+        _PARSED.update(table=_parse_train_csv(path, data, sign_map), key=key)
+    return _PARSED["table"].copy()
+
+
+def _parse_train_csv(path, data, sign_map):
+    """`read_train_csv`'s parsing and checks of the bytes `data` of the file `path`."""
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        table = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:  # 0 bytes, or only blank lines: not even a header
         raise DataError(f"{path}: empty file") from None
     missing = [c for c in TRAIN_CSV_COLUMNS if c not in table.columns]
