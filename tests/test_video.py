@@ -279,7 +279,8 @@ def test_predict_parquet_clips(exported, synthetic_data_dir, capsys, tmp_path, m
     assert len(error.splitlines()) == 1
 
 
-def test_predict_hashes_the_model_once(exported, synthetic_data_dir, capsys, monkeypatch, tmp_path):
+def test_predict_hashes_the_model_once(exported, synthetic_data_dir, capsys, monkeypatch,
+                                      tmp_path):
     """Without --signs the export report is read, and the .tflite hashed against it, once:
     for the sign names and for the numbered-labels note alike."""
     from tfislr.export import pair
