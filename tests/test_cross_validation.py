@@ -213,6 +213,53 @@ def cv_run(synthetic_data_dir, tmp_path_factory):
 
 
 @pytest.mark.slow
+def test_each_folds_functions_trace_once_and_tf_sees_no_retracing(synthetic_data_dir, tmp_path,
+                                                                   monkeypatch):
+    """Every fold has its own model, so its step functions trace once each (as in
+    test_xla); TF must not count two folds' traces as retracing of one function, which it
+    did when they were Keras' closures of one code object (here: 1 step an epoch, so the
+    traces are close together among TF's last 10 calls)."""
+    import collections
+    import logging
+
+    from test_mean_teacher import build_tiny
+    from tfislr.config import load_config
+    from tfislr.training import mean_teacher
+    from tfislr.training.cross_validation import cross_validate
+
+    traces = collections.Counter()  # (distiller, step, distilled mode) -> traces
+    distiller_class = mean_teacher.MeanTeacherDistiller
+    for name in ("train_step", "test_step"):
+        def counted(self, *args, _step=getattr(distiller_class, name), _name=name, **kwargs):
+            traces[(id(self), _name, kwargs.get("distilled_inference"))] += 1  # once per trace
+            return _step(self, *args, **kwargs)
+        monkeypatch.setattr(distiller_class, name, counted)
+    messages = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    handler = Collect()
+    logging.getLogger("tensorflow").addHandler(handler)
+    config = load_config("demo", TINY + [
+        "data.num_folds=2", "train.epochs=2", "data.global_batch_size=32",
+        f"data.prepared_dir={tmp_path / 'prepared'}"])
+    try:
+        cross_validate(config, synthetic_data_dir, output_dir=tmp_path / "runs", verbose=0,
+                       build_model=build_tiny)
+    finally:
+        logging.getLogger("tensorflow").removeHandler(handler)
+    per_distiller = collections.defaultdict(dict)
+    for (distiller, step, mode), count in traces.items():
+        per_distiller[distiller][(step, mode)] = count
+    # Two folds, each: the train step in both distilled modes and the test step, once.
+    expected = {("train_step", False): 1, ("train_step", True): 1, ("test_step", None): 1}
+    assert list(per_distiller.values()) == [expected, expected], traces
+    assert not [m for m in messages if "retracing" in m], messages
+
+
+@pytest.mark.slow
 @pytest.mark.ci
 def test_oof_covers_every_clip_once_with_the_runs_folds(cv_run, synthetic_data_dir):
     config, cv_dir = cv_run

@@ -362,6 +362,33 @@ class MeanTeacherDistiller(keras.Model):
         self.train_function = train_function
         return train_function
 
+    def _make_function(self, step_function):
+        """Keras' function of one step on an iterator, as a `tf.function` of this model alone.
+
+        Every Keras model wraps its steps in closures of the same Python code, and TF counts
+        the traces of all `tf.function`s of one code object together (its "triggered
+        tf.function retracing" warning): the first trace of each new model's functions,
+        e.g. of every fold of a cross-validation, adds up to what looks like retracing of
+        one function, although each function is traced once. Here the traced callable is
+        a `functools.partial` of this model's step, which TF counts on its own. The step is
+        Keras' (its strategy, reduction and `jit_compile`); the iterator is read in the
+        graph as Keras does with one step per execution.
+        """
+        keras_function = super()._make_function(step_function)
+        if self.run_eagerly or self.steps_per_execution != 1:
+            return keras_function
+        on_iterator = tf.function(
+            functools.partial(_step_on_iterator, step=keras_function),
+            reduce_retracing=True, autograph=False,
+        )
+
+        def function(iterator):
+            if isinstance(iterator, (tf.data.Iterator, tf.distribute.DistributedIterator)):
+                return on_iterator(iterator)
+            return keras_function(iterator)
+
+        return function
+
     def fit(self, *args, callbacks=None, **kwargs):
         # Last, so that it sees the epoch the other callbacks (EpochState) have just set.
         callbacks = [*(callbacks or []), _DistilledModePerEpoch()]
@@ -506,6 +533,11 @@ class MeanTeacherDistiller(keras.Model):
     def predict_step(self, data):
         inputs = data[0] if isinstance(data, (tuple, list)) else data
         return self(inputs, training=False)
+
+
+def _step_on_iterator(iterator, step):
+    # `step` (Keras' function of the model) runs the steps of a list of batches: one here.
+    return step([iterator.get_next()])
 
 
 class _DistilledModePerEpoch(keras.callbacks.Callback):
