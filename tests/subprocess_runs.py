@@ -29,21 +29,31 @@ def backed_up_epoch(run_dir):
         return None
 
 
-def run_until_killed(command, condition, timeout=900, poll_seconds=0.2):
+def run_until_killed(command, condition, timeout=900, poll_seconds=0.2, envs=None):
     """Starts `command`, SIGKILLs its whole process group once `condition()` holds (checked
     every `poll_seconds`), returns its output. Fails if the command ends (or `timeout`
-    seconds pass) before that."""
-    process = subprocess.Popen(command, cwd=REPO, env=env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    seconds pass) before that.
+
+    With `envs` (a list of environments, e.g. one TF_CONFIG per worker of a cluster) one
+    process is started per environment, all are killed together, and the output is theirs
+    one after another."""
+    processes = [subprocess.Popen(command, cwd=REPO, env=environment, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+                 for environment in (envs or [env()])]
     deadline = time.time() + timeout
     try:
-        while time.time() < deadline and process.poll() is None and not condition():
+        while (time.time() < deadline and all(p.poll() is None for p in processes)
+               and not condition()):
             time.sleep(poll_seconds)
-        assert process.poll() is None, process.stdout.read().decode()[-3000:]
+        for process in processes:
+            assert process.poll() is None, process.stdout.read().decode()[-3000:]
         assert condition(), f"not reached in {timeout} s: {command}"
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(30)
-    finally:
-        if process.poll() is None:
+        for process in processes:
             os.killpg(process.pid, signal.SIGKILL)
-    return process.stdout.read().decode()
+        for process in processes:
+            process.wait(30)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+    return "".join(process.stdout.read().decode() for process in processes)

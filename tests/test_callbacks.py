@@ -65,3 +65,61 @@ def test_a_kill_between_the_writes_restores_the_epoch_the_weights_belong_to(tmp_
     restore.on_train_begin()
     for a, b in zip(_values(fresh), after_epoch_1):
         np.testing.assert_array_equal(a, b)
+
+
+def _restored(backup_dir, cluster_backup_dirs=None):
+    fresh = _model(seed=1)
+    where = {} if cluster_backup_dirs is None else {"cluster_backup_dirs": cluster_backup_dirs}
+    restore = cb.BackupAndRestore(str(backup_dir), delete_checkpoint=False, **where)
+    restore.set_model(fresh)
+    restore.on_train_begin()
+    return fresh
+
+
+def _assert_weights(model, expected):
+    for a, b in zip(model.weights, expected):
+        np.testing.assert_array_equal(np.array(a), np.array(b))
+
+
+def test_a_kill_while_the_weights_are_written_restores_the_previous_epoch(tmp_path):
+    model = _model()
+    backup = cb.BackupAndRestore(str(tmp_path / "backup"), delete_checkpoint=False)
+    model.fit(*_data(), batch_size=4, epochs=1, verbose=0, callbacks=[backup])
+    after_epoch_1 = [np.array(w) for w in model.weights]
+
+    class Killed(BaseException):
+        pass
+
+    def half_written(filepath, **kwargs):  # the process dies halfway through the file
+        with open(filepath, "wb") as f:
+            f.write(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+        raise Killed
+
+    model.fit(*_data(), batch_size=4, epochs=1, verbose=0)
+    model.save_weights = half_written
+    backup._current_epoch = 2
+    try:
+        backup._save_model()
+    except Killed:
+        pass
+    fresh = _restored(tmp_path / "backup")  # Keras' in-place write: an unreadable file
+    assert fresh._initial_epoch == 1
+    _assert_weights(fresh, after_epoch_1)
+
+
+def test_the_processes_of_a_cluster_resume_at_the_epoch_all_backed_up(tmp_path):
+    chief_dir, worker_dir = tmp_path / "run" / "backup", tmp_path / "run" / "worker_1" / "backup"
+    chief, worker = _model(), _model(seed=2)  # stand-ins for the two processes' variables
+    chief_backup = cb.BackupAndRestore(str(chief_dir), delete_checkpoint=False)
+    chief.fit(*_data(), batch_size=4, epochs=1, verbose=0, callbacks=[chief_backup])
+    chief_after_1 = [np.array(w) for w in chief.weights]
+    chief.fit(*_data(), batch_size=4, epochs=2, verbose=0, callbacks=[chief_backup])
+    # The worker was killed before it backed up epoch 2.
+    worker.fit(*_data(), batch_size=4, epochs=1, verbose=0, callbacks=[
+        cb.BackupAndRestore(str(worker_dir), delete_checkpoint=False)])
+    dirs = [str(chief_dir), str(worker_dir)]
+    resumed_chief, resumed_worker = _restored(chief_dir, dirs), _restored(worker_dir, dirs)
+    assert resumed_chief._initial_epoch == resumed_worker._initial_epoch == 1
+    _assert_weights(resumed_chief, chief_after_1)  # its own epoch 1, kept for this
+    _assert_weights(resumed_worker, worker.weights)
+    assert _restored(chief_dir)._initial_epoch == 2  # alone, it resumes at its own last epoch

@@ -301,13 +301,21 @@ def test_cpu_strategy_after_tf_init_explains_itself():
 
 
 def test_task_info_reads_tf_config(monkeypatch):
-    from tfislr.training.strategy import task_info
+    from tfislr.training.strategy import task_info, training_tasks
 
     cluster = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}}))
     assert task_info() == ("worker", 1, False)
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
     assert task_info() == ("worker", 0, True)
+    # Every process that trains (each has a backup to resume from), whichever this one is.
+    assert training_tasks() == [("worker", 0, True), ("worker", 1, False)]
+    cluster = {"chief": ["127.0.0.1:3"], **cluster, "ps": ["127.0.0.1:4"]}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
+    assert task_info() == ("worker", 0, False)
+    assert training_tasks() == [("chief", 0, True), ("worker", 0, False), ("worker", 1, False)]
+    monkeypatch.delenv("TF_CONFIG")
+    assert training_tasks() == [(None, 0, True)]
 
 
 def test_two_cpu_replicas_run_the_step_fast(tmp_path):

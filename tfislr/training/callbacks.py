@@ -198,19 +198,44 @@ def random_states(model):
 
 class BackupAndRestore(keras.callbacks.BackupAndRestore):
     """Keras' epoch backup plus the random states of the step, so a resumed run is bitwise the
-    uninterrupted one.
+    uninterrupted one, with a backup that a kill at any moment leaves readable.
 
-    The states (`random_states`) go to `random_state.npz` in the backup dir, tagged with the
-    epoch they follow, before Keras writes the weights and the metadata that marks the epoch
-    as backed up; the previous file is kept, so a kill between the two writes still finds
-    the states of the epoch the weights belong to. A backup without matching states (written
-    by an older version) resumes with a warning that it is not bitwise.
+    The weights of epoch N go to `epoch_<N>.weights.h5`, written to a temporary file and
+    renamed; the metadata (written the same way, after them) names the epoch and is the
+    commit point: a kill before it leaves the previous epoch's backup, which is restored.
+    (Keras writes one `latest.weights.h5` in place, which a kill can leave truncated or
+    newer than the metadata.) The weights of the epoch before are kept too (see
+    `cluster_backup_dirs`). The states (`random_states`) go to `random_state.npz`, tagged
+    with their epoch, before the weights; the previous file is kept, so a kill between the
+    writes still finds the states of the restored epoch. A backup without matching states
+    (written by an older version) resumes with a warning that it is not bitwise.
+
+    Args:
+        backup_dir: this process's backup (removed at the end of training).
+        cluster_backup_dirs: the backup dirs of every process of a multi-worker run, this
+            one's included (default: `[backup_dir]`). Each process backs up its own
+            variables (BatchNorm statistics and dropout seeds are per replica), at its own
+            moment: a kill can leave one an epoch ahead of another. Every process resumes,
+            from its own backup, at the last epoch all of them backed up, so they train
+            the same epoch (workers at different epochs would wait on each other forever).
     """
 
     STATE_FILES = ("random_state.npz", "random_state.prev.npz")
+    METADATA_FILE = "training_metadata.json"  # Keras' name
+
+    def __init__(self, backup_dir, cluster_backup_dirs=None, **kwargs):
+        super().__init__(backup_dir, **kwargs)
+        self.cluster_backup_dirs = [str(d) for d in (cluster_backup_dirs or [backup_dir])]
 
     def _state_paths(self):
         return [pathlib.Path(self.backup_dir) / name for name in self.STATE_FILES]
+
+    def _weights_file(self, epoch):
+        return pathlib.Path(self.backup_dir) / f"epoch_{epoch}.weights.h5"
+
+    def _backed_up_epoch(self, directory):
+        metadata = pathlib.Path(directory) / self.METADATA_FILE
+        return json.loads(metadata.read_text())["epoch"] if metadata.exists() else 0
 
     def _save_model(self):
         current, previous = self._state_paths()
@@ -219,14 +244,26 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
             os.replace(current, previous)
         with atomic.atomic_path(current) as temporary:
             np.savez(temporary, epoch=self._current_epoch, **arrays)
-        super()._save_model()
+        with atomic.atomic_path(self._weights_file(self._current_epoch)) as temporary:
+            self.model.save_weights(temporary)  # the temporary name keeps .weights.h5
+        atomic.write_json(pathlib.Path(self.backup_dir) / self.METADATA_FILE,
+                          {"epoch": self._current_epoch, "batch": self._last_batch_seen})
+        kept = {self._weights_file(self._current_epoch), self._weights_file(self._current_epoch - 1)}
+        for older in set(pathlib.Path(self.backup_dir).glob("epoch_*.weights.h5")) - kept:
+            older.unlink(missing_ok=True)
 
     def _load_model(self):
-        super()._load_model()
-        metadata = pathlib.Path(self._training_metadata_path)
-        if not metadata.exists():
-            return
-        epoch = json.loads(metadata.read_text())["epoch"]
+        epoch = min(self._backed_up_epoch(d) for d in self.cluster_backup_dirs)
+        if epoch == 0:
+            return  # some process has no backup yet: all start afresh
+        weights = self._weights_file(epoch)
+        if not weights.exists():  # a backup of an older version: Keras' one file
+            weights = pathlib.Path(self._weights_path)
+        optimizer = self.model.optimizer
+        if optimizer is not None and not optimizer.built:
+            optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(str(weights))
+        self.model._initial_epoch = epoch
         states = random_states(self.model)
         for path in self._state_paths():
             if not path.exists():

@@ -36,7 +36,7 @@ from tfislr.training.batch_plan import plan_batches
 from tfislr.training.mean_teacher import build_distiller
 from tfislr.training.run_dir import RunDir
 from tfislr.training.soup import ModelTriple, soup_last_checkpoints
-from tfislr.training.strategy import cluster_tasks, get_strategy, task_info
+from tfislr.training.strategy import cluster_tasks, get_strategy, task_info, training_tasks
 
 
 def log(message):
@@ -117,7 +117,7 @@ def _open_run_dir(config, output_dir, run_dir, data, strategy, plan, data_dir):
     chief = RunDir.new(output_dir, config.name) if run_dir is None else RunDir(run_dir)
     resume = chief.check_resumable(config)
     _, task_index, is_chief = task_info()
-    files = chief if is_chief else RunDir(chief.path / f"worker_{task_index}")
+    files = _process_files(chief, task_index, is_chief)
     files.path.mkdir(parents=True, exist_ok=True)
     run_info = {
         "config": config.name,
@@ -142,6 +142,11 @@ def _open_run_dir(config, output_dir, run_dir, data, strategy, plan, data_dir):
         f"{plan.steps_per_epoch} steps × {config.train.epochs} epochs"
     )
     return chief, files, run_info
+
+
+def _process_files(chief, task_index, is_chief):
+    """The RunDir a process of the cluster writes (see `_open_run_dir`)."""
+    return chief if is_chief else RunDir(chief.path / f"worker_{task_index}")
 
 
 # ----------------------------------------------------------------------------- datasets, model
@@ -195,7 +200,7 @@ def _model(config, strategy, num_classes, plan, build_model):
 # ----------------------------------------------------------------------------- fit
 
 
-def _callbacks(config, files, distiller, triple, datasets, plan):
+def _callbacks(config, chief, files, distiller, triple, datasets, plan):
     epochs = config.train.epochs
     return [
         cb.EpochState(distiller, epochs, augmenter=datasets.augmenter,
@@ -205,12 +210,15 @@ def _callbacks(config, files, distiller, triple, datasets, plan):
         cb.SoupCheckpoint(triple, files.checkpoints_dir, epochs, config.train.soup_last_n),
         keras.callbacks.CSVLogger(str(files.file(run_dir_lib.HISTORY)), append=True),
         cb.ScalarSummaries(str(files.tb_dir)),
-        # Last: an epoch counts as done only once everything above is on disk.
-        cb.BackupAndRestore(str(files.backup_dir)),
+        # Last: an epoch counts as done only once everything above is on disk. Every
+        # process of a cluster resumes at the last epoch all of them backed up.
+        cb.BackupAndRestore(str(files.backup_dir), cluster_backup_dirs=[
+            str(_process_files(chief, index, is_chief).backup_dir)
+            for _, index, is_chief in training_tasks()]),
     ]
 
 
-def _fit(config, files, distiller, triple, datasets, plan, verbose):
+def _fit(config, chief, files, distiller, triple, datasets, plan, verbose):
     # With steps_per_epoch and a dataset of unknown length, Keras keeps the training
     # iterator from epoch to epoch: one iterator per fit, no per-epoch restart of the
     # pipeline (seconds per epoch). The iterator starts at the first epoch of the fit
@@ -218,7 +226,7 @@ def _fit(config, files, distiller, triple, datasets, plan, verbose):
     distiller.fit(
         datasets.train, epochs=config.train.epochs, steps_per_epoch=plan.steps_per_epoch,
         validation_data=datasets.val,
-        callbacks=_callbacks(config, files, distiller, triple, datasets, plan),
+        callbacks=_callbacks(config, chief, files, distiller, triple, datasets, plan),
         verbose=verbose, shuffle=False,  # the dataset shuffles itself, per epoch
     )
 
@@ -357,7 +365,7 @@ def train(
             # The last epoch's weights, for the last-epoch accuracies.
             triple.load_weights(chief.checkpoint_path(config.train.epochs))
         else:
-            _fit(config, files, distiller, triple, datasets, plan, verbose)
+            _fit(config, chief, files, distiller, triple, datasets, plan, verbose)
         metrics = _finish(config, chief, files, distiller, triple, datasets, run_info,
                           data.signs, started)
     log(f"done in {metrics['wall_seconds']:.0f} s: {chief.path}")

@@ -165,6 +165,19 @@ def task_info():
         return None, 0, True
     task = config.get("task", {})
     task_type, index = task.get("type"), int(task.get("index", 0))
-    has_chief = "chief" in config.get("cluster", {})
-    is_chief = task_type == "chief" or (not has_chief and task_type == "worker" and index == 0)
-    return task_type, index, is_chief
+    return task_type, index, _is_chief(task_type, index, config.get("cluster", {}))
+
+
+def training_tasks():
+    """`task_info` of every process that trains (chief and workers) in the TF_CONFIG
+    cluster; `[(None, 0, True)]` without TF_CONFIG."""
+    config = _tf_config()
+    if not config:
+        return [(None, 0, True)]
+    cluster = config.get("cluster", {})
+    return [(task_type, index, _is_chief(task_type, index, cluster))
+            for task_type in ("chief", "worker") for index in range(len(cluster.get(task_type, ())))]
+
+
+def _is_chief(task_type, index, cluster):
+    return task_type == "chief" or ("chief" not in cluster and task_type == "worker" and index == 0)
