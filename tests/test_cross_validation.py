@@ -189,6 +189,37 @@ def test_every_fold_is_checked_before_fold_0_trains(tmp_path, monkeypatch, capsy
     assert not trained and not (tmp_path / "one" / "runs").exists()
 
 
+def test_each_folds_prediction_traces_its_own_function_once():
+    """Five folds' models, each predicting a few batches (the last smaller): the model's
+    logits, and no retracing warning (with Keras' `predict`, whose functions share one
+    code object, TF warned at the fifth model)."""
+    import logging
+
+    import keras
+    import tensorflow as tf
+
+    from tfislr.training.cross_validation import predict_logits
+
+    messages = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    handler = Collect()
+    logging.getLogger("tensorflow").addHandler(handler)
+    inputs = np.random.default_rng(0).normal(size=(37, 4)).astype("float32")
+    dataset = tf.data.Dataset.from_tensor_slices(inputs).batch(16)  # a smaller last batch
+    try:
+        for fold in range(5):
+            model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+            np.testing.assert_allclose(predict_logits(model, dataset),
+                                       model(inputs, training=False), rtol=1e-6, atol=1e-6)
+    finally:
+        logging.getLogger("tensorflow").removeHandler(handler)
+    assert not [m for m in messages if "retracing" in m], messages
+
+
 # ------------------------------------------------------------------ a real CV (in-process)
 # Tiny but complete (as in test_train_cli): every part of the recipe runs.
 TINY = [

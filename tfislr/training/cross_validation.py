@@ -109,6 +109,23 @@ def _open_cv_dir(config, data_dir, weights, output_dir, cv_dir):
     return cv_dir
 
 
+def predict_logits(model, dataset):
+    """float32 logits `[N, num_classes]` of `model` (training=False) on a dataset of inputs.
+
+    One `tf.function` of this model, traced once for the dataset's element spec. Keras'
+    `predict` would do the same, but the predict functions of all Keras models share one
+    Python code object, whose traces TF counts together: from the fifth fold whose clips
+    fit one batch on, it warns of "retracing" although each fold's model traces once.
+    """
+    import functools
+
+    import tensorflow as tf
+
+    call = tf.function(functools.partial(model.__call__, training=False),
+                       input_signature=[dataset.element_spec])
+    return np.concatenate([np.asarray(call(batch), dtype=np.float32) for batch in dataset])
+
+
 def predict_fold(run_dir, fold, store, weights="distilled", batch_size=128):
     """`OutOfFold` of one finished run: its validation clips, predicted by its soup.
 
@@ -131,7 +148,7 @@ def predict_fold(run_dir, fold, store, weights="distilled", batch_size=128):
         raise DataError(f"{run_dir}: its validation signers have no clips in {store.path}")
     member = load_member(run_dir, weights)
     dataset = make_eval_dataset(store, rows, batch_size, member.max_len).map(lambda x, y: x)
-    logits = member.model.predict(dataset, verbose=0).astype(np.float32)
+    logits = predict_logits(member.model, dataset)
     predicted = softmax(logits, axis=-1).astype(np.float32)
     table = manifest.iloc[rows][["sequence_id", "participant_id", "label"]].copy()
     table["fold"] = fold
