@@ -37,3 +37,32 @@ def test_bad_splits_name_both_numbers():
         plan_batches(eval_config, 1000, 8)
     with pytest.raises(ValueError, match="255 training clips are fewer than one global batch"):
         plan_batches(config, 255, 1)
+
+
+@pytest.mark.parametrize("overrides, replicas", [
+    (["train.batch_group_size=16"], 3),  # demo on cpu:3: 32 -> 33 was refused as not whole groups
+    ([], 3),  # len80: 256 on 3 replicas of 32-clip groups -> 288
+    ([], 16),  # 256 divides by 16 but gives half a group per replica
+    (["data.eval_global_batch_size=100"], 8),
+    (["data.global_batch_size=64", "train.batch_group_size=16"], 5),
+])
+def test_the_suggested_global_batch_passes_every_check(overrides, replicas):
+    """The value an error suggests is the nearest one that satisfies every constraint."""
+    import re
+
+    config = load_config("len80", overrides)
+    with pytest.raises(ValueError) as error:
+        plan_batches(config, 10_000, replicas)
+    suggestions = re.findall(r"(data\.\w+) \((\d+)\) [^;]*; use a multiple of (\d+)[^(]*\(e\.g\. (\d+)\)",
+                             str(error.value))
+    assert suggestions and len(suggestions) == str(error.value).count("e.g.")
+    # The config's own checks and the plan's pass with every suggested value.
+    fixed = load_config("len80", overrides + [f"{key}={value}" for key, _, _, value in suggestions])
+    plan_batches(fixed, 10_000, replicas)
+    for key, refused, unit, suggested in suggestions:
+        refused, unit, suggested = int(refused), int(unit), int(suggested)
+        group = config.train.batch_group_size if key == "data.global_batch_size" else 1
+        assert unit == replicas * group
+        # Nearest: no valid value lies closer to the refused one.
+        valid = [v for v in range(1, 2 * suggested + 1) if v % unit == 0]
+        assert abs(suggested - refused) == min(abs(v - refused) for v in valid)
