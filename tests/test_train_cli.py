@@ -78,6 +78,56 @@ def test_cli_needs_a_kaggle_layout(capsys, tmp_path):
     assert "data folder not found (expected the Kaggle layout)" in capsys.readouterr().err
 
 
+def test_settings_errors_come_before_the_store_is_prepared(synthetic_data_dir, tmp_path,
+                                                           monkeypatch, capsys):
+    """A bad batch split or fold needs no data: train, CV and the CLI (also with
+    --force-prepare) refuse it before a store, run dir or CV dir exists (on the full data
+    preparing takes tens of minutes)."""
+    import types
+
+    from tfislr.data import prepare
+    from tfislr.training import cross_validation, run, strategy
+
+    three_replicas = types.SimpleNamespace(num_replicas_in_sync=3)  # as cpu:3 would give
+    real_get_strategy = strategy.get_strategy
+
+    def get_strategy(name):  # cpu:N must split the devices at process start: a stand-in
+        return three_replicas if name in (three_replicas, "cpu:3") else real_get_strategy(name)
+
+    monkeypatch.setattr(prepare, "default_num_workers", lambda: 1)  # (the old code prepared)
+    prepared, output = tmp_path / "p", tmp_path / "runs"
+    demo = ["train.batch_group_size=16", f"data.prepared_dir={prepared}"]
+    config = load_config("demo", demo)
+    cases = [
+        (lambda: run.train(config, synthetic_data_dir, output, strategy=three_replicas),
+         "data.global_batch_size (32) does not divide by the 3 replicas"),
+        (lambda: run.train(config, synthetic_data_dir, output, fold=4),
+         "fold must be an int in [0, 4), got 4"),
+        (lambda: cross_validation.cross_validate(config, synthetic_data_dir, output,
+                                                 strategy=three_replicas),
+         "does not divide by the 3 replicas"),
+    ]
+    for call, message in cases:
+        with monkeypatch.context() as patch:
+            patch.setattr(strategy, "get_strategy", get_strategy)
+            patch.setattr(run, "get_strategy", get_strategy)
+            with pytest.raises(ValueError) as error:
+                call()
+        assert message in str(error.value)
+        assert not prepared.exists() and not output.exists()
+    argv = ["--config", "demo", "--data-dir", str(synthetic_data_dir), "--output", str(output),
+            "--force-prepare", *sum((["--set", s] for s in demo), [])]
+    for extra, name, message in [([], "cpu:3", "does not divide by the 3 replicas"),
+                                 (["--cv"], "cpu:3", "does not divide by the 3 replicas"),
+                                 (["--fold", "4"], "default", "fold must be an int in [0, 4)")]:
+        with monkeypatch.context() as patch:
+            patch.setattr(strategy, "get_strategy", get_strategy)
+            patch.setattr(run, "get_strategy", get_strategy)
+            assert train_cli.main([*argv, *extra, "--strategy", name]) == 2
+        assert message in capsys.readouterr().err
+        assert not prepared.exists() and not output.exists()
+
+
 def test_nan_loss_stops_naming_epoch_and_step():
     callback = StopOnNonFiniteLoss(steps_per_epoch=10)
 

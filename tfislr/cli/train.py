@@ -58,8 +58,9 @@ def config_help():
 
 
 def config_and_strategy(args):
-    """The config (with `--set` and `--epochs`) and the strategy of parsed `add_run_options`;
-    with `--force-prepare`, the store is rebuilt here, before the run reads it."""
+    """The config (with `--set` and `--epochs`) and the strategy of parsed `add_run_options`,
+    checked as far as they can be without data (`run.check_run_settings`); with
+    `--force-prepare`, the store is then rebuilt here, before the run reads it."""
     from tfislr.config import load_config
 
     overrides = list(args.overrides)
@@ -70,6 +71,11 @@ def config_and_strategy(args):
     from tfislr.training.strategy import get_strategy
 
     strategy = get_strategy(args.strategy)
+    from tfislr.training.run import check_run_settings
+
+    # tfislr-train --fold K (not --full / --cv) trains fold K; tfislr-cv has no --fold.
+    one_fold = not (getattr(args, "full", False) or getattr(args, "cv", False))
+    check_run_settings(config, strategy, getattr(args, "fold", None) if one_fold else None)
     if args.force_prepare:
         from tfislr.data.prepare import ensure_store
 

@@ -130,14 +130,21 @@ def cv_folds(manifest, num_folds=4, seed=42, original=True):
     return folds, skipped
 
 
+def check_fold(fold, num_folds):
+    """`fold` if it is an int in [0, num_folds) (ConfigError otherwise); needs no data, so
+    runs check it before the store is prepared."""
+    if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)) or not 0 <= fold < num_folds:
+        raise ConfigError(f"fold must be an int in [0, {num_folds}), got {fold!r}")
+    return fold
+
+
 def fold_indices(manifest, fold, num_folds=4, seed=42, original=True):
     """(train_idx, val_idx): sorted int64 row positions for validation fold `fold`.
 
     Raises ValueError when that fold holds no clip of `manifest` (possible with the
     original's folds on a subset of the competition's signers).
     """
-    if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)) or not 0 <= fold < num_folds:
-        raise ConfigError(f"fold must be an int in [0, {num_folds}), got {fold!r}")
+    check_fold(fold, num_folds)
     folds = assign_folds(manifest, num_folds, seed, original)
     val = np.flatnonzero(folds == fold)
     if len(val) == 0:

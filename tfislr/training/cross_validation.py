@@ -266,6 +266,9 @@ def cross_validate(
                           "worker: each would start its own timestamped folder")
 
     strategy = get_strategy(strategy)
+    from tfislr.training.run import check_run_settings
+
+    check_run_settings(config, strategy)  # before the CV dir and any fold's store
     _, _, is_chief = task_info()
 
     from tfislr.data.folds import cv_folds

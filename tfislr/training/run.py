@@ -24,7 +24,7 @@ import numpy as np
 
 from tfislr.augment import Augmenter
 from tfislr.config import MODEL_NAMES, Config
-from tfislr.data.folds import fold_indices
+from tfislr.data.folds import check_fold, fold_indices
 from tfislr.data.kaggle import check_data_dir, read_train_csv
 from tfislr.data.pipeline import make_epoch_counter, make_eval_dataset, make_train_dataset
 from tfislr.data.prepare import ensure_store
@@ -32,7 +32,7 @@ from tfislr.data.store import load_store
 from tfislr.errors import ConfigError, DataError
 from tfislr.training import callbacks as cb
 from tfislr.training import run_dir as run_dir_lib
-from tfislr.training.batch_plan import plan_batches
+from tfislr.training.batch_plan import check_batch_split, plan_batches
 from tfislr.training.mean_teacher import build_distiller
 from tfislr.training.run_dir import RunDir
 from tfislr.training.soup import ModelTriple, soup_last_checkpoints
@@ -68,6 +68,15 @@ class _Data:
     @property
     def signs(self):
         return list(self.store.signs)
+
+
+def check_run_settings(config, strategy, fold=None):
+    """Every check of a run that needs no data: the batches' split over the strategy's
+    replicas and the validation `fold` (None: a full fit). Runs do it before the store is
+    prepared, which takes tens of minutes on the full data."""
+    check_batch_split(config, strategy.num_replicas_in_sync)
+    if fold is not None:
+        check_fold(fold, config.data.num_folds)
 
 
 def _load_and_split(config, data_dir, fold, full):
@@ -350,6 +359,7 @@ def train(
     if run_dir is not None:  # before the data loads: a wrong run dir fails at once
         RunDir(run_dir).check_resumable(config)
     strategy = get_strategy(strategy)
+    check_run_settings(config, strategy, None if full else 0 if fold is None else fold)
     data = _load_and_split(config, data_dir, fold, full)
     plan = plan_batches(config, len(data.train_idx), strategy.num_replicas_in_sync)
     chief, files, run_info = _open_run_dir(
