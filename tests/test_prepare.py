@@ -269,6 +269,31 @@ def test_cli(tmp_path, capsys):
     assert prepare.main(["--data-dir", str(tmp_path / "missing"), "--max-len", "8", "--quiet"]) == 2
 
 
+def test_prepare_accepts_exactly_the_max_lens_a_config_accepts(tmp_path, capsys):
+    """A store no config can train on is refused up front (`--max-len 1` built one)."""
+    from tfislr.config import load_config
+
+    data = _tiny(tmp_path)
+    for max_len in range(-1, 5):
+        try:
+            load_config("demo", [f"data.max_len={max_len}"])
+            config_accepts = True
+        except ValueError:
+            config_accepts = False
+        out = tmp_path / f"p{max_len}"
+        argv = ["--data-dir", str(data), "--max-len", str(max_len), "--out", str(out),
+                "--workers", "1", "--quiet"]
+        if config_accepts:
+            assert prepare.main(argv) in (0, None) and (out / f"max_len_{max_len}").is_dir()
+            continue
+        with pytest.raises(SystemExit) as exit_info:
+            prepare.main(argv)
+        assert exit_info.value.code == 2 and not out.exists()
+        assert "--max-len: expected an int >= 2 (the smallest data.max_len" in capsys.readouterr().err
+        with pytest.raises(ValueError, match="max_len must be an int >= 2"):
+            _prepare(data, out, max_len=max_len)
+
+
 @pytest.mark.parametrize("content,problem", [("", "empty file"), ("\n\n", "empty file")])
 def test_an_empty_train_csv_is_named_before_any_work(tmp_path, capsys, content, problem):
     data = _tiny(tmp_path)

@@ -24,6 +24,10 @@ CONFIGS_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
 # views, the logits, the metrics, the checkpoints and the soup files (`<name>_soup.keras`).
 MODEL_NAMES = ("student", "teacher", "distilled")
 
+# The smallest data.max_len (also of a prepared store, tfislr.data.prepare): the stride of
+# `tfislr.preprocessing.Preprocess` keeps at most max_len - 1 frames of a longer clip.
+MIN_MAX_LEN = 2
+
 
 @dataclasses.dataclass
 class DataConfig:
@@ -282,7 +286,7 @@ def config_from_dict(values):
 # `--set` fails at once instead of after the store was prepared.
 _PROBABILITY = (0.0, 1.0, False, False)
 _RANGES = {
-    "data.max_len": (2, None, False, False),
+    "data.max_len": (MIN_MAX_LEN, None, False, False),
     "data.global_batch_size": (1, None, False, False),
     "data.eval_global_batch_size": (1, None, False, False),
     "data.num_folds": (2, None, False, False),

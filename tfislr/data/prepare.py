@@ -52,6 +52,7 @@ from tfislr import atomic
 from tfislr import landmarks as lm
 from tfislr.checks import check_int
 from tfislr.cli.help import HelpFormatter
+from tfislr.config import MIN_MAX_LEN
 from tfislr.data import kaggle, store
 from tfislr.errors import DataError, command, positive_int
 
@@ -308,7 +309,7 @@ def prepare_store(
     Returns:
         pathlib.Path of the complete store folder.
     """
-    max_len = check_int("max_len", max_len)
+    max_len = check_int("max_len", max_len, minimum=MIN_MAX_LEN)
     check_int("shard_size", shard_size)
     data_dir = pathlib.Path(data_dir).resolve()
     out_dir = pathlib.Path(out_dir) if out_dir is not None else data_dir / "prepared"
@@ -448,6 +449,18 @@ def ensure_store(data_dir, max_len, prepared_dir=None, num_workers=None, progres
     return path
 
 
+def max_len_arg(text):
+    """argparse `type=` of --max-len: an int >= MIN_MAX_LEN, the bound of a config's
+    data.max_len, so every store built can be trained on (else exit code 2)."""
+    try:
+        return check_int("max_len", int(text), minimum=MIN_MAX_LEN)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an int >= {MIN_MAX_LEN} (the smallest data.max_len a config accepts), "
+            f"got {text!r}"
+        ) from None
+
+
 @command("tfislr-prepare")
 def main(argv=None):
     parser = argparse.ArgumentParser(
@@ -456,7 +469,7 @@ def main(argv=None):
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--data-dir", required=True, help="folder with train.csv")
-    parser.add_argument("--max-len", type=positive_int, nargs="+", required=True,
+    parser.add_argument("--max-len", type=max_len_arg, nargs="+", required=True,
                         help="frames kept per clip: the store's max_len, matching a config's "
                              "data.max_len; one store OUT/max_len_<M> each, e.g. 25 80")
     parser.add_argument("--out", default=None, help="stores folder (default: DATA_DIR/prepared)")
