@@ -303,6 +303,43 @@ def test_a_successful_export_removes_an_earlier_rejected_pair(tmp_path, exported
     assert pair.read_report(path)["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def test_unreadable_parity_clips_are_skipped_and_named(tmp_path, exported, monkeypatch,
+                                                       synthetic_data_dir, capsys):
+    """A missing or truncated clip of --parity-data is left out with one line naming it;
+    the check runs on the others. With no readable clip the export fails before converting."""
+    import shutil
+
+    import export as export_cli
+    import pandas as pd
+
+    ensemble, fp32_path, _ = exported
+    data = shutil.copytree(synthetic_data_dir, tmp_path / "data")
+    paths = pd.read_csv(data / "train.csv")["path"]
+    truncated, missing = data / paths.iloc[0], data / paths.iloc[len(paths) - 1]  # both chosen
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    missing.unlink()
+    monkeypatch.setattr(graph, "convert", lambda *args, **kwargs: fp32_path.read_bytes())
+    report = export_ensemble(ensemble, tmp_path / "model.tflite", "fp32", parity_clips=data,
+                             latency_repeats=1)
+    out = capsys.readouterr().out
+    assert report["parity"]["num_sequences"] == 16 - 2
+    assert [m.split(": ")[0] for m in report["parity_skipped"]] == [str(truncated), str(missing)]
+    for message in report["parity_skipped"]:
+        assert out.count(message) == 1
+    assert "(2 unreadable clip(s) skipped)" in out
+
+    # No readable clip: one error line, and no conversion was started.
+    for path in paths:
+        (data / path).unlink(missing_ok=True)
+    monkeypatch.setattr(graph, "convert", lambda *a, **k: pytest.fail("converted"))
+    run = write_run(tmp_path / "run", ensemble[0].model, ensemble[0].max_len)
+    assert export_cli.main(["single", "--run", str(run), "--parity-data", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tfislr-export: error: {data}: none of the 16 clips chosen from "
+                          f"train.csv can be read ({truncated}: file not found; ")
+    assert err.endswith("; and 13 more)\n")
+
+
 def weight_types(model_content):
     """Element types of the constant tensors (the weights) in a flatbuffer."""
     from tensorflow.lite.python import schema_py_generated as schema

@@ -11,6 +11,7 @@ import pathlib
 import numpy as np
 
 from tfislr import landmarks as lm
+from tfislr.errors import DataError
 from tfislr.export.contract import OUTPUT_NAME, ExportError
 from tfislr.export.runner import TFLiteRunner
 
@@ -71,13 +72,23 @@ def probe_sequences(num_sequences=12, seed=0, lengths=None):
     return clips
 
 
-def clips_from_data_dir(data_dir, num_sequences=16, with_labels=False):
+def clips_from_data_dir(data_dir, num_sequences=16, with_labels=False, skipped=None):
     """Raw clips read from a Kaggle-layout dir (evenly spaced rows of train.csv).
 
     With `with_labels`, returns `(clips, labels, signs)`: the train.csv labels of
     those clips and the dir's sign names in label order.
+
+    A chosen clip that cannot be read (missing, truncated, wrong layout: a
+    `LandmarkFileError`) is left out, as `prepare` and `evaluate` leave such files out
+    of their work; its message ("<file>: <problem>") is appended to `skipped` when a
+    list is given.
+
+    Raises:
+        MissingFileError / DataError: no train.csv or sign map, or none of the chosen
+            clips can be read.
     """
     from tfislr.data.kaggle import (
+        LandmarkFileError,
         landmark_path,
         read_landmark_file,
         read_sign_map,
@@ -86,12 +97,26 @@ def clips_from_data_dir(data_dir, num_sequences=16, with_labels=False):
     )
 
     table = read_train_csv(data_dir)
+    signs = sign_names(read_sign_map(data_dir)) if with_labels else None
     rows = np.unique(np.linspace(0, len(table) - 1, min(num_sequences, len(table))).astype(int))
-    clips = [read_landmark_file(landmark_path(data_dir, table["path"].iloc[i])) for i in rows]
+    clips, kept, problems = [], [], []
+    for i in rows:
+        try:
+            clips.append(read_landmark_file(landmark_path(data_dir, table["path"].iloc[i])))
+        except LandmarkFileError as error:
+            problems.append(str(error))
+            continue
+        kept.append(i)
+    if skipped is not None:
+        skipped.extend(problems)
+    if not clips:
+        raise DataError(f"{data_dir}: none of the {len(rows)} clips chosen from train.csv can "
+                        f"be read ({'; '.join(problems[:3])}"
+                        + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "") + ")")
     if not with_labels:
         return clips
-    labels = table["label"].to_numpy()[rows].astype(np.int64)
-    return clips, labels, sign_names(read_sign_map(data_dir))
+    labels = table["label"].to_numpy()[kept].astype(np.int64)
+    return clips, labels, signs
 
 
 def edge_case_inputs():

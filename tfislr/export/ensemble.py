@@ -92,7 +92,9 @@ def export_ensemble(
             "distilled").
         max_size_mb: size limit in MB (10**6 bytes); None disables the check.
         parity_clips: raw clips for parity and latency (default `checks.probe_sequences()`),
-            or a Kaggle-layout data dir whose clips to use (`checks.clips_from_data_dir`).
+            or a Kaggle-layout data dir whose clips to use (`checks.clips_from_data_dir`),
+            read before the conversion; its clips that cannot be read are skipped, each
+            named in one logged line and in the report's "parity_skipped".
             For int8, the report's "agreement" compares the file with the fp32
             conversion of the same graph on these clips (`checks.check_agreement`); with
             a data dir, on up to `AGREEMENT_SEQUENCES` of its labelled clips, including
@@ -102,6 +104,7 @@ def export_ensemble(
     Raises (all `tfislr.errors.TfislrError`s, reported by `tfislr-export` as one line):
         ConfigError: bad ensemble config, or members that disagree on the classes.
         MissingFileError: a run, run dir, weights file or ensemble YAML does not exist.
+        DataError: the parity data dir has none of its chosen clips readable.
         ExportError: a check failed; the file and its report are kept for inspection as
             `<output>.rejected.tflite` / `.rejected.json`, an earlier `<output>.tflite` /
             `.json` stays as it was.
@@ -117,6 +120,8 @@ def export_ensemble(
         raise ConfigError(f"{output_path}: is a folder; the output is the .tflite file to write "
                           f"(e.g. {output_path / (name + '.tflite')})")
     log = print if verbose else (lambda *a, **k: None)
+    # Read before the slow conversion: a data dir with no readable clip fails in seconds.
+    clips, labelled, skipped = _parity_inputs(parity_clips, quantization, log)
 
     start = time.perf_counter()
     members = [resolve_member(s, runs_dir=runs_dir, default_weights=weights) for s in specs]
@@ -133,9 +138,10 @@ def export_ensemble(
 
     report = _base_report(output_path, name, quantization, members, num_classes, ops,
                           convert_seconds)
+    report["parity_skipped"] = skipped
     try:
-        _check_file(report, module, unchecked_path, max_size_mb=max_size_mb,
-                    parity_clips=parity_clips, parity_tolerance=parity_tolerance,
+        _check_file(report, module, unchecked_path, max_size_mb=max_size_mb, clips=clips,
+                    labelled=labelled, parity_tolerance=parity_tolerance,
                     latency_repeats=latency_repeats, log=log)
     except ExportError as error:
         _reject(report, output_path, unchecked_path, error)
@@ -214,23 +220,43 @@ def _base_report(output_path, name, quantization, members, num_classes, ops, con
     }
 
 
-def _check_file(report, module, path, *, max_size_mb, parity_clips, parity_tolerance,
+def _parity_inputs(parity_clips, quantization, log):
+    """`(clips, labelled, skipped)` of `export_ensemble`'s `parity_clips`: the parity and
+    latency clips (each `[T, 543, 3]` float32); for int8 with a data dir, `(clips, labels,
+    signs)` of up to `AGREEMENT_SEQUENCES` labelled clips for the agreement, else None; and
+    the messages of a data dir's clips that could not be read, each logged as one line.
+
+    Raises:
+        MissingFileError / DataError: the data dir has no train.csv or sign map, or none of
+            its chosen clips can be read (`checks.clips_from_data_dir`).
+    """
+    if parity_clips is None:
+        return checks.probe_sequences(), None, []
+    if not isinstance(parity_clips, (str, pathlib.Path)):
+        return list(parity_clips), None, []
+    skipped = []
+    clips = checks.clips_from_data_dir(parity_clips, skipped=skipped)
+    labelled = None
+    if quantization == "int8":
+        labelled = checks.clips_from_data_dir(parity_clips, AGREEMENT_SEQUENCES,
+                                              with_labels=True, skipped=skipped)
+    skipped = list(dict.fromkeys(skipped))  # a clip chosen for both sets is named once
+    for message in skipped:
+        log(f"parity data: skipped a clip that cannot be read: {message}")
+    return clips, labelled, skipped
+
+
+def _check_file(report, module, path, *, max_size_mb, clips, labelled, parity_tolerance,
                 latency_repeats, log):
     """Runs the checks on the written file `path` and adds their results to `report`
-    (size; parity and latency on the clips, each `[T, 543, 3]` float32; edge cases; for
-    int8 the agreement with fp32).
+    (size; parity and latency on `clips`, each `[T, 543, 3]` float32; edge cases; for
+    int8 the agreement with fp32, on `labelled` when given: see `_parity_inputs`).
 
     Raises:
         ExportError: a check failed (the results so far are in `report`).
     """
     quantization, num_classes = report["quantization"], report["num_classes"]
     report["size"] = checks.check_size(path, max_size_mb)
-    if parity_clips is None:
-        clips = checks.probe_sequences()
-    elif isinstance(parity_clips, (str, pathlib.Path)):
-        clips = checks.clips_from_data_dir(parity_clips)
-    else:
-        clips = list(parity_clips)
     tolerance = (checks.PARITY_TOLERANCE[quantization] if parity_tolerance is None
                  else parity_tolerance)
     report["parity"] = checks.check_parity(module, path, clips, tolerance)
@@ -238,18 +264,17 @@ def _check_file(report, module, path, *, max_size_mb, parity_clips, parity_toler
     report["latency"] = measure_latency(path, clips, repeats=latency_repeats)
     if quantization == "int8":
         log("measuring int8 agreement with the fp32 graph ...")
-        report["agreement"] = _int8_agreement(module, path, clips, parity_clips,
+        report["agreement"] = _int8_agreement(module, path, clips, labelled,
                                               report["signs"], num_classes)
 
 
-def _int8_agreement(module, output_path, clips, data_dir, signs, num_classes):
-    """`checks.check_agreement` against a fresh fp32 conversion; with a data dir, on up to
-    `AGREEMENT_SEQUENCES` of its labelled clips (accuracy only when its signs are the
+def _int8_agreement(module, output_path, clips, labelled, signs, num_classes):
+    """`checks.check_agreement` against a fresh fp32 conversion; with `labelled` (a data
+    dir's `(clips, labels, signs)`), on those clips (accuracy only when its signs are the
     model's)."""
     labels = None
-    if isinstance(data_dir, (str, pathlib.Path)):
-        clips, labels, data_signs = checks.clips_from_data_dir(
-            data_dir, AGREEMENT_SEQUENCES, with_labels=True)
+    if labelled is not None:
+        clips, labels, data_signs = labelled
         if len(data_signs) != num_classes or (signs is not None and list(signs) != data_signs):
             labels = None  # another sign set: an accuracy would be meaningless
     reference = graph.convert(module, "fp32")
@@ -268,7 +293,9 @@ def format_report(report):
         f"  ops      {len(report['ops'])} builtin op types, no Select TF / custom ops",
         f"  parity   max |TF - TFLite| = {parity['max_abs_diff']:.2e} "
         f"(tolerance {parity['tolerance']:g}) over {parity['num_sequences']} clips, "
-        f"argmax agreement {parity['argmax_agreement']:.0%}",
+        f"argmax agreement {parity['argmax_agreement']:.0%}"
+        + (f" ({len(report['parity_skipped'])} unreadable clip(s) skipped)"
+           if report.get("parity_skipped") else ""),
         f"  edge     finite probabilities summing to 1 for: {', '.join(report['edge_cases'])}",
         f"  latency  median {latency['median_ms']:.2f} ms, p95 {latency['p95_ms']:.2f} ms per "
         f"sequence ({latency['num_threads']} thread, {latency['num_calls']} calls; first pass "
