@@ -183,6 +183,24 @@ def test_held_out_only_when_no_member_trained_on_the_fold():
     assert split["val_participants"] == [11] and "fold(s) [0, 1]" in split["source"]
 
 
+def test_an_empty_original_fold_names_evaluates_own_option(tmp_path):
+    """The error's hint is the option of the command that raised it: evaluate has no --set."""
+    from tfislr.data.folds import ORIGINAL_FOLDS, fold_indices
+    from tfislr.data.kaggle import read_train_csv
+
+    (tmp_path / "sign_to_prediction_index_map.json").write_text('{"a": 0}')
+    rows = [f"p/{p}.parquet,{p},{p},a" for fold in (0, 1, 3) for p in ORIGINAL_FOLDS[fold]]
+    (tmp_path / "train.csv").write_text("path,participant_id,sequence_id,sign\n"
+                                        + "\n".join(rows) + "\n")
+    with pytest.raises(ValueError) as raised:
+        evaluate.select_sequences(tmp_path, fold=2, num_folds=4, fold_seed=42)
+    assert str(raised.value).endswith("choose another fold, or pass --original-folds false "
+                                      "for grouped stratified folds")
+    assert "data.original_folds" not in str(raised.value)
+    with pytest.raises(ValueError, match="or set data.original_folds=false for grouped"):
+        fold_indices(read_train_csv(tmp_path), 2)  # train's words (it takes --set) by default
+
+
 def test_cli_prints_table_and_writes_json(exported, data_dir, tmp_path, capsys):
     _, path = exported
     out = tmp_path / "eval.json"

@@ -139,7 +139,8 @@ def select_sequences(data_dir, fold=None, num_folds=4, fold_seed=42, limit=None,
             table = table[table["participant_id"].isin(val_participants)]
         else:
             _, val_idx = fold_indices(table, fold, num_folds=num_folds, seed=fold_seed,
-                                      original=original_folds)
+                                      original=original_folds,
+                                      off_hint="pass --original-folds false")
             table = table.iloc[np.sort(np.asarray(val_idx))]
     if limit is not None:
         table = table.iloc[:limit]

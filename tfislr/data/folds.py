@@ -35,6 +35,9 @@ ORIGINAL_FOLDS = {
     3: (18796, 30680, 32319, 37055, 61333),
 }
 _ORIGINAL_FOLD_OF = {p: fold for fold, members in ORIGINAL_FOLDS.items() for p in members}
+# How a user turns the original's folds off, as the errors below suggest it: the setting of
+# the config (train takes `--set`); a command with another option passes its own words.
+ORIGINAL_FOLDS_OFF = "set data.original_folds=false"
 
 
 def uses_original_folds(manifest, num_folds=4, original=True):
@@ -105,14 +108,15 @@ def _no_clips_message(fold):
             f"{', '.join(map(str, ORIGINAL_FOLDS[fold]))}, none of which it holds")
 
 
-def cv_folds(manifest, num_folds=4, seed=42, original=True):
+def cv_folds(manifest, num_folds=4, seed=42, original=True, off_hint=ORIGINAL_FOLDS_OFF):
     """(folds, skipped): the validation folds a cross-validation trains, and why the others
     are left out (`{fold: message}`), decided before any fold is trained.
 
     Only the original's folds can be empty: a part of the competition's signers may hold none
     of a fold's participants (the 15-signer sample has no fold 2). Such a fold has no clip to
     validate on or to predict, so the CV skips it; the folds left still predict every clip
-    exactly once. Stratified folds are never empty (`assign_folds` raises).
+    exactly once. Stratified folds are never empty (`assign_folds` raises). `off_hint`:
+    how the caller's user turns the original's folds off, for the error.
 
     Raises:
         ConfigError: fewer than two folds hold clips (one fold would train on nothing), or
@@ -124,8 +128,7 @@ def cv_folds(manifest, num_folds=4, seed=42, original=True):
     if len(folds) < 2:
         raise ConfigError(
             f"only fold(s) {folds} of the original's {num_folds} folds hold clips of this data; "
-            "a cross-validation needs two; set data.original_folds=false for grouped "
-            "stratified folds"
+            f"a cross-validation needs two; {off_hint} for grouped stratified folds"
         )
     return folds, skipped
 
@@ -138,18 +141,20 @@ def check_fold(fold, num_folds):
     return fold
 
 
-def fold_indices(manifest, fold, num_folds=4, seed=42, original=True):
+def fold_indices(manifest, fold, num_folds=4, seed=42, original=True,
+                 off_hint=ORIGINAL_FOLDS_OFF):
     """(train_idx, val_idx): sorted int64 row positions for validation fold `fold`.
 
     Raises ValueError when that fold holds no clip of `manifest` (possible with the
-    original's folds on a subset of the competition's signers).
+    original's folds on a subset of the competition's signers); its message suggests
+    `off_hint`, how the caller's user turns the original's folds off.
     """
     check_fold(fold, num_folds)
     folds = assign_folds(manifest, num_folds, seed, original)
     val = np.flatnonzero(folds == fold)
     if len(val) == 0:
         raise ConfigError(
-            f"{_no_clips_message(fold)}; choose another fold, or set data.original_folds=false "
-            "for grouped stratified folds"
+            f"{_no_clips_message(fold)}; choose another fold, or {off_hint} for grouped "
+            "stratified folds"
         )
     return np.flatnonzero(folds != fold), val
