@@ -294,6 +294,32 @@ def test_prepare_accepts_exactly_the_max_lens_a_config_accepts(tmp_path, capsys)
             _prepare(data, out, max_len=max_len)
 
 
+@pytest.mark.parametrize("quiet", [True, False])
+def test_a_reused_store_says_so_and_what_it_skipped(tmp_path, capsys, quiet):
+    """The CLI's summary of a store it reuses says "reused", quiet or not; the reuse line
+    (CLI, train and CV) names the clips the store skipped and where they are listed."""
+    data = _tiny(tmp_path)
+    table = pd.read_csv(data / "train.csv")
+    (data / table["path"][0]).write_bytes(b"not parquet at all")
+    argv = ["--data-dir", str(data), "--max-len", "8", "--out", str(tmp_path / "p"),
+            "--workers", "1", *(["--quiet"] if quiet else [])]
+    prepare.main(argv)
+    first = capsys.readouterr()
+    assert "max_len 8: prepared 11 of 12" in first.out and "reus" not in (first.out + first.err).replace(str(tmp_path), "")
+    path = tmp_path / "p" / "max_len_8"
+    stamp = prepare._build_stamp(path)
+    prepare.main(argv)
+    again = capsys.readouterr()
+    assert prepare._build_stamp(path) == stamp  # reused indeed
+    assert "max_len 8: reused the store prepared before, 11 of 12 sequences" in again.out
+    assert "skipped 1 (unreadable: 1; see skipped.csv)" in again.out
+    lacks = f"it lacks the 1 clip(s) skipped when it was prepared (listed in {path / 'skipped.csv'})"
+    assert (lacks in again.err) != quiet
+    prepare.ensure_store(data, 8, tmp_path / "p")  # what train and CV call
+    err = capsys.readouterr().err
+    assert f"reusing the prepared store {path}" in err and lacks in err
+
+
 @pytest.mark.parametrize("content,problem", [("", "empty file"), ("\n\n", "empty file")])
 def test_an_empty_train_csv_is_named_before_any_work(tmp_path, capsys, content, problem):
     data = _tiny(tmp_path)

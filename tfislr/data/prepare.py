@@ -269,10 +269,12 @@ def _assemble(table, signs, partial_dir, target, num_shards, summary):
     (target / store.SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
 
 
-def format_summary(summary):
-    """One human-readable paragraph for a summary dict."""
+def format_summary(summary, reused=False):
+    """One human-readable paragraph for a summary dict; `reused`: of a store this call
+    found complete and up to date, not one it prepared."""
+    done = "reused the store prepared before," if reused else "prepared"
     text = (
-        f"max_len {summary['max_len']}: prepared {summary['prepared']:,} of "
+        f"max_len {summary['max_len']}: {done} {summary['prepared']:,} of "
         f"{summary['num_sequences']:,} sequences ({summary['total_frames']:,} frames, "
         f"{summary['landmarks_bytes'] / 2**20:,.1f} MiB), skipped {summary['skipped']:,}"
     )
@@ -390,9 +392,12 @@ def _build_stamp(path):
 
 
 def _say_reused(path):
+    skipped = store.read_summary(path)["skipped"]
+    lacks = (f"; it lacks the {skipped:,} clip(s) skipped when it was prepared (listed in "
+             f"{pathlib.Path(path) / store.SKIPPED_FILE})" if skipped else "")
     print(f"reusing the prepared store {path}: train.csv, the sign map, the landmark files' "
           "sizes and times and the preprocessing code are unchanged (to rebuild it: "
-          "tfislr-prepare --force, tfislr-train --force-prepare, or delete the folder)",
+          f"tfislr-prepare --force, tfislr-train --force-prepare, or delete the folder){lacks}",
           file=sys.stderr, flush=True)
 
 
@@ -480,12 +485,15 @@ def main(argv=None):
     parser.add_argument("--force", action="store_true", help="rebuild complete stores too")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    out = args.out if args.out is not None else pathlib.Path(args.data_dir).resolve() / "prepared"
     for max_len in args.max_len:
+        before = _build_stamp(store.store_dir(out, max_len))
         path = prepare_store(
-            args.data_dir, max_len, args.out, args.workers, args.shard_size,
+            args.data_dir, max_len, out, args.workers, args.shard_size,
             force=args.force, progress=not args.quiet,
         )
-        print(f"{format_summary(store.read_summary(path))}; store: {path}")
+        reused = before is not None and _build_stamp(path) == before
+        print(f"{format_summary(store.read_summary(path), reused)}; store: {path}")
 
 
 if __name__ == "__main__":
