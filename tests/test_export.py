@@ -501,6 +501,30 @@ def test_cli_ensemble_yaml_and_single_run(tmp_path, monkeypatch):
     assert export_cli.main(["single", "--run", str(tmp_path / "nope")]) == 2  # tfislr.errors
 
 
+def test_single_run_errors_name_the_option(tmp_path, capsys):
+    """`single --run` errors say "--run", never "an ensemble member"; a CV dir names its
+    fold_K/ runs (in an ensemble too)."""
+    import export as export_cli
+
+    run = write_run(tmp_path / "cv" / "fold_1", small_model(NUM_CLASSES, 8), 8)
+    expected = {
+        run / "config.json": f"{run / 'config.json'}: is a file, not a run dir (--run); the run "
+                             f"dir holding it is {run}",
+        tmp_path / "nope": f"{tmp_path / 'nope'}: run dir not found (--run)",
+        tmp_path / "cv": f"{tmp_path / 'cv'}: is a cross-validation dir, not a run dir: its "
+                         f"runs are in its fold_K/ subfolders (fold_1); give one of them, "
+                         f"e.g. {run}",
+    }
+    for given, message in expected.items():
+        assert export_cli.main(["single", "--run", str(given)]) == 2
+        assert capsys.readouterr().err == f"tfislr-export: error: {message}\n"
+    with pytest.raises(DataError, match="is a cross-validation dir"):
+        export_ensemble([{"run": str(tmp_path / "cv")}], tmp_path / "x.tflite", verbose=False)
+    with pytest.raises(ConfigError, match=r"not a run dir \(an ensemble member\)"):
+        export_ensemble([{"run": str(run / "config.json")}], tmp_path / "x.tflite",
+                        verbose=False)
+
+
 def test_bad_ensemble_config_is_a_clear_error(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("members:\n  - config: a\n    run: b\n")

@@ -111,6 +111,7 @@ def load_member(run_dir, weights="distilled", name=None):
 
     run = RunDir(run_dir)
     if not run.is_started:
+        _refuse_cv_dir(run.path)
         raise MissingFileError(
             f"{run.file(run_dir_lib.CONFIG)}: file not found ({run.path} is not a run dir)"
         )
@@ -134,13 +135,33 @@ def load_member(run_dir, weights="distilled", name=None):
     )
 
 
-def resolve_member(spec, runs_dir="runs", default_weights="distilled"):
+def _refuse_cv_dir(path):
+    """Raises `DataError` when `path` is a cross-validation dir (`tfislr.training.
+    cross_validation`): not a run itself, its runs are its `fold_<k>/` folders."""
+    from tfislr.training.cross_validation import fold_dir
+
+    folds = sorted(p for p in pathlib.Path(path).glob(fold_dir("", "*").name)
+                   if RunDir(p).is_started)
+    if folds:
+        raise DataError(f"{path}: is a cross-validation dir, not a run dir: its runs are in "
+                        f"its fold_K/ subfolders ({', '.join(p.name for p in folds)}); give "
+                        f"one of them, e.g. {folds[0]}")
+
+
+def resolve_member(spec, runs_dir="runs", default_weights="distilled",
+                   role="an ensemble member"):
     """A member from a config name, a run dir, a dict or an `EnsembleMember`.
 
     Dict form (as in configs/ensemble.yaml): `{config: len80}` (latest run) or
     `{run: runs/len80/20260101-120000}`, optional `weights` and `name`.
     A bare string is a run dir when it is a directory holding config.json,
-    otherwise a config name.
+    otherwise a config name. `role` says in the errors where the run dir was given
+    (`tfislr-export single` passes its `--run`).
+
+    Raises:
+        ConfigError: a bad spec, or a run path that is a file.
+        MissingFileError: the run dir does not exist, or is not a (finished) run.
+        DataError: the run dir is a cross-validation dir (its runs are its `fold_K/`).
     """
     if isinstance(spec, EnsembleMember):
         return spec
@@ -160,9 +181,11 @@ def resolve_member(spec, runs_dir="runs", default_weights="distilled"):
     else:
         run_dir = pathlib.Path(spec["run"])
         if run_dir.is_file():
-            raise ConfigError(f"{run_dir}: is a file, not a run dir (an ensemble member)")
+            holder = (f"; the run dir holding it is {run_dir.parent}"
+                      if RunDir(run_dir.parent).is_started else "")
+            raise ConfigError(f"{run_dir}: is a file, not a run dir ({role}){holder}")
         if not run_dir.is_dir():
-            raise MissingFileError(f"{run_dir}: run dir not found (an ensemble member)")
+            raise MissingFileError(f"{run_dir}: run dir not found ({role})")
     return load_member(run_dir, weights=weights, name=spec.get("name"))
 
 
