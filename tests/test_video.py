@@ -279,6 +279,25 @@ def test_predict_parquet_clips(exported, synthetic_data_dir, capsys, tmp_path, m
     assert len(error.splitlines()) == 1
 
 
+def test_predict_without_extraction_environment_refuses_only_the_videos(
+        exported, synthetic_data_dir, capsys, tmp_path, monkeypatch):
+    """No extraction environment: each video is refused in one line naming why, the landmark
+    clips are still predicted, and the exit code is 2 as for any refused clip."""
+    model, _ = exported
+    clip = str(synthetic_data_dir / read_train_csv(synthetic_data_dir)["path"][0])
+    missing = tmp_path / "no-such-python"
+    monkeypatch.setenv(environment.ENV_VAR, str(missing))
+    videos = [tmp_path / "fake.mp4", tmp_path / "other.mov"]
+    for video in videos:
+        video.write_bytes(b"not really a video")
+    assert predict.main([str(model), str(videos[0]), clip, str(videos[1])]) == 2
+    captured = capsys.readouterr()
+    assert captured.out.startswith(clip) and len(captured.out.strip().splitlines()) == 1
+    reason = f"{missing}: interpreter not found (set by {environment.ENV_VAR})"
+    assert captured.err.strip().splitlines() == [
+        f"tfislr-predict: error: {video}: not predicted: {reason}" for video in videos]
+
+
 def test_predict_hashes_the_model_once(exported, synthetic_data_dir, capsys, monkeypatch,
                                       tmp_path):
     """Without --signs the export report is read, and the .tflite hashed against it, once:

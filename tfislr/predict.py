@@ -141,7 +141,9 @@ def predict(model_path, clips, top_k=5, signs=None, landmarks_dir=None, num_thre
 
     `results`: one dict per readable clip, in the given order: `clip`, `frames`, `top_k`
     (`sign`, `label`, `probability`, best first). `errors`: `DataError`s of the clips that
-    could not be read or extracted (their messages name the clip).
+    could not be read or extracted (their messages name the clip). When the videos cannot be
+    extracted at all (no extraction environment), each video is such an error naming why, and
+    the landmark files are still predicted.
     """
     from tfislr.data.kaggle import LandmarkFileError, read_landmark_file
     from tfislr.export import TFLiteRunner
@@ -159,12 +161,17 @@ def predict(model_path, clips, top_k=5, signs=None, landmarks_dir=None, num_thre
         except DataError as error:
             refused[clip] = error
     videos = [str(c.resolve()) for c, kind in kinds.items() if kind == VIDEO]
-    files, failed = {}, {}
+    frames, failed = {}, {}
+    unextracted = None  # why no video could be extracted (no extraction environment, ...)
     if videos:
         with tempfile.TemporaryDirectory(prefix="tfislr-predict-") as scratch:
-            files, failed = extract_videos(videos, landmarks_dir or scratch)
-            # Read the landmark files before the temporary folder goes.
-            frames = {v: read_landmark_file(p) for v, p in files.items()}
+            try:
+                files, failed = extract_videos(videos, landmarks_dir or scratch)
+            except DataError as error:  # the videos are refused, the other clips predicted
+                unextracted = error
+            else:
+                # Read the landmark files before the temporary folder goes.
+                frames = {v: read_landmark_file(p) for v, p in files.items()}
     results, errors = [], []
     for clip in clips:
         if clip in refused:
@@ -173,6 +180,8 @@ def predict(model_path, clips, top_k=5, signs=None, landmarks_dir=None, num_thre
         try:
             if kinds[clip] == LANDMARKS:
                 clip_frames = read_landmark_file(clip)
+            elif unextracted is not None:
+                raise DataError(f"{clip}: not predicted: {unextracted}")
             else:
                 key = str(clip.resolve())
                 if key in failed:
