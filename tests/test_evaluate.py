@@ -269,6 +269,14 @@ def test_real_sample(exported, real_data_dir, tmp_path):
     assert report["errors"] == [] and report["num_sequences"] >= 100
     assert set(report["per_sign"]) == {"hello", "thankyou"}
     assert all(0 <= p < 250 for p in report["predictions"])
+    # The split line says what decided the folds: the original's map has no seed.
+    for original, scheme in ((None, "4 folds, the original's folds (its participant->fold map, "
+                                    "no seed): folds rebuilt with the config defaults"),
+                             (False, "4 folds, seed 42: folds rebuilt with the given")):
+        folded = evaluate.evaluate_tflite(real_path, real_data_dir, fold=0,
+                                          original_folds=original)
+        assert folded["split"]["original_map"] is (original is None)
+        assert f"split         {scheme}" in evaluate.format_report(folded)
 
 
 @pytest.mark.slow  # slow-only for the CI budget (82 s): CI trains, exports and reads a short

@@ -171,8 +171,14 @@ def evaluate_tflite(model_path, data_dir, fold=None, num_folds=None, fold_seed=N
     if split is None:
         table = select_sequences(data_dir, limit=limit)
     else:
+        from tfislr.data.folds import uses_original_folds
+        from tfislr.data.kaggle import read_train_csv
+
         table = select_sequences(data_dir, fold, split["num_folds"], split["fold_seed"], limit,
                                  split["val_participants"], split["original_folds"])
+        # Whether the folds are the original's map (no seed in play) or seeded stratified ones.
+        split["original_map"] = uses_original_folds(read_train_csv(data_dir), split["num_folds"],
+                                                    split["original_folds"])
     runner = TFLiteRunner(model_path, num_threads=num_threads)
     if runner.num_classes != len(signs):
         raise DataError(
@@ -265,8 +271,9 @@ def format_report(report, max_signs=15):
     lines = [f"{report['model']} on {report['data_dir']} ({fold})"]
     if report.get("split"):
         split = report["split"]
-        lines.append(f"  {'split':<14}{split['num_folds']} folds, seed {split['fold_seed']}: "
-                     f"{split['source']}")
+        scheme = ("the original's folds (its participant->fold map, no seed)"
+                  if split.get("original_map") else f"seed {split['fold_seed']}")
+        lines.append(f"  {'split':<14}{split['num_folds']} folds, {scheme}: {split['source']}")
     lines += [
         f"  {'sequences':<14}{report['num_sequences']}",
         f"  {'accuracy':<14}{report['accuracy']:.4f}",
