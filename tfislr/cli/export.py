@@ -63,20 +63,19 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from tfislr.export import export_ensemble
-    from tfislr.export.members import resolve_member
 
     runs_dir = None  # single: the member is a run dir, no lookup by config name
+    options = {}
     if args.command == "ensemble":
         target = args.config
         output = args.output
         runs_dir = args.runs_dir
     else:
-        # Resolved here so its errors name the option, not "an ensemble member".
-        target = [resolve_member({"run": args.run, "weights": args.weights},
-                                 default_weights=args.weights, role="--run")]
+        target = [{"run": args.run, "weights": args.weights}]
+        options["member_role"] = "--run"  # what its run-dir errors name
         output = args.output or str(pathlib.Path(args.run) / "model.tflite")
     export_ensemble(target, output, args.quantization, runs_dir=runs_dir,
-                    max_size_mb=args.max_size_mb, parity_clips=args.parity_data)
+                    max_size_mb=args.max_size_mb, parity_clips=args.parity_data, **options)
     return 0
 
 

@@ -74,6 +74,7 @@ def export_ensemble(
     parity_tolerance=None,
     latency_repeats=3,
     verbose=True,
+    member_role="an ensemble member",
 ):
     """Builds, converts, writes and checks the ensemble; returns the report dict.
 
@@ -100,6 +101,8 @@ def export_ensemble(
             a data dir, on up to `AGREEMENT_SEQUENCES` of its labelled clips, including
             the accuracy difference.
         parity_tolerance: default `checks.PARITY_TOLERANCE[quantization]`.
+        member_role: where the members were given, for the run-dir errors
+            (`members.resolve_member`; `tfislr-export single` says "--run").
 
     Raises (all `tfislr.errors.TfislrError`s, reported by `tfislr-export` as one line):
         ConfigError: bad ensemble config, or members that disagree on the classes.
@@ -124,7 +127,8 @@ def export_ensemble(
     clips, labelled, skipped = _parity_inputs(parity_clips, quantization, log)
 
     start = time.perf_counter()
-    members = [resolve_member(s, runs_dir=runs_dir, default_weights=weights) for s in specs]
+    members = [resolve_member(s, runs_dir=runs_dir, default_weights=weights, role=member_role)
+               for s in specs]
     num_classes = check_members_agree(members)
     module = graph.build_ensemble_module(members)
     log(f"converting {len(members)} member(s) to TFLite ({quantization}) ...")
