@@ -189,16 +189,10 @@ def test_every_fold_is_checked_before_fold_0_trains(tmp_path, monkeypatch, capsy
     assert not trained and not (tmp_path / "one" / "runs").exists()
 
 
-def test_each_folds_prediction_traces_its_own_function_once():
-    """Five folds' models, each predicting a few batches (the last smaller): the model's
-    logits, and no retracing warning (with Keras' `predict`, whose functions share one
-    code object, TF warned at the fifth model)."""
+@pytest.fixture
+def tensorflow_messages():
+    """The messages the `tensorflow` logger emits during the test (a list, filled live)."""
     import logging
-
-    import keras
-    import tensorflow as tf
-
-    from tfislr.training.cross_validation import predict_logits
 
     messages = []
 
@@ -208,16 +202,26 @@ def test_each_folds_prediction_traces_its_own_function_once():
 
     handler = Collect()
     logging.getLogger("tensorflow").addHandler(handler)
+    yield messages
+    logging.getLogger("tensorflow").removeHandler(handler)
+
+
+def test_each_folds_prediction_traces_its_own_function_once(tensorflow_messages):
+    """Five folds' models, each predicting a few batches (the last smaller): the model's
+    logits, and no retracing warning (with Keras' `predict`, whose functions share one
+    code object, TF warned at the fifth model)."""
+    import keras
+    import tensorflow as tf
+
+    from tfislr.training.cross_validation import predict_logits
+
     inputs = np.random.default_rng(0).normal(size=(37, 4)).astype("float32")
     dataset = tf.data.Dataset.from_tensor_slices(inputs).batch(16)  # a smaller last batch
-    try:
-        for fold in range(5):
-            model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-            np.testing.assert_allclose(predict_logits(model, dataset),
-                                       model(inputs, training=False), rtol=1e-6, atol=1e-6)
-    finally:
-        logging.getLogger("tensorflow").removeHandler(handler)
-    assert not [m for m in messages if "retracing" in m], messages
+    for fold in range(5):
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        np.testing.assert_allclose(predict_logits(model, dataset),
+                                   model(inputs, training=False), rtol=1e-6, atol=1e-6)
+    assert not [m for m in tensorflow_messages if "retracing" in m], tensorflow_messages
 
 
 # ------------------------------------------------------------------ a real CV (in-process)
@@ -245,13 +249,13 @@ def cv_run(synthetic_data_dir, tmp_path_factory):
 
 @pytest.mark.slow
 def test_each_folds_functions_trace_once_and_tf_sees_no_retracing(synthetic_data_dir, tmp_path,
-                                                                   monkeypatch):
+                                                                   monkeypatch,
+                                                                   tensorflow_messages):
     """Every fold has its own model, so its step functions trace once each (as in
     test_xla); TF must not count two folds' traces as retracing of one function, which it
     did when they were Keras' closures of one code object (here: 1 step an epoch, so the
     traces are close together among TF's last 10 calls)."""
     import collections
-    import logging
 
     from test_mean_teacher import build_tiny
     from tfislr.config import load_config
@@ -265,29 +269,18 @@ def test_each_folds_functions_trace_once_and_tf_sees_no_retracing(synthetic_data
             traces[(id(self), _name, kwargs.get("distilled_inference"))] += 1  # once per trace
             return _step(self, *args, **kwargs)
         monkeypatch.setattr(distiller_class, name, counted)
-    messages = []
-
-    class Collect(logging.Handler):
-        def emit(self, record):
-            messages.append(record.getMessage())
-
-    handler = Collect()
-    logging.getLogger("tensorflow").addHandler(handler)
     config = load_config("demo", TINY + [
         "data.num_folds=2", "train.epochs=2", "data.global_batch_size=32",
         f"data.prepared_dir={tmp_path / 'prepared'}"])
-    try:
-        cross_validate(config, synthetic_data_dir, output_dir=tmp_path / "runs", verbose=0,
-                       build_model=build_tiny)
-    finally:
-        logging.getLogger("tensorflow").removeHandler(handler)
+    cross_validate(config, synthetic_data_dir, output_dir=tmp_path / "runs", verbose=0,
+                   build_model=build_tiny)
     per_distiller = collections.defaultdict(dict)
     for (distiller, step, mode), count in traces.items():
         per_distiller[distiller][(step, mode)] = count
     # Two folds, each: the train step in both distilled modes and the test step, once.
     expected = {("train_step", False): 1, ("train_step", True): 1, ("test_step", None): 1}
     assert list(per_distiller.values()) == [expected, expected], traces
-    assert not [m for m in messages if "retracing" in m], messages
+    assert not [m for m in tensorflow_messages if "retracing" in m], tensorflow_messages
 
 
 @pytest.mark.slow
