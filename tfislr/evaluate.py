@@ -45,11 +45,6 @@ def export_report(model_path):
     return read_report(model_path)
 
 
-def signs_in_report(model_path):
-    """Sign order saved by `export_ensemble` next to the file, if there is one."""
-    return export_report(model_path).get("signs")
-
-
 # The settings that decide the folds (`tfislr.data.folds.fold_indices`), as config.data
 # names them and run.json records them.
 FOLD_SETTINGS = ("num_folds", "fold_seed", "original_folds")
