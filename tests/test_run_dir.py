@@ -1,5 +1,6 @@
 """The run directory: one rule for "finished", lookups, readers and atomic writes."""
 
+import datetime
 import json
 import os
 
@@ -90,6 +91,64 @@ def test_latest_lookups_pick_the_newest_of_their_kind(tmp_path):
     assert run_dir_lib.latest_unfinished(tmp_path, "other") is None
     with pytest.raises(ValueError, match="folder not found \\(no runs of config 'other'\\)"):
         run_dir_lib.latest_finished(tmp_path, "other")
+
+
+@pytest.mark.parametrize("finished", [False, True], ids=["resume", "export"])
+@pytest.mark.parametrize("named_first", [True, False], ids=["named_older", "named_newer"])
+def test_latest_is_the_run_started_last_whatever_its_name(tmp_path, finished, named_first):
+    """A run dir the user named (`--run-dir runs/demo/best`) sorts among the timestamped
+    ones by the start run.json records, for `--resume` (unfinished runs) and export
+    (finished ones) alike: by name, "best" would always be the newest."""
+    named, stamped = RunDir(tmp_path / "demo" / "best"), RunDir(tmp_path / "demo" / "20260101-000000")
+    older, newer = (named, stamped) if named_first else (stamped, named)
+    for run in (older, newer):
+        for step in STEPS if finished else STEPS[:-1]:
+            step(run)
+    assert run_dir_lib.start_time(older.path) < run_dir_lib.start_time(newer.path)
+    if finished:
+        assert run_dir_lib.latest_finished(tmp_path, "demo").path == newer.path
+        assert latest_run("demo", tmp_path) == newer.path
+    else:
+        assert latest_unfinished_run(tmp_path, "demo") == newer.path
+        # A resume rewrites run.json and keeps the start it recorded.
+        started = older.read_run_info()[run_dir_lib.STARTED_AT]
+        _start(older)
+        assert older.read_run_info()[run_dir_lib.STARTED_AT] == started
+        assert latest_unfinished_run(tmp_path, "demo") == newer.path
+
+
+@pytest.mark.parametrize("named_newer", [True, False])
+def test_runs_of_older_versions_sort_by_their_name_or_folder_time(tmp_path, named_newer):
+    """Runs written before run.json recorded a start: a timestamped name is its start, a
+    folder the user named counts from its mtime."""
+    stamped, named = RunDir(tmp_path / "demo" / "20260102-000000"), RunDir(tmp_path / "demo" / "best")
+    for run in (stamped, named):
+        _start(run)
+        info = run.read_run_info()
+        del info[run_dir_lib.STARTED_AT]
+        run.file(run_dir_lib.RUN_INFO).write_text(json.dumps(info))
+    day = datetime.datetime(2026, 1, 3 if named_newer else 1).timestamp()
+    os.utime(named.path, (day, day))
+    assert run_dir_lib.start_time(stamped.path) == datetime.datetime(2026, 1, 2).timestamp()
+    assert run_dir_lib.start_time(named.path) == day
+    newer = named if named_newer else stamped
+    assert latest_unfinished_run(tmp_path, "demo") == newer.path
+    # A resume of such a run records no start it does not know.
+    _start(stamped)
+    assert run_dir_lib.STARTED_AT not in stamped.read_run_info()
+
+
+def test_the_latest_cv_is_the_one_started_last_whatever_its_name(tmp_path):
+    """`--cv --resume` and the blend's CV lookup: the same rule, from cv.json's start."""
+    from tfislr.training import cross_validation as cv
+
+    root = cv.cv_root(tmp_path, "demo")
+    for name in ("best", "20260101-000000"):  # "best" started first
+        cv._open_cv_dir(_config(), tmp_path, "distilled", tmp_path, root / name)
+    assert cv.latest_unfinished_cv(tmp_path, "demo") == root / "20260101-000000"
+    for name in ("20260101-000000", "best"):
+        (root / name / cv.REPORT_FILE).write_text("{}")
+    assert cv.latest_finished_cv(tmp_path, "demo") == root / "20260101-000000"
 
 
 def test_readers_give_back_what_the_writers_wrote(tmp_path):

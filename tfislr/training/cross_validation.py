@@ -7,7 +7,8 @@
 (also `python -m tfislr.training.cross_validation`, or `tfislr-train ... --cv` with the distilled
 soup). Errors follow `tfislr.errors`. The CV lands in `<output>/<config>/cv/<timestamp>/`:
 
-    cv.json                 config, data dir and weights; a resumed CV must match them
+    cv.json                 config, data dir and weights (a resumed CV must match them), and
+                            when the CV started (the "latest" CV is the one started last)
     fold_<k>/               an ordinary run directory (tfislr.training.run), validation fold k
     oof_fold_<k>.parquet    fold k's held-out clips predicted by fold k's soup (`weights`)
     oof.parquet             all folds: every prepared clip exactly once (format: tfislr.oof)
@@ -40,7 +41,7 @@ from tfislr.cli.help import HelpFormatter
 from tfislr.config import MODEL_NAMES, Config
 from tfislr.errors import INTERRUPTED, ConfigError, DataError, MissingFileError, command
 from tfislr.oof import OutOfFold, read_oof, write_oof
-from tfislr.training.run_dir import RunDir, check_own_dir
+from tfislr.training.run_dir import STARTED_AT, RunDir, by_start_time, check_own_dir, now_iso
 
 PROG = "tfislr-cv"
 CV_FILE = "cv.json"
@@ -66,17 +67,24 @@ def cv_root(output_dir, config_name):
     return pathlib.Path(output_dir) / config_name / "cv"
 
 
+def _cv_dirs(root):
+    """The CV dirs (holding cv.json) under `root`, by `run_dir.start_time`, oldest first."""
+    return by_start_time((p.parent for p in root.glob(f"*/{CV_FILE}")), CV_FILE)
+
+
 def latest_unfinished_cv(output_dir, config_name):
-    """The newest CV dir of `config_name` under `output_dir` without report.json, or None."""
-    started = sorted(cv_root(output_dir, config_name).glob(f"*/{CV_FILE}"))
-    unfinished = [p.parent for p in started if not (p.parent / REPORT_FILE).exists()]
+    """The CV dir of `config_name` under `output_dir` started last without report.json, or
+    None."""
+    unfinished = [p for p in _cv_dirs(cv_root(output_dir, config_name))
+                  if not (p / REPORT_FILE).exists()]
     return unfinished[-1] if unfinished else None
 
 
 def latest_finished_cv(output_dir, config_name):
-    """The newest finished CV dir of `config_name` (MissingFileError when there is none)."""
+    """The finished CV dir of `config_name` started last (MissingFileError when there is
+    none)."""
     root = cv_root(output_dir, config_name)
-    finished = sorted(p.parent for p in root.glob(f"*/{REPORT_FILE}"))
+    finished = [p for p in _cv_dirs(root) if (p / REPORT_FILE).exists()]
     if not finished:
         raise MissingFileError(f"no finished cross-validation of '{config_name}' under {root}")
     return finished[-1]
@@ -104,7 +112,7 @@ def _open_cv_dir(config, data_dir, weights, output_dir, cv_dir):
         _log(f"resuming {cv_dir}")
     else:
         cv_dir.mkdir(parents=True, exist_ok=True)
-        atomic.write_json(cv_dir / CV_FILE, wanted)
+        atomic.write_json(cv_dir / CV_FILE, {**wanted, STARTED_AT: now_iso()})
         _log(f"cv dir: {cv_dir}")
     return cv_dir
 

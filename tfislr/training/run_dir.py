@@ -6,7 +6,8 @@ goes through `RunDir`, so the layout and the rule for "finished" live here only:
     <output>/<config name>/<timestamp>/
       config.json        the resolved config (`RunDir.read_config` reads it back)
       signs.json         sign names by label (from the data's sign map)
-      run.json           split (fold settings, validation signers), sizes, batch plan, replicas
+      run.json           when it started, split (fold settings, validation signers), sizes,
+                         batch plan, replicas
       history.csv        one row per epoch: losses, val accuracy of the 3 models, lr, seconds
       tb/                TensorBoard scalars (train/, validation/)
       backup/            Keras BackupAndRestore state while the run trains (resume)
@@ -24,6 +25,10 @@ States, in the order a run passes through them:
 - *finished*: `finished.json` exists. It is written after everything else, atomically,
   so a finished run has all its files. This is the one rule: `--resume` never resumes a
   finished run, and export picks only finished runs.
+
+"Latest" (`latest_unfinished` for `--resume`, `latest_finished` for export) means started
+last, by the start time run.json records (`start_time`), never by the folder's name: a
+run dir the user named (`--run-dir runs/len80/best`) sorts among the others by when it ran.
 
 Every file is written through `tfislr.atomic` (a temporary sibling renamed onto the name),
 so a killed run never leaves half a file that a later step would trust.
@@ -65,8 +70,48 @@ def list_checkpoints(directory):
     return sorted(found)
 
 
+_TIMESTAMP = "%Y%m%d-%H%M%S"
+# The names `RunDir.new` gives: the start's timestamp, "_1" appended per collision.
+_TIMESTAMPED_NAME = re.compile(r"^(\d{8}-\d{6})(?:_1)*$")
+STARTED_AT = "started_at"  # run.json's (and cv.json's) record of the start
+
+
 def _timestamp():
-    return datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return datetime.datetime.now().strftime(_TIMESTAMP)
+
+
+def now_iso():
+    """The current local time as ISO 8601 with its UTC offset, to the microsecond."""
+    return datetime.datetime.now().astimezone().isoformat(timespec="microseconds")
+
+
+def start_time(folder, record=RUN_INFO):
+    """When the run (or cross-validation) in `folder` started, in POSIX seconds.
+
+    The `started_at` its JSON `record` holds (run.json; cv.json for a CV dir). A folder
+    written by an older version, which recorded none, falls back to the timestamp of the
+    name `RunDir.new` gave it, else to the folder's mtime (its last change: a user-named
+    run of an older version counts from its last write).
+    """
+    folder = pathlib.Path(folder)
+    try:
+        recorded = json.loads((folder / record).read_text())
+    except (OSError, ValueError):  # none, or unreadable: its readers name the problem
+        recorded = None
+    if isinstance(recorded, dict) and isinstance(recorded.get(STARTED_AT), str):
+        try:
+            return datetime.datetime.fromisoformat(recorded[STARTED_AT]).timestamp()
+        except ValueError:
+            pass
+    named = _TIMESTAMPED_NAME.match(folder.name)
+    if named:
+        return datetime.datetime.strptime(named.group(1), _TIMESTAMP).timestamp()
+    return folder.stat().st_mtime
+
+
+def by_start_time(folders, record=RUN_INFO):
+    """`folders` ordered by `start_time`, oldest first (the same start: by name)."""
+    return sorted(folders, key=lambda path: (start_time(path, record), pathlib.Path(path).name))
 
 
 class RunDir:
@@ -166,6 +211,12 @@ class RunDir:
         atomic.write_json(self.file(SIGNS), list(signs))
 
     def write_run_info(self, info):
+        """Writes run.json with `info`. The first write (a new run) records `started_at`
+        (`now_iso`), later ones (a resume) keep what it recorded, or that it recorded none."""
+        resumed = self.file(RUN_INFO).is_file()
+        started = self.read_run_info().get(STARTED_AT) if resumed else now_iso()
+        if started is not None:
+            info = {STARTED_AT: started, **info}
         atomic.write_json(self.file(RUN_INFO), info)
 
     def write_metrics(self, metrics):
@@ -298,23 +349,26 @@ SPLIT_KEYS = ("full", "fold", "num_folds", "fold_seed", "original_folds", "val_p
 
 
 def _runs(output_dir, config_name):
+    """(root, the run dirs under it, oldest first by `start_time`)."""
     root = pathlib.Path(output_dir) / config_name
     if not root.is_dir():
         return root, []
-    return root, [RunDir(p) for p in sorted(root.iterdir(), key=lambda p: p.name) if p.is_dir()]
+    return root, [RunDir(p) for p in by_start_time(p for p in root.iterdir() if p.is_dir())]
 
 
 def latest_unfinished(output_dir, config_name):
-    """The newest started but unfinished run of `config_name` under `output_dir`, or None."""
+    """The last started (`start_time`), unfinished run of `config_name` under `output_dir`,
+    or None."""
     _, runs = _runs(output_dir, config_name)
     unfinished = [run for run in runs if run.is_started and not run.is_finished]
     return unfinished[-1] if unfinished else None
 
 
 def latest_finished(output_dir, config_name, weights="distilled"):
-    """The newest finished run of `config_name` that holds `weights`; ValueError if none.
+    """The last started (`start_time`) finished run of `config_name` that holds `weights`;
+    ValueError if none.
 
-    Runs sort by their timestamped names; a newer run still training (or interrupted) is
+    A run started later but still training still training (or interrupted) is
     skipped, so exporting during training picks the last finished run.
     """
     root, runs = _runs(output_dir, config_name)
