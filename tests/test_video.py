@@ -279,6 +279,25 @@ def test_predict_parquet_clips(exported, synthetic_data_dir, capsys, tmp_path, m
     assert len(error.splitlines()) == 1
 
 
+def test_predict_says_once_when_top_k_is_above_the_model_signs(exported, synthetic_data_dir,
+                                                                 capsys):
+    """A --top-k above the model's sign count shows every sign, and one stderr line says so
+    (however many clips); a --top-k within it prints no note."""
+    model, signs = exported
+    table = read_train_csv(synthetic_data_dir)
+    clips = [str(synthetic_data_dir / p) for p in table["path"][:2]]
+    asked = len(signs) + 4
+    assert predict.main([str(model), *clips, "--top-k", str(asked), "--json"]) == 0
+    captured = capsys.readouterr()
+    for result in json.loads(captured.out):
+        _check_top_k(result, signs, len(signs))
+    assert captured.err.strip().splitlines() == [
+        f"tfislr-predict: note: asked --top-k {asked}, the model has {len(signs)} signs: "
+        f"showing {len(signs)}"]
+    assert predict.main([str(model), clips[0], "--top-k", str(len(signs))]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_predict_without_extraction_environment_refuses_only_the_videos(
         exported, synthetic_data_dir, capsys, tmp_path, monkeypatch):
     """No extraction environment: each video is refused in one line naming why, the landmark

@@ -16,7 +16,8 @@ holding one); without either the classes are shown as numbers, and a note on std
 why and how to get the names.
 
 Output: a table (clip, frames, then `sign probability` for the top k), or with `--json` a
-list of `{"clip", "frames", "top_k": [{"sign", "label", "probability"}]}`. A clip that cannot
+list of `{"clip", "frames", "top_k": [{"sign", "label", "probability"}]}`. A `--top-k` above
+the model's number of signs shows them all, and a note on stderr says so. A clip that cannot
 be read is reported as one `tfislr-predict: error: <clip>: <problem>` line; the others are
 still predicted, and the exit code is then 2 (`tfislr.errors`).
 """
@@ -90,6 +91,15 @@ def numbered_labels_note(model_path, report):
             "sign_to_prediction_index_map.json, or a data dir with one) for sign names")
 
 
+def top_k_note(top_k, results):
+    """The stderr note when `predict` showed fewer than the `top_k` signs asked for (the
+    model has fewer: it shows them all), else None."""
+    shown = len(results[0]["top_k"]) if results else top_k
+    if shown >= top_k:
+        return None
+    return f"{PROG}: note: asked --top-k {top_k}, the model has {shown} signs: showing {shown}"
+
+
 def clip_kind(path):
     """`LANDMARKS` for a `.parquet` file, `VIDEO` for a file with a video suffix
     (`tfislr.video.extract.VIDEO_SUFFIXES`, the ones `tfislr-extract` looks for).
@@ -151,7 +161,7 @@ def predict(model_path, clips, top_k=5, signs=None, landmarks_dir=None, num_thre
     model_path = pathlib.Path(model_path)
     runner = TFLiteRunner(model_path, num_threads=num_threads)  # MissingFileError if absent
     names = sign_names(model_path, signs, runner.num_classes, report)
-    top_k = min(top_k, runner.num_classes)
+    top_k = min(top_k, runner.num_classes)  # all the signs at most (`top_k_note` says so)
 
     clips = [pathlib.Path(c) for c in clips]
     kinds, refused = {}, {}
@@ -233,6 +243,9 @@ def main(argv=None):
                               landmarks_dir=args.landmarks_dir, num_threads=args.threads,
                               report=exported)
     note = numbered_labels_note(args.model, exported) if exported is not None and results else None
+    if note:
+        print(note, file=sys.stderr)
+    note = top_k_note(args.top_k, results)
     if note:
         print(note, file=sys.stderr)
     if args.json:
