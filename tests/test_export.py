@@ -384,7 +384,13 @@ def test_int8_agreement_with_fp32_is_measured(tmp_path, synthetic_data_dir, caps
     from tfislr.export.runner import TFLiteRunner
 
     signs = sign_names(read_sign_map(synthetic_data_dir))
-    member = EnsembleMember("one", small_model(len(signs), 12, seed=4), 12, signs)
+    clips, labels, _, participants = checks.clips_from_data_dir(
+        synthetic_data_dir, AGREEMENT_SEQUENCES, with_labels=True)
+    # The member validated on every signer of the clips but one, so it trained on that one.
+    trained_on = int(participants[0])
+    split = {"full": False, "fold": 0, "num_folds": 4, "fold_seed": 42, "original_folds": True,
+             "val_participants": sorted(int(p) for p in set(participants) - {trained_on})}
+    member = EnsembleMember("one", small_model(len(signs), 12, seed=4), 12, signs, split=split)
     path = tmp_path / "int8.tflite"
     conversions = []  # (module, quantization, flatbuffer) of each conversion the export made
     convert = graph.convert
@@ -396,7 +402,14 @@ def test_int8_agreement_with_fp32_is_measured(tmp_path, synthetic_data_dir, caps
     monkeypatch.setattr(graph, "convert", recording_convert)
     agreement = export_ensemble([member], path, "int8", parity_clips=synthetic_data_dir,
                                 latency_repeats=1)["agreement"]
-    assert "vs fp32  top-1 agreement" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "vs fp32  top-1 agreement" in printed
+    trained = int(np.sum(participants == trained_on))
+    assert 0 < trained < len(clips)
+    assert agreement["accuracy"]["data"] == checks.TRAINING
+    assert agreement["accuracy"]["training_clips"] == trained
+    assert (f"on training data ({trained} of {len(clips)} clips are of signers a member "
+            "trained on)") in printed
     assert json.loads(path.with_suffix(".json").read_text())["agreement"] == agreement
     types = weight_types(path.read_bytes())
     assert types.get("INT8", 0) > types.get("FLOAT32", 0), types
@@ -408,8 +421,6 @@ def test_int8_agreement_with_fp32_is_measured(tmp_path, synthetic_data_dir, caps
     assert "INT8" not in weight_types(fp32_content) and weight_types(fp32_content)["FLOAT32"]
     fp32_path = tmp_path / "fp32.tflite"
     fp32_path.write_bytes(fp32_content)
-    clips, labels, _ = checks.clips_from_data_dir(synthetic_data_dir, AGREEMENT_SEQUENCES,
-                                                  with_labels=True)
     expected = np.stack([TFLiteRunner(fp32_path)(clip) for clip in clips])
     got = np.stack([TFLiteRunner(path)(clip) for clip in clips])
     assert agreement["num_sequences"] == len(clips) > 1
@@ -420,6 +431,30 @@ def test_int8_agreement_with_fp32_is_measured(tmp_path, synthetic_data_dir, caps
     assert accuracy["fp32"] == np.mean(expected.argmax(1) == labels)
     assert accuracy["quantized"] == np.mean(got.argmax(1) == labels)
     assert accuracy["difference"] == accuracy["quantized"] - accuracy["fp32"]
+
+
+def test_the_int8_accuracy_says_whether_its_clips_are_held_out():
+    """By the members' recorded splits (as evaluate's --fold): held out only when every
+    member recorded one and validated on every clip's signer."""
+    participants = np.array([3, 5, 5, 8])
+    validated = {"full": False, "val_participants": [3, 5, 8]}
+    assert checks.training_use(participants, [validated, validated]) == {
+        "data": checks.HELD_OUT, "training_clips": 0}
+    assert checks.training_use(participants, [validated, {**validated, "val_participants": [5]}]) \
+        == {"data": checks.TRAINING, "training_clips": 2}
+    assert checks.training_use(participants, [validated, {"full": True, "val_participants": []}]) \
+        == {"data": checks.TRAINING, "training_clips": 4}
+    assert checks.training_use(participants, [validated, None]) == {
+        "data": checks.UNKNOWN, "training_clips": 0}
+    assert checks.training_use(participants, [{"full": True, "val_participants": []}, None]) \
+        == {"data": checks.TRAINING, "training_clips": 4}
+    agreement = {"num_sequences": 4}
+    said = {data: ensemble_lib._accuracy_data({"data": data, "training_clips": 2}, agreement)
+            for data in (checks.HELD_OUT, checks.TRAINING, checks.UNKNOWN)}
+    assert said == {
+        checks.HELD_OUT: "on held-out data (no member trained on these clips' signers)",
+        checks.TRAINING: "on training data (2 of 4 clips are of signers a member trained on)",
+        checks.UNKNOWN: "on data that may be training data (a member records no split)"}
 
 
 def test_members_must_agree_on_classes():

@@ -75,8 +75,9 @@ def probe_sequences(num_sequences=12, seed=0, lengths=None):
 def clips_from_data_dir(data_dir, num_sequences=16, with_labels=False, skipped=None):
     """Raw clips read from a Kaggle-layout dir (evenly spaced rows of train.csv).
 
-    With `with_labels`, returns `(clips, labels, signs)`: the train.csv labels of
-    those clips and the dir's sign names in label order.
+    With `with_labels`, returns `(clips, labels, signs, participants)`: the train.csv
+    labels and signers (`participant_id`) of those clips and the dir's sign names in label
+    order.
 
     A chosen clip that cannot be read (missing, truncated, wrong layout: a
     `LandmarkFileError`) is left out, as `prepare` and `evaluate` leave such files out
@@ -116,7 +117,38 @@ def clips_from_data_dir(data_dir, num_sequences=16, with_labels=False, skipped=N
     if not with_labels:
         return clips
     labels = table["label"].to_numpy()[kept].astype(np.int64)
-    return clips, labels, signs
+    return clips, labels, signs, table["participant_id"].to_numpy()[kept].astype(np.int64)
+
+
+# What `training_use` says of labelled clips, by how the members' recorded splits used them.
+HELD_OUT, TRAINING, UNKNOWN = "held_out", "training", "unknown"
+
+
+def training_use(participants, splits):
+    """Whether clips of the signers `participants` were in the members' training data.
+
+    By the rule `tfislr.evaluate.resolve_split` applies to the splits the members recorded
+    (`RunDir.split()`, None when a member records none): a member that trained on all the
+    data saw every signer, one that validated on `val_participants` trained on the others.
+
+    Returns:
+        {"data": HELD_OUT (no member trained on any clip's signer), TRAINING (some member
+        trained on the signer of `training_clips` of the clips) or UNKNOWN (no clip known to
+        be training data, but a member records no split), "training_clips": that count, a
+        lower bound when a member records no split}.
+    """
+    participants = np.asarray(participants)
+    trained = np.zeros(len(participants), bool)
+    for split in splits:
+        if split is not None:
+            trained |= True if split.get("full") else ~np.isin(participants,
+                                                                 split["val_participants"])
+    count = int(trained.sum())
+    if count:
+        data = TRAINING
+    else:
+        data = UNKNOWN if any(split is None for split in splits) else HELD_OUT
+    return {"data": data, "training_clips": count}
 
 
 def edge_case_inputs():
@@ -219,12 +251,13 @@ def check_size(model_path, max_size_mb=MAX_SIZE_MB):
     return result
 
 
-def check_agreement(reference_content, model_path, clips, labels=None):
+def check_agreement(reference_content, model_path, clips, labels=None, training=None):
     """How a quantized file's answers differ from the fp32 conversion of the same graph.
 
     Runs both files on `clips`: top-1 agreement, the max |p_quantized - p_fp32| over
     all clips and classes, and, when `labels` are given, both accuracies and their
-    difference (quantized minus fp32). Nothing here fails the export: it is what a user
+    difference (quantized minus fp32), with `training` (`training_use` of the clips: whether
+    they are held-out data) merged in. Nothing here fails the export: it is what a user
     needs to choose a weight format knowingly (see `PARITY_TOLERANCE` for the hard check).
 
     Args:
@@ -232,6 +265,7 @@ def check_agreement(reference_content, model_path, clips, labels=None):
         model_path: the quantized `.tflite` file.
         clips: raw clips `[T, 543, 3]`.
         labels: optional int labels, one per clip.
+        training: optional `training_use` of the clips, reported with the accuracy.
     """
     reference = TFLiteRunner(model_content=reference_content)
     runner = TFLiteRunner(model_path)
@@ -249,5 +283,5 @@ def check_agreement(reference_content, model_path, clips, labels=None):
         reference_accuracy = float(np.mean(np.argmax(expected, 1) == labels))
         accuracy = float(np.mean(np.argmax(got, 1) == labels))
         result["accuracy"] = {"fp32": reference_accuracy, "quantized": accuracy,
-                              "difference": accuracy - reference_accuracy}
+                              "difference": accuracy - reference_accuracy, **(training or {})}
     return result

@@ -99,7 +99,8 @@ def export_ensemble(
             For int8, the report's "agreement" compares the file with the fp32
             conversion of the same graph on these clips (`checks.check_agreement`); with
             a data dir, on up to `AGREEMENT_SEQUENCES` of its labelled clips, including
-            the accuracy difference.
+            the accuracy difference and whether those clips are held-out data by the
+            members' recorded splits (`checks.training_use`).
         parity_tolerance: default `checks.PARITY_TOLERANCE[quantization]`.
         member_role: where the members were given, for the run-dir errors
             (`members.resolve_member`; `tfislr-export single` says "--run").
@@ -268,21 +269,33 @@ def _check_file(report, module, path, *, max_size_mb, clips, labelled, parity_to
     report["latency"] = measure_latency(path, clips, repeats=latency_repeats)
     if quantization == "int8":
         log("measuring int8 agreement with the fp32 graph ...")
-        report["agreement"] = _int8_agreement(module, path, clips, labelled,
-                                              report["signs"], num_classes)
+        report["agreement"] = _int8_agreement(module, path, clips, labelled, report["signs"],
+                                              num_classes, [m["split"] for m in report["members"]])
 
 
-def _int8_agreement(module, output_path, clips, labelled, signs, num_classes):
+def _int8_agreement(module, output_path, clips, labelled, signs, num_classes, splits):
     """`checks.check_agreement` against a fresh fp32 conversion; with `labelled` (a data
-    dir's `(clips, labels, signs)`), on those clips (accuracy only when its signs are the
-    model's)."""
-    labels = None
+    dir's `(clips, labels, signs, participants)`), on those clips (accuracy only when its
+    signs are the model's, said to be on held-out data or not by the members' `splits`)."""
+    labels = training = None
     if labelled is not None:
-        clips, labels, data_signs = labelled
+        clips, labels, data_signs, participants = labelled
         if len(data_signs) != num_classes or (signs is not None and list(signs) != data_signs):
             labels = None  # another sign set: an accuracy would be meaningless
+        training = checks.training_use(participants, splits)
     reference = graph.convert(module, "fp32")
-    return checks.check_agreement(reference, output_path, clips, labels)
+    return checks.check_agreement(reference, output_path, clips, labels, training)
+
+
+def _accuracy_data(accuracy, agreement):
+    """What the int8 accuracy's clips are to the members (`checks.training_use`)."""
+    data, trained = accuracy.get("data"), accuracy.get("training_clips")
+    if data == checks.HELD_OUT:
+        return "on held-out data (no member trained on these clips' signers)"
+    if data == checks.TRAINING:
+        return (f"on training data ({trained} of {agreement['num_sequences']} clips are of "
+                "signers a member trained on)")
+    return "on data that may be training data (a member records no split)"
 
 
 def format_report(report):
@@ -313,7 +326,7 @@ def format_report(report):
         accuracy = agreement["accuracy"]
         if accuracy is not None:
             line += (f"; accuracy {accuracy['quantized']:.4f} vs fp32 {accuracy['fp32']:.4f} "
-                     f"({accuracy['difference']:+.4f})")
+                     f"({accuracy['difference']:+.4f}) {_accuracy_data(accuracy, agreement)}")
         else:
             line += "; accuracy: pass labelled data (--parity-data) to measure it"
         lines.append(line)
