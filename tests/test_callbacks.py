@@ -1,4 +1,5 @@
-"""BackupAndRestore: every random state of the step comes back with the weights."""
+"""BackupAndRestore: every random state of the step comes back with the weights; history.csv
+holds each epoch once across a resume."""
 
 import json
 
@@ -123,3 +124,30 @@ def test_the_processes_of_a_cluster_resume_at_the_epoch_all_backed_up(tmp_path):
     _assert_weights(resumed_chief, chief_after_1)  # its own epoch 1, kept for this
     _assert_weights(resumed_worker, worker.weights)
     assert _restored(chief_dir)._initial_epoch == 2  # alone, it resumes at its own last epoch
+
+
+# ------------------------------------------------------------------ history.csv
+def test_a_resumed_fit_replaces_the_history_rows_of_the_epochs_it_redoes(tmp_path):
+    """A run killed after logging epoch 1 but before backing it up resumes at epoch 1: the
+    history holds each epoch once, the redone epoch with the resumed fit's values (Keras'
+    CSVLogger(append=True) wrote epochs 0, 1, 1, 2)."""
+    import pandas as pd
+
+    path = tmp_path / "history.csv"
+    x, y = _data()
+    killed = _model(seed=1)
+    killed.fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[cb.EpochHistory(path)])
+    assert pd.read_csv(path)["epoch"].tolist() == [0, 1]
+    first_loss = pd.read_csv(path)["loss"].iloc[0]
+    resumed = _model(seed=2)  # other weights: the redone epoch's loss differs
+    logged = resumed.fit(x, y, batch_size=4, epochs=3, initial_epoch=1, verbose=0,
+                         callbacks=[cb.EpochHistory(path)]).history
+    history = pd.read_csv(path)
+    assert history["epoch"].tolist() == [0, 1, 2]
+    assert history["loss"].iloc[0] == first_loss
+    np.testing.assert_allclose(history["loss"].iloc[1:], logged["loss"], rtol=1e-6)
+    # A log name the earlier rows lack is added as a column, empty for them.
+    cb.EpochHistory(path).on_epoch_end(3, {"loss": 0.5, "val_loss": 0.25})
+    history = pd.read_csv(path)
+    assert history["epoch"].tolist() == [0, 1, 2, 3]
+    assert history["val_loss"].isna().tolist() == [True, True, True, False]

@@ -1,5 +1,8 @@
-"""Keras callbacks of a training run: epoch state, NaN stop, soup checkpoints, wall clock."""
+"""Keras callbacks of a training run: epoch state, NaN stop, soup checkpoints, wall clock,
+history."""
 
+import csv
+import io
 import json
 import math
 import os
@@ -127,6 +130,52 @@ class EpochTimer(keras.callbacks.Callback):
         optimizer = getattr(self.model, "optimizer", None)
         if optimizer is not None:
             logs["learning_rate"] = float(optimizer.learning_rate)
+
+
+class EpochHistory(keras.callbacks.Callback):
+    """`history.csv`: one row per epoch, `epoch` (0-based) then the epoch's logs by name.
+
+    At each epoch's end the file is rewritten (atomically) with the rows of the earlier
+    epochs and this one's: a resumed run redoes the epochs after its last backup, and the
+    rows a killed run logged for them (an epoch logged, then killed before its backup; in
+    a cluster, a process an epoch ahead of another) are replaced, never repeated (Keras'
+    `CSVLogger(append=True)` appended them again). Columns keep the file's order; a new
+    log name is added at the end, a missing one left empty.
+
+    Args:
+        path: the CSV file (`run_dir.HISTORY` in the run's folder).
+    """
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = pathlib.Path(path)
+
+    def _earlier_rows(self, epoch):
+        """(columns, rows) of the file's epochs before `epoch` ([], [] without a file)."""
+        if not self.path.is_file():
+            return [], []
+        rows = []
+        with self.path.open(newline="") as file:
+            reader = csv.DictReader(file)
+            for row in reader:
+                try:
+                    earlier = int(row["epoch"]) < epoch
+                except (KeyError, TypeError, ValueError):  # not an epoch's row (a torn line)
+                    earlier = False
+                if earlier:
+                    rows.append({key: value for key, value in row.items() if key is not None})
+            return list(reader.fieldnames or []), rows
+
+    def on_epoch_end(self, epoch, logs=None):
+        columns, rows = self._earlier_rows(epoch)
+        row = {"epoch": epoch, **{key: value if isinstance(value, str) else float(value)
+                                  for key, value in sorted((logs or {}).items())}}
+        columns += [key for key in row if key not in columns]
+        text = io.StringIO()
+        writer = csv.DictWriter(text, columns, restval="", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows([*rows, row])
+        atomic.write_text(self.path, text.getvalue())
 
 
 class ScalarSummaries(keras.callbacks.Callback):

@@ -217,7 +217,7 @@ def _callbacks(config, chief, files, distiller, triple, datasets, plan):
         cb.EpochTimer(),
         cb.StopOnNonFiniteLoss(plan.steps_per_epoch),
         cb.SoupCheckpoint(triple, files.checkpoints_dir, epochs, config.train.soup_last_n),
-        keras.callbacks.CSVLogger(str(files.file(run_dir_lib.HISTORY)), append=True),
+        cb.EpochHistory(files.file(run_dir_lib.HISTORY)),
         cb.ScalarSummaries(str(files.tb_dir)),
         # Last: an epoch counts as done only once everything above is on disk. Every
         # process of a cluster resumes at the last epoch all of them backed up.
