@@ -242,11 +242,9 @@ def main(argv=None):
     results, errors = predict(args.model, args.clips, top_k=args.top_k, signs=args.signs,
                               landmarks_dir=args.landmarks_dir, num_threads=args.threads,
                               report=exported)
-    note = numbered_labels_note(args.model, exported) if exported is not None and results else None
-    if note:
-        print(note, file=sys.stderr)
-    note = top_k_note(args.top_k, results)
-    if note:
+    notes = (numbered_labels_note(args.model, exported) if exported is not None and results
+             else None, top_k_note(args.top_k, results))
+    for note in filter(None, notes):
         print(note, file=sys.stderr)
     if args.json:
         print(json.dumps(results, indent=2))
