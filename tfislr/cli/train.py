@@ -100,8 +100,9 @@ def parse_args(argv=None):
                        help="exact run folder; an unfinished one is resumed (default: a new "
                             "OUTPUT/<config>/<timestamp>, with --cv OUTPUT/<config>/cv/<timestamp>)")
     where.add_argument("--resume", action="store_true",
-                       help="resume the newest unfinished run of this config under --output "
-                            "(starts a new run when there is none)")
+                       help="resume the unfinished run of this config under --output started "
+                            "last, whatever its folder's name (starts a new run when there is "
+                            "none)")
     return parser.parse_args(argv)
 
 
