@@ -22,7 +22,7 @@ from tfislr.config import check_yaml_file_kind, empty_value_error, read_yaml_map
 from tfislr.errors import ConfigError, MissingFileError
 from tfislr.export import checks, graph, pair
 from tfislr.export.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY, ExportError
-from tfislr.export.members import check_members_agree, resolve_member
+from tfislr.export.members import check_members_agree, member_label, resolve_member
 from tfislr.export.runner import measure_latency
 
 # Labelled clips of a given data dir that the int8-vs-fp32 agreement runs on (both files,
@@ -300,8 +300,8 @@ def _accuracy_data(accuracy, agreement):
 
 def format_report(report):
     size, parity, latency = report["size"], report["parity"], report["latency"]
-    members = ", ".join(f"{m['name']} (max_len {m['max_len']}, {m['num_params']:,} params)"
-                        for m in report["members"])
+    members = "; ".join(f"{member_label(m['name'], m['run_dir'], m['weights'])}: max_len "
+                        f"{m['max_len']}, {m['num_params']:,} params" for m in report["members"])
     lines = [
         f"wrote {report['path']} ({report['quantization']}, {len(report['members'])} member(s): "
         f"{members})",

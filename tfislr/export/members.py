@@ -2,7 +2,9 @@
 
 `resolve_member` turns what a user names (a config's latest run, a run dir, a
 `{config|run, weights}` mapping) into an `EnsembleMember`; `check_members_agree`
-makes sure all members predict the same classes in the same order.
+makes sure all members predict the same classes in the same order. Messages and the export
+report's summary name a member by `member_label` (its name, run dir and weights): two runs
+of one config share a name.
 """
 
 import dataclasses
@@ -49,6 +51,21 @@ class EnsembleMember:
             from tfislr.preprocessing import Preprocess
 
             self.preprocess = Preprocess(self.max_len)
+
+    @property
+    def label(self):
+        """`member_label` of this member."""
+        return member_label(self.name, self.run_dir, self.weights)
+
+
+def member_label(name, run_dir=None, weights=None):
+    """How messages name a member: `demo (runs/demo/20261130-1605, distilled)`.
+
+    The name alone is ambiguous: two runs of one config (or two weights of one run) share
+    it. A member built in memory, without a run dir or weights, is named by its name only.
+    """
+    where = ", ".join(str(part) for part in (run_dir, weights) if part is not None)
+    return f"{name} ({where})" if where else name
 
 
 def _has_outputs(model):
@@ -190,29 +207,39 @@ def resolve_member(spec, runs_dir="runs", default_weights="distilled",
 
 
 def check_members_agree(members):
-    """All members must predict the same classes in the same order."""
+    """All members must predict the same classes in the same order; returns num_classes.
+
+    Each member is checked on its own, against the first, and named by its `label`: two
+    members of one config share a name, never a check.
+
+    Raises:
+        ConfigError: no members; members whose models output different numbers of classes;
+            a member whose signs.json does not match its model's output; members with
+            signs in another order.
+    """
     if not members:
         raise ConfigError("an ensemble needs at least one member")
-    counts = {m.name: _output_size(m.model) for m in members}
-    if len(set(counts.values())) != 1:
-        raise ConfigError(f"ensemble members disagree on num_classes: {counts}")
+    sizes = [_output_size(m.model) for m in members]
+    if len(set(sizes)) != 1:
+        raise ConfigError("ensemble members disagree on num_classes: " + ", ".join(
+            f"{m.label} outputs {size}" for m, size in zip(members, sizes)))
     with_signs = [m for m in members if m.signs is not None]
     for member in with_signs:
-        if len(member.signs) != counts[member.name]:
+        if len(member.signs) != sizes[0]:
             raise ConfigError(
-                f"member '{member.name}': signs.json lists {len(member.signs)} signs "
-                f"but the model outputs {counts[member.name]} classes"
+                f"member '{member.label}': signs.json lists {len(member.signs)} signs "
+                f"but the model outputs {sizes[0]} classes"
             )
         if member.signs != with_signs[0].signs:
             diff = next(
                 i for i, (a, b) in enumerate(zip(member.signs, with_signs[0].signs)) if a != b
             )
             raise ConfigError(
-                f"ensemble members '{with_signs[0].name}' and '{member.name}' disagree on "
+                f"ensemble members '{with_signs[0].label}' and '{member.label}' disagree on "
                 f"the sign order: label {diff} is '{with_signs[0].signs[diff]}' vs "
                 f"'{member.signs[diff]}'"
             )
-    return next(iter(counts.values()))
+    return sizes[0]
 
 
 def _output_size(model):
