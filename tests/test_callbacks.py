@@ -128,26 +128,42 @@ def test_the_processes_of_a_cluster_resume_at_the_epoch_all_backed_up(tmp_path):
 
 # ------------------------------------------------------------------ history.csv
 def test_a_resumed_fit_replaces_the_history_rows_of_the_epochs_it_redoes(tmp_path):
-    """A run killed after logging epoch 1 but before backing it up resumes at epoch 1: the
-    history holds each epoch once, the redone epoch with the resumed fit's values (Keras'
-    CSVLogger(append=True) wrote epochs 0, 1, 1, 2)."""
+    """A run killed after logging epoch 2 but before backing it up resumes at epoch 2: the
+    history holds each epoch once, numbered from 1 like the checkpoints and Keras' "Epoch
+    N/M", the redone epoch with the resumed fit's values (Keras' CSVLogger(append=True)
+    wrote epochs 0, 1, 1, 2, from 0)."""
     import pandas as pd
 
     path = tmp_path / "history.csv"
     x, y = _data()
     killed = _model(seed=1)
     killed.fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[cb.EpochHistory(path)])
-    assert pd.read_csv(path)["epoch"].tolist() == [0, 1]
+    assert pd.read_csv(path)["epoch"].tolist() == [1, 2]
     first_loss = pd.read_csv(path)["loss"].iloc[0]
     resumed = _model(seed=2)  # other weights: the redone epoch's loss differs
     logged = resumed.fit(x, y, batch_size=4, epochs=3, initial_epoch=1, verbose=0,
                          callbacks=[cb.EpochHistory(path)]).history
     history = pd.read_csv(path)
-    assert history["epoch"].tolist() == [0, 1, 2]
+    assert history["epoch"].tolist() == [1, 2, 3]
     assert history["loss"].iloc[0] == first_loss
     np.testing.assert_allclose(history["loss"].iloc[1:], logged["loss"], rtol=1e-6)
     # A log name the earlier rows lack is added as a column, empty for them.
     cb.EpochHistory(path).on_epoch_end(3, {"loss": 0.5, "val_loss": 0.25})
     history = pd.read_csv(path)
-    assert history["epoch"].tolist() == [0, 1, 2, 3]
+    assert history["epoch"].tolist() == [1, 2, 3, 4]
     assert history["val_loss"].isna().tolist() == [True, True, True, False]
+
+
+def test_a_history_an_older_version_numbered_from_0_is_read_and_resumed_from_1(tmp_path):
+    """Older versions numbered history.csv from 0: its readers see it from 1, and a resume
+    keeps its rows before the resumed epoch, renumbered, never mixing the two counts."""
+    import pandas as pd
+
+    from tfislr.training.run_dir import RunDir
+
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,loss\n0,3.0\n1,2.0\n2,1.5\n")  # epochs 1-3; backed up at 2
+    assert RunDir(tmp_path).read_history()["epoch"].tolist() == [1, 2, 3]
+    cb.EpochHistory(path).on_epoch_end(2, {"loss": 1.25})  # Keras' 0-based epoch 2: epoch 3
+    history = pd.read_csv(path)
+    assert history["epoch"].tolist() == [1, 2, 3] and history["loss"].tolist() == [3.0, 2.0, 1.25]

@@ -413,7 +413,7 @@ def test_a_killed_cv_resumes_between_and_inside_folds(synthetic_data_dir, tmp_pa
     assert f"resuming {cv_dir}" in result.stderr
     assert [((fold0 / name).read_bytes(), (fold0 / name).stat().st_mtime_ns)
             for name in ("finished.json", "metrics.json")] == finished
-    assert pd.read_csv(fold1 / "history.csv")["epoch"].tolist() == [0, 1]  # epoch 0 not redone
+    assert pd.read_csv(fold1 / "history.csv")["epoch"].tolist() == [1, 2]  # epoch 1 not redone
     oof = read_oof(cv_dir / "oof.parquet")
     assert sorted(oof.table["sequence_id"]) == sorted(pd.read_csv(synthetic_data_dir / "train.csv")["sequence_id"])
     assert set(oof.table["fold"]) == {0, 1}

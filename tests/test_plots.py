@@ -60,7 +60,7 @@ def test_confusion_tools():
 
 
 def test_save_run_plots_writes_pngs(tmp_path):
-    pd.DataFrame({"epoch": range(3), "loss": [3.0, 2.0, 1.5],
+    pd.DataFrame({"epoch": range(1, 4), "loss": [3.0, 2.0, 1.5],
                   "val_student_accuracy": [0.2, 0.5, 0.7]}).to_csv(tmp_path / "history.csv",
                                                                   index=False)
     (tmp_path / "signs.json").write_text(json.dumps(["a", "b", "c"]))
@@ -74,7 +74,7 @@ def test_save_run_plots_writes_pngs(tmp_path):
 
 def test_a_full_fit_plots_its_loss_and_learning_rate(tmp_path):
     """No validation set: metrics.json holds None accuracies, history no val_ columns."""
-    pd.DataFrame({"epoch": range(3), "loss": [3.0, 2.0, 1.5], "student_loss": [3.1, 2.1, 1.4],
+    pd.DataFrame({"epoch": range(1, 4), "loss": [3.0, 2.0, 1.5], "student_loss": [3.1, 2.1, 1.4],
                   "learning_rate": [1e-3, 5e-4, 0.0]}).to_csv(tmp_path / "history.csv", index=False)
     (tmp_path / "metrics.json").write_text(json.dumps(
         {"models": {"student": {"soup_accuracy": None, "last_epoch_accuracy": None}}}))
@@ -83,6 +83,9 @@ def test_a_full_fit_plots_its_loss_and_learning_rate(tmp_path):
     assert len(loss.lines) == 2
     assert right.get_title() == "Learning rate (no validation set)"
     np.testing.assert_allclose(right.lines[0].get_ydata(), [1e-3, 5e-4, 0.0])
+    # history.csv numbers epochs from 1, as the curves do: drawn as written.
+    for line in [*loss.lines, *right.lines]:
+        np.testing.assert_array_equal(line.get_xdata(), [1, 2, 3])
     written = plots.save_run_plots(tmp_path)
     assert [p.name for p in written] == ["training_curves.png"]
     assert written[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

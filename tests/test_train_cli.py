@@ -206,7 +206,7 @@ def test_run_dir_holds_everything(tiny_run, synthetic_data_dir):
     signs = json.loads((run_dir / "signs.json").read_text())
     assert signs == sorted(sign_map, key=sign_map.get)
     history = pd.read_csv(run_dir / "history.csv")
-    assert history["epoch"].tolist() == [0, 1, 2]
+    assert history["epoch"].tolist() == [1, 2, 3]  # as checkpoints and logs count
     for column in ("loss", "val_student_accuracy", "val_teacher_accuracy", "val_distilled_accuracy",
                    "learning_rate", "epoch_seconds"):
         assert column in history and np.isfinite(history[column]).all(), column
@@ -456,7 +456,7 @@ def _kill_and_resume(options, runs, run_dir):
     run_until_killed(command, lambda: (backed_up_epoch(run_dir) or 0) >= 1, timeout=600)
     assert not (run_dir / "metrics.json").exists()
     killed_at = _history_epochs(run_dir)
-    assert killed_at in ([0], [0, 1])
+    assert killed_at in ([1], [1, 2])
 
     # What a user reruns: the same command with --resume finds the unfinished run.
     resume_command = _cli(*options, "--resume", "--output", runs)
@@ -466,7 +466,7 @@ def _kill_and_resume(options, runs, run_dir):
     assert "resuming" in resumed.stdout and str(run_dir) in resumed.stderr
     assert (run_dir / "metrics.json").exists()
     epochs = _history_epochs(run_dir)
-    assert epochs == [0, 1, 2]  # each epoch once, also the one redone
+    assert epochs == [1, 2, 3]  # each epoch once, also the one redone
     # The optimizer state came back: the lr schedule ended exactly at 0 after 3 epochs.
     assert pd.read_csv(run_dir / "history.csv")["learning_rate"].iloc[-1] == 0.0
     assert "Epoch 1/3" not in resumed.stdout

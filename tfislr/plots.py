@@ -172,7 +172,7 @@ def plot_training_curves(run_dir):
     """
     run = RunDir(run_dir)
     history = run.read_history()
-    epochs = history["epoch"].to_numpy() + 1 if "epoch" in history else np.arange(1, len(history) + 1)
+    epochs = history["epoch"].to_numpy() if "epoch" in history else np.arange(1, len(history) + 1)
     loss_columns = [c for c in history.columns if c.endswith("loss") and not c.startswith("val_")]
     acc_columns = [c for c in history.columns if c.startswith("val_") and "acc" in c]
     soups = [

@@ -15,7 +15,7 @@ import numpy as np
 
 from tfislr import atomic
 from tfislr.errors import TfislrError
-from tfislr.training import soup
+from tfislr.training import run_dir, soup
 
 
 class NonFiniteLossError(TfislrError, FloatingPointError):
@@ -133,14 +133,16 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 class EpochHistory(keras.callbacks.Callback):
-    """`history.csv`: one row per epoch, `epoch` (0-based) then the epoch's logs by name.
+    """`history.csv`: one row per epoch, `epoch` (1-based, as the checkpoints `epoch_XXX`,
+    the soup and Keras' "Epoch N/M" count) then the epoch's logs by name.
 
     At each epoch's end the file is rewritten (atomically) with the rows of the earlier
     epochs and this one's: a resumed run redoes the epochs after its last backup, and the
     rows a killed run logged for them (an epoch logged, then killed before its backup; in
     a cluster, a process an epoch ahead of another) are replaced, never repeated (Keras'
     `CSVLogger(append=True)` appended them again). Columns keep the file's order; a new
-    log name is added at the end, a missing one left empty.
+    log name is added at the end, a missing one left empty. The rows of a file an older
+    version wrote, numbered from 0, are renumbered (`run_dir.one_based_epochs`).
 
     Args:
         path: the CSV file (`run_dir.HISTORY` in the run's folder).
@@ -150,26 +152,30 @@ class EpochHistory(keras.callbacks.Callback):
         super().__init__()
         self.path = pathlib.Path(path)
 
-    def _earlier_rows(self, epoch):
-        """(columns, rows) of the file's epochs before `epoch` ([], [] without a file)."""
+    def _earlier_rows(self, number):
+        """(columns, rows) of the file's epochs before the 1-based `number` ([], [] without
+        a file)."""
         if not self.path.is_file():
             return [], []
-        rows = []
+        numbered = []
         with self.path.open(newline="") as file:
             reader = csv.DictReader(file)
             for row in reader:
                 try:
-                    earlier = int(row["epoch"]) < epoch
+                    numbered.append((int(row["epoch"]), row))
                 except (KeyError, TypeError, ValueError):  # not an epoch's row (a torn line)
-                    earlier = False
-                if earlier:
-                    rows.append({key: value for key, value in row.items() if key is not None})
-            return list(reader.fieldnames or []), rows
+                    pass
+            columns = list(reader.fieldnames or [])
+        epochs = run_dir.one_based_epochs([epoch for epoch, _ in numbered])
+        rows = [{**{key: value for key, value in row.items() if key is not None}, "epoch": epoch}
+                for epoch, (_, row) in zip(epochs, numbered) if epoch < number]
+        return columns, rows
 
     def on_epoch_end(self, epoch, logs=None):
-        columns, rows = self._earlier_rows(epoch)
-        row = {"epoch": epoch, **{key: value if isinstance(value, str) else float(value)
-                                  for key, value in sorted((logs or {}).items())}}
+        number = epoch + 1  # Keras counts from 0
+        columns, rows = self._earlier_rows(number)
+        row = {"epoch": number, **{key: value if isinstance(value, str) else float(value)
+                                   for key, value in sorted((logs or {}).items())}}
         columns += [key for key in row if key not in columns]
         text = io.StringIO()
         writer = csv.DictWriter(text, columns, restval="", lineterminator="\n")

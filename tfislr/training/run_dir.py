@@ -8,7 +8,8 @@ goes through `RunDir`, so the layout and the rule for "finished" live here only:
       signs.json         sign names by label (from the data's sign map)
       run.json           when it started, split (fold settings, validation signers), sizes,
                          batch plan, replicas
-      history.csv        one row per epoch: losses, val accuracy of the 3 models, lr, seconds
+      history.csv        one row per epoch (1-based): losses, val accuracy of the 3 models,
+                         lr, seconds
       tb/                TensorBoard scalars (train/, validation/)
       backup/            Keras BackupAndRestore state while the run trains (resume)
       checkpoints/       epoch_XXX.weights.h5: the 3 models, last soup_last_n epochs
@@ -68,6 +69,14 @@ def list_checkpoints(directory):
         if match:
             found.append((int(match.group(1)), path))
     return sorted(found)
+
+
+def one_based_epochs(epochs):
+    """history.csv's `epoch` column (ints, file order), numbered from 1 as every record of a
+    run counts. A file an older version wrote counts from 0: its first row is epoch 0, which
+    no 1-based file has, so its numbers are shifted by one."""
+    epochs = list(epochs)
+    return [epoch + 1 for epoch in epochs] if epochs and epochs[0] == 0 else epochs
 
 
 _TIMESTAMP = "%Y%m%d-%H%M%S"
@@ -260,14 +269,18 @@ class RunDir:
         return self._read_json(METRICS, required=False)
 
     def read_history(self):
-        """history.csv as a DataFrame, one row per finished epoch."""
+        """history.csv as a DataFrame, one row per finished epoch, `epoch` 1-based (also
+        for a file an older version wrote: `one_based_epochs`)."""
         import pandas as pd
 
         path = self.file(HISTORY)
         if not path.exists():
             raise MissingFileError(
                 f"{path}: file not found (no training history: was the run started?)")
-        return pd.read_csv(path)
+        history = pd.read_csv(path)
+        if "epoch" in history:
+            history["epoch"] = one_based_epochs(history["epoch"].tolist())
+        return history
 
     def split(self):
         """The run's train/validation split as run.json recorded it, or None (older runs).
