@@ -1,10 +1,11 @@
 """BackupAndRestore: every random state of the step comes back with the weights; history.csv
-holds each epoch once across a resume."""
+holds each epoch once across a resume; sessions.json keeps every session's wall time."""
 
 import json
 
 import keras
 import numpy as np
+import pytest
 
 from tfislr.training import callbacks as cb
 
@@ -167,3 +168,36 @@ def test_a_history_an_older_version_numbered_from_0_is_read_and_resumed_from_1(t
     cb.EpochHistory(path).on_epoch_end(2, {"loss": 1.25})  # Keras' 0-based epoch 2: epoch 3
     history = pd.read_csv(path)
     assert history["epoch"].tolist() == [1, 2, 3] and history["loss"].tolist() == [3.0, 2.0, 1.25]
+
+
+# ------------------------------------------------------------------ sessions.json
+def test_the_wall_time_sums_every_session_of_a_resumed_run(tmp_path):
+    """Three sessions as the tester ran them: Ctrl-C in epoch 2, a resume killed outright
+    (SIGKILL) after epoch 2, a resume that finishes. Each session's time counts (before,
+    wall_seconds was the last session's alone); the killed one up to its last epoch."""
+    import time
+
+    from tfislr.training.run_dir import RunDir
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    files = RunDir(tmp_path)
+    x, y = _data()
+    # 1. 30 s of loading and epoch 1 (the clock starts with `train`), then Ctrl-C.
+    with pytest.raises(KeyboardInterrupt), cb.SessionClock(files, time.time() - 30) as clock:
+        _model().fit(x, y, epochs=2, verbose=0, callbacks=[clock, Interrupt()])
+    first = files.read_sessions()
+    assert [(s["last_epoch"], s["seconds"] >= 30) for s in first] == [(1, True)]
+    # 2. Resumed, epoch 2 recorded 20 s in, then SIGKILL: nothing runs after the epoch's end.
+    killed = cb.SessionClock(files, time.time() - 20)
+    killed.on_epoch_end(1)
+    # 3. Resumed, finishes 5 s in.
+    sessions = cb.SessionClock(files, time.time() - 5).record()
+    assert sessions == files.read_sessions() and sessions[0] == first[0]
+    assert [s["last_epoch"] for s in sessions] == [1, 2, None]
+    seconds = [s["seconds"] for s in sessions]
+    assert 30 <= seconds[0] < 60 and 20 <= seconds[1] < 30 and 5 <= seconds[2] < 15
+    assert all(s["started_at"] < t["started_at"] for s, t in zip(sessions, sessions[1:]))

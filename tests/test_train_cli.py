@@ -14,6 +14,7 @@ import pytest
 
 from tfislr.config import config_from_dict, load_config
 from tfislr.training.callbacks import NonFiniteLossError, StopOnNonFiniteLoss
+from tfislr.training.run_dir import RunDir
 from subprocess_runs import backed_up_epoch, env, run_until_killed
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -199,7 +200,8 @@ def test_one_training_iterator_runs_every_epoch(tiny_run):
 def test_run_dir_holds_everything(tiny_run, synthetic_data_dir):
     config, run_dir = tiny_run
     assert run_dir.parent.parent.name == "runs" or run_dir.parent.name == "demo"
-    for name in ("config.json", "signs.json", "run.json", "history.csv", "metrics.json"):
+    for name in ("config.json", "signs.json", "run.json", "history.csv", "sessions.json",
+                 "metrics.json"):
         assert (run_dir / name).is_file(), name
     assert config_from_dict(json.loads((run_dir / "config.json").read_text())) == config
     sign_map = json.loads((synthetic_data_dir / "sign_to_prediction_index_map.json").read_text())
@@ -315,7 +317,6 @@ def test_a_crash_after_the_soup_models_is_finished_by_resume(synthetic_data_dir,
     from test_mean_teacher import build_tiny
     from tfislr.export import latest_run
     from tfislr.training import run as run_lib
-    from tfislr.training.run_dir import RunDir
 
     config = load_config("demo", TINY + ["train.epochs=1", "train.soup_last_n=1",
                                          f"data.prepared_dir={tmp_path / 'prepared'}"])
@@ -345,6 +346,14 @@ def test_a_crash_after_the_soup_models_is_finished_by_resume(synthetic_data_dir,
                          build_model=build_tiny) == run_dir
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["models"] == written["models"] and metrics["soup_epochs"] == [1]
+    # The wall time is both sessions' (it was the last one's): the first up to the kill.
+    sessions = RunDir(run_dir).read_sessions()
+    assert [s["last_epoch"] for s in sessions] == [1, None]
+    assert sessions[0]["seconds"] >= written["wall_seconds"] and sessions[1]["seconds"] > 0
+    assert metrics["wall_seconds"] == round(sum(s["seconds"] for s in sessions), 1)
+    assert metrics["sessions"] == 2
+    finished = json.loads((run_dir / "finished.json").read_text())
+    assert (finished["wall_seconds"], finished["sessions"]) == (metrics["wall_seconds"], 2)
     assert latest_run("demo", tmp_path / "runs") == run_dir
     assert run_lib.latest_unfinished_run(tmp_path / "runs", "demo") is None
 
@@ -467,6 +476,11 @@ def _kill_and_resume(options, runs, run_dir):
     assert (run_dir / "metrics.json").exists()
     epochs = _history_epochs(run_dir)
     assert epochs == [1, 2, 3]  # each epoch once, also the one redone
+    # The wall time counts the killed session too, up to its last completed epoch.
+    sessions = RunDir(run_dir).read_sessions()
+    assert len(sessions) == 2 and sessions[0]["last_epoch"] >= 1
+    assert json.loads((run_dir / "metrics.json").read_text())["wall_seconds"] == round(
+        sum(s["seconds"] for s in sessions), 1)
     # The optimizer state came back: the lr schedule ended exactly at 0 after 3 epochs.
     assert pd.read_csv(run_dir / "history.csv")["learning_rate"].iloc[-1] == 0.0
     assert "Epoch 1/3" not in resumed.stdout

@@ -1,6 +1,7 @@
-"""Keras callbacks of a training run: epoch state, NaN stop, soup checkpoints, wall clock,
-history."""
+"""Keras callbacks of a training run: epoch state, NaN stop, soup checkpoints, wall clock
+(per epoch and per session), history."""
 
+import contextlib
 import csv
 import io
 import json
@@ -130,6 +131,52 @@ class EpochTimer(keras.callbacks.Callback):
         optimizer = getattr(self.model, "optimizer", None)
         if optimizer is not None:
             logs["learning_rate"] = float(optimizer.learning_rate)
+
+
+class SessionClock(keras.callbacks.Callback):
+    """The wall time of every session (process) that trained the run, in `sessions.json`.
+
+    A run stopped (Ctrl-C, a kill) and resumed trains across sessions; its wall time is
+    theirs summed, not the last one's. Each session adds its entry to the earlier ones'
+    (`RunDir.read_sessions`): `{"started_at": ISO 8601, "seconds": its wall time so far,
+    "last_epoch": the last epoch it completed (1-based, None before one)}`, rewritten
+    (atomically) by `record` at each epoch's end, at the finish and when training is
+    interrupted by an exception (Ctrl-C included). A session killed outright (SIGKILL, a
+    power cut) records nothing more: its time up to its last completed epoch is counted,
+    the rest until the kill is unknown and not counted.
+
+    Args:
+        files: the `RunDir` this process writes.
+        started: when this session began, in `time.time()` seconds (the start of `train`,
+            so data loading, model building and the finish are counted too).
+    """
+
+    def __init__(self, files, started):
+        super().__init__()
+        self.files = files
+        self.started = started
+        self.earlier = files.read_sessions()
+        self.last_epoch = None
+
+    def record(self):
+        """Writes every session's entry, this one's up to now; returns them."""
+        this = {"started_at": run_dir.iso_time(self.started),
+                "seconds": round(time.time() - self.started, 1), "last_epoch": self.last_epoch}
+        sessions = [*self.earlier, this]
+        self.files.write_sessions(sessions)
+        return sessions
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.last_epoch = epoch + 1  # Keras counts from 0
+        self.record()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if kind is not None:  # interrupted (Ctrl-C) or failed: the time so far still counts
+            with contextlib.suppress(OSError):  # never hide the error itself
+                self.record()
 
 
 class EpochHistory(keras.callbacks.Callback):

@@ -209,7 +209,7 @@ def _model(config, strategy, num_classes, plan, build_model):
 # ----------------------------------------------------------------------------- fit
 
 
-def _callbacks(config, chief, files, distiller, triple, datasets, plan):
+def _callbacks(config, chief, files, distiller, triple, datasets, plan, clock):
     epochs = config.train.epochs
     return [
         cb.EpochState(distiller, epochs, augmenter=datasets.augmenter,
@@ -219,6 +219,7 @@ def _callbacks(config, chief, files, distiller, triple, datasets, plan):
         cb.SoupCheckpoint(triple, files.checkpoints_dir, epochs, config.train.soup_last_n),
         cb.EpochHistory(files.file(run_dir_lib.HISTORY)),
         cb.ScalarSummaries(str(files.tb_dir)),
+        clock,
         # Last: an epoch counts as done only once everything above is on disk. Every
         # process of a cluster resumes at the last epoch all of them backed up.
         cb.BackupAndRestore(str(files.backup_dir), cluster_backup_dirs=[
@@ -227,7 +228,7 @@ def _callbacks(config, chief, files, distiller, triple, datasets, plan):
     ]
 
 
-def _fit(config, chief, files, distiller, triple, datasets, plan, verbose):
+def _fit(config, chief, files, distiller, triple, datasets, plan, clock, verbose):
     # With steps_per_epoch and a dataset of unknown length, Keras keeps the training
     # iterator from epoch to epoch: one iterator per fit, no per-epoch restart of the
     # pipeline (seconds per epoch). The iterator starts at the first epoch of the fit
@@ -235,7 +236,7 @@ def _fit(config, chief, files, distiller, triple, datasets, plan, verbose):
     distiller.fit(
         datasets.train, epochs=config.train.epochs, steps_per_epoch=plan.steps_per_epoch,
         validation_data=datasets.val,
-        callbacks=_callbacks(config, chief, files, distiller, triple, datasets, plan),
+        callbacks=_callbacks(config, chief, files, distiller, triple, datasets, plan, clock),
         verbose=verbose, shuffle=False,  # the dataset shuffles itself, per epoch
     )
 
@@ -285,8 +286,12 @@ def _soup_and_score(config, checkpoints_dir, distiller, triple, val_ds):
     return models, soup_epochs
 
 
-def _finish(config, chief, files, distiller, triple, datasets, run_info, signs, started):
+def _finish(config, chief, files, distiller, triple, datasets, run_info, signs, clock):
     """Soup, soup models, metrics, plots, then the finished marker (last).
+
+    `wall_seconds` is the run's wall time over every session that trained it (`clock`, a
+    `callbacks.SessionClock`: a killed session counts up to its last completed epoch);
+    `sessions` their number.
 
     The soup reads this process's checkpoints, or the chief's when a resumed run skipped
     the fit (a worker's own copy may already be cleaned up).
@@ -298,8 +303,10 @@ def _finish(config, chief, files, distiller, triple, datasets, run_info, signs, 
     )
     for name, model in triple.named_models().items():
         files.save_model(name, model)
+    sessions = clock.record()
     metrics = {"run": run_info, "models": models, "soup_epochs": soup_epochs,
-               "wall_seconds": round(time.time() - started, 1)}
+               "wall_seconds": round(sum(s["seconds"] for s in sessions), 1),
+               "sessions": len(sessions)}
     if files is not chief:
         shutil.rmtree(files.path, ignore_errors=True)
         return metrics
@@ -308,7 +315,7 @@ def _finish(config, chief, files, distiller, triple, datasets, run_info, signs, 
         labels, predictions = _predictions(distiller.distilled, datasets.val)
     chief.write_metrics(metrics)
     _save_plots(chief.path, labels, predictions, signs)
-    chief.mark_finished(wall_seconds=metrics["wall_seconds"])
+    chief.mark_finished(wall_seconds=metrics["wall_seconds"], sessions=metrics["sessions"])
     return metrics
 
 
@@ -350,7 +357,7 @@ def train(
         raise ValueError(f"config must be a tfislr.config.Config, got {type(config).__name__}")
     if fold is not None and full:
         raise ValueError("give either a fold or full=True, not both")
-    started = time.time()
+    started = time.time()  # this session's; `wall_seconds` sums every session's
     if run_dir is None and cluster_tasks() > 1:  # before any worker waits for the others
         raise ConfigError(
             f"a multi-worker run ({cluster_tasks()} tasks in TF_CONFIG) needs the same --run-dir "
@@ -365,7 +372,8 @@ def train(
     chief, files, run_info = _open_run_dir(
         config, output_dir, run_dir, data, strategy, plan, data_dir
     )
-    with _precision(config):
+    clock = cb.SessionClock(files, started)
+    with _precision(config), clock:
         keras.utils.set_random_seed(config.train.seed)
         datasets = _datasets(config, data, plan)
         distiller, triple = _model(config, strategy, len(data.signs), plan, build_model)
@@ -375,8 +383,9 @@ def train(
             # The last epoch's weights, for the last-epoch accuracies.
             triple.load_weights(chief.checkpoint_path(config.train.epochs))
         else:
-            _fit(config, chief, files, distiller, triple, datasets, plan, verbose)
+            _fit(config, chief, files, distiller, triple, datasets, plan, clock, verbose)
         metrics = _finish(config, chief, files, distiller, triple, datasets, run_info,
-                          data.signs, started)
-    log(f"done in {metrics['wall_seconds']:.0f} s: {chief.path}")
+                          data.signs, clock)
+    sessions = f" over {metrics['sessions']} sessions" if metrics["sessions"] > 1 else ""
+    log(f"done in {metrics['wall_seconds']:.0f} s{sessions}: {chief.path}")
     return chief.path

@@ -14,7 +14,9 @@ goes through `RunDir`, so the layout and the rule for "finished" live here only:
       backup/            Keras BackupAndRestore state while the run trains (resume)
       checkpoints/       epoch_XXX.weights.h5: the 3 models, last soup_last_n epochs
       models/            {student,teacher,distilled}_soup.keras
-      metrics.json       val accuracy per model: last epoch vs soup (None in a full fit)
+      sessions.json      each training session's start and wall time (a resume adds one)
+      metrics.json       val accuracy per model: last epoch vs soup (None in a full fit);
+                         wall_seconds of all sessions
       plots/             training curves; the confusion matrix when there is a validation split
       finished.json      the marker: written last, atomically
 
@@ -49,6 +51,7 @@ SIGNS = "signs.json"
 RUN_INFO = "run.json"
 HISTORY = "history.csv"
 METRICS = "metrics.json"
+SESSIONS = "sessions.json"
 FINISHED = "finished.json"
 _CHECKPOINT = re.compile(r"^epoch_(\d+)\.weights\.h5$")
 
@@ -91,7 +94,13 @@ def _timestamp():
 
 def now_iso():
     """The current local time as ISO 8601 with its UTC offset, to the microsecond."""
-    return datetime.datetime.now().astimezone().isoformat(timespec="microseconds")
+    return iso_time()
+
+
+def iso_time(seconds=None):
+    """POSIX `seconds` (default: now) as local ISO 8601 with its UTC offset, to the microsecond."""
+    moment = datetime.datetime.now() if seconds is None else datetime.datetime.fromtimestamp(seconds)
+    return moment.astimezone().isoformat(timespec="microseconds")
 
 
 def start_time(folder, record=RUN_INFO):
@@ -231,6 +240,10 @@ class RunDir:
     def write_metrics(self, metrics):
         atomic.write_json(self.file(METRICS), metrics)
 
+    def write_sessions(self, sessions):
+        """sessions.json: the list `callbacks.SessionClock` keeps."""
+        atomic.write_json(self.file(SESSIONS), sessions)
+
     def save_model(self, name, model):
         """Saves one soup model to `models/<name>_soup.keras`, atomically; returns the path."""
         path = self.model_path(name)
@@ -267,6 +280,11 @@ class RunDir:
     def read_metrics(self):
         """metrics.json as a dict, or None before the run wrote it."""
         return self._read_json(METRICS, required=False)
+
+    def read_sessions(self):
+        """sessions.json's list of the sessions that trained the run so far ([] before one
+        recorded its time; see `callbacks.SessionClock`)."""
+        return self._read_json(SESSIONS, default=[], required=False)
 
     def read_history(self):
         """history.csv as a DataFrame, one row per finished epoch, `epoch` 1-based (also
