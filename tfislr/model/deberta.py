@@ -26,6 +26,7 @@ from keras import ops
 from tfislr.checks import check_int
 from tfislr.model.activations import mish
 from tfislr.model.per_frame import leading_dims, per_frame
+from tfislr.model.xla_fusion import LayerNormalization
 
 # Large negative logit for masked pairs. Softmax always runs in float32 here (also under
 # mixed precision), so a finite float32 value is safe: a fully masked (padded) query row
@@ -460,7 +461,7 @@ class DebertaLayer(keras.layers.Layer):
         self.layer_norm_epsilon = layer_norm_epsilon
 
         def norm(name):
-            return keras.layers.LayerNormalization(
+            return LayerNormalization(
                 epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name=name
             )
 

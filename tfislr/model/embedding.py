@@ -11,6 +11,7 @@ from tfislr.model.deberta import (
 )
 from tfislr.model.empty_batch import if_rows
 from tfislr.model.per_frame import per_frame
+from tfislr.model.xla_fusion import LayerNormalization
 
 
 @keras.saving.register_keras_serializable(package="tfislr")
@@ -60,10 +61,10 @@ class LandmarkEmbedding(keras.layers.Layer):
             lm.NUM_LANDMARK_IDS, embed_dim, embeddings_initializer=normal,
             dtype=self.dtype_policy, name="landmark_embedding",
         )
-        self.type_norm = keras.layers.LayerNormalization(
+        self.type_norm = LayerNormalization(
             epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name="type_norm"
         )
-        self.landmark_norm = keras.layers.LayerNormalization(
+        self.landmark_norm = LayerNormalization(
             epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name="landmark_norm"
         )
         # A (k, 1) 2-D convolution on [B, T, points, channels] is the per-landmark 1-D
