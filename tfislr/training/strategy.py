@@ -78,14 +78,21 @@ def _parse_split(name):
     """`cpu:N` / `gpu:N[:MB]` → (kind, N, MB or None); ConfigError for anything else."""
     kind, _, rest = name.partition(":")
     parts = rest.split(":")
-    example = "cpu:2" if kind == "cpu" else "gpu:8 or gpu:8:3500"
+    forms = ("cpu:N with N >= 1, e.g. cpu:2" if kind == "cpu"
+             else "gpu:N or gpu:N:MB with N and MB >= 1, e.g. gpu:8 or gpu:8:3500")
     try:
         numbers = [int(part) for part in parts]
     except ValueError:
         numbers = []
-    if not 1 <= len(numbers) <= (2 if kind == "gpu" else 1) or min(numbers) < 1:
-        raise ConfigError(f"strategy '{name}': expected {example} (counts and MB >= 1)")
-    return kind.upper(), numbers[0], (numbers[1] if len(numbers) == 2 else None)
+    if not 1 <= len(numbers) <= (2 if kind == "gpu" else 1):
+        problem = "not a valid form"
+    elif numbers[0] < 1:
+        problem = f"the device count must be >= 1, got {numbers[0]}"
+    elif len(numbers) == 2 and numbers[1] < 1:
+        problem = f"the MB per device must be >= 1, got {numbers[1]}"
+    else:
+        return kind.upper(), numbers[0], (numbers[1] if len(numbers) == 2 else None)
+    raise ConfigError(f"strategy '{name}': {problem}; valid: {forms}")
 
 
 def _tpu_strategy():
@@ -95,9 +102,11 @@ def _tpu_strategy():
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except (ValueError, RuntimeError, tf.errors.OpError) as error:
-        raise RuntimeError(
-            f"get_strategy('tpu'): no TPU reachable (TPU_NAME={tpu_name!r}): {error}"
-        ) from error
+        # A user error like 'gpu:8' without a GPU: the machine has no TPU for this name.
+        raise ConfigError(
+            f"strategy 'tpu': no TPU reachable (TPU_NAME={tpu_name!r}): {error}; set "
+            "TPU_NAME to the TPU's name or address, or choose another --strategy"
+        ) from None
     return tf.distribute.TPUStrategy(resolver)
 
 
@@ -114,7 +123,8 @@ def get_strategy(name="default"):
 
     `cpu:N` configures N logical CPU devices, which TF allows only before it has
     initialised its devices: call `get_strategy` at the start of the process.
-    Raises `tfislr.errors.ConfigError` (a ValueError) for an unknown name or a bad TF_CONFIG.
+    Raises `tfislr.errors.ConfigError` (a ValueError) for an unknown name, a bad TF_CONFIG,
+    or devices the machine lacks ("tpu" without a reachable TPU, "gpu:N" without a GPU).
     """
     if isinstance(name, tf.distribute.Strategy):
         return name
