@@ -1,6 +1,7 @@
 """The error contract of every command (tfislr/errors.py): user error = exit 2 and one line."""
 
 import importlib
+import os
 import pathlib
 import shutil
 import subprocess
@@ -299,3 +300,68 @@ def test_wrapper_scripts_exit_with_the_rule(tmp_path):
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("tfislr-train: error: no config 'nope'"), lines
+
+
+def _unwritable(tmp_path):
+    """A folder no one can write, root included: its parent is a regular file."""
+    (tmp_path / "afile").write_text("")
+    return tmp_path / "afile" / "sub"
+
+
+def test_check_writable_dir_names_the_folder_and_why(tmp_path):
+    from tfislr import atomic
+
+    target = _unwritable(tmp_path)
+    with pytest.raises(errors.ConfigError) as raised:
+        atomic.check_writable_dir(target / "deeper")
+    assert str(raised.value) == (f"{target / 'deeper'}: cannot write here "
+                                 f"(Not a directory: {tmp_path / 'afile'})")
+    atomic.check_writable_dir(tmp_path / "new" / "folder")  # created later by the writer
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # the probe left nothing
+    with pytest.raises(errors.ConfigError, match="is a folder, not a file to write"):
+        atomic.check_writable_file(tmp_path)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as root: a 0o500 folder is writable")
+        with pytest.raises(errors.ConfigError, match=r"locked/x: cannot write here "
+                                                     r"\(Permission denied: .*locked\)"):
+            atomic.check_writable_dir(locked / "x")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_an_unwritable_output_is_one_line_before_any_work(capsys, tmp_path, synthetic_data_dir):
+    """Every command's output folder is checked before its slow work (store, training,
+    conversion, scoring): exit 2, one line `<prog>: error: <folder>: cannot write here`.
+    The old code did the work, then failed with a PermissionError traceback (exit 1)."""
+    from tfislr import blend
+    from tfislr.training import cross_validation
+
+    bad = _unwritable(tmp_path)
+    prepared = tmp_path / "prepared"
+    data = ["--config", "demo", "--data-dir", str(synthetic_data_dir), "--epochs", "1",
+            "--set", f"data.prepared_dir={prepared}", "--force-prepare"]
+    for argv in (["--output", str(bad)], ["--run-dir", str(bad / "run")],
+                 ["--cv", "--run-dir", str(bad / "cv")], ["--cv", "--output", str(bad)]):
+        assert train_cli.main([*data, *argv]) == 2
+        _one_error_line(capsys, "tfislr-train", f"{bad}", ": cannot write here (Not a directory")
+        assert not prepared.exists()  # refused before the store was (re)built
+    assert cross_validation.main([*data, "--cv-dir", str(bad / "cv")]) == 2
+    _one_error_line(capsys, "tfislr-cv", f"{bad / 'cv'}: cannot write here")
+    assert not prepared.exists()
+    # The run does not exist: the output is checked before the run is even read.
+    assert export_cli.main(["single", "--run", str(tmp_path / "no-run"),
+                            "--output", str(bad / "x.tflite")]) == 2
+    _one_error_line(capsys, "tfislr-export", f"{bad}: cannot write here")
+    assert evaluate.main([str(tmp_path / "none.tflite"), "--data-dir", str(synthetic_data_dir),
+                          "--limit", "5", "--json", str(bad / "e.json")]) == 2
+    _one_error_line(capsys, "tfislr-evaluate", f"{bad}: cannot write here")
+    assert evaluate.main([str(tmp_path / "none.tflite"), "--data-dir", str(synthetic_data_dir),
+                          "--json", str(tmp_path)]) == 2
+    _one_error_line(capsys, "tfislr-evaluate", f"{tmp_path}: is a folder, not a file to write")
+    for option in ("--out", "--json"):
+        assert blend.main([str(tmp_path / "none.parquet"), option, str(bad / "b")]) == 2
+        _one_error_line(capsys, "tfislr-blend", f"{bad}: cannot write here")

@@ -234,7 +234,8 @@ def test_argument_and_location_errors(tmp_path):
             prepare.prepare_store(data, bad, tmp_path / "p")
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(ValueError, match="cannot create the prepared-store folder"):
+    with pytest.raises(ValueError, match="sub: cannot write here \\(Not a directory: .*file\\); "
+                                         "pass another prepared-store folder"):
         prepare.prepare_store(data, 25, blocker / "sub", num_workers=1, progress=False)
     # A bad train.csv is an error, not a skipped file.
     table = pd.read_csv(data / "train.csv")

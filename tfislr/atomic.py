@@ -8,12 +8,19 @@ shards, landmark files) is written through `atomic_path`.
 The temporary name is `.tmp.<pid>.<name>`: hidden, unique per process (two processes may
 write the same target), and it keeps the target's suffix, which Keras requires
 (`.keras`, `.weights.h5`). `remove_stale_temps` clears the leftovers of killed writers.
+
+`check_writable_dir` / `check_writable_file` are how a command finds, before its slow
+work, that its output cannot be written.
 """
 
 import contextlib
+import errno
 import json
 import os
 import pathlib
+import tempfile
+
+from tfislr.errors import ConfigError
 
 TEMP_PREFIX = ".tmp."
 
@@ -40,6 +47,43 @@ def atomic_path(path):
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, path)
+
+
+def check_writable_dir(folder, hint=None):
+    """Raises `ConfigError` ("<folder>: cannot write here (<reason>)[; <hint>]") unless a
+    file can be written into `folder`, which may not exist yet (`atomic_path` creates it).
+
+    The test is a real one, not `os.access` (root passes that for a read-only folder):
+    an empty temporary file is created and removed in `folder`, or in its nearest existing
+    parent when `folder` does not exist yet. Nothing else is created. It fails for a parent
+    that is a file ("Not a directory"), a folder without write permission, a read-only
+    file system.
+    """
+    folder = pathlib.Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
+        handle, probe = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=existing)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        if existing != folder:  # name the folder it failed in
+            reason = f"{reason}: {existing}"
+        raise ConfigError(f"{folder}: cannot write here ({reason})"
+                          + (f"; {hint}" if hint else "")) from None
+
+
+def check_writable_file(path):
+    """Raises `ConfigError` unless `path` can be written: not a folder, in a folder
+    `check_writable_dir` accepts."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a file to write")
+    check_writable_dir(path.parent)
 
 
 def write_bytes(path, data):

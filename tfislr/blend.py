@@ -22,6 +22,7 @@ import sys
 
 import numpy as np
 
+from tfislr import atomic
 from tfislr.cli.help import HelpFormatter
 from tfislr.errors import ConfigError, DataError, MissingFileError, command
 from tfislr.oof import OutOfFold, read_oof, write_oof
@@ -138,6 +139,9 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="write the blended OOF predictions here")
     parser.add_argument("--json", default=None, help="write the report here")
     args = parser.parse_args(argv)
+    for output in (args.out, args.json):  # before reading the sources
+        if output:
+            atomic.check_writable_file(output)
     paths = [resolve_source(spec, args.runs_dir) for spec in args.sources]
     named = {}
     for spec, path in zip(args.sources, paths):

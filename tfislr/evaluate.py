@@ -322,6 +322,8 @@ def main(argv=None):
     parser.add_argument("--json", help="write the full report (all signs, predictions) here")
     parser.add_argument("--all-signs", action="store_true", help="print every sign's accuracy")
     args = parser.parse_args(argv)
+    if args.json:  # before the scoring, not after it
+        atomic.check_writable_file(args.json)
     report = evaluate_tflite(
         args.model, args.data_dir, fold=args.fold, num_folds=args.num_folds,
         fold_seed=args.fold_seed, limit=args.limit, num_threads=args.threads, progress=True,

@@ -18,6 +18,7 @@ import argparse
 import os
 import sys
 
+from tfislr import atomic
 from tfislr.cli.help import HelpFormatter
 from tfislr.errors import INTERRUPTED, command, positive_int
 
@@ -59,9 +60,14 @@ def config_help():
 
 def config_and_strategy(args):
     """The config (with `--set` and `--epochs`) and the strategy of parsed `add_run_options`,
-    checked as far as they can be without data (`run.check_run_settings`); with
+    checked as far as they can be without data (`run.check_run_settings`), and the folder
+    the run writes (`--run-dir`, `--cv-dir`, else `--output`) checked writable; with
     `--force-prepare`, the store is then rebuilt here, before the run reads it."""
     from tfislr.config import load_config
+
+    # tfislr-train has --run-dir (its CV folder with --cv), tfislr-cv has --cv-dir.
+    atomic.check_writable_dir(getattr(args, "run_dir", None) or getattr(args, "cv_dir", None)
+                              or args.output)
 
     overrides = list(args.overrides)
     if args.epochs is not None:

@@ -54,7 +54,7 @@ from tfislr.checks import check_int
 from tfislr.cli.help import HelpFormatter
 from tfislr.config import MIN_MAX_LEN
 from tfislr.data import kaggle, store
-from tfislr.errors import DataError, command, positive_int
+from tfislr.errors import command, positive_int
 
 DEFAULT_SHARD_SIZE = 256
 _FINGERPRINT_FILE = "fingerprint.json"
@@ -315,17 +315,13 @@ def prepare_store(
     check_int("shard_size", shard_size)
     data_dir = pathlib.Path(data_dir).resolve()
     out_dir = pathlib.Path(out_dir) if out_dir is not None else data_dir / "prepared"
+    atomic.check_writable_dir(out_dir, "pass another prepared-store folder (out_dir / "
+                                       "prepared_dir / --out)")
     sign_map = kaggle.read_sign_map(data_dir)
     table = kaggle.read_train_csv(data_dir, sign_map)
     signs = kaggle.sign_names(sign_map)
     fingerprint = data_fingerprint(data_dir, max_len, table)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise DataError(
-            f"cannot create the prepared-store folder {out_dir} ({error}); "
-            "pass another one (out_dir / prepared_dir / --out)"
-        ) from None
+    out_dir.mkdir(parents=True, exist_ok=True)
     target = store.store_dir(out_dir, max_len)
     partial_dir = target.with_name(target.name + ".partial")
     staging = target.with_name(target.name + ".assembling")

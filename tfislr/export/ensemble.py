@@ -106,7 +106,8 @@ def export_ensemble(
             (`members.resolve_member`; `tfislr-export single` says "--run").
 
     Raises (all `tfislr.errors.TfislrError`s, reported by `tfislr-export` as one line):
-        ConfigError: bad ensemble config, or members that disagree on the classes.
+        ConfigError: bad ensemble config, an output folder that cannot be written, or
+            members that disagree on the classes.
         MissingFileError: a run, run dir, weights file or ensemble YAML does not exist.
         DataError: the parity data dir has none of its chosen clips readable.
         ExportError: a check failed; the file and its report are kept for inspection as
@@ -123,6 +124,7 @@ def export_ensemble(
     if output_path.is_dir():  # found before the conversion, not by the final rename
         raise ConfigError(f"{output_path}: is a folder; the output is the .tflite file to write "
                           f"(e.g. {output_path / (name + '.tflite')})")
+    atomic.check_writable_dir(output_path.parent)
     log = print if verbose else (lambda *a, **k: None)
     # Read before the slow conversion: a data dir with no readable clip fails in seconds.
     clips, labelled, skipped = _parity_inputs(parity_clips, quantization, log)

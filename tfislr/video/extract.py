@@ -352,6 +352,7 @@ def main(argv=None):
         parser.error("give one or more video files or folders and --out DATA_DIR")
     if args.participant_id < 0:
         raise ConfigError(f"--participant-id must be >= 0, got {args.participant_id}")
+    atomic.check_writable_dir(args.out)
     # Before any extraction, like tfislr-predict: a file that is no video is one error
     # line naming it, the other inputs are still extracted, and the exit code is then 2.
     inputs, refused = refuse_non_videos(args.inputs)
