@@ -210,6 +210,15 @@ def test_cli_prints_table_and_writes_json(exported, data_dir, tmp_path, capsys):
     assert "accuracy" in printed and "per-sign accuracy" in printed and "p95" in printed
     report = json.loads(out.read_text())
     assert report["num_sequences"] == 5 and len(report["predictions"]) == 5
+    # The header says what was scored: not "all sequences" when --limit cut them.
+    total = report["num_available"]
+    assert total > 5
+    assert printed.splitlines()[0] == f"{path} on {data_dir} (first 5 of {total} sequences)"
+    report["fold"] = 1
+    assert evaluate.format_report(report).splitlines()[0].endswith(
+        f"(first 5 of {total} sequences of fold 1 signers)")
+    report.update(num_sequences=total, fold=None)
+    assert evaluate.format_report(report).splitlines()[0].endswith("(all sequences)")
 
 
 def test_sign_order_mismatch_is_refused(exported, data_dir, tmp_path):

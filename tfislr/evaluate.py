@@ -26,6 +26,7 @@ import time
 import numpy as np
 
 from tfislr import atomic
+from tfislr.checks import check_int
 from tfislr.cli.help import HelpFormatter
 from tfislr.errors import ConfigError, DataError, command, positive_int
 
@@ -115,9 +116,10 @@ def resolve_split(report, fold, num_folds=None, fold_seed=None, original_folds=N
                       "training data" + seen}
 
 
-def select_sequences(data_dir, fold=None, num_folds=4, fold_seed=42, limit=None,
-                     val_participants=None, original_folds=True):
-    """train.csv rows to score: all, or the held-out signers of `fold`.
+def select_sequences(data_dir, fold=None, num_folds=4, fold_seed=42, val_participants=None,
+                     original_folds=True):
+    """train.csv rows to score: all, or the held-out signers of `fold` (`--limit` is applied
+    by `evaluate_tflite`, which reports how many there were before it).
 
     With `val_participants` (a split recorded by training) those signers' rows are the
     fold; otherwise the fold is rebuilt by `fold_indices` from the fold settings.
@@ -137,10 +139,8 @@ def select_sequences(data_dir, fold=None, num_folds=4, fold_seed=42, limit=None,
                                       original=original_folds,
                                       off_hint="pass --original-folds false")
             table = table.iloc[np.sort(np.asarray(val_idx))]
-    if limit is not None:
-        table = table.iloc[:limit]
     if len(table) == 0:
-        raise DataError(f"no sequences to evaluate in {data_dir} (fold={fold}, limit={limit})")
+        raise DataError(f"no sequences to evaluate in {data_dir} (fold={fold})")
     return table.reset_index(drop=True)
 
 
@@ -164,16 +164,18 @@ def evaluate_tflite(model_path, data_dir, fold=None, num_folds=None, fold_seed=N
     exported = export_report(model_path)
     split = resolve_split(exported, fold, num_folds, fold_seed, original_folds)
     if split is None:
-        table = select_sequences(data_dir, limit=limit)
+        table = select_sequences(data_dir)
     else:
         from tfislr.data.folds import uses_original_folds
         from tfislr.data.kaggle import read_train_csv
 
-        table = select_sequences(data_dir, fold, split["num_folds"], split["fold_seed"], limit,
+        table = select_sequences(data_dir, fold, split["num_folds"], split["fold_seed"],
                                  split["val_participants"], split["original_folds"])
         # Whether the folds are the original's map (no seed in play) or seeded stratified ones.
         split["original_map"] = uses_original_folds(read_train_csv(data_dir), split["num_folds"],
                                                     split["original_folds"])
+    num_available = len(table)
+    table = table.iloc[:None if limit is None else check_int("limit", limit)]
     runner = TFLiteRunner(model_path, num_threads=num_threads)
     if runner.num_classes != len(signs):
         raise DataError(
@@ -197,7 +199,9 @@ def evaluate_tflite(model_path, data_dir, fold=None, num_folds=None, fold_seed=N
         "fold": fold,
         "num_folds": split["num_folds"] if split else None,
         "split": split,
-        "num_sequences": int(len(table)),
+        "num_sequences": int(len(table)),  # scored: the first `limit` of `num_available`
+        "num_available": int(num_available),
+        "limit": limit,
         "accuracy": float(correct.mean()),
         "top5_accuracy": float(top5_hit.mean()),
         "latency": latency_summary(times_ms, num_threads=num_threads),
@@ -262,6 +266,10 @@ def format_report(report, max_signs=15):
         fold = f"fold {report['fold']} signers, not held out: in the training data"
     else:
         fold = f"fold {report['fold']} signers"
+    available = report.get("num_available", report["num_sequences"])
+    if report["num_sequences"] < available:  # --limit N
+        fold = (f"first {report['num_sequences']} of {available} sequences"
+                + ("" if report["fold"] is None else f" of {fold}"))
     latency = report["latency"]
     lines = [f"{report['model']} on {report['data_dir']} ({fold})"]
     if report.get("split"):
