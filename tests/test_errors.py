@@ -320,6 +320,11 @@ def test_check_writable_dir_names_the_folder_and_why(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # the probe left nothing
     with pytest.raises(errors.ConfigError, match="is a folder, not a file to write"):
         atomic.check_writable_file(tmp_path)
+
+
+def test_check_writable_dir_refuses_a_folder_without_write_permission(tmp_path):
+    from tfislr import atomic
+
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
