@@ -338,7 +338,8 @@ def test_check_writable_dir_refuses_a_folder_without_write_permission(tmp_path):
         locked.chmod(0o700)
 
 
-def test_an_unwritable_output_is_one_line_before_any_work(capsys, tmp_path, synthetic_data_dir):
+def test_an_unwritable_output_is_one_line_before_any_work(capsys, tmp_path, synthetic_data_dir,
+                                                          monkeypatch):
     """Every command's output folder is checked before its slow work (store, training,
     conversion, scoring): exit 2, one line `<prog>: error: <folder>: cannot write here`.
     The old code did the work, then failed with a PermissionError traceback (exit 1)."""
@@ -357,8 +358,16 @@ def test_an_unwritable_output_is_one_line_before_any_work(capsys, tmp_path, synt
     assert cross_validation.main([*data, "--cv-dir", str(bad / "cv")]) == 2
     _one_error_line(capsys, "tfislr-cv", f"{bad / 'cv'}: cannot write here")
     assert not prepared.exists()
-    # The run does not exist: the output is checked before the run is even read.
-    assert export_cli.main(["single", "--run", str(tmp_path / "no-run"),
+    # The output is checked once the runs are read (a bad run is named first), before the
+    # members are built and converted.
+    from tfislr.export import ensemble
+
+    def convert(*_):
+        raise AssertionError("the output was not checked before the conversion")
+
+    monkeypatch.setattr(ensemble, "resolve_member", lambda spec, **_: spec)
+    monkeypatch.setattr(ensemble, "check_members_agree", convert)
+    assert export_cli.main(["single", "--run", str(tmp_path / "run"),
                             "--output", str(bad / "x.tflite")]) == 2
     _one_error_line(capsys, "tfislr-export", f"{bad}: cannot write here")
     assert evaluate.main([str(tmp_path / "none.tflite"), "--data-dir", str(synthetic_data_dir),

@@ -124,7 +124,6 @@ def export_ensemble(
     if output_path.is_dir():  # found before the conversion, not by the final rename
         raise ConfigError(f"{output_path}: is a folder; the output is the .tflite file to write "
                           f"(e.g. {output_path / (name + '.tflite')})")
-    atomic.check_writable_dir(output_path.parent)
     log = print if verbose else (lambda *a, **k: None)
     # Read before the slow conversion: a data dir with no readable clip fails in seconds.
     clips, labelled, skipped = _parity_inputs(parity_clips, quantization, log)
@@ -132,6 +131,8 @@ def export_ensemble(
     start = time.perf_counter()
     members = [resolve_member(s, runs_dir=runs_dir, default_weights=weights, role=member_role)
                for s in specs]
+    # After the runs (`single`'s default output is in its run dir), before the conversion.
+    atomic.check_writable_dir(output_path.parent)
     num_classes = check_members_agree(members)
     module = graph.build_ensemble_module(members)
     log(f"converting {len(members)} member(s) to TFLite ({quantization}) ...")
