@@ -53,7 +53,7 @@ def check_writable_dir(folder, hint=None):
     """Raises `ConfigError` ("<folder>: cannot write here (<reason>)[; <hint>]") unless a
     file can be written into `folder`, which may not exist yet (`atomic_path` creates it).
 
-    The test is a real one, not `os.access` (root passes that for a read-only folder):
+    The test is a real one, not `os.access` (which root passes for any folder mode):
     an empty temporary file is created and removed in `folder`, or in its nearest existing
     parent when `folder` does not exist yet. Nothing else is created. It fails for a parent
     that is a file ("Not a directory"), a folder without write permission, a read-only

@@ -4,8 +4,9 @@
                  [--strategy default|mirrored|multi_worker|tpu|cpu:N|gpu:N[:MB]] [--epochs N]
                  [--output runs] [--run-dir DIR | --resume]
 
-Errors follow `tfislr.errors`: a bad config, `--set`, strategy or data folder is one line
-`tfislr-train: error: ...` and exit code 2; a non-finite loss stops the run the same way.
+Errors follow `tfislr.errors`: a bad config, `--set`, strategy, data folder or an output folder
+that cannot be written is one line `tfislr-train: error: ...` and exit code 2 (the output is
+checked before any work); a non-finite loss stops the run the same way.
 
 The run lands in `<output>/<config>/<timestamp>/` (see tfislr/training/run.py); rerun the
 same command with `--resume` (or `--run-dir <that dir>`) to resume an interrupted run.
