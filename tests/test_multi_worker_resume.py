@@ -68,7 +68,7 @@ def test_a_killed_two_worker_run_resumes_to_the_uninterrupted_run(synthetic_data
         # Both workers killed once the chief has backed up epoch 0 (inside epoch 1).
         run_until_killed(command, lambda: backed_up_epoch(run_dir) is not None, envs=envs)
         assert not (run_dir / "metrics.json").exists()
-        assert _history_epochs(run_dir) == [0]
+        assert _history_epochs(run_dir) == [1]  # 1-based, like the checkpoints
         # The same command again on both workers (same cluster, same ports).
         resumed_log = tmp_path / "resumed.log"
         with resumed_log.open("w") as log:
@@ -79,7 +79,7 @@ def test_a_killed_two_worker_run_resumes_to_the_uninterrupted_run(synthetic_data
     assert (run_dir / "finished.json").exists() and not (run_dir / "worker_1").exists()
     # Each epoch once: an epoch logged but killed before its backup is redone, and its row
     # replaced (the resume of one worker or of the cluster alike).
-    assert _history_epochs(run_dir) == _history_epochs(straight_dir) == list(range(EPOCHS))
+    assert _history_epochs(run_dir) == _history_epochs(straight_dir) == list(range(1, EPOCHS + 1))
     compared, expected = _weights_files(run_dir), _weights_files(straight_dir)
     assert sorted(compared) == sorted(expected) and len(compared) == 2 + 3
     for name, weights in compared.items():
