@@ -41,7 +41,7 @@ from tfislr.cli.help import HelpFormatter
 from tfislr.config import MODEL_NAMES, Config
 from tfislr.errors import INTERRUPTED, ConfigError, DataError, MissingFileError, command
 from tfislr.oof import OutOfFold, read_oof, write_oof
-from tfislr.training.run_dir import STARTED_AT, RunDir, by_start_time, check_own_dir, now_iso
+from tfislr.training.run_dir import STARTED_AT, RunDir, by_start_time, check_own_dir, iso_time
 
 PROG = "tfislr-cv"
 CV_FILE = "cv.json"
@@ -112,7 +112,7 @@ def _open_cv_dir(config, data_dir, weights, output_dir, cv_dir):
         _log(f"resuming {cv_dir}")
     else:
         cv_dir.mkdir(parents=True, exist_ok=True)
-        atomic.write_json(cv_dir / CV_FILE, {**wanted, STARTED_AT: now_iso()})
+        atomic.write_json(cv_dir / CV_FILE, {**wanted, STARTED_AT: iso_time()})
         _log(f"cv dir: {cv_dir}")
     return cv_dir
 

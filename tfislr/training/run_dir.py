@@ -92,11 +92,6 @@ def _timestamp():
     return datetime.datetime.now().strftime(_TIMESTAMP)
 
 
-def now_iso():
-    """The current local time as ISO 8601 with its UTC offset, to the microsecond."""
-    return iso_time()
-
-
 def iso_time(seconds=None):
     """POSIX `seconds` (default: now) as local ISO 8601 with its UTC offset, to the microsecond."""
     moment = datetime.datetime.now() if seconds is None else datetime.datetime.fromtimestamp(seconds)
@@ -230,9 +225,9 @@ class RunDir:
 
     def write_run_info(self, info):
         """Writes run.json with `info`. The first write (a new run) records `started_at`
-        (`now_iso`), later ones (a resume) keep what it recorded, or that it recorded none."""
+        (`iso_time`), later ones (a resume) keep what it recorded, or that it recorded none."""
         resumed = self.file(RUN_INFO).is_file()
-        started = self.read_run_info().get(STARTED_AT) if resumed else now_iso()
+        started = self.read_run_info().get(STARTED_AT) if resumed else iso_time()
         if started is not None:
             info = {STARTED_AT: started, **info}
         atomic.write_json(self.file(RUN_INFO), info)
@@ -399,8 +394,8 @@ def latest_finished(output_dir, config_name, weights="distilled"):
     """The last started (`start_time`) finished run of `config_name` that holds `weights`;
     ValueError if none.
 
-    A run started later but still training still training (or interrupted) is
-    skipped, so exporting during training picks the last finished run.
+    A run started later but still training (or interrupted) is skipped, so exporting
+    during training picks the last finished run.
     """
     root, runs = _runs(output_dir, config_name)
     if not root.is_dir():
