@@ -283,6 +283,21 @@ def test_a_user_error_is_always_one_line(capsys):
     assert capsys.readouterr().err == "prog: error: a.parquet: bad / details here\n"
 
 
+def test_a_data_warning_is_one_line_and_the_command_goes_on(capsys):
+    import warnings
+
+    @errors.command("prog")
+    def main(argv):
+        warnings.warn("train.csv line 2: looks wrong", errors.DataWarning)
+        warnings.warn("not ours", UserWarning)
+        return 0
+
+    with pytest.warns(UserWarning, match="not ours") as caught:  # others go on as before
+        assert main([]) == 0
+    assert len(caught) == 1 and caught[0].category is UserWarning
+    assert capsys.readouterr().err == "prog: warning: train.csv line 2: looks wrong\n"
+
+
 def test_error_classes_keep_the_builtin_bases():
     assert issubclass(errors.ConfigError, ValueError)
     assert issubclass(errors.DataError, ValueError)

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ import pytest
 
 from tfislr.data import kaggle, synthetic
 from tfislr.data.kaggle import LandmarkFileError
+from tfislr.errors import DataWarning
 
 
 def _frames(num_frames=3, seed=0):
@@ -328,6 +330,35 @@ def test_bad_train_csv_names_the_file_and_line(layout, edit, message):
         kaggle.read_train_csv(layout)
     assert message.format(sid3=sid3) in str(error.value)
     assert "train.csv" in str(error.value)
+
+
+def test_ids_unlike_the_kaggle_path_warn_with_file_line_and_count(layout):
+    """Folds group by participant_id: one that differs from the path's folder would split
+    a signer silently. Paths in another layout are not the tool's to judge."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        kaggle.read_train_csv(layout)  # the synthetic set's ids match its paths
+    original = pd.read_csv(layout / "train.csv", dtype=str)
+    path3 = original.loc[3, "path"]
+    _edit_csv(layout, lambda t: t.loc.__setitem__(([3, 5], "participant_id"), "99999"))
+    with pytest.warns(DataWarning) as caught:
+        kaggle.read_train_csv(layout)
+    (warning,) = caught
+    assert str(warning.message).startswith(
+        f"{layout / 'train.csv'} line 5: participant_id 99999 differs from the one in its "
+        f"path {path3} (2 row(s) like this)")
+
+    def other_layout(table):
+        table.loc[3, "path"] = "clips/any_name.parquet"
+        table.loc[5, "path"] = original.loc[5, "path"].replace("train_landmark_files", "mine")
+
+    _edit_csv(layout, other_layout)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        kaggle.read_train_csv(layout)
+    _edit_csv(layout, lambda t: t.loc.__setitem__((0, "sequence_id"), "123"))
+    with pytest.warns(DataWarning, match=r"line 2: sequence_id 123 differs .* \(1 row"):
+        kaggle.read_train_csv(layout)
 
 
 @pytest.mark.parametrize(

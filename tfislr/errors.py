@@ -14,6 +14,9 @@ Every command's `main` is wrapped by `command(prog)`, which gives one rule:
 | any other exception (a bug, the system)| the traceback, then `<prog>: error: ...` | 1         |
 | Ctrl-C                                 | `<prog>: interrupted`                    | 130       |
 
+A `DataWarning` (input tfislr can use but that is probably not what the user meant) is
+printed as one line, `<prog>: warning: <message>`, and the command goes on.
+
 Exit code 2 is also what argparse uses for a bad option, so "2" always means "change
 the input and run again" and "1" always means "this is a bug or an environment fault:
 read the traceback".
@@ -28,6 +31,7 @@ import functools
 import math
 import sys
 import traceback
+import warnings
 
 from tfislr.runtime import start_tensorflow
 
@@ -50,6 +54,23 @@ class DataError(TfislrError, ValueError):
 
 class MissingFileError(DataError, FileNotFoundError):
     """A file or folder the command needs does not exist."""
+
+
+class DataWarning(UserWarning):
+    """Input that tfislr can use but that is probably not what the user meant; the message
+    names the file and what looks wrong (`warnings.filterwarnings` can silence it)."""
+
+
+def _show_warning(prog, show):
+    """`warnings.showwarning` for a command: a `DataWarning` as one line, the rest as `show`."""
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, DataWarning):
+            print(f"{prog}: warning: {message}", file=sys.stderr if file is None else file)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    return show_warning
 
 
 def report(prog, error):
@@ -77,7 +98,9 @@ def command(prog):
         def wrapped(argv=None):
             start_tensorflow()
             try:
-                code = main(argv)
+                with warnings.catch_warnings():  # restores showwarning afterwards
+                    warnings.showwarning = _show_warning(prog, warnings.showwarning)
+                    code = main(argv)
             except KeyboardInterrupt:
                 print(f"{prog}: interrupted", file=sys.stderr)
                 return INTERRUPTED

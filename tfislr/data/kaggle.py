@@ -31,6 +31,7 @@ import hashlib
 import io
 import json
 import pathlib
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -39,7 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tfislr import landmarks as lm
-from tfislr.errors import DataError, MissingFileError
+from tfislr.errors import DataError, DataWarning, MissingFileError
 
 TRAIN_CSV = "train.csv"
 SIGN_MAP_JSON = "sign_to_prediction_index_map.json"
@@ -154,7 +155,8 @@ def read_train_csv(data_dir, sign_map=None):
     Raises `DataError` (a ValueError) naming train.csv: an empty file, a header without
     rows, and, with the offending line, missing columns, empty cells, non-integer ids,
     duplicate sequence ids and signs absent from the sign map; `MissingFileError` (also a
-    FileNotFoundError) when a file is missing.
+    FileNotFoundError) when a file is missing. Warns (`DataWarning`) when ids differ from
+    those of a Kaggle-layout path (`_warn_ids_unlike_paths`).
     """
     data_dir = check_data_dir(data_dir)
     path = data_dir / TRAIN_CSV
@@ -212,7 +214,35 @@ def _parse_train_csv(path, data, sign_map):
             f"({len(unknown)} row(s) with unknown signs)"
         )
     table["label"] = table["sign"].map(sign_map).astype(np.int64)
+    _warn_ids_unlike_paths(table, where)
     return table.reset_index(drop=True)
+
+
+# A `path` in the Kaggle layout, whose folder and file name repeat the row's ids.
+_KAGGLE_PATH = r"(?:^|[/\\])train_landmark_files[/\\](\d+)[/\\](\d+)\.parquet$"
+
+
+def _warn_ids_unlike_paths(table, where):
+    """Warns (`DataWarning`) when a row's participant_id or sequence_id differs from the one
+    its Kaggle-layout `path` (`train_landmark_files/<pid>/<sid>.parquet`) names.
+
+    A warning, not an error: the row is readable and the tool cannot know which of the two
+    is right (a user may have regrouped signers on purpose). But folds group clips by
+    `participant_id`, so a wrong id silently puts a signer on both sides of the
+    validation split. Paths in another layout are not checked.
+    """
+    in_path = table["path"].str.extract(_KAGGLE_PATH)
+    for k, column in enumerate(("participant_id", "sequence_id")):
+        named = pd.to_numeric(in_path[k], errors="coerce").to_numpy()
+        differ = np.flatnonzero(~np.isnan(named) & (named != table[column].to_numpy()))
+        if len(differ):
+            row = differ[0]
+            warnings.warn(
+                f"{where(row)}: {column} {table[column].iloc[row]} differs from the one in "
+                f"its path {table['path'].iloc[row]} ({len(differ)} row(s) like this); "
+                f"folds group clips by participant_id, so fix train.csv if the path is right",
+                DataWarning, stacklevel=2,
+            )
 
 
 # Which Arrow types each column may have. Writers differ (pandas, Polars, DuckDB, Arrow
