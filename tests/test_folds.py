@@ -6,7 +6,7 @@ import pytest
 
 from tfislr.data import kaggle
 from tfislr.data.folds import (ORIGINAL_FOLDS, assign_folds, cv_folds, fold_indices,
-                               uses_original_folds)
+                               fold_scheme, uses_original_folds)
 from tfislr.errors import ConfigError
 
 
@@ -144,6 +144,20 @@ def test_original_folds_only_for_the_competitions_signers_and_four_folds():
     assert set(assign_folds(table, 3)) == {0, 1, 2}  # stratified folds instead
     stranger = table.assign(participant_id=table["participant_id"].replace(62590, 99))
     assert not uses_original_folds(stranger)  # not every signer is the competition's
+
+
+def test_fold_scheme_says_which_folds_and_why(real_data_dir):
+    real = kaggle.read_train_csv(real_data_dir)
+    scheme, line = fold_scheme(real)
+    assert scheme == "original" and line.startswith("folds: the original's fold map")
+    computed = "folds: computed signer-grouped, sign-stratified folds (StratifiedGroupKFold, "
+    assert fold_scheme(real, 4, 7, original=False) == (
+        "stratified", computed + "4 folds, seed 7), as the original's folds are turned off")
+    assert fold_scheme(real, 3) == (
+        "stratified", computed + "3 folds, seed 42), as 3 folds asked, the original's map has 4")
+    stranger = real.assign(participant_id=real["participant_id"].replace(2044, 99))
+    assert fold_scheme(stranger)[1].endswith(
+        "as 1 participant(s) (99) are not among the competition's 21")
 
 
 def test_a_cv_skips_original_folds_without_clips_and_needs_two():

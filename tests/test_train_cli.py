@@ -230,7 +230,23 @@ def test_validation_signers_are_the_ones_evaluate_scores(tiny_run, synthetic_dat
     assert run_info["val_participants"] == sorted(held_out["participant_id"].unique().tolist())
     assert (run_info["num_folds"], run_info["fold_seed"]) == (config.data.num_folds,
                                                               config.data.fold_seed)
+    assert run_info["fold_scheme"] == "stratified"
     assert run_info["num_val"] == len(held_out)
+
+
+def test_the_split_says_and_records_which_folds_decided_it(synthetic_store, synthetic_data_dir,
+                                                          capsys):
+    from tfislr.training.run import _split
+
+    config = load_config("demo")
+    signers = sorted(pd.read_csv(synthetic_data_dir / "train.csv")["participant_id"].unique())
+    _, _, split = _split(synthetic_store, config, 1, False, synthetic_data_dir)
+    assert split["fold_scheme"] == "stratified"  # run.json's record (tiny_run checks it is)
+    assert capsys.readouterr().out == (
+        "[tfislr] validation fold 1: folds: computed signer-grouped, sign-stratified folds "
+        f"(StratifiedGroupKFold, 4 folds, seed {config.data.fold_seed}), as 6 participant(s) "
+        f"({', '.join(map(str, signers[:3]))}, ...) are not among the competition's 21\n")
+    assert _split(synthetic_store, config, None, True, synthetic_data_dir)[2]["fold_scheme"] is None
 
 
 def test_tensorboard_events_hold_the_epoch_scalars(tiny_run):

@@ -49,6 +49,26 @@ def uses_original_folds(manifest, num_folds=4, original=True):
     return len(participants) > 0 and all(int(p) in _ORIGINAL_FOLD_OF for p in participants)
 
 
+def fold_scheme(manifest, num_folds=4, seed=42, original=True):
+    """(scheme, line): which fold assignment `assign_folds` uses for `manifest` and why, for
+    the logs; `scheme` ("original" or "stratified") is what run.json records."""
+    if uses_original_folds(manifest, num_folds, original):
+        return "original", (f"folds: the original's fold map ({len(_ORIGINAL_FOLD_OF)} "
+                            f"competition signers → {num_folds} folds, docs/recipe.md §16)")
+    if not original:
+        why = "the original's folds are turned off"
+    elif num_folds != len(ORIGINAL_FOLDS):
+        why = f"{num_folds} folds asked, the original's map has {len(ORIGINAL_FOLDS)}"
+    else:
+        others = sorted(int(p) for p in pd.unique(manifest["participant_id"])
+                        if int(p) not in _ORIGINAL_FOLD_OF)
+        shown = ", ".join(map(str, others[:3])) + (", ..." if len(others) > 3 else "")
+        why = (f"{len(others)} participant(s) ({shown}) are not among the competition's "
+               f"{len(_ORIGINAL_FOLD_OF)}")
+    return "stratified", (f"folds: computed signer-grouped, sign-stratified folds "
+                          f"(StratifiedGroupKFold, {num_folds} folds, seed {seed}), as {why}")
+
+
 def _check(manifest, num_folds):
     check_int("num_folds", num_folds, minimum=2)
     missing = [c for c in ("participant_id",) if c not in manifest.columns]

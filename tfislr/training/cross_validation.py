@@ -279,7 +279,7 @@ def cross_validate(
     check_run_settings(config, strategy)  # before the CV dir and any fold's store
     _, _, is_chief = task_info()
 
-    from tfislr.data.folds import cv_folds
+    from tfislr.data.folds import cv_folds, fold_scheme
     from tfislr.data.kaggle import read_train_csv
     from tfislr.data.prepare import ensure_store
     from tfislr.data.store import load_store
@@ -291,6 +291,7 @@ def cross_validate(
     table = read_train_csv(data_dir)
     folds, skipped = cv_folds(table, num_folds, seed=config.data.fold_seed,
                               original=config.data.original_folds)
+    _log(fold_scheme(table, num_folds, config.data.fold_seed, config.data.original_folds)[1])
     if is_chief:
         cv_dir = _open_cv_dir(config, data_dir, weights, output_dir, cv_dir)
     for fold, why in skipped.items():

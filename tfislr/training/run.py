@@ -24,7 +24,7 @@ import numpy as np
 
 from tfislr.augment import Augmenter
 from tfislr.config import MODEL_NAMES, Config
-from tfislr.data.folds import check_fold, fold_indices
+from tfislr.data.folds import check_fold, fold_indices, fold_scheme
 from tfislr.data.kaggle import check_data_dir, read_train_csv
 from tfislr.data.pipeline import make_epoch_counter, make_eval_dataset, make_train_dataset
 from tfislr.data.prepare import ensure_store
@@ -63,7 +63,7 @@ class _Data:
     store_path: pathlib.Path
     train_idx: np.ndarray
     val_idx: np.ndarray  # None in a full fit
-    split: dict  # RunDir.split() keys: full, fold, num_folds, fold_seed, val_participants
+    split: dict  # RunDir.split() keys, and fold_scheme ("original", "stratified", None: full)
 
     @property
     def signs(self):
@@ -98,19 +98,20 @@ def _split(store, config, fold, full, data_dir):
     """
     if full:
         split = {"full": True, "fold": None, "num_folds": None, "fold_seed": None,
-                 "original_folds": None, "val_participants": []}
+                 "original_folds": None, "fold_scheme": None, "val_participants": []}
         return np.arange(len(store), dtype=np.int64), None, split
     fold = 0 if fold is None else fold
     table = read_train_csv(data_dir)
-    _, val_rows = fold_indices(
-        table, fold, num_folds=config.data.num_folds, seed=config.data.fold_seed,
-        original=config.data.original_folds,
-    )
+    folds = {"num_folds": config.data.num_folds, "seed": config.data.fold_seed,
+             "original": config.data.original_folds}
+    _, val_rows = fold_indices(table, fold, **folds)
+    scheme, line = fold_scheme(table, **folds)
+    log(f"validation fold {fold}: {line}")
     val_participants = sorted(int(p) for p in table["participant_id"].iloc[val_rows].unique())
     in_val = store.manifest["participant_id"].isin(val_participants).to_numpy()
     split = {"full": False, "fold": fold, "num_folds": config.data.num_folds,
              "fold_seed": config.data.fold_seed, "original_folds": config.data.original_folds,
-             "val_participants": val_participants}
+             "fold_scheme": scheme, "val_participants": val_participants}
     return np.flatnonzero(~in_val), np.flatnonzero(in_val), split
 
 
