@@ -433,6 +433,53 @@ def test_int8_agreement_with_fp32_is_measured(tmp_path, synthetic_data_dir, caps
     assert accuracy["difference"] == accuracy["quantized"] - accuracy["fp32"]
 
 
+def test_int8_parity_data_reads_each_clip_once(synthetic_data_dir, monkeypatch):
+    """The parity clips are some of the labelled ones (the old code read them twice)."""
+    from tfislr.data import kaggle
+
+    reads = []
+    read = kaggle.read_landmark_file
+    monkeypatch.setattr(kaggle, "read_landmark_file",
+                        lambda path, **kwargs: reads.append(path) or read(path, **kwargs))
+    clips, labelled, skipped = ensemble_lib._parity_inputs(synthetic_data_dir, "int8", print)
+    assert len(reads) == len(set(reads)) == len(labelled[0]) > checks.PARITY_SEQUENCES
+    assert len(clips) == checks.PARITY_SEQUENCES and skipped == []
+    assert all(any(clip is other for other in labelled[0]) for clip in clips)
+    reads.clear()
+    clips, labelled, _ = ensemble_lib._parity_inputs(synthetic_data_dir, "fp16", print)
+    assert labelled is None and len(reads) == len(clips) == checks.PARITY_SEQUENCES
+
+
+def test_without_an_int8_accuracy_the_report_says_why(exported, monkeypatch):
+    """Labelled data of other signs is not "no labelled data": the line names the mismatch."""
+    monkeypatch.setattr(graph, "convert", lambda module, quantization: b"fp32 flatbuffer")
+    monkeypatch.setattr(checks, "check_agreement", lambda reference, path, clips, labels, _: {
+        "top1_agreement": 1.0, "max_prob_diff": 0.01, "num_sequences": len(clips),
+        "accuracy": None if labels is None else {"labels": list(labels)}})
+    signs = ["a", "b", "c"]
+
+    def agreement(data_signs, model_signs=signs):
+        labelled = None if data_signs is None else ([0, 0], [1, 2], data_signs, [7, 8])
+        return ensemble_lib._int8_agreement(None, "int8.tflite", [0], labelled, model_signs,
+                                            3, [None])
+
+    assert agreement(signs)["accuracy"] == {"labels": [1, 2]} and "no_accuracy" not in \
+        agreement(signs)
+    assert agreement(["x", "y", "z"], None)["accuracy"] is not None  # only the count known
+    whys = {
+        None: "pass labelled data (--parity-data DATA_DIR) to measure it",
+        ("a", "b"): "not measured: the parity data has 2 signs, the model 3",
+        ("a", "c", "b"): "not measured: the parity data's sign map is not the model's (label 1 "
+                         "is 'c' there, 'b' in the model)",
+    }
+    _, _, report = exported
+    for data_signs, why in whys.items():
+        result = agreement(None if data_signs is None else list(data_signs))
+        assert result["accuracy"] is None and result["no_accuracy"] == why
+        line = ensemble_lib.format_report({**report, "agreement": result}).splitlines()[-2]
+        assert line.endswith(f"over {result['num_sequences']} clips; accuracy: {why}"), line
+
+
 def test_the_int8_accuracy_says_whether_its_clips_are_held_out():
     """By the members' recorded splits (as evaluate's --fold): held out only when every
     member recorded one and validated on every clip's signer."""

@@ -34,6 +34,8 @@ BYTES_PER_MB = 1_000_000
 PARITY_TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "int8": 1e-1}
 
 RAW_FRAME = (lm.NUM_RAW_LANDMARKS, lm.NUM_COORDINATES)
+# Clips of a data dir that the parity and latency checks run on (`clips_from_data_dir`).
+PARITY_SEQUENCES = 16
 
 
 def _rows(part):
@@ -72,7 +74,13 @@ def probe_sequences(num_sequences=12, seed=0, lengths=None):
     return clips
 
 
-def clips_from_data_dir(data_dir, num_sequences=16, with_labels=False, skipped=None):
+def spaced_rows(num_rows, num_sequences):
+    """Up to `num_sequences` evenly spaced, distinct positions in `range(num_rows)`."""
+    return np.unique(np.linspace(0, num_rows - 1, min(num_sequences, num_rows)).astype(int))
+
+
+def clips_from_data_dir(data_dir, num_sequences=PARITY_SEQUENCES, with_labels=False,
+                        skipped=None):
     """Raw clips read from a Kaggle-layout dir (evenly spaced rows of train.csv).
 
     With `with_labels`, returns `(clips, labels, signs, participants)`: the train.csv
@@ -99,7 +107,7 @@ def clips_from_data_dir(data_dir, num_sequences=16, with_labels=False, skipped=N
 
     table = read_train_csv(data_dir)
     signs = sign_names(read_sign_map(data_dir)) if with_labels else None
-    rows = np.unique(np.linspace(0, len(table) - 1, min(num_sequences, len(table))).astype(int))
+    rows = spaced_rows(len(table), num_sequences)
     clips, kept, problems = [], [], []
     for i in rows:
         try:

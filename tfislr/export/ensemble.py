@@ -231,8 +231,10 @@ def _base_report(output_path, name, quantization, members, num_classes, ops, con
 def _parity_inputs(parity_clips, quantization, log):
     """`(clips, labelled, skipped)` of `export_ensemble`'s `parity_clips`: the parity and
     latency clips (each `[T, 543, 3]` float32); for int8 with a data dir, `(clips, labels,
-    signs)` of up to `AGREEMENT_SEQUENCES` labelled clips for the agreement, else None; and
-    the messages of a data dir's clips that could not be read, each logged as one line.
+    signs, participants)` of up to `AGREEMENT_SEQUENCES` labelled clips for the agreement,
+    else None; and the messages of a data dir's clips that could not be read, each logged
+    as one line. Each clip is read once: int8's parity clips are `PARITY_SEQUENCES` evenly
+    spaced ones of its labelled clips.
 
     Raises:
         MissingFileError / DataError: the data dir has no train.csv or sign map, or none of
@@ -243,12 +245,14 @@ def _parity_inputs(parity_clips, quantization, log):
     if not isinstance(parity_clips, (str, pathlib.Path)):
         return list(parity_clips), None, []
     skipped = []
-    clips = checks.clips_from_data_dir(parity_clips, skipped=skipped)
     labelled = None
     if quantization == "int8":
         labelled = checks.clips_from_data_dir(parity_clips, AGREEMENT_SEQUENCES,
                                               with_labels=True, skipped=skipped)
-    skipped = list(dict.fromkeys(skipped))  # a clip chosen for both sets is named once
+        read = labelled[0]
+        clips = [read[i] for i in checks.spaced_rows(len(read), checks.PARITY_SEQUENCES)]
+    else:
+        clips = checks.clips_from_data_dir(parity_clips, skipped=skipped)
     for message in skipped:
         log(f"parity data: skipped a clip that cannot be read: {message}")
     return clips, labelled, skipped
@@ -279,15 +283,35 @@ def _check_file(report, module, path, *, max_size_mb, clips, labelled, parity_to
 def _int8_agreement(module, output_path, clips, labelled, signs, num_classes, splits):
     """`checks.check_agreement` against a fresh fp32 conversion; with `labelled` (a data
     dir's `(clips, labels, signs, participants)`), on those clips (accuracy only when its
-    signs are the model's, said to be on held-out data or not by the members' `splits`)."""
+    signs are the model's, said to be on held-out data or not by the members' `splits`).
+    Without an accuracy, "no_accuracy" says why (`_why_no_accuracy`)."""
     labels = training = None
     if labelled is not None:
         clips, labels, data_signs, participants = labelled
-        if len(data_signs) != num_classes or (signs is not None and list(signs) != data_signs):
-            labels = None  # another sign set: an accuracy would be meaningless
         training = checks.training_use(participants, splits)
+    why = _why_no_accuracy(labelled, signs, num_classes)
+    if why is not None:
+        labels = None
     reference = graph.convert(module, "fp32")
-    return checks.check_agreement(reference, output_path, clips, labels, training)
+    result = checks.check_agreement(reference, output_path, clips, labels, training)
+    return result if why is None else {**result, "no_accuracy": why}
+
+
+def _why_no_accuracy(labelled, signs, num_classes):
+    """Why the int8 agreement cannot measure an accuracy on `labelled`, or None if it can:
+    no labelled data, or data labelled with other signs than the model's (`signs` by label,
+    None when the members record none: then only their number can be compared)."""
+    if labelled is None:
+        return "pass labelled data (--parity-data DATA_DIR) to measure it"
+    data_signs = labelled[2]
+    if len(data_signs) != num_classes:
+        return (f"not measured: the parity data has {len(data_signs)} signs, the model "
+                f"{num_classes}")
+    if signs is not None and list(signs) != list(data_signs):
+        label = next(i for i, (a, b) in enumerate(zip(signs, data_signs)) if a != b)
+        return (f"not measured: the parity data's sign map is not the model's (label {label} "
+                f"is {data_signs[label]!r} there, {signs[label]!r} in the model)")
+    return None
 
 
 def _accuracy_data(accuracy, agreement):
@@ -331,7 +355,7 @@ def format_report(report):
             line += (f"; accuracy {accuracy['quantized']:.4f} vs fp32 {accuracy['fp32']:.4f} "
                      f"({accuracy['difference']:+.4f}) {_accuracy_data(accuracy, agreement)}")
         else:
-            line += "; accuracy: pass labelled data (--parity-data) to measure it"
+            line += f"; accuracy: {agreement['no_accuracy']}"
         lines.append(line)
     lines.append(f"  report   {pair.report_path(report['path'])}")
     return "\n".join(lines)
