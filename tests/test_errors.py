@@ -353,6 +353,27 @@ def test_check_writable_dir_refuses_a_folder_without_write_permission(tmp_path):
         locked.chmod(0o700)
 
 
+def test_the_python_api_checks_its_output_before_any_work(tmp_path, synthetic_data_dir):
+    """`train` and `cross_validate` refuse an unwritable output as the CLI does, before the
+    store is prepared (the old code prepared it, then failed with NotADirectoryError)."""
+    from tfislr.config import load_config
+    from tfislr.training.cross_validation import cross_validate
+    from tfislr.training.run import train
+
+    bad = _unwritable(tmp_path)
+    prepared = tmp_path / "prepared"
+    config = load_config("demo", ["train.epochs=1", f"data.prepared_dir={prepared}"])
+    calls = {bad: lambda: train(config, synthetic_data_dir, output_dir=bad),
+             bad / "run": lambda: train(config, synthetic_data_dir, run_dir=bad / "run"),
+             bad / "cvs": lambda: cross_validate(config, synthetic_data_dir, output_dir=bad / "cvs"),
+             bad / "cv": lambda: cross_validate(config, synthetic_data_dir, cv_dir=bad / "cv")}
+    for folder, call in calls.items():
+        with pytest.raises(errors.ConfigError) as raised:
+            call()
+        assert str(raised.value).startswith(f"{folder}: cannot write here (Not a directory")
+        assert not prepared.exists()
+
+
 def test_an_unwritable_output_is_one_line_before_any_work(capsys, tmp_path, synthetic_data_dir,
                                                           monkeypatch):
     """Every command's output folder is checked before its slow work (store, training,

@@ -258,7 +258,8 @@ def cross_validate(
         build_model: classifier factory passed to `train` (tests use a small stand-in).
 
     Raises:
-        ConfigError: a bad argument, a finished or differently configured `cv_dir`.
+        ConfigError: a bad argument, a finished or differently configured `cv_dir`, or
+            `cv_dir` (else `output_dir`) cannot be written (checked before any work).
         DataError: no Kaggle layout at `data_dir`, or what `train` raises.
     """
     if not isinstance(config, Config):
@@ -269,6 +270,7 @@ def cross_validate(
     from tfislr.training.strategy import cluster_tasks, get_strategy, task_info
 
     data_dir = check_data_dir(data_dir)
+    atomic.check_writable_dir(output_dir if cv_dir is None else cv_dir)  # before any work
     if cv_dir is None and cluster_tasks() > 1:  # before any worker waits for the others
         raise ConfigError("a multi-worker cross-validation needs the same --cv-dir on every "
                           "worker: each would start its own timestamped folder")

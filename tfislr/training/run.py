@@ -22,6 +22,7 @@ import time
 import keras
 import numpy as np
 
+from tfislr import atomic
 from tfislr.augment import Augmenter
 from tfislr.config import MODEL_NAMES, Config
 from tfislr.data.folds import check_fold, fold_indices, fold_scheme
@@ -353,6 +354,8 @@ def train(
         ValueError: bad arguments or data, a finished `run_dir`, a `run_dir` started
             with another config, a non-empty `run_dir` that is not a run, or no `run_dir`
             in a multi-worker cluster.
+        ConfigError (a ValueError): `run_dir`, else `output_dir`, cannot be written
+            (`atomic.check_writable_dir`), found before any data is read.
     """
     if not isinstance(config, Config):
         raise ValueError(f"config must be a tfislr.config.Config, got {type(config).__name__}")
@@ -364,7 +367,9 @@ def train(
             f"a multi-worker run ({cluster_tasks()} tasks in TF_CONFIG) needs the same --run-dir "
             "on every worker: each would start its own timestamped folder"
         )
-    if run_dir is not None:  # before the data loads: a wrong run dir fails at once
+    # Before the data loads: a wrong or unwritable run dir fails at once (as the CLI's).
+    atomic.check_writable_dir(output_dir if run_dir is None else run_dir)
+    if run_dir is not None:
         RunDir(run_dir).check_resumable(config)
     strategy = get_strategy(strategy)
     check_run_settings(config, strategy, None if full else 0 if fold is None else fold)
