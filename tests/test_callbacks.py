@@ -170,6 +170,27 @@ def test_a_history_an_older_version_numbered_from_0_is_read_and_resumed_from_1(t
     assert history["epoch"].tolist() == [1, 2, 3] and history["loss"].tolist() == [3.0, 2.0, 1.25]
 
 
+# ------------------------------------------------------------------ TensorBoard
+def test_tensorboard_steps_number_epochs_from_1_like_history_csv(tmp_path):
+    """A fit from Keras' epoch 0 and a resume from its epoch 2: steps 1, 2 then 3."""
+    import tensorflow as tf
+
+    x, y = _data()
+    model = _model(seed=1)
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0, validation_data=(x, y),
+              callbacks=[cb.ScalarSummaries(str(tmp_path))])
+    model.fit(x, y, batch_size=4, epochs=3, initial_epoch=2, verbose=0,
+              callbacks=[cb.ScalarSummaries(str(tmp_path))])
+    steps = {}
+    for split in ("train", "validation"):
+        for path in (tmp_path / split).glob("events.out.tfevents.*"):
+            for event in tf.compat.v1.train.summary_iterator(str(path)):
+                for value in event.summary.value:
+                    steps.setdefault((split, value.tag), []).append(event.step)
+    assert sorted(steps[("train", "epoch_loss")]) == [1, 2, 3]
+    assert sorted(steps[("validation", "epoch_loss")]) == [1, 2]
+
+
 # ------------------------------------------------------------------ sessions.json
 def test_the_wall_time_sums_every_session_of_a_resumed_run(tmp_path):
     """Three sessions as the tester ran them: Ctrl-C in epoch 2, a resume killed outright

@@ -236,7 +236,8 @@ class ScalarSummaries(keras.callbacks.Callback):
 
     The same layout as `keras.callbacks.TensorBoard`, written with TF's own summary op, so
     it works without the `tensorboard` package installed (TF 2.21 no longer ships it);
-    `tensorboard --logdir <run>/tb` shows the curves.
+    `tensorboard --logdir <run>/tb` shows the curves. The step is the epoch's number,
+    1-based as in history.csv, the checkpoints and the log (Keras' callback writes 0-based).
     """
 
     def __init__(self, log_dir):
@@ -263,8 +264,8 @@ class ScalarSummaries(keras.callbacks.Callback):
             split, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
             with self._writer(split).as_default():
                 tf.summary.write(
-                    f"epoch_{name}", tf.constant(float(value), tf.float32), step=epoch,
-                    metadata=metadata,
+                    f"epoch_{name}", tf.constant(float(value), tf.float32),
+                    step=epoch + 1, metadata=metadata,  # Keras counts from 0
                 )
         for writer in self._writers.values():
             writer.flush()
