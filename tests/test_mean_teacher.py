@@ -303,6 +303,18 @@ def test_jit_compiled_step_matches_the_graph_step():
     assert np.isfinite(logs["loss"])
 
 
+def test_the_train_step_has_no_int32_transpose():
+    """TF's oneDNN pass logs "E0000 ... oneDNN supports DT_INT32 only on platforms with
+    AVX-512" for an int32 Transpose on CPUs without AVX-512 (README, Troubleshooting);
+    mixup's layer draw had one."""
+    distiller = make_distiller("train.mix_proba=1")
+    data = batch(np.random.default_rng(9))
+    graph = tf.function(distiller.train_step).get_concrete_function(data).graph.as_graph_def()
+    nodes = [*graph.node, *(n for f in graph.library.function for n in f.node_def)]
+    transposes = [n.attr["T"].type for n in nodes if n.op == "Transpose"]
+    assert tf.int32.as_datatype_enum not in transposes
+
+
 def _small_real_model(num_classes=7, max_len=25):
     import tfislr.model as model_module
     config = load_config(

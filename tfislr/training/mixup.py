@@ -111,5 +111,8 @@ def draw_mixup(
     applied = tf.gather(applied, group_of)
     lam = tf.where(applied, tf.gather(lam, clips), 1.0)
     permutation = tf.where(applied, tf.gather(permutation, clips), clips) - start
-    layers = tf.transpose(tf.gather(layers, group_of))
+    # [B, models] -> [models, B] by unstack/stack: the same values as a transpose, but an
+    # int32 Transpose makes TF's oneDNN pass log "oneDNN supports DT_INT32 only on platforms
+    # with AVX-512" (E0000) on CPUs without it (README, Troubleshooting).
+    layers = tf.stack(tf.unstack(tf.gather(layers, group_of), num=num_models, axis=1))
     return applied, lam, permutation, layers
