@@ -6,8 +6,8 @@ goes through `RunDir`, so the layout and the rule for "finished" live here only:
     <output>/<config name>/<timestamp>/
       config.json        the resolved config (`RunDir.read_config` reads it back)
       signs.json         sign names by label (from the data's sign map)
-      run.json           when it started, split (fold settings, validation signers), sizes,
-                         batch plan, replicas
+      run.json           when it started, split (fold settings, the fold scheme that
+                         applied, validation signers), sizes, batch plan, replicas
       history.csv        one row per epoch (1-based): losses, val accuracy of the 3 models,
                          lr, seconds
       tb/                TensorBoard scalars (train/, validation/)
