@@ -151,6 +151,10 @@ def _original_signers_data(tmp_path, participants):
                                              sequences_per_sign=len(participants))
     table = pd.read_csv(data / "train.csv")
     ids = dict(zip(sorted(table["participant_id"].unique()), participants))
+    for old, new in ids.items():  # the folders too: ids and paths agree (no DataWarning)
+        (data / "train_landmark_files" / str(old)).rename(data / "train_landmark_files" / str(new))
+    table["path"] = [f"train_landmark_files/{ids[p]}/{s}.parquet"
+                     for p, s in zip(table["participant_id"], table["sequence_id"])]
     table["participant_id"] = table["participant_id"].map(ids)
     table.to_csv(data / "train.csv", index=False)
     return data
