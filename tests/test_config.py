@@ -178,3 +178,23 @@ def test_a_bad_file_value_is_named_with_the_file(tmp_path, text, problem):
     with pytest.raises(ConfigError) as raised:
         config_lib.load_config(str(path))
     assert str(raised.value).startswith(f"{path}: {problem}")
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("train.epochs=abc", "config key 'train.epochs' expects an integer, got 'abc'"),
+    ("train.epochs=2.5", "config key 'train.epochs' expects an integer, got 2.5"),
+    ("train.epochs=-1", r"train.epochs must be in [1, inf), got -1"),
+    ("train.precision=float64", "train.precision must be one of"),
+    ("train.epochz=3", "unknown key(s) in config section 'train': epochz"),
+    ("name=a/b", "name must be one folder name"),
+])
+def test_a_bad_override_is_an_error_even_when_a_later_one_replaces_it(bad, message):
+    # A repeated key, or a command option appended after the --set values (--epochs N is
+    # train.epochs=N last): the replaced value is still checked and named.
+    key = bad.split("=")[0]
+    later = {"train.epochs": "train.epochs=3", "train.precision": "train.precision=float32",
+             "name": "name=ok"}.get(key, "train.seed=1")
+    with pytest.raises(ConfigError) as raised:
+        config_lib.load_config("len80", [bad, later])
+    assert str(raised.value).startswith(f"--set {bad} (on len80.yaml): {message}")
+    assert config_lib.load_config("len80", ["train.epochs=5", "train.epochs=3"]).train.epochs == 3

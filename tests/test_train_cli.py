@@ -62,6 +62,12 @@ def test_cli_names_the_bad_set_option_or_the_ensemble_file(capsys, tmp_path):
         line = error_line()
         assert line.startswith("tfislr-train: error: ") and "ensemble.yaml: an ensemble file" in line
         assert line.endswith("training configs: demo, len25, len80")
+    # --epochs N replaces train.epochs, but a bad --set value is still refused (tester8 #1).
+    for argv in (["--set", "train.epochs=abc", "--epochs", "1"],
+                 ["--epochs", "1", "--set", "train.epochs=abc"]):
+        assert train_cli.main(["--config", "demo", "--data-dir", str(tmp_path), *argv]) == 2
+        assert error_line().startswith("tfislr-train: error: --set train.epochs=abc (on demo.yaml): "
+                                       "config key 'train.epochs' expects an integer")
     with pytest.raises(SystemExit) as excinfo:  # --epochs is checked as the option it is
         train_cli.parse_args(["--config", "demo", "--data-dir", str(tmp_path), "--epochs", "0"])
     assert excinfo.value.code == 2

@@ -325,12 +325,22 @@ _RANGES = {
 }
 
 
-def validate_section(name, section):
-    """Checks the keys of one section (e.g. an `AugmentConfig` built in code) and its own rules."""
+def _check_keys(name, section, keys=None):
+    """Checks the range (`_RANGES`) of `keys` (default: all) of one section, and the
+    precision's name: the checks of single values, without the rules between keys."""
     for dotted, (low, high, low_open, high_open) in _RANGES.items():
         prefix, key = dotted.split(".")
-        if prefix == name:
+        if prefix == name and (keys is None or key in keys):
             check_range(dotted, getattr(section, key), low, high, low_open, high_open)
+    if name == "train" and section.precision not in PRECISIONS:
+        raise ValueError(
+            f"train.precision must be one of {', '.join(PRECISIONS)}, got {section.precision!r}"
+        )
+
+
+def validate_section(name, section):
+    """Checks the keys of one section (e.g. an `AugmentConfig` built in code) and its own rules."""
+    _check_keys(name, section)
     if name == "augment" and section.scale_min > section.scale_max:
         raise ValueError(
             f"augment.scale_min ({section.scale_min}) must be <= augment.scale_max "
@@ -340,10 +350,6 @@ def validate_section(name, section):
         raise ValueError(
             f"train.batch_group_size ({section.batch_group_size}) must exceed train.ousm_k "
             f"({section.ousm_k}): OUSM drops that many clips in each group"
-        )
-    if name == "train" and section.precision not in PRECISIONS:
-        raise ValueError(
-            f"train.precision must be one of {', '.join(PRECISIONS)}, got {section.precision!r}"
         )
     if name == "model":
         for key in ("transfo_dim", "distill_transfo_dim"):
@@ -414,6 +420,27 @@ def apply_overrides(values, overrides):
             values[section] = {}
         values[section][key] = value
     return values
+
+
+def check_override_value(item):
+    """Checks one `section.key=value` override on its own: the key, the value's type and
+    range, as the config checks them (a `name=` override: the folder name).
+
+    Every override is checked so, also one that a later override of the same key (or a
+    command option such as `--epochs`, which the CLI appends as one) replaces: a typo is
+    an error wherever it stands. Rules between keys are left to the final config, so an
+    order of overrides that passes through an invalid combination stays fine.
+
+    Raises:
+        ValueError: the override is not valid on its own.
+    """
+    parsed = apply_overrides({}, [item])
+    if "name" in parsed:
+        check_name(parsed["name"])
+        return
+    ((section, values),) = parsed.items()
+    built = _build_section(_SECTIONS[section], values, section)
+    _check_keys(section, built, set(values))
 
 
 def _failure(values, overrides):
@@ -533,6 +560,11 @@ def load_config(name_or_path, overrides=None):
         raise ConfigError(f"{path}: {error}") from error
     if not overrides:
         return config
+    for item in overrides:
+        try:
+            check_override_value(item)
+        except ValueError as error:
+            raise ConfigError(f"--set {item} (on {path.name}): {error}") from error
     try:
         return config_from_dict(apply_overrides(values, overrides))
     except ValueError as error:  # the file is valid: the --set values or their syntax are not
