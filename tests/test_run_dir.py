@@ -93,6 +93,27 @@ def test_latest_lookups_pick_the_newest_of_their_kind(tmp_path):
         run_dir_lib.latest_finished(tmp_path, "other")
 
 
+def test_a_config_with_only_a_cross_validation_says_so(tmp_path):
+    """runs/<config>/cv/ holds CVs, not a run: the lookup by config name leaves it out and,
+    when only CVs are there, says how to get a run (tester8 #3: it listed 'cv' as a run
+    and pointed at --resume)."""
+    fold = RunDir(tmp_path / "demo" / "cv" / "20260101-000000" / "fold_1")
+    for step in STEPS:
+        step(fold)
+    with pytest.raises(ValueError) as raised:
+        run_dir_lib.latest_finished(tmp_path, "demo")
+    message = str(raised.value)
+    assert "only cross-validations" in message and "--resume" not in message
+    assert "--full" in message and f"run: {fold.path}" in message and "['cv']" not in message
+    unfinished = RunDir(tmp_path / "demo" / "20260102-000000")
+    _start(unfinished)  # a plain run, unfinished: the usual answer, without the CV folder
+    with pytest.raises(ValueError, match=r"none of \['20260102-000000'\] has finished.json"):
+        run_dir_lib.latest_finished(tmp_path, "demo")
+    for step in STEPS[1:]:
+        step(unfinished)
+    assert run_dir_lib.latest_finished(tmp_path, "demo").path == unfinished.path
+
+
 @pytest.mark.parametrize("finished", [False, True], ids=["resume", "export"])
 @pytest.mark.parametrize("named_first", [True, False], ids=["named_older", "named_newer"])
 def test_latest_is_the_run_started_last_whatever_its_name(tmp_path, finished, named_first):

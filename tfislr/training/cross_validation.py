@@ -41,7 +41,7 @@ from tfislr.cli.help import HelpFormatter
 from tfislr.config import MODEL_NAMES, Config
 from tfislr.errors import INTERRUPTED, ConfigError, DataError, MissingFileError, command
 from tfislr.oof import OutOfFold, read_oof, write_oof
-from tfislr.training.run_dir import STARTED_AT, RunDir, by_start_time, check_own_dir, iso_time
+from tfislr.training.run_dir import CV_FOLDER, STARTED_AT, RunDir, by_start_time, check_own_dir, iso_time
 
 PROG = "tfislr-cv"
 CV_FILE = "cv.json"
@@ -64,7 +64,7 @@ def fold_oof_path(cv_dir, fold):
 
 
 def cv_root(output_dir, config_name):
-    return pathlib.Path(output_dir) / config_name / "cv"
+    return pathlib.Path(output_dir) / config_name / CV_FOLDER
 
 
 def _cv_dirs(root):

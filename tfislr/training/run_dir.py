@@ -374,12 +374,19 @@ def check_own_dir(path, marker, what):
 SPLIT_KEYS = ("full", "fold", "num_folds", "fold_seed", "original_folds", "val_participants")
 
 
+# `<output>/<config>/cv/`: the config's cross-validations (`tfislr.training.cross_validation`),
+# a folder beside its runs, not one of them.
+CV_FOLDER = "cv"
+
+
 def _runs(output_dir, config_name):
-    """(root, the run dirs under it, oldest first by `start_time`)."""
+    """(root, the run dirs under it, oldest first by `start_time`); the CV folder is left out."""
     root = pathlib.Path(output_dir) / config_name
     if not root.is_dir():
         return root, []
-    return root, [RunDir(p) for p in by_start_time(p for p in root.iterdir() if p.is_dir())]
+    return root, [RunDir(p) for p in by_start_time(
+        p for p in root.iterdir()
+        if p.is_dir() and not (p.name == CV_FOLDER and not RunDir(p).is_started))]
 
 
 def latest_unfinished(output_dir, config_name):
@@ -403,9 +410,20 @@ def latest_finished(output_dir, config_name, weights="distilled"):
     for run in reversed(runs):
         if run.is_finished and run.weights_path(weights).exists():
             return run
+    started = [run.name for run in runs if run.is_started]
+    folds = sorted(root.glob(f"{CV_FOLDER}/*/fold_*/{FINISHED}"))
+    if not started and folds:
+        # A CV's fold runs are not picked by config name: each was fitted without one fold.
+        raise MissingFileError(
+            f"no finished run for config '{config_name}' under {root}: only "
+            f"cross-validations (in {root / CV_FOLDER}), whose fold runs a config name never "
+            f"picks; train a run with `train.py --config {config_name} --data-dir D --full` "
+            f"(all clips) or `--fold K`, or name a fold's run in the ensemble YAML, e.g. "
+            f"`run: {folds[-1].parent}`"
+        )
     raise MissingFileError(
-        f"no finished run for config '{config_name}' under {root}: none of "
-        f"{[run.name for run in runs]} has {FINISHED} and "
-        f"{RunDir('<run>').weights_path(weights)} (an interrupted run finishes with "
-        "`train.py ... --resume`)"
+        f"no finished run for config '{config_name}' under {root}: "
+        + (f"none of {started} has {FINISHED} and {RunDir('<run>').weights_path(weights)} "
+           "(an interrupted run finishes with `train.py ... --resume`)" if started else
+           f"no run dirs (train one with `train.py --config {config_name} ...`)")
     )
