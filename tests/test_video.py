@@ -279,6 +279,46 @@ def test_predict_parquet_clips(exported, synthetic_data_dir, capsys, tmp_path, m
     assert len(error.splitlines()) == 1
 
 
+def test_predict_flags_clips_without_a_hand(exported, synthetic_data_dir, capsys, tmp_path):
+    """A clip with no hand in any frame (tester8 #2: a video of nobody, or of a face only)
+    reaches the model as one all-zero frame: its top k is shown but flagged, in the table,
+    in a stderr note per clip and in --json; a clip with a hand is not flagged."""
+    model, signs = exported
+    clip = str(synthetic_data_dir / read_train_csv(synthetic_data_dir)["path"][0])
+    frames = read_landmark_file(clip)
+    no_hand = frames.copy()
+    no_hand[:, list(lm.HAND_ROWS)] = np.nan
+    no_hand[0, lm.HAND_ROWS[0], 1:] = 0.5  # a y and z without an x: not a usable hand
+    one_hand_frame = no_hand.copy()
+    one_hand_frame[-1, lm.RIGHT_HAND_ROWS] = frames[len(frames) // 2, lm.RIGHT_HAND_ROWS]
+    paths = {}
+    for name, values in (("nobody", np.full_like(frames, np.nan)), ("face_only", no_hand),
+                         ("one_hand_frame", one_hand_frame)):
+        paths[name] = str(write_landmark_file(tmp_path / f"{name}.parquet", values,
+                                              np.arange(len(frames))))
+    n = len(frames)
+    argv = [str(model), clip, paths["nobody"], paths["face_only"], paths["one_hand_frame"]]
+    assert predict.main([*argv, "--json"]) == 0
+    captured = capsys.readouterr()
+    results = {r["clip"]: r for r in json.loads(captured.out)}
+    nobody = f"no landmarks in any of its {n} frames (MediaPipe found no person): the " \
+             "prediction carries no information"
+    face_only = f"no hand in any of its {n} frames: the prediction carries no information"
+    assert [(r["frames_with_landmarks"], r["frames_with_hands"], r["no_information"], r["note"])
+            for r in results.values()] == [
+        (n, int(np.isfinite(frames[:, list(lm.HAND_ROWS), 0]).any(axis=1).sum()), False, None),
+        (0, 0, True, nobody), (n, 0, True, face_only), (n, 1, False, None)]
+    for result in results.values():
+        _check_top_k(result, signs, 5)  # still predicted
+    assert captured.err.strip().splitlines() == [
+        f"tfislr-predict: note: {paths['nobody']}: {nobody}",
+        f"tfislr-predict: note: {paths['face_only']}: {face_only}"]
+    assert predict.main(argv) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [f"({n} frames, no hand: no information)" in line for line in lines] == [
+        False, True, True, False]
+
+
 def test_predict_says_once_when_top_k_is_above_the_model_signs(exported, synthetic_data_dir,
                                                                  capsys):
     """A --top-k above the model's sign count shows every sign, and one stderr line says so

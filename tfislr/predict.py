@@ -16,7 +16,20 @@ holding one); without either the classes are shown as numbers, and a note on std
 why and how to get the names.
 
 Output: a table (clip, frames, then `sign probability` for the top k), or with `--json` a
-list of `{"clip", "frames", "top_k": [{"sign", "label", "probability"}]}`. A `--top-k` above
+list of `{"clip", "frames", "frames_with_landmarks", "frames_with_hands", "no_information",
+"note", "top_k": [{"sign", "label", "probability"}]}`.
+
+A clip in which no frame has a hand (MediaPipe saw none, or nobody at all) is predicted
+but flagged: the model's preprocessing keeps only frames with a hand
+(`tfislr.preprocessing.Preprocess`, step 1), so such a clip reaches the model as one
+all-zero frame, the same input for every such clip, and its top k is the model's answer to
+"nothing": it carries no information about the clip. Its table line says so, a note on
+stderr names the clip ("no landmarks in any of its 15 frames" when MediaPipe found no
+person, else "no hand in any of its 15 frames"), and in `--json` `no_information` is true
+and `note` holds that text (null otherwise). The threshold is exactly "no frame with a
+hand", the one case where the input says nothing: a clip with a single hand frame still
+informs the model (the competition's own clips go down to one), and the face, lips and
+pose, which the model also reads, are only read from frames with a hand. A `--top-k` above
 the model's number of signs shows them all, and a note on stderr says so. A clip that cannot
 be read is reported as one `tfislr-predict: error: <clip>: <problem>` line; the others are
 still predicted, and the exit code is then 2 (`tfislr.errors`).
@@ -128,6 +141,29 @@ def clip_kind(path):
                     f"{LANDMARK_SUFFIX}, or a video: {', '.join(sorted(VIDEO_SUFFIXES))})")
 
 
+def landmark_counts(frames):
+    """(frames with any landmark, frames with a hand) of raw frames `[T, 543, 3]`.
+
+    A landmark counts when its x is finite, a hand when one of its 42 rows (`lm.HAND_ROWS`)
+    does: the test `tfislr.preprocessing.Preprocess` keeps frames by (NaN and ±inf are
+    missing)."""
+    from tfislr import landmarks as lm
+
+    present = np.isfinite(np.asarray(frames)[..., 0])
+    return int(present.any(axis=1).sum()), int(present[:, list(lm.HAND_ROWS)].any(axis=1).sum())
+
+
+def no_information_note(num_frames, with_landmarks, with_hands):
+    """Why a clip's prediction carries no information (see the module docstring), or None
+    when it has a frame with a hand."""
+    if with_hands:
+        return None
+    frames = f"{num_frames} frame{'' if num_frames == 1 else 's'}"
+    found = ("no landmarks in any of its " + frames + " (MediaPipe found no person)"
+             if not with_landmarks else f"no hand in any of its {frames}")
+    return f"{found}: the prediction carries no information"
+
+
 def extract_videos(videos, landmarks_dir):
     """Videos → `{video: landmark file}` via the extraction env, and `{video: reason}` for
     the ones it could not read."""
@@ -202,9 +238,15 @@ def predict(model_path, clips, top_k=5, signs=None, landmarks_dir=None, num_thre
             continue
         probabilities = np.asarray(runner(clip_frames), np.float64)
         ranked = np.argsort(-probabilities, kind="stable")[:top_k]
+        with_landmarks, with_hands = landmark_counts(clip_frames)
+        note = no_information_note(len(clip_frames), with_landmarks, with_hands)
         results.append({
             "clip": str(clip),
             "frames": int(len(clip_frames)),
+            "frames_with_landmarks": with_landmarks,
+            "frames_with_hands": with_hands,
+            "no_information": note is not None,
+            "note": note,
             "top_k": [{"sign": names[i], "label": int(i), "probability": float(probabilities[i])}
                       for i in ranked],
         })
@@ -215,7 +257,8 @@ def format_table(results):
     lines = []
     for result in results:
         best = "  ".join(f"{p['sign']} {p['probability']:.3f}" for p in result["top_k"])
-        lines.append(f"{result['clip']}  ({result['frames']} frames)  {best}")
+        flag = ", no hand: no information" if result["no_information"] else ""
+        lines.append(f"{result['clip']}  ({result['frames']} frames{flag})  {best}")
     return "\n".join(lines)
 
 
@@ -244,6 +287,8 @@ def main(argv=None):
                               report=exported)
     notes = (numbered_labels_note(args.model, exported) if exported is not None and results
              else None, top_k_note(args.top_k, results))
+    notes += tuple(f"{PROG}: note: {result['clip']}: {result['note']}" for result in results
+                   if result["note"])
     for note in filter(None, notes):
         print(note, file=sys.stderr)
     if args.json:
