@@ -165,3 +165,30 @@ def test_formatter_shows_real_defaults_only():
     assert "a zero (default: 0)" in text
     assert "left out: nothing --flag a flag --many MANY repeatable --said SAID stated (default 3)" \
         in text
+
+
+def test_readme_gives_a_headless_notebook_command_the_dev_requirements_install():
+    """tester8 #4: the README's headless notebook command is `jupyter execute` (nbclient's,
+    in requirements-dev.txt; nbconvert is not installed), its options are ones that command
+    takes, and it runs the repo's notebook, writing the executed copy to a git-ignored place."""
+    import shlex
+    import sys
+
+    from nbclient.cli import NbClientApp
+
+    readme = (REPO / "README.md").read_text().replace("\\\n", " ")
+    (line,) = [line for line in readme.splitlines() if " execute notebooks/" in line]
+    words = shlex.split(line)
+    start = next(i for i, word in enumerate(words) if word.endswith("jupyter"))
+    assert words[start:start + 2] == [".venv/bin/jupyter", "execute"]
+    assert all(word.split("=")[0].startswith("TFISLR_") for word in words[:start])
+    assert "nbclient" in (REPO / "requirements-dev.txt").read_text()
+    assert (pathlib.Path(sys.executable).parent / "jupyter-execute").is_file()
+    app = NbClientApp()
+    app.parse_command_line(words[start + 2:])
+    (notebook,) = app.extra_args
+    assert (REPO / notebook).is_file()
+    # --output is relative to the notebook's folder: the copy lands in runs/, git-ignored.
+    written = (REPO / notebook).parent / app.output_base
+    assert written.resolve().parent == REPO / "runs"
+    assert "runs/" in (REPO / ".gitignore").read_text().splitlines()
