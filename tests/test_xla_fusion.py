@@ -83,3 +83,24 @@ def test_islands_only_in_traced_graphs_outside_the_export_layout(monkeypatch):
         assert traced_calls() == []
     monkeypatch.setenv("TFISLR_XLA_FUSION", "0")  # a platform without XLA
     assert traced_calls() == []
+
+
+def test_the_export_parity_reference_has_no_islands():
+    """The export's parity reference runs one clip at a time, of every length: with XLA
+    islands each new length compiled again (tester8 #5: minutes of "Compiling module
+    ...mish..." in an int8 export). Neither of the module's functions has an island."""
+    from tfislr.config import ModelConfig
+    from tfislr.export import EnsembleMember
+    from tfislr.export.graph import build_ensemble_module
+    from tfislr.model import build_classifier
+
+    config = ModelConfig(embed_dim=4, dense_dim=16, transfo_dim=32, distill_dense_dim=16,
+                         distill_transfo_dim=32, transfo_layers=1, num_heads=4, drop_rate=0.0)
+    model = build_classifier(config, 3, 8, distilled=True)
+    module = build_ensemble_module([EnsembleMember("tiny", model, 8, ["a", "b", "c"])])
+    frames = tf.zeros([5, 543, 3])
+    assert _compiled_calls(module.reference, frames) == []
+    assert _compiled_calls(module.serving_default, frames) == []
+    # ... while the same models traced outside the export still have them.
+    run = tf.function(lambda x: model({"landmarks": x, "padding_mask": tf.ones([1, 5])}))
+    assert _compiled_calls(run, tf.zeros([1, 5, 100, 3]))

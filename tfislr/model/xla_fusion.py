@@ -12,10 +12,13 @@ whole-step XLA path (`train.jit_compile`) inlines them.
 `compiled(name, fn)` is `fn` under `tf.function(jit_compile=True)` while a TensorFlow graph
 is being traced (Keras' train, test and predict functions) and `fn` itself otherwise: in
 eager calls, on other Keras backends, when the environment sets `TFISLR_XLA_FUSION=0` (a
-platform without XLA), and inside `tflite_layout()`, so that the exported graph holds only
-TFLite builtins.
+platform without XLA), inside `tflite_layout()`, so that the exported graph holds only
+TFLite builtins, and inside `islands_off()`, for a graph that runs clips of many lengths
+(XLA compiles each shape again).
 """
 
+import contextlib
+import contextvars
 import functools
 import os
 
@@ -23,10 +26,29 @@ import keras
 from keras import ops
 
 _COMPILED = {}
+_ISLANDS_OFF = contextvars.ContextVar("tfislr_xla_islands_off", default=False)
+
+
+@contextlib.contextmanager
+def islands_off():
+    """Functions traced inside this context run Keras' own ops, without XLA islands.
+
+    For graphs that see many shapes: XLA compiles an island again for every shape it runs,
+    so the export's parity reference (one clip at a time, every preprocessed length up to
+    `max_len`) spent up to `max_len` compilations per member (minutes on a CPU) for a few
+    ms of fusion per clip.
+    """
+    token = _ISLANDS_OFF.set(True)
+    try:
+        yield
+    finally:
+        _ISLANDS_OFF.reset(token)
 
 
 def _enabled():
     if keras.backend.backend() != "tensorflow" or os.environ.get("TFISLR_XLA_FUSION") == "0":
+        return False
+    if _ISLANDS_OFF.get():
         return False
     import tensorflow as tf
 
