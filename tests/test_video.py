@@ -136,6 +136,50 @@ def test_extract_refuses_a_file_that_is_no_video_and_goes_on(monkeypatch, capsys
         extract.find_clips([videos, notes])
 
 
+def test_extract_notes_each_clip_without_a_hand(monkeypatch, capfd, tmp_path):
+    """A video in which MediaPipe found no hand (or nobody) is extracted (kept, as such clips
+    are in the competition's data) with a note naming it, and counted in the summary: the
+    model sees nothing of it (tester8 #2). MediaPipe is replaced by fixed landmarks here."""
+    from tfislr.video import holistic
+
+    frames = np.full((3, lm.NUM_RAW_LANDMARKS, 3), np.nan)
+    found = {"nobody.mp4": frames, "face.mp4": frames.copy(), "hand.mp4": frames.copy()}
+    found["face.mp4"][:, :468] = 0.5
+    found["hand.mp4"][1, lm.LEFT_HAND_ROWS] = 0.5
+
+    class FixedLandmarks:
+        def __init__(self, mirror=False):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def __call__(self, path):
+            values = found[pathlib.Path(path).name]
+            return values, np.arange(len(values))
+
+    monkeypatch.setattr(holistic, "HolisticExtractor", FixedLandmarks)
+    videos = tmp_path / "videos" / "hello"
+    videos.mkdir(parents=True)
+    for name in found:
+        (videos / name).write_bytes(b"")
+    summary = extract.extract([videos.parent], tmp_path / "out", progress=False)
+    assert sorted(pathlib.Path(v).name for v in summary["without_hands"]) == [
+        "face.mp4", "nobody.mp4"]
+    err = sorted(capfd.readouterr().err.strip().splitlines())  # the notes go to fd 2
+    assert err == [
+        f"tfislr-extract: note: {(videos / 'face.mp4').resolve()}: no hand in any of its 3 "
+        "frames: the model reads only frames with a hand, so it sees nothing of this clip",
+        f"tfislr-extract: note: {(videos / 'nobody.mp4').resolve()}: no landmarks in any of its "
+        "3 frames (MediaPipe found no person): the model reads only frames with a hand, so it "
+        "sees nothing of this clip"]
+    assert extract.format_summary(summary, tmp_path / "out").startswith(
+        "extracted 3 clip(s) (9 frames; 2 with no hand in any frame), 0 already done")
+
+
 def test_sequence_ids_are_stable_per_participant_and_clip():
     first = extract.sequence_id(0, "hello/a.mp4")
     assert first == extract.sequence_id(0, "hello/a.mp4") and 0 < first < 2**48
@@ -432,7 +476,10 @@ def test_astronaut_video_gives_face_and_pose_and_no_hands(extracted):
     skipped = pd.read_csv(out / extract.SKIPPED_CSV)
     assert skipped["video"].tolist() == [str((videos / "hello" / "bad.mp4").resolve())]
     assert "cannot be opened as a video" in skipped["reason"][0]
-    assert "skipped" in result.stderr and "extracted 2 clip(s) (7 frames)" in result.stdout
+    assert "skipped" in result.stderr
+    assert "extracted 2 clip(s) (7 frames; 2 with no hand in any frame)" in result.stdout
+    assert (f"tfislr-extract: note: {(videos / 'hello' / 'a.mp4').resolve()}: no hand in any of "
+            "its 4 frames: the model reads only frames with a hand") in result.stderr
     assert "W0000" not in result.stderr  # MediaPipe's own log went to extract.log
 
     row = table[table["sign"] == "hello"].iloc[0]

@@ -116,3 +116,24 @@ def _flip_permutation():
 # flipped[:, p] = original[:, FLIP_PERMUTATION[p]] (after negating x). An involution.
 FLIP_PERMUTATION = _flip_permutation()
 
+
+def detected_frames(frames):
+    """(frames with any landmark, frames with a hand) of raw frames `[T, 543, 3]`.
+
+    A landmark counts when its x is finite, a hand when one of `HAND_ROWS` does: the test
+    `tfislr.preprocessing.Preprocess` keeps frames by (NaN and ±inf are missing). A clip
+    with no hand frame reaches the model as one all-zero frame, whatever else it holds.
+    """
+    present = np.isfinite(np.asarray(frames)[..., 0])
+    return int(present.any(axis=1).sum()), int(present[:, list(HAND_ROWS)].any(axis=1).sum())
+
+
+def missing_hands(num_frames, with_landmarks, with_hands):
+    """"no hand in any of its 15 frames" (or "no landmarks in any of ...: MediaPipe found
+    no person") for a clip without a hand frame (`detected_frames`), else None."""
+    if with_hands:
+        return None
+    frames = f"{num_frames} frame{'' if num_frames == 1 else 's'}"
+    if not with_landmarks:
+        return f"no landmarks in any of its {frames} (MediaPipe found no person)"
+    return f"no hand in any of its {frames}"

@@ -43,6 +43,7 @@ import tempfile
 
 import numpy as np
 
+from tfislr import landmarks as lm
 from tfislr.cli.help import HelpFormatter
 from tfislr.errors import DataError, MissingFileError, command, positive_int, report
 
@@ -141,29 +142,6 @@ def clip_kind(path):
                     f"{LANDMARK_SUFFIX}, or a video: {', '.join(sorted(VIDEO_SUFFIXES))})")
 
 
-def landmark_counts(frames):
-    """(frames with any landmark, frames with a hand) of raw frames `[T, 543, 3]`.
-
-    A landmark counts when its x is finite, a hand when one of its 42 rows (`lm.HAND_ROWS`)
-    does: the test `tfislr.preprocessing.Preprocess` keeps frames by (NaN and ±inf are
-    missing)."""
-    from tfislr import landmarks as lm
-
-    present = np.isfinite(np.asarray(frames)[..., 0])
-    return int(present.any(axis=1).sum()), int(present[:, list(lm.HAND_ROWS)].any(axis=1).sum())
-
-
-def no_information_note(num_frames, with_landmarks, with_hands):
-    """Why a clip's prediction carries no information (see the module docstring), or None
-    when it has a frame with a hand."""
-    if with_hands:
-        return None
-    frames = f"{num_frames} frame{'' if num_frames == 1 else 's'}"
-    found = ("no landmarks in any of its " + frames + " (MediaPipe found no person)"
-             if not with_landmarks else f"no hand in any of its {frames}")
-    return f"{found}: the prediction carries no information"
-
-
 def extract_videos(videos, landmarks_dir):
     """Videos → `{video: landmark file}` via the extraction env, and `{video: reason}` for
     the ones it could not read."""
@@ -238,8 +216,10 @@ def predict(model_path, clips, top_k=5, signs=None, landmarks_dir=None, num_thre
             continue
         probabilities = np.asarray(runner(clip_frames), np.float64)
         ranked = np.argsort(-probabilities, kind="stable")[:top_k]
-        with_landmarks, with_hands = landmark_counts(clip_frames)
-        note = no_information_note(len(clip_frames), with_landmarks, with_hands)
+        with_landmarks, with_hands = lm.detected_frames(clip_frames)
+        note = lm.missing_hands(len(clip_frames), with_landmarks, with_hands)
+        if note is not None:
+            note += ": the prediction carries no information"
         results.append({
             "clip": str(clip),
             "frames": int(len(clip_frames)),

@@ -47,6 +47,7 @@ import sys
 import time
 
 from tfislr import atomic
+from tfislr import landmarks as lm
 from tfislr.cli.help import HelpFormatter
 from tfislr.errors import USER_ERROR, ConfigError, DataError, MissingFileError, command, report
 
@@ -222,7 +223,9 @@ def extract(inputs, out_dir, participant_id=0, sign=None, mirror=False, progress
     """Extracts every video of `inputs` into `out_dir` (see the module docstring).
 
     Returns a summary dict: `extracted`, `already_done`, `skipped` (list of
-    `{video, reason}`), `frames` (extracted now), `rows` (train.csv) and `signs`.
+    `{video, reason}`), `without_hands` (the videos extracted now in which MediaPipe found
+    no hand: kept, and a note says so), `frames` (extracted now), `rows` (train.csv) and
+    `signs`.
     """
     from tqdm import tqdm
 
@@ -244,7 +247,7 @@ def extract(inputs, out_dir, participant_id=0, sign=None, mirror=False, progress
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_ids(out_dir, planned)
 
-    done, skipped, extracted, frames_now = [], [], 0, 0
+    done, skipped, handless, extracted, frames_now = [], [], [], 0, 0
     todo = [row for row in planned if not (out_dir / row["path"]).exists()]
     for row in planned:
         if (out_dir / row["path"]).exists():
@@ -264,6 +267,12 @@ def extract(inputs, out_dir, participant_id=0, sign=None, mirror=False, progress
                 else:
                     write_landmark_file(out_dir / row["path"], frames, frame_ids)
                     done.append({**row, "frames": len(frames)})
+                    missing = lm.missing_hands(len(frames), *lm.detected_frames(frames))
+                    if missing:  # kept (as in the competition's data), but said
+                        handless.append(row["video"])
+                        bar.write(f"{PROG}: note: {row['video']}: {missing}: the model reads "
+                                  "only frames with a hand, so it sees nothing of this clip",
+                                  file=terminal)
                     extracted += 1
                     frames_now += len(frames)
                 bar.update(1)
@@ -280,6 +289,7 @@ def extract(inputs, out_dir, participant_id=0, sign=None, mirror=False, progress
         "extracted": extracted,
         "already_done": len(done) - extracted,
         "skipped": skipped,
+        "without_hands": handless,
         "frames": frames_now,
         "rows": len(rows),
         "signs": len(signs),
@@ -288,7 +298,9 @@ def extract(inputs, out_dir, participant_id=0, sign=None, mirror=False, progress
 
 
 def format_summary(summary, out_dir):
-    text = (f"extracted {summary['extracted']} clip(s) ({summary['frames']} frames), "
+    handless = len(summary.get("without_hands", ()))
+    text = (f"extracted {summary['extracted']} clip(s) ({summary['frames']} frames"
+            + (f"; {handless} with no hand in any frame" if handless else "") + "), "
             f"{summary['already_done']} already done, {len(summary['skipped'])} skipped")
     if summary["skipped"]:
         text += f" (reasons in {pathlib.Path(out_dir) / SKIPPED_CSV})"
