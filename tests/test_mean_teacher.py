@@ -365,3 +365,20 @@ def test_one_frozen_config_carries_every_step_setting():
         mean_teacher.MeanTeacherDistiller(
             distiller.student, distiller.teacher, distiller.distilled, {"ousm_k": 3}
         )
+
+
+@pytest.mark.parametrize("fusion", ["1", "0"])
+def test_teacher_ema_is_one_island_on_one_device(fusion, monkeypatch):
+    """θ_T ← α θ_T + (1 − α) θ_S for every pair; one XLA island in a traced step on one
+    device (`TFISLR_XLA_FUSION=0`: Keras' per-variable assignments), the same values."""
+    monkeypatch.setenv("TFISLR_XLA_FUSION", fusion)
+    distiller = make_distiller()
+    teacher_before = values(distiller.teacher.trainable_variables)
+    student = values(distiller.student.trainable_variables)
+    update = tf.function(distiller._update_teacher)
+    graph = update.get_concrete_function(tf.constant(0.25)).graph.as_graph_def()
+    islands = [f.signature.name for f in graph.library.function if f.attr["_XlaMustCompile"].b]
+    assert bool(islands) == (fusion == "1")
+    update(tf.constant(0.25))
+    for t0, s, t1 in zip(teacher_before, student, values(distiller.teacher.trainable_variables)):
+        np.testing.assert_allclose(t1, np.float32(0.25) * t0 + np.float32(0.75) * s, rtol=1e-6)

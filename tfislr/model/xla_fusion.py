@@ -21,6 +21,7 @@ import contextlib
 import contextvars
 import functools
 import os
+import re
 
 import keras
 from keras import ops
@@ -45,7 +46,9 @@ def islands_off():
         _ISLANDS_OFF.reset(token)
 
 
-def _enabled():
+def enabled():
+    """Whether `compiled` compiles: TF backend, a traced graph, not the TFLite layout, and
+    `TFISLR_XLA_FUSION` is not "0" (module docstring)."""
     if keras.backend.backend() != "tensorflow" or os.environ.get("TFISLR_XLA_FUSION") == "0":
         return False
     if _ISLANDS_OFF.get():
@@ -58,15 +61,16 @@ def _enabled():
 
 
 def compiled(name, fn):
-    """`fn` jit-compiled when `_enabled()` (module docstring), else `fn`.
+    """`fn` jit-compiled when `enabled()` (module docstring), else `fn`.
 
     Args:
         name: a key for the compiled function; one per distinct `fn` (the compiled
-            function is kept per name, so that every layer shares its traces).
+            function is kept per name, so that every layer shares its traces). Its part
+            before the first "/" names the function in graphs and profiles.
         fn: a function of tensors whose non-tensor parameters are bound (for example by
             `functools.partial` with hashable values, part of `name`).
     """
-    if not _enabled():
+    if not enabled():
         return fn
     if name not in _COMPILED:
         import tensorflow as tf
@@ -77,12 +81,25 @@ def compiled(name, fn):
         # later jit-compiled step (`train.jit_compile`) needs these emitters too.
         use_cpu_loop_emitters()
 
+        def island(*args):
+            return fn(*args)
+
+        # The function's name in graphs and profiles: the key's first part ("mish", ...).
+        island.__name__ = island.__qualname__ = re.sub(r"\W+", "_", name.split("/")[0])
         # reduce_retracing: one trace serves every shape (XLA still compiles each shape it
         # runs), so the many widths of the three models do not trip TF's retracing warning.
         _COMPILED[name] = tf.function(
-            fn, jit_compile=True, autograph=False, reduce_retracing=True
+            island, jit_compile=True, autograph=False, reduce_retracing=True
         )
     return _COMPILED[name]
+
+
+def tensors(*values):
+    """TensorFlow tensors of `values` (tensors, Keras variables): a compiled function takes
+    tensors, not Keras variables."""
+    import tensorflow as tf
+
+    return [tf.convert_to_tensor(v) for v in values]
 
 
 @keras.saving.register_keras_serializable(package="tfislr")
@@ -102,7 +119,5 @@ class LayerNormalization(keras.layers.LayerNormalization):
             f"layer_norm/{self.axis}/{self.epsilon!r}/{len(inputs.shape)}/{inputs.shape[-1]}",
             functools.partial(ops.layer_normalization, axis=self.axis, epsilon=self.epsilon),
         )
-        import tensorflow as tf  # a tf.function takes tensors, not Keras variables
-
-        outputs = layer_norm(*(tf.convert_to_tensor(v) for v in (inputs, self.gamma, self.beta)))
+        outputs = layer_norm(*tensors(inputs, self.gamma, self.beta))
         return ops.cast(outputs, self.compute_dtype)

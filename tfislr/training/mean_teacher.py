@@ -45,6 +45,7 @@ from keras import ops
 from tfislr import landmarks as lm
 from tfislr import timeline
 from tfislr.config import MODEL_NAMES
+from tfislr.model import xla_fusion
 from tfislr.training import losses
 from tfislr.training import schedules
 from tfislr.training import xla
@@ -86,6 +87,11 @@ def _global_result(metric):
         values = [tf.identity(metric.total.value), tf.identity(metric.count.value)]
     total, count = context.all_reduce(tf.distribute.ReduceOp.SUM, values)
     return tf.math.divide_no_nan(total, count)
+
+
+def _ema_values(teachers, students, alpha):
+    """`alpha * t + (1 - alpha) * s` for each pair, as `_update_teacher` assigns them."""
+    return [alpha * t + (1.0 - alpha) * s for t, s in zip(teachers, students)]
 
 
 def _dense_gradient(gradient):
@@ -416,7 +422,20 @@ class MeanTeacherDistiller(keras.Model):
         return gradients, norm / scale
 
     def _update_teacher(self, alpha):
-        """θ_T ← α θ_T + (1 − α) θ_S on every replica, from cross-replica context."""
+        """θ_T ← α θ_T + (1 − α) θ_S on every replica, from cross-replica context.
+
+        On one device in a traced graph, one XLA island computes every new θ_T (as the
+        fused optimizer update, `tfislr.training.optimizers`)."""
+        if xla_fusion.enabled() and not tf.distribute.has_strategy():
+            pairs = self._ema_pairs()
+            teachers = [t for t, _ in pairs]
+            updated = xla_fusion.compiled("teacher_ema", _ema_values)(
+                xla_fusion.tensors(*teachers), xla_fusion.tensors(*(s for _, s in pairs)),
+                tf.cast(alpha, "float32"),
+            )
+            for teacher_var, value in zip(teachers, updated):
+                teacher_var.assign(value)
+            return
 
         def ema(teacher_var, student_var, alpha):
             return teacher_var.assign(alpha * teacher_var + (1.0 - alpha) * student_var)
