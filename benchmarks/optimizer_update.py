@@ -28,15 +28,22 @@ def main(argv=None):
     import tensorflow as tf
 
     from tfislr.config import load_config
+    from tfislr.model import xla_fusion
     from tfislr.training.mean_teacher import build_distiller
 
     distiller = build_distiller(load_config(args.config), 250, steps_per_epoch=1000)
     variables = distiller.student.trainable_variables
     rng = np.random.default_rng(0)
     grads = [tf.constant(rng.normal(size=v.shape).astype("float32") * 1e-3) for v in variables]
+    def in_train_step(update):  # where the train step runs it (see xla_fusion.islands)
+        def run():
+            with xla_fusion.islands():
+                update()
+        return run
+
     updates = {
-        "adamw": lambda: distiller.student_optimizer.apply(grads, variables),
-        "teacher_ema": lambda: distiller._update_teacher(tf.constant(0.97)),
+        "adamw": in_train_step(lambda: distiller.student_optimizer.apply(grads, variables)),
+        "teacher_ema": in_train_step(lambda: distiller._update_teacher(tf.constant(0.97))),
     }
     functions = {}
     for name, update in updates.items():

@@ -13,6 +13,7 @@ import tensorflow as tf
 from keras import ops
 
 from tfislr.config import load_config
+from tfislr.model import xla_fusion
 from tfislr.training import mean_teacher, schedules
 from tfislr.training.optimizers import PreReducedSGD
 
@@ -375,10 +376,37 @@ def test_teacher_ema_is_one_island_on_one_device(fusion, monkeypatch):
     distiller = make_distiller()
     teacher_before = values(distiller.teacher.trainable_variables)
     student = values(distiller.student.trainable_variables)
-    update = tf.function(distiller._update_teacher)
+    @tf.function
+    def update(alpha):
+        with xla_fusion.islands():  # as in the train step
+            distiller._update_teacher(alpha)
+
     graph = update.get_concrete_function(tf.constant(0.25)).graph.as_graph_def()
     islands = [f.signature.name for f in graph.library.function if f.attr["_XlaMustCompile"].b]
     assert bool(islands) == (fusion == "1")
     update(tf.constant(0.25))
     for t0, s, t1 in zip(teacher_before, student, values(distiller.teacher.trainable_variables)):
         np.testing.assert_allclose(t1, np.float32(0.25) * t0 + np.float32(0.75) * s, rtol=1e-6)
+
+
+def test_xla_islands_are_in_the_train_step_only():
+    """Mish, LayerNorm, the AdamW updates and the teacher EMA run as XLA islands in the
+    train step (fixed shapes); an inference graph, which sees clips of every length, has
+    none (each new length would compile every island again)."""
+    import dataclasses
+
+    config, _ = _small_real_model()
+    config = dataclasses.replace(
+        config, train=dataclasses.replace(config.train, batch_group_size=4, ousm_k=1))
+    distiller = mean_teacher.build_distiller(config, 7, steps_per_epoch=4)
+    views = tf.nest.map_structure(tf.constant, make_views(np.random.default_rng(3), 4, 25))
+    labels = tf.constant([0, 1, 2, 3])
+
+    def islands(function, *args):
+        graph = tf.function(function).get_concrete_function(*args).graph.as_graph_def()
+        return {f.signature.name.split("_", 3)[-1].rsplit("_", 1)[0]
+                for f in graph.library.function if f.attr["_XlaMustCompile"].b}
+
+    assert islands(distiller.train_step, (views, labels)) >= {
+        "mish", "layer_norm", "adamw", "teacher_ema"}
+    assert islands(lambda v: distiller.student(v, training=False), views["student"]) == set()

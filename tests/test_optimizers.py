@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from test_mean_teacher import _small_real_model
 from tfislr.config import load_config
+from tfislr.model import xla_fusion
 from tfislr.model import build_classifier
 from tfislr.training.optimizers import (
     PreReducedAdamW,
@@ -101,7 +102,11 @@ def test_fused_adamw_update_is_keras_adamw(loss_scaling, monkeypatch):
         if loss_scaling:
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(variables)
-        apply = tf.function(lambda g: optimizer.apply(g, variables))
+        @tf.function
+        def apply(g):
+            with xla_fusion.islands():  # as in the train step
+                optimizer.apply(g, variables)
+
         islands = _island_names(apply, grads[0])
         for step_grads in grads:
             apply(step_grads)

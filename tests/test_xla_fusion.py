@@ -1,4 +1,6 @@
-"""XLA-compiled Mish and LayerNorm islands: Keras' math, compiled only in traced TF graphs."""
+"""XLA-compiled Mish and LayerNorm islands: Keras' math, compiled only in traced train steps."""
+
+import contextlib
 
 import numpy as np
 import pytest
@@ -18,7 +20,7 @@ def _value_and_grads(fn, x, variables=()):
 
     @tf.function
     def run(x):
-        with tf.GradientTape() as tape:
+        with xla_fusion.islands(), tf.GradientTape() as tape:
             tape.watch(x)
             y = fn(x)
             loss = tf.reduce_sum(tf.cast(y, tf.float32) * tf.cast(weight, tf.float32))
@@ -72,11 +74,16 @@ def test_islands_only_in_traced_graphs_outside_the_export_layout(monkeypatch):
     layer = LayerNormalization()
     layer.build(x.shape)
 
-    def traced_calls():
-        run = tf.function(lambda v: mish(layer(v)))
-        return _compiled_calls(run, x)
+    def traced_calls(in_islands=True):
+        def step(v):
+            with xla_fusion.islands() if in_islands else contextlib.nullcontext():
+                return mish(layer(v))
+
+        return _compiled_calls(tf.function(step), x)
 
     assert len(traced_calls()) == 2  # mish and the layer norm
+    # Evaluation, prediction and export graphs (clips of every length): Keras' own ops.
+    assert traced_calls(in_islands=False) == []
     # Eager calls run Keras' own ops (no tf.function is built for a single call).
     assert xla_fusion.compiled("mish", keras.activations.mish) is keras.activations.mish
     with tflite_layout():  # the export: only TFLite builtins, no XLA cluster
@@ -101,6 +108,9 @@ def test_the_export_parity_reference_has_no_islands():
     frames = tf.zeros([5, 543, 3])
     assert _compiled_calls(module.reference, frames) == []
     assert _compiled_calls(module.serving_default, frames) == []
-    # ... while the same models traced outside the export still have them.
-    run = tf.function(lambda x: model({"landmarks": x, "padding_mask": tf.ones([1, 5])}))
-    assert _compiled_calls(run, tf.zeros([1, 5, 100, 3]))
+    # ... while the same model traced in a train step (`islands()`) has them.
+    def step(x):
+        with xla_fusion.islands():
+            return model({"landmarks": x, "padding_mask": tf.ones([1, 5])}, training=True)
+
+    assert _compiled_calls(tf.function(step), tf.zeros([1, 5, 100, 3]))

@@ -30,12 +30,11 @@ def build_ensemble_module(members):
     `serving_default` is traced in the models' TFLite layout (`tflite_layout`: the same
     math with shapes that follow from the input's, no per-call dynamic tensors);
     `reference` is the same function traced as the models train, which the parity check
-    compares the file with (without XLA islands: the same math, see `_reference`).
+    compares the file with.
     """
     import tensorflow as tf
 
     from tfislr.model.deberta import tflite_layout
-    from tfislr.model.xla_fusion import islands_off
     from tfislr.preprocessing import Preprocess
 
     num_classes = check_members_agree(members)
@@ -51,13 +50,7 @@ def build_ensemble_module(members):
             self.models = [m.model for m in members]
             self.weight_values = backing_variables(self.models)
             self.serving_default = tf.function(self._serve, input_signature=signature)
-            self.reference = tf.function(self._reference, input_signature=signature)
-
-        def _reference(self, inputs):
-            # The same math without XLA islands (`xla_fusion.islands_off`): the parity
-            # check runs it on clips of every length, and XLA compiles each length again.
-            with islands_off():
-                return self._serve(inputs)
+            self.reference = tf.function(self._serve, input_signature=signature)
 
         def _serve(self, inputs):
             # inf is no measurement either. Preprocess already treats it as missing; a

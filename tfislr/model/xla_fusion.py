@@ -9,49 +9,56 @@ XLA:CPU's dropout masks are slower (31.3 vs 17.1 ms) and its matrix products no 
 only these chains are compiled, as islands: the len80 step went 3.13 -> 2.97 s. The
 whole-step XLA path (`train.jit_compile`) inlines them.
 
-`compiled(name, fn)` is `fn` under `tf.function(jit_compile=True)` while a TensorFlow graph
-is being traced (Keras' train, test and predict functions) and `fn` itself otherwise: in
-eager calls, on other Keras backends, when the environment sets `TFISLR_XLA_FUSION=0` (a
-platform without XLA), inside `tflite_layout()`, so that the exported graph holds only
-TFLite builtins, and inside `islands_off()`, for a graph that runs clips of many lengths
-(XLA compiles each shape again).
+`compiled(name, fn)` is `fn` under `tf.function(jit_compile=True)` while a train step is
+being traced (inside `islands()`, which `MeanTeacherDistiller.train_step` enters) and `fn`
+itself otherwise: in eager calls, in evaluation, prediction and export graphs, on other
+Keras backends and when the environment sets `TFISLR_XLA_FUSION=0` (a platform without
+XLA). XLA compiles once per input shape: a train step's batches are padded to one length,
+while evaluation and export run clips of every length, where each new length would cost a
+compilation of every island (minutes for an ensemble's parity check). The exported graph
+holds only TFLite builtins.
 """
 
 import contextlib
-import contextvars
 import functools
 import os
 import re
+import threading
 
 import keras
 from keras import ops
 
 _COMPILED = {}
-_ISLANDS_OFF = contextvars.ContextVar("tfislr_xla_islands_off", default=False)
+# How many threads are inside `islands()`: a count, not a context variable, because
+# MirroredStrategy traces each replica's step in a thread of its own.
+_ISLAND_DEPTH = 0
+_ISLAND_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
-def islands_off():
-    """Functions traced inside this context run Keras' own ops, without XLA islands.
+def islands():
+    """Functions traced inside compile their `compiled` chains (module docstring).
 
-    For graphs that see many shapes: XLA compiles an island again for every shape it runs,
-    so the export's parity reference (one clip at a time, every preprocessed length up to
-    `max_len`) spent up to `max_len` compilations per member (minutes on a CPU) for a few
-    ms of fusion per clip.
+    For train steps, whose shapes are fixed (one batch size, one padded length).
     """
-    token = _ISLANDS_OFF.set(True)
+    global _ISLAND_DEPTH
+    with _ISLAND_LOCK:
+        _ISLAND_DEPTH += 1
     try:
         yield
     finally:
-        _ISLANDS_OFF.reset(token)
+        with _ISLAND_LOCK:
+            _ISLAND_DEPTH -= 1
 
 
 def enabled():
-    """Whether `compiled` compiles: TF backend, a traced graph, not the TFLite layout, and
-    `TFISLR_XLA_FUSION` is not "0" (module docstring)."""
-    if keras.backend.backend() != "tensorflow" or os.environ.get("TFISLR_XLA_FUSION") == "0":
-        return False
-    if _ISLANDS_OFF.get():
+    """Whether `compiled` compiles: TF backend, inside `islands()` in a traced graph, not in
+    the TFLite layout, and `TFISLR_XLA_FUSION` is not "0" (module docstring)."""
+    if (
+        not _ISLAND_DEPTH
+        or keras.backend.backend() != "tensorflow"
+        or os.environ.get("TFISLR_XLA_FUSION") == "0"
+    ):
         return False
     import tensorflow as tf
 

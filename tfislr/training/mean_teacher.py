@@ -509,6 +509,10 @@ class MeanTeacherDistiller(keras.Model):
         """One step; `distilled_inference` (a Python bool) runs the distilled model with
         `training=False` (see `make_train_function`, which picks it per epoch and passes
         `gradients`: `replica_gradients` or its per-replica XLA compilation)."""
+        with xla_fusion.islands():  # fixed shapes: see tfislr.model.xla_fusion
+            return self._train_step(data, distilled_inference, gradients)
+
+    def _train_step(self, data, distilled_inference, gradients):
         if gradients is None:
             gradients = functools.partial(
                 self.replica_gradients, distilled_inference=distilled_inference
