@@ -129,8 +129,9 @@ def detected_frames(frames):
 
 
 def missing_hands(num_frames, with_landmarks, with_hands):
-    """"no hand in any of its 15 frames" (or "no landmarks in any of ...: MediaPipe found
-    no person") for a clip without a hand frame (`detected_frames`), else None."""
+    """For a clip without a hand frame (`detected_frames`) the words saying so, e.g. "no
+    hand in any of its 15 frames" (or "no landmarks in any of ...", MediaPipe found no
+    person); None when it has one."""
     if with_hands:
         return None
     frames = f"{num_frames} frame{'' if num_frames == 1 else 's'}"
