@@ -6,7 +6,10 @@ Each op runs in a `tf.function` (the gradient of `sum(op(x) * x)` with respect t
 once as TensorFlow's kernels and once jit-compiled, interleaved, medians in ms. This is
 the measurement behind `tfislr.model.xla_fusion`: the element-wise chains XLA fuses into
 one loop (Mish, LayerNorm) are compiled as islands of the ordinary step; Dropout is not
-(XLA:CPU's random-bits loop is slower than TensorFlow's Philox kernel).
+(XLA:CPU's random-bits loop is slower than TensorFlow's Philox kernel). `dense` (one
+Dense layer of the width, kernel and bias gradients included) is why the whole step is
+slower under XLA on this CPU (`train.jit_compile`): XLA:CPU's matrix products are slower
+than the oneDNN kernels TensorFlow's graph uses, and they are most of the step.
 """
 
 import argparse
@@ -38,10 +41,13 @@ def main(argv=None):
     norm = keras.layers.LayerNormalization()
     norm.build(x.shape)
     dropout = keras.layers.Dropout(0.05)
+    dense = keras.layers.Dense(x.shape[-1])
+    dense.build(x.shape)
     ops = {
         "mish": keras.activations.mish,
         "layer_norm": norm,
         "dropout": lambda v: dropout(v, training=True),
+        "dense": dense,  # gradients for its kernel and bias too
     }
     results = {}
     for name, op in ops.items():
@@ -51,15 +57,15 @@ def main(argv=None):
                 with tf.GradientTape() as tape:
                     tape.watch(v)
                     loss = tf.reduce_sum(op(v) * v)
-                return tape.gradient(loss, v)
+                return tape.gradient(loss, [v, *getattr(op, "trainable_weights", [])])
 
             steps[jit] = tf.function(step, jit_compile=jit)
-            steps[jit](x).numpy()  # trace and compile
+            steps[jit](x)[0].numpy()  # trace and compile
         times = {False: [], True: []}
         for _ in range(args.repeats):
             for jit in (False, True):
                 start = time.perf_counter()
-                steps[jit](x).numpy()
+                steps[jit](x)[0].numpy()
                 times[jit].append(1000 * (time.perf_counter() - start))
         results[name] = {"tensorflow_ms": round(float(np.median(times[False])), 2),
                          "xla_ms": round(float(np.median(times[True])), 2)}
