@@ -95,22 +95,20 @@ class PreReducedAdamW(_PreReduced, keras.optimizers.AdamW):
     all variables (module docstring); the values are Keras AdamW's.
     """
 
-    def _fused(self, grads=None):
+    def _fused(self):
+        # The same answer in `_apply_weight_decay` and `_backend_update_step`, which Keras
+        # calls in turn: the fused update decays, so both must agree. (Sparse gradients
+        # are made dense by `xla_fusion.tensors`, as Keras' update does with its ops.)
         import tensorflow as tf
 
-        return (
-            not self.amsgrad
-            and xla_fusion.enabled()
-            and not tf.distribute.has_strategy()
-            and not any(isinstance(g, tf.IndexedSlices) for g in grads or ())
-        )
+        return not self.amsgrad and xla_fusion.enabled() and not tf.distribute.has_strategy()
 
     def _apply_weight_decay(self, variables):
         if not self._fused():  # else the fused update decays
             super()._apply_weight_decay(variables)
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
-        if not self._fused(grads):
+        if not self._fused():
             return super()._backend_update_step(grads, trainable_variables, learning_rate)
         slots = [self._get_variable_index(v) for v in trainable_variables]
         momentums = [self._momentums[i] for i in slots]
