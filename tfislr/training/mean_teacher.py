@@ -424,7 +424,7 @@ class MeanTeacherDistiller(keras.Model):
     def _update_teacher(self, alpha):
         """θ_T ← α θ_T + (1 − α) θ_S on every replica, from cross-replica context.
 
-        On one device in a traced graph, one XLA island computes every new θ_T (as the
+        On one device in a train step, one XLA island computes every new θ_T (as the
         fused optimizer update, `tfislr.training.optimizers`)."""
         if xla_fusion.enabled() and not tf.distribute.has_strategy():
             pairs = self._ema_pairs()

@@ -21,10 +21,10 @@ all-reduce (`PreReducedAdamW`, `PreReducedSGD`). Keras 3 dropped the old
 
 One XLA island per update: Keras' TensorFlow optimizers update each variable with ~15
 small ops (weight decay, moments, bias correction, step), ~1,400 ops a step for the
-student's 95 variables. On one device, in a traced graph, `PreReducedAdamW` computes the
-same arithmetic for all its variables in one XLA-compiled function and assigns the results
-(`tfislr.model.xla_fusion`; the len80 student's update takes 57 -> 29 ms on this 2-core
-CPU, `python benchmarks/optimizer_update.py`). Under several replicas, in eager calls, and with
+student's 95 variables. On one device, in a train step (`xla_fusion.islands()`),
+`PreReducedAdamW` computes the same arithmetic for all its variables in one XLA-compiled
+function and assigns the results (`tfislr.model.xla_fusion`; the len80 student's update
+takes 57 -> 29 ms on this 2-core CPU, `python benchmarks/optimizer_update.py`). Under several replicas, in eager calls, and with
 `TFISLR_XLA_FUSION=0` it is Keras' own update.
 """
 
@@ -91,7 +91,7 @@ def _adamw_values(values, momentums, velocities, gradients, learning_rate, local
 class PreReducedAdamW(_PreReduced, keras.optimizers.AdamW):
     """`keras.optimizers.AdamW` that expects gradients already all-reduced by the caller.
 
-    On one device inside a traced graph, weight decay and Adam run as one XLA island for
+    On one device inside a train step, weight decay and Adam run as one XLA island for
     all variables (module docstring); the values are Keras AdamW's.
     """
 
