@@ -28,7 +28,7 @@ def main(argv=None):
     import tensorflow as tf
 
     from tfislr.config import load_config
-    from tfislr.model import xla_fusion
+    from tfislr.model import modes
     from tfislr.training.mean_teacher import build_distiller
 
     distiller = build_distiller(load_config(args.config), 250, steps_per_epoch=1000)
@@ -37,7 +37,7 @@ def main(argv=None):
     grads = [tf.constant(rng.normal(size=v.shape).astype("float32") * 1e-3) for v in variables]
     def in_train_step(update):  # where the train step runs it (see xla_fusion.islands)
         def run():
-            with xla_fusion.islands():
+            with modes.islands():
                 update()
         return run
 

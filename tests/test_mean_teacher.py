@@ -13,7 +13,7 @@ import tensorflow as tf
 from keras import ops
 
 from tfislr.config import load_config
-from tfislr.model import xla_fusion
+from tfislr.model import modes
 from tfislr.training import mean_teacher, schedules
 from tfislr.training.optimizers import PreReducedSGD
 
@@ -378,7 +378,7 @@ def test_teacher_ema_is_one_island_on_one_device(fusion, monkeypatch):
     student = values(distiller.student.trainable_variables)
     @tf.function
     def update(alpha):
-        with xla_fusion.islands():  # as in the train step
+        with modes.islands():  # as in the train step
             distiller._update_teacher(alpha)
 
     graph = update.get_concrete_function(tf.constant(0.25)).graph.as_graph_def()

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from test_mean_teacher import _small_real_model
 from tfislr.config import load_config
-from tfislr.model import xla_fusion
+from tfislr.model import modes
 from tfislr.model import build_classifier
 from tfislr.training.optimizers import (
     PreReducedAdamW,
@@ -104,7 +104,7 @@ def test_fused_adamw_update_is_keras_adamw(loss_scaling, monkeypatch):
         optimizer.build(variables)
         @tf.function
         def apply(g):
-            with xla_fusion.islands():  # as in the train step
+            with modes.islands():  # as in the train step
                 optimizer.apply(g, variables)
 
         islands = _island_names(apply, grads[0])

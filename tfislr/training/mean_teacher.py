@@ -45,10 +45,9 @@ from keras import ops
 from tfislr import landmarks as lm
 from tfislr import timeline
 from tfislr.config import MODEL_NAMES
-from tfislr.model import xla_fusion
+from tfislr.model import modes, xla, xla_fusion
 from tfislr.training import losses
 from tfislr.training import schedules
-from tfislr.training import xla
 from tfislr.training.mixup import draw_mixup
 from tfislr.training.optimizers import is_pre_reduced
 
@@ -259,7 +258,7 @@ class MeanTeacherDistiller(keras.Model):
             self.distribute_strategy.num_replicas_in_sync > 1
         )
         if jit_compile is True:
-            xla.use_cpu_loop_emitters()  # before the first compilation (see tfislr.training.xla)
+            xla.use_cpu_loop_emitters()  # before the first compilation (see tfislr.model.xla)
         super().compile(
             optimizer=student_optimizer,
             jit_compile=jit_compile and not self.replica_jit_compile,
@@ -509,7 +508,7 @@ class MeanTeacherDistiller(keras.Model):
         """One step; `distilled_inference` (a Python bool) runs the distilled model with
         `training=False` (see `make_train_function`, which picks it per epoch and passes
         `gradients`: `replica_gradients` or its per-replica XLA compilation)."""
-        with xla_fusion.islands():  # fixed shapes: see tfislr.model.xla_fusion
+        with modes.islands():  # fixed shapes: see tfislr.model.xla_fusion
             return self._train_step(data, distilled_inference, gradients)
 
     def _train_step(self, data, distilled_inference, gradients):
