@@ -77,7 +77,7 @@ def main(argv=None):
     timings["data_seconds"] = round(time.perf_counter() - start, 1)
 
     from tfislr.training.run import train
-    from tfislr.training.run_dir import RunDir
+    from tfislr.runs.run_dir import RunDir
 
     start = time.perf_counter()
     run_dir = train(config, data_dir, output_dir=args.output, fold=0)

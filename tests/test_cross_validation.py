@@ -1,5 +1,5 @@
 """Cross-validation, out-of-fold predictions and blending (tfislr.training.cross_validation,
-tfislr.oof, tfislr.blend)."""
+tfislr.runs.oof, tfislr.blend)."""
 
 import json
 import pathlib
@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from tfislr import blend as blend_lib
-from tfislr.oof import OutOfFold, accuracy_by_fold, read_oof, write_oof
+from tfislr.runs.oof import OutOfFold, accuracy_by_fold, read_oof, write_oof
 from subprocess_runs import backed_up_epoch, env, run_until_killed
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

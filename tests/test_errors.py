@@ -170,7 +170,7 @@ def test_export_refuses_weights_that_are_not_a_keras_model(capsys, tmp_path):
     import zipfile
 
     from tfislr.config import load_config
-    from tfislr.training.run_dir import RunDir
+    from tfislr.runs.run_dir import RunDir
 
     run = RunDir(tmp_path / "run")
     run.write_config(load_config("demo"))
@@ -237,10 +237,11 @@ def test_a_bug_is_exit_1_with_the_traceback(monkeypatch, capsys, tmp_path):
 
 def _missing_file_cases(tmp):
     """(call, the path it must name) for each place that checks a file or folder exists."""
-    from tfislr import blend, config, oof
+    from tfislr import blend, config
+    from tfislr.runs import oof
     from tfislr.data import kaggle, store
     from tfislr.export import ensemble, members, runner
-    from tfislr.training import run_dir
+    from tfislr.runs import run_dir
     from tfislr.video import extract
 
     empty = tmp / "empty"

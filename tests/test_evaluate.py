@@ -111,7 +111,7 @@ def test_fold_uses_the_split_recorded_with_the_model(data_dir, tmp_path, capsys)
     from tfislr.config import load_config
     from tfislr.data.folds import fold_indices
     from tfislr.data.kaggle import read_sign_map, read_train_csv
-    from tfislr.training.run_dir import RunDir
+    from tfislr.runs.run_dir import RunDir
 
     table = read_train_csv(data_dir)
     _, val_rows = fold_indices(table, 1, num_folds=5, seed=42)

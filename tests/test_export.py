@@ -21,7 +21,7 @@ from tfislr.export import ExportError, checks, export_ensemble, graph, pair
 from tfislr.export import ensemble as ensemble_lib
 from tfislr.export.ensemble import load_ensemble_config
 from tfislr.export.members import EnsembleMember, check_members_agree, latest_run
-from tfislr.training.run_dir import RunDir
+from tfislr.runs.run_dir import RunDir
 
 NUM_CLASSES = 7
 SIGNS = [f"sign_{i}" for i in range(NUM_CLASSES)]

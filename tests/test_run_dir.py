@@ -9,9 +9,9 @@ import pytest
 from tfislr import atomic
 from tfislr.config import MODEL_NAMES, load_config
 from tfislr.export import latest_run, load_member
-from tfislr.training import run_dir as run_dir_lib
+from tfislr.runs import run_dir as run_dir_lib
 from tfislr.training.run import latest_unfinished_run
-from tfislr.training.run_dir import RunDir
+from tfislr.runs.run_dir import RunDir
 
 EPOCHS = 3
 

@@ -14,7 +14,7 @@ import pytest
 
 from tfislr.config import config_from_dict, load_config
 from tfislr.training.callbacks import NonFiniteLossError, StopOnNonFiniteLoss
-from tfislr.training.run_dir import RunDir
+from tfislr.runs.run_dir import RunDir
 from subprocess_runs import backed_up_epoch, env, run_until_killed
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

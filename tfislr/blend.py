@@ -3,7 +3,7 @@
     tfislr-blend len25 len80 [--weights 1 1] [--runs-dir runs]
         [--out blend.parquet] [--json report.json]
 
-Each source is an OOF file (`tfislr.oof`), a cross-validation folder (its `oof.parquet`) or a
+Each source is an OOF file (`tfislr.runs.oof`), a cross-validation folder (its `oof.parquet`) or a
 config name (its newest finished cross-validation under `--runs-dir`). The blend is the
 weighted mean of the sources' probabilities (equal weights by default; weights are
 normalised to sum to 1), which is what the exported ensemble computes with equal weights.
@@ -25,7 +25,7 @@ import numpy as np
 from tfislr import atomic
 from tfislr.cli.help import HelpFormatter
 from tfislr.errors import ConfigError, DataError, MissingFileError, command
-from tfislr.oof import OutOfFold, read_oof, write_oof
+from tfislr.runs.oof import OutOfFold, read_oof, write_oof
 
 PROG = "tfislr-blend"
 

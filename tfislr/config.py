@@ -7,6 +7,7 @@ default.
 """
 
 import dataclasses
+import importlib.resources
 import json
 import math
 import pathlib
@@ -18,7 +19,10 @@ from tfislr import atomic
 from tfislr.checks import check_range
 from tfislr.errors import ConfigError
 
-CONFIGS_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
+# The shipped configs are package data (tfislr/configs/, pyproject package-data), found through
+# importlib.resources so a wheel install finds them too; tfislr is installed unzipped, so the
+# resource folder is a real directory.
+CONFIGS_DIR = pathlib.Path(str(importlib.resources.files("tfislr") / "configs"))
 
 # The three models the mean-teacher recipe trains, in this order everywhere: the data
 # views, the logits, the metrics, the checkpoints and the soup files (`<name>_soup.keras`).

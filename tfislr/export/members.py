@@ -16,8 +16,8 @@ import numpy as np
 from tfislr import landmarks as lm
 from tfislr.config import MODEL_NAMES
 from tfislr.errors import ConfigError, DataError, MissingFileError
-from tfislr.training import run_dir as run_dir_lib
-from tfislr.training.run_dir import RunDir
+from tfislr.runs import run_dir as run_dir_lib
+from tfislr.runs.run_dir import RunDir
 
 WEIGHT_CHOICES = MODEL_NAMES  # the soup models of a run dir
 

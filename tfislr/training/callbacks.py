@@ -16,7 +16,8 @@ import numpy as np
 
 from tfislr import atomic
 from tfislr.errors import TfislrError
-from tfislr.training import run_dir, soup
+from tfislr.runs import run_dir
+from tfislr.training import soup
 
 
 class NonFiniteLossError(TfislrError, FloatingPointError):

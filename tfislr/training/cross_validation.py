@@ -11,7 +11,7 @@ soup). Errors follow `tfislr.errors`. The CV lands in `<output>/<config>/cv/<tim
                             when the CV started (the "latest" CV is the one started last)
     fold_<k>/               an ordinary run directory (tfislr.training.run), validation fold k
     oof_fold_<k>.parquet    fold k's held-out clips predicted by fold k's soup (`weights`)
-    oof.parquet             all folds: every prepared clip exactly once (format: tfislr.oof)
+    oof.parquet             all folds: every prepared clip exactly once (format: tfislr.runs.oof)
     report.json             accuracy per fold and overall (clip-weighted), the runs' own soup,
                             the folds skipped (an original fold none of whose signers the
                             data holds: they have no clip to predict)
@@ -40,8 +40,8 @@ from tfislr import atomic
 from tfislr.cli.help import HelpFormatter
 from tfislr.config import MODEL_NAMES, Config
 from tfislr.errors import INTERRUPTED, ConfigError, DataError, MissingFileError, command
-from tfislr.oof import OutOfFold, read_oof, write_oof
-from tfislr.training.run_dir import CV_FOLDER, STARTED_AT, RunDir, by_start_time, check_own_dir, iso_time
+from tfislr.runs.oof import OutOfFold, read_oof, write_oof
+from tfislr.runs.run_dir import CV_FOLDER, STARTED_AT, RunDir, by_start_time, check_own_dir, iso_time
 
 PROG = "tfislr-cv"
 CV_FILE = "cv.json"

@@ -4,7 +4,7 @@
 data with `full=True`), trains student, EMA teacher and distilled model with the recipe
 (docs/recipe.md §9–§15), checkpoints the last `soup_last_n` epochs, soups them, evaluates the
 soups against the last epoch and finishes the run directory. The directory's layout, its states
-(started, trained, finished) and its writers belong to `tfislr.training.run_dir.RunDir`.
+(started, trained, finished) and its writers belong to `tfislr.runs.run_dir.RunDir`.
 
 `train` reads as its phases: load and split, batch plan (`batch_plan.plan_batches`: the
 recipe's global batch split over the replicas), run dir, datasets, model,
@@ -32,10 +32,10 @@ from tfislr.data.prepare import ensure_store
 from tfislr.data.store import load_store
 from tfislr.errors import ConfigError, DataError
 from tfislr.training import callbacks as cb
-from tfislr.training import run_dir as run_dir_lib
+from tfislr.runs import run_dir as run_dir_lib
 from tfislr.training.batch_plan import check_batch_split, plan_batches
 from tfislr.training.mean_teacher import build_distiller
-from tfislr.training.run_dir import RunDir
+from tfislr.runs.run_dir import RunDir
 from tfislr.training.soup import ModelTriple, soup_last_checkpoints
 from tfislr.training.strategy import cluster_tasks, get_strategy, task_info, training_tasks
 
