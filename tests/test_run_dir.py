@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from tfislr.cli import cv as cv_cli
 from tfislr import atomic
 from tfislr.config import MODEL_NAMES, load_config
 from tfislr.export import latest_run, load_member
@@ -161,11 +162,11 @@ def test_runs_of_older_versions_sort_by_their_name_or_folder_time(tmp_path, name
 
 def test_the_latest_cv_is_the_one_started_last_whatever_its_name(tmp_path):
     """`--cv --resume` and the blend's CV lookup: the same rule, from cv.json's start."""
-    from tfislr.training import cross_validation as cv
+    from tfislr.runs import cv_dir as cv
 
     root = cv.cv_root(tmp_path, "demo")
     for name in ("best", "20260101-000000"):  # "best" started first
-        cv._open_cv_dir(_config(), tmp_path, "distilled", tmp_path, root / name)
+        cv.open_cv_dir(_config(), tmp_path, "distilled", tmp_path, root / name)
     assert cv.latest_unfinished_cv(tmp_path, "demo") == root / "20260101-000000"
     for name in ("20260101-000000", "best"):
         (root / name / cv.REPORT_FILE).write_text("{}")
@@ -261,7 +262,7 @@ def test_train_and_cv_refuse_a_foreign_folder_in_one_line(tmp_path, capsys, synt
     assert train_cli.main(["--config", "demo", "--data-dir", data, "--run-dir", str(folder)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{folder} is not empty" in err[0], err
-    assert cross_validation.main(["--config", "demo", "--data-dir", data,
+    assert cv_cli.main(["--config", "demo", "--data-dir", data,
                                   "--cv-dir", str(folder)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no cv.json" in err[0], err

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tfislr.cli import cv as cv_cli
 from tfislr.config import config_from_dict, load_config
 from tfislr.training.callbacks import NonFiniteLossError, StopOnNonFiniteLoss
 from tfislr.runs.run_dir import RunDir
@@ -394,15 +395,15 @@ def test_force_prepare_rebuilds_the_store_and_the_default_reuses_it(tmp_path, mo
     monkeypatch.setattr(prepare, "default_num_workers", lambda: 1)  # no worker start-up
     argv = ["--config", "demo", "--data-dir", str(data),
             "--set", f"data.prepared_dir={tmp_path / 'p'}"]
-    built = prepare._build_stamp(path)
+    built = prepare.build_stamp(path)
     cli.config_and_strategy(cli.parse_args(argv))
     assert prepare.ensure_store(data, max_len, tmp_path / "p") == path  # what the run calls
-    assert prepare._build_stamp(path) == built
+    assert prepare.build_stamp(path) == built
     assert f"reusing the prepared store {path}" in capsys.readouterr().err
-    for parse_args in (cli.parse_args, cross_validation.parse_args):
+    for parse_args in (cli.parse_args, cv_cli.parse_args):
         cli.config_and_strategy(parse_args([*argv, "--force-prepare"]))
-        assert prepare._build_stamp(path) != built
-        built = prepare._build_stamp(path)
+        assert prepare.build_stamp(path) != built
+        built = prepare.build_stamp(path)
         err = capsys.readouterr().err
         assert "reusing" not in err and "prepared 12 of 12 sequences" in err, err
 

@@ -15,17 +15,13 @@ The sources must cover the same clips with the same labels, folds and signs: a b
 predictions made on different folds would not be out-of-fold for every model.
 """
 
-import argparse
-import json
 import pathlib
 import sys
 
 import numpy as np
 
-from tfislr import atomic
-from tfislr.cli.help import HelpFormatter
-from tfislr.errors import ConfigError, DataError, MissingFileError, command
-from tfislr.runs.oof import OutOfFold, read_oof, write_oof
+from tfislr.errors import ConfigError, DataError, MissingFileError
+from tfislr.runs.oof import OutOfFold
 
 PROG = "tfislr-blend"
 
@@ -127,36 +123,7 @@ def format_table(report):
     return "\n".join(lines)
 
 
-@command(PROG)
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                     formatter_class=HelpFormatter)
-    parser.add_argument("sources", nargs="+",
-                        help="OOF files, cross-validation folders or config names")
-    parser.add_argument("--weights", type=float, nargs="+", default=None,
-                        help="one per source (default: equal)")
-    parser.add_argument("--runs-dir", default="runs", help="where config names are looked up")
-    parser.add_argument("--out", default=None, help="write the blended OOF predictions here")
-    parser.add_argument("--json", default=None, help="write the report here")
-    args = parser.parse_args(argv)
-    for output in (args.out, args.json):  # before reading the sources
-        if output:
-            atomic.check_writable_file(output)
-    paths = [resolve_source(spec, args.runs_dir) for spec in args.sources]
-    named = {}
-    for spec, path in zip(args.sources, paths):
-        named[spec if spec not in named else str(path)] = read_oof(path)
-    report, blended = compare(named, args.weights)
-    report["paths"] = [str(p) for p in paths]
-    print(format_table(report))
-    if args.out:
-        write_oof(blended, args.out)
-        print(f"blended OOF predictions: {args.out}")
-    if args.json:
-        pathlib.Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        pathlib.Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    return 0
+if __name__ == "__main__":  # `python -m tfislr.blend`, the same as the command
+    from tfislr.cli.blend import main
 
-
-if __name__ == "__main__":
     sys.exit(main())

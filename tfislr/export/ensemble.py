@@ -18,7 +18,7 @@ import numpy as np
 
 from tfislr import atomic
 from tfislr import landmarks as lm
-from tfislr.config import check_yaml_file_kind, empty_value_error, read_yaml_mapping
+from tfislr.config import check_yaml_file_kind, empty_value_error, read_yaml_mapping, shipped_config_path
 from tfislr.errors import ConfigError, MissingFileError
 from tfislr.export import checks, graph, pair
 from tfislr.export.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY, ExportError
@@ -31,14 +31,15 @@ AGREEMENT_SEQUENCES = 256
 
 
 def load_ensemble_config(path):
-    """Reads configs/ensemble.yaml-style files: name, members, weights, quantization, output.
+    """Reads an ensemble YAML (tfislr/configs/ensemble.yaml-style): name, members, weights,
+    quantization, output. `path` may also name a shipped one (`ensemble`, `demo_ensemble`).
 
     Raises:
         MissingFileError: `path` does not exist.
         ConfigError: `path` is a folder, not a .yaml/.yml/.json file, or not a valid
             ensemble config.
     """
-    path = pathlib.Path(path)
+    path = shipped_config_path(path) or pathlib.Path(path)
     check_yaml_file_kind(path, "an ensemble YAML file")
     if not path.is_file():
         raise MissingFileError(f"{path}: ensemble config not found")

@@ -1,22 +1,11 @@
 """Cross-validation: every fold of a config, one after another, and its out-of-fold predictions.
 
-    tfislr-cv --config len80 --data-dir D [--set KEY=VALUE ...] [--epochs N] [--strategy S]
-        [--output runs] [--resume | --cv-dir DIR] [--weights distilled|student|teacher]
-        [--verbose 0|1|2]
+    cross_validate(config, data_dir, output_dir="runs", ...)   # the command: tfislr-cv
 
-(also `python -m tfislr.training.cross_validation`, or `tfislr-train ... --cv` with the distilled
-soup). Errors follow `tfislr.errors`. The CV lands in `<output>/<config>/cv/<timestamp>/`:
-
-    cv.json                 config, data dir and weights (a resumed CV must match them), and
-                            when the CV started (the "latest" CV is the one started last)
-    fold_<k>/               an ordinary run directory (tfislr.training.run), validation fold k
-    oof_fold_<k>.parquet    fold k's held-out clips predicted by fold k's soup (`weights`)
-    oof.parquet             all folds: every prepared clip exactly once (format: tfislr.runs.oof)
-    report.json             accuracy per fold and overall (clip-weighted), the runs' own soup,
-                            the folds skipped (an original fold none of whose signers the
-                            data holds: they have no clip to predict)
-    report.txt              accuracies, sizes, run dirs; both written last: the CV is
-                            finished once report.json exists
+Each fold's run lands in `<output>/<config>/cv/<timestamp>/fold_<k>/`, its held-out
+predictions next to it, then `oof.parquet` and the report (layout and lookups:
+`tfislr.runs.cv_dir`; the OOF format: `tfislr.runs.oof`). The report also names the folds
+skipped (an original fold none of whose signers the data holds: no clip to predict).
 
 Folds are trained one after another with `tfislr.training.run.train`, validation fold k
 for fold k, so the split is the one `train.py --fold k` and `evaluate --fold k` use. A
@@ -29,92 +18,22 @@ the original's "small + soup", whose CV was 0.7402 for len25 and 0.7395 for len8
 several configs' with `python -m tfislr.blend`.
 """
 
-import argparse
-import json
 import pathlib
-import sys
 
 import numpy as np
 
 from tfislr import atomic
-from tfislr.cli.help import HelpFormatter
-from tfislr.config import MODEL_NAMES, Config
-from tfislr.errors import INTERRUPTED, ConfigError, DataError, MissingFileError, command
+from tfislr.config import Config
+from tfislr.errors import ConfigError, DataError
+from tfislr.runs.cv_dir import (OOF_FILE, REPORT_FILE, REPORT_TEXT_FILE, fold_dir, fold_oof_path,
+                                open_cv_dir)
+from tfislr.runs.members import WEIGHT_CHOICES  # which soup predicts the held-out clips
 from tfislr.runs.oof import OutOfFold, read_oof, write_oof
-from tfislr.runs.run_dir import CV_FOLDER, STARTED_AT, RunDir, by_start_time, check_own_dir, iso_time
-
-PROG = "tfislr-cv"
-CV_FILE = "cv.json"
-OOF_FILE = "oof.parquet"
-REPORT_FILE = "report.json"
-REPORT_TEXT_FILE = "report.txt"
-WEIGHT_CHOICES = MODEL_NAMES  # which soup predicts: student, teacher or distilled
+from tfislr.runs.run_dir import RunDir
 
 
 def _log(message):
     print(f"[tfislr cv] {message}", flush=True)
-
-
-def fold_dir(cv_dir, fold):
-    return pathlib.Path(cv_dir) / f"fold_{fold}"
-
-
-def fold_oof_path(cv_dir, fold):
-    return pathlib.Path(cv_dir) / f"oof_fold_{fold}.parquet"
-
-
-def cv_root(output_dir, config_name):
-    return pathlib.Path(output_dir) / config_name / CV_FOLDER
-
-
-def _cv_dirs(root):
-    """The CV dirs (holding cv.json) under `root`, by `run_dir.start_time`, oldest first."""
-    return by_start_time((p.parent for p in root.glob(f"*/{CV_FILE}")), CV_FILE)
-
-
-def latest_unfinished_cv(output_dir, config_name):
-    """The CV dir of `config_name` under `output_dir` started last without report.json, or
-    None."""
-    unfinished = [p for p in _cv_dirs(cv_root(output_dir, config_name))
-                  if not (p / REPORT_FILE).exists()]
-    return unfinished[-1] if unfinished else None
-
-
-def latest_finished_cv(output_dir, config_name):
-    """The finished CV dir of `config_name` started last (MissingFileError when there is
-    none)."""
-    root = cv_root(output_dir, config_name)
-    finished = [p for p in _cv_dirs(root) if (p / REPORT_FILE).exists()]
-    if not finished:
-        raise MissingFileError(f"no finished cross-validation of '{config_name}' under {root}")
-    return finished[-1]
-
-
-def _open_cv_dir(config, data_dir, weights, output_dir, cv_dir):
-    """The CV dir to use (created; cv.json written) after checking a resumed one matches."""
-    if cv_dir is None:  # a fresh <output>/<config>/cv/<timestamp>/
-        cv_dir = RunDir.new(pathlib.Path(output_dir) / config.name, "cv").path
-    cv_dir = pathlib.Path(cv_dir)
-    check_own_dir(cv_dir, CV_FILE, "a cross-validation")
-    wanted = {"config": json.loads(json.dumps(config.to_dict())),
-              "data_dir": str(pathlib.Path(data_dir).resolve()), "weights": weights}
-    if (cv_dir / CV_FILE).exists():
-        if (cv_dir / REPORT_FILE).exists():
-            raise ConfigError(f"{cv_dir} holds a finished cross-validation (report.json "
-                             "exists); start a new one")
-        saved = json.loads((cv_dir / CV_FILE).read_text())
-        differs = sorted(key for key in wanted if saved.get(key) != wanted[key])
-        if differs:
-            raise ConfigError(
-                f"{cv_dir} was started with another {' and '.join(differs)}; resume it with "
-                "the same config, overrides, data dir and weights, or start a new CV"
-            )
-        _log(f"resuming {cv_dir}")
-    else:
-        cv_dir.mkdir(parents=True, exist_ok=True)
-        atomic.write_json(cv_dir / CV_FILE, {**wanted, STARTED_AT: iso_time()})
-        _log(f"cv dir: {cv_dir}")
-    return cv_dir
 
 
 def predict_logits(model, dataset):
@@ -144,7 +63,8 @@ def predict_fold(run_dir, fold, store, weights="distilled", batch_size=128):
     from scipy.special import softmax
 
     from tfislr.data.pipeline import make_eval_dataset
-    from tfislr.export.members import load_member
+    from tfislr.model.precision import float32_model
+    from tfislr.runs.members import load_trained
 
     run_dir = pathlib.Path(run_dir)
     split = RunDir(run_dir).split()
@@ -154,9 +74,12 @@ def predict_fold(run_dir, fold, store, weights="distilled", batch_size=128):
     rows = np.flatnonzero(manifest["participant_id"].isin(split["val_participants"]).to_numpy())
     if len(rows) == 0:
         raise DataError(f"{run_dir}: its validation signers have no clips in {store.path}")
-    member = load_member(run_dir, weights)
-    dataset = make_eval_dataset(store, rows, batch_size, member.max_len).map(lambda x, y: x)
-    logits = predict_logits(member.model, dataset)
+    member = load_trained(run_dir, weights)
+    # float32 whatever policy the run trained under, as the exported graph computes.
+    model = float32_model(member.model)
+    dataset = make_eval_dataset(store, rows, batch_size, member.config.data.max_len).map(
+        lambda x, y: x)
+    logits = predict_logits(model, dataset)
     predicted = softmax(logits, axis=-1).astype(np.float32)
     table = manifest.iloc[rows][["sequence_id", "participant_id", "label"]].copy()
     table["fold"] = fold
@@ -295,7 +218,7 @@ def cross_validate(
                               original=config.data.original_folds)
     _log(fold_scheme(table, num_folds, config.data.fold_seed, config.data.original_folds)[1])
     if is_chief:
-        cv_dir = _open_cv_dir(config, data_dir, weights, output_dir, cv_dir)
+        cv_dir = open_cv_dir(config, data_dir, weights, output_dir, cv_dir, log=_log)
     for fold, why in skipped.items():
         _log(f"fold {fold}/{num_folds}: skipped: {why}; the CV is over folds "
              f"{', '.join(map(str, folds))}, which hold every clip")
@@ -335,53 +258,9 @@ def cross_validate(
     return cv_dir
 
 
-def parse_args(argv=None):
-    from tfislr.cli.train import add_run_options
+if __name__ == "__main__":  # `python -m tfislr.training.cross_validation`, the same as the command
+    import sys
 
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Train every fold of a config and write its out-of-fold predictions.",
-        formatter_class=HelpFormatter,
-    )
-    add_run_options(parser)
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--cv-dir", default=None,
-                       help="exact CV folder; an unfinished one is resumed "
-                            "(default: a new OUTPUT/<config>/cv/<timestamp>)")
-    where.add_argument("--resume", action="store_true",
-                       help="resume the newest unfinished CV of this config under --output "
-                            "(starts a new one when there is none)")
-    parser.add_argument("--weights", default="distilled", choices=WEIGHT_CHOICES,
-                        help="which soup predicts the held-out clips")
-    return parser.parse_args(argv)
+    from tfislr.cli.cv import main
 
-
-def run_command(config, data_dir, strategy, output, cv_dir=None, resume=False,
-                weights="distilled", verbose="auto", prog=PROG):
-    """What `tfislr-cv` and `tfislr-train --cv` run once the config and strategy are known."""
-    if resume:
-        cv_dir = latest_unfinished_cv(output, config.name)
-        print(f"{prog}: {'resuming ' + str(cv_dir) if cv_dir else 'no unfinished CV; starting a new one'}",
-              file=sys.stderr)
-    try:
-        cross_validate(config, data_dir, output_dir=output, cv_dir=cv_dir, strategy=strategy,
-                       weights=weights, verbose=verbose if verbose == "auto" else int(verbose))
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; rerun the same command with --resume to continue with "
-              "the unfinished fold (finished folds are kept)", file=sys.stderr)
-        return INTERRUPTED
-    return 0
-
-
-@command(PROG)
-def main(argv=None):
-    from tfislr.cli.train import config_and_strategy
-
-    args = parse_args(argv)
-    config, strategy = config_and_strategy(args)
-    return run_command(config, args.data_dir, strategy, args.output, args.cv_dir, args.resume,
-                       args.weights, args.verbose)
-
-
-if __name__ == "__main__":
     sys.exit(main())
