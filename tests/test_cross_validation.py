@@ -132,7 +132,6 @@ def test_blend_cli_prints_the_table_next_to_the_original(tmp_path, capsys):
 
 def test_cv_commands_report_user_errors_in_one_line(tmp_path, capsys):
     from tfislr.cli import train as train_cli
-    from tfislr.training import cross_validation
 
     assert cv_cli.main(["--config", "demo", "--data-dir", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip().splitlines()

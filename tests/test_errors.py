@@ -19,8 +19,7 @@ from tfislr.cli import export as export_cli
 from tfislr.cli import predict as predict_cli
 from tfislr.cli import prepare as prepare_cli
 from tfislr.cli import train as train_cli
-from tfislr.data import prepare
-from tfislr import evaluate, predict
+from tfislr import predict
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -386,9 +385,6 @@ def test_an_unwritable_output_is_one_line_before_any_work(capsys, tmp_path, synt
     """Every command's output folder is checked before its slow work (store, training,
     conversion, scoring): exit 2, one line `<prog>: error: <folder>: cannot write here`.
     The old code did the work, then failed with a PermissionError traceback (exit 1)."""
-    from tfislr import blend
-    from tfislr.training import cross_validation
-
     bad = _unwritable(tmp_path)
     prepared = tmp_path / "prepared"
     data = ["--config", "demo", "--data-dir", str(synthetic_data_dir), "--epochs", "1",

@@ -253,7 +253,6 @@ def test_a_folder_that_is_not_a_run_is_refused_and_left_alone(tmp_path):
 
 def test_train_and_cv_refuse_a_foreign_folder_in_one_line(tmp_path, capsys, synthetic_data_dir):
     from tfislr.cli import train as train_cli
-    from tfislr.training import cross_validation
 
     folder = tmp_path / "rd_user"
     folder.mkdir()
@@ -263,7 +262,7 @@ def test_train_and_cv_refuse_a_foreign_folder_in_one_line(tmp_path, capsys, synt
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{folder} is not empty" in err[0], err
     assert cv_cli.main(["--config", "demo", "--data-dir", data,
-                                  "--cv-dir", str(folder)]) == 2
+                        "--cv-dir", str(folder)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no cv.json" in err[0], err
     assert [p.name for p in folder.iterdir()] == ["metrics.json"]

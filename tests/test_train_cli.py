@@ -386,7 +386,6 @@ def test_force_prepare_rebuilds_the_store_and_the_default_reuses_it(tmp_path, mo
     as `tfislr-prepare --force` does; without it the store is left for the run to reuse."""
     from tfislr.cli import train as cli
     from tfislr.data import prepare, synthetic
-    from tfislr.training import cross_validation
 
     data = synthetic.write_synthetic_dataset(tmp_path / "data", num_signs=3, num_participants=2,
                                              sequences_per_sign=4, seed=7)

@@ -40,7 +40,7 @@ def resolve_source(spec, runs_dir="runs"):
             return path / "oof.parquet"
         raise MissingFileError(f"{path / 'oof.parquet'}: file not found (is the cross-validation "
                                "finished?)")
-    from tfislr.training.cross_validation import OOF_FILE, latest_finished_cv
+    from tfislr.runs.cv_dir import OOF_FILE, latest_finished_cv
 
     return latest_finished_cv(runs_dir, str(spec)) / OOF_FILE
 

@@ -38,6 +38,7 @@ still predicted, and the exit code is then 2 (`tfislr.errors`).
 import pathlib
 import sys
 import tempfile
+import types
 
 import numpy as np
 
@@ -237,6 +238,17 @@ def format_table(results):
         flag = ", no hand: no information" if result["no_information"] else ""
         lines.append(f"{result['clip']}  ({result['frames']} frames{flag})  {best}")
     return "\n".join(lines)
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as `predict`: `tfislr.predict(model, clips)` is the public API's
+    name (tfislr/__init__.py), and `tfislr.predict` is this module once it is imported."""
+
+    def __call__(self, *args, **kwargs):
+        return predict(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 
 if __name__ == "__main__":  # `python -m tfislr.predict`, the same as the command
