@@ -339,39 +339,49 @@ def prepare_store(
             return target
         if force and partial_dir.exists():
             shutil.rmtree(partial_dir)
-        start = time.perf_counter()
-        _open_partial(partial_dir, fingerprint, shard_size)
-        paths = table["path"].tolist()
-        num_shards = -(-len(paths) // shard_size)
-        tasks = [
-            (str(data_dir), str(partial_dir), k, paths[k * shard_size : (k + 1) * shard_size])
-            for k in range(num_shards)
-            if not _shard_file(partial_dir, k).exists()
-        ]
-        done = len(paths) - sum(len(t[3]) for t in tasks)
-        workers = max(1, min(num_workers or default_num_workers(), len(tasks) or 1))
-        if tasks:
-            _run_tasks(tasks, max_len, workers, len(paths), done, progress)
-        if staging.exists():
-            shutil.rmtree(staging)
-        staging.mkdir()
-        summary = {
-            "format_version": store.STORE_FORMAT_VERSION,
-            "max_len": max_len,
-            "fingerprint": fingerprint,
-            "data_dir": str(data_dir),
-            "num_workers": workers,
-            "shard_size": shard_size,
-            "resumed_sequences": done,
-        }
-        _assemble(table, signs, partial_dir, staging, num_shards, summary)
-        summary["seconds"] = round(time.perf_counter() - start, 3)
-        (staging / store.SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-        shutil.rmtree(partial_dir)
+        _build(data_dir, max_len, table, signs, fingerprint, target, shard_size, num_workers,
+               progress)
     return target
+
+
+def _build(data_dir, max_len, table, signs, fingerprint, target, shard_size, num_workers,
+           progress):
+    """`prepare_store`'s work under its lock: the missing shards into `<target>.partial/`,
+    assembled in `<target>.assembling/`, which then replaces `target` in one rename."""
+    partial_dir = target.with_name(target.name + ".partial")
+    staging = target.with_name(target.name + ".assembling")
+    start = time.perf_counter()
+    _open_partial(partial_dir, fingerprint, shard_size)
+    paths = table["path"].tolist()
+    num_shards = -(-len(paths) // shard_size)
+    tasks = [
+        (str(data_dir), str(partial_dir), k, paths[k * shard_size : (k + 1) * shard_size])
+        for k in range(num_shards)
+        if not _shard_file(partial_dir, k).exists()
+    ]
+    done = len(paths) - sum(len(t[3]) for t in tasks)
+    workers = max(1, min(num_workers or default_num_workers(), len(tasks) or 1))
+    if tasks:
+        _run_tasks(tasks, max_len, workers, len(paths), done, progress)
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir()
+    summary = {
+        "format_version": store.STORE_FORMAT_VERSION,
+        "max_len": max_len,
+        "fingerprint": fingerprint,
+        "data_dir": str(data_dir),
+        "num_workers": workers,
+        "shard_size": shard_size,
+        "resumed_sequences": done,
+    }
+    _assemble(table, signs, partial_dir, staging, num_shards, summary)
+    summary["seconds"] = round(time.perf_counter() - start, 3)
+    (staging / store.SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staging, target)
+    shutil.rmtree(partial_dir)
 
 
 def build_stamp(path):
