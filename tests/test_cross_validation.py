@@ -174,11 +174,11 @@ def test_every_fold_is_checked_before_fold_0_trains(tmp_path, monkeypatch, capsy
     class Stop(Exception):
         pass
 
-    def fake_train(config, data_dir, fold=None, **kwargs):
-        trained.append((fold, capsys.readouterr().out))
+    def fake_run(self):
+        trained.append((self.request.fold, capsys.readouterr().out))
         raise Stop
 
-    monkeypatch.setattr(run, "train", fake_train)
+    monkeypatch.setattr(run.TrainingRun, "run", fake_run)
     config = load_config("demo")
     data = _original_signers_data(tmp_path, [2044, 25571, 18796])
     with pytest.raises(Stop):

@@ -221,21 +221,24 @@ def test_export_refuses_a_nan_size_limit_and_names_the_commands(capsys, tmp_path
     assert "required: {ensemble,single}" in capsys.readouterr().err
 
 
-def test_a_bug_is_exit_1_with_the_traceback(monkeypatch, capsys, tmp_path):
+def test_a_bug_is_exit_1_with_the_traceback(monkeypatch, capsys, tmp_path, synthetic_data_dir):
     import tfislr.training.run as run
 
     def bug(*args, **kwargs):
         return {}["missing key"]
 
-    monkeypatch.setattr(run, "train", bug)
+    # The run itself (after the request's checks, which need a real data folder).
+    monkeypatch.setattr(run.TrainingRun, "run", bug)
+    argv = ["--config", "demo", "--data-dir", str(synthetic_data_dir),
+            "--output", str(tmp_path / "runs")]
     # A ValueError from inside tfislr is a bug too unless it is a TfislrError.
-    assert train_cli.main(["--config", "demo", "--data-dir", str(tmp_path)]) == 1
+    assert train_cli.main(argv) == 1
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err and "in bug" in err
     assert err.strip().splitlines()[-1].startswith("tfislr-train: error: unexpected KeyError")
 
-    monkeypatch.setattr(run, "train", lambda *a, **k: int("x"))
-    assert train_cli.main(["--config", "demo", "--data-dir", str(tmp_path)]) == 1
+    monkeypatch.setattr(run.TrainingRun, "run", lambda *a, **k: int("x"))
+    assert train_cli.main(argv) == 1
     assert "unexpected ValueError" in capsys.readouterr().err
 
 

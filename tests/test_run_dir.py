@@ -289,8 +289,7 @@ def test_a_cluster_without_an_explicit_run_dir_is_refused_on_every_worker(
     def too_late(name):
         raise AssertionError(f"get_strategy({name!r}) ran before the run dir was checked")
 
-    monkeypatch.setattr(run_lib, "get_strategy", too_late)
-    monkeypatch.setattr(strategy_lib, "get_strategy", too_late)
+    monkeypatch.setattr(strategy_lib, "get_strategy", too_late)  # what RunRequest.validate calls
     _cluster(monkeypatch, index)
     runs = tmp_path / "runs"
     with pytest.raises(ValueError, match=r"multi-worker run \(2 tasks in TF_CONFIG\) needs the "

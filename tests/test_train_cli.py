@@ -149,15 +149,17 @@ def test_nan_loss_stops_naming_epoch_and_step():
         callback.on_train_batch_end(4, {"loss": float("nan"), "student_loss": 1.0})
 
 
-def test_cli_turns_a_nan_stop_into_a_user_error(monkeypatch, capsys, tmp_path):
+def test_cli_turns_a_nan_stop_into_a_user_error(monkeypatch, capsys, tmp_path,
+                                                synthetic_data_dir):
     import tfislr.training.run as run
 
     def explode(*args, **kwargs):
         raise NonFiniteLossError("training loss is not finite at epoch 2, step 3")
 
-    monkeypatch.setattr(run, "train", explode)
+    monkeypatch.setattr(run.TrainingRun, "run", explode)
     # The error contract (tfislr/errors.py): a clean stop the config can fix is exit code 2.
-    assert train_cli.main(["--config", "demo", "--data-dir", str(tmp_path)]) == 2
+    assert train_cli.main(["--config", "demo", "--data-dir", str(synthetic_data_dir),
+                           "--output", str(tmp_path / "runs")]) == 2
     assert "epoch 2, step 3" in capsys.readouterr().err
 
 
@@ -364,7 +366,7 @@ def test_a_crash_after_the_soup_models_is_finished_by_resume(synthetic_data_dir,
     def no_fit(*args, **kwargs):
         raise AssertionError("a trained run must not be fitted again")
 
-    monkeypatch.setattr(run_lib, "_fit", no_fit)
+    monkeypatch.setattr(run_lib.TrainingRun, "_fit", no_fit)
     assert run_lib.train(config, synthetic_data_dir, run_dir=run_dir, verbose=0,
                          build_model=build_tiny) == run_dir
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -385,6 +387,7 @@ def test_force_prepare_rebuilds_the_store_and_the_default_reuses_it(tmp_path, mo
     """`--force-prepare` (tfislr-train and tfislr-cv) rebuilds a store that matches the data,
     as `tfislr-prepare --force` does; without it the store is left for the run to reuse."""
     from tfislr.cli import train as cli
+    from tfislr.cli.run_options import run_request
     from tfislr.data import prepare, synthetic
 
     data = synthetic.write_synthetic_dataset(tmp_path / "data", num_signs=3, num_participants=2,
@@ -395,12 +398,12 @@ def test_force_prepare_rebuilds_the_store_and_the_default_reuses_it(tmp_path, mo
     argv = ["--config", "demo", "--data-dir", str(data),
             "--set", f"data.prepared_dir={tmp_path / 'p'}"]
     built = prepare.build_stamp(path)
-    cli.config_and_strategy(cli.parse_args(argv))
+    run_request(cli.parse_args(argv), "tfislr-train")
     assert prepare.ensure_store(data, max_len, tmp_path / "p") == path  # what the run calls
     assert prepare.build_stamp(path) == built
     assert f"reusing the prepared store {path}" in capsys.readouterr().err
     for parse_args in (cli.parse_args, cv_cli.parse_args):
-        cli.config_and_strategy(parse_args([*argv, "--force-prepare"]))
+        run_request(parse_args([*argv, "--force-prepare"]), "tfislr-train")
         assert prepare.build_stamp(path) != built
         built = prepare.build_stamp(path)
         err = capsys.readouterr().err

@@ -14,7 +14,7 @@ import sys
 
 from tfislr.cli.command import INTERRUPTED, command
 from tfislr.cli.help import HelpFormatter
-from tfislr.cli.run_options import add_run_options, config_and_strategy
+from tfislr.cli.run_options import add_run_options, run_request
 from tfislr.config import MODEL_NAMES
 
 PROG = "tfislr-cv"
@@ -40,19 +40,13 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def run_command(config, data_dir, strategy, output, cv_dir=None, resume=False,
-                weights="distilled", verbose="auto", prog=PROG):
-    """What `tfislr-cv` and `tfislr-train --cv` run once the config and strategy are known."""
-    from tfislr.runs.cv_dir import latest_unfinished_cv
-    from tfislr.training.cross_validation import cross_validate
+def run_command(request, weights="distilled", verbose="auto", prog=PROG):
+    """What `tfislr-cv` and `tfislr-train --cv` run once their request is validated."""
+    from tfislr.training.cross_validation import CrossValidation
 
-    if resume:
-        cv_dir = latest_unfinished_cv(output, config.name)
-        print(f"{prog}: {'resuming ' + str(cv_dir) if cv_dir else 'no unfinished CV; starting a new one'}",
-              file=sys.stderr)
     try:
-        cross_validate(config, data_dir, output_dir=output, cv_dir=cv_dir, strategy=strategy,
-                       weights=weights, verbose=verbose if verbose == "auto" else int(verbose))
+        CrossValidation(request, weights=weights,
+                        verbose=verbose if verbose == "auto" else int(verbose)).run()
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; rerun the same command with --resume to continue with "
               "the unfinished fold (finished folds are kept)", file=sys.stderr)
@@ -63,9 +57,7 @@ def run_command(config, data_dir, strategy, output, cv_dir=None, resume=False,
 @command(PROG)
 def main(argv=None):
     args = parse_args(argv)
-    config, strategy = config_and_strategy(args)
-    return run_command(config, args.data_dir, strategy, args.output, args.cv_dir, args.resume,
-                       args.weights, args.verbose)
+    return run_command(run_request(args, PROG, cv=True), args.weights, args.verbose)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """The options `tfislr-train` and `tfislr-cv` share (data, config, strategy, output), and the
 config and strategy they give.
 
-`config_and_strategy` is the one place these commands check a request before any data is read:
-the config and `--set` without TensorFlow (a bad one answers at once), then TensorFlow starts,
-the strategy is built and `tfislr.training.request.check_request` checks the rest.
+`run_request` is the one place these commands check a request before any data is read:
+the config and `--set` without TensorFlow (a bad one answers at once), then TensorFlow starts
+and `tfislr.training.request.RunRequest.validate` checks the rest, once.
 """
+
+import sys
 
 from tfislr.cli.command import positive_int, start_tensorflow
 
@@ -40,34 +42,51 @@ def add_run_options(parser):
                              "per epoch, auto = Keras's choice, which is the progress bar")
 
 
-def config_and_strategy(args):
-    """The config (with `--set` and `--epochs`) and the strategy of parsed `add_run_options`,
-    checked as far as they can be without data (`run.check_run_settings`), and the folder
-    the run writes (`--run-dir`, `--cv-dir`, else `--output`) checked writable; with
-    `--force-prepare`, the store is then rebuilt here, before the run reads it."""
-    from tfislr import atomic
+def run_request(args, prog, cv=False):
+    """The validated `RunRequest` of parsed `add_run_options` (tfislr.training.request): the
+    config with `--set` and `--epochs` first, without TensorFlow (a bad one answers at once),
+    then TensorFlow starts and the request is checked, once. With `--force-prepare`, the
+    store is then rebuilt here, before the run reads it. `cv`: the request of a
+    cross-validation (`tfislr-cv`, `tfislr-train --cv`), whose folder is `--cv-dir` or, for
+    `tfislr-train --cv`, `--run-dir`; `--resume` picks the newest unfinished one (said on
+    stderr as `<prog>: resuming ...`)."""
     from tfislr.config import load_config
-
-    # tfislr-train has --run-dir (its CV folder with --cv), tfislr-cv has --cv-dir.
-    atomic.check_writable_dir(getattr(args, "run_dir", None) or getattr(args, "cv_dir", None)
-                              or args.output)
 
     overrides = list(args.overrides)
     if args.epochs is not None:
         overrides.append(f"train.epochs={args.epochs}")
     config = load_config(args.config, overrides)
     start_tensorflow()
-    # Before anything else touches TF: `cpu:N` / `gpu:N` must split the device first.
-    from tfislr.training.strategy import get_strategy
+    from tfislr.training.request import RunRequest
 
-    strategy = get_strategy(args.strategy)
-    from tfislr.training.run import check_run_settings
-
-    # tfislr-train --fold K (not --full / --cv) trains fold K; tfislr-cv has no --fold.
-    one_fold = not (getattr(args, "full", False) or getattr(args, "cv", False))
-    check_run_settings(config, strategy, getattr(args, "fold", None) if one_fold else None)
+    # tfislr-train has --run-dir (its CV folder with --cv), tfislr-cv has --cv-dir.
+    folder = getattr(args, "run_dir", None) or getattr(args, "cv_dir", None)
+    full = getattr(args, "full", False)
+    fold = None if (cv or full) else getattr(args, "fold", None)
+    if getattr(args, "resume", False):
+        folder = _resumed_folder(args.output, config.name, cv, prog)
+    request = RunRequest(config, args.data_dir, output_dir=args.output, run_dir=folder,
+                         fold=fold, full=full, strategy=args.strategy, cv=cv).validate()
     if args.force_prepare:
         from tfislr.data.prepare import ensure_store
 
-        ensure_store(args.data_dir, config.data.max_len, config.data.prepared_dir, force=True)
-    return config, strategy
+        ensure_store(request.data_dir, config.data.max_len, config.data.prepared_dir,
+                     force=True)
+    return request
+
+
+def _resumed_folder(output, config_name, cv, prog):
+    """`--resume`: the newest unfinished run (or CV) of the config under `output`, or None
+    (a new one starts)."""
+    if cv:
+        from tfislr.runs.cv_dir import latest_unfinished_cv
+
+        folder, what = latest_unfinished_cv(output, config_name), "CV"
+    else:
+        from tfislr.runs.run_dir import latest_unfinished
+
+        run = latest_unfinished(output, config_name)
+        folder, what = (None if run is None else run.path), "run"
+    print(f"{prog}: {'resuming ' + str(folder) if folder else f'no unfinished {what}; starting a new one'}",
+          file=sys.stderr)
+    return folder

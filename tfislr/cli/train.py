@@ -21,7 +21,7 @@ import sys
 
 from tfislr.cli.command import INTERRUPTED, command
 from tfislr.cli.help import HelpFormatter
-from tfislr.cli.run_options import add_run_options, config_and_strategy
+from tfislr.cli.run_options import add_run_options, run_request
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
@@ -54,33 +54,17 @@ def parse_args(argv=None):
 @command(PROG)
 def main(argv=None):
     args = parse_args(argv)
-    config, strategy = config_and_strategy(args)
+    request = run_request(args, PROG, cv=args.cv)
     if args.cv:
         from tfislr.cli.cv import run_command
 
-        return run_command(config, args.data_dir, strategy, args.output, args.run_dir,
-                           args.resume, verbose=args.verbose, prog=PROG)
+        return run_command(request, verbose=args.verbose, prog=PROG)
 
-    from tfislr.training.run import latest_unfinished_run, train
-
-    run_dir = args.run_dir
-    if args.resume:
-        run_dir = latest_unfinished_run(args.output, config.name)
-        print(f"{PROG}: {'resuming ' + str(run_dir) if run_dir else 'no unfinished run; starting a new one'}",
-              file=sys.stderr)
+    from tfislr.training.run import TrainingRun
 
     verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
     try:
-        train(
-            config,
-            args.data_dir,
-            output_dir=args.output,
-            fold=None if args.full else args.fold,
-            full=args.full,
-            strategy=strategy,
-            run_dir=run_dir,
-            verbose=verbose,
-        )
+        TrainingRun(request, verbose=verbose).run()
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; rerun the same command with --resume (or --run-dir "
               "<the run dir above>) to continue from the last finished epoch",

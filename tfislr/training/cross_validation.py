@@ -23,13 +23,13 @@ import pathlib
 import numpy as np
 
 from tfislr import atomic
-from tfislr.config import Config
 from tfislr.errors import ConfigError, DataError
 from tfislr.runs.cv_dir import (OOF_FILE, REPORT_FILE, REPORT_TEXT_FILE, fold_dir, fold_oof_path,
                                 open_cv_dir)
 from tfislr.runs.members import WEIGHT_CHOICES  # which soup predicts the held-out clips
 from tfislr.runs.oof import OutOfFold, read_oof, write_oof
 from tfislr.runs.run_dir import RunDir
+from tfislr.training.request import RunRequest
 
 
 def _log(message):
@@ -185,77 +185,106 @@ def cross_validate(
             `cv_dir` (else `output_dir`) cannot be written (checked before any work).
         DataError: no Kaggle layout at `data_dir`, or what `train` raises.
     """
-    if not isinstance(config, Config):
-        raise ValueError(f"config must be a tfislr.config.Config, got {type(config).__name__}")
-    if weights not in WEIGHT_CHOICES:
-        raise ConfigError(f"weights must be one of {', '.join(WEIGHT_CHOICES)}, got {weights!r}")
-    from tfislr.data.kaggle import check_data_dir
-    from tfislr.training.strategy import cluster_tasks, get_strategy, task_info
+    request = RunRequest(config, data_dir, output_dir=output_dir, run_dir=cv_dir,
+                         strategy=strategy, cv=True)
+    return CrossValidation(request, weights, verbose, build_model).run()
 
-    data_dir = check_data_dir(data_dir)
-    atomic.check_writable_dir(output_dir if cv_dir is None else cv_dir)  # before any work
-    if cv_dir is None and cluster_tasks() > 1:  # before any worker waits for the others
-        raise ConfigError("a multi-worker cross-validation needs the same --cv-dir on every "
-                          "worker: each would start its own timestamped folder")
 
-    strategy = get_strategy(strategy)
-    from tfislr.training.run import check_run_settings
+class CrossValidation:
+    """Every fold of a validated CV `RunRequest` as a `TrainingRun`, then the OOF file and
+    the report. `run()` returns the CV dir; `cv_dir`, `folds` and `store` are set on the way.
+    """
 
-    check_run_settings(config, strategy)  # before the CV dir and any fold's store
-    _, _, is_chief = task_info()
+    def __init__(self, request, weights="distilled", verbose="auto", build_model=None):
+        if weights not in WEIGHT_CHOICES:
+            raise ConfigError(f"weights must be one of {', '.join(WEIGHT_CHOICES)}, "
+                              f"got {weights!r}")
+        if not request.cv:
+            raise ValueError("CrossValidation needs a cross-validation request (cv=True)")
+        self.request = request.validate()  # before the CV dir and any fold's store
+        self.config = self.request.config
+        self.weights, self.verbose, self.build_model = weights, verbose, build_model
+        self.store = None
 
-    from tfislr.data.folds import cv_folds, fold_scheme
-    from tfislr.data.kaggle import read_train_csv
-    from tfislr.data.prepare import ensure_store
-    from tfislr.data.store import load_store
-    from tfislr.training.run import train
+    def run(self):
+        from tfislr.training.strategy import task_info
 
-    # Every fold is decided before any is trained: a bad fold setting fails here, not after
-    # hours of training, and an empty fold (see `cv_folds`) is skipped, said up front.
-    num_folds = config.data.num_folds
-    table = read_train_csv(data_dir)
-    folds, skipped = cv_folds(table, num_folds, seed=config.data.fold_seed,
-                              original=config.data.original_folds)
-    _log(fold_scheme(table, num_folds, config.data.fold_seed, config.data.original_folds)[1])
-    if is_chief:
-        cv_dir = open_cv_dir(config, data_dir, weights, output_dir, cv_dir, log=_log)
-    for fold, why in skipped.items():
-        _log(f"fold {fold}/{num_folds}: skipped: {why}; the CV is over folds "
-             f"{', '.join(map(str, folds))}, which hold every clip")
-    store = None
-    fold_oofs = []
-    for fold in folds:
-        run_dir = fold_dir(cv_dir, fold)
+        _, _, is_chief = task_info()
+        table = self._plan_folds()
+        request, config = self.request, self.config
+        if is_chief:
+            self.cv_dir = open_cv_dir(config, request.data_dir, self.weights,
+                                      request.output_dir, request.run_dir, log=_log)
+        else:
+            self.cv_dir = request.run_dir
+        fold_oofs = []
+        for fold in self.folds:
+            self._train_fold(fold)
+            if is_chief:
+                fold_oofs.append(self._fold_oof(fold))
+        if not is_chief:
+            return self.cv_dir
+        info = {"config": config.name, "weights": self.weights, "cv_dir": str(self.cv_dir),
+                "data_dir": str(request.data_dir.resolve())}
+        oof = combine_folds(fold_oofs, self._store(), info)
+        write_oof(oof, self.cv_dir / OOF_FILE)
+        _, text = _report(self.cv_dir, config, self.weights, oof, len(table), self.skipped)
+        print(text, flush=True)
+        return self.cv_dir
+
+    def _plan_folds(self):
+        """Decides every fold before any is trained: a bad fold setting fails here, not
+        after hours of training, and an empty fold (see `cv_folds`) is skipped, said up
+        front. Returns train.csv's table."""
+        from tfislr.data.folds import cv_folds, fold_scheme
+        from tfislr.data.kaggle import read_train_csv
+
+        data = self.config.data
+        table = read_train_csv(self.request.data_dir)
+        self.folds, self.skipped = cv_folds(table, data.num_folds, seed=data.fold_seed,
+                                            original=data.original_folds)
+        _log(fold_scheme(table, data.num_folds, data.fold_seed, data.original_folds)[1])
+        for fold, why in self.skipped.items():
+            _log(f"fold {fold}/{data.num_folds}: skipped: {why}; the CV is over folds "
+                 f"{', '.join(map(str, self.folds))}, which hold every clip")
+        return table
+
+    def _train_fold(self, fold):
+        """Fold `fold`'s run, unless it finished before (then it is not retrained)."""
+        from tfislr.training.run import TrainingRun
+
+        num_folds = self.config.data.num_folds
+        run_dir = fold_dir(self.cv_dir, fold)
         if RunDir(run_dir).is_finished:
             _log(f"fold {fold}/{num_folds}: finished before, not retrained ({run_dir})")
-        else:
-            _log(f"fold {fold}/{num_folds}: training ({run_dir})")
-            train(config, data_dir, output_dir=output_dir, fold=fold, strategy=strategy,
-                  run_dir=run_dir, verbose=verbose, build_model=build_model)
-        if not is_chief:
-            continue
-        oof_path = fold_oof_path(cv_dir, fold)
-        if not oof_path.exists():
-            if store is None:
-                store = load_store(ensure_store(data_dir, config.data.max_len,
-                                                config.data.prepared_dir))
-            write_oof(predict_fold(run_dir, fold, store, weights,
-                                   batch_size=config.data.eval_global_batch_size), oof_path)
-        fold_oofs.append(read_oof(oof_path))
-        _log(f"fold {fold}/{num_folds}: {fold_oofs[-1].scores()['accuracy']:.4f} on "
-             f"{len(fold_oofs[-1]):,} held-out clips")
-    if not is_chief:
-        return cv_dir
+            return
+        _log(f"fold {fold}/{num_folds}: training ({run_dir})")
+        TrainingRun(self.request.for_fold(fold, run_dir), verbose=self.verbose,
+                    build_model=self.build_model).run()
 
-    if store is None:
-        store = load_store(ensure_store(data_dir, config.data.max_len, config.data.prepared_dir))
-    info = {"config": config.name, "weights": weights, "cv_dir": str(cv_dir),
-            "data_dir": str(data_dir.resolve())}
-    oof = combine_folds(fold_oofs, store, info)
-    write_oof(oof, cv_dir / OOF_FILE)
-    _, text = _report(cv_dir, config, weights, oof, len(table), skipped)
-    print(text, flush=True)
-    return cv_dir
+    def _fold_oof(self, fold):
+        """Fold `fold`'s held-out predictions, predicted once and then read from its file."""
+        oof_path = fold_oof_path(self.cv_dir, fold)
+        if not oof_path.exists():
+            write_oof(predict_fold(fold_dir(self.cv_dir, fold), fold, self._store(),
+                                   self.weights,
+                                   batch_size=self.config.data.eval_global_batch_size),
+                      oof_path)
+        oof = read_oof(oof_path)
+        _log(f"fold {fold}/{self.config.data.num_folds}: {oof.scores()['accuracy']:.4f} on "
+             f"{len(oof):,} held-out clips")
+        return oof
+
+    def _store(self):
+        """The prepared store the folds trained on (loaded once, when first needed)."""
+        if self.store is None:
+            from tfislr.data.prepare import ensure_store
+            from tfislr.data.store import load_store
+
+            data = self.config.data
+            self.store = load_store(ensure_store(self.request.data_dir, data.max_len,
+                                                 data.prepared_dir))
+        return self.store
 
 
 if __name__ == "__main__":  # `python -m tfislr.training.cross_validation`, the same as the command
