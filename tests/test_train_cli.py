@@ -117,8 +117,7 @@ def test_settings_errors_come_before_the_store_is_prepared(synthetic_data_dir, t
     ]
     for call, message in cases:
         with monkeypatch.context() as patch:
-            patch.setattr(strategy, "get_strategy", get_strategy)
-            patch.setattr(run, "get_strategy", get_strategy)
+            patch.setattr(strategy, "get_strategy", get_strategy)  # what RunRequest uses
             with pytest.raises(ValueError) as error:
                 call()
         assert message in str(error.value)
@@ -130,7 +129,6 @@ def test_settings_errors_come_before_the_store_is_prepared(synthetic_data_dir, t
                                  (["--fold", "4"], "default", "fold must be an int in [0, 4)")]:
         with monkeypatch.context() as patch:
             patch.setattr(strategy, "get_strategy", get_strategy)
-            patch.setattr(run, "get_strategy", get_strategy)
             assert train_cli.main([*argv, *extra, "--strategy", name]) == 2
         assert message in capsys.readouterr().err
         assert not prepared.exists() and not output.exists()
