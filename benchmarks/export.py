@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/export.py [--quantization fp16] [--repeats 50]
                                          [--json benchmarks/results/export.json]
 
-Builds the distilled models of configs/len25.yaml and configs/len80.yaml at their
+Builds the distilled models of the len25 and len80 configs (tfislr/configs/) at their
 real dimensions with random weights and 250 classes, exports the ensemble (each
 member with its own Preprocess, softmax average) through `export_ensemble`
 (which fails above 40 MB or on a parity/edge-input error), then times the file
