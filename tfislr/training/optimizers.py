@@ -23,8 +23,8 @@ One XLA island per update: Keras' TensorFlow optimizers update each variable wit
 small ops (weight decay, moments, bias correction, step), ~1,400 ops a step for the
 student's 95 variables. On one device, in a train step (`xla_fusion.islands()`),
 `PreReducedAdamW` computes the same arithmetic for all its variables in one XLA-compiled
-function and assigns the results (`tfislr.model.xla_fusion`; the len80 student's update
-takes 57 -> 29 ms on this 2-core CPU, `python benchmarks/optimizer_update.py`). Under several replicas, in eager calls, and with
+function and assigns the results (`tfislr.model.xla_fusion`; about twice as fast for the
+len80 student, `python benchmarks/optimizer_update.py`, benchmarks/README.md). Under several replicas, in eager calls, and with
 `TFISLR_XLA_FUSION=0` it is Keras' own update.
 """
 
