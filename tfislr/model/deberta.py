@@ -11,8 +11,8 @@ small GATHER) and one zero row, then a reshape/slice shifts row i by i so that c
 holds distance i - j. Only builtin TFLite ops, no `[T, T]`-sized gathers and no precomputed
 tables. It was chosen by measurement over a `gather` with `batch_dims`, a one-hot matmul
 and a `[T * R, B * H]` row layout (`python benchmarks/attention.py --variants`; figures in
-benchmarks/README.md). The TFLite export traces the same layers inside `tflite_layout()`, which picks
-the same dot products with a row gather whose shapes all follow from the input's: in a
+benchmarks/README.md). The TFLite export traces the same layers inside `tflite_layout()`,
+which picks the same dot products with a row gather whose shapes all follow from the input's: in a
 TFLite graph the skew's computed reshapes and slices are per-call dynamic tensors.
 """
 

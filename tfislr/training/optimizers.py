@@ -24,8 +24,8 @@ small ops (weight decay, moments, bias correction, step), ~1,400 ops a step for 
 student's 95 variables. On one device, in a train step (`xla_fusion.islands()`),
 `PreReducedAdamW` computes the same arithmetic for all its variables in one XLA-compiled
 function and assigns the results (`tfislr.model.xla_fusion`; about twice as fast for the
-len80 student, `python benchmarks/optimizer_update.py`, benchmarks/README.md). Under several replicas, in eager calls, and with
-`TFISLR_XLA_FUSION=0` it is Keras' own update.
+len80 student, `python benchmarks/optimizer_update.py`, benchmarks/README.md). Under several
+replicas, in eager calls, and with `TFISLR_XLA_FUSION=0` it is Keras' own update.
 """
 
 import functools
