@@ -7,7 +7,8 @@ kernel, so it runs once per random number: one `keras.layers.Dropout(0.05)` beco
 times slower under XLA than without it, and than under XLA with the previous emitters
 (`--xla_cpu_use_fusion_emitters=false`); in the len80 mean-teacher step the dropout masks
 took most of the step (`python benchmarks/xla_dropout.py`; figures: benchmarks/README.md).
-The flag only concerns XLA's CPU backend (GPU and TPU compilation ignore it) and changes code generation, not the computation.
+The flag only concerns XLA's CPU backend (GPU and TPU compilation ignore it) and changes
+code generation, not the computation.
 
 XLA reads `XLA_FLAGS` once, at the first compilation of the process, so this must run
 before any jit-compiled function; a value the user already gave for the flag is kept.
