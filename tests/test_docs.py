@@ -59,6 +59,8 @@ def split_command(words):
 
 def tfislr_command(words):
     """(console script name or a checkout file, its arguments) of a tfislr command; else None."""
+    if not words:
+        return None
     if words[0] in SCRIPTS:
         return words[0], words[1:]
     if words[0] in PYTHONS and len(words) > 1 and words[1] in CHECKOUT_COMMANDS:
@@ -93,7 +95,8 @@ def _parser(name, monkeypatch):
 
 
 def test_pages_have_commands():
-    assert {str(page) for page, _, _ in ALL_LINES} >= {"README.md", "docs/data.md", "docs/training.md"}
+    pages = {str(page) for page, _, _ in ALL_LINES}
+    assert pages >= {"README.md", "docs/data.md", "docs/training.md"}
     commands = [tfislr_command(split_command(words)[1]) for _, words in COMMANDS]
     assert sum(command is not None for command in commands) >= 20
 
@@ -138,6 +141,8 @@ def test_documented_command_parses(where, words, monkeypatch, capsys):
 def _script(words):
     """The repository script a command line runs (`scripts/x.sh`, `python benchmarks/x.py`)."""
     command = split_command(words)[1]
+    if not command:
+        return None
     if command[0].startswith("scripts/"):
         return command[0]
     if command[0] in PYTHONS and command[1:2] and command[1].startswith("benchmarks/"):

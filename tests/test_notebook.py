@@ -62,5 +62,6 @@ def test_notebook_executes_without_errors(exported_run, synthetic_data_dir, monk
     first = next(cell for cell in notebook.cells if cell.cell_type == "code")
     assert {(o.output_type, o.get("name")) for o in first.outputs} == {("stream", "stdout")}
     absl = re.compile(r"^[IWEF]\d{4} |absl::InitializeLog", re.MULTILINE)
-    stderr = "".join(o.text for o in outputs if o.output_type == "stream" and o.name == "stderr")
+    stderr = "".join(o.text for o in outputs
+                     if o.output_type == "stream" and o.name == "stderr")
     assert not absl.search(stderr), stderr
