@@ -21,7 +21,7 @@ time goes.
 With `--members`, each member is also exported alone and timed at its full length,
 for comparison with the original's per-model figures.
 
-Reference figures (docs/recipe.md §17 and the README's "Results measured in this repository"):
+Reference figures (docs/recipe.md §17 and benchmarks/README.md, "Export"):
 the writeup's 38 ms/clip for the original TFLite ensemble (Kaggle CPU), and the
 original PyTorch models measured on this 2-core machine, 1 thread, traced + frozen,
 fp32, full-length input: len25 8.9 ms, len80 17.2 ms, ensemble 29.2 ms.

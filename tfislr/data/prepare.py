@@ -16,9 +16,8 @@ runs `Preprocess(max_len)` over every sequence of `D/train.csv` and writes `P/ma
   source of `tfislr/preprocessing.py` and `tfislr/landmarks.py` (what the stored values
   depend on), and the size and modification time (ns) of every landmark file train.csv
   lists, or that it is missing. Reading the parquet bytes would mean ~50 GB; their stat costs
-  ~0.5-0.75 s for the full set's 94,477 files (warm cache, a busy 2-core machine; ~1.1-1.4 s
-  with reading and checking train.csv, against 0.015 s before) and notices a file replaced or
-  restored, e.g. after fixing the files `skipped.csv` lists: the store is then rebuilt.
+  about a second for the full set's 94,477 files (benchmarks/README.md) and notices a file
+  replaced or restored, e.g. after fixing the files `skipped.csv` lists: the store is then rebuilt.
   Copying the data set without keeping times (`cp` without `-p`) rebuilds it too.
   `force=True` / `--force` (`tfislr-train` / `tfislr-cv --force-prepare`, or deleting the
   store folder) rebuilds in any case; processes forcing the same store together (the workers

@@ -26,7 +26,7 @@ from tfislr.export.members import check_members_agree, member_label, resolve_mem
 from tfislr.export.runner import measure_latency
 
 # Labelled clips of a given data dir that the int8-vs-fp32 agreement runs on (both files,
-# one clip at a time: one int8 and one fp32 inference a clip; latencies in the README).
+# one clip at a time: one int8 and one fp32 inference a clip; latencies in benchmarks/README.md).
 AGREEMENT_SEQUENCES = 256
 
 
