@@ -3,6 +3,7 @@
 import datetime
 import json
 import os
+import pathlib
 
 import pytest
 
@@ -203,9 +204,34 @@ def test_a_run_started_with_another_config_is_not_resumed(tmp_path):
 
 def test_new_run_dirs_never_collide(tmp_path):
     first = RunDir.new(tmp_path, "demo")
-    first.path.mkdir(parents=True)
+    first.path.mkdir(parents=True, exist_ok=True)
     second = RunDir.new(tmp_path, "demo")
     assert second.path.parent == first.path.parent and second.path != first.path
+
+
+def _allocate(args):
+    """One process's allocation, as train and cv use it: the folder, then its creation."""
+    root, barrier = args
+    barrier.wait()  # every process allocates at the same moment
+    path = RunDir.new(root, "demo").path
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
+def test_many_processes_allocating_at_once_get_distinct_folders(tmp_path, monkeypatch):
+    """Runs started in the same second (4 folds on 4 GPUs, each its own process) each get
+    their own run folder, also when every process checks and creates at the same time."""
+    import multiprocessing
+
+    monkeypatch.setattr(run_dir_lib, "_timestamp", lambda: "20260101-000000")  # one second
+    processes = 12
+    context = multiprocessing.get_context("fork")
+    barrier = context.Manager().Barrier(processes)
+    with context.Pool(processes) as pool:
+        folders = pool.map(_allocate, [(tmp_path, barrier)] * processes)
+    assert len(set(folders)) == processes
+    assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == sorted(
+        pathlib.Path(f).name for f in folders)
 
 
 # ----------------------------------------------------------------------------- atomic writes

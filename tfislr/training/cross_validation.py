@@ -41,7 +41,7 @@ from tfislr.cli.help import HelpFormatter
 from tfislr.config import MODEL_NAMES, Config
 from tfislr.errors import INTERRUPTED, ConfigError, DataError, MissingFileError, command
 from tfislr.oof import OutOfFold, read_oof, write_oof
-from tfislr.training.run_dir import CV_FOLDER, STARTED_AT, RunDir, by_start_time, check_own_dir, iso_time
+from tfislr.training.run_dir import CV_FOLDER, STARTED_AT, RunDir, by_start_time, check_own_dir, iso_time, new_timestamped_dir
 
 PROG = "tfislr-cv"
 CV_FILE = "cv.json"
@@ -93,7 +93,7 @@ def latest_finished_cv(output_dir, config_name):
 def _open_cv_dir(config, data_dir, weights, output_dir, cv_dir):
     """The CV dir to use (created; cv.json written) after checking a resumed one matches."""
     if cv_dir is None:  # a fresh <output>/<config>/cv/<timestamp>/
-        cv_dir = RunDir.new(pathlib.Path(output_dir) / config.name, "cv").path
+        cv_dir = new_timestamped_dir(pathlib.Path(output_dir) / config.name / "cv")
     cv_dir = pathlib.Path(cv_dir)
     check_own_dir(cv_dir, CV_FILE, "a cross-validation")
     wanted = {"config": json.loads(json.dumps(config.to_dict())),

@@ -38,6 +38,7 @@ so a killed run never leaves half a file that a later step would trust.
 """
 
 import datetime
+import itertools
 import json
 import pathlib
 import re
@@ -83,13 +84,35 @@ def one_based_epochs(epochs):
 
 
 _TIMESTAMP = "%Y%m%d-%H%M%S"
-# The names `RunDir.new` gives: the start's timestamp, "_1" appended per collision.
-_TIMESTAMPED_NAME = re.compile(r"^(\d{8}-\d{6})(?:_1)*$")
+# The names `new_timestamped_dir` gives: the start's timestamp, "_<n>" appended per
+# collision (older versions appended "_1" per collision).
+_TIMESTAMPED_NAME = re.compile(r"^(\d{8}-\d{6})(?:_\d+)*$")
 STARTED_AT = "started_at"  # run.json's (and cv.json's) record of the start
 
 
 def _timestamp():
     return datetime.datetime.now().strftime(_TIMESTAMP)
+
+
+def new_timestamped_dir(parent):
+    """Creates and returns a fresh `<parent>/<timestamp>` folder (`parent` is created).
+
+    The folder is allocated atomically: `mkdir` without `exist_ok` fails when another
+    process created the name first, and the next name (`<timestamp>_2`, `_3`, ...) is
+    tried. So runs started in the same second, by any number of processes, never share
+    a folder — checking that a path does not exist and creating it later would let two
+    of them pass the check.
+    """
+    parent = pathlib.Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = _timestamp()
+    for attempt in itertools.count(1):
+        path = parent / (stamp if attempt == 1 else f"{stamp}_{attempt}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
 
 
 def iso_time(seconds=None):
@@ -310,11 +333,9 @@ class RunDir:
 
     @classmethod
     def new(cls, output_dir, config_name):
-        """A fresh `<output_dir>/<config_name>/<timestamp>/` (not created yet)."""
-        path = pathlib.Path(output_dir) / config_name / _timestamp()
-        while path.exists():  # two runs started within the same second
-            path = path.with_name(path.name + "_1")
-        return cls(path)
+        """A fresh, empty `<output_dir>/<config_name>/<timestamp>/`, created atomically
+        (`new_timestamped_dir`)."""
+        return cls(new_timestamped_dir(pathlib.Path(output_dir) / config_name))
 
     def check_resumable(self, config):
         """Whether training in this dir resumes it; ValueError when it must not be reused.
