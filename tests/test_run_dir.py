@@ -362,3 +362,35 @@ def test_workers_share_an_explicit_run_dir_in_either_order(monkeypatch, tmp_path
     assert arrive(chief_first, 1) is True  # the chief's config is there: the same run
     assert {p.name: p.read_bytes() for p in chief_first.iterdir() if p.is_file()} == written
     assert not (tmp_path / "unused").exists()  # the output root is not used
+
+
+# ----------------------------------------------------------------------------- --resume
+def test_resume_passes_over_runs_it_cannot_continue_and_takes_the_latest_that_matches(tmp_path):
+    """A run that died before its first backed-up epoch, or that another config started,
+    never blocks `--resume`: each is passed over with a note naming it."""
+    names = ["20260101-000000", "20260102-000000", "20260103-000000"]
+    good, other_config, dead = (RunDir(tmp_path / "demo" / name) for name in names)
+    _start(good)
+    other_config.write_config(load_config("demo", [f"train.epochs={EPOCHS + 1}"]))
+    other_config.write_run_info({})
+    _start(dead)  # started last
+    atomic.write_json(good.backup_dir / "training_metadata.json", {"epoch": 0})
+    run, notes = run_dir_lib.resumable_run(tmp_path, _config())
+    assert run.path == good.path
+    assert len(notes) == 2 and str(dead.path) in notes[0] and "nothing to resume" in notes[0]
+    assert str(other_config.path) in notes[1] and "another config" in notes[1]
+    # Nothing to continue: a new run starts.
+    good.mark_finished()
+    assert run_dir_lib.resumable_run(tmp_path, _config())[0] is None
+
+
+def test_a_checkpointed_run_is_resumable():
+    """A run whose backup was removed at the end of training still resumes (to its finish)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        run = RunDir(folder)
+        _start(run)
+        assert not run.has_progress
+        _train_all_epochs(run)
+        assert run.has_progress

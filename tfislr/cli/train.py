@@ -123,11 +123,15 @@ def main(argv=None):
         return run_command(config, args.data_dir, strategy, args.output, args.run_dir,
                            args.resume, verbose=args.verbose, prog=PROG)
 
-    from tfislr.training.run import latest_unfinished_run, train
+    from tfislr.training.run import train
+    from tfislr.training.run_dir import resumable_run
 
     run_dir = args.run_dir
     if args.resume:
-        run_dir = latest_unfinished_run(args.output, config.name)
+        run, notes = resumable_run(args.output, config)
+        for note in notes:
+            print(f"{PROG}: note: {note}", file=sys.stderr)
+        run_dir = run and run.path
         print(f"{PROG}: {'resuming ' + str(run_dir) if run_dir else 'no unfinished run; starting a new one'}",
               file=sys.stderr)
 

@@ -230,6 +230,12 @@ class RunDir:
         return self.checkpoint_path(epochs).is_file()
 
     @property
+    def has_progress(self):
+        """True when a resume would not start from scratch: an epoch is backed up (the
+        backup's metadata, its commit point, exists) or checkpointed."""
+        return (self.backup_dir / "training_metadata.json").is_file() or bool(self.checkpoints())
+
+    @property
     def is_finished(self):
         return self.file(FINISHED).is_file()
 
@@ -416,6 +422,30 @@ def latest_unfinished(output_dir, config_name):
     _, runs = _runs(output_dir, config_name)
     unfinished = [run for run in runs if run.is_started and not run.is_finished]
     return unfinished[-1] if unfinished else None
+
+
+def resumable_run(output_dir, config):
+    """(the run `--resume` continues, or None; notes on the runs it passed over).
+
+    The last started unfinished run of `config.name` that was started with `config` and
+    has something to resume from (`RunDir.has_progress`). A run that died before its first
+    backed-up epoch, or that was started with another config, is passed over with a note
+    (one line each, for the user), so such a run never blocks `--resume`: the command
+    starts a new run when none qualifies.
+    """
+    _, runs = _runs(output_dir, config.name)
+    notes = []
+    for run in reversed([run for run in runs if run.is_started and not run.is_finished]):
+        try:
+            run.check_resumable(config)
+        except ConfigError as error:
+            notes.append(f"passed over {error}")
+            continue
+        if run.has_progress:
+            return run, notes
+        notes.append(f"passed over {run.path}: it stopped before its first epoch was backed up "
+                     "(nothing to resume from)")
+    return None, notes
 
 
 def latest_finished(output_dir, config_name, weights="distilled"):
