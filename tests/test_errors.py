@@ -415,3 +415,82 @@ def test_an_unwritable_output_is_one_line_before_any_work(capsys, tmp_path, synt
     for option in ("--out", "--json"):
         assert blend.main([str(tmp_path / "none.parquet"), option, str(bad / "b")]) == 2
         _one_error_line(capsys, "tfislr-blend", f"{bad}: cannot write here")
+
+
+def _tflite(path, function, *specs):
+    """Writes a TFLite file of `function` (a tf.function of `specs`) to `path`."""
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.f = tf.function(function, input_signature=list(specs))
+    saved = path.with_suffix(".savedmodel")
+    tf.saved_model.save(module, str(saved), signatures={"serving_default": module.f})
+    path.write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(saved)).convert())
+    return path
+
+
+@pytest.fixture(scope="module")
+def foreign_models(tmp_path_factory):
+    """Valid .tflite files that are not tfislr exports, and one that returns NaN."""
+    import tensorflow as tf
+
+    folder = tmp_path_factory.mktemp("foreign")
+    raw = tf.TensorSpec([None, 543, 3], tf.float32, name="inputs")
+
+    def other_output(inputs):
+        return {"logits": tf.reduce_sum(inputs, [0, 1])}
+
+    def other_input(x):
+        return {"outputs": tf.reduce_sum(x, 0)}
+
+    def nan(inputs):
+        return {"outputs": tf.fill([6], float("nan")) + tf.reduce_sum(inputs) * 0.0}
+
+    return {
+        "no output 'outputs'": _tflite(folder / "logits.tflite", other_output, raw),
+        "input 'inputs' as float32 [-1, 4], not float32 [-1, 543, 3]": _tflite(
+            folder / "vector.tflite", other_input, tf.TensorSpec([None, 4], tf.float32, name="inputs")),
+        "nan": _tflite(folder / "nan.tflite", nan, raw),
+    }
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_a_tflite_that_is_not_a_tfislr_export_is_one_line(command, foreign_models, capsys,
+                                                         synthetic_data_dir):
+    """Every TFLite-reading command names what a foreign file lacks (exit 2, no traceback),
+    and reports a model that returns NaN as such instead of printing `nan` scores."""
+    clip = next(pathlib.Path(synthetic_data_dir).rglob("*.parquet"))
+    for lack, model in foreign_models.items():
+        if command == "predict":
+            code = predict.main([str(model), str(clip)])
+        else:
+            code = evaluate.main([str(model), "--data-dir", str(synthetic_data_dir), "--limit", "2"])
+        assert code == 2, lack
+        if lack == "nan":
+            err = capsys.readouterr().err
+            assert "returned non-finite probabilities (NaN or inf)" in err and "nan " not in err
+        else:
+            _one_error_line(capsys, f"tfislr-{command}", model, "not a tfislr export", lack)
+
+
+def test_predict_and_evaluate_refuse_a_sign_map_the_model_was_not_exported_with(
+        tmp_path, capsys, synthetic_data_dir, foreign_models):
+    """One rule (`tfislr.export.pair.check_signs`) for both commands: names in another order
+    than the export report's would relabel the classes."""
+    import json
+
+    from tfislr.data.kaggle import read_sign_map
+    from tfislr.export.pair import sha256_of
+
+    sign_map = read_sign_map(synthetic_data_dir)
+    signs = sorted(sign_map, key=sign_map.get)
+    model = tmp_path / "model.tflite"  # 6 classes, NaN: the rule applies before any clip
+    model.write_bytes(foreign_models["nan"].read_bytes())
+    model.with_suffix(".json").write_text(json.dumps(
+        {"signs": signs[::-1], "sha256": sha256_of(model)}))
+    clip = next(pathlib.Path(synthetic_data_dir).rglob("*.parquet"))
+    for signs_option in (synthetic_data_dir, synthetic_data_dir / "sign_to_prediction_index_map.json"):
+        assert predict.main([str(model), str(clip), "--signs", str(signs_option)]) == 2
+        _one_error_line(capsys, "tfislr-predict", "does not match the signs", f"label 0 is {signs[0]!r}")
+    assert evaluate.main([str(model), "--data-dir", str(synthetic_data_dir)]) == 2
+    _one_error_line(capsys, "tfislr-evaluate", "does not match the signs", f"label 0 is {signs[0]!r}")

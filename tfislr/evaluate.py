@@ -154,8 +154,9 @@ def evaluate_tflite(model_path, data_dir, fold=None, num_folds=None, fold_seed=N
     Files that cannot be read count as wrong and are listed under "errors": the
     competition would have failed on them, so they are not silently dropped.
     """
-    from tfislr.data.kaggle import read_sign_map, sign_names
+    from tfislr.data.kaggle import SIGN_MAP_JSON, read_sign_map, sign_names
     from tfislr.export.checks import check_size
+    from tfislr.export.pair import check_signs
     from tfislr.export.runner import TFLiteRunner, check_model_file, latency_summary
 
     model_path = pathlib.Path(model_path)
@@ -181,12 +182,7 @@ def evaluate_tflite(model_path, data_dir, fold=None, num_folds=None, fold_seed=N
         raise DataError(
             f"{model_path} outputs {runner.num_classes} classes but {data_dir} has {len(signs)} signs"
         )
-    model_signs = exported.get("signs")
-    if model_signs is not None and list(model_signs) != signs:
-        raise DataError(
-            f"{model_path} was exported with a different sign order than "
-            f"{data_dir}/sign_to_prediction_index_map.json; its labels would be scored wrongly"
-        )
+    check_signs(model_path, exported, signs, pathlib.Path(data_dir) / SIGN_MAP_JSON)
 
     labels = table["label"].to_numpy().astype(np.int64)
     start = time.perf_counter()
@@ -231,6 +227,7 @@ def _predict_all(runner, data_dir, paths, labels, progress):
             errors.append(str(error))
             continue
         probabilities, milliseconds = runner.timed(frames)
+        runner.check_finite(probabilities, path)
         times_ms.append(milliseconds)
         ranked = np.argsort(-probabilities, kind="stable")
         top1[i] = ranked[0]
