@@ -494,3 +494,35 @@ def test_predict_and_evaluate_refuse_a_sign_map_the_model_was_not_exported_with(
         _one_error_line(capsys, "tfislr-predict", "does not match the signs", f"label 0 is {signs[0]!r}")
     assert evaluate.main([str(model), "--data-dir", str(synthetic_data_dir)]) == 2
     _one_error_line(capsys, "tfislr-evaluate", "does not match the signs", f"label 0 is {signs[0]!r}")
+
+
+def test_export_refuses_weights_of_another_config_and_reads_a_relative_path_from_here(
+        capsys, tmp_path, monkeypatch):
+    """`export single --weights PATH` checks the weights against the run exported (max_len,
+    dims, classes: a len80 student behind the demo run's 25-frame preprocessing is refused),
+    and a relative PATH is read from the current directory, as every other path."""
+    from tfislr.config import load_config
+    from tfislr.export.members import check_weights_match_run
+    from tfislr.model import build_classifier
+    from tfislr.training.run_dir import RunDir
+
+    config = load_config("demo")
+    run = RunDir(tmp_path / "run")
+    run.write_config(config)
+    run.write_signs(["a", "b"])
+    run.mark_finished()
+    monkeypatch.chdir(tmp_path)
+    other = build_classifier(config.model, 2, 80)  # demo dims, len80's max_len
+    other.save(tmp_path / "len80.keras")
+    assert export_cli.main(["single", "--run", str(run.path), "--weights", "len80.keras",
+                            "--output", str(tmp_path / "m.tflite")]) == 2
+    _one_error_line(capsys, "tfislr-export", "len80.keras: trained with another config",
+                    "data.max_len 80 vs 25")
+    assert not (tmp_path / "m.tflite").exists()
+    distilled = build_classifier(config.model, 2, config.data.max_len, distilled=True)
+    check_weights_match_run(distilled, config, ["a", "b"], "d.keras", run.path)  # passes
+    with pytest.raises(errors.DataError, match="classes 2 vs 3"):
+        check_weights_match_run(distilled, config, ["a", "b", "c"], "d.keras", run.path)
+    wide = build_classifier(load_config("demo", ["model.dense_dim=32"]).model, 2, 25)
+    with pytest.raises(errors.DataError, match=r"dense/transfo dims \[32, 128\]"):
+        check_weights_match_run(wide, config, ["a", "b"], "d.keras", run.path)

@@ -141,15 +141,54 @@ def load_member(run_dir, weights="distilled", name=None):
     model_path = run.weights_path(weights)
     check_keras_file(model_path, f"weights '{weights}' of {run.path}")
     model = keras.saving.load_model(model_path, compile=False)
+    signs = run.read_signs()
+    if weights not in MODEL_NAMES:  # a run's own soups match it by construction
+        check_weights_match_run(model, config, signs, model_path, run.path)
     return EnsembleMember(
         name=name or config.name,
         model=model,
         max_len=config.data.max_len,
-        signs=run.read_signs(),
+        signs=signs,
         run_dir=str(run.path),
         weights=str(weights),
         split=run.split(),
     )
+
+
+def check_weights_match_run(model, config, signs, weights_path, run_path):
+    """Refuses weights (`model`, loaded from `weights_path`) trained with another config than
+    the run they are exported with (`config`, its `signs`): the export puts the run's
+    preprocessing (`data.max_len` frames) in front of them, which weights of another
+    max_len, dims or classes would silently get wrong.
+
+    Compared: the model's own record (`ISLRClassifier.get_config`) of max_len, classes and
+    dims (the big or the distilled model's) against the run's config.
+
+    Raises:
+        DataError: naming the file, the run and every setting that differs; or the file is
+            not a tfislr classifier (it records no max_len).
+    """
+    recorded = model.get_config() if hasattr(model, "get_config") else {}
+    if "max_len" not in recorded:
+        raise DataError(f"{weights_path}: not a tfislr classifier (it records no max_len), "
+                        f"so it cannot be checked against {run_path}")
+    dims = (recorded.get("dense_dim"), recorded.get("transfo_dim"))
+    expected = {
+        "data.max_len": (recorded["max_len"], config.data.max_len),
+        "classes": (recorded.get("num_classes"), len(signs) if signs is not None else
+                    recorded.get("num_classes")),
+        **{f"model.{key}": (recorded.get(key), getattr(config.model, key))
+           for key in ("embed_dim", "transfo_layers", "num_heads")},
+    }
+    allowed_dims = {(config.model.dense_dim, config.model.transfo_dim),
+                    (config.model.distill_dense_dim, config.model.distill_transfo_dim)}
+    differs = [f"{key} {got} vs {want}" for key, (got, want) in expected.items() if got != want]
+    if dims not in allowed_dims:
+        differs.append(f"dense/transfo dims {list(dims)} vs one of {sorted(map(list, allowed_dims))}")
+    if differs:
+        raise DataError(f"{weights_path}: trained with another config than the run {run_path} "
+                        f"it is exported with (weights vs run: {', '.join(differs)}); export "
+                        "the run the weights belong to")
 
 
 def _refuse_cv_dir(path):

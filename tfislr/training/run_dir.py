@@ -203,11 +203,11 @@ class RunDir:
         return self.models_dir / f"{name}_soup.keras"
 
     def weights_path(self, weights):
-        """The .keras file of `weights`: a model name (its soup) or a path (relative to the run)."""
+        """The .keras file of `weights`: a model name (its soup) or a path, which (as every
+        path a user gives) is relative to the current directory, not to the run."""
         if weights in MODEL_NAMES:
             return self.model_path(weights)
-        path = pathlib.Path(weights)
-        return path if path.is_absolute() else self.path / path
+        return pathlib.Path(weights)
 
     def checkpoint_path(self, epoch):
         return checkpoint_path(self.checkpoints_dir, epoch)
