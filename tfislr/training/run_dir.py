@@ -448,19 +448,35 @@ def resumable_run(output_dir, config):
     return None, notes
 
 
-def latest_finished(output_dir, config_name, weights="distilled"):
-    """The last started (`start_time`) finished run of `config_name` that holds `weights`;
-    ValueError if none.
+def is_full_fit(run):
+    """True when run.json records that `run` trained on all the data (`--full`)."""
+    return bool((run.split() or {}).get("full"))
+
+
+def latest_finished(output_dir, config_name, weights="distilled", full_fit=False):
+    """The last started (`start_time`) finished run of `config_name` that holds `weights`
+    (with `full_fit`: only runs trained on all the data, `is_full_fit`); ValueError if none.
 
     A run started later but still training (or interrupted) is skipped, so exporting
-    during training picks the last finished run.
+    during training picks the last finished run. Export looks up full fits only: a run
+    that validated on a fold is a model of part of the data, used only where named.
     """
     root, runs = _runs(output_dir, config_name)
     if not root.is_dir():
         raise MissingFileError(f"{root}: folder not found (no runs of config '{config_name}')")
-    for run in reversed(runs):
-        if run.is_finished and run.weights_path(weights).exists():
+    finished = [run for run in runs if run.is_finished and run.weights_path(weights).exists()]
+    for run in reversed(finished):
+        if not full_fit or is_full_fit(run):
             return run
+    if finished:
+        raise MissingFileError(
+            f"no finished full-fit run of config '{config_name}' under {root}: the finished "
+            f"runs ({', '.join(run.name for run in finished)}) trained without a validation "
+            f"fold's signers, and a fold run is exported only when named: `run: "
+            f"{finished[-1].path}` in the ensemble YAML (or `tfislr-export single --run "
+            f"{finished[-1].path}`); or train on all clips with `train.py --config "
+            f"{config_name} --data-dir D --full`"
+        )
     started = [run.name for run in runs if run.is_started]
     folds = sorted(root.glob(f"{CV_FOLDER}/*/fold_*/{FINISHED}"))
     if not started and folds:
