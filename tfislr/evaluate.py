@@ -151,8 +151,10 @@ def evaluate_tflite(model_path, data_dir, fold=None, num_folds=None, fold_seed=N
     `fold` picks the held-out signers by `resolve_split`: the split recorded with the
     model, unless `num_folds`/`fold_seed`/`original_folds` are given (then the folds are
     rebuilt with them).
-    Files that cannot be read count as wrong and are listed under "errors": the
-    competition would have failed on them, so they are not silently dropped.
+    Files that cannot be read are reported apart, never scored: "errors" lists their
+    messages, "num_unreadable" counts them, and the accuracies (and per-sign ones) are of
+    the `num_scored` readable clips. `main` exits non-zero when there are any, unless
+    `--allow-unreadable`: an accuracy of part of the data is not passed off as the whole.
     """
     from tfislr.data.kaggle import SIGN_MAP_JSON, read_sign_map, sign_names
     from tfislr.export.checks import check_size
@@ -188,7 +190,9 @@ def evaluate_tflite(model_path, data_dir, fold=None, num_folds=None, fold_seed=N
     start = time.perf_counter()
     top1, top5_hit, times_ms, errors = _predict_all(runner, data_dir, table["path"], labels,
                                                     progress)
+    readable = top1 >= 0
     correct = top1 == labels
+    scored = labels[readable]
     return {
         "model": str(model_path),
         "data_dir": str(data_dir),
@@ -198,12 +202,15 @@ def evaluate_tflite(model_path, data_dir, fold=None, num_folds=None, fold_seed=N
         "num_sequences": int(len(table)),  # scored: the first `limit` of `num_available`
         "num_available": int(num_available),
         "limit": limit,
-        "accuracy": float(correct.mean()),
-        "top5_accuracy": float(top5_hit.mean()),
+        "num_scored": int(readable.sum()),
+        "num_unreadable": int((~readable).sum()),
+        # Of the readable clips (NaN when none was readable).
+        "accuracy": float(correct[readable].mean()) if readable.any() else float("nan"),
+        "top5_accuracy": float(top5_hit[readable].mean()) if readable.any() else float("nan"),
         "latency": latency_summary(times_ms, num_threads=num_threads),
         "size": check_size(model_path, max_size_mb=None),
         "wall_seconds": time.perf_counter() - start,
-        "per_sign": _per_sign(labels, correct, signs),
+        "per_sign": _per_sign(scored, correct[readable], signs),
         "errors": errors,
         "sequence_ids": [int(s) for s in table["sequence_id"]],
         "labels": labels.tolist(),
@@ -275,7 +282,8 @@ def format_report(report, max_signs=15):
                   if split.get("original_map") else f"seed {split['fold_seed']}")
         lines.append(f"  {'split':<14}{split['num_folds']} folds, {scheme}: {split['source']}")
     lines += [
-        f"  {'sequences':<14}{report['num_sequences']}",
+        f"  {'sequences':<14}{report['num_sequences']}" + (
+            f" ({report['num_scored']} scored)" if report["errors"] else ""),
         f"  {'accuracy':<14}{report['accuracy']:.4f}",
         f"  {'top-5':<14}{report['top5_accuracy']:.4f}",
         f"  {'latency':<14}median {latency['median_ms']:.2f} ms, p95 {latency['p95_ms']:.2f} ms "
@@ -286,7 +294,8 @@ def format_report(report, max_signs=15):
         # The first few messages (each "<file>: <problem>"); all of them are in the JSON.
         named = report["errors"][:UNREADABLE_SHOWN]
         more = len(report["errors"]) - len(named)
-        lines.append(f"  {'unreadable':<14}{len(report['errors'])} files (counted wrong): "
+        lines.append(f"  {'unreadable':<14}{len(report['errors'])} files (not scored: the "
+                     "accuracy is of the others): "
                      + "; ".join(named) + (f"; and {more} more" if more else ""))
     ranked = sorted(report["per_sign"].items(), key=lambda item: (item[1]["accuracy"], item[0]))
     shown = ranked if max_signs is None else ranked[:max_signs]
@@ -326,6 +335,9 @@ def main(argv=None):
                         help="interpreter threads (default: 1)")
     parser.add_argument("--json", help="write the full report (all signs, predictions) here")
     parser.add_argument("--all-signs", action="store_true", help="print every sign's accuracy")
+    parser.add_argument("--allow-unreadable", action="store_true",
+                        help="exit 0 although some landmark files could not be read (they are "
+                             "left out of the accuracy either way)")
     args = parser.parse_args(argv)
     if args.json:  # before the scoring, not after it
         atomic.check_writable_file(args.json)
@@ -338,7 +350,19 @@ def main(argv=None):
     if args.json:
         atomic.write_json(args.json, report)
         print(f"  report        {args.json}")
+    unreadable = unreadable_error(report)
+    if unreadable is not None and not args.allow_unreadable:
+        raise unreadable
     return 0
+
+
+def unreadable_error(report):
+    """The `DataError` of a report with unreadable files (count and first file), or None."""
+    if not report["errors"]:
+        return None
+    return DataError(f"{report['num_unreadable']} of {report['num_sequences']} landmark files "
+                     f"could not be read (first: {report['errors'][0]}); the accuracy is of "
+                     "the others; pass --allow-unreadable to accept that")
 
 
 if __name__ == "__main__":
