@@ -217,6 +217,7 @@ def _callbacks(config, chief, files, distiller, triple, datasets, plan, clock):
         cb.EpochState(distiller, epochs, augmenter=datasets.augmenter,
                       epoch_counter=datasets.epoch_counter),
         cb.EpochTimer(),
+        cb.FirstStepNotice(log),
         cb.StopOnNonFiniteLoss(plan.steps_per_epoch),
         cb.SoupCheckpoint(triple, files.checkpoints_dir, epochs, config.train.soup_last_n),
         cb.EpochHistory(files.file(run_dir_lib.HISTORY)),
