@@ -396,3 +396,18 @@ def test_a_checkpointed_run_is_resumable():
         assert not run.has_progress
         _train_all_epochs(run)
         assert run.has_progress
+
+
+def test_cv_resume_passes_over_a_cv_started_otherwise(tmp_path):
+    """`--cv --resume` takes the latest unfinished CV started with the same settings; a
+    newer one started with another config is passed over with a note, not an error."""
+    from tfislr.training import cross_validation as cv
+
+    root = cv.cv_root(tmp_path, "demo")
+    cv._open_cv_dir(_config(), tmp_path, "distilled", tmp_path, root / "20260101-000000")
+    other = load_config("demo", [f"train.epochs={EPOCHS + 1}"])
+    cv._open_cv_dir(other, tmp_path, "distilled", tmp_path, root / "20260102-000000")
+    found, notes = cv.resumable_cv(tmp_path, _config(), tmp_path)
+    assert found == root / "20260101-000000"
+    assert notes == [f"passed over {root / '20260102-000000'}: it was started with another config"]
+    assert cv.resumable_cv(tmp_path, _config(), tmp_path, "teacher")[0] is None

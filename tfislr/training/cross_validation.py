@@ -90,20 +90,48 @@ def latest_finished_cv(output_dir, config_name):
     return finished[-1]
 
 
+def _cv_record(config, data_dir, weights):
+    """What cv.json records of a CV's settings; a resumed CV must have the same."""
+    return {"config": json.loads(json.dumps(config.to_dict())),
+            "data_dir": str(pathlib.Path(data_dir).resolve()), "weights": weights}
+
+
+def _cv_differences(cv_dir, wanted):
+    """The keys of `wanted` (`_cv_record`) that the CV in `cv_dir` recorded otherwise."""
+    saved = json.loads((pathlib.Path(cv_dir) / CV_FILE).read_text())
+    return sorted(key for key in wanted if saved.get(key) != wanted[key])
+
+
+def resumable_cv(output_dir, config, data_dir, weights="distilled"):
+    """(the CV `--resume` continues, or None; notes on the CVs it passed over): the last
+    started unfinished CV of `config.name` with the same config, data dir and weights. One
+    started otherwise is passed over with a note, never blocking `--resume` (as
+    `run_dir.resumable_run` for runs)."""
+    wanted = _cv_record(config, data_dir, weights)
+    notes = []
+    for cv_dir in reversed(_cv_dirs(cv_root(output_dir, config.name))):
+        if (cv_dir / REPORT_FILE).exists():
+            continue
+        differs = _cv_differences(cv_dir, wanted)
+        if not differs:
+            return cv_dir, notes
+        notes.append(f"passed over {cv_dir}: it was started with another "
+                     f"{' and '.join(differs)}")
+    return None, notes
+
+
 def _open_cv_dir(config, data_dir, weights, output_dir, cv_dir):
     """The CV dir to use (created; cv.json written) after checking a resumed one matches."""
     if cv_dir is None:  # a fresh <output>/<config>/cv/<timestamp>/
         cv_dir = new_timestamped_dir(pathlib.Path(output_dir) / config.name / "cv")
     cv_dir = pathlib.Path(cv_dir)
     check_own_dir(cv_dir, CV_FILE, "a cross-validation")
-    wanted = {"config": json.loads(json.dumps(config.to_dict())),
-              "data_dir": str(pathlib.Path(data_dir).resolve()), "weights": weights}
+    wanted = _cv_record(config, data_dir, weights)
     if (cv_dir / CV_FILE).exists():
         if (cv_dir / REPORT_FILE).exists():
             raise ConfigError(f"{cv_dir} holds a finished cross-validation (report.json "
                              "exists); start a new one")
-        saved = json.loads((cv_dir / CV_FILE).read_text())
-        differs = sorted(key for key in wanted if saved.get(key) != wanted[key])
+        differs = _cv_differences(cv_dir, wanted)
         if differs:
             raise ConfigError(
                 f"{cv_dir} was started with another {' and '.join(differs)}; resume it with "
@@ -360,7 +388,9 @@ def run_command(config, data_dir, strategy, output, cv_dir=None, resume=False,
                 weights="distilled", verbose="auto", prog=PROG):
     """What `tfislr-cv` and `tfislr-train --cv` run once the config and strategy are known."""
     if resume:
-        cv_dir = latest_unfinished_cv(output, config.name)
+        cv_dir, notes = resumable_cv(output, config, data_dir, weights)
+        for note in notes:
+            print(f"{prog}: note: {note}", file=sys.stderr)
         print(f"{prog}: {'resuming ' + str(cv_dir) if cv_dir else 'no unfinished CV; starting a new one'}",
               file=sys.stderr)
     try:
