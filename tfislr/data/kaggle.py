@@ -4,8 +4,9 @@
     <data_dir>/sign_to_prediction_index_map.json   {sign: label}
     <data_dir>/train_landmark_files/<pid>/<sid>.parquet
 
-A landmark file holds one clip, 543 rows a frame, in the competition's files in the order
-face (landmark_index 0..467) · left_hand (0..20) · pose (0..32) · right_hand (0..20), with columns
+A landmark file holds one clip, 543 rows a frame, in the competition's files in the
+order face (landmark_index 0..467) · left_hand (0..20) · pose (0..32) · right_hand (0..20),
+with columns
 `frame` (int), `type` (string), `landmark_index` (int), `x`, `y`, `z` (float, null or NaN
 where MediaPipe saw nothing). `read_landmark_file` turns it into float32 `[T, 543, 3]`
 with NaN kept, after checking:

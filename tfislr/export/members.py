@@ -196,7 +196,8 @@ def check_weights_match_run(model, config, signs, weights_path, run_path):
                     (config.model.distill_dense_dim, config.model.distill_transfo_dim)}
     differs = [f"{key} {got} vs {want}" for key, (got, want) in expected.items() if got != want]
     if dims not in allowed_dims:
-        differs.append(f"dense/transfo dims {list(dims)} vs one of {sorted(map(list, allowed_dims))}")
+        differs.append(f"dense/transfo dims {list(dims)} vs one of "
+                       f"{sorted(map(list, allowed_dims))}")
     if differs:
         raise DataError(f"{weights_path}: trained with another config than the run {run_path} "
                         f"it is exported with (weights vs run: {', '.join(differs)}); export "

@@ -99,6 +99,7 @@ def check_signs(model_path, report, signs, source):
         detail = f"{len(signs)} signs, the model's report {len(exported)}"
     else:
         label = next(i for i, (a, b) in enumerate(zip(exported, signs)) if a != b)
-        detail = f"label {label} is {signs[label]!r} there, {exported[label]!r} in the model's report"
+        detail = (f"label {label} is {signs[label]!r} there, {exported[label]!r} in the "
+                  "model's report")
     raise DataError(f"{source} does not match the signs {model_path} was exported with "
                     f"({detail}, {report_path(model_path)}); its labels would be named wrongly")

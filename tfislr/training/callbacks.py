@@ -140,7 +140,8 @@ class FirstStepNotice(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         if self._start is not None and self._log is not None:
-            self._log(f"train step traced and run once in {time.perf_counter() - self._start:.0f} s")
+            seconds = time.perf_counter() - self._start
+            self._log(f"train step traced and run once in {seconds:.0f} s")
             self._log = None  # once per fit
 
 

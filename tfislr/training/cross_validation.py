@@ -41,7 +41,8 @@ from tfislr.cli.help import HelpFormatter
 from tfislr.config import MODEL_NAMES, Config
 from tfislr.errors import INTERRUPTED, ConfigError, DataError, MissingFileError, command
 from tfislr.oof import OutOfFold, read_oof, write_oof
-from tfislr.training.run_dir import CV_FOLDER, STARTED_AT, RunDir, by_start_time, check_own_dir, iso_time, new_timestamped_dir
+from tfislr.training.run_dir import (CV_FOLDER, STARTED_AT, RunDir, by_start_time,
+                                     check_own_dir, iso_time, new_timestamped_dir)
 
 PROG = "tfislr-cv"
 CV_FILE = "cv.json"
