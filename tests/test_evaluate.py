@@ -228,7 +228,7 @@ def test_sign_order_mismatch_is_refused(exported, data_dir, tmp_path):
     report = json.loads(path.with_suffix(".json").read_text())
     report["signs"] = report["signs"][::-1]
     copy.with_suffix(".json").write_text(json.dumps(report))
-    with pytest.raises(ValueError, match="does not match the signs .* label 0 is"):
+    with pytest.raises(ValueError, match="does not match the signs .*label 0 is"):
         evaluate.evaluate_tflite(copy, data_dir)
 
 

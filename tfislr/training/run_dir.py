@@ -471,8 +471,8 @@ def latest_finished(output_dir, config_name, weights="distilled", full_fit=False
     if finished:
         raise MissingFileError(
             f"no finished full-fit run of config '{config_name}' under {root}: the finished "
-            f"runs ({', '.join(run.name for run in finished)}) trained without a validation "
-            f"fold's signers, and a fold run is exported only when named: `run: "
+            f"runs ({', '.join(run.name for run in finished)}) each held out a validation "
+            f"fold (not trained on all the data), and a fold run is exported only when named: `run: "
             f"{finished[-1].path}` in the ensemble YAML (or `tfislr-export single --run "
             f"{finished[-1].path}`); or train on all clips with `train.py --config "
             f"{config_name} --data-dir D --full`"
