@@ -237,6 +237,18 @@ def test_many_processes_allocating_at_once_get_distinct_folders(tmp_path, monkey
         pathlib.Path(f).name for f in folders)
 
 
+def test_cv_folders_started_in_the_same_second_are_distinct(tmp_path, monkeypatch):
+    """A new CV folder is allocated as a run folder is (`new_timestamped_dir`): two CVs
+    started in the same second each get their own folder and cv.json."""
+    from tfislr.runs import cv_dir as cv
+
+    monkeypatch.setattr(run_dir_lib, "_timestamp", lambda: "20260101-000000")  # one second
+    first = cv.open_cv_dir(_config(), tmp_path, "distilled", tmp_path, None, log=lambda _: None)
+    second = cv.open_cv_dir(_config(), tmp_path, "distilled", tmp_path, None, log=lambda _: None)
+    assert (first.name, second.name) == ("20260101-000000", "20260101-000000_2")
+    assert (first / cv.CV_FILE).is_file() and (second / cv.CV_FILE).is_file()
+
+
 # ----------------------------------------------------------------------------- atomic writes
 def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
     target = tmp_path / "sub" / "metrics.json"
@@ -383,6 +395,30 @@ def test_resume_passes_over_runs_it_cannot_continue_and_takes_the_latest_that_ma
     # Nothing to continue: a new run starts.
     good.mark_finished()
     assert run_dir_lib.resumable_run(tmp_path, _config())[0] is None
+
+
+def test_the_resume_option_passes_over_dead_runs_and_other_cvs_with_a_note(tmp_path, capsys):
+    """`--resume` of tfislr-train / tfislr-cv (`cli.run_options`) picks by `resumable_run` /
+    `resumable_cv`: a run dead before its first backed-up epoch, or a CV of other weights,
+    is named in a note on stderr and a new one starts instead of being refused."""
+    import argparse
+
+    from tfislr.cli.run_options import _resumed_folder
+    from tfislr.runs import cv_dir as cv
+
+    dead = RunDir(tmp_path / "demo" / "20260101-000000")
+    _start(dead)
+    args = argparse.Namespace(output=tmp_path, data_dir=tmp_path, weights="teacher")
+    assert _resumed_folder(args, _config(), False, "tfislr-train") is None
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"tfislr-train: note: passed over {dead.path}: it stopped before")
+    assert err[1] == "tfislr-train: no unfinished run; starting a new one"
+    started = cv.open_cv_dir(_config(), tmp_path, "distilled", tmp_path, None, log=lambda _: None)
+    assert _resumed_folder(args, _config(), True, "tfislr-cv") is None
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"tfislr-cv: note: passed over {started}: it was started with another weights")
+    args.weights = "distilled"
+    assert _resumed_folder(args, _config(), True, "tfislr-cv") == started
 
 
 def test_a_checkpointed_run_is_resumable():
