@@ -43,8 +43,9 @@ def make_data(data_dir):
 def export_run(run_dir, output_path):
     """The demo's export step: the run's distilled soup model → one checked .tflite file.
 
-    The same call as `python export.py ensemble --config demo_ensemble`, with
-    this run named explicitly; returns the export report (also written next to the file).
+    The same call as `python export.py ensemble --config demo_ensemble`, with this run
+    named explicitly: a config name looks up full-fit runs only, and the demo's run
+    validated on fold 0. Returns the export report (also written next to the file).
     """
     from tfislr.export import export_ensemble
 

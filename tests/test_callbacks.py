@@ -222,3 +222,22 @@ def test_the_wall_time_sums_every_session_of_a_resumed_run(tmp_path):
     seconds = [s["seconds"] for s in sessions]
     assert 30 <= seconds[0] < 60 and 20 <= seconds[1] < 30 and 5 <= seconds[2] < 15
     assert all(s["started_at"] < t["started_at"] for s, t in zip(sessions, sessions[1:]))
+
+
+def test_the_first_train_step_says_what_is_happening():
+    """Tracing the first step prints nothing of its own, so epoch 1 would look hung: one
+    line before it and one after it, once per fit, however many steps and epochs."""
+    events = []
+
+    class Recorder(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            events.append("step")
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.zeros((6, 3), np.float32), np.zeros((6, 2), np.float32)
+    model.fit(x, y, batch_size=2, epochs=2, verbose=0,
+              callbacks=[cb.FirstStepNotice(events.append), Recorder()])
+    assert events[0].startswith("tracing the train step")
+    assert events[1].startswith("train step traced and run once in ")  # after step 1's end
+    assert events[2:] == ["step"] * 6

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from tfislr import config as config_lib
+from tfislr.config import load_config
 from tfislr.errors import ConfigError
 
 
@@ -198,3 +199,70 @@ def test_a_bad_override_is_an_error_even_when_a_later_one_replaces_it(bad, messa
         config_lib.load_config("len80", [bad, later])
     assert str(raised.value).startswith(f"--set {bad} (on len80.yaml): {message}")
     assert config_lib.load_config("len80", ["train.epochs=5", "train.epochs=3"]).train.epochs == 3
+
+
+# ----------------------------------------------------------------------------- extremes
+_EXTREMES = {int: (-1, 0, 2**31, 2**32 - 1, 2**63), float: (-1e300, -1.0, 0.0, 1e-300, 1e300)}
+
+
+def _numeric_keys():
+    """(dotted key, int or float) of every numeric key of every section."""
+    import dataclasses
+    import typing
+
+    from tfislr.config import _SECTIONS
+
+    for section, cls in _SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        for field in dataclasses.fields(cls):
+            if hints[field.name] in _EXTREMES:
+                yield f"{section}.{field.name}", hints[field.name]
+
+
+@pytest.mark.slow  # two trainings
+@pytest.mark.ci
+def test_every_numeric_key_at_its_extremes_is_rejected_at_load_or_runs(synthetic_data_dir,
+                                                                       tmp_path):
+    """Each numeric key at each extreme is refused when the config loads (a ConfigError,
+    exit 2 in every command) or trains: the lowest accepted extremes of every key together,
+    then the highest, each run for one epoch of a small model."""
+    from tfislr.errors import ConfigError
+    from tfislr.training.run import train
+
+    accepted = {}
+    for dotted, kind in _numeric_keys():
+        for value in _EXTREMES[kind]:
+            try:
+                load_config("demo", [f"{dotted}={value}"])
+            except ConfigError:
+                continue
+            accepted.setdefault(dotted, []).append(value)
+    # The sizes and counts are bounded (their extremes all refused); what is left is runs.
+    assert not {"data.max_len", "data.global_batch_size", "model.transfo_dim",
+                "model.num_heads", "train.epochs"} & set(accepted)
+    small = ["data.max_len=12", "data.global_batch_size=8", "data.eval_global_batch_size=8",
+             "train.batch_group_size=8", "model.embed_dim=4", "model.dense_dim=8",
+             "model.transfo_dim=8", "model.distill_dense_dim=8", "model.distill_transfo_dim=8",
+             "model.num_heads=2", "model.transfo_layers=1", "train.epochs=1",
+             "train.soup_last_n=1", f"data.prepared_dir={tmp_path / 'prepared'}"]
+    for pick in (min, max):
+        extremes = [f"{key}={pick(values)}" for key, values in accepted.items()]
+        config = load_config("demo", extremes + [s for s in small
+                                                 if s.split("=")[0] not in accepted])
+        run = train(config, synthetic_data_dir, output_dir=tmp_path / pick.__name__, verbose=0)
+        assert (run / "finished.json").is_file(), extremes
+
+
+def test_a_length_the_attention_cannot_hold_is_refused_before_any_work(capsys, tmp_path,
+                                                                       synthetic_data_dir):
+    """The reported repro: data.max_len=100000 built a store and a run folder, then died of
+    an int32 overflow in the attention (exit 1). Now: one line, exit 2, nothing written."""
+    from tfislr.cli import train as train_cli
+
+    code = train_cli.main(["--config", "demo", "--data-dir", str(synthetic_data_dir),
+                           "--output", str(tmp_path / "runs"), "--set", "data.max_len=100000",
+                           "--set", f"data.prepared_dir={tmp_path / 'prepared'}"])
+    assert code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "the attention scores" in lines[0] and "100000" in lines[0]
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "prepared").exists()

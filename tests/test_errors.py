@@ -421,3 +421,114 @@ def test_an_unwritable_output_is_one_line_before_any_work(capsys, tmp_path, synt
     for option in ("--out", "--json"):
         assert blend_cli.main([str(tmp_path / "none.parquet"), option, str(bad / "b")]) == 2
         _one_error_line(capsys, "tfislr-blend", f"{bad}: cannot write here")
+
+
+def _tflite(path, function, *specs):
+    """Writes a TFLite file of `function` (a tf.function of `specs`) to `path`."""
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.f = tf.function(function, input_signature=list(specs))
+    saved = path.with_suffix(".savedmodel")
+    tf.saved_model.save(module, str(saved), signatures={"serving_default": module.f})
+    path.write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(saved)).convert())
+    return path
+
+
+@pytest.fixture(scope="module")
+def foreign_models(tmp_path_factory):
+    """Valid .tflite files that are not tfislr exports, and one that returns NaN."""
+    import tensorflow as tf
+
+    folder = tmp_path_factory.mktemp("foreign")
+    raw = tf.TensorSpec([None, 543, 3], tf.float32, name="inputs")
+
+    def other_output(inputs):
+        return {"logits": tf.reduce_sum(inputs, [0, 1])}
+
+    def other_input(x):
+        return {"outputs": tf.reduce_sum(x, 0)}
+
+    def nan(inputs):
+        return {"outputs": tf.fill([6], float("nan")) + tf.reduce_sum(inputs) * 0.0}
+
+    return {
+        "no output 'outputs'": _tflite(folder / "logits.tflite", other_output, raw),
+        "input 'inputs' as float32 [-1, 4], not float32 [-1, 543, 3]": _tflite(
+            folder / "vector.tflite", other_input, tf.TensorSpec([None, 4], tf.float32, name="inputs")),
+        "nan": _tflite(folder / "nan.tflite", nan, raw),
+    }
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_a_tflite_that_is_not_a_tfislr_export_is_one_line(command, foreign_models, capsys,
+                                                         synthetic_data_dir):
+    """Every TFLite-reading command names what a foreign file lacks (exit 2, no traceback),
+    and reports a model that returns NaN as such instead of printing `nan` scores."""
+    clip = next(pathlib.Path(synthetic_data_dir).rglob("*.parquet"))
+    for lack, model in foreign_models.items():
+        if command == "predict":
+            code = predict_cli.main([str(model), str(clip)])
+        else:
+            code = evaluate_cli.main([str(model), "--data-dir", str(synthetic_data_dir), "--limit", "2"])
+        assert code == 2, lack
+        if lack == "nan":
+            err = capsys.readouterr().err
+            assert "returned non-finite probabilities (NaN or inf)" in err and "nan " not in err
+        else:
+            _one_error_line(capsys, f"tfislr-{command}", model, "not a tfislr export", lack)
+
+
+def test_predict_and_evaluate_refuse_a_sign_map_the_model_was_not_exported_with(
+        tmp_path, capsys, synthetic_data_dir, foreign_models):
+    """One rule (`tfislr.export.pair.check_signs`) for both commands: names in another order
+    than the export report's would relabel the classes."""
+    import json
+
+    from tfislr.data.kaggle import read_sign_map
+    from tfislr.export.pair import sha256_of
+
+    sign_map = read_sign_map(synthetic_data_dir)
+    signs = sorted(sign_map, key=sign_map.get)
+    model = tmp_path / "model.tflite"  # 6 classes, NaN: the rule applies before any clip
+    model.write_bytes(foreign_models["nan"].read_bytes())
+    model.with_suffix(".json").write_text(json.dumps(
+        {"signs": signs[::-1], "sha256": sha256_of(model)}))
+    clip = next(pathlib.Path(synthetic_data_dir).rglob("*.parquet"))
+    for signs_option in (synthetic_data_dir, synthetic_data_dir / "sign_to_prediction_index_map.json"):
+        assert predict_cli.main([str(model), str(clip), "--signs", str(signs_option)]) == 2
+        _one_error_line(capsys, "tfislr-predict", "does not match the signs", f"label 0 is {signs[0]!r}")
+    assert evaluate_cli.main([str(model), "--data-dir", str(synthetic_data_dir)]) == 2
+    _one_error_line(capsys, "tfislr-evaluate", "does not match the signs", f"label 0 is {signs[0]!r}")
+
+
+def test_export_refuses_weights_of_another_config_and_reads_a_relative_path_from_here(
+        capsys, tmp_path, monkeypatch):
+    """`export single --weights PATH` checks the weights against the run exported (max_len,
+    dims, classes: a len80 student behind the demo run's 25-frame preprocessing is refused),
+    and a relative PATH is read from the current directory, as every other path."""
+    from tfislr.config import load_config
+    from tfislr.runs.members import check_weights_match_run
+    from tfislr.model import build_classifier
+    from tfislr.runs.run_dir import RunDir
+
+    config = load_config("demo")
+    run = RunDir(tmp_path / "run")
+    run.write_config(config)
+    run.write_signs(["a", "b"])
+    run.mark_finished()
+    monkeypatch.chdir(tmp_path)
+    other = build_classifier(config.model, 2, 80)  # demo dims, len80's max_len
+    other.save(tmp_path / "len80.keras")
+    assert export_cli.main(["single", "--run", str(run.path), "--weights", "len80.keras",
+                            "--output", str(tmp_path / "m.tflite")]) == 2
+    _one_error_line(capsys, "tfislr-export", "len80.keras: trained with another config",
+                    "data.max_len 80 vs 25")
+    assert not (tmp_path / "m.tflite").exists()
+    distilled = build_classifier(config.model, 2, config.data.max_len, distilled=True)
+    check_weights_match_run(distilled, config, ["a", "b"], "d.keras", run.path)  # passes
+    with pytest.raises(errors.DataError, match="classes 2 vs 3"):
+        check_weights_match_run(distilled, config, ["a", "b", "c"], "d.keras", run.path)
+    wide = build_classifier(load_config("demo", ["model.dense_dim=32"]).model, 2, 25)
+    with pytest.raises(errors.DataError, match=r"dense/transfo dims \[32, 128\]"):
+        check_weights_match_run(wide, config, ["a", "b"], "d.keras", run.path)

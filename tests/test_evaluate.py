@@ -229,11 +229,12 @@ def test_sign_order_mismatch_is_refused(exported, data_dir, tmp_path):
     report = json.loads(path.with_suffix(".json").read_text())
     report["signs"] = report["signs"][::-1]
     copy.with_suffix(".json").write_text(json.dumps(report))
-    with pytest.raises(ValueError, match="different sign order"):
+    with pytest.raises(ValueError, match="does not match the signs .*label 0 is"):
         evaluate.evaluate_tflite(copy, data_dir)
 
 
-def test_unreadable_file_counts_as_wrong(exported, data_dir, tmp_path):
+def test_unreadable_files_are_reported_apart_and_fail_unless_allowed(exported, data_dir,
+                                                                    tmp_path, capsys):
     import shutil
 
     from tfislr.data.kaggle import read_train_csv
@@ -245,19 +246,32 @@ def test_unreadable_file_counts_as_wrong(exported, data_dir, tmp_path):
     landmark_path(broken, first).write_bytes(b"not a parquet file")
     report = evaluate.evaluate_tflite(path, broken, limit=3)
     assert len(report["errors"]) == 1 and report["predictions"][0] == -1
-    assert f"unreadable    1 files (counted wrong): {landmark_path(broken, first)}: " \
-        in evaluate.format_report(report)
+    assert (report["num_scored"], report["num_unreadable"]) == (2, 1)
+    readable = evaluate.evaluate_tflite(path, data_dir, limit=3)
+    # The accuracy is of the two readable clips, not of three with one counted wrong.
+    correct = np.array(readable["predictions"][1:]) == np.array(readable["labels"][1:])
+    assert report["accuracy"] == correct.mean()
+    assert sum(row["n"] for row in report["per_sign"].values()) == 2
+    assert (f"unreadable    1 files (not scored: the accuracy is of the others): "
+            f"{landmark_path(broken, first)}: ") in evaluate.format_report(report)
+    args = [str(path), "--data-dir", str(broken), "--limit", "3"]
+    assert evaluate_cli.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"tfislr-evaluate: error: 1 of 3 landmark files could not be "
+                              f"read (first: {landmark_path(broken, first)}: ")
+    assert evaluate_cli.main(args + ["--allow-unreadable"]) == 0
 
 
 def test_the_summary_names_the_first_unreadable_files():
     report = {"model": "m.tflite", "data_dir": "d", "fold": None, "num_sequences": 5,
+              "num_scored": 0,
               "accuracy": 0.0, "top5_accuracy": 0.0, "per_sign": {},
               "latency": {"median_ms": 1.0, "p95_ms": 1.0, "num_threads": 1},
               "size": {"mb": 1.0, "mib": 1.0},
               "errors": [f"f{i}.parquet: not a parquet file" for i in range(5)]}
     shown = evaluate.UNREADABLE_SHOWN
     line = next(x for x in evaluate.format_report(report).splitlines() if "unreadable" in x)
-    assert line.endswith("5 files (counted wrong): "
+    assert line.endswith("5 files (not scored: the accuracy is of the others): "
                          + "; ".join(report["errors"][:shown]) + f"; and {5 - shown} more")
     report["errors"] = report["errors"][:1]
     assert evaluate.format_report(report).count("f0.parquet: not a parquet file") == 1

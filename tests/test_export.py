@@ -477,7 +477,8 @@ def test_without_an_int8_accuracy_the_report_says_why(exported, monkeypatch):
     for data_signs, why in whys.items():
         result = agreement(None if data_signs is None else list(data_signs))
         assert result["accuracy"] is None and result["no_accuracy"] == why
-        line = ensemble_lib.format_report({**report, "agreement": result}).splitlines()[-2]
+        line = next(line for line in ensemble_lib.format_report(
+            {**report, "agreement": result}).splitlines() if line.startswith("  vs fp32"))
         assert line.endswith(f"over {result['num_sequences']} clips; accuracy: {why}"), line
 
 
@@ -519,13 +520,20 @@ def test_members_must_agree_on_classes():
         ])
 
 
-def write_run(run_dir, model, max_len, signs=SIGNS, name="tiny"):
+FULL_FIT = {"full": True, "fold": None, "num_folds": None, "fold_seed": None,
+            "original_folds": None, "val_participants": []}
+FOLD_0 = {"full": False, "fold": 0, "num_folds": 4, "fold_seed": 42, "original_folds": True,
+          "val_participants": [3, 5]}
+
+
+def write_run(run_dir, model, max_len, signs=SIGNS, name="tiny", split=FULL_FIT):
     """A run dir as training writes it (only the files export reads)."""
     from tfislr.config import config_from_dict
 
     (run_dir / "models").mkdir(parents=True)
     config = config_from_dict({"name": name, "data": {"max_len": max_len}, "model": TINY})
     config.to_json(run_dir / "config.json")
+    RunDir(run_dir).write_run_info(split)
     (run_dir / "signs.json").write_text(json.dumps(signs))
     model.save(run_dir / "models" / "distilled_soup.keras")
     RunDir(run_dir).mark_finished()
@@ -574,6 +582,7 @@ def test_latest_run_skips_unfinished_runs(tmp_path):
     for name in ("20260101-000000", "20251201-000000"):
         (runs / "tiny" / name / "models").mkdir(parents=True)
         (runs / "tiny" / name / "models" / "distilled_soup.keras").write_bytes(b"")
+        (runs / "tiny" / name / "run.json").write_text(json.dumps(FULL_FIT))  # start: its name
         RunDir(runs / "tiny" / name).mark_finished()
     (runs / "tiny" / "20260301-000000").mkdir()  # still training
     assert latest_run("tiny", runs).name == "20260101-000000"
@@ -619,6 +628,38 @@ def test_cli_ensemble_yaml_and_single_run(tmp_path, monkeypatch):
     single = json.loads((latest / "model.json").read_text())
     assert (latest / "model.tflite").exists() and single["members"][0]["run_dir"] == str(latest)
     assert export_cli.main(["single", "--run", str(tmp_path / "nope")]) == 2  # tfislr.errors
+
+
+def test_a_config_name_exports_full_fits_only_and_says_which_runs(tmp_path, exported):
+    """A fold run (newer than the full fit, or the only run) never becomes the export of a
+    config name unnoticed: the lookup takes full fits, a fold run is used when named, and
+    the report and the summary's last line say which runs on which data."""
+    from tfislr.export.members import resolve_member, training_data
+
+    runs = tmp_path / "runs"
+    fold = write_run(runs / "tiny" / "20260102-000000", small_model(NUM_CLASSES, 8), 8,
+                     split=FOLD_0)
+    with pytest.raises(ValueError, match="no finished full-fit run .* fold run is exported "
+                                         "only when named: `run: " + str(fold)):
+        latest_run("tiny", runs)
+    full = write_run(runs / "tiny" / "20260101-000000", small_model(NUM_CLASSES, 8), 8)
+    assert latest_run("tiny", runs) == full
+    newer = write_run(runs / "tiny" / "20260103-000000", small_model(NUM_CLASSES, 8), 8,
+                      split=FOLD_0)
+    assert latest_run("tiny", runs) == full  # the fold run started last is passed over
+    assert resolve_member("tiny", runs_dir=runs).run_dir == str(full)
+    assert resolve_member(str(newer)).run_dir == str(newer)  # a run dir given: used
+    assert resolve_member({"run": str(fold)}).run_dir == str(fold)  # named: used
+    assert training_data(FULL_FIT) == "all the data (full fit)"
+    assert training_data(FOLD_0) == "all but fold 0 of 4 (2 signers held out)"
+    _, _, report = exported
+    members = [{**report["members"][0], "run_dir": str(run), "split": split, "weights": "distilled",
+                "trained_on": training_data(split)} for run, split in ((full, FULL_FIT),
+                                                                     (fold, FOLD_0))]
+    last = ensemble_lib.format_report({**report, "members": members}).splitlines()[-1]
+    assert last == (f"  runs     {members[0]['name']} ({full}, distilled) trained on all the data "
+                    f"(full fit); {members[0]['name']} ({fold}, distilled) trained on all but "
+                    "fold 0 of 4 (2 signers held out)")
 
 
 def test_single_run_errors_name_the_option(tmp_path, capsys):

@@ -53,6 +53,49 @@ def test_matches_the_plain_pandas_reshape(valid):
     np.testing.assert_array_equal(kaggle.read_landmark_file(path), reference.astype(np.float32))
 
 
+def _pose_first(t):
+    """Each frame as some MediaPipe tools write it: pose, face, left hand, right hand."""
+    parts = [(489, 522), (0, 468), (468, 489), (522, 543)]
+    order = np.concatenate([np.arange(f * 543 + a, f * 543 + b)
+                            for f in range(t.num_rows // 543) for a, b in parts])
+    return t.take(pa.array(order))
+
+
+def _shuffled(t):
+    return t.take(pa.array(np.random.default_rng(3).permutation(t.num_rows)))
+
+
+def _frames_reversed(t):
+    order = np.concatenate([np.arange(f * 543, (f + 1) * 543)
+                            for f in reversed(range(t.num_rows // 543))])
+    return t.take(pa.array(order))
+
+
+@pytest.mark.parametrize("reorder", [_pose_first, _shuffled, _frames_reversed])
+@pytest.mark.parametrize("batch_rows", [None, 100])
+def test_rows_are_read_by_what_they_name_in_any_order(tmp_path, valid, reorder, batch_rows,
+                                                      monkeypatch):
+    """Another extractor's row order (or none) reads as the competition's: each row is put
+    where its frame, type and landmark_index say; so too across reading batches."""
+    if batch_rows is not None:
+        monkeypatch.setattr(kaggle, "READ_BATCH_ROWS", batch_rows)
+    path, frames = valid
+    other = _write(tmp_path / "other.parquet", reorder(pq.read_table(path)))
+    out, ids = kaggle.read_landmark_file(other, return_frame_ids=True)
+    np.testing.assert_array_equal(out, frames.astype(np.float32))
+    np.testing.assert_array_equal(ids, [17, 18, 19])
+
+
+def test_a_landmark_named_twice_in_different_batches_is_refused(tmp_path, valid, monkeypatch):
+    monkeypatch.setattr(kaggle, "READ_BATCH_ROWS", 543)
+    path, _ = valid
+    table = pq.read_table(path)
+    bad = _write(tmp_path / "bad.parquet", pa.concat_tables([table, table.slice(600, 1)]))
+    with pytest.raises(LandmarkFileError, match=r"row 1629: frame 18, face landmark_index 57 "
+                                                "is named twice"):
+        kaggle.read_landmark_file(bad)
+
+
 def test_empty_file_with_the_right_schema_gives_zero_frames(tmp_path):
     path = _write(tmp_path / "empty.parquet", synthetic.frames_to_table(np.zeros((0, 543, 3))))
     out = kaggle.read_landmark_file(path)
@@ -147,22 +190,9 @@ def _bad_tables():
 
         return apply
 
-    def swap_blocks(t):  # pose and right hand in the wrong order in frame 1
-        order = np.arange(t.num_rows)
-        start = 543
-        pose = order[start + 489 : start + 522].copy()
-        right = order[start + 522 : start + 543].copy()
-        order[start + 489 : start + 510] = right
-        order[start + 510 : start + 543] = pose
-        return t.take(pa.array(order))
-
     def duplicate_frame(t):
         block = t.slice(543, 543)
         return pa.concat_tables([t.slice(0, 1086), block])
-
-    def reorder_frames(t):
-        order = np.concatenate([np.arange(543, 1086), np.arange(0, 543), np.arange(1086, 1629)])
-        return t.take(pa.array(order))
 
     def split_frame(t):  # frame ids change inside a block: frame 18 loses a row to frame 19
         return edit("frame", lambda v: v.__setitem__(1085, 19))(t)
@@ -194,14 +224,16 @@ def _bad_tables():
         ("binary type", retype("type", pa.binary()), "column 'type' has type binary, expected a string"),
         ("int type", lambda t: _replace(t, "type", pa.array(np.zeros(t.num_rows, np.int16))),
          "column 'type' has type int16, expected a string"),
-        ("row missing", lambda t: t.slice(0, t.num_rows - 1), "1628 rows is not a multiple of 543"),
-        ("wrong order", swap_blocks, "frame 18, row 489: type 'right_hand', expected 'pose'"),
-        ("unknown type", edit("type", lambda v: v.__setitem__(5, "hand")), "frame 17, row 5: type 'hand', expected 'face'"),
+        ("row missing", lambda t: t.slice(0, t.num_rows - 1),
+         "frame 19 has no row for right_hand landmark_index 20 (1 landmark(s) missing"),
+        ("unknown type", edit("type", lambda v: v.__setitem__(5, "hand")),
+         "row 5: unknown type 'hand' (expected one of face, left_hand, pose, right_hand)"),
         ("bad landmark index", edit("landmark_index", lambda v: v.__setitem__(543 + 470, 99)),
-         "frame 18, row 470 (left_hand): landmark_index 99, expected 2"),
-        ("duplicate frame", duplicate_frame, "duplicate frame: frame id 18 occurs 2 times"),
-        ("frames out of order", reorder_frames, "frame ids must increase: frame 17 follows frame 18"),
-        ("incomplete frame", split_frame, "frame 18 has 542 rows"),
+         "row 1013: landmark_index 99 is not one of left_hand's (0..20)"),
+        ("duplicate frame", duplicate_frame,
+         "row 1086: frame 18, face landmark_index 0 is named twice (duplicate rows)"),
+        ("incomplete frame", split_frame,
+         "row 1628: frame 19, right_hand landmark_index 20 is named twice"),
         ("null frame", null_in("frame"), "column 'frame' has null values"),
         ("null landmark_index", null_in("landmark_index"), "column 'landmark_index' has null values"),
     ]

@@ -3,6 +3,7 @@
 import datetime
 import json
 import os
+import pathlib
 
 import pytest
 
@@ -64,7 +65,9 @@ def test_every_intermediate_state_has_one_answer(tmp_path, done):
     # --resume's lookup and export's lookup see the same state.
     assert latest_unfinished_run(tmp_path, "demo") == (None if finished else run.path)
     if finished:
-        assert latest_run("demo", tmp_path) == run.path
+        with pytest.raises(ValueError, match="no finished full-fit run"):  # a fold-0 run
+            latest_run("demo", tmp_path)
+        assert run_dir_lib.latest_finished(tmp_path, "demo").path == run.path
         with pytest.raises(ValueError, match="finished run"):
             run.check_resumable(_config())
     else:
@@ -129,7 +132,6 @@ def test_latest_is_the_run_started_last_whatever_its_name(tmp_path, finished, na
     assert run_dir_lib.start_time(older.path) < run_dir_lib.start_time(newer.path)
     if finished:
         assert run_dir_lib.latest_finished(tmp_path, "demo").path == newer.path
-        assert latest_run("demo", tmp_path) == newer.path
     else:
         assert latest_unfinished_run(tmp_path, "demo") == newer.path
         # A resume rewrites run.json and keeps the start it recorded.
@@ -185,7 +187,8 @@ def test_readers_give_back_what_the_writers_wrote(tmp_path):
     assert run.split() == {"full": False, "fold": 0, "num_folds": 4, "fold_seed": 42,
                            "original_folds": True, "val_participants": [7, 9]}
     assert run.weights_path("teacher") == run.path / "models" / "teacher_soup.keras"
-    assert run.weights_path("extra/my.keras") == run.path / "extra" / "my.keras"
+    # A path is the user's, read from the current directory as every path (not the run's).
+    assert run.weights_path("extra/my.keras") == pathlib.Path("extra/my.keras")
     assert run.weights_path(str(tmp_path / "x.keras")) == tmp_path / "x.keras"
     with pytest.raises(ValueError, match="model name"):
         run.model_path("teecher")
@@ -204,9 +207,46 @@ def test_a_run_started_with_another_config_is_not_resumed(tmp_path):
 
 def test_new_run_dirs_never_collide(tmp_path):
     first = RunDir.new(tmp_path, "demo")
-    first.path.mkdir(parents=True)
+    first.path.mkdir(parents=True, exist_ok=True)
     second = RunDir.new(tmp_path, "demo")
     assert second.path.parent == first.path.parent and second.path != first.path
+
+
+def _allocate(args):
+    """One process's allocation, as train and cv use it: the folder, then its creation."""
+    root, barrier = args
+    barrier.wait()  # every process allocates at the same moment
+    path = RunDir.new(root, "demo").path
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
+def test_many_processes_allocating_at_once_get_distinct_folders(tmp_path, monkeypatch):
+    """Runs started in the same second (4 folds on 4 GPUs, each its own process) each get
+    their own run folder, also when every process checks and creates at the same time."""
+    import multiprocessing
+
+    monkeypatch.setattr(run_dir_lib, "_timestamp", lambda: "20260101-000000")  # one second
+    processes = 12
+    context = multiprocessing.get_context("fork")
+    barrier = context.Manager().Barrier(processes)
+    with context.Pool(processes) as pool:
+        folders = pool.map(_allocate, [(tmp_path, barrier)] * processes)
+    assert len(set(folders)) == processes
+    assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == sorted(
+        pathlib.Path(f).name for f in folders)
+
+
+def test_cv_folders_started_in_the_same_second_are_distinct(tmp_path, monkeypatch):
+    """A new CV folder is allocated as a run folder is (`new_timestamped_dir`): two CVs
+    started in the same second each get their own folder and cv.json."""
+    from tfislr.runs import cv_dir as cv
+
+    monkeypatch.setattr(run_dir_lib, "_timestamp", lambda: "20260101-000000")  # one second
+    first = cv.open_cv_dir(_config(), tmp_path, "distilled", tmp_path, None, log=lambda _: None)
+    second = cv.open_cv_dir(_config(), tmp_path, "distilled", tmp_path, None, log=lambda _: None)
+    assert (first.name, second.name) == ("20260101-000000", "20260101-000000_2")
+    assert (first / cv.CV_FILE).is_file() and (second / cv.CV_FILE).is_file()
 
 
 # ----------------------------------------------------------------------------- atomic writes
@@ -335,3 +375,74 @@ def test_workers_share_an_explicit_run_dir_in_either_order(monkeypatch, tmp_path
     assert arrive(chief_first, 1) is True  # the chief's config is there: the same run
     assert {p.name: p.read_bytes() for p in chief_first.iterdir() if p.is_file()} == written
     assert not (tmp_path / "unused").exists()  # the output root is not used
+
+
+# ----------------------------------------------------------------------------- --resume
+def test_resume_passes_over_runs_it_cannot_continue_and_takes_the_latest_that_matches(tmp_path):
+    """A run that died before its first backed-up epoch, or that another config started,
+    never blocks `--resume`: each is passed over with a note naming it."""
+    names = ["20260101-000000", "20260102-000000", "20260103-000000"]
+    good, other_config, dead = (RunDir(tmp_path / "demo" / name) for name in names)
+    _start(good)
+    other_config.write_config(load_config("demo", [f"train.epochs={EPOCHS + 1}"]))
+    other_config.write_run_info({})
+    _start(dead)  # started last
+    atomic.write_json(good.backup_dir / "training_metadata.json", {"epoch": 0})
+    run, notes = run_dir_lib.resumable_run(tmp_path, _config())
+    assert run.path == good.path
+    assert len(notes) == 2 and str(dead.path) in notes[0] and "nothing to resume" in notes[0]
+    assert str(other_config.path) in notes[1] and "another config" in notes[1]
+    # Nothing to continue: a new run starts.
+    good.mark_finished()
+    assert run_dir_lib.resumable_run(tmp_path, _config())[0] is None
+
+
+def test_the_resume_option_passes_over_dead_runs_and_other_cvs_with_a_note(tmp_path, capsys):
+    """`--resume` of tfislr-train / tfislr-cv (`cli.run_options`) picks by `resumable_run` /
+    `resumable_cv`: a run dead before its first backed-up epoch, or a CV of other weights,
+    is named in a note on stderr and a new one starts instead of being refused."""
+    import argparse
+
+    from tfislr.cli.run_options import _resumed_folder
+    from tfislr.runs import cv_dir as cv
+
+    dead = RunDir(tmp_path / "demo" / "20260101-000000")
+    _start(dead)
+    args = argparse.Namespace(output=tmp_path, data_dir=tmp_path, weights="teacher")
+    assert _resumed_folder(args, _config(), False, "tfislr-train") is None
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"tfislr-train: note: passed over {dead.path}: it stopped before")
+    assert err[1] == "tfislr-train: no unfinished run; starting a new one"
+    started = cv.open_cv_dir(_config(), tmp_path, "distilled", tmp_path, None, log=lambda _: None)
+    assert _resumed_folder(args, _config(), True, "tfislr-cv") is None
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"tfislr-cv: note: passed over {started}: it was started with another weights")
+    args.weights = "distilled"
+    assert _resumed_folder(args, _config(), True, "tfislr-cv") == started
+
+
+def test_a_checkpointed_run_is_resumable():
+    """A run whose backup was removed at the end of training still resumes (to its finish)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        run = RunDir(folder)
+        _start(run)
+        assert not run.has_progress
+        _train_all_epochs(run)
+        assert run.has_progress
+
+
+def test_cv_resume_passes_over_a_cv_started_otherwise(tmp_path):
+    """`--cv --resume` takes the latest unfinished CV started with the same settings; a
+    newer one started with another config is passed over with a note, not an error."""
+    from tfislr.runs import cv_dir as cv
+
+    root = cv.cv_root(tmp_path, "demo")
+    cv.open_cv_dir(_config(), tmp_path, "distilled", tmp_path, root / "20260101-000000")
+    other = load_config("demo", [f"train.epochs={EPOCHS + 1}"])
+    cv.open_cv_dir(other, tmp_path, "distilled", tmp_path, root / "20260102-000000")
+    found, notes = cv.resumable_cv(tmp_path, _config(), tmp_path)
+    assert found == root / "20260101-000000"
+    assert notes == [f"passed over {root / '20260102-000000'}: it was started with another config"]
+    assert cv.resumable_cv(tmp_path, _config(), tmp_path, "teacher")[0] is None

@@ -15,6 +15,7 @@ import pytest
 from tfislr.cli import cv as cv_cli
 from tfislr.config import config_from_dict, load_config
 from tfislr.training.callbacks import NonFiniteLossError, StopOnNonFiniteLoss
+from tfislr.runs import run_dir as run_dir_lib
 from tfislr.runs.run_dir import RunDir
 from subprocess_runs import backed_up_epoch, env, run_until_killed
 
@@ -377,7 +378,8 @@ def test_a_crash_after_the_soup_models_is_finished_by_resume(synthetic_data_dir,
     assert metrics["sessions"] == 2
     finished = json.loads((run_dir / "finished.json").read_text())
     assert (finished["wall_seconds"], finished["sessions"]) == (metrics["wall_seconds"], 2)
-    assert latest_run("demo", tmp_path / "runs") == run_dir
+    # A fold-0 run: finished, but export takes it only when named (full fits by name).
+    assert run_dir_lib.latest_finished(tmp_path / "runs", "demo").path == run_dir
     assert run_lib.latest_unfinished_run(tmp_path / "runs", "demo") is None
 
 

@@ -13,6 +13,7 @@ import math
 import pathlib
 import typing
 
+import numpy as np
 import yaml
 
 from tfislr import atomic
@@ -325,17 +326,45 @@ _RANGES = {
     "train.ema_decay": _PROBABILITY,
     "train.consistency_weight": (0.0, None, False, False),
     "train.rampup_prop": _PROBABILITY,
+    "train.mix_end_fraction": (0.0, 1.0, True, False),
     "train.soup_last_n": (1, None, False, False),
 }
 
 
+# TF indexes tensors, and TFLite stores shapes, with int32: no count or size may pass this.
+INT32_MAX = 2**31 - 1
+# Seeds feed numpy's generators (and keras.utils.set_random_seed), which take [0, 2**32).
+_SEEDS = {"data.fold_seed", "train.seed"}
+
+
+# Every float key becomes a float32 in a tensor: a larger magnitude is ±inf there.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)  # smaller magnitudes lose their precision
+
+
+def _int_bounds(dotted):
+    """(low, high) every integer key has beyond `_RANGES`: seeds numpy's, the rest int32's."""
+    return (0, 2**32 - 1) if dotted in _SEEDS else (None, INT32_MAX)
+
+
 def _check_keys(name, section, keys=None):
-    """Checks the range (`_RANGES`) of `keys` (default: all) of one section, and the
-    precision's name: the checks of single values, without the rules between keys."""
+    """Checks the range (`_RANGES`; for every integer key also `_int_bounds`) of `keys`
+    (default: all) of one section, and the precision's name: the checks of single values,
+    without the rules between keys."""
     for dotted, (low, high, low_open, high_open) in _RANGES.items():
         prefix, key = dotted.split(".")
         if prefix == name and (keys is None or key in keys):
             check_range(dotted, getattr(section, key), low, high, low_open, high_open)
+    for field in dataclasses.fields(section):
+        value = getattr(section, field.name)
+        if (isinstance(value, int) and not isinstance(value, bool)
+                and (keys is None or field.name in keys)):
+            check_range(f"{name}.{field.name}", value, *_int_bounds(f"{name}.{field.name}"))
+        elif isinstance(value, float) and (keys is None or field.name in keys):
+            check_range(f"{name}.{field.name}", value, -FLOAT32_MAX, FLOAT32_MAX)
+            if 0 < abs(value) < FLOAT32_TINY:
+                raise ValueError(f"{name}.{field.name} must be 0 or at least {FLOAT32_TINY:.3g} "
+                                 f"in magnitude (a float32 rounds {value!r} to 0), got {value!r}")
     if name == "train" and section.precision not in PRECISIONS:
         raise ValueError(
             f"train.precision must be one of {', '.join(PRECISIONS)}, got {section.precision!r}"
@@ -380,11 +409,54 @@ def check_name(name):
     return name
 
 
+def check_tensor_sizes(config):
+    """Refuses sizes whose largest tensors the code cannot hold: each must have at most
+    `INT32_MAX` elements (TF's int32 indexing, TFLite's int32 shapes; a larger one fails
+    mid-run with an overflow, and needs ≥ 8 GB anyway). Counted at the configured global
+    batch (a replica gets a part of it, but a single device gets all of it):
+
+    - the attention scores `[batch, num_heads, max_len, max_len]` of every DeBERTa layer;
+    - the relative-position table `[2 max_len, width]` (its buckets are max_len);
+    - the activations `[batch, max_len, width]` and `[batch, max_len, 100, embed_dim]`;
+    - a layer's weights `[width, width]`;
+
+    with `width` the widest of the model's dims.
+
+    Raises:
+        ConfigError: naming the tensor, its shape from the keys, and the keys to lower.
+    """
+    from tfislr.landmarks import NUM_POINTS
+
+    data, model = config.data, config.model
+    batch = max(data.global_batch_size, data.eval_global_batch_size)
+    length = data.max_len
+    width = max(model.dense_dim, model.transfo_dim, model.distill_dense_dim,
+                model.distill_transfo_dim)
+    tensors = (
+        ("the attention scores [batch, model.num_heads, data.max_len, data.max_len]",
+         (batch, model.num_heads, length, length)),
+        ("the relative-position table [2 data.max_len, width]", (2 * length, width)),
+        ("the activations [batch, data.max_len, width]", (batch, length, width)),
+        ("the point embeddings [batch, data.max_len, points, model.embed_dim]",
+         (batch, length, NUM_POINTS, model.embed_dim)),
+        ("a layer's weights [width, width]", (width, width)),
+    )
+    for what, shape in tensors:
+        if math.prod(shape) > INT32_MAX:
+            raise ConfigError(
+                f"{what} would be {list(shape)} = {math.prod(shape):.3g} elements, above the "
+                f"{INT32_MAX} that TF and TFLite index (batch: the larger of "
+                f"data.global_batch_size and data.eval_global_batch_size; width: the widest "
+                f"model dim); lower data.max_len, the batch or the model's dims")
+
+
 def validate(config):
-    """Checks the name, every key's range (`_RANGES`) and the rules that tie keys together."""
+    """Checks the name, every key's range (`_RANGES`), the rules that tie keys together and
+    the tensor sizes they make (`check_tensor_sizes`)."""
     check_name(config.name)
     for name in _SECTIONS:
         validate_section(name, getattr(config, name))
+    check_tensor_sizes(config)
     if config.data.global_batch_size % config.train.batch_group_size:
         raise ValueError(
             f"data.global_batch_size ({config.data.global_batch_size}) must be a multiple of "

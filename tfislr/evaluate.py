@@ -148,11 +148,14 @@ def evaluate_tflite(model_path, data_dir, fold=None, num_folds=None, fold_seed=N
     `fold` picks the held-out signers by `resolve_split`: the split recorded with the
     model, unless `num_folds`/`fold_seed`/`original_folds` are given (then the folds are
     rebuilt with them).
-    Files that cannot be read count as wrong and are listed under "errors": the
-    competition would have failed on them, so they are not silently dropped.
+    Files that cannot be read are reported apart, never scored: "errors" lists their
+    messages, "num_unreadable" counts them, and the accuracies (and per-sign ones) are of
+    the `num_scored` readable clips. `tfislr-evaluate` exits non-zero when there are any, unless
+    `--allow-unreadable`: an accuracy of part of the data is not passed off as the whole.
     """
-    from tfislr.data.kaggle import read_sign_map, sign_names
+    from tfislr.data.kaggle import SIGN_MAP_JSON, read_sign_map, sign_names
     from tfislr.export.checks import check_size
+    from tfislr.export.pair import check_signs
     from tfislr.export.runner import TFLiteRunner, check_model_file, latency_summary
 
     model_path = pathlib.Path(model_path)
@@ -178,18 +181,15 @@ def evaluate_tflite(model_path, data_dir, fold=None, num_folds=None, fold_seed=N
         raise DataError(
             f"{model_path} outputs {runner.num_classes} classes but {data_dir} has {len(signs)} signs"
         )
-    model_signs = exported.get("signs")
-    if model_signs is not None and list(model_signs) != signs:
-        raise DataError(
-            f"{model_path} was exported with a different sign order than "
-            f"{data_dir}/sign_to_prediction_index_map.json; its labels would be scored wrongly"
-        )
+    check_signs(model_path, exported, signs, pathlib.Path(data_dir) / SIGN_MAP_JSON)
 
     labels = table["label"].to_numpy().astype(np.int64)
     start = time.perf_counter()
     top1, top5_hit, times_ms, errors = _predict_all(runner, data_dir, table["path"], labels,
                                                     progress)
+    readable = top1 >= 0
     correct = top1 == labels
+    scored = labels[readable]
     return {
         "model": str(model_path),
         "data_dir": str(data_dir),
@@ -199,12 +199,15 @@ def evaluate_tflite(model_path, data_dir, fold=None, num_folds=None, fold_seed=N
         "num_sequences": int(len(table)),  # scored: the first `limit` of `num_available`
         "num_available": int(num_available),
         "limit": limit,
-        "accuracy": float(correct.mean()),
-        "top5_accuracy": float(top5_hit.mean()),
+        "num_scored": int(readable.sum()),
+        "num_unreadable": int((~readable).sum()),
+        # Of the readable clips (NaN when none was readable).
+        "accuracy": float(correct[readable].mean()) if readable.any() else float("nan"),
+        "top5_accuracy": float(top5_hit[readable].mean()) if readable.any() else float("nan"),
         "latency": latency_summary(times_ms, num_threads=num_threads),
         "size": check_size(model_path, max_size_mb=None),
         "wall_seconds": time.perf_counter() - start,
-        "per_sign": _per_sign(labels, correct, signs),
+        "per_sign": _per_sign(scored, correct[readable], signs),
         "errors": errors,
         "sequence_ids": [int(s) for s in table["sequence_id"]],
         "labels": labels.tolist(),
@@ -228,6 +231,7 @@ def _predict_all(runner, data_dir, paths, labels, progress):
             errors.append(str(error))
             continue
         probabilities, milliseconds = runner.timed(frames)
+        runner.check_finite(probabilities, path)
         times_ms.append(milliseconds)
         ranked = np.argsort(-probabilities, kind="stable")
         top1[i] = ranked[0]
@@ -275,7 +279,8 @@ def format_report(report, max_signs=15):
                   if split.get("original_map") else f"seed {split['fold_seed']}")
         lines.append(f"  {'split':<14}{split['num_folds']} folds, {scheme}: {split['source']}")
     lines += [
-        f"  {'sequences':<14}{report['num_sequences']}",
+        f"  {'sequences':<14}{report['num_sequences']}" + (
+            f" ({report['num_scored']} scored)" if report["errors"] else ""),
         f"  {'accuracy':<14}{report['accuracy']:.4f}",
         f"  {'top-5':<14}{report['top5_accuracy']:.4f}",
         f"  {'latency':<14}median {latency['median_ms']:.2f} ms, p95 {latency['p95_ms']:.2f} ms "
@@ -286,7 +291,8 @@ def format_report(report, max_signs=15):
         # The first few messages (each "<file>: <problem>"); all of them are in the JSON.
         named = report["errors"][:UNREADABLE_SHOWN]
         more = len(report["errors"]) - len(named)
-        lines.append(f"  {'unreadable':<14}{len(report['errors'])} files (counted wrong): "
+        lines.append(f"  {'unreadable':<14}{len(report['errors'])} files (not scored: the "
+                     "accuracy is of the others): "
                      + "; ".join(named) + (f"; and {more} more" if more else ""))
     ranked = sorted(report["per_sign"].items(), key=lambda item: (item[1]["accuracy"], item[0]))
     shown = ranked if max_signs is None else ranked[:max_signs]
@@ -296,6 +302,15 @@ def format_report(report, max_signs=15):
     for sign, row in shown:
         lines.append(f"    {sign:<20}{row['n']:>6}{row['accuracy']:>10.3f}")
     return "\n".join(lines)
+
+
+def unreadable_error(report):
+    """The `DataError` of a report with unreadable files (count and first file), or None."""
+    if not report["errors"]:
+        return None
+    return DataError(f"{report['num_unreadable']} of {report['num_sequences']} landmark files "
+                     f"could not be read (first: {report['errors'][0]}); the accuracy is of "
+                     "the others; pass --allow-unreadable to accept that")
 
 
 if __name__ == "__main__":  # `python -m tfislr.evaluate`, the same as the command

@@ -59,20 +59,24 @@ def sign_names(model_path, signs=None, num_classes=None, report=None):
 
     Raises:
         MissingFileError / DataError: `signs` is missing or not one of the above.
-        DataError: the names do not match the model's number of classes.
+        DataError: the names do not match the model's number of classes, or `signs`
+            disagrees with the report's names (`tfislr.export.pair.check_signs`).
     """
     from tfislr.data import kaggle
     from tfislr.evaluate import export_report
-    from tfislr.export.pair import report_path
+    from tfislr.export.pair import check_signs, report_path
 
     source = signs
+    report = export_report(model_path) if report is None else report
     if signs is None:
-        names = (export_report(model_path) if report is None else report).get("signs")
+        names = report.get("signs")
         source = report_path(model_path)
-    elif pathlib.Path(signs).is_dir():
-        names = kaggle.sign_names(kaggle.read_sign_map(signs))
     else:
-        names = kaggle.sign_names(kaggle.load_sign_map(signs, names_list=True))
+        if pathlib.Path(signs).is_dir():
+            names = kaggle.sign_names(kaggle.read_sign_map(signs))
+        else:
+            names = kaggle.sign_names(kaggle.load_sign_map(signs, names_list=True))
+        check_signs(model_path, report, names, source)
     if names is None:
         return [str(i) for i in range(num_classes or 0)]
     if num_classes is not None and len(names) != num_classes:
@@ -212,7 +216,11 @@ def predict(model_path, clips, top_k=5, signs=None, landmarks_dir=None, num_thre
         except (LandmarkFileError, DataError) as error:
             errors.append(DataError(str(error)))
             continue
-        probabilities = np.asarray(runner(clip_frames), np.float64)
+        try:
+            probabilities = np.asarray(runner.check_finite(runner(clip_frames), clip), np.float64)
+        except DataError as error:
+            errors.append(error)
+            continue
         ranked = np.argsort(-probabilities, kind="stable")[:top_k]
         with_landmarks, with_hands = lm.detected_frames(clip_frames)
         note = lm.missing_hands(len(clip_frames), with_landmarks, with_hands)

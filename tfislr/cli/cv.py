@@ -34,7 +34,8 @@ def parse_args(argv=None):
                             "(default: a new OUTPUT/<config>/cv/<timestamp>)")
     where.add_argument("--resume", action="store_true",
                        help="resume the newest unfinished CV of this config under --output "
-                            "(starts a new one when there is none)")
+                            "started with the same config, data dir and weights (others are "
+                            "passed over with a note; starts a new one when there is none)")
     parser.add_argument("--weights", default="distilled", choices=WEIGHT_CHOICES,
                         help="which soup predicts the held-out clips")
     return parser.parse_args(argv)

@@ -39,6 +39,9 @@ def parser():
                         help="interpreter threads (default: 1)")
     parser.add_argument("--json", help="write the full report (all signs, predictions) here")
     parser.add_argument("--all-signs", action="store_true", help="print every sign's accuracy")
+    parser.add_argument("--allow-unreadable", action="store_true",
+                        help="exit 0 although some landmark files could not be read (they are "
+                             "left out of the accuracy either way)")
     return parser
 
 
@@ -48,7 +51,7 @@ def main(argv=None):
     if args.json:  # before the scoring, not after it
         atomic.check_writable_file(args.json)
     start_tensorflow()
-    from tfislr.evaluate import evaluate_tflite, format_report
+    from tfislr.evaluate import evaluate_tflite, format_report, unreadable_error
 
     report = evaluate_tflite(
         args.model, args.data_dir, fold=args.fold, num_folds=args.num_folds,
@@ -59,6 +62,9 @@ def main(argv=None):
     if args.json:
         atomic.write_json(args.json, report)
         print(f"  report        {args.json}")
+    unreadable = unreadable_error(report)
+    if unreadable is not None and not args.allow_unreadable:
+        raise unreadable
     return 0
 
 

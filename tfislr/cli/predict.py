@@ -36,16 +36,18 @@ def main(argv=None):
     from tfislr.predict import format_table, numbered_labels_note, predict, top_k_note
 
     exported = None
-    if args.signs is None and pathlib.Path(args.model).is_file():
+    if pathlib.Path(args.model).is_file():
         from tfislr.evaluate import export_report
 
-        # Read (and the model hashed against it) once: for the names and for the note.
+        # Read (and the model hashed against it) once: for the names (or, with --signs,
+        # their check against the report's) and for the note.
         exported = export_report(args.model)
     results, errors = predict(args.model, args.clips, top_k=args.top_k, signs=args.signs,
                               landmarks_dir=args.landmarks_dir, num_threads=args.threads,
                               report=exported)
-    notes = (numbered_labels_note(args.model, exported) if exported is not None and results
-             else None, top_k_note(args.top_k, results))
+    numbered = args.signs is None and exported is not None and results
+    notes = (numbered_labels_note(args.model, exported) if numbered else None,
+             top_k_note(args.top_k, results))
     notes += tuple(f"{PROG}: note: {result['clip']}: {result['note']}" for result in results
                    if result["note"])
     for note in filter(None, notes):

@@ -48,8 +48,8 @@ def run_request(args, prog, cv=False):
     then TensorFlow starts and the request is checked, once. With `--force-prepare`, the
     store is then rebuilt here, before the run reads it. `cv`: the request of a
     cross-validation (`tfislr-cv`, `tfislr-train --cv`), whose folder is `--cv-dir` or, for
-    `tfislr-train --cv`, `--run-dir`; `--resume` picks the newest unfinished one (said on
-    stderr as `<prog>: resuming ...`)."""
+    `tfislr-train --cv`, `--run-dir`; `--resume` picks the newest unfinished one that can
+    be resumed (said on stderr as `<prog>: resuming ...`, with a note per one passed over)."""
     from tfislr.config import load_config
 
     overrides = list(args.overrides)
@@ -64,7 +64,7 @@ def run_request(args, prog, cv=False):
     full = getattr(args, "full", False)
     fold = None if (cv or full) else getattr(args, "fold", None)
     if getattr(args, "resume", False):
-        folder = _resumed_folder(args.output, config.name, cv, prog)
+        folder = _resumed_folder(args, config, cv, prog)
     request = RunRequest(config, args.data_dir, output_dir=args.output, run_dir=folder,
                          fold=fold, full=full, strategy=args.strategy, cv=cv).validate()
     if args.force_prepare:
@@ -75,18 +75,24 @@ def run_request(args, prog, cv=False):
     return request
 
 
-def _resumed_folder(output, config_name, cv, prog):
-    """`--resume`: the newest unfinished run (or CV) of the config under `output`, or None
-    (a new one starts)."""
+def _resumed_folder(args, config, cv, prog):
+    """`--resume`: the newest unfinished run (or CV) of the config under `--output` that can be
+    resumed (`runs.run_dir.resumable_run`, `runs.cv_dir.resumable_cv`), or None (a new one
+    starts). The runs passed over (another config; died before their first backed-up epoch)
+    are each said on stderr as a note."""
     if cv:
-        from tfislr.runs.cv_dir import latest_unfinished_cv
+        from tfislr.runs.cv_dir import resumable_cv
 
-        folder, what = latest_unfinished_cv(output, config_name), "CV"
+        folder, notes = resumable_cv(args.output, config, args.data_dir,
+                                     getattr(args, "weights", "distilled"))
+        what = "CV"
     else:
-        from tfislr.runs.run_dir import latest_unfinished
+        from tfislr.runs.run_dir import resumable_run
 
-        run = latest_unfinished(output, config_name)
+        run, notes = resumable_run(args.output, config)
         folder, what = (None if run is None else run.path), "run"
+    for note in notes:
+        print(f"{prog}: note: {note}", file=sys.stderr)
     print(f"{prog}: {'resuming ' + str(folder) if folder else f'no unfinished {what}; starting a new one'}",
           file=sys.stderr)
     return folder

@@ -46,8 +46,9 @@ def parse_args(argv=None):
                             "OUTPUT/<config>/<timestamp>, with --cv OUTPUT/<config>/cv/<timestamp>)")
     where.add_argument("--resume", action="store_true",
                        help="resume the unfinished run of this config under --output started "
-                            "last, whatever its folder's name (starts a new run when there is "
-                            "none)")
+                            "last, whatever its folder's name, passing over (with a note) runs "
+                            "of another config or with no epoch backed up (starts a new run "
+                            "when there is none)")
     return parser.parse_args(argv)
 
 

@@ -4,8 +4,9 @@
     <data_dir>/sign_to_prediction_index_map.json   {sign: label}
     <data_dir>/train_landmark_files/<pid>/<sid>.parquet
 
-A landmark file holds one clip, 543 rows a frame in the order face (landmark_index
-0..467) · left_hand (0..20) · pose (0..32) · right_hand (0..20), with columns
+A landmark file holds one clip, 543 rows a frame, in the competition's files in the
+order face (landmark_index 0..467) · left_hand (0..20) · pose (0..32) · right_hand (0..20),
+with columns
 `frame` (int), `type` (string), `landmark_index` (int), `x`, `y`, `z` (float, null or NaN
 where MediaPipe saw nothing). `read_landmark_file` turns it into float32 `[T, 543, 3]`
 with NaN kept, after checking:
@@ -16,9 +17,11 @@ with NaN kept, after checking:
   `frame` and `landmark_index`; any string kind (string, large_string, string_view) for
   `type`; floats of any width for `x`, `y`, `z`; dictionary encoding of any of these.
   `frame`, `type` and `landmark_index` have no nulls;
-* the row count is a multiple of 543 and every block of 543 rows is one frame: one frame
-  id, the part order above, the landmark indices above;
-* frame ids are unique and increasing (gaps are allowed: MediaPipe may drop frames).
+* every row names a known landmark (`type` one of the four parts, `landmark_index` within
+  it), and each frame id names each of the 543 landmarks exactly once. Rows are placed by
+  what they name, in any order (other extractors write pose, face, hands per frame, or no
+  order at all); frames come out by increasing frame id (gaps are allowed: MediaPipe may
+  drop frames).
 
 `row_id` is neither read nor checked: it repeats `frame`, `type` and `landmark_index` and is
 by far the most expensive column to decode. A file with the right schema and no rows is
@@ -48,9 +51,6 @@ TRAIN_CSV_COLUMNS = ("path", "participant_id", "sequence_id", "sign")
 LANDMARK_COLUMNS = ("frame", "type", "landmark_index", "x", "y", "z")
 
 _PART_SIZES = tuple(lm.PART_ROWS[p][1] - lm.PART_ROWS[p][0] for p in lm.PART_ORDER)
-# The type code (index into PART_ORDER) and landmark_index of each of a frame's 543 rows.
-_EXPECTED_TYPE = np.repeat(np.arange(len(lm.PART_ORDER), dtype=np.int8), _PART_SIZES)
-_EXPECTED_INDEX = np.concatenate([np.arange(n) for n in _PART_SIZES]).astype(np.int64)
 _ORDER_TEXT = ", ".join(f"{p}×{n}" for p, n in zip(lm.PART_ORDER, _PART_SIZES))
 
 
@@ -301,13 +301,14 @@ def _decoded(column):
     return column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
 
 
-def _normalize_columns(path, table):
+def _normalize_columns(path, table, first_row=0):
     """The columns of a schema-checked table in one representation, whatever wrote them.
 
     Returns `{"frame", "landmark_index"}`: int64 arrays; `"type"`: a `pa.DictionaryArray`
     of strings; `{"x", "y", "z"}`: float arrays with NaN for nulls. Raises
     `LandmarkFileError` for nulls in `frame`, `type` or `landmark_index` and for values of
-    a float `frame`/`landmark_index` column that are not whole numbers.
+    a float `frame`/`landmark_index` column that are not whole numbers (rows numbered from
+    `first_row`: the table may be one batch of a file).
     """
     for column in ("frame", "type", "landmark_index"):
         if table.column(column).null_count:
@@ -322,7 +323,8 @@ def _normalize_columns(path, table):
             if not whole.all():
                 row = int(np.flatnonzero(~whole)[0])
                 raise LandmarkFileError(
-                    path, f"column '{column}' holds {values[row].item()!r} at row {row}; its "
+                    path, f"column '{column}' holds {values[row].item()!r} at row "
+                    f"{first_row + row}; its "
                     "values must be whole numbers", "schema",
                 )
         columns[column] = values.astype(np.int64, copy=False)
@@ -336,43 +338,64 @@ def _normalize_columns(path, table):
     return columns
 
 
-def _frame_ids(path, frame, num_frames):
-    blocks = frame.reshape(num_frames, lm.NUM_RAW_LANDMARKS)
-    ids = blocks[:, 0]
-    inconsistent = np.flatnonzero((blocks != ids[:, None]).any(axis=1))
-    if len(inconsistent):
-        values, counts = np.unique(frame, return_counts=True)
-        wrong = np.flatnonzero(counts != lm.NUM_RAW_LANDMARKS)
-        if len(wrong):
-            detail = f"frame {values[wrong[0]]} has {counts[wrong[0]]} rows"
-        else:
-            detail = f"the rows of frame {ids[inconsistent[0]]} are not contiguous"
+# Rows read at a time: a clip's memory is its [T, 543, 3] result plus one such batch,
+# however long the clip (a 40,000-frame file is 21.7 million rows).
+READ_BATCH_ROWS = 543 * 256
+_PART_START = np.array([lm.PART_ROWS[p][0] for p in lm.PART_ORDER], np.int64)
+_PART_SIZE = np.array(_PART_SIZES, np.int64)
+
+
+def _frame_id_list(parquet):
+    """The sorted unique frame ids of a schema-checked file, read a batch at a time."""
+    ids = [np.unique(_decoded(batch.column(0)).to_numpy(zero_copy_only=False))
+           for batch in parquet.iter_batches(READ_BATCH_ROWS, columns=["frame"],
+                                             use_threads=False)]
+    return np.unique(np.concatenate(ids)) if ids else np.zeros(0)
+
+
+def _slots(path, columns, first_row):
+    """Each row's place in its frame (0..542), from the landmark it names: its `type`'s
+    rows in a raw frame (`lm.PART_ROWS`) plus its `landmark_index`. Raises
+    `LandmarkFileError` (file and row) for an unknown type or an index outside its part."""
+    types = columns["type"]
+    part_code = {name: code for code, name in enumerate(lm.PART_ORDER)}
+    lookup = np.array([part_code.get(v, -1) for v in types.dictionary.to_pylist()], np.int64)
+    codes = lookup[types.indices.to_numpy(zero_copy_only=False)]
+    unknown = np.flatnonzero(codes < 0)
+    if len(unknown):
+        row = int(unknown[0])
         raise LandmarkFileError(
-            path, f"every frame must be {lm.NUM_RAW_LANDMARKS} consecutive rows; {detail}",
-            "frame ids",
-        )
-    steps = np.diff(ids)
-    if np.any(steps <= 0):
-        values, counts = np.unique(ids, return_counts=True)
-        if np.any(counts > 1):
-            raise LandmarkFileError(
-                path, f"duplicate frame: frame id {values[np.argmax(counts > 1)]} occurs "
-                f"{counts.max()} times", "frame ids",
-            )
-        at = int(np.flatnonzero(steps <= 0)[0])
+            path, f"row {first_row + row}: unknown type {types[row].as_py()!r} (expected one "
+            f"of {', '.join(lm.PART_ORDER)})", "layout")
+    index = columns["landmark_index"]
+    outside = np.flatnonzero((index < 0) | (index >= _PART_SIZE[codes]))
+    if len(outside):
+        row = int(outside[0])
+        part = lm.PART_ORDER[codes[row]]
         raise LandmarkFileError(
-            path, f"frame ids must increase: frame {ids[at + 1]} follows frame {ids[at]}",
-            "frame ids",
-        )
-    return ids
+            path, f"row {first_row + row}: landmark_index {index[row]} is not one of {part}'s "
+            f"(0..{_PART_SIZE[codes[row]] - 1})", "layout")
+    return _PART_START[codes] + index
+
+
+def _landmark_name(slot):
+    """`(part, landmark_index)` of a raw frame's row `slot`."""
+    code = int(np.searchsorted(_PART_START, slot, side="right") - 1)
+    return lm.PART_ORDER[code], int(slot - _PART_START[code])
 
 
 def read_landmark_file(path, return_frame_ids=False):
     """One Kaggle landmark parquet file → float32 `[T, 543, 3]` (NaN where missing).
 
+    Rows are placed by what they name (`frame`, `type`, `landmark_index`), in any order:
+    the competition's (face, left hand, pose, right hand per frame) or another extractor's.
+    Frames come out by increasing frame id. The file is read `READ_BATCH_ROWS` rows at a
+    time, so a long clip needs little memory beyond its result.
+
     With `return_frame_ids=True` also returns the int64 `[T]` frame ids. Raises
     `LandmarkFileError` (a `tfislr.errors.DataError`, so a ValueError) naming the file and
-    the problem; see the module docstring for what is checked.
+    the problem, with the row for a landmark named twice or unknown and the frame for one
+    that is missing; see the module docstring for what else is checked.
     """
     path = pathlib.Path(path)
     if not path.is_file():
@@ -387,54 +410,52 @@ def read_landmark_file(path, return_frame_ids=False):
     try:
         # `type` as a dictionary: 4 distinct strings, checked through their codes.
         parquet = pq.ParquetFile(path, read_dictionary=["type"])
-        table = parquet.read(columns=list(LANDMARK_COLUMNS), use_threads=False)
+        if parquet.metadata.num_rows == 0:
+            empty = np.zeros((0, lm.NUM_RAW_LANDMARKS, 3), np.float32)
+            return (empty, np.zeros(0, np.int64)) if return_frame_ids else empty
+        frame_ids = _frame_id_list(parquet)
+        return _place_rows(path, parquet, frame_ids, return_frame_ids)
     except (pa.ArrowException, OSError) as error:
         raise LandmarkFileError(path, f"corrupt parquet data ({error})", "unreadable") from None
-    num_rows = table.num_rows
-    if num_rows % lm.NUM_RAW_LANDMARKS:
-        raise LandmarkFileError(
-            path,
-            f"{num_rows} rows is not a multiple of {lm.NUM_RAW_LANDMARKS} "
-            f"(one frame = {lm.NUM_RAW_LANDMARKS} rows: {_ORDER_TEXT})",
-            "row count",
-        )
-    num_frames = num_rows // lm.NUM_RAW_LANDMARKS
-    if num_frames == 0:
-        empty = np.zeros((0, lm.NUM_RAW_LANDMARKS, 3), np.float32)
-        return (empty, np.zeros(0, np.int64)) if return_frame_ids else empty
-    columns = _normalize_columns(path, table)
-    frame_ids = _frame_ids(path, columns["frame"], num_frames)
 
-    types = columns["type"]
-    part_code = {name: code for code, name in enumerate(lm.PART_ORDER)}
-    lookup = np.array([part_code.get(v, -1) for v in types.dictionary.to_pylist()], np.int8)
-    codes = lookup[types.indices.to_numpy()].reshape(num_frames, lm.NUM_RAW_LANDMARKS)
-    bad = np.argwhere(codes != _EXPECTED_TYPE)
-    if len(bad):
-        f, r = bad[0]
-        found = types.dictionary[types.indices[f * lm.NUM_RAW_LANDMARKS + r].as_py()].as_py()
+
+def _place_rows(path, parquet, frame_ids, return_frame_ids):
+    """The frames of `read_landmark_file`: every row put where it names, each place once."""
+    num_frames = len(frame_ids)
+    frames = np.full((num_frames * lm.NUM_RAW_LANDMARKS, 3), np.nan, np.float32)
+    seen = np.zeros(num_frames * lm.NUM_RAW_LANDMARKS, bool)
+    first_row = 0
+    for batch in parquet.iter_batches(READ_BATCH_ROWS, columns=list(LANDMARK_COLUMNS),
+                                      use_threads=False):
+        columns = _normalize_columns(path, pa.Table.from_batches([batch]), first_row)
+        flat = (np.searchsorted(frame_ids, columns["frame"]) * lm.NUM_RAW_LANDMARKS
+                + _slots(path, columns, first_row))
+        # A place named twice: within this batch, or by an earlier one.
+        order = np.argsort(flat, kind="stable")
+        twice = np.flatnonzero(np.diff(flat[order]) == 0)
+        again = np.flatnonzero(seen[flat])
+        if len(twice) or len(again):
+            rows = [int(order[twice[0] + 1])] if len(twice) else []
+            row = min(rows + ([int(again[0])] if len(again) else []))
+            part, index = _landmark_name(flat[row] % lm.NUM_RAW_LANDMARKS)
+            raise LandmarkFileError(
+                path, f"row {first_row + row}: frame {columns['frame'][row]}, {part} "
+                f"landmark_index {index} is named twice (duplicate rows)", "layout")
+        seen[flat] = True
+        with np.errstate(over="ignore"):  # |v| > 3.4e38 becomes ±inf, which Preprocess drops
+            for k, column in enumerate("xyz"):
+                frames[flat, k] = columns[column]  # any float width → float32, as Kaggle's loader
+        first_row += batch.num_rows
+    missing = np.flatnonzero(~seen)
+    if len(missing):
+        frame, slot = divmod(int(missing[0]), lm.NUM_RAW_LANDMARKS)
+        part, index = _landmark_name(slot)
         raise LandmarkFileError(
-            path,
-            f"frame {frame_ids[f]}, row {r}: type {found!r}, expected "
-            f"{lm.PART_ORDER[_EXPECTED_TYPE[r]]!r} (each frame must be {_ORDER_TEXT})",
-            "layout",
-        )
-    index = columns["landmark_index"].reshape(num_frames, lm.NUM_RAW_LANDMARKS)
-    bad = np.argwhere(index != _EXPECTED_INDEX)
-    if len(bad):
-        f, r = bad[0]
-        raise LandmarkFileError(
-            path,
-            f"frame {frame_ids[f]}, row {r} ({lm.PART_ORDER[_EXPECTED_TYPE[r]]}): "
-            f"landmark_index {index[f, r]}, expected {_EXPECTED_INDEX[r]}",
-            "layout",
-        )
-    frames = np.empty((num_rows, 3), np.float32)
-    with np.errstate(over="ignore"):  # |v| > 3.4e38 becomes ±inf, which Preprocess drops
-        for k, column in enumerate("xyz"):
-            frames[:, k] = columns[column]  # any float width → float32, like the Kaggle loader
+            path, f"frame {frame_ids[frame]} has no row for {part} landmark_index {index} "
+            f"({len(missing)} landmark(s) missing; each frame names all "
+            f"{lm.NUM_RAW_LANDMARKS}: {_ORDER_TEXT})", "layout")
     frames = frames.reshape(num_frames, lm.NUM_RAW_LANDMARKS, 3)
-    return (frames, frame_ids) if return_frame_ids else frames
+    return (frames, frame_ids.astype(np.int64)) if return_frame_ids else frames
 
 
 def landmark_path(data_dir, relative_path):

@@ -22,7 +22,8 @@ from tfislr.config import check_yaml_file_kind, empty_value_error, read_yaml_map
 from tfislr.errors import ConfigError, MissingFileError
 from tfislr.export import checks, graph, pair
 from tfislr.export.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY, ExportError
-from tfislr.export.members import check_members_agree, member_label, resolve_member
+from tfislr.export.members import (check_members_agree, member_label, resolve_member,
+                                   training_data)
 from tfislr.export.runner import measure_latency
 
 # Labelled clips of a given data dir that the int8-vs-fp32 agreement runs on (both files,
@@ -245,6 +246,7 @@ def _base_report(output_path, name, quantization, members, num_classes, ops, con
                 "max_len": m.max_len,
                 "num_params": int(sum(np.prod(v.shape) for v in m.model.weights)),
                 "split": m.split,
+                "trained_on": training_data(m.split),
             }
             for m in members
         ],
@@ -384,4 +386,8 @@ def format_report(report):
             line += f"; accuracy: {agreement['no_accuracy']}"
         lines.append(line)
     lines.append(f"  report   {pair.report_path(report['path'])}")
+    # Last, where it is seen: which runs became the file, and on which data they trained.
+    lines.append("  runs     " + "; ".join(
+        f"{member_label(m['name'], m['run_dir'], m['weights'])} trained on "
+        f"{m.get('trained_on') or training_data(m['split'])}" for m in report["members"]))
     return "\n".join(lines)

@@ -73,13 +73,25 @@ def _has_outputs(model):
 
 
 def latest_run(config_name, runs_dir="runs", weights="distilled"):
-    """The newest finished `runs/<config_name>/<timestamp>/` holding the wanted weights.
+    """The newest finished full-fit `runs/<config_name>/<timestamp>/` holding the wanted
+    weights.
 
     "Finished" is `RunDir.is_finished`, the rule `train --resume` uses too: a newer run
     still training (or interrupted) is skipped, so exporting during training picks the
-    last finished run.
+    last finished run. Only runs trained on all the data (`--full`) are looked up: a fold
+    run never becomes the submission unnoticed; it is exported when named as a run dir.
     """
-    return run_dir_lib.latest_finished(runs_dir, config_name, weights).path
+    return run_dir_lib.latest_finished(runs_dir, config_name, weights, full_fit=True).path
+
+
+def training_data(split):
+    """In words, the data a member trained on, from its run's recorded `split`."""
+    if split is None:
+        return "unknown data (its run recorded no split)"
+    if split.get("full"):
+        return "all the data (full fit)"
+    return (f"all but fold {split.get('fold')} of {split.get('num_folds')} "
+            f"({len(split.get('val_participants') or [])} signers held out)")
 
 
 def load_member(run_dir, weights="distilled", name=None):

@@ -78,3 +78,28 @@ def read_report(model_path):
         raise DataError(f"{path}: does not match {model_path} (sha256 differs: an interrupted "
                         "export?); export again")
     return report
+
+
+def check_signs(model_path, report, signs, source):
+    """Refuses sign names (`signs`, by label, read from `source`) that disagree with the
+    ones `model_path` was exported with (`report["signs"]`, the export report's).
+
+    The one rule for every command that labels a model's outputs with names (predict,
+    evaluate): names in another order (or other names) would silently relabel the classes.
+    A report without sign names (a file exported elsewhere) has nothing to disagree with.
+
+    Raises:
+        DataError: naming `source`, the model and the first label whose names differ.
+    """
+    exported = report.get("signs")
+    if exported is None or list(exported) == list(signs):
+        return
+    exported, signs = list(exported), list(signs)
+    if len(exported) != len(signs):
+        detail = f"{len(signs)} signs, the model's report {len(exported)}"
+    else:
+        label = next(i for i, (a, b) in enumerate(zip(exported, signs)) if a != b)
+        detail = (f"label {label} is {signs[label]!r} there, {exported[label]!r} in the "
+                  "model's report")
+    raise DataError(f"{source} does not match the signs {model_path} was exported with "
+                    f"({detail}, {report_path(model_path)}); its labels would be named wrongly")

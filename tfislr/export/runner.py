@@ -27,6 +27,38 @@ def check_model_file(path):
         raise MissingFileError(f"{path}: file not found")
 
 
+def check_contract(signature_runner, name):
+    """The number of classes of a signature runner that keeps the export contract
+    (`tfislr.export.contract`): input `inputs` float32 `[None, 543, 3]`, output `outputs`
+    float32 `[num_classes]`.
+
+    Raises:
+        DataError: one line naming the file (`name`) and what it lacks: a valid .tflite
+            that is not a tfislr export fails here, not with a KeyError mid-prediction.
+    """
+    from tfislr.landmarks import NUM_RAW_LANDMARKS as NUM_POINTS
+
+    inputs, outputs = signature_runner.get_input_details(), signature_runner.get_output_details()
+    problems = []
+    spec = inputs.get(INPUT_NAME)
+    if spec is None:
+        problems.append(f"no input '{INPUT_NAME}' (inputs: {sorted(inputs)})")
+    elif (spec["dtype"] != np.float32 or len(spec["shape_signature"]) != 3
+          or list(spec["shape_signature"][1:]) != [NUM_POINTS, 3]):
+        problems.append(f"input '{INPUT_NAME}' as {np.dtype(spec['dtype']).name} "
+                        f"{spec['shape_signature'].tolist()}, not float32 [-1, {NUM_POINTS}, 3]")
+    spec = outputs.get(OUTPUT_NAME)
+    if spec is None:
+        problems.append(f"no output '{OUTPUT_NAME}' (outputs: {sorted(outputs)})")
+    elif spec["dtype"] != np.float32 or len(spec["shape"]) != 1 or spec["shape"][0] < 1:
+        problems.append(f"output '{OUTPUT_NAME}' as {np.dtype(spec['dtype']).name} "
+                        f"{spec['shape'].tolist()}, not float32 [num_classes]")
+    if problems:
+        raise DataError(f"{name}: not a tfislr export: its '{SIGNATURE_KEY}' signature has "
+                        + " and ".join(problems))
+    return int(spec["shape"][0])
+
+
 class TFLiteRunner:
     """Raw clip `[T, 543, 3]` float32 -> probabilities `[num_classes]` float32.
 
@@ -39,7 +71,7 @@ class TFLiteRunner:
         ValueError: neither or both of `model_path` / `model_content`.
         MissingFileError: `model_path` does not exist.
         DataError: `model_path` is a folder, the file or bytes are not a TFLite model,
-            or it lacks the contract's signature.
+            or it breaks the contract (`check_contract`).
     """
 
     def __init__(self, model_path=None, model_content=None, num_threads=1):
@@ -59,13 +91,26 @@ class TFLiteRunner:
             raise DataError(f"{name}: not a TFLite model ({error})") from None
         signatures = self.interpreter.get_signature_list()
         if SIGNATURE_KEY not in signatures:
-            raise DataError(f"{self.model_path or 'the model'} has no '{SIGNATURE_KEY}' "
-                             f"signature (found {sorted(signatures)})")
+            raise DataError(f"{self.model_path or 'the model'}: not a tfislr export: it has "
+                            f"no '{SIGNATURE_KEY}' signature (found {sorted(signatures)})")
         self._runner = self.interpreter.get_signature_runner(SIGNATURE_KEY)
-        self.num_classes = int(self._runner.get_output_details()[OUTPUT_NAME]["shape"][-1])
+        self.num_classes = check_contract(self._runner, self.model_path or "the model")
 
     def __call__(self, clip):
         return self._runner(**{INPUT_NAME: clip})[OUTPUT_NAME]
+
+    def check_finite(self, probabilities, clip_name):
+        """`probabilities` (this model's, for the clip `clip_name`), refused when not finite:
+        a model that returns NaN (or inf) is reported as such, never ranked or scored as if
+        its numbers were probabilities.
+
+        Raises:
+            DataError: naming the model and `clip_name`.
+        """
+        if not np.all(np.isfinite(probabilities)):
+            raise DataError(f"{self.model_path or 'the model'} returned non-finite "
+                            f"probabilities (NaN or inf) for {clip_name}: the model is broken")
+        return probabilities
 
     def timed(self, clip):
         """(probabilities, milliseconds of the runner call)."""

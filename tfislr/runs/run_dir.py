@@ -38,6 +38,7 @@ so a killed run never leaves half a file that a later step would trust.
 """
 
 import datetime
+import itertools
 import json
 import pathlib
 import re
@@ -83,13 +84,35 @@ def one_based_epochs(epochs):
 
 
 _TIMESTAMP = "%Y%m%d-%H%M%S"
-# The names `RunDir.new` gives: the start's timestamp, "_1" appended per collision.
-_TIMESTAMPED_NAME = re.compile(r"^(\d{8}-\d{6})(?:_1)*$")
+# The names `new_timestamped_dir` gives: the start's timestamp, "_<n>" appended per
+# collision (older versions appended "_1" per collision).
+_TIMESTAMPED_NAME = re.compile(r"^(\d{8}-\d{6})(?:_\d+)*$")
 STARTED_AT = "started_at"  # run.json's (and cv.json's) record of the start
 
 
 def _timestamp():
     return datetime.datetime.now().strftime(_TIMESTAMP)
+
+
+def new_timestamped_dir(parent):
+    """Creates and returns a fresh `<parent>/<timestamp>` folder (`parent` is created).
+
+    The folder is allocated atomically: `mkdir` without `exist_ok` fails when another
+    process created the name first, and the next name (`<timestamp>_2`, `_3`, ...) is
+    tried. So runs started in the same second, by any number of processes, never share
+    a folder — checking that a path does not exist and creating it later would let two
+    of them pass the check.
+    """
+    parent = pathlib.Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = _timestamp()
+    for attempt in itertools.count(1):
+        path = parent / (stamp if attempt == 1 else f"{stamp}_{attempt}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
 
 
 def iso_time(seconds=None):
@@ -180,11 +203,11 @@ class RunDir:
         return self.models_dir / f"{name}_soup.keras"
 
     def weights_path(self, weights):
-        """The .keras file of `weights`: a model name (its soup) or a path (relative to the run)."""
+        """The .keras file of `weights`: a model name (its soup) or a path, which (as every
+        path a user gives) is relative to the current directory, not to the run."""
         if weights in MODEL_NAMES:
             return self.model_path(weights)
-        path = pathlib.Path(weights)
-        return path if path.is_absolute() else self.path / path
+        return pathlib.Path(weights)
 
     def checkpoint_path(self, epoch):
         return checkpoint_path(self.checkpoints_dir, epoch)
@@ -205,6 +228,12 @@ class RunDir:
                 return False
             epochs = self.read_config().train.epochs
         return self.checkpoint_path(epochs).is_file()
+
+    @property
+    def has_progress(self):
+        """True when a resume would not start from scratch: an epoch is backed up (the
+        backup's metadata, its commit point, exists) or checkpointed."""
+        return (self.backup_dir / "training_metadata.json").is_file() or bool(self.checkpoints())
 
     @property
     def is_finished(self):
@@ -310,11 +339,9 @@ class RunDir:
 
     @classmethod
     def new(cls, output_dir, config_name):
-        """A fresh `<output_dir>/<config_name>/<timestamp>/` (not created yet)."""
-        path = pathlib.Path(output_dir) / config_name / _timestamp()
-        while path.exists():  # two runs started within the same second
-            path = path.with_name(path.name + "_1")
-        return cls(path)
+        """A fresh, empty `<output_dir>/<config_name>/<timestamp>/`, created atomically
+        (`new_timestamped_dir`)."""
+        return cls(new_timestamped_dir(pathlib.Path(output_dir) / config_name))
 
     def check_resumable(self, config):
         """Whether training in this dir resumes it; ValueError when it must not be reused.
@@ -397,19 +424,59 @@ def latest_unfinished(output_dir, config_name):
     return unfinished[-1] if unfinished else None
 
 
-def latest_finished(output_dir, config_name, weights="distilled"):
-    """The last started (`start_time`) finished run of `config_name` that holds `weights`;
-    ValueError if none.
+def resumable_run(output_dir, config):
+    """(the run `--resume` continues, or None; notes on the runs it passed over).
+
+    The last started unfinished run of `config.name` that was started with `config` and
+    has something to resume from (`RunDir.has_progress`). A run that died before its first
+    backed-up epoch, or that was started with another config, is passed over with a note
+    (one line each, for the user), so such a run never blocks `--resume`: the command
+    starts a new run when none qualifies.
+    """
+    _, runs = _runs(output_dir, config.name)
+    notes = []
+    for run in reversed([run for run in runs if run.is_started and not run.is_finished]):
+        try:
+            run.check_resumable(config)
+        except ConfigError as error:
+            notes.append(f"passed over {error}")
+            continue
+        if run.has_progress:
+            return run, notes
+        notes.append(f"passed over {run.path}: it stopped before its first epoch was backed up "
+                     "(nothing to resume from)")
+    return None, notes
+
+
+def is_full_fit(run):
+    """True when run.json records that `run` trained on all the data (`--full`)."""
+    return bool((run.split() or {}).get("full"))
+
+
+def latest_finished(output_dir, config_name, weights="distilled", full_fit=False):
+    """The last started (`start_time`) finished run of `config_name` that holds `weights`
+    (with `full_fit`: only runs trained on all the data, `is_full_fit`); ValueError if none.
 
     A run started later but still training (or interrupted) is skipped, so exporting
-    during training picks the last finished run.
+    during training picks the last finished run. Export looks up full fits only: a run
+    that validated on a fold is a model of part of the data, used only where named.
     """
     root, runs = _runs(output_dir, config_name)
     if not root.is_dir():
         raise MissingFileError(f"{root}: folder not found (no runs of config '{config_name}')")
-    for run in reversed(runs):
-        if run.is_finished and run.weights_path(weights).exists():
+    finished = [run for run in runs if run.is_finished and run.weights_path(weights).exists()]
+    for run in reversed(finished):
+        if not full_fit or is_full_fit(run):
             return run
+    if finished:
+        raise MissingFileError(
+            f"no finished full-fit run of config '{config_name}' under {root}: the finished "
+            f"runs ({', '.join(run.name for run in finished)}) each held out a validation "
+            f"fold (not trained on all the data), and a fold run is exported only when named: `run: "
+            f"{finished[-1].path}` in the ensemble YAML (or `tfislr-export single --run "
+            f"{finished[-1].path}`); or train on all clips with `train.py --config "
+            f"{config_name} --data-dir D --full`"
+        )
     started = [run.name for run in runs if run.is_started]
     folds = sorted(root.glob(f"{CV_FOLDER}/*/fold_*/{FINISHED}"))
     if not started and folds:

@@ -120,6 +120,33 @@ class SoupCheckpoint(keras.callbacks.Callback):
             soup.save_checkpoint(self.triple, self.directory, epoch + 1)
 
 
+class FirstStepNotice(keras.callbacks.Callback):
+    """Says what the first train step does, before and after it: TF traces (and
+    optimizes) the step's graph then, which takes long enough, with nothing else printed,
+    that epoch 1 would look hung.
+
+    Args:
+        log: prints one line (`tfislr.training.run.log`).
+    """
+
+    def __init__(self, log):
+        super().__init__()
+        self._log = log
+        self._start = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._start is None:
+            self._start = time.perf_counter()
+            self._log("tracing the train step (the first step builds its graph; it takes a "
+                      "while, up to minutes on a CPU, before epoch 1's progress shows) ...")
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._start is not None and self._log is not None:
+            seconds = time.perf_counter() - self._start
+            self._log(f"train step traced and run once in {seconds:.0f} s")
+            self._log = None  # once per fit
+
+
 class EpochTimer(keras.callbacks.Callback):
     """Adds `epoch_seconds` (wall time, validation included) and `learning_rate` to the logs."""
 

@@ -309,6 +309,7 @@ class TrainingRun:
             cb.EpochState(self.distiller, epochs, augmenter=datasets.augmenter,
                           epoch_counter=datasets.epoch_counter),
             cb.EpochTimer(),
+            cb.FirstStepNotice(log),
             cb.StopOnNonFiniteLoss(self.plan.steps_per_epoch),
             cb.SoupCheckpoint(self.triple, files.checkpoints_dir, epochs,
                               self.config.train.soup_last_n),
