@@ -367,12 +367,12 @@ def _frame_ids(path, frame, num_frames):
     return ids
 
 
-def read_landmark_file(path, return_frame_ids=False):
-    """One Kaggle landmark parquet file → float32 `[T, 543, 3]` (NaN where missing).
+def open_landmark_file(path):
+    """The `pq.ParquetFile` of a landmark file whose schema passed the checks (`type` read
+    as a dictionary), for reading it whole (`read_landmark_file`) or in batches of frames
+    (`landmark_table_frames` on each; `tfislr.stream.sources`).
 
-    With `return_frame_ids=True` also returns the int64 `[T]` frame ids. Raises
-    `LandmarkFileError` (a `tfislr.errors.DataError`, so a ValueError) naming the file and
-    the problem; see the module docstring for what is checked.
+    Raises `LandmarkFileError`: the file is missing, unreadable or has a wrong schema.
     """
     path = pathlib.Path(path)
     if not path.is_file():
@@ -386,10 +386,33 @@ def read_landmark_file(path, return_frame_ids=False):
     _check_schema(path, schema)
     try:
         # `type` as a dictionary: 4 distinct strings, checked through their codes.
-        parquet = pq.ParquetFile(path, read_dictionary=["type"])
+        return pq.ParquetFile(path, read_dictionary=["type"])
+    except (pa.ArrowException, OSError) as error:
+        raise LandmarkFileError(path, f"corrupt parquet data ({error})", "unreadable") from None
+
+
+def read_landmark_file(path, return_frame_ids=False):
+    """One Kaggle landmark parquet file → float32 `[T, 543, 3]` (NaN where missing).
+
+    With `return_frame_ids=True` also returns the int64 `[T]` frame ids. Raises
+    `LandmarkFileError` (a `tfislr.errors.DataError`, so a ValueError) naming the file and
+    the problem; see the module docstring for what is checked.
+    """
+    parquet = open_landmark_file(path)
+    try:
         table = parquet.read(columns=list(LANDMARK_COLUMNS), use_threads=False)
     except (pa.ArrowException, OSError) as error:
         raise LandmarkFileError(path, f"corrupt parquet data ({error})", "unreadable") from None
+    frames, frame_ids = landmark_table_frames(path, table)
+    return (frames, frame_ids) if return_frame_ids else frames
+
+
+def landmark_table_frames(path, table):
+    """A table of whole frames of the landmark file `path` (its `LANDMARK_COLUMNS`) →
+    (float32 `[T, 543, 3]`, int64 `[T]` frame ids), checked as the module docstring says.
+
+    Raises `LandmarkFileError` naming `path`.
+    """
     num_rows = table.num_rows
     if num_rows % lm.NUM_RAW_LANDMARKS:
         raise LandmarkFileError(
@@ -400,8 +423,7 @@ def read_landmark_file(path, return_frame_ids=False):
         )
     num_frames = num_rows // lm.NUM_RAW_LANDMARKS
     if num_frames == 0:
-        empty = np.zeros((0, lm.NUM_RAW_LANDMARKS, 3), np.float32)
-        return (empty, np.zeros(0, np.int64)) if return_frame_ids else empty
+        return np.zeros((0, lm.NUM_RAW_LANDMARKS, 3), np.float32), np.zeros(0, np.int64)
     columns = _normalize_columns(path, table)
     frame_ids = _frame_ids(path, columns["frame"], num_frames)
 
@@ -433,8 +455,7 @@ def read_landmark_file(path, return_frame_ids=False):
     with np.errstate(over="ignore"):  # |v| > 3.4e38 becomes ±inf, which Preprocess drops
         for k, column in enumerate("xyz"):
             frames[:, k] = columns[column]  # any float width → float32, like the Kaggle loader
-    frames = frames.reshape(num_frames, lm.NUM_RAW_LANDMARKS, 3)
-    return (frames, frame_ids) if return_frame_ids else frames
+    return frames.reshape(num_frames, lm.NUM_RAW_LANDMARKS, 3), frame_ids
 
 
 def landmark_path(data_dir, relative_path):

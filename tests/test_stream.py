@@ -1,0 +1,322 @@
+"""The stream path without video: segmentation, recognition, the baseline, scoring, sources.
+
+The fast tests use hand-made frames (one wrist moving in front of a fixed pose) and
+classifiers that read the sign off the frames, so what they check is the cutting and the
+bookkeeping; `test_well_separated_signs_are_recognized_in_order` (slow, ci) runs a model
+trained on the synthetic signs' isolated clips.
+"""
+
+import json
+import os
+import pathlib
+import stat
+import sys
+
+import numpy as np
+import pytest
+
+from tfislr import landmarks as lm
+from tfislr.data import synthetic_stream
+from tfislr.data.kaggle import LandmarkFileError, read_landmark_file
+from tfislr.data.synthetic import write_landmark_file
+from tfislr.stream import report, scoring
+from tfislr.stream.recognizer import StreamRecognizer, refine_window
+from tfislr.stream.segmentation import (SHOULDER_ROWS, WRIST_ROWS, SegmentationParams,
+                                        Segmenter)
+from tfislr.stream.sources import VideoSource, parquet_frames
+from tfislr.stream.windows import SlidingWindowRecognizer
+from tfislr.video import live
+
+RIGHT_HAND = slice(*lm.PART_ROWS["right_hand"])
+SHOULDER_Y, SHOULDER_WIDTH = 0.7, 0.4
+MARKER_ROW = 0  # face row 0's z carries the sign of a hand-made frame (the segmenter ignores it)
+
+
+def frame(wrist=None, marker=np.nan):
+    """A raw frame: shoulders at y 0.7 (0.4 apart), the right hand with its wrist at
+    `wrist` (x, y) or absent, and `marker` in face row 0's z."""
+    values = np.full((lm.NUM_RAW_LANDMARKS, 3), np.nan, np.float32)
+    values[SHOULDER_ROWS[0]] = (0.7, SHOULDER_Y, 0.0)
+    values[SHOULDER_ROWS[1]] = (0.3, SHOULDER_Y, 0.0)
+    if wrist is not None:
+        values[RIGHT_HAND, :2] = wrist
+        values[RIGHT_HAND, 2] = 0.0
+    values[MARKER_ROW, 2] = marker
+    return values
+
+
+def moving(n, marker=np.nan, start=(0.4, 0.5), speed=0.02):
+    """`n` frames of the wrist moving right at `speed` image units a frame (0.05 shoulder
+    widths, well above the default pause speed)."""
+    return [frame((start[0] + speed * k, start[1]), marker) for k in range(n)]
+
+
+def still(n, at=(0.5, 0.5), marker=np.nan):
+    return [frame(at, marker) for _ in range(n)]
+
+
+def idle(n):
+    return [frame() for _ in range(n)]
+
+
+def segments_of(frames, params=None):
+    segmenter = Segmenter(params)
+    found = [s for f in frames for s in segmenter.push(f)]
+    return found + segmenter.flush()
+
+
+def marker_classifier(num_classes):
+    """Probabilities from the frames' markers: 0.9 on the most common one."""
+    def classify(frames):
+        markers = frames[:, MARKER_ROW, 2]
+        markers = markers[np.isfinite(markers)].astype(int)
+        probabilities = np.full(num_classes, 0.1 / (num_classes - 1), np.float32)
+        if len(markers):
+            probabilities[:] = 0.1 / (num_classes - 1)
+            probabilities[np.bincount(markers, minlength=num_classes).argmax()] = 0.9
+        return probabilities
+    return classify
+
+
+# ----------------------------------------------------------------------------- segmentation
+def test_hands_entering_and_leaving_make_segments():
+    stream = idle(10) + moving(20) + idle(10) + moving(15) + idle(3)
+    found = segments_of(stream)
+    assert [(s.start, s.end, s.reason) for s in found] == [(10, 29, "rest"), (40, 54, "end")]
+    assert [len(s.frames) for s in found] == [20, 15]
+    np.testing.assert_array_equal(found[0].frames, np.stack(stream[10:30]))
+    # A dropout shorter than gap_frames does not split a sign.
+    assert len(segments_of(moving(10) + idle(3) + moving(10, start=(0.6, 0.5)))) == 1
+
+
+def test_a_pause_ends_a_sign_and_a_short_move_is_the_next_ones_lead_in():
+    params = SegmentationParams()
+    first = moving(15)
+    stream = (idle(5) + first + still(8, first[-1][WRIST_ROWS[1], :2]) + moving(5, start=(0.7, 0.5))
+              + still(6, (0.8, 0.5)) + moving(15, start=(0.8, 0.45), speed=-0.02) + idle(5))
+    found = segments_of(stream, params)
+    assert [s.reason for s in found] == ["pause", "rest"]
+    # The first ends where the hand stopped (within the speed window), the second starts with
+    # the 5-frame move before its hold (shorter than min_motion_frames: a lead-in).
+    assert 5 + 15 - 1 <= found[0].end <= 5 + 15 - 1 + params.speed_window
+    assert found[1].start <= 5 + 15 + 8 and found[1].end == len(stream) - 6
+
+
+def test_a_hand_below_the_signing_space_rests():
+    low = SHOULDER_Y + 1.5 * SHOULDER_WIDTH  # below the default 1.2 shoulder widths
+    stream = moving(12) + moving(10, start=(0.4, low)) + moving(12, start=(0.6, 0.5))
+    found = segments_of(stream)
+    assert [(s.start, s.end) for s in found] == [(0, 11), (22, 33)]
+    assert len(segments_of(stream, SegmentationParams(signing_space=2.0))) == 1
+
+
+def test_max_frames_cuts_and_flickers_are_dropped():
+    params = SegmentationParams(max_frames=40, min_frames=4)
+    found = segments_of(moving(100, speed=0.003) + idle(5) + moving(3) + idle(10), params)
+    assert [(s.start, s.end, s.reason) for s in found] == [
+        (0, 39, "max_frames"), (40, 79, "max_frames"), (80, 99, "rest")]
+    with pytest.raises(ValueError, match="min_frames"):
+        SegmentationParams(min_frames=50, max_frames=40)
+    with pytest.raises(ValueError, match=r"shape \[543, 3\]"):
+        Segmenter().push(np.zeros((543, 2)))
+
+
+def test_memory_stays_bounded_on_a_long_stream():
+    """A stream of any length: the segmenter holds at most max_frames + speed_window frames,
+    and the classifier never sees more than max_frames, however long the signing goes on."""
+    params = SegmentationParams(max_frames=48)
+    pattern = idle(7) + moving(30) + still(9, (1.0, 0.5)) + moving(80, speed=0.004)
+
+    def frames(n):  # a generator: the stream never exists as a whole
+        for k in range(n):
+            yield pattern[k % len(pattern)]
+
+    lengths = []
+
+    def classify(clip):
+        lengths.append(len(clip))
+        return np.array([0.5, 0.5], np.float32)
+
+    recognizer = StreamRecognizer(classify, ["a", "b"], params)
+    most = 0
+    for f in frames(20_000):
+        recognizer.push(f)
+        most = max(most, recognizer.segmenter.buffered_frames)
+    recognizer.flush()
+    assert most <= params.max_frames + params.speed_window
+    assert len(lengths) > 200 and max(lengths) <= params.max_frames
+
+
+# ------------------------------------------------------------------------------ recognizer
+def test_recognizer_emits_top_k_in_order_with_times_and_confidence():
+    stream = (idle(4) + moving(12, marker=2) + idle(8) + moving(12, marker=0) + idle(8)
+              + moving(12, marker=1))
+    names = ["alpha", "beta", "gamma"]
+    recognizer = StreamRecognizer(marker_classifier(3), names, top_k=2, fps=10.0)
+    signs = list(recognizer.run(stream))
+    assert [s.sign for s in signs] == ["gamma", "alpha", "beta"]
+    assert [(s.start_frame, s.end_frame) for s in signs] == [(4, 15), (24, 35), (44, 55)]
+    assert signs[0].start_seconds == pytest.approx(0.4) and signs[0].end_seconds == pytest.approx(1.5)
+    assert [p["sign"] for p in signs[0].top_k] == ["gamma", "alpha"]  # ties in label order
+    assert signs[0].top_k[0]["probability"] == pytest.approx(0.9)
+    # The rest after a sign is seen gap_frames later: that is when its line comes.
+    assert signs[0].emitted_at == 16 + SegmentationParams().gap_frames
+    # Times given with the frames are used as they are.
+    timed = StreamRecognizer(marker_classifier(3), names)
+    signs = list(timed.run((f, 100.0 + k) for k, f in enumerate(stream)))
+    assert signs[0].start_seconds == 104.0 and signs[-1].end_seconds == 155.0
+    # min_confidence: nothing reaches 0.95, so nothing is emitted, and it is counted.
+    strict = StreamRecognizer(marker_classifier(3), names, min_confidence=0.95)
+    assert list(strict.run(stream)) == [] and strict.dropped == 3 == strict.segments
+
+
+def test_refinement_keeps_the_most_confident_window():
+    """A segment whose first quarter belongs to another sign reads best without it."""
+    clip = np.stack(moving(8, marker=1) + moving(24, marker=0))
+
+    def classify(frames):
+        share = np.mean(frames[:, MARKER_ROW, 2] == 0)
+        return np.array([share, 1 - share], np.float32)
+
+    first, last, probabilities = refine_window(classify, clip)
+    assert (first, last) == (8, 31) and probabilities[0] == 1.0
+    recognizer = StreamRecognizer(classify, ["a", "b"], refine=True)
+    signs = list(recognizer.run(idle(3) + list(clip) + idle(6)))
+    assert [(s.start_frame, s.end_frame, s.sign) for s in signs] == [(11, 34, "a")]
+
+
+def test_sliding_window_baseline_merges_equal_windows():
+    stream = idle(8) + moving(40, marker=1) + idle(16) + moving(40, marker=0) + idle(16)
+    baseline = SlidingWindowRecognizer(marker_classifier(2), ["a", "b"], window=16, stride=8)
+    signs = list(baseline.run(stream))
+    assert [s.sign for s in signs] == ["b", "a"]
+    assert signs[0].start_frame == 0 and signs[0].end_frame >= 47
+    assert max(len(baseline._frames), 0) <= 16
+
+
+# --------------------------------------------------------------------------------- scoring
+def test_word_error_rate_and_boundaries():
+    truth = [("a", 10, 20), ("b", 30, 40), ("c", 50, 60)]
+    assert scoring.align(list("abc"), list("abc")) == (0, 0, 0, [(0, 0), (1, 1), (2, 2)])
+    assert scoring.align(list("abc"), list("axc"))[:3] == (1, 0, 0)
+    assert scoring.align(list("abc"), list("ac"))[:3] == (0, 1, 0)
+    assert scoring.align(list("abc"), list("abbc"))[:3] == (0, 0, 1)
+    assert scoring.align([], list("ab"))[:3] == (0, 0, 2)
+    recognized = [("a", 12, 19), ("x", 28, 41), ("c", 50, 64), ("d", 70, 80)]
+    scores = scoring.score_streams([(truth, recognized), (truth, truth)])
+    assert scores["wer"] == pytest.approx(2 / 6)  # one substitution, one insertion
+    assert (scores["substitutions"], scores["insertions"], scores["deletions"]) == (1, 1, 0)
+    assert scores["matched"] == 5
+    assert scores["start_error_frames"] == pytest.approx(2 / 5)
+    assert scores["end_error_frames"] == pytest.approx(5 / 5)
+
+
+# -------------------------------------------------------------------- synthetic streams
+def test_synthetic_stream_timeline_matches_its_frames():
+    frames, timeline = synthetic_stream.generate_stream(0, 20, [3, 1, 3], 0, rest_probability=1.0)
+    hands = np.isfinite(frames[:, list(lm.HAND_ROWS), 0]).any(axis=1)
+    assert [s for s, _, _ in timeline] == [3, 1, 3]
+    starts = [start for _, start, _ in timeline]
+    assert starts == sorted(starts) and timeline[-1][2] < len(frames)
+    assert not hands[:5].any() and not hands[-5:].any()  # idle, hands down, at both ends
+    for (_, _, end), (_, start, _) in zip(timeline, timeline[1:]):
+        assert not hands[end + 1:start].all()  # rest_probability 1: the hands go down between
+    again, _ = synthetic_stream.generate_stream(0, 20, [3, 1, 3], 0, rest_probability=1.0)
+    np.testing.assert_array_equal(frames, again)
+    with pytest.raises(ValueError, match="consecutive"):
+        synthetic_stream.generate_stream(0, 20, [1, 1], 0)
+
+
+def test_segmentation_finds_the_signs_of_a_well_separated_synthetic_stream():
+    """Real-looking motion (the synthetic generator), hands down between signs: every true
+    sign gets its own segment, in order, so a classifier that knows the sign of each frame
+    recovers the sequence. The frames carry their true sign in face row 0's z; a segment
+    without a sign frame reads as sign 0, which the sequence does not hold. (Signs 0, 7
+    and 9 of seed 0 are made mostly below the picture, where no hand is seen.)"""
+    sequence = [4, 10, 6, 1, 8, 5, 11]
+    frames, timeline = synthetic_stream.generate_stream(0, 30, sequence, 1, rest_probability=1.0)
+    frames = frames.astype(np.float32)
+    for sign, start, end in timeline:
+        frames[start:end + 1, MARKER_ROW, 2] = sign
+    signs = list(StreamRecognizer(marker_classifier(12), [str(i) for i in range(12)]).run(frames))
+    assert [int(s.sign) for s in signs] == sequence
+    for sign, (_, start, end) in zip(signs, timeline):
+        assert abs(sign.start_frame - start) <= 12 and abs(sign.end_frame - end) <= 12
+
+
+# ---------------------------------------------------------------------------------- sources
+def test_parquet_frames_reads_batches_as_the_whole_file(tmp_path):
+    frames, _ = synthetic_stream.generate_stream(0, 11, [0, 1], 0)
+    path = tmp_path / "stream.parquet"
+    write_landmark_file(path, frames, first_frame=7)
+    whole = read_landmark_file(path)
+    read = np.stack([f for f, _ in parquet_frames(path, batch_frames=10)])
+    np.testing.assert_array_equal(read, whole)
+    with pytest.raises(LandmarkFileError, match="file not found"):
+        next(parquet_frames(tmp_path / "nope.parquet"))
+
+
+def test_live_protocol_round_trip():
+    import io
+
+    values = np.random.default_rng(0).normal(size=(2, 543, 3)).astype(np.float32)
+    values[1, :10] = np.nan
+    data = (live.MAGIC + live.HEADER.pack(25.0) + live.encode_frame(0, 0.0, values[0])
+            + live.encode_frame(1, 0.04, values[1]))
+    stream = io.BytesIO(data + b"\x00" * 100)  # a record cut short ends the stream
+    assert live.read_header(stream) == 25.0
+    read = list(live.read_frames(stream))
+    assert [(n, s) for n, s, _ in read] == [(0, 0.0), (1, 0.04)]
+    np.testing.assert_array_equal(np.stack([f for _, _, f in read]), values)
+    assert live.camera_index("0") == 0 and live.camera_index("clip.mp4") is None
+
+
+@pytest.fixture
+def fake_extraction(tmp_path, monkeypatch):
+    """An 'extraction environment' whose python prints a canned frame stream: 3 frames,
+    then the given word on stderr and exit code. Returns a function setting them."""
+    stream = tmp_path / "stream.bin"
+    script = tmp_path / "python"
+
+    def make(frames=3, said="", code=0):
+        data = live.MAGIC + live.HEADER.pack(30.0)
+        for k in range(frames):
+            data += live.encode_frame(k, k / 30, frame((0.5, 0.5)))
+        stream.write_bytes(data)
+        script.write_text(f"#!/bin/sh\ncat {stream}\necho '{said}' >&2\nexit {code}\n")
+        script.chmod(script.stat().st_mode | stat.S_IEXEC)
+        monkeypatch.setenv("TFISLR_EXTRACT_PYTHON", str(script))
+
+    return make
+
+
+def test_video_source_reports_how_the_stream_ended(fake_extraction):
+    fake_extraction(said="tfislr-live: camera 0 stopped delivering frames after 3 frame(s)")
+    source = VideoSource(0)
+    frames = list(source)
+    assert len(frames) == 3 and frames[2][1] == pytest.approx(2 / 30)
+    assert source.note.startswith("camera 0 stopped") and source.error is None
+    fake_extraction(frames=0, said="tfislr-live: error: clip.mp4: cannot be opened", code=2)
+    source = VideoSource("clip.mp4")
+    assert list(source) == [] and str(source.error) == "clip.mp4: cannot be opened"
+    fake_extraction(frames=2, said="Segmentation fault", code=139)
+    source = VideoSource("clip.mp4")
+    assert len(list(source)) == 2
+    assert "stopped with exit code 139 after 2 frame(s): Segmentation fault" in str(source.error)
+
+
+# ---------------------------------------------------------------------------------- reports
+def test_timeline_formats(tmp_path):
+    names = ["alpha", "beta", "gamma"]
+    stream = idle(4) + moving(12, marker=2) + idle(8) + moving(12, marker=0)
+    signs = list(StreamRecognizer(marker_classifier(3), names, top_k=2).run(stream))
+    lines = report.format_table(signs).splitlines()
+    assert len(lines) == 3 and "gamma 0.900  alpha 0.050" in lines[1]
+    decoded = json.loads(report.to_json(signs))
+    assert decoded[1]["start_frame"] == 24 and decoded[1]["top_k"][0]["sign"] == "alpha"
+    path = tmp_path / "out.csv"
+    report.write_csv(path, signs, 2)
+    rows = path.read_text().splitlines()
+    assert rows[0] == ("start_frame,end_frame,start_seconds,end_seconds,sign,probability,"
+                       "sign_2,probability_2")
+    assert rows[1].startswith("4,15,0.133,0.500,gamma,0.900000,alpha,0.050000")

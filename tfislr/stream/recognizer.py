@@ -1,0 +1,153 @@
+"""Segments of a stream → recognized signs, frame by frame, in bounded memory.
+
+`StreamRecognizer` pushes each frame through a `Segmenter` and classifies each segment it
+closes as one clip, through the contract `tfislr-predict` uses: `classify` maps raw frames
+float32 `[T, 543, 3]` to probabilities `[num_classes]` (a `tfislr.export.TFLiteRunner`,
+whose graph holds the model's `Preprocess`). Then:
+
+* **refine** (optional): the segment's boundaries are tried trimmed, by 0, 1/8 and 1/4 of
+  its length at each end (9 windows, the segment itself among them), and the window the
+  model is most confident about (highest top-1 probability) is kept, its frames as the
+  sign's boundaries: a segment cut with some of the transition around the sign often reads
+  better without it.
+* **min_confidence**: a sign whose top-1 probability is below it is not emitted (counted
+  in `dropped`); 0 emits every segment.
+
+A `RecognizedSign` carries its frames (`start_frame`, `end_frame`, inclusive), seconds
+(the frames' times when the source gave them, else frame / `fps`), the top k signs and
+`emitted_at`, the number of frames pushed when it was recognized (what its delay is
+measured from).
+"""
+
+import dataclasses
+
+import numpy as np
+
+from tfislr.checks import check_int, check_range
+from tfislr.stream.segmentation import Segmenter
+
+# Refinement trims each end by these fractions of the segment's length.
+REFINE_TRIMS = (0.0, 0.125, 0.25)
+
+
+@dataclasses.dataclass
+class RecognizedSign:
+    """One line of the timeline. `top_k`: `[{"sign", "label", "probability"}]`, best first."""
+
+    start_frame: int
+    end_frame: int
+    start_seconds: float
+    end_seconds: float
+    top_k: list
+    reason: str
+    emitted_at: int
+
+    @property
+    def sign(self):
+        return self.top_k[0]["sign"]
+
+    @property
+    def probability(self):
+        return self.top_k[0]["probability"]
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+
+def top_k_signs(probabilities, names, k):
+    """`[{"sign", "label", "probability"}]` of the `k` most probable classes, best first
+    (ties in label order)."""
+    probabilities = np.asarray(probabilities, np.float64)
+    ranked = np.argsort(-probabilities, kind="stable")[:k]
+    return [{"sign": names[i], "label": int(i), "probability": float(probabilities[i])}
+            for i in ranked]
+
+
+def refine_window(classify, frames, min_frames=1):
+    """`(first, last, probabilities)`: the window of `frames` `[n, 543, 3]` (trimmed by
+    `REFINE_TRIMS` of n at each end, at least `min_frames` long) with the highest top-1
+    probability; `first`, `last` are indices into `frames`, inclusive. The untrimmed window
+    wins ties."""
+    n = len(frames)
+    trims = sorted({int(round(n * fraction)) for fraction in REFINE_TRIMS})
+    best = None
+    for head in trims:
+        for tail in trims:
+            if n - head - tail < min_frames:
+                continue
+            probabilities = np.asarray(classify(frames[head:n - tail]))
+            if best is None or probabilities.max() > best[2].max():
+                best = (head, n - tail - 1, probabilities)
+    return best
+
+
+class StreamRecognizer:
+    """Frames in, recognized signs out (see the module docstring).
+
+    Args:
+        classify: raw frames float32 `[T, 543, 3]` → probabilities `[num_classes]`.
+        names: the sign names by label.
+        params: `SegmentationParams` (None: the defaults).
+        top_k: signs listed per line.
+        min_confidence: in [0, 1]; lower top-1 probabilities are not emitted.
+        refine: trim each segment to the window the model is most confident about.
+        fps: frames a second, for the seconds of frames pushed without a time.
+
+    `push(frame, time=None)` returns the signs recognized at this frame (a list, usually
+    empty); `flush()` those of the end of the stream; `run(frames)` does both over an
+    iterable of frames or `(frame, time)` pairs and yields each sign as it is recognized.
+    """
+
+    def __init__(self, classify, names, params=None, top_k=3, min_confidence=0.0,
+                 refine=False, fps=30.0):
+        self.classify = classify
+        self.names = list(names)
+        self.segmenter = Segmenter(params)
+        self.top_k = min(check_int("top_k", top_k), len(self.names))
+        self.min_confidence = check_range("min_confidence", min_confidence, 0.0, 1.0)
+        self.refine = bool(refine)
+        self.fps = check_range("fps", fps, 0.0, None, low_open=True)
+        self.dropped = 0  # segments below min_confidence
+        self.segments = 0  # segments classified
+
+    @property
+    def frame_count(self):
+        return self.segmenter.frame_count
+
+    def push(self, frame, time=None):
+        return self._recognize(self.segmenter.push(frame, time))
+
+    def flush(self):
+        return self._recognize(self.segmenter.flush())
+
+    def run(self, frames):
+        for item in frames:
+            frame, time = item if isinstance(item, tuple) else (item, None)
+            yield from self.push(frame, time)
+        yield from self.flush()
+
+    def _seconds(self, index, time):
+        return float(time) if time is not None else index / self.fps
+
+    def _recognize(self, segments):
+        signs = []
+        for segment in segments:
+            self.segments += 1
+            first, last = 0, len(segment.frames) - 1
+            if self.refine:
+                first, last, probabilities = refine_window(
+                    self.classify, segment.frames, self.segmenter.params.min_frames)
+            else:
+                probabilities = self.classify(segment.frames)
+            top = top_k_signs(probabilities, self.names, self.top_k)
+            if top[0]["probability"] < self.min_confidence:
+                self.dropped += 1
+                continue
+            start, end = segment.start + first, segment.start + last
+            # The segment's times are of its ends; trimmed ends fall back to frame / fps.
+            start_time = segment.start_time if first == 0 else None
+            end_time = segment.end_time if last == len(segment.frames) - 1 else None
+            signs.append(RecognizedSign(start, end, self._seconds(start, start_time),
+                                        self._seconds(end, end_time), top, segment.reason,
+                                        segment.emitted_at))
+        return signs
