@@ -320,3 +320,139 @@ def test_timeline_formats(tmp_path):
     assert rows[0] == ("start_frame,end_frame,start_seconds,end_seconds,sign,probability,"
                        "sign_2,probability_2")
     assert rows[1].startswith("4,15,0.133,0.500,gamma,0.900000,alpha,0.050000")
+
+
+# -------------------------------------------------------------------------- tfislr-stream
+@pytest.fixture(scope="module")
+def exported(synthetic_data_dir, tmp_path_factory):
+    """A small untrained distilled model on the synthetic signs, exported with its sign
+    list: what the command does with the model's answers is checked, not the answers."""
+    import keras
+
+    from tfislr.config import ModelConfig
+    from tfislr.data.kaggle import read_sign_map, sign_names
+    from tfislr.export import EnsembleMember, export_ensemble
+    from tfislr.model import build_classifier
+
+    signs = sign_names(read_sign_map(synthetic_data_dir))
+    keras.utils.set_random_seed(1)
+    config = ModelConfig(embed_dim=4, dense_dim=16, transfo_dim=32, distill_dense_dim=16,
+                         distill_transfo_dim=32, transfo_layers=1, num_heads=4, drop_rate=0.0)
+    model = build_classifier(config, len(signs), 12, distilled=True)
+    path = tmp_path_factory.mktemp("model") / "model.tflite"
+    export_ensemble([EnsembleMember("tiny", model, 12, signs)], path, "fp32",
+                    verbose=False, latency_repeats=1)
+    return path, signs
+
+
+@pytest.fixture(scope="module")
+def stream_file(tmp_path_factory):
+    frames, timeline = synthetic_stream.generate_stream(0, 20, [1, 4, 2, 5], 0,
+                                                        rest_probability=1.0)
+    path = tmp_path_factory.mktemp("stream") / "stream.parquet"
+    write_landmark_file(path, frames)
+    return path, frames
+
+
+def test_stream_command_prints_the_timeline_as_table_json_and_csv(exported, stream_file,
+                                                                  capsys, tmp_path):
+    from tfislr.cli import stream as cli
+
+    model, signs = exported
+    path, frames = stream_file
+    out_csv = tmp_path / "timeline.csv"
+    assert cli.main([str(model), str(path), "--top-k", "2", "--csv", str(out_csv)]) == 0
+    out, err = capsys.readouterr()
+    lines = out.strip().splitlines()
+    assert lines[0].split() == ["frames", "seconds", "signs", "(probability)"]
+    assert len(lines) >= 2 and all(line.split()[3] in signs for line in lines[1:])
+    assert f"tfislr-stream: {len(frames)} frame(s)" in err
+    rows = out_csv.read_text().splitlines()
+    assert len(rows) == len(lines) and rows[0].endswith("sign_2,probability_2")
+    assert cli.main([str(model), str(path), "--json", "--fps", "10"]) == 0
+    decoded = json.loads(capsys.readouterr().out)
+    assert len(decoded) == len(lines) - 1
+    first = decoded[0]
+    assert first["start_seconds"] == pytest.approx(first["start_frame"] / 10)
+    assert len(first["top_k"]) == 3 and first["top_k"][0]["sign"] in signs
+    # --live prints the same lines, each as it is recognized.
+    assert cli.main([str(model), str(path), "--top-k", "2", "--live"]) == 0
+    assert capsys.readouterr().out.strip().splitlines() == lines
+    # --min-confidence above every answer: no sign, and stderr says how many were dropped.
+    assert cli.main([str(model), str(path), "--min-confidence", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.strip().splitlines()) == 1 and "below --min-confidence 1.0" in err
+
+
+def test_stream_command_refuses_bad_input_in_one_line(exported, stream_file, capsys, tmp_path,
+                                                      monkeypatch):
+    from tfislr.cli import stream as cli
+
+    model, _ = exported
+    path, _ = stream_file
+    notes = tmp_path / "notes.csv"
+    notes.write_text("a,b\n")
+    cases = {
+        (str(model), str(tmp_path / "nope.parquet")): f"{tmp_path / 'nope.parquet'}: file not found",
+        (str(model), str(notes)): f"{notes}: unsupported clip type .csv",
+        (str(tmp_path / "none.tflite"), str(path)): f"{tmp_path / 'none.tflite'}: file not found",
+    }
+    for argv, message in cases.items():
+        assert cli.main(list(argv)) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"tfislr-stream: error: {message}")
+    for option in (["--min-confidence", "1.5"], ["--max-frames", "0"],
+                   ["--min-frames", "9", "--max-frames", "8"], ["--fps", "0"]):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([str(model), str(path), *option])
+        assert exit_info.value.code == 2
+        assert "tfislr-stream: error:" in capsys.readouterr().err
+    monkeypatch.setenv("TFISLR_EXTRACT_PYTHON", str(tmp_path / "no-python"))
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"")
+    assert cli.main([str(model), str(video)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"tfislr-stream: error: {tmp_path / 'no-python'}: interpreter not found (set by "
+        "TFISLR_EXTRACT_PYTHON)")
+
+
+def test_stream_command_keeps_the_signs_before_a_bad_part_of_a_file(exported, stream_file,
+                                                                    capsys, tmp_path):
+    """A landmark file whose frame ids go wrong near its end: the signs before are shown,
+    then one error line naming the file (exit 2)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tfislr.cli import stream as cli
+    from tfislr.data.synthetic import frames_to_table
+
+    model, _ = exported
+    _, frames = stream_file
+    table = frames_to_table(frames)
+    ids = np.repeat(np.arange(len(frames), dtype=np.int16), lm.NUM_RAW_LANDMARKS)
+    ids[-lm.NUM_RAW_LANDMARKS:] = 0  # the last frame claims to be frame 0
+    table = table.set_column(0, "frame", pa.array(ids))
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(table, bad)
+    assert cli.main([str(model), str(bad), "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert len(json.loads(out)) >= 1
+    assert err.strip().splitlines()[-1].startswith(
+        f"tfislr-stream: error: {bad}: frame ids must increase")
+
+
+def test_stream_command_on_a_camera_prints_signs_live_and_ends_cleanly(exported, capsys,
+                                                                       fake_extraction):
+    """A camera (here the fake extraction environment's canned frames) that stops: the
+    signs so far, a note saying so, exit code 0."""
+    from tfislr.cli import stream as cli
+
+    model, _ = exported
+    fake_extraction(frames=12, said="tfislr-live: camera 0 stopped delivering frames after "
+                                    "12 frame(s)")
+    assert cli.main([str(model), "0", "--min-frames", "2"]) == 0
+    out, err = capsys.readouterr()
+    lines = out.strip().splitlines()
+    assert len(lines) == 2  # the header, then the one segment of the hand held up
+    assert lines[1].split()[:2] == ["0-11", "0.00-0.37"]  # the frames' times, from the source
+    assert "tfislr-stream: note: camera 0 stopped delivering frames after 12 frame(s)" in err

@@ -14,14 +14,16 @@ from tfislr import atomic
 
 
 def format_line(sign):
-    """`  12-  40   0.40-  1.33 s  hello 0.912  bye 0.051` for a `RecognizedSign`."""
+    """`    12-40         0.40-1.33 s    hello 0.912  bye 0.051` for a `RecognizedSign`."""
     best = "  ".join(f"{p['sign']} {p['probability']:.3f}" for p in sign.top_k)
-    return (f"{sign.start_frame:6d}-{sign.end_frame:6d}  {sign.start_seconds:8.2f}-"
-            f"{sign.end_seconds:8.2f} s  {best}")
+    frames = f"{sign.start_frame:>7}-{sign.end_frame:<7}"
+    seconds = f"{sign.start_seconds:.2f}-{sign.end_seconds:.2f} s"
+    return f"{frames} {seconds:>17}    {best}"
 
 
 def format_table(signs):
-    header = f"{'frames':>13}  {'seconds':>19}    signs (probability)"
+    """The header line, then `format_line` of each sign."""
+    header = f"{'frames':>13} {'seconds':>18}    signs (probability)"
     return "\n".join([header] + [format_line(sign) for sign in signs])
 
 
