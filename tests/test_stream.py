@@ -456,3 +456,99 @@ def test_stream_command_on_a_camera_prints_signs_live_and_ends_cleanly(exported,
     assert len(lines) == 2  # the header, then the one segment of the hand held up
     assert lines[1].split()[:2] == ["0-11", "0.00-0.37"]  # the frames' times, from the source
     assert "tfislr-stream: note: camera 0 stopped delivering frames after 12 frame(s)" in err
+
+
+# ------------------------------------------------------------- a trained model (slow, ci)
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small distilled model fitted with plain cross-entropy on the isolated clips of 6
+    synthetic signs (8 signers, 30 clips a sign), exported: a model that knows the signs."""
+    import keras
+
+    from tfislr.config import ModelConfig
+    from tfislr.data.prepare import prepare_store
+    from tfislr.data.store import load_store
+    from tfislr.data.synthetic import write_synthetic_dataset
+    from tfislr.export import EnsembleMember, export_ensemble
+    from tfislr.model import build_classifier
+
+    root = tmp_path_factory.mktemp("trained")
+    data = write_synthetic_dataset(root / "data", num_signs=6, num_participants=8,
+                                   sequences_per_sign=30, seed=0)
+    max_len = 16
+    store = load_store(prepare_store(data, max_len, root / "prepared", num_workers=1,
+                                     progress=False))
+    points = np.zeros((len(store), max_len, lm.NUM_POINTS, 3), np.float32)
+    mask = np.zeros((len(store), max_len), np.float32)
+    for i in range(len(store)):
+        clip = store.sequence(i)
+        points[i, :len(clip)], mask[i, :len(clip)] = clip, 1.0
+    keras.utils.set_random_seed(3)
+    config = ModelConfig(embed_dim=8, dense_dim=32, transfo_dim=64, distill_dense_dim=32,
+                         distill_transfo_dim=64, transfo_layers=1, num_heads=4, drop_rate=0.0)
+    model = build_classifier(config, store.num_classes, max_len, distilled=True)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit({"landmarks": points, "padding_mask": mask}, store.labels, batch_size=30,
+              epochs=40, verbose=0)
+    path = root / "model.tflite"
+    export_ensemble([EnsembleMember("trained", model, max_len, store.signs)], path, "fp32",
+                    verbose=False, latency_repeats=1)
+    return path, store.signs
+
+
+@pytest.mark.slow
+@pytest.mark.ci
+def test_well_separated_signs_are_recognized_in_order(trained):
+    """Streams of signers the model never saw (signer indices from 8 on), hands down between
+    signs: the recognized sequence is the true one, sign for sign, through the exported
+    model (the same runner as tfislr-predict). Sign 0 of seed 0 is made mostly below the
+    picture, so the streams use signs 1-5."""
+    from tfislr.data.synthetic import sign_names
+    from tfislr.export import TFLiteRunner
+
+    path, signs = trained
+    runner = TFLiteRunner(path)
+    names = sign_names(6)
+    for signer, sequence in ((20, [3, 1, 5, 2, 4]), (21, [2, 5, 1, 4, 3, 1])):
+        frames, timeline = synthetic_stream.generate_stream(0, signer, sequence, 0,
+                                                            rest_probability=1.0)
+        recognized = list(StreamRecognizer(runner, signs).run(frames.astype(np.float32)))
+        assert [s.sign for s in recognized] == [names[i] for i in sequence]
+        for sign, (_, start, end) in zip(recognized, timeline):
+            assert abs(sign.start_frame - start) <= 12 and abs(sign.end_frame - end) <= 12
+
+
+# ------------------------------------------------------- video → stream end to end (slow)
+@pytest.mark.slow
+def test_video_file_streams_through_extraction_to_a_timeline(exported, tmp_path, capfd):
+    """A video file → the extraction environment (frames through a pipe, no landmark file) →
+    the recognizer → a timeline. The only video here is a photograph of a person without
+    hands in the picture (tests/make_video.py), so the timeline is empty, every frame having
+    been read; a file that is no video is one error line."""
+    import subprocess
+
+    from tfislr.cli import stream as cli
+    from tfislr.errors import MissingFileError
+    from tfislr.video import environment
+
+    try:
+        python = environment.extraction_python()
+    except MissingFileError as error:
+        pytest.skip(str(error))
+    model, _ = exported
+    video = tmp_path / "person.mp4"
+    subprocess.run([str(python), str(pathlib.Path(__file__).parent / "make_video.py"),
+                    str(video), "--frames", "9"], check=True, timeout=300)
+    before = set(tmp_path.iterdir())
+    assert cli.main([str(model), str(video), "--json", "--csv", str(tmp_path / "t.csv")]) == 0
+    out, err = capfd.readouterr()
+    assert json.loads(out) == []
+    assert "tfislr-stream: 9 frame(s), 0 segment(s), 0 sign(s)" in err
+    assert set(tmp_path.iterdir()) - before == {tmp_path / "t.csv"}  # no landmark file
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    assert cli.main([str(model), str(broken)]) == 2
+    assert capfd.readouterr().err.strip().splitlines()[-1] == (
+        f"tfislr-stream: error: {broken}: cannot be opened as a video (not a video, or an "
+        "unsupported format)")
