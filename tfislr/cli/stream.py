@@ -68,7 +68,8 @@ def parse_args(argv=None):
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print JSON instead of a table")
     output.add_argument("--live", action="store_true",
-                        help="print each sign as it is recognized (default for a camera)")
+                        help="print each sign as it is recognized (a camera always does, "
+                             "unless --json)")
     parser.add_argument("--csv", help="also write the timeline to this CSV file")
     parser.add_argument("--min-confidence", type=_probability, default=0.0,
                         help="signs whose top probability is lower are not shown")
@@ -78,7 +79,8 @@ def parse_args(argv=None):
     parser.add_argument("--signs", help="sign map (sign_to_prediction_index_map.json) or a "
                                         "data dir with one (default: the export report MODEL.json)")
     parser.add_argument("--fps", type=float, default=30.0,
-                        help="frames a second of a landmark file (videos give their own)")
+                        help="frames a second of a landmark file, for its seconds; a video or "
+                             "camera gives each frame's time")
     parser.add_argument("--mirror", action="store_true",
                         help="video or camera: flip each image first (a mirrored recording)")
     parser.add_argument("--threads", type=positive_int, default=1, help="interpreter threads")
