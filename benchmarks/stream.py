@@ -44,21 +44,23 @@ from tfislr.data import synthetic_stream  # noqa: E402
 from tfislr.data.kaggle import read_landmark_file  # noqa: E402
 from tfislr.export import TFLiteRunner  # noqa: E402
 from tfislr.predict import sign_names  # noqa: E402
-from tfislr.stream.recognizer import StreamRecognizer  # noqa: E402
+from tfislr.stream.recognizer import MERGE_GAP, StreamRecognizer  # noqa: E402
 from tfislr.stream.scoring import score_streams  # noqa: E402
 from tfislr.stream.segmentation import SegmentationParams, Segmenter  # noqa: E402
 from tfislr.stream.windows import SlidingWindowRecognizer  # noqa: E402
 
 FPS = 30.0
+RECOGNIZER_OPTIONS = ("min_confidence", "refine", "merge_gap")  # the rest: SegmentationParams
 # Candidates of coordinate descent (--tune).
 SEGMENTATION_GRID = {
-    "gap_frames": [2, 3, 4, 6, 8, 10],
-    "pause_speed": [0.006, 0.009, 0.012, 0.016, 0.02, 0.025, 0.03],
+    "gap_frames": [2, 4, 6, 8, 10, 12, 15, 20],
+    "pause_speed": [0.006, 0.012, 0.02, 0.025, 0.03, 0.035, 0.04, 0.05, 0.06],
     "pause_frames": [2, 3, 4, 6, 8],
-    "min_motion_frames": [0, 4, 6, 8, 10, 12, 16],
+    "min_motion_frames": [0, 4, 8, 10, 12, 16, 20],
     "speed_window": [1, 2, 3, 4, 6],
     "min_frames": [1, 2, 4, 6, 8],
     "max_frames": [48, 64, 96, 128],
+    "merge_gap": [0, 5, 10, 15, 20, 30],
     "min_confidence": [0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7],
 }
 WINDOW_GRID = {
@@ -110,11 +112,10 @@ def run(make_recognizer, streams):
 
 def evaluate_segmenter(model, names, streams, settings):
     settings = dict(settings)
-    min_confidence = settings.pop("min_confidence", 0.0)
-    refine = settings.pop("refine", False)
+    options = {k: settings.pop(k) for k in RECOGNIZER_OPTIONS if k in settings}
     params = SegmentationParams(**settings)
-    pairs, signs = run(lambda: StreamRecognizer(model, names, params, min_confidence=min_confidence,
-                                                refine=refine, fps=FPS), streams)
+    pairs, signs = run(lambda: StreamRecognizer(model, names, params, fps=FPS, **options),
+                       streams)
     return score_streams(pairs), signs
 
 
@@ -162,14 +163,14 @@ def delays(signs, streams):
 def throughput(runner, names, streams, settings, repeats=3):
     """Frames/s through segmentation + classification (no cache) and segmentation alone."""
     settings = dict(settings)
-    min_confidence = settings.pop("min_confidence", 0.0)
+    options = {k: settings.pop(k) for k in RECOGNIZER_OPTIONS if k in settings}
     params = SegmentationParams(**settings)
     total = sum(len(frames) for frames, _ in streams.values())
     full, alone = [], []
     for _ in range(repeats):
         start = time.perf_counter()
         for frames, _ in streams.values():
-            for _ in StreamRecognizer(runner, names, params, min_confidence=min_confidence).run(frames):
+            for _ in StreamRecognizer(runner, names, params, **options).run(frames):
                 pass
         full.append(total / (time.perf_counter() - start))
         start = time.perf_counter()
@@ -222,7 +223,7 @@ def main():
             for group, signers in groups.items()}
 
     defaults = {f.name: f.default for f in dataclasses.fields(SegmentationParams)}
-    defaults["min_confidence"] = 0.0
+    defaults.update(min_confidence=0.0, merge_gap=MERGE_GAP)
     windows = {"window": args.window, "stride": args.stride,
                "min_confidence": args.window_confidence}
     results = {"model": str(args.model), "machine": platform.machine(),

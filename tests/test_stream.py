@@ -159,8 +159,11 @@ def test_recognizer_emits_top_k_in_order_with_times_and_confidence():
     assert signs[0].start_seconds == pytest.approx(0.4) and signs[0].end_seconds == pytest.approx(1.5)
     assert [p["sign"] for p in signs[0].top_k] == ["gamma", "alpha"]  # ties in label order
     assert signs[0].top_k[0]["probability"] == pytest.approx(0.9)
-    # The rest after a sign is seen gap_frames later: that is when its line comes.
-    assert signs[0].emitted_at == 16 + SegmentationParams().gap_frames
+    # Its line comes when no later segment can be the same sign: the next one's answer
+    # (it opened within merge_gap frames), or, without merging, the rest gap_frames later.
+    assert signs[0].emitted_at == 36 + SegmentationParams().gap_frames
+    unmerged = StreamRecognizer(marker_classifier(3), names, merge_gap=0)
+    assert list(unmerged.run(stream))[0].emitted_at == 16 + SegmentationParams().gap_frames
     # Times given with the frames are used as they are.
     timed = StreamRecognizer(marker_classifier(3), names)
     signs = list(timed.run((f, 100.0 + k) for k, f in enumerate(stream)))
@@ -168,6 +171,17 @@ def test_recognizer_emits_top_k_in_order_with_times_and_confidence():
     # min_confidence: nothing reaches 0.95, so nothing is emitted, and it is counted.
     strict = StreamRecognizer(marker_classifier(3), names, min_confidence=0.95)
     assert list(strict.run(stream)) == [] and strict.dropped == 3 == strict.segments
+
+
+def test_segments_of_one_sign_close_together_are_merged():
+    """A sign cut in two by a dropout longer than gap_frames is one line; the same sign
+    again after a longer rest is another."""
+    params = SegmentationParams()
+    stream = (moving(12, marker=1) + idle(params.gap_frames + 2) + moving(12, marker=1)
+              + idle(20) + moving(12, marker=1) + idle(5))
+    merged = list(StreamRecognizer(marker_classifier(2), ["a", "b"], merge_gap=10).run(stream))
+    assert [(s.start_frame, s.end_frame, s.sign) for s in merged] == [(0, 29, "b"), (50, 61, "b")]
+    assert len(list(StreamRecognizer(marker_classifier(2), ["a", "b"], merge_gap=0).run(stream))) == 3
 
 
 def test_refinement_keeps_the_most_confident_window():

@@ -12,6 +12,11 @@ whose graph holds the model's `Preprocess`). Then:
   better without it.
 * **min_confidence**: a sign whose top-1 probability is below it is not emitted (counted
   in `dropped`); 0 emits every segment.
+* **merge_gap**: consecutive segments with the same top-1 sign, at most `merge_gap` frames
+  apart, are one sign (a sign cut in two by a dropout or a slow moment, as the baseline
+  merges equal windows); its line waits until no later segment can join it: `merge_gap`
+  frames after its end with no segment open, or the next segment's answer. A sign really
+  repeated with so short a gap is reported once; 0 merges only adjacent segments.
 
 A `RecognizedSign` carries its frames (`start_frame`, `end_frame`, inclusive), seconds
 (the frames' times when the source gave them, else frame / `fps`), the top k signs and
@@ -26,6 +31,7 @@ import numpy as np
 from tfislr.checks import check_int, check_range
 from tfislr.stream.segmentation import Segmenter
 
+MERGE_GAP = 10  # frames; chosen with the segmentation defaults (docs/stream.md)
 # Refinement trims each end by these fractions of the segment's length.
 REFINE_TRIMS = (0.0, 0.125, 0.25)
 
@@ -92,6 +98,7 @@ class StreamRecognizer:
         min_confidence: in [0, 1]; lower top-1 probabilities are not emitted.
         refine: trim each segment to the window the model is most confident about.
         fps: frames a second, for the seconds of frames pushed without a time.
+        merge_gap: frames between two segments of the same sign that are merged.
 
     `push(frame, time=None)` returns the signs recognized at this frame (a list, usually
     empty); `flush()` those of the end of the stream; `run(frames)` does both over an
@@ -99,7 +106,7 @@ class StreamRecognizer:
     """
 
     def __init__(self, classify, names, params=None, top_k=3, min_confidence=0.0,
-                 refine=False, fps=30.0):
+                 refine=False, fps=30.0, merge_gap=MERGE_GAP):
         self.classify = classify
         self.names = list(names)
         self.segmenter = Segmenter(params)
@@ -107,18 +114,20 @@ class StreamRecognizer:
         self.min_confidence = check_range("min_confidence", min_confidence, 0.0, 1.0)
         self.refine = bool(refine)
         self.fps = check_range("fps", fps, 0.0, None, low_open=True)
+        self.merge_gap = check_int("merge_gap", merge_gap, minimum=0)
         self.dropped = 0  # segments below min_confidence
         self.segments = 0  # segments classified
+        self._pending = None  # the last sign, while a later segment may still join it
 
     @property
     def frame_count(self):
         return self.segmenter.frame_count
 
     def push(self, frame, time=None):
-        return self._recognize(self.segmenter.push(frame, time))
+        return self._merge(self._recognize(self.segmenter.push(frame, time)))
 
     def flush(self):
-        return self._recognize(self.segmenter.flush())
+        return self._merge(self._recognize(self.segmenter.flush()), final=True)
 
     def run(self, frames):
         for item in frames:
@@ -151,3 +160,29 @@ class StreamRecognizer:
                                         self._seconds(end, end_time), top, segment.reason,
                                         segment.emitted_at))
         return signs
+
+    def _merge(self, signs, final=False):
+        """The signs that can no longer be merged with a later one (see `merge_gap`)."""
+        out = []
+        for sign in signs:
+            pending = self._pending
+            if (pending is not None and sign.top_k[0]["label"] == pending.top_k[0]["label"]
+                    and sign.start_frame - pending.end_frame - 1 <= self.merge_gap):
+                pending.end_frame, pending.end_seconds = sign.end_frame, sign.end_seconds
+                pending.reason = sign.reason
+                if sign.probability > pending.probability:
+                    pending.top_k = sign.top_k
+                continue
+            if pending is not None:
+                out.append(pending)
+            self._pending = sign
+        pending = self._pending
+        if pending is not None:
+            opened = self.segmenter.open_start
+            last = self.frame_count - 1 if opened is None else opened
+            if final or last - pending.end_frame - 1 > self.merge_gap:
+                out.append(pending)
+                self._pending = None
+        for sign in out:
+            sign.emitted_at = self.frame_count
+        return out

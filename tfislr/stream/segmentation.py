@@ -125,6 +125,11 @@ class Segmenter:
         self._inactive = self._still = self._motion = 0
 
     @property
+    def open_start(self):
+        """The first frame of the open segment, or None when none is open."""
+        return self._start
+
+    @property
     def buffered_frames(self):
         """Frames held now (the open segment and the look-back): at most `max_frames +
         speed_window`, whatever the stream's length."""
