@@ -160,6 +160,19 @@ def delays(signs, streams):
     return np.array(out, np.float64)
 
 
+def frames_per_second(make_recognizer, streams, repeats=3):
+    """Median frames/s of fresh recognizers over the streams (in memory)."""
+    total = sum(len(frames) for frames, _ in streams.values())
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for frames, _ in streams.values():
+            for _ in make_recognizer().run(frames):
+                pass
+        rates.append(total / (time.perf_counter() - start))
+    return float(np.median(rates))
+
+
 def throughput(runner, names, streams, settings, repeats=3):
     """Frames/s through segmentation + classification (no cache) and segmentation alone."""
     settings = dict(settings)
@@ -205,8 +218,8 @@ def main():
     parser.add_argument("--tune", action="store_true",
                         help="choose the settings on the tuning signers (else the defaults)")
     parser.add_argument("--window", type=int, default=24, help="baseline window (no --tune)")
-    parser.add_argument("--stride", type=int, default=4, help="baseline stride (no --tune)")
-    parser.add_argument("--window-confidence", type=float, default=0.5,
+    parser.add_argument("--stride", type=int, default=12, help="baseline stride (no --tune)")
+    parser.add_argument("--window-confidence", type=float, default=0.6,
                         help="baseline threshold (no --tune)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
@@ -251,15 +264,20 @@ def main():
     test = data["test"]
     scores, signs = evaluate_segmenter(model, names, test, defaults)
     refined, _ = evaluate_segmenter(model, names, test, {**defaults, "refine": True})
-    baseline, _ = evaluate_windows(model, names, test, windows)
+    baseline, window_signs = evaluate_windows(model, names, test, windows)
     delay = delays(signs, test)
+    window_delay = delays(window_signs, test)
     model.times_ms.clear()
     model.cache.clear()
     evaluate_segmenter(model, names, test, defaults)  # the model's time per segment
     results["test"] = {
         "segmenter": {"settings": defaults, **summary(scores)},
         "segmenter_refine": summary(refined),
-        "windows": {"settings": windows, **summary(baseline)},
+        "windows": {"settings": windows, **summary(baseline),
+                    "delay_frames_median": float(np.median(window_delay)),
+                    "delay_frames_p95": float(np.percentile(window_delay, 95)),
+                    "frames_per_second": frames_per_second(
+                        lambda: SlidingWindowRecognizer(runner, names, fps=FPS, **windows), test)},
         "delay": {"frames_median": float(np.median(delay)),
                   "frames_p95": float(np.percentile(delay, 95)),
                   "seconds_median_at_30fps": float(np.median(delay)) / FPS,

@@ -31,7 +31,7 @@ import numpy as np
 from tfislr.checks import check_int, check_range
 from tfislr.stream.segmentation import Segmenter
 
-MERGE_GAP = 10  # frames; chosen with the segmentation defaults (docs/stream.md)
+MERGE_GAP = 15  # frames; chosen with the segmentation defaults (docs/stream.md)
 # Refinement trims each end by these fractions of the segment's length.
 REFINE_TRIMS = (0.0, 0.125, 0.25)
 

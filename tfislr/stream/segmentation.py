@@ -54,11 +54,11 @@ class SegmentationParams:
 
     signing_space: float = 1.2
     speed_window: int = 3
-    pause_speed: float = 0.012
-    pause_frames: int = 4
+    pause_speed: float = 0.04
+    pause_frames: int = 3
     min_motion_frames: int = 8
-    gap_frames: int = 4
-    min_frames: int = 4
+    gap_frames: int = 2
+    min_frames: int = 1
     max_frames: int = 96
 
     def __post_init__(self):
