@@ -47,7 +47,8 @@ from tfislr.predict import sign_names  # noqa: E402
 from tfislr.stream.recognizer import MERGE_GAP, StreamRecognizer  # noqa: E402
 from tfislr.stream.scoring import score_streams  # noqa: E402
 from tfislr.stream.segmentation import SegmentationParams, Segmenter  # noqa: E402
-from tfislr.stream.windows import SlidingWindowRecognizer  # noqa: E402
+from tfislr.stream.windows import (STRIDE, WINDOW, WINDOW_CONFIDENCE,  # noqa: E402
+                                   SlidingWindowRecognizer)
 
 FPS = 30.0
 RECOGNIZER_OPTIONS = ("min_confidence", "refine", "merge_gap")  # the rest: SegmentationParams
@@ -217,9 +218,9 @@ def main():
     parser.add_argument("--signs-per-stream", type=int, default=10)
     parser.add_argument("--tune", action="store_true",
                         help="choose the settings on the tuning signers (else the defaults)")
-    parser.add_argument("--window", type=int, default=24, help="baseline window (no --tune)")
-    parser.add_argument("--stride", type=int, default=12, help="baseline stride (no --tune)")
-    parser.add_argument("--window-confidence", type=float, default=0.6,
+    parser.add_argument("--window", type=int, default=WINDOW, help="baseline window (no --tune)")
+    parser.add_argument("--stride", type=int, default=STRIDE, help="baseline stride (no --tune)")
+    parser.add_argument("--window-confidence", type=float, default=WINDOW_CONFIDENCE,
                         help="baseline threshold (no --tune)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()

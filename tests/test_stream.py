@@ -403,6 +403,14 @@ def test_stream_command_prints_the_timeline_as_table_json_and_csv(exported, stre
     assert cli.main([str(model), str(path), "--min-confidence", "1"]) == 0
     out, err = capsys.readouterr()
     assert len(out.strip().splitlines()) == 1 and "below --min-confidence 1.0" in err
+    # The baseline: fixed windows, every stride frames once the first window is full.
+    assert cli.main([str(model), str(path), "--method", "windows", "--window", "20",
+                     "--stride", "10", "--min-confidence", "0"]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.strip().splitlines()) >= 2
+    hand_windows = sum(np.isfinite(frames[end - 19:end + 1, list(lm.HAND_ROWS), 0]).any(axis=1)
+                       .sum() >= 4 for end in range(19, len(frames), 10))
+    assert f", {hand_windows} window(s), " in err
 
 
 def test_stream_command_refuses_bad_input_in_one_line(exported, stream_file, capsys, tmp_path,
@@ -423,7 +431,8 @@ def test_stream_command_refuses_bad_input_in_one_line(exported, stream_file, cap
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith(f"tfislr-stream: error: {message}")
     for option in (["--min-confidence", "1.5"], ["--max-frames", "0"],
-                   ["--min-frames", "9", "--max-frames", "8"], ["--fps", "0"]):
+                   ["--min-frames", "9", "--max-frames", "8"], ["--fps", "0"],
+                   ["--merge-gap", "-1"]):
         with pytest.raises(SystemExit) as exit_info:
             cli.main([str(model), str(path), *option])
         assert exit_info.value.code == 2

@@ -56,8 +56,20 @@ def _probability(text):
     return value
 
 
+def _count(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
 def parse_args(argv=None):
+    from tfislr.stream.recognizer import MERGE_GAP
     from tfislr.stream.segmentation import SegmentationParams
+    from tfislr.stream.windows import STRIDE, WINDOW, WINDOW_CONFIDENCE
 
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
                                      formatter_class=HelpFormatter)
@@ -71,8 +83,13 @@ def parse_args(argv=None):
                         help="print each sign as it is recognized (a camera always does, "
                              "unless --json)")
     parser.add_argument("--csv", help="also write the timeline to this CSV file")
-    parser.add_argument("--min-confidence", type=_probability, default=0.0,
-                        help="signs whose top probability is lower are not shown")
+    parser.add_argument("--method", choices=("segments", "windows"), default="segments",
+                        help="segments: cut the stream where the hands rest or pause, one "
+                             "answer a segment; windows: the baseline, fixed sliding windows "
+                             "(--window, --stride), equal answers merged; see docs/stream.md")
+    parser.add_argument("--min-confidence", type=_probability, default=None,
+                        help="signs whose top probability is lower are not shown (default: "
+                             f"0 with segments, {WINDOW_CONFIDENCE} with windows)")
     parser.add_argument("--refine", action="store_true",
                         help="trim each segment's ends to the window the model is most "
                              "confident about (9 model calls a segment instead of 1)")
@@ -88,6 +105,13 @@ def parse_args(argv=None):
     for field in dataclasses.fields(SegmentationParams):
         segmentation.add_argument(f"--{field.name.replace('_', '-')}", type=field.type,
                                   default=field.default, help=SEGMENTATION_HELP[field.name])
+    segmentation.add_argument("--merge-gap", type=_count, default=MERGE_GAP,
+                              help="consecutive segments with the same sign at most this many "
+                                   "frames apart are one sign; 0 merges only adjacent ones")
+    windows = parser.add_argument_group("--method windows")
+    windows.add_argument("--window", type=positive_int, default=WINDOW, help="frames a window")
+    windows.add_argument("--stride", type=positive_int, default=STRIDE,
+                         help="frames between two windows")
     args = parser.parse_args(argv)
     if not args.fps > 0:
         parser.error(f"argument --fps: expected a positive number, got {args.fps}")
@@ -132,6 +156,7 @@ def main(argv=None):
     from tfislr.predict import sign_names
     from tfislr.stream import report as timeline
     from tfislr.stream.recognizer import StreamRecognizer
+    from tfislr.stream.windows import WINDOW_CONFIDENCE, SlidingWindowRecognizer
 
     if args.csv:
         from tfislr import atomic
@@ -141,9 +166,16 @@ def main(argv=None):
     names = sign_names(pathlib.Path(args.model), args.signs, runner.num_classes)
     frames, kind, handle = open_source(args.source, args.mirror)
     live = (args.live or kind == "camera") and not args.json
-    recognizer = StreamRecognizer(runner, names, args.params, top_k=args.top_k,
-                                  min_confidence=args.min_confidence, refine=args.refine,
-                                  fps=args.fps)
+    if args.method == "windows":
+        recognizer = SlidingWindowRecognizer(
+            runner, names, args.window, args.stride, top_k=args.top_k, fps=args.fps,
+            min_confidence=(WINDOW_CONFIDENCE if args.min_confidence is None
+                            else args.min_confidence))
+    else:
+        recognizer = StreamRecognizer(runner, names, args.params, top_k=args.top_k,
+                                      min_confidence=args.min_confidence or 0.0,
+                                      refine=args.refine, fps=args.fps,
+                                      merge_gap=args.merge_gap)
     signs, interrupted = [], False
     if live:
         print(timeline.format_table([]), flush=True)
@@ -163,10 +195,10 @@ def main(argv=None):
         _output(args, signs, live, timeline)
         raise DataError(f"{error} (the {len(signs)} sign(s) before it are shown)") from None
     _output(args, signs, live, timeline)
-    summary = (f"{PROG}: {recognizer.frame_count} frame(s), {recognizer.segments} segment(s), "
-               f"{len(signs)} sign(s)")
+    summary = (f"{PROG}: {recognizer.frame_count} frame(s), {recognizer.segments} "
+               f"{'window' if args.method == 'windows' else 'segment'}(s), {len(signs)} sign(s)")
     if recognizer.dropped:
-        summary += f"; {recognizer.dropped} below --min-confidence {args.min_confidence}"
+        summary += f"; {recognizer.dropped} below --min-confidence {recognizer.min_confidence}"
     print(summary, file=sys.stderr)
     code = 0
     if handle is not None and handle.error is not None:

@@ -18,6 +18,8 @@ from tfislr.checks import check_int, check_range
 from tfislr.stream.recognizer import RecognizedSign, top_k_signs
 
 _HAND_ROWS = list(lm.HAND_ROWS)
+# Chosen on the tuning signers of benchmarks/stream.py --tune (docs/stream.md).
+WINDOW, STRIDE, WINDOW_CONFIDENCE = 24, 12, 0.6
 
 
 class SlidingWindowRecognizer:
@@ -30,8 +32,8 @@ class SlidingWindowRecognizer:
         min_hand_frames: a window with fewer frames with a hand is not classified.
     """
 
-    def __init__(self, classify, names, window=32, stride=8, top_k=3, min_confidence=0.0,
-                 min_hand_frames=4, fps=30.0):
+    def __init__(self, classify, names, window=WINDOW, stride=STRIDE, top_k=3,
+                 min_confidence=WINDOW_CONFIDENCE, min_hand_frames=4, fps=30.0):
         self.classify = classify
         self.names = list(names)
         self.window = check_int("window", window)
@@ -41,6 +43,7 @@ class SlidingWindowRecognizer:
         self.min_hand_frames = check_int("min_hand_frames", min_hand_frames)
         self.fps = fps
         self.frame_count = 0
+        self.segments = self.dropped = 0  # windows classified, and below min_confidence
         self._frames = collections.deque(maxlen=self.window)
         self._run = None  # [label, start, end, best top_k]
 
@@ -70,8 +73,11 @@ class SlidingWindowRecognizer:
         label = top = None
         if np.isfinite(frames[:, _HAND_ROWS, 0]).any(axis=1).sum() >= self.min_hand_frames:
             top = top_k_signs(self.classify(frames), self.names, self.top_k)
+            self.segments += 1
             if top[0]["probability"] >= self.min_confidence:
                 label = top[0]["label"]
+            else:
+                self.dropped += 1
         if self._run is not None and label == self._run[0]:
             self._run[2] = end
             if top[0]["probability"] > self._run[3][0]["probability"]:
