@@ -267,11 +267,19 @@ def test_segmentation_finds_the_signs_of_a_well_separated_synthetic_stream():
 
 # ---------------------------------------------------------------------------------- sources
 def test_parquet_frames_reads_batches_as_the_whole_file(tmp_path):
+    """Batches of 7 frames from row groups of 1,000 rows: most batches end inside a frame,
+    whose rows wait for the next batch."""
+    import pyarrow.parquet as pq
+
+    from tfislr.data.synthetic import frames_to_table
+
     frames, _ = synthetic_stream.generate_stream(0, 11, [0, 1], 0)
     path = tmp_path / "stream.parquet"
-    write_landmark_file(path, frames, first_frame=7)
+    pq.write_table(frames_to_table(frames, first_frame=7), path, row_group_size=1000)
+    assert pq.ParquetFile(path).metadata.num_row_groups > len(frames) // 2
     whole = read_landmark_file(path)
-    read = np.stack([f for f, _ in parquet_frames(path, batch_frames=10)])
+    read = np.stack([f for f, _ in parquet_frames(path, batch_frames=7)])
+    assert len(read) == len(frames)
     np.testing.assert_array_equal(read, whole)
     with pytest.raises(LandmarkFileError, match="file not found"):
         next(parquet_frames(tmp_path / "nope.parquet"))
@@ -582,3 +590,19 @@ def test_video_file_streams_through_extraction_to_a_timeline(exported, tmp_path,
     assert capfd.readouterr().err.strip().splitlines()[-1] == (
         f"tfislr-stream: error: {broken}: cannot be opened as a video (not a video, or an "
         "unsupported format)")
+
+
+def test_the_stream_path_imports_no_tensorflow():
+    """Segmentation, recognition, sources and the exported model's runner need no TensorFlow
+    (the model's preprocessing is inside the .tflite): a stream starts without it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, tfislr.stream.recognizer, tfislr.stream.windows, tfislr.stream.sources, "
+            "tfislr.stream.report, tfislr.stream.scoring, tfislr.data.synthetic_stream, "
+            "tfislr.export.runner; print(sorted(m for m in ('tensorflow', 'keras') "
+            "if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=pathlib.Path(__file__).parents[1], timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -153,12 +153,9 @@ class StreamRecognizer:
                 self.dropped += 1
                 continue
             start, end = segment.start + first, segment.start + last
-            # The segment's times are of its ends; trimmed ends fall back to frame / fps.
-            start_time = segment.start_time if first == 0 else None
-            end_time = segment.end_time if last == len(segment.frames) - 1 else None
-            signs.append(RecognizedSign(start, end, self._seconds(start, start_time),
-                                        self._seconds(end, end_time), top, segment.reason,
-                                        segment.emitted_at))
+            signs.append(RecognizedSign(start, end, self._seconds(start, segment.times[first]),
+                                        self._seconds(end, segment.times[last]), top,
+                                        segment.reason, segment.emitted_at))
         return signs
 
     def _merge(self, signs, final=False):

@@ -76,19 +76,18 @@ class SegmentationParams:
 class Segment:
     """A candidate sign: stream frames `start..end` (inclusive) and their raw landmarks.
 
-    `frames`: float32 `[end - start + 1, 543, 3]`; `start_time` / `end_time`: seconds of
-    the first and last frame when the frames came with times, else None; `reason`: what
-    closed it (`rest`, `pause`, `max_frames`, `end`); `emitted_at`: the number of frames
-    pushed when it closed (its delay in frames is `emitted_at - 1 - end`).
+    `frames`: float32 `[end - start + 1, 543, 3]`; `times`: each frame's seconds as pushed
+    (None for a frame pushed without one); `reason`: what closed it (`rest`, `pause`,
+    `max_frames`, `end`); `emitted_at`: the number of frames pushed when it closed (its
+    delay in frames is `emitted_at - 1 - end`).
     """
 
     start: int
     end: int
     frames: np.ndarray
+    times: list
     reason: str
     emitted_at: int
-    start_time: float | None = None
-    end_time: float | None = None
 
 
 class Segmenter:
@@ -201,7 +200,7 @@ class Segmenter:
                 self._inactive += 1
             if speed < p.pause_speed:
                 self._still += 1
-            elif speed >= p.pause_speed:
+            elif speed >= p.pause_speed:  # (a NaN speed, no hand to measure, is neither)
                 self._still = 0
                 self._motion += 1
             closed = self._maybe_close(index)
@@ -237,8 +236,8 @@ class Segmenter:
         keep = end - self._start + 1
         segment = None
         if keep > 0 and self._active_count >= self.params.min_frames:
-            segment = Segment(self._start, end, np.stack(self._frames[:keep]), reason,
-                              self.frame_count, self._times[0], self._times[keep - 1])
+            segment = Segment(self._start, end, np.stack(self._frames[:keep]),
+                              self._times[:keep], reason, self.frame_count)
         self._reset_segment()
         return [] if segment is None else [segment]
 
