@@ -133,9 +133,8 @@ def open_source(source, mirror=False):
     """
     from tfislr.predict import LANDMARKS, clip_kind
     from tfislr.stream.sources import VideoSource, parquet_frames
-    from tfislr.video.live import camera_index
-
     from tfislr.video.environment import extraction_python
+    from tfislr.video.live import camera_index
 
     if camera_index(source) is not None and not pathlib.Path(source).exists():
         kind = "camera"
@@ -192,9 +191,9 @@ def main(argv=None):
                 print(timeline.format_line(sign), flush=True)
     except DataError as error:  # a landmark file bad from some frame on: keep the signs so far
         signs += recognizer.flush()
-        _output(args, signs, live, timeline)
+        _output(args, signs, live, timeline, recognizer.top_k)
         raise DataError(f"{error} (the {len(signs)} sign(s) before it are shown)") from None
-    _output(args, signs, live, timeline)
+    _output(args, signs, live, timeline, recognizer.top_k)
     summary = (f"{PROG}: {recognizer.frame_count} frame(s), {recognizer.segments} "
                f"{'window' if args.method == 'windows' else 'segment'}(s), {len(signs)} sign(s)")
     if recognizer.dropped:
@@ -214,13 +213,14 @@ def main(argv=None):
     return code
 
 
-def _output(args, signs, live, timeline):
+def _output(args, signs, live, timeline, top_k):
+    """The timeline on stdout (unless it went out live) and in the --csv file."""
     if args.json:
         print(timeline.to_json(signs))
     elif not live:
         print(timeline.format_table(signs))
     if args.csv:
-        timeline.write_csv(args.csv, signs, args.top_k)
+        timeline.write_csv(args.csv, signs, top_k)
 
 
 if __name__ == "__main__":
