@@ -44,7 +44,7 @@ from tfislr.data import synthetic_stream  # noqa: E402
 from tfislr.data.kaggle import read_landmark_file  # noqa: E402
 from tfislr.export import TFLiteRunner  # noqa: E402
 from tfislr.predict import sign_names  # noqa: E402
-from tfislr.stream.recognizer import MERGE_GAP, StreamRecognizer  # noqa: E402
+from tfislr.stream.recognizer import MERGE_GAP, MIN_CONFIDENCE, StreamRecognizer  # noqa: E402
 from tfislr.stream.scoring import score_streams  # noqa: E402
 from tfislr.stream.segmentation import SegmentationParams, Segmenter  # noqa: E402
 from tfislr.stream.windows import (STRIDE, WINDOW, WINDOW_CONFIDENCE,  # noqa: E402
@@ -213,7 +213,7 @@ def main():
     parser.add_argument("--first-signer", type=int, default=10,
                         help="first signer index the model never saw (the data set's "
                              "number of participants)")
-    parser.add_argument("--signers", type=int, default=5, help="signers a group")
+    parser.add_argument("--signers", type=int, default=10, help="signers a group")
     parser.add_argument("--streams-per-signer", type=int, default=4)
     parser.add_argument("--signs-per-stream", type=int, default=10)
     parser.add_argument("--tune", action="store_true",
@@ -237,7 +237,7 @@ def main():
             for group, signers in groups.items()}
 
     defaults = {f.name: f.default for f in dataclasses.fields(SegmentationParams)}
-    defaults.update(min_confidence=0.0, merge_gap=MERGE_GAP)
+    defaults.update(min_confidence=MIN_CONFIDENCE, merge_gap=MERGE_GAP)
     windows = {"window": args.window, "stride": args.stride,
                "min_confidence": args.window_confidence}
     results = {"model": str(args.model), "machine": platform.machine(),

@@ -390,7 +390,9 @@ def test_stream_command_prints_the_timeline_as_table_json_and_csv(exported, stre
     model, signs = exported
     path, frames = stream_file
     out_csv = tmp_path / "timeline.csv"
-    assert cli.main([str(model), str(path), "--top-k", "2", "--csv", str(out_csv)]) == 0
+    # The untrained model's answers are all near 1/6: --min-confidence 0 shows them.
+    assert cli.main([str(model), str(path), "--top-k", "2", "--csv", str(out_csv),
+                     "--min-confidence", "0"]) == 0
     out, err = capsys.readouterr()
     lines = out.strip().splitlines()
     assert lines[0].split() == ["frames", "seconds", "signs", "(probability)"]
@@ -398,14 +400,16 @@ def test_stream_command_prints_the_timeline_as_table_json_and_csv(exported, stre
     assert f"tfislr-stream: {len(frames)} frame(s)" in err
     rows = out_csv.read_text().splitlines()
     assert len(rows) == len(lines) and rows[0].endswith("sign_2,probability_2")
-    assert cli.main([str(model), str(path), "--json", "--fps", "10"]) == 0
+    assert cli.main([str(model), str(path), "--json", "--fps", "10", "--min-confidence",
+                     "0"]) == 0
     decoded = json.loads(capsys.readouterr().out)
     assert len(decoded) == len(lines) - 1
     first = decoded[0]
     assert first["start_seconds"] == pytest.approx(first["start_frame"] / 10)
     assert len(first["top_k"]) == 3 and first["top_k"][0]["sign"] in signs
     # --live prints the same lines, each as it is recognized.
-    assert cli.main([str(model), str(path), "--top-k", "2", "--live"]) == 0
+    assert cli.main([str(model), str(path), "--top-k", "2", "--live", "--min-confidence",
+                     "0"]) == 0
     assert capsys.readouterr().out.strip().splitlines() == lines
     # --min-confidence above every answer: no sign, and stderr says how many were dropped.
     assert cli.main([str(model), str(path), "--min-confidence", "1"]) == 0
@@ -472,7 +476,7 @@ def test_stream_command_keeps_the_signs_before_a_bad_part_of_a_file(exported, st
     table = table.set_column(0, "frame", pa.array(ids))
     bad = tmp_path / "bad.parquet"
     pq.write_table(table, bad)
-    assert cli.main([str(model), str(bad), "--json"]) == 2
+    assert cli.main([str(model), str(bad), "--json", "--min-confidence", "0"]) == 2
     out, err = capsys.readouterr()
     assert len(json.loads(out)) >= 1
     assert err.strip().splitlines()[-1].startswith(
@@ -488,7 +492,7 @@ def test_stream_command_on_a_camera_prints_signs_live_and_ends_cleanly(exported,
     model, _ = exported
     fake_extraction(frames=12, said="tfislr-live: camera 0 stopped delivering frames after "
                                     "12 frame(s)")
-    assert cli.main([str(model), "0", "--min-frames", "2"]) == 0
+    assert cli.main([str(model), "0", "--min-frames", "2", "--min-confidence", "0"]) == 0
     out, err = capsys.readouterr()
     lines = out.strip().splitlines()
     assert len(lines) == 2  # the header, then the one segment of the hand held up
@@ -541,7 +545,9 @@ def test_well_separated_signs_are_recognized_in_order(trained):
     """Streams of signers the model never saw (signer indices from 8 on), hands down between
     signs: the recognized sequence is the true one, sign for sign, through the exported
     model (the same runner as tfislr-predict). Sign 0 of seed 0 is made mostly below the
-    picture, so the streams use signs 1-5."""
+    picture, so the streams use signs 1-5; and, so, segments of fewer than 4 hand frames are
+    flickers here (the defaults keep them: the benchmark's streams hold such signs, which
+    the model learnt as "a hand in a frame or two", its answer to a flicker too)."""
     from tfislr.data.synthetic import sign_names
     from tfislr.export import TFLiteRunner
 
@@ -551,7 +557,9 @@ def test_well_separated_signs_are_recognized_in_order(trained):
     for signer, sequence in ((20, [3, 1, 5, 2, 4]), (21, [2, 5, 1, 4, 3, 1])):
         frames, timeline = synthetic_stream.generate_stream(0, signer, sequence, 0,
                                                             rest_probability=1.0)
-        recognized = list(StreamRecognizer(runner, signs).run(frames.astype(np.float32)))
+        recognizer = StreamRecognizer(runner, signs, dataclasses.replace(
+            SegmentationParams(), min_frames=4))
+        recognized = list(recognizer.run(frames.astype(np.float32)))
         assert [s.sign for s in recognized] == [names[i] for i in sequence]
         for sign, (_, start, end) in zip(recognized, timeline):
             assert abs(sign.start_frame - start) <= 12 and abs(sign.end_frame - end) <= 12

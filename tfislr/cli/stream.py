@@ -67,7 +67,7 @@ def _count(text):
 
 
 def parse_args(argv=None):
-    from tfislr.stream.recognizer import MERGE_GAP
+    from tfislr.stream.recognizer import MERGE_GAP, MIN_CONFIDENCE
     from tfislr.stream.segmentation import SegmentationParams
     from tfislr.stream.windows import STRIDE, WINDOW, WINDOW_CONFIDENCE
 
@@ -89,7 +89,7 @@ def parse_args(argv=None):
                              "(--window, --stride), equal answers merged; see docs/stream.md")
     parser.add_argument("--min-confidence", type=_probability, default=None,
                         help="signs whose top probability is lower are not shown (default: "
-                             f"0 with segments, {WINDOW_CONFIDENCE} with windows)")
+                             f"{MIN_CONFIDENCE} with segments, {WINDOW_CONFIDENCE} with windows)")
     parser.add_argument("--refine", action="store_true",
                         help="trim each segment's ends to the window the model is most "
                              "confident about (9 model calls a segment instead of 1)")
@@ -154,7 +154,7 @@ def main(argv=None):
     from tfislr.export import TFLiteRunner
     from tfislr.predict import sign_names
     from tfislr.stream import report as timeline
-    from tfislr.stream.recognizer import StreamRecognizer
+    from tfislr.stream.recognizer import MIN_CONFIDENCE, StreamRecognizer
     from tfislr.stream.windows import WINDOW_CONFIDENCE, SlidingWindowRecognizer
 
     if args.csv:
@@ -172,7 +172,8 @@ def main(argv=None):
                             else args.min_confidence))
     else:
         recognizer = StreamRecognizer(runner, names, args.params, top_k=args.top_k,
-                                      min_confidence=args.min_confidence or 0.0,
+                                      min_confidence=(MIN_CONFIDENCE if args.min_confidence is None
+                                                      else args.min_confidence),
                                       refine=args.refine, fps=args.fps,
                                       merge_gap=args.merge_gap)
     signs, interrupted = [], False

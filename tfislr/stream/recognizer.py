@@ -11,7 +11,8 @@ whose graph holds the model's `Preprocess`). Then:
   sign's boundaries: a segment cut with some of the transition around the sign often reads
   better without it.
 * **min_confidence**: a sign whose top-1 probability is below it is not emitted (counted
-  in `dropped`); 0 emits every segment.
+  in `dropped`); 0 emits every segment. Its default suits the demo model; a model that is
+  more (or less) sure of itself wants another.
 * **merge_gap**: consecutive segments with the same top-1 sign, at most `merge_gap` frames
   apart, are one sign (a sign cut in two by a dropout or a slow moment, as the baseline
   merges equal windows); its line waits until no later segment can join it: `merge_gap`
@@ -31,7 +32,9 @@ import numpy as np
 from tfislr.checks import check_int, check_range
 from tfislr.stream.segmentation import Segmenter
 
-MERGE_GAP = 15  # frames; chosen with the segmentation defaults (docs/stream.md)
+# Chosen with the segmentation defaults (docs/stream.md): frames, and a probability that
+# depends on how confident the model is (the demo model's answers top out near 0.7).
+MERGE_GAP, MIN_CONFIDENCE = 30, 0.4
 # Refinement trims each end by these fractions of the segment's length.
 REFINE_TRIMS = (0.0, 0.125, 0.25)
 
@@ -105,7 +108,7 @@ class StreamRecognizer:
     iterable of frames or `(frame, time)` pairs and yields each sign as it is recognized.
     """
 
-    def __init__(self, classify, names, params=None, top_k=3, min_confidence=0.0,
+    def __init__(self, classify, names, params=None, top_k=3, min_confidence=MIN_CONFIDENCE,
                  refine=False, fps=30.0, merge_gap=MERGE_GAP):
         self.classify = classify
         self.names = list(names)

@@ -53,13 +53,13 @@ class SegmentationParams:
     """
 
     signing_space: float = 1.2
-    speed_window: int = 3
-    pause_speed: float = 0.04
-    pause_frames: int = 3
+    speed_window: int = 1
+    pause_speed: float = 0.035
+    pause_frames: int = 2
     min_motion_frames: int = 8
     gap_frames: int = 2
     min_frames: int = 1
-    max_frames: int = 96
+    max_frames: int = 48
 
     def __post_init__(self):
         check_range("signing_space", self.signing_space, 0, None, low_open=True)
