@@ -19,7 +19,7 @@ from tfislr.stream.recognizer import RecognizedSign, top_k_signs
 
 _HAND_ROWS = list(lm.HAND_ROWS)
 # Chosen on the tuning signers of benchmarks/stream.py --tune (docs/stream.md).
-WINDOW, STRIDE, WINDOW_CONFIDENCE = 24, 12, 0.6
+WINDOW, STRIDE, WINDOW_CONFIDENCE = 24, 12, 0.5
 
 
 class SlidingWindowRecognizer:
