@@ -17,8 +17,9 @@ to `--streams` once) are performed by signers the model never saw: signer indice
 Reported, on the test signers:
 
 * WER and boundary error (`tfislr.stream.scoring`) of `StreamRecognizer` (with the library's
-  defaults, and with `--refine`), and of the baseline (`SlidingWindowRecognizer`) with the
-  window settings `--tune` chose (or `--window/--stride/--window-confidence`);
+  defaults, and with `--refine`), and of the baseline (`SlidingWindowRecognizer`, with the
+  library's defaults or `--window/--stride/--window-confidence`): what `--tune` chose is
+  printed (and kept in `--json`), and becomes a figure once written into the defaults;
 * frames/s: landmark frames through segmentation + classification, the streams in memory,
   one interpreter thread (and segmentation alone);
 * delay: from a correctly recognized sign's true last frame to the frame at which its line
@@ -89,7 +90,7 @@ class CachedModel:
         return self.cache[key]
 
 
-def load_streams(folder, names):
+def load_streams(folder):
     streams = synthetic_stream.read_timeline(folder)
     return {name: (read_landmark_file(path), truth) for name, (path, truth) in streams.items()}
 
@@ -233,7 +234,7 @@ def main():
     groups = {"tuning": range(first, first + args.signers),
               "test": range(first + args.signers, first + 2 * args.signers)}
     data = {group: load_streams(ensure_streams(root / group, runner.num_classes, list(signers),
-                                               args), names)
+                                               args))
             for group, signers in groups.items()}
 
     defaults = {f.name: f.default for f in dataclasses.fields(SegmentationParams)}
@@ -248,17 +249,18 @@ def main():
             lambda s: evaluate_segmenter(model, names, data["tuning"], s)[0], defaults,
             SEGMENTATION_GRID, log=sys.stderr)
         print("tuning the baseline on the tuning signers", file=sys.stderr)
-        windows, tried_windows = coordinate_descent(
+        chosen_windows, tried_windows = coordinate_descent(
             lambda s: evaluate_windows(model, names, data["tuning"], s)[0], windows,
             WINDOW_GRID, log=sys.stderr)
-        results["tuning"] = {"segmenter": chosen, "windows": windows, "tried": tried,
+        results["tuning"] = {"segmenter": chosen, "windows": chosen_windows, "tried": tried,
                              "tried_windows": tried_windows}
         results["tuning_scores"] = {
             "segmenter_defaults": summary(evaluate_segmenter(model, names, data["tuning"],
                                                              defaults)[0]),
             "segmenter_chosen": summary(evaluate_segmenter(model, names, data["tuning"],
                                                            chosen)[0]),
-            "windows_chosen": summary(evaluate_windows(model, names, data["tuning"], windows)[0]),
+            "windows_chosen": summary(evaluate_windows(model, names, data["tuning"],
+                                                       chosen_windows)[0]),
         }
         print(json.dumps(results["tuning_scores"], indent=1), file=sys.stderr)
 

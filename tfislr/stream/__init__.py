@@ -12,7 +12,7 @@ candidate sign segments, and each segment is classified as a clip:
 | `windows`      | the baseline: fixed sliding windows, consecutive equal labels merged       |
 | `sources`      | frames from a landmark parquet file (read in batches) or a video / camera   |
 |                | (the extraction environment in a subprocess, frames through a pipe)        |
-| `timeline`     | the recognized signs as a table, JSON or CSV                               |
+| `report`       | the recognized signs as a table, JSON or CSV                               |
 | `scoring`      | word error rate and boundary error against a true timeline                 |
 
 Memory is bounded whatever the stream's length: a segment holds at most `max_frames`
