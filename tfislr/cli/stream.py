@@ -21,6 +21,9 @@ from the export report next to the model or `--signs`, as in `tfislr-predict`.
 A video whose frames stop decoding, or a camera that stops, ends the stream: the signs
 recognized so far are printed, and a note says why it stopped (exit code 2 for an unreadable
 video, 0 for a camera). Ctrl-C ends it the same way (exit code 130, or 0 for a camera).
+
+TensorFlow is never loaded: the exported model holds its preprocessing, and ai-edge-litert
+runs it.
 """
 
 import argparse
@@ -28,8 +31,9 @@ import dataclasses
 import pathlib
 import sys
 
+from tfislr.cli.command import INTERRUPTED, command, positive_int, report
 from tfislr.cli.help import HelpFormatter
-from tfislr.errors import INTERRUPTED, DataError, command, positive_int, report
+from tfislr.errors import DataError
 
 PROG = "tfislr-stream"
 

@@ -77,6 +77,86 @@ def _hold(value, num_frames):
     return np.repeat(value[None], num_frames, axis=0)
 
 
+class _Track:
+    """The stream's motion, frame by frame, as it is assembled: both wrists' (u, v), both
+    hands' points relative to the wrist, the current sign's progress `tau`, mouthing and
+    brows (0 outside signs)."""
+
+    def __init__(self):
+        self.pieces = [[], [], [], []]  # dominant uv, other uv, dominant rel, other rel
+        self.tau, self.mouth, self.brows = [], [], []
+        self.length = 0
+
+    def add(self, parts, tau=None, sign=None):
+        n = len(parts[0])
+        for store, part in zip(self.pieces, parts):
+            store.append(part)
+        self.tau.append(np.zeros(n) if tau is None else tau)
+        self.mouth.append(np.full(n, 0.0 if sign is None else sign["mouth"]))
+        self.brows.append(np.full(n, 0.0 if sign is None else sign["brows"]))
+        self.length += n
+
+    def idle(self, num_frames):
+        """Hands down, holding their last shape (a flat hand before the first sign)."""
+        if self.pieces[2]:
+            hand, other = (_hold(self.pieces[k][-1][-1], num_frames) for k in (2, 3))
+        else:
+            hand = other = _hold(synthetic._hand_points(
+                synthetic._HAND_SHAPES[:1], np.zeros((1, 3)))[0], num_frames)
+        self.add([_hold(REST, num_frames), _hold(REST, num_frames), hand, other])
+
+    def move(self, last, target, num_frames):
+        """The wrists from the posture `last` to the (u, v) `target` pair, shapes held."""
+        self.add([_between(last[0], target[0], num_frames),
+                  _between(last[1], target[1], num_frames),
+                  _hold(last[2], num_frames), _hold(last[3], num_frames)])
+
+    def arrays(self):
+        return ([np.concatenate(p) for p in self.pieces], np.concatenate(self.tau),
+                {"mouth": np.concatenate(self.mouth)[:, None],
+                 "brows": np.concatenate(self.brows)[:, None]})
+
+
+def _link(track, rng, previous, first, rest_probability):
+    """The frames between the posture `previous` (None before the first sign) and the next
+    sign's first posture `first`: a rest (fall, stay down, rise) or a chained transition."""
+    if previous is None or rng.random() < rest_probability:
+        if previous is not None:  # fall, stay down, then rise
+            track.move([part[-1] for part in previous], (REST, REST), int(rng.integers(6, 13)))
+            track.idle(int(rng.integers(5, 41)))
+        rise = int(rng.integers(6, 13))
+        track.add([_between(REST, first[0], rise), _between(REST, first[1], rise),
+                   _hold(first[2], rise), _hold(first[3], rise)])
+        return
+    last = [part[-1] for part in previous]  # chained: hold, move to the next posture, hold
+    end_hold, move, start_hold = (int(rng.integers(2, 9)), int(rng.integers(5, 15)),
+                                  int(rng.integers(2, 9)))
+    track.add([_hold(v, end_hold) for v in last])
+    track.add([_between(a, b, move) for a, b in zip(last, first)])
+    track.add([_hold(v, start_hold) for v in first])
+
+
+def _render(participant, rng, track):
+    """The assembled motion → raw frames float64 `[T, 543, 3]`: body, face, pose and what
+    MediaPipe misses, as `synthetic.generate_sequence` makes them."""
+    (dominant_uv, other_uv, dominant_rel, other_rel), tau, expression = track.arrays()
+    length = track.length
+    body_drift = np.cumsum(rng.normal(0, 0.0015, (length, 2)), axis=0)
+    body_drift -= body_drift.mean(0)
+    centre = np.array([participant["centre_x"], participant["shoulder_y"]]) + body_drift
+    hands = _place_hands(participant, rng, centre, (dominant_uv, dominant_rel),
+                         (other_uv, other_rel))
+    # Mouthing and brows of the sign being made, per frame ([T, 1] broadcasts like a scalar).
+    t = np.arange(length, dtype=np.float64)
+    face, face_centre = _face(expression, participant, rng, t, tau, centre)
+    pose = _pose(participant, rng, centre, face, face_centre, hands)
+    _drop_undetected(participant, rng, hands, face, face_centre)
+    frames = np.empty((length, 543, 3))
+    frames[:, synthetic._FACE], frames[:, synthetic._LEFT] = face, hands["left"]
+    frames[:, synthetic._POSE], frames[:, synthetic._RIGHT] = pose, hands["right"]
+    return frames
+
+
 def generate_stream(seed, participant_index, sign_indices, stream_index,
                     rest_probability=0.4):
     """One signer performing `sign_indices` in order.
@@ -102,81 +182,19 @@ def generate_stream(seed, participant_index, sign_indices, stream_index,
         raise ValueError("two consecutive signs of a stream must differ")
     rng = np.random.default_rng([seed, _STREAM, participant_index, stream_index])
     participant = _make_participant(seed, participant_index)
-    # Per frame: dominant uv, other uv, dominant rel, other rel; tau, mouthing, brows.
-    pieces = [[], [], [], []]
-    tau_parts, mouth_parts, brow_parts = [], [], []
-    timeline = []
-    length = 0
-
-    def add(parts, tau=None, sign=None):
-        nonlocal length
-        n = len(parts[0])
-        for store, part in zip(pieces, parts):
-            store.append(part)
-        tau_parts.append(np.zeros(n) if tau is None else tau)
-        mouth_parts.append(np.full(n, 0.0 if sign is None else sign["mouth"]))
-        brow_parts.append(np.full(n, 0.0 if sign is None else sign["brows"]))
-        length += n
-
-    def idle(num_frames):
-        hand = _hold(pieces[2][-1][-1], num_frames) if pieces[2] else None
-        other = _hold(pieces[3][-1][-1], num_frames) if pieces[3] else None
-        if hand is None:  # the first idle: a flat hand, at rest (the shape is never seen)
-            hand = other = _hold(synthetic._hand_points(
-                synthetic._HAND_SHAPES[:1], np.zeros((1, 3)))[0], num_frames)
-        add([_hold(REST, num_frames), _hold(REST, num_frames), hand, other])
-
-    idle(int(rng.integers(10, 31)))
-    previous = None
-    for k, sign_index in enumerate(sign_indices):
+    track, timeline, previous = _Track(), [], None
+    track.idle(int(rng.integers(10, 31)))
+    for sign_index in sign_indices:
         sign = _make_sign(seed, sign_index)
         motion, tau = _sign_motion(sign, participant, rng)
-        first = [part[0] for part in motion]
-        if previous is None or rng.random() < rest_probability:
-            if previous is not None:  # fall, stay down, then rise
-                last = [part[-1] for part in previous]
-                fall = int(rng.integers(6, 13))
-                add([_between(last[0], REST, fall), _between(last[1], REST, fall),
-                     _hold(last[2], fall), _hold(last[3], fall)])
-                idle(int(rng.integers(5, 41)))
-            rise = int(rng.integers(6, 13))
-            add([_between(REST, first[0], rise), _between(REST, first[1], rise),
-                 _hold(first[2], rise), _hold(first[3], rise)])
-        else:  # chained: hold, move to the next sign's first posture, hold
-            last = [part[-1] for part in previous]
-            end_hold, move, start_hold = (int(rng.integers(2, 9)), int(rng.integers(5, 15)),
-                                          int(rng.integers(2, 9)))
-            add([_hold(v, end_hold) for v in last])
-            add([_between(a, b, move) for a, b in zip(last, first)])
-            add([_hold(v, start_hold) for v in first])
-        start = length
-        add(motion, tau, sign)
-        timeline.append((sign_index, start, length - 1))
+        _link(track, rng, previous, [part[0] for part in motion], rest_probability)
+        start = track.length
+        track.add(motion, tau, sign)
+        timeline.append((sign_index, start, track.length - 1))
         previous = motion
-    last = [part[-1] for part in previous]
-    fall = int(rng.integers(6, 13))
-    add([_between(last[0], REST, fall), _between(last[1], REST, fall),
-         _hold(last[2], fall), _hold(last[3], fall)])
-    idle(int(rng.integers(10, 31)))
-
-    dominant_uv, other_uv, dominant_rel, other_rel = (np.concatenate(p) for p in pieces)
-    tau = np.concatenate(tau_parts)
-    t = np.arange(length, dtype=np.float64)
-    body_drift = np.cumsum(rng.normal(0, 0.0015, (length, 2)), axis=0)
-    body_drift -= body_drift.mean(0)
-    centre = np.array([participant["centre_x"], participant["shoulder_y"]]) + body_drift
-    hands = _place_hands(participant, rng, centre, (dominant_uv, dominant_rel),
-                         (other_uv, other_rel))
-    # Mouthing and brows of the sign being made, per frame ([T, 1] broadcasts like a scalar).
-    expression = {"mouth": np.concatenate(mouth_parts)[:, None],
-                  "brows": np.concatenate(brow_parts)[:, None]}
-    face, face_centre = _face(expression, participant, rng, t, tau, centre)
-    pose = _pose(participant, rng, centre, face, face_centre, hands)
-    _drop_undetected(participant, rng, hands, face, face_centre)
-    frames = np.empty((length, 543, 3))
-    frames[:, synthetic._FACE], frames[:, synthetic._LEFT] = face, hands["left"]
-    frames[:, synthetic._POSE], frames[:, synthetic._RIGHT] = pose, hands["right"]
-    return frames, timeline
+    track.move([part[-1] for part in previous], (REST, REST), int(rng.integers(6, 13)))
+    track.idle(int(rng.integers(10, 31)))
+    return _render(participant, rng, track), timeline
 
 
 def stream_plan(num_signs, participant_indices, streams_per_participant, signs_per_stream, seed):
