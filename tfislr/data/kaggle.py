@@ -384,6 +384,30 @@ def _landmark_name(slot):
     return lm.PART_ORDER[code], int(slot - _PART_START[code])
 
 
+def open_landmark_file(path):
+    """The `pq.ParquetFile` of a landmark file whose schema passed the checks (`type` read
+    as a dictionary), to read whole (`read_landmark_file`) or a batch of frames at a time
+    (`landmark_table_frames`; `tfislr.stream.sources`).
+
+    Raises `LandmarkFileError`: the file is missing, unreadable or has a wrong schema.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise LandmarkFileError(path, "file not found", "missing file")
+    try:
+        schema = pq.ParquetFile(path).schema_arrow
+    except (pa.ArrowException, OSError) as error:
+        raise LandmarkFileError(
+            path, f"not a readable parquet file ({error})", "unreadable"
+        ) from None
+    _check_schema(path, schema)
+    try:
+        # `type` as a dictionary: 4 distinct strings, checked through their codes.
+        return pq.ParquetFile(path, read_dictionary=["type"])
+    except (pa.ArrowException, OSError) as error:
+        raise LandmarkFileError(path, f"corrupt parquet data ({error})", "unreadable") from None
+
+
 def read_landmark_file(path, return_frame_ids=False):
     """One Kaggle landmark parquet file → float32 `[T, 543, 3]` (NaN where missing).
 
@@ -398,35 +422,42 @@ def read_landmark_file(path, return_frame_ids=False):
     that is missing; see the module docstring for what else is checked.
     """
     path = pathlib.Path(path)
-    if not path.is_file():
-        raise LandmarkFileError(path, "file not found", "missing file")
+    parquet = open_landmark_file(path)
     try:
-        schema = pq.ParquetFile(path).schema_arrow
-    except (pa.ArrowException, OSError) as error:
-        raise LandmarkFileError(
-            path, f"not a readable parquet file ({error})", "unreadable"
-        ) from None
-    _check_schema(path, schema)
-    try:
-        # `type` as a dictionary: 4 distinct strings, checked through their codes.
-        parquet = pq.ParquetFile(path, read_dictionary=["type"])
         if parquet.metadata.num_rows == 0:
             empty = np.zeros((0, lm.NUM_RAW_LANDMARKS, 3), np.float32)
             return (empty, np.zeros(0, np.int64)) if return_frame_ids else empty
         frame_ids = _frame_id_list(parquet)
-        return _place_rows(path, parquet, frame_ids, return_frame_ids)
+        batches = parquet.iter_batches(READ_BATCH_ROWS, columns=list(LANDMARK_COLUMNS),
+                                       use_threads=False)
+        frames = _place_rows(path, batches, frame_ids)
     except (pa.ArrowException, OSError) as error:
         raise LandmarkFileError(path, f"corrupt parquet data ({error})", "unreadable") from None
+    return (frames, frame_ids.astype(np.int64)) if return_frame_ids else frames
 
 
-def _place_rows(path, parquet, frame_ids, return_frame_ids):
-    """The frames of `read_landmark_file`: every row put where it names, each place once."""
+def landmark_table_frames(path, table):
+    """A table of whole frames of the landmark file `path` (its `LANDMARK_COLUMNS`, each
+    frame's 543 rows in any order) → (float32 `[T, 543, 3]`, int64 `[T]` frame ids by
+    increasing id), checked as `read_landmark_file` checks a whole file.
+
+    Raises `LandmarkFileError` naming `path` (rows counted from the table's first).
+    """
+    if table.num_rows == 0:
+        return np.zeros((0, lm.NUM_RAW_LANDMARKS, 3), np.float32), np.zeros(0, np.int64)
+    frame_ids = np.unique(_decoded(table.column("frame")).to_numpy(zero_copy_only=False))
+    frames = _place_rows(path, table.to_batches(), frame_ids)
+    return frames, frame_ids.astype(np.int64)
+
+
+def _place_rows(path, batches, frame_ids):
+    """float32 `[len(frame_ids), 543, 3]` from record batches of landmark rows: every row put
+    where it names, each place once (`LandmarkFileError` otherwise)."""
     num_frames = len(frame_ids)
     frames = np.full((num_frames * lm.NUM_RAW_LANDMARKS, 3), np.nan, np.float32)
     seen = np.zeros(num_frames * lm.NUM_RAW_LANDMARKS, bool)
     first_row = 0
-    for batch in parquet.iter_batches(READ_BATCH_ROWS, columns=list(LANDMARK_COLUMNS),
-                                      use_threads=False):
+    for batch in batches:
         columns = _normalize_columns(path, pa.Table.from_batches([batch]), first_row)
         flat = (np.searchsorted(frame_ids, columns["frame"]) * lm.NUM_RAW_LANDMARKS
                 + _slots(path, columns, first_row))
@@ -454,8 +485,7 @@ def _place_rows(path, parquet, frame_ids, return_frame_ids):
             path, f"frame {frame_ids[frame]} has no row for {part} landmark_index {index} "
             f"({len(missing)} landmark(s) missing; each frame names all "
             f"{lm.NUM_RAW_LANDMARKS}: {_ORDER_TEXT})", "layout")
-    frames = frames.reshape(num_frames, lm.NUM_RAW_LANDMARKS, 3)
-    return (frames, frame_ids.astype(np.int64)) if return_frame_ids else frames
+    return frames.reshape(num_frames, lm.NUM_RAW_LANDMARKS, 3)
 
 
 def landmark_path(data_dir, relative_path):

@@ -56,8 +56,8 @@ def extraction_python():
     )
 
 
-def extract_command(args):
-    """`(argv, env)` that run `tfislr.video.extract` with `args` in the extraction env.
+def module_command(module, args):
+    """`(argv, env)` that run `python -m <module>` with `args` in the extraction env.
 
     The child imports tfislr from the same checkout as this process (PYTHONPATH is set to
     it, and to nothing else: the main environment's packages must not leak in).
@@ -67,7 +67,12 @@ def extract_command(args):
     root = checkout_root()
     if root is not None:
         env["PYTHONPATH"] = str(root)
-    return [str(extraction_python()), "-m", "tfislr.video.extract", *map(str, args)], env
+    return [str(extraction_python()), "-m", module, *map(str, args)], env
+
+
+def extract_command(args):
+    """`(argv, env)` that run `tfislr.video.extract` with `args` in the extraction env."""
+    return module_command("tfislr.video.extract", args)
 
 
 def run_extract(args, capture=False):

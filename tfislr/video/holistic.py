@@ -116,13 +116,16 @@ class HolisticExtractor:
         if self._used:
             self._holistic.reset()  # no tracking state carried over from the last clip
         self._used = True
-        frames = []
-        for image in read_video(path):
-            if self.mirror:
-                image = np.ascontiguousarray(image[:, ::-1])
-            frames.append(result_to_frame(self._holistic.process(image)))
+        frames = [self.frame(image) for image in read_video(path)]
         stacked = np.stack(frames)
         return stacked, np.arange(len(stacked), dtype=np.int64)
+
+    def frame(self, image):
+        """The next RGB image (uint8 `[H, W, 3]`) of the current clip or stream → float64
+        `[543, 3]` (tracking carries over from the image before)."""
+        if self.mirror:
+            image = np.ascontiguousarray(image[:, ::-1])
+        return result_to_frame(self._holistic.process(image))
 
     def close(self):
         self._holistic.close()
