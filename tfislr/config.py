@@ -77,6 +77,12 @@ class AugmentConfig:
     # README describes (a clip whose sign no other signer has still draws from its own).
     face_cutmix_other_signer: bool = False
     hand_fill_p: float = 0.25  # phase 1 only
+    # What the missing-hand fill does when it fires (one of HAND_FILLS, docs/recipe.md §9,
+    # §20): "original" = as the original's code ran it (stale type ids): the left hand is
+    # overwritten by the mirrored right hand in every frame, the right hand by the mirrored
+    # left one only in frames without arms; "missing_frames" = as its README describes it:
+    # only a hand absent in a frame is filled, from the present one.
+    hand_fill: str = "original"
     interpolate_p: float = 0.5
     flip_p: float = 0.5
     rotate_p: float = 0.5
@@ -213,6 +219,7 @@ def _coerce(value, annotation, key):
 
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+HAND_FILLS = ("original", "missing_frames")
 
 
 def _resolve_precision_alias(values):
@@ -332,6 +339,10 @@ def _check_keys(name, section, keys=None):
         prefix, key = dotted.split(".")
         if prefix == name and (keys is None or key in keys):
             check_range(dotted, getattr(section, key), low, high, low_open, high_open)
+    if name == "augment" and section.hand_fill not in HAND_FILLS:
+        raise ValueError(
+            f"augment.hand_fill must be one of {', '.join(HAND_FILLS)}, got {section.hand_fill!r}"
+        )
     if name == "train" and section.precision not in PRECISIONS:
         raise ValueError(
             f"train.precision must be one of {', '.join(PRECISIONS)}, got {section.precision!r}"
