@@ -3,7 +3,7 @@
     python benchmarks/learning.py [--name NAME] [--tree DIR] [--set key=value ...]
         [--seeds 1 2 3 4 5] [--epochs 30] [--parallel 2] [--work-dir DIR] [--collect-only]
     python benchmarks/learning.py --compare --name A [--tree DIR] [--set ...]
-        --name-b B [--tree-b DIR] [--set-b ...] [same options]
+        --name-b B [--tree-b DIR] [--set-b ...] [--seeds-b ...] [same options]
 
 Each run is `tfislr-train --config demo` of a source tree (`--tree`, default this one) on the
 synthetic set of issue 26 (`tfislr.data.synthetic --signs 40 --participants 8
@@ -123,11 +123,14 @@ def run_dir_of(work_dir, name, seed):
     return pathlib.Path(work_dir) / "runs" / name / f"seed{seed}"
 
 
-def run_all(settings, seeds, data_dir, work_dir, epochs, parallel):
-    """Every (setting, seed) run, seeds interleaved across settings, `parallel` at a time."""
+def run_all(settings, data_dir, work_dir, epochs, parallel):
+    """Every (setting, seed) run, seeds interleaved across settings (A's first seed, B's
+    first, A's second, ...), `parallel` at a time."""
     for setting in settings:
         prepare_store(setting["tree"], data_dir, pathlib.Path(work_dir) / "prepared" / setting["name"])
-    jobs = [(setting, seed, data_dir, work_dir, epochs) for seed in seeds for setting in settings]
+    rounds = max(len(setting["seeds"]) for setting in settings)
+    jobs = [(setting, setting["seeds"][i], data_dir, work_dir, epochs)
+            for i in range(rounds) for setting in settings if i < len(setting["seeds"])]
     with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
         for future in concurrent.futures.as_completed([pool.submit(run_one, job) for job in jobs]):
             future.result()
@@ -222,7 +225,15 @@ def machine():
 
 
 def setting_record(setting, seeds, work_dir, epochs):
-    per_seed = {seed: read_run(run_dir_of(work_dir, setting["name"], seed)) for seed in seeds}
+    """The setting's JSON record from its finished runs among `seeds` (others are named and
+    left out: `--collect-only` while runs are still going)."""
+    finished = [seed for seed in seeds if is_finished(run_dir_of(work_dir, setting["name"], seed))]
+    if len(finished) < len(seeds):
+        print(f"[learning] {setting['name']}: seeds {sorted(set(seeds) - set(finished))} have not "
+              "finished; left out", flush=True)
+    if not finished:
+        raise SystemExit(f"[learning] {setting['name']}: no finished run in {work_dir}")
+    per_seed = {seed: read_run(run_dir_of(work_dir, setting["name"], seed)) for seed in finished}
     return {
         "benchmark": "learning",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -296,6 +307,8 @@ def parse_args(argv=None):
     parser.add_argument("--tree-b", default=None, help="default: --tree")
     parser.add_argument("--set-b", dest="overrides_b", action="append", default=[])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--seeds-b", type=int, nargs="+", default=None,
+                        help="seeds of setting B (default: --seeds)")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--parallel", type=int, default=1, help="runs at the same time")
     parser.add_argument("--work-dir", default=str(DEFAULT_WORK_DIR), help="data, stores, runs")
@@ -312,19 +325,20 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    settings = [{"name": args.name, "tree": pathlib.Path(args.tree).resolve(), "overrides": args.overrides}]
+    settings = [{"name": args.name, "tree": pathlib.Path(args.tree).resolve(),
+                 "overrides": args.overrides, "seeds": args.seeds}]
     if args.compare:
         settings.append({"name": args.name_b, "tree": pathlib.Path(args.tree_b or args.tree).resolve(),
-                         "overrides": args.overrides_b})
+                         "overrides": args.overrides_b, "seeds": args.seeds_b or args.seeds})
     work_dir = pathlib.Path(args.work_dir)
     if not args.collect_only:
         data_dir = ensure_data(work_dir)
-        run_all(settings, args.seeds, data_dir, work_dir, args.epochs, args.parallel)
+        run_all(settings, data_dir, work_dir, args.epochs, args.parallel)
     out_dir = pathlib.Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     records = {}
     for setting in settings:
-        record = setting_record(setting, args.seeds, work_dir, args.epochs)
+        record = setting_record(setting, setting["seeds"], work_dir, args.epochs)
         records[setting["name"]] = record
         (out_dir / f"learning_{setting['name']}.json").write_text(json.dumps(record, indent=1) + "\n")
         plot({setting["name"]: record["summary"]}, out_dir / f"learning_{setting['name']}.png")
@@ -333,7 +347,8 @@ def main(argv=None):
         a, b = (records[s["name"]] for s in settings)
         comparison = {
             "benchmark": "learning comparison", "date": b["date"], "command": b["command"],
-            "a": a["setting"], "b": b["setting"], "seeds": args.seeds,
+            "a": a["setting"], "b": b["setting"],
+            "seeds": {"a": a["summary"]["seeds"], "b": b["summary"]["seeds"]},
             "difference": compare(a["summary"], b["summary"]),
         }
         stem = f"learning_{args.name}_vs_{args.name_b}"
