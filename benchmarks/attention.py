@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tfislr.model import DisentangledSelfAttention, relative_position_index  # noqa: E402
-from tfislr.model.deberta import _distance_rows, _skew  # noqa: E402  (the layer's own helpers)
+from tfislr.model.relative_positions import distance_rows, skew  # noqa: E402  (the layer's own helpers)
 
 
 def median_ms(fn, repeats, warmup=5):
@@ -115,12 +115,12 @@ def relative_variants(heads, head_dim, buckets):
 
     def skew(query, key):  # what DisentangledSelfAttention does
         length = tf.shape(query)[2]
-        rows = _distance_rows(length, buckets)
-        zero = [[0, 0], [0, 0], [0, 1]]  # the zero column `_skew` expects
+        rows = distance_rows(length, buckets)
+        zero = [[0, 0], [0, 0], [0, 1]]  # the zero column `skew` expects
         kr = tf.pad(tf.transpose(tf.gather(pos_key, rows), [1, 2, 0]), zero)
         qr = tf.pad(tf.transpose(tf.gather(pos_query, tf.reverse(rows, [0])), [1, 2, 0]), zero)
-        a = _skew(tf.matmul(query, kr), length)
-        b = _skew(tf.matmul(key, qr), length)
+        a = skew(tf.matmul(query, kr), length)
+        b = skew(tf.matmul(key, qr), length)
         return a + tf.transpose(b, [0, 1, 3, 2])
 
     def row_gather(query, key):  # score rows laid out as [T * R, B * H], one GATHER

@@ -4,7 +4,7 @@
 
 Times the forward and backward of one `keras.layers.Dropout(0.05)` (the model's attention
 dropout shape at batch 8, T = 80, 16 heads) without XLA, under XLA with TF's default XLA_FLAGS,
-and under XLA with the flag (tfislr.training.xla). XLA reads its flags once per process,
+and under XLA with the flag (tfislr.model.xla). XLA reads its flags once per process,
 so each XLA variant runs in its own subprocess (this file is also the worker).
 """
 
@@ -55,7 +55,7 @@ def main(argv=None):
         return
 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from tfislr.training.xla import CPU_FUSION_EMITTERS_FLAG
+    from tfislr.model.xla import CPU_FUSION_EMITTERS_FLAG
 
     def run(mode, xla_flags):
         env = dict(os.environ, XLA_FLAGS=xla_flags)

@@ -30,7 +30,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args(argv)
 
-    from tfislr.training.xla import use_cpu_loop_emitters
+    from tfislr.model.xla import use_cpu_loop_emitters
 
     use_cpu_loop_emitters()  # as `train.jit_compile` does, before the first compilation
     import keras

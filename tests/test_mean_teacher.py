@@ -13,7 +13,7 @@ import tensorflow as tf
 from keras import ops
 
 from tfislr.config import load_config
-from tfislr.model import xla_fusion
+from tfislr.model import modes
 from tfislr.training import mean_teacher, schedules
 from tfislr.training.optimizers import PreReducedSGD
 
@@ -205,7 +205,7 @@ def test_gradients_are_clipped_by_global_norm():
 
 def test_mixup_shares_lambda_and_permutation_and_follows_the_schedule():
     distiller = make_distiller("train.mix_proba=1.0", "train.mix_end_fraction=100")
-    applied, lam, permutation, mixes = distiller._mixup(8, tf.constant(5, tf.int64))
+    applied, lam, permutation, mixes = distiller.mixup(8, tf.constant(5, tf.int64))
     assert applied.numpy().all()
     for name in mean_teacher.MODEL_NAMES:
         assert mixes[name]["lambda"] is lam and mixes[name]["permutation"] is permutation
@@ -213,12 +213,12 @@ def test_mixup_shares_lambda_and_permutation_and_follows_the_schedule():
         assert layer.shape == (8,) and len(set(layer)) == 1 and 0 <= layer[0] < 3
     assert sorted(permutation.numpy().tolist()) == list(range(8))
     # Same step, same draw: no hidden Python state.
-    again = distiller._mixup(8, tf.constant(5, tf.int64))
+    again = distiller.mixup(8, tf.constant(5, tf.int64))
     np.testing.assert_array_equal(again[1].numpy(), lam.numpy())
     # mixup probability 0 from end_fraction · epochs on.
     off = make_distiller("train.mix_proba=1.0", "train.mix_end_fraction=0.5")
     off.epoch.assign(1)  # 1-based epoch 2 of 2 ≥ 0.5 · 2
-    applied, lam, permutation, _ = off._mixup(8, tf.constant(5, tf.int64))
+    applied, lam, permutation, _ = off.mixup(8, tf.constant(5, tf.int64))
     assert not applied.numpy().any()
     np.testing.assert_array_equal(lam.numpy(), np.ones(8))
 
@@ -368,30 +368,26 @@ def test_one_frozen_config_carries_every_step_setting():
         )
 
 
-@pytest.mark.parametrize("fusion", ["1", "0"])
-def test_teacher_ema_is_one_island_on_one_device(fusion, monkeypatch):
-    """θ_T ← α θ_T + (1 − α) θ_S for every pair; one XLA island in a traced step on one
-    device (`TFISLR_XLA_FUSION=0`: Keras' per-variable assignments), the same values."""
-    monkeypatch.setenv("TFISLR_XLA_FUSION", fusion)
+def test_teacher_ema_update():
+    """θ_T ← α θ_T + (1 − α) θ_S for every pair, in a traced step, with no XLA island."""
     distiller = make_distiller()
     teacher_before = values(distiller.teacher.trainable_variables)
     student = values(distiller.student.trainable_variables)
     @tf.function
     def update(alpha):
-        with xla_fusion.islands():  # as in the train step
-            distiller._update_teacher(alpha)
+        with modes.islands():  # as in the train step
+            distiller.update_teacher(alpha)
 
     graph = update.get_concrete_function(tf.constant(0.25)).graph.as_graph_def()
     islands = [f.signature.name for f in graph.library.function if f.attr["_XlaMustCompile"].b]
-    assert bool(islands) == (fusion == "1")
+    assert islands == []
     update(tf.constant(0.25))
     for t0, s, t1 in zip(teacher_before, student, values(distiller.teacher.trainable_variables)):
         np.testing.assert_allclose(t1, np.float32(0.25) * t0 + np.float32(0.75) * s, rtol=1e-6)
 
 
 def test_xla_islands_are_in_the_train_step_only():
-    """Mish, LayerNorm, the AdamW updates and the teacher EMA run as XLA islands in the
-    train step (fixed shapes); an inference graph, which sees clips of every length, has
+    """Mish and LayerNorm run as XLA islands in the train step (fixed shapes); an inference graph, which sees clips of every length, has
     none (each new length would compile every island again)."""
     import dataclasses
 
@@ -408,5 +404,5 @@ def test_xla_islands_are_in_the_train_step_only():
                 for f in graph.library.function if f.attr["_XlaMustCompile"].b}
 
     assert islands(distiller.train_step, (views, labels)) >= {
-        "mish", "layer_norm", "adamw", "teacher_ema"}
+        "mish", "layer_norm"}
     assert islands(lambda v: distiller.student(v, training=False), views["student"]) == set()

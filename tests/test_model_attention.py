@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from tfislr.model import DisentangledSelfAttention, log_bucket_position, relative_position_index
-from tfislr.model.deberta import tflite_layout
+from tfislr.model.modes import tflite_layout
 
 
 def bucket_reference(r, bucket_size, max_position):

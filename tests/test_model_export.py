@@ -11,7 +11,7 @@ import tensorflow as tf
 from tfislr.config import load_config
 from tfislr.export import graph
 from tfislr.model import ISLRClassifier, build_classifier
-from tfislr.model.deberta import tflite_layout
+from tfislr.model.modes import tflite_layout
 
 SMALL = dict(
     num_classes=7, max_len=6, embed_dim=16, dense_dim=16, transfo_dim=32,

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from test_mean_teacher import _small_real_model
 from tfislr.config import load_config
-from tfislr.model import xla_fusion
+from tfislr.model import modes
 from tfislr.model import build_classifier
 from tfislr.training.optimizers import (
     PreReducedAdamW,
@@ -80,44 +80,6 @@ def test_weight_decay_sets_of_the_real_model():
 def _island_names(function, *args):
     graph_def = function.get_concrete_function(*args).graph.as_graph_def()
     return [f.signature.name for f in graph_def.library.function if f.attr["_XlaMustCompile"].b]
-
-
-@pytest.mark.parametrize("loss_scaling", [False, True])
-def test_fused_adamw_update_is_keras_adamw(loss_scaling, monkeypatch):
-    """On one device the whole update is one XLA island with Keras AdamW's values (to
-    float32 rounding: XLA may fuse a multiply-add): weight decay (with exclusions),
-    moments, bias correction and the lr schedule, with and without loss scaling."""
-    rng = np.random.default_rng(0)
-    shapes = {"kernel": (6, 4), "bias": (4,), "gamma": (4,), "table": (3, 5)}
-    initial = {name: rng.normal(size=shape).astype("float32") for name, shape in shapes.items()}
-    grads = [[tf.constant(rng.normal(size=s).astype("float32")) for s in shapes.values()]
-             for _ in range(3)]
-
-    def trained(fusion):
-        monkeypatch.setenv("TFISLR_XLA_FUSION", "1" if fusion else "0")
-        variables = [keras.Variable(value, name=name) for name, value in initial.items()]
-        optimizer = PreReducedAdamW(learning_rate=keras.optimizers.schedules.PolynomialDecay(
-            1e-2, 10, 1e-3), weight_decay=0.4)
-        optimizer.exclude_from_weight_decay(var_names=["bias"])
-        if loss_scaling:
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        optimizer.build(variables)
-        @tf.function
-        def apply(g):
-            with xla_fusion.islands():  # as in the train step
-                optimizer.apply(g, variables)
-
-        islands = _island_names(apply, grads[0])
-        for step_grads in grads:
-            apply(step_grads)
-        return [v.numpy() for v in variables], islands
-
-    fused, islands = trained(fusion=True)
-    keras_values, keras_islands = trained(fusion=False)
-    assert any("adamw" in name for name in islands) and keras_islands == []
-    for ours, theirs, start in zip(fused, keras_values, initial.values()):
-        assert not np.allclose(ours, start, rtol=1e-3, atol=0)
-        np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-7)
 
 
 def test_adamw_is_keras_own_update_under_several_replicas():

@@ -113,7 +113,7 @@ def test_jit_step_on_two_replicas_compiles_once_per_mode_and_device():
 
 
 def test_cpu_emitter_flag_is_added_once_and_never_overrides_the_user(monkeypatch):
-    from tfislr.training import xla
+    from tfislr.model import xla
 
     monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
     assert xla.use_cpu_loop_emitters()

@@ -8,9 +8,9 @@ import tensorflow as tf
 
 import keras
 
-from tfislr.model import xla_fusion
+from tfislr.model import modes, xla_fusion
 from tfislr.model.activations import mish
-from tfislr.model.deberta import tflite_layout
+from tfislr.model.modes import tflite_layout
 from tfislr.model.xla_fusion import LayerNormalization
 
 
@@ -20,7 +20,7 @@ def _value_and_grads(fn, x, variables=()):
 
     @tf.function
     def run(x):
-        with xla_fusion.islands(), tf.GradientTape() as tape:
+        with modes.islands(), tf.GradientTape() as tape:
             tape.watch(x)
             y = fn(x)
             loss = tf.reduce_sum(tf.cast(y, tf.float32) * tf.cast(weight, tf.float32))
@@ -76,7 +76,7 @@ def test_islands_only_in_traced_graphs_outside_the_export_layout(monkeypatch):
 
     def traced_calls(in_islands=True):
         def step(v):
-            with xla_fusion.islands() if in_islands else contextlib.nullcontext():
+            with modes.islands() if in_islands else contextlib.nullcontext():
                 return mish(layer(v))
 
         return _compiled_calls(tf.function(step), x)
@@ -110,7 +110,7 @@ def test_the_export_parity_reference_has_no_islands():
     assert _compiled_calls(module.serving_default, frames) == []
     # ... while the same model traced in a train step (`islands()`) has them.
     def step(x):
-        with xla_fusion.islands():
+        with modes.islands():
             return model({"landmarks": x, "padding_mask": tf.ones([1, 5])}, training=True)
 
     assert _compiled_calls(tf.function(step), tf.zeros([1, 5, 100, 3]))

@@ -34,7 +34,7 @@ def build_ensemble_module(members):
     """
     import tensorflow as tf
 
-    from tfislr.model.deberta import tflite_layout
+    from tfislr.model.modes import tflite_layout
     from tfislr.preprocessing import Preprocess
 
     num_classes = check_members_agree(members)

@@ -7,14 +7,42 @@ from keras import ops
 
 from tfislr import landmarks as lm
 from tfislr.checks import check_int
-from tfislr.model.deberta import (
-    DebertaEncoder,
+from tfislr.model.deberta_encoder import DebertaEncoder
+from tfislr.model.embedding import LandmarkEmbedding
+from tfislr.model.initializers import (
     torch_linear_bias_initializer,
     torch_linear_kernel_initializer,
-    transformer_widths,
 )
-from tfislr.model.embedding import LandmarkEmbedding
 from tfislr.model.part_mlps import PartMLPs
+
+
+def transformer_widths(transfo_dim, num_layers, drop_rate):
+    """Width/dropout rule (docs/recipe.md §6) -> `(hidden_dims, output_dims, dropouts)`.
+
+    For 3 layers and `transfo_dim >= 512`: `d_in = 512, delta = min(256, transfo_dim - 512)`
+    when `transfo_dim <= 1024`, else `d_in = 1024, delta = (transfo_dim - 1024) // 2`; layer
+    k (0-based) has hidden width `min(d_in + k * delta, transfo_dim)`; the last layer outputs
+    `transfo_dim` when `transfo_dim >= 1024`, else returns to `d_in`. Dropout is `drop_rate`,
+    doubled from layer 2 when `delta > 0`, doubled again at layer 3 when `transfo_dim >= 1024`.
+    This reproduces all four tabulated models exactly.
+
+    Any other case (fewer/more layers, `transfo_dim < 512`, used for small test models) is
+    our extension: every layer is `transfo_dim -> transfo_dim` with dropout `drop_rate`.
+    """
+    check_int("transfo_layers", num_layers)
+    if num_layers != 3 or transfo_dim < 512:
+        return [transfo_dim] * num_layers, [transfo_dim] * num_layers, [drop_rate] * num_layers
+    if transfo_dim <= 1024:
+        d_in, delta = 512, min(256, transfo_dim - 512)
+    else:
+        d_in, delta = 1024, (transfo_dim - 1024) // 2
+    hidden = [min(d_in + k * delta, transfo_dim) for k in range(3)]
+    last = transfo_dim if transfo_dim >= 1024 else d_in
+    outputs = hidden[1:] + [last]
+    second = drop_rate * 2 if delta > 0 else drop_rate
+    third = second * 2 if transfo_dim >= 1024 else second
+    return hidden, outputs, [drop_rate, second, third]
+
 
 
 @keras.saving.register_keras_serializable(package="tfislr")

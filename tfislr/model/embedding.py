@@ -4,12 +4,12 @@ import keras
 from keras import ops
 
 from tfislr import landmarks as lm
-from tfislr.model.deberta import (
-    select_by_mask,
+from tfislr.model.empty_batch import if_rows
+from tfislr.model.initializers import (
     torch_linear_bias_initializer,
     torch_linear_kernel_initializer,
 )
-from tfislr.model.empty_batch import if_rows
+from tfislr.model.modes import select_by_mask
 from tfislr.model.per_frame import per_frame
 from tfislr.model.xla_fusion import LayerNormalization
 

@@ -5,7 +5,7 @@ from keras import ops
 
 from tfislr import landmarks as lm
 from tfislr.model.activations import mish
-from tfislr.model.deberta import (
+from tfislr.model.initializers import (
     torch_linear_bias_initializer,
     torch_linear_kernel_initializer,
 )

@@ -10,7 +10,7 @@ only these chains are compiled, as islands: the len80 step went 3.13 -> 2.97 s. 
 whole-step XLA path (`train.jit_compile`) inlines them.
 
 `compiled(name, fn)` is `fn` under `tf.function(jit_compile=True)` while a train step is
-being traced (inside `islands()`, which `MeanTeacherDistiller.train_step` enters) and `fn`
+being traced (inside `modes.islands()`, which `MeanTeacherDistiller.train_step` enters) and `fn`
 itself otherwise: in eager calls, in evaluation, prediction and export graphs, on other
 Keras backends and when the environment sets `TFISLR_XLA_FUSION=0` (a platform without
 XLA). XLA compiles once per input shape: a train step's batches are padded to one length,
@@ -19,52 +19,30 @@ compilation of every island (minutes for an ensemble's parity check). The export
 holds only TFLite builtins.
 """
 
-import contextlib
 import functools
 import os
 import re
-import threading
 
 import keras
 from keras import ops
 
+from tfislr.model import modes, xla
+
 _COMPILED = {}
-# How many threads are inside `islands()`: a count, not a context variable, because
-# MirroredStrategy traces each replica's step in a thread of its own.
-_ISLAND_DEPTH = 0
-_ISLAND_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def islands():
-    """Functions traced inside compile their `compiled` chains (module docstring).
-
-    For train steps, whose shapes are fixed (one batch size, one padded length).
-    """
-    global _ISLAND_DEPTH
-    with _ISLAND_LOCK:
-        _ISLAND_DEPTH += 1
-    try:
-        yield
-    finally:
-        with _ISLAND_LOCK:
-            _ISLAND_DEPTH -= 1
 
 
 def enabled():
-    """Whether `compiled` compiles: TF backend, inside `islands()` in a traced graph, not in
-    the TFLite layout, and `TFISLR_XLA_FUSION` is not "0" (module docstring)."""
+    """Whether `compiled` compiles: TF backend, inside `modes.islands()` in a traced graph,
+    not in the TFLite layout, and `TFISLR_XLA_FUSION` is not "0" (module docstring)."""
     if (
-        not _ISLAND_DEPTH
+        not modes.islands_active()
         or keras.backend.backend() != "tensorflow"
         or os.environ.get("TFISLR_XLA_FUSION") == "0"
     ):
         return False
     import tensorflow as tf
 
-    from tfislr.model.deberta import tflite_layout_active
-
-    return tf.inside_function() and not tflite_layout_active()
+    return tf.inside_function() and not modes.tflite_layout_active()
 
 
 def compiled(name, fn):
@@ -82,11 +60,9 @@ def compiled(name, fn):
     if name not in _COMPILED:
         import tensorflow as tf
 
-        from tfislr.training.xla import use_cpu_loop_emitters
-
         # Before XLA's first compilation in this process, which reads XLA_FLAGS once: a
         # later jit-compiled step (`train.jit_compile`) needs these emitters too.
-        use_cpu_loop_emitters()
+        xla.use_cpu_loop_emitters()
 
         def island(*args):
             return fn(*args)

@@ -16,7 +16,8 @@ import numpy as np
 
 from tfislr import atomic
 from tfislr.errors import TfislrError
-from tfislr.training import run_dir, soup
+from tfislr.training import keras_adapter, run_dir, soup
+from tfislr.training.keras_adapter import random_states
 
 
 class NonFiniteLossError(TfislrError, FloatingPointError):
@@ -276,30 +277,7 @@ class ScalarSummaries(keras.callbacks.Callback):
         self._writers = {}
 
 
-def random_states(model):
-    """Every random state of `model`'s steps, in a fixed order: the `keras.random.SeedGenerator`
-    of each layer (dropout masks), recursively, then Keras' global generator if one exists.
-
-    Keras saves a layer with `save_own_variables`, which holds its trainable and
-    non-trainable variables but not its seed generators' states; a backup without them
-    resumes with the dropout masks of a fresh run. Random draws of the step itself are
-    stateless, seeded from saved variables (the step counter), so these are all there is.
-    """
-    from keras.src.backend.common import global_state
-
-    generators, seen = [], set()
-    for layer in model._flatten_layers(include_self=True, recursive=True):
-        for generator in getattr(layer, "_seed_generators", ()):
-            if id(generator) not in seen:
-                seen.add(id(generator))
-                generators.append(generator)
-    global_generator = global_state.get_global_attribute("global_seed_generator")
-    if global_generator is not None and id(global_generator) not in seen:
-        generators.append(global_generator)
-    return [generator.state for generator in generators]
-
-
-class BackupAndRestore(keras.callbacks.BackupAndRestore):
+class BackupAndRestore(keras_adapter.BackupHooks):
     """Keras' epoch backup plus the random states of the step, so a resumed run is bitwise the
     uninterrupted one, with a backup that a kill at any moment leaves readable.
 
@@ -340,33 +318,36 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         metadata = pathlib.Path(directory) / self.METADATA_FILE
         return json.loads(metadata.read_text())["epoch"] if metadata.exists() else 0
 
-    def _save_model(self):
+    def save_backup(self, epoch, batch):
+        """Writes the backup of `epoch` (class docstring); `batch`: the last batch seen."""
         current, previous = self._state_paths()
         arrays = {f"state_{i}": np.asarray(v) for i, v in enumerate(random_states(self.model))}
         if current.exists():
             os.replace(current, previous)
         with atomic.atomic_path(current) as temporary:
-            np.savez(temporary, epoch=self._current_epoch, **arrays)
-        with atomic.atomic_path(self._weights_file(self._current_epoch)) as temporary:
+            np.savez(temporary, epoch=epoch, **arrays)
+        with atomic.atomic_path(self._weights_file(epoch)) as temporary:
             self.model.save_weights(temporary)  # the temporary name keeps .weights.h5
         atomic.write_json(pathlib.Path(self.backup_dir) / self.METADATA_FILE,
-                          {"epoch": self._current_epoch, "batch": self._last_batch_seen})
-        kept = {self._weights_file(self._current_epoch), self._weights_file(self._current_epoch - 1)}
+                          {"epoch": epoch, "batch": batch})
+        kept = {self._weights_file(epoch), self._weights_file(epoch - 1)}
         for older in set(pathlib.Path(self.backup_dir).glob("epoch_*.weights.h5")) - kept:
             older.unlink(missing_ok=True)
 
-    def _load_model(self):
+    def load_backup(self, keras_weights_path):
+        """Restores the last epoch every process backed up; returns it (0: none, start afresh).
+
+        `keras_weights_path`: Keras' own backup file, which an older version wrote."""
         epoch = min(self._backed_up_epoch(d) for d in self.cluster_backup_dirs)
         if epoch == 0:
-            return  # some process has no backup yet: all start afresh
+            return 0  # some process has no backup yet: all start afresh
         weights = self._weights_file(epoch)
         if not weights.exists():  # a backup of an older version: Keras' one file
-            weights = pathlib.Path(self._weights_path)
+            weights = pathlib.Path(keras_weights_path)
         optimizer = self.model.optimizer
         if optimizer is not None and not optimizer.built:
             optimizer.build(self.model.trainable_variables)
         self.model.load_weights(str(weights))
-        self.model._initial_epoch = epoch
         states = random_states(self.model)
         for path in self._state_paths():
             if not path.exists():
@@ -376,9 +357,10 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
                     continue
                 for i, state in enumerate(states):
                     state.assign(saved[f"state_{i}"])
-            return
+            return epoch
         warnings.warn(
             f"{self.backup_dir}: no random state saved for epoch {epoch} (a backup of an "
             "older version): resuming with fresh dropout masks, not bitwise the "
             "uninterrupted run"
         )
+        return epoch

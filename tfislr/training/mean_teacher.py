@@ -23,7 +23,7 @@ dropout, frozen BatchNorm statistics), as the original's code did (a config swit
 
 Step state (step counter, epoch) lives in variables, so a step is a pure function of
 the variables and the batch, the graph is traced once per distilled-model mode (the
-mode is picked on the host, see `make_train_function`), and `BackupAndRestore` restores
+mode is picked on the host, see `keras_adapter.TrainerHooks`), and `BackupAndRestore` restores
 it. Distribution: every loss is a per-replica mean scaled by 1 / replicas before the
 gradient; gradients are summed across replicas once, clipped by their global norm, then
 applied by optimizers that do not sum again (tfislr.training.optimizers). The teacher's
@@ -31,7 +31,8 @@ EMA update runs in cross-replica context through `merge_call` +
 `extended.update`, the pattern Keras optimizers use for their own slots. The
 replica-local part (`replica_gradients`: mixup draw, three forwards, two backwards) is
 kept apart from these cross-replica updates so that, with `jit_compile` on several
-replicas, each replica XLA-compiles it on its own device (`make_train_function`).
+replicas, each replica XLA-compiles it on its own device (`step_for_mode`). Every
+override of a private Keras hook is in `tfislr.training.keras_adapter`.
 """
 
 import dataclasses
@@ -45,11 +46,10 @@ from keras import ops
 from tfislr import landmarks as lm
 from tfislr import timeline
 from tfislr.config import MODEL_NAMES
-from tfislr.model import xla_fusion
+from tfislr.model import modes, xla
 from tfislr.model.ghost_batch_norm import set_virtual_batch_size
-from tfislr.training import losses
+from tfislr.training import keras_adapter, losses
 from tfislr.training import schedules
-from tfislr.training import xla
 from tfislr.training.mixup import draw_mixup
 from tfislr.training.optimizers import is_pre_reduced
 
@@ -88,11 +88,6 @@ def _global_result(metric):
         values = [tf.identity(metric.total.value), tf.identity(metric.count.value)]
     total, count = context.all_reduce(tf.distribute.ReduceOp.SUM, values)
     return tf.math.divide_no_nan(total, count)
-
-
-def _ema_values(teachers, students, alpha):
-    """`alpha * t + (1 - alpha) * s` for each pair, as `_update_teacher` assigns them."""
-    return [alpha * t + (1.0 - alpha) * s for t, s in zip(teachers, students)]
 
 
 def _dense_gradient(gradient):
@@ -171,7 +166,7 @@ class MeanTeacherConfig:
         return timeline.distilled_inference_start(self.epochs)
 
 
-class MeanTeacherDistiller(keras.Model):
+class MeanTeacherDistiller(keras_adapter.TrainerHooks):
     """Trains a student, its EMA teacher and a distilled model together (module docstring).
 
     Args:
@@ -255,12 +250,12 @@ class MeanTeacherDistiller(keras.Model):
         # one cluster on the first device reading every replica's variables, which TF
         # rejects for any model (keras-team/keras#19005; benchmarks/xla_replicas.py). On N
         # replicas the step compiles only its replica-local part instead (see
-        # `make_train_function`); Keras' own jit stays off, on evaluation too.
+        # `step_for_mode`); Keras' own jit stays off, on evaluation too.
         self.replica_jit_compile = jit_compile is True and (
             self.distribute_strategy.num_replicas_in_sync > 1
         )
         if jit_compile is True:
-            xla.use_cpu_loop_emitters()  # before the first compilation (see tfislr.training.xla)
+            xla.use_cpu_loop_emitters()  # before the first compilation (see tfislr.model.xla)
         super().compile(
             optimizer=student_optimizer,
             jit_compile=jit_compile and not self.replica_jit_compile,
@@ -269,16 +264,12 @@ class MeanTeacherDistiller(keras.Model):
         self.student_optimizer = student_optimizer
         self.distilled_optimizer = distilled_optimizer
 
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Everything is built by __init__ and compile. Keras' generic build step would
-        # pull a batch and `strategy.reduce` it to build shapes, which
-        # MultiWorkerMirroredStrategy rejects for nested (dict) batches.
+    def fully_built(self):
+        """Models and optimizers are built by `__init__` and `compile` (no build from a batch)."""
         optimizers = (getattr(self, "student_optimizer", None), getattr(self, "distilled_optimizer", None))
-        if all(m.built for m in self.named_models().values()) and all(
+        return all(m.built for m in self.named_models().values()) and all(
             o is not None and o.built for o in optimizers
-        ):
-            return
-        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        )
 
     def named_models(self):
         # A method, not a property: Keras' weight saving walks properties too.
@@ -302,7 +293,12 @@ class MeanTeacherDistiller(keras.Model):
         return {name: model(views[name], training=training) for name, model in self.named_models().items()}
 
     # ------------------------------------------------------------- training
-    def _mixup(self, per_replica_batch_size, step):
+    def mixup(self, per_replica_batch_size, step):
+        """This replica's manifold-mixup draw of step `step` (int64 scalar, 1-based).
+
+        Returns `(applied [B] bool, lambda [B], permutation [B] int32, {model name: mixup
+        dict of `ISLRClassifier.call`})`; each group of `batch_group_size` clips draws its own.
+        """
         config = self.config
         probability = timeline.mixup_probability(
             self.epoch, config.epochs, config.mix_proba, config.mix_end_fraction
@@ -329,15 +325,17 @@ class MeanTeacherDistiller(keras.Model):
             int(self.epoch.numpy()) >= config.distilled_switch_epoch
         )
 
-    def make_train_function(self, force=False):
-        """One step function per distilled-model mode, picked on the host at each call.
+    def step_modes(self):
+        """The distilled-model modes (`distilled_inference`) a train step is traced for."""
+        return (False, True)
 
-        The mode changes once per run, so each function is traced (and XLA-compiled) once.
-        A `tf.cond` on the epoch variable inside the step instead made XLA treat the
-        epoch, the step counter, the batch and most weights as compile-time constants:
-        one multi-minute compilation per step (and per epoch), constant-folding the
-        batch's BatchNorm moments. `fit` reads the epoch variable once per epoch (after
-        the callbacks that set it); a call outside `fit` reads it itself.
+    def current_step_mode(self):
+        """The mode of the next step: cached per epoch by `fit`, else read from the epoch."""
+        mode = self._epoch_distilled_mode
+        return self.distilled_inference_mode() if mode is None else mode
+
+    def step_for_mode(self, mode):
+        """The train step of distilled-model mode `mode` (traced once per mode).
 
         With `jit_compile` on one replica Keras compiles the whole step. On N replicas
         (`replica_jit_compile`) each replica XLA-compiles `replica_gradients` (forward,
@@ -345,56 +343,10 @@ class MeanTeacherDistiller(keras.Model):
         and the cross-replica part (all-reduce, clipping, optimizers, teacher EMA, step
         counter, metrics) runs around it in the graph: one compilation per mode and device.
         """
-        if self.train_function is not None and not force:
-            return self.train_function
-        make_function = getattr(self, "_make_function", None)
-        if make_function is None:
-            raise ImportError(
-                f"tfislr needs the `_make_function` hook of Keras' TensorFlow trainer; keras "
-                f"{keras.__version__} does not have it. Pin keras to requirements.txt."
-            )
-        steps = {}
-        for mode in (False, True):
-            gradients = functools.partial(self.replica_gradients, distilled_inference=mode)
-            if self.replica_jit_compile:
-                gradients = tf.function(gradients, jit_compile=True, reduce_retracing=True)
-            steps[mode] = make_function(
-                functools.partial(self.train_step, distilled_inference=mode, gradients=gradients)
-            )
-
-        def train_function(iterator):
-            mode = self._epoch_distilled_mode
-            return steps[self.distilled_inference_mode() if mode is None else mode](iterator)
-
-        self.train_function = train_function
-        return train_function
-
-    def _make_function(self, step_function):
-        """Keras' function of one step on an iterator, as a `tf.function` of this model alone.
-
-        Every Keras model wraps its steps in closures of the same Python code, and TF counts
-        the traces of all `tf.function`s of one code object together (its "triggered
-        tf.function retracing" warning): the first trace of each new model's functions,
-        e.g. of every fold of a cross-validation, adds up to what looks like retracing of
-        one function, although each function is traced once. Here the traced callable is
-        a `functools.partial` of this model's step, which TF counts on its own. The step is
-        Keras' (its strategy, reduction and `jit_compile`); the iterator is read in the
-        graph as Keras does with one step per execution.
-        """
-        keras_function = super()._make_function(step_function)
-        if self.run_eagerly or self.steps_per_execution != 1:
-            return keras_function
-        on_iterator = tf.function(
-            functools.partial(_step_on_iterator, step=keras_function),
-            reduce_retracing=True, autograph=False,
-        )
-
-        def function(iterator):
-            if isinstance(iterator, (tf.data.Iterator, tf.distribute.DistributedIterator)):
-                return on_iterator(iterator)
-            return keras_function(iterator)
-
-        return function
+        gradients = functools.partial(self.replica_gradients, distilled_inference=mode)
+        if self.replica_jit_compile:
+            gradients = tf.function(gradients, jit_compile=True, reduce_retracing=True)
+        return functools.partial(self.train_step, distilled_inference=mode, gradients=gradients)
 
     def fit(self, *args, callbacks=None, **kwargs):
         # Last, so that it sees the epoch the other callbacks (EpochState) have just set.
@@ -404,7 +356,7 @@ class MeanTeacherDistiller(keras.Model):
         finally:
             self._epoch_distilled_mode = None
 
-    def _reduce_and_clip(self, gradients, optimizer):
+    def reduce_and_clip(self, gradients, optimizer):
         """Sums gradients over replicas once and clips them by their global norm.
 
         With a LossScaleOptimizer the gradients are still multiplied by the loss scale s;
@@ -422,21 +374,8 @@ class MeanTeacherDistiller(keras.Model):
             norm = tf.linalg.global_norm(gradients)
         return gradients, norm / scale
 
-    def _update_teacher(self, alpha):
-        """θ_T ← α θ_T + (1 − α) θ_S on every replica, from cross-replica context.
-
-        On one device in a train step, one XLA island computes every new θ_T (as the
-        fused optimizer update, `tfislr.training.optimizers`)."""
-        if xla_fusion.enabled() and not tf.distribute.has_strategy():
-            pairs = self._ema_pairs()
-            teachers = [t for t, _ in pairs]
-            updated = xla_fusion.compiled("teacher_ema", _ema_values)(
-                xla_fusion.tensors(*teachers), xla_fusion.tensors(*(s for _, s in pairs)),
-                tf.cast(alpha, "float32"),
-            )
-            for teacher_var, value in zip(teachers, updated):
-                teacher_var.assign(value)
-            return
+    def update_teacher(self, alpha):
+        """θ_T ← α θ_T + (1 − α) θ_S on every replica, from cross-replica context."""
 
         def ema(teacher_var, student_var, alpha):
             return teacher_var.assign(alpha * teacher_var + (1.0 - alpha) * student_var)
@@ -462,7 +401,7 @@ class MeanTeacherDistiller(keras.Model):
         """
         labels = ops.cast(labels, "int32")
         per_replica_batch_size = tf.shape(labels)[0]
-        _, lam, permutation, mixes = self._mixup(per_replica_batch_size, step)
+        _, lam, permutation, mixes = self.mixup(per_replica_batch_size, step)
         config = self.config
         targets = losses.mixed_targets(labels, config.num_classes, lam, permutation)
         weight = schedules.consistency_weight(step, config.rampup_length, config.consistency_weight)
@@ -508,9 +447,9 @@ class MeanTeacherDistiller(keras.Model):
 
     def train_step(self, data, distilled_inference=False, gradients=None):
         """One step; `distilled_inference` (a Python bool) runs the distilled model with
-        `training=False` (see `make_train_function`, which picks it per epoch and passes
+        `training=False` (see `step_for_mode`, which binds it per mode and passes
         `gradients`: `replica_gradients` or its per-replica XLA compilation)."""
-        with xla_fusion.islands():  # fixed shapes: see tfislr.model.xla_fusion
+        with modes.islands():  # fixed shapes: see tfislr.model.xla_fusion
             return self._train_step(data, distilled_inference, gradients)
 
     def _train_step(self, data, distilled_inference, gradients):
@@ -523,11 +462,11 @@ class MeanTeacherDistiller(keras.Model):
         step = tf.convert_to_tensor(self.step_counter)  # 1-based (a read, not the variable)
         student_grads, distilled_grads, values = gradients(views, labels, step)
 
-        student_grads, _ = self._reduce_and_clip(student_grads, self.student_optimizer)
-        distilled_grads, _ = self._reduce_and_clip(distilled_grads, self.distilled_optimizer)
+        student_grads, _ = self.reduce_and_clip(student_grads, self.student_optimizer)
+        distilled_grads, _ = self.reduce_and_clip(distilled_grads, self.distilled_optimizer)
         self.student_optimizer.apply(student_grads, self.student.trainable_variables)
         self.distilled_optimizer.apply(distilled_grads, self.distilled.trainable_variables)
-        self._update_teacher(schedules.ema_decay(step, self.config.ema_decay))
+        self.update_teacher(schedules.ema_decay(step, self.config.ema_decay))
 
         trackers = self.train_trackers
         trackers["loss"].update_state(values["student_loss"] + values["distilled_loss"])
@@ -557,11 +496,6 @@ class MeanTeacherDistiller(keras.Model):
     def predict_step(self, data):
         inputs = data[0] if isinstance(data, (tuple, list)) else data
         return self(inputs, training=False)
-
-
-def _step_on_iterator(iterator, step):
-    # `step` (Keras' function of the model) runs the steps of a list of batches: one here.
-    return step([iterator.get_next()])
 
 
 class _DistilledModePerEpoch(keras.callbacks.Callback):

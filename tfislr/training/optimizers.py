@@ -17,24 +17,15 @@ them across replicas, so with N replicas it would clip N partial gradients inste
 the global one. The train step therefore sums the gradients itself (one all-reduce),
 clips the true global gradient and hands it to an optimizer that skips its own
 all-reduce (`PreReducedAdamW`, `PreReducedSGD`). Keras 3 dropped the old
-`experimental_aggregate_gradients=False` switch; `_PreReduced` restores it.
-
-One XLA island per update: Keras' TensorFlow optimizers update each variable with ~15
-small ops (weight decay, moments, bias correction, step), ~1,400 ops a step for the
-student's 95 variables. On one device, in a train step (`xla_fusion.islands()`),
-`PreReducedAdamW` computes the same arithmetic for all its variables in one XLA-compiled
-function and assigns the results (`tfislr.model.xla_fusion`; the len80 student's update
-takes 57 -> 29 ms on this 2-core CPU, `python benchmarks/optimizer_update.py`). Under several replicas, in eager calls, and with
-`TFISLR_XLA_FUSION=0` it is Keras' own update.
+`experimental_aggregate_gradients=False` switch; `keras_adapter.PreReducedGradients`
+restores it.
 """
 
-import functools
 import re
 
 import keras
-from keras import ops
 
-from tfislr.model import xla_fusion
+from tfislr.training import keras_adapter
 from tfislr.training.schedules import WarmupLinearDecay
 
 # Variable names (the last path component) that torch called "bias".
@@ -44,103 +35,13 @@ _BIAS_NAMES = ("bias", "beta")
 TRANSFORMER_NORM_PATTERN = re.compile(r"(^|/)deberta[^/]*/(.*/)?[^/]*norm[^/]*/gamma$", re.IGNORECASE)
 
 
-def _check_private_hook():
-    if not hasattr(keras.optimizers.Optimizer, "_all_reduce_sum_gradients"):
-        raise ImportError(
-            "tfislr needs keras' TF optimizer hook `_all_reduce_sum_gradients` (Keras 3 with "
-            f"the TensorFlow backend); keras {keras.__version__} does not have it, so "
-            "gradients could be summed twice across replicas. Pin keras to the version in "
-            "requirements.txt."
-        )
-
-
-class _PreReduced:
-    """Mixin: the optimizer receives gradients already summed over replicas (and clipped)."""
-
-    gradients_pre_reduced = True
-
-    def _all_reduce_sum_gradients(self, grads_and_vars):
-        return list(grads_and_vars)
-
-
-def _adamw_values(values, momentums, velocities, gradients, learning_rate, local_step, *,
-                  decayed, beta_1, beta_2, epsilon, weight_decay):
-    """Keras AdamW's arithmetic (decoupled decay, then Adam) on values: new (x, m, v) each.
-
-    Args:
-        values, momentums, velocities, gradients: lists of float tensors, one per variable.
-        learning_rate, local_step: float32 scalars (the step is 1-based).
-        decayed: a tuple of bools, whether each variable gets weight decay.
-    """
-    dtype = learning_rate.dtype
-    alpha = learning_rate * ops.sqrt(1 - ops.power(ops.cast(beta_2, dtype), local_step)) / (
-        1 - ops.power(ops.cast(beta_1, dtype), local_step))
-    updated = []
-    for x, m, v, g, decay in zip(values, momentums, velocities, gradients, decayed):
-        g = ops.cast(g, x.dtype)
-        if decay:
-            x = x - x * ops.cast(weight_decay, x.dtype) * ops.cast(learning_rate, x.dtype)
-        m = m + (g - m) * (1 - beta_1)
-        v = v + (ops.square(g) - v) * (1 - beta_2)
-        x = x - (m * ops.cast(alpha, x.dtype)) / (ops.sqrt(v) + epsilon)
-        updated.append((x, m, v))
-    return updated
+@keras.saving.register_keras_serializable(package="tfislr")
+class PreReducedAdamW(keras_adapter.PreReducedGradients, keras.optimizers.AdamW):
+    """`keras.optimizers.AdamW` that expects gradients already all-reduced by the caller."""
 
 
 @keras.saving.register_keras_serializable(package="tfislr")
-class PreReducedAdamW(_PreReduced, keras.optimizers.AdamW):
-    """`keras.optimizers.AdamW` that expects gradients already all-reduced by the caller.
-
-    On one device inside a train step, weight decay and Adam run as one XLA island for
-    all variables (module docstring); the values are Keras AdamW's.
-    """
-
-    def _fused(self):
-        # The same answer in `_apply_weight_decay` and `_backend_update_step`, which Keras
-        # calls in turn: the fused update decays, so both must agree. (Sparse gradients
-        # are made dense by `xla_fusion.tensors`, as Keras' update does with its ops.)
-        import tensorflow as tf
-
-        return not self.amsgrad and xla_fusion.enabled() and not tf.distribute.has_strategy()
-
-    def _apply_weight_decay(self, variables):
-        if not self._fused():  # else the fused update decays
-            super()._apply_weight_decay(variables)
-
-    def _backend_update_step(self, grads, trainable_variables, learning_rate):
-        if not self._fused():
-            return super()._backend_update_step(grads, trainable_variables, learning_rate)
-        slots = [self._get_variable_index(v) for v in trainable_variables]
-        momentums = [self._momentums[i] for i in slots]
-        velocities = [self._velocities[i] for i in slots]
-        decayed = tuple(
-            self.weight_decay is not None and self._use_weight_decay(v)
-            for v in trainable_variables
-        )
-        update = xla_fusion.compiled(
-            f"adamw/{self.beta_1!r}/{self.beta_2!r}/{self.epsilon!r}/{self.weight_decay!r}/"
-            + "".join("1" if d else "0" for d in decayed),
-            functools.partial(
-                _adamw_values, decayed=decayed, beta_1=self.beta_1, beta_2=self.beta_2,
-                epsilon=self.epsilon, weight_decay=self.weight_decay or 0.0,
-            ),
-        )
-        as_tensors = xla_fusion.tensors
-        updated = update(
-            as_tensors(*trainable_variables), as_tensors(*momentums), as_tensors(*velocities),
-            as_tensors(*grads), *as_tensors(
-                ops.cast(learning_rate, "float32"), ops.cast(self.iterations + 1, "float32")),
-        )
-        for variable, m, v, (new_x, new_m, new_v) in zip(
-            trainable_variables, momentums, velocities, updated
-        ):
-            variable.assign(new_x)
-            m.assign(new_m)
-            v.assign(new_v)
-
-
-@keras.saving.register_keras_serializable(package="tfislr")
-class PreReducedSGD(_PreReduced, keras.optimizers.SGD):
+class PreReducedSGD(keras_adapter.PreReducedGradients, keras.optimizers.SGD):
     """`keras.optimizers.SGD` that expects gradients already all-reduced by the caller."""
 
 
@@ -184,7 +85,7 @@ def make_optimizer(train_config, total_steps, model, name, loss_scaling=None):
     Returns:
         The built optimizer (its slots exist, so checkpoints restore into it).
     """
-    _check_private_hook()
+    keras_adapter.PreReducedGradients.check_hook()
     warmup_steps = int(train_config.warmup_prop * total_steps)
     schedule = WarmupLinearDecay(train_config.learning_rate, total_steps, warmup_steps)
     optimizer = PreReducedAdamW(
