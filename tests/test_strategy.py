@@ -81,8 +81,8 @@ def _replica_worker(strategy_name, out_path, mode="equal"):
     inference mode; "tiny" / "tiny_equal": "switched" / "equal" with the stand-in
     classifier of test_mean_teacher (fast); "ghost" / "tiny_ghost": "equal" / "tiny_equal"
     with per-replica (not synchronized) ghost BatchNorm in groups of 4 clips, the groups of
-    OUSM and mixup too, saving only the trainable variables. A "_xla" suffix trains with `jit_compile`
-    (on 2 replicas: XLA per replica) and, in the equal modes, frozen BatchNorm instead
+    OUSM and mixup too, saving only the trainable variables. A "_xla" suffix trains with
+    `jit_compile` (on 2 replicas: XLA per replica) and, in the equal modes, frozen BatchNorm instead
     of synchronized BN, whose cross-replica sum inside the forward pass a per-replica XLA
     program cannot hold (the comparison then covers everything but BN's batch moments).
     """

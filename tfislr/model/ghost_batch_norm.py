@@ -129,7 +129,8 @@ def set_virtual_batch_size(model, virtual_batch_size):
     Returns how many layers were set. Only training-mode calls traced afterwards see it.
     """
     virtual_batch_size = check_virtual_batch_size(virtual_batch_size)
-    layers = [layer for layer in model._flatten_layers() if isinstance(layer, GhostBatchNormalization)]
+    layers = [layer for layer in model._flatten_layers()
+              if isinstance(layer, GhostBatchNormalization)]
     for layer in layers:
         layer.virtual_batch_size = virtual_batch_size
     return len(layers)
