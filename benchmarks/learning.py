@@ -257,28 +257,33 @@ def setting_record(setting, seeds, work_dir, epochs):
 
 
 def plot(summaries, path):
-    """Mean ± one standard deviation per epoch, one panel per model, one line per setting."""
+    """Mean ± one standard deviation per epoch, one column per model, one line per setting;
+    the second row zooms on the second half, where differences of a point show."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(MODELS), figsize=(5 * len(MODELS), 4), sharey=True)
-    for axis, model in zip(axes, MODELS):
-        for name, summary in summaries.items():
-            stats = summary[model]["per_epoch"]
-            epochs = range(1, len(stats) + 1)
-            mean = [s["mean"] for s in stats]
-            axis.plot(epochs, mean, label=f"{name} (n={stats[0]['n']})")
-            axis.fill_between(epochs, [s["mean"] - s["std"] for s in stats],
-                              [s["mean"] + s["std"] for s in stats], alpha=0.25)
-        axis.set_title(model)
-        axis.set_xlabel("epoch")
-        axis.grid(alpha=0.3)
-    axes[0].set_ylabel("validation accuracy (mean ± 1 sd over seeds)")
-    axes[0].legend(loc="lower right")
+    figure, axes = plt.subplots(2, len(MODELS), figsize=(5 * len(MODELS), 7.5))
+    for column, model in enumerate(MODELS):
+        for row, first in ((0, 0), (1, None)):
+            axis = axes[row][column]
+            for name, summary in summaries.items():
+                stats = summary[model]["per_epoch"]
+                start = len(stats) // 2 if first is None else first
+                epochs = range(start + 1, len(stats) + 1)
+                stats = stats[start:]
+                axis.plot(epochs, [s["mean"] for s in stats], label=f"{name} (n={stats[0]['n']})")
+                axis.fill_between(epochs, [s["mean"] - s["std"] for s in stats],
+                                  [s["mean"] + s["std"] for s in stats], alpha=0.25)
+            axis.set_title(model if row == 0 else f"{model}, second half")
+            axis.set_xlabel("epoch")
+            axis.grid(alpha=0.3)
+    for row in axes:
+        row[0].set_ylabel("validation accuracy (mean ± 1 sd)")
+    axes[0][0].legend(loc="lower right")
     figure.tight_layout()
-    figure.savefig(path, dpi=90)
+    figure.savefig(path, dpi=80)
     plt.close(figure)
 
 
