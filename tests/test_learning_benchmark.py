@@ -43,6 +43,8 @@ def test_summary_and_comparison_statistics():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2700)  # generates and prepares the 960-clip set, then trains; over 20
+# minutes when the machine is loaded
 def test_a_short_benchmark_run_records_every_epoch_of_the_three_models(tmp_path):
     learning = _learning()
     assert learning.main(["--name", "short", "--seeds", "1", "--epochs", "2",
