@@ -22,7 +22,7 @@ REPO = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
 
 from tfislr.cli.help import HelpFormatter  # noqa: E402  (after the sys.path line above)
-from tfislr.errors import command, positive_int  # noqa: E402
+from tfislr.cli.command import command, positive_int, start_tensorflow  # noqa: E402
 
 # The synthetic set of the demo: 10 signers (fold 0 holds some of them out), 12 signs.
 DEMO_DATA = {"num_signs": 12, "num_participants": 10, "sequences_per_sign": 40, "seed": 0}
@@ -43,7 +43,7 @@ def make_data(data_dir):
 def export_run(run_dir, output_path):
     """The demo's export step: the run's distilled soup model → one checked .tflite file.
 
-    The same call as `python export.py ensemble --config configs/demo_ensemble.yaml`, with
+    The same call as `python export.py ensemble --config demo_ensemble`, with
     this run named explicitly; returns the export report (also written next to the file).
     """
     from tfislr.export import export_ensemble
@@ -60,13 +60,13 @@ def main(argv=None):
                              "used as it is when the folder already holds one")
     parser.add_argument("--output", default=str(REPO / "runs"), help="runs root folder")
     parser.add_argument("--epochs", type=positive_int, default=None,
-                        help="override the demo config's epochs (default: configs/demo.yaml's)")
+                        help="override the demo config's epochs (default: tfislr/configs/demo.yaml's)")
     parser.add_argument("--tflite", default=str(REPO / "artifacts" / "demo.tflite"),
                         help="the exported .tflite; its report: the same name, .json")
     parser.add_argument("--skip-export", action="store_true",
                         help="stop after training (no .tflite)")
     args = parser.parse_args(argv)
-
+    start_tensorflow()
     from tfislr.config import load_config
 
     overrides = [] if args.epochs is None else [f"train.epochs={args.epochs}"]
@@ -77,7 +77,7 @@ def main(argv=None):
     timings["data_seconds"] = round(time.perf_counter() - start, 1)
 
     from tfislr.training.run import train
-    from tfislr.training.run_dir import RunDir
+    from tfislr.runs.run_dir import RunDir
 
     start = time.perf_counter()
     run_dir = train(config, data_dir, output_dir=args.output, fold=0)

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/export.py [--quantization fp16] [--repeats 50]
                                          [--json benchmarks/results/export.json]
 
-Builds the distilled models of configs/len25.yaml and configs/len80.yaml at their
+Builds the distilled models of the len25 and len80 configs (tfislr/configs/) at their
 real dimensions with random weights and 250 classes, exports the ensemble (each
 member with its own Preprocess, softmax average) through `export_ensemble`
 (which fails above 40 MB or on a parity/edge-input error), then times the file
@@ -21,7 +21,7 @@ time goes.
 With `--members`, each member is also exported alone and timed at its full length,
 for comparison with the original's per-model figures.
 
-Reference figures (docs/recipe.md §17 and the README's "Results measured in this repository"):
+Reference figures (docs/recipe.md §17 and benchmarks/README.md, "Export"):
 the writeup's 38 ms/clip for the original TFLite ensemble (Kaggle CPU), and the
 original PyTorch models measured on this 2-core machine, 1 thread, traced + frozen,
 fp32, full-length input: len25 8.9 ms, len80 17.2 ms, ensemble 29.2 ms.

@@ -8,7 +8,7 @@
   backward, EMA teacher forward, distilled forward + backward, two AdamW updates, EMA
   update, mixup draw) on fixed full-length batches (T = max_len, no padding), after the
   trace and two warm-up steps. The original's PyTorch loop: ~10 seq/s on this machine
-  (len80, batch 32, two threads; the README's results table).
+  (len80, batch 32, two threads; benchmarks/README.md).
 - `input_pipeline`: sequences/s of `make_train_dataset` with every augmentation of phase 1
   (3 independently augmented views per sequence), measured alone. Uses `--data-dir`
   (Kaggle layout, prepared on first use) or a synthetic set generated in a temp folder.

@@ -50,7 +50,7 @@ def main(argv=None):
     parser.add_argument("baseline", type=pathlib.Path, help="source tree of the baseline")
     parser.add_argument("new", type=pathlib.Path, help="source tree of the change")
     parser.add_argument("--steps", type=int, default=20, help="steps of each tree")
-    parser.add_argument("--config", default="len80", help="config name in each tree's configs/")
+    parser.add_argument("--config", default="len80", help="config name in each tree's tfislr/configs/ (configs/ before 2026-12-07)")
     args = parser.parse_args(argv)
 
     import numpy as np

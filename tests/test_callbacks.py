@@ -160,7 +160,7 @@ def test_a_history_an_older_version_numbered_from_0_is_read_and_resumed_from_1(t
     keeps its rows before the resumed epoch, renumbered, never mixing the two counts."""
     import pandas as pd
 
-    from tfislr.training.run_dir import RunDir
+    from tfislr.runs.run_dir import RunDir
 
     path = tmp_path / "history.csv"
     path.write_text("epoch,loss\n0,3.0\n1,2.0\n2,1.5\n")  # epochs 1-3; backed up at 2
@@ -198,7 +198,7 @@ def test_the_wall_time_sums_every_session_of_a_resumed_run(tmp_path):
     wall_seconds was the last session's alone); the killed one up to its last epoch."""
     import time
 
-    from tfislr.training.run_dir import RunDir
+    from tfislr.runs.run_dir import RunDir
 
     class Interrupt(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):

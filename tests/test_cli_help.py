@@ -126,12 +126,6 @@ def test_the_package_does_not_use_test_libraries():
     used = [str(path.relative_to(REPO)) for path in sources if test_only.search(path.read_text())]
     assert used == []
 
-def test_readme_lists_every_command():
-    sentence = (REPO / "README.md").read_text().split("also installs them as commands:")[1]
-    sentence = sentence.split("Every command")[0]
-    assert sorted(re.findall(r"`(tfislr-[a-z]+)`", sentence)) == sorted(SCRIPTS)
-
-
 def test_help_says_what_a_left_out_option_means(capsys):
     assert ("--fold FOLD score only the signers of this fold, held out when the run validated "
             "on it (default: every sequence)") in _help(capsys, "tfislr-evaluate")
@@ -165,30 +159,3 @@ def test_formatter_shows_real_defaults_only():
     assert "a zero (default: 0)" in text
     assert "left out: nothing --flag a flag --many MANY repeatable --said SAID stated (default 3)" \
         in text
-
-
-def test_readme_gives_a_headless_notebook_command_the_dev_requirements_install():
-    """tester8 #4: the README's headless notebook command is `jupyter execute` (nbclient's,
-    in requirements-dev.txt; nbconvert is not installed), its options are ones that command
-    takes, and it runs the repo's notebook, writing the executed copy to a git-ignored place."""
-    import shlex
-    import sys
-
-    from nbclient.cli import NbClientApp
-
-    readme = (REPO / "README.md").read_text().replace("\\\n", " ")
-    (line,) = [line for line in readme.splitlines() if " execute notebooks/" in line]
-    words = shlex.split(line)
-    start = next(i for i, word in enumerate(words) if word.endswith("jupyter"))
-    assert words[start:start + 2] == [".venv/bin/jupyter", "execute"]
-    assert all(word.split("=")[0].startswith("TFISLR_") for word in words[:start])
-    assert "nbclient" in (REPO / "requirements-dev.txt").read_text()
-    assert (pathlib.Path(sys.executable).parent / "jupyter-execute").is_file()
-    app = NbClientApp()
-    app.parse_command_line(words[start + 2:])
-    (notebook,) = app.extra_args
-    assert (REPO / notebook).is_file()
-    # --output is relative to the notebook's folder: the copy lands in runs/, git-ignored.
-    written = (REPO / notebook).parent / app.output_base
-    assert written.resolve().parent == REPO / "runs"
-    assert "runs/" in (REPO / ".gitignore").read_text().splitlines()

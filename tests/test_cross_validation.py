@@ -1,5 +1,5 @@
 """Cross-validation, out-of-fold predictions and blending (tfislr.training.cross_validation,
-tfislr.oof, tfislr.blend)."""
+tfislr.runs.oof, tfislr.blend)."""
 
 import json
 import pathlib
@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tfislr.cli import blend as blend_cli
+from tfislr.cli import cv as cv_cli
 from tfislr import blend as blend_lib
-from tfislr.oof import OutOfFold, accuracy_by_fold, read_oof, write_oof
+from tfislr.runs.oof import OutOfFold, accuracy_by_fold, read_oof, write_oof
 from subprocess_runs import backed_up_epoch, env, run_until_killed
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -114,7 +116,7 @@ def test_blend_cli_prints_the_table_next_to_the_original(tmp_path, capsys):
     a = write_oof(fake_oof(seed=1), tmp_path / "a" / "oof.parquet")
     b = write_oof(fake_oof(seed=1), tmp_path / "b.parquet")
     out = tmp_path / "blend.parquet"
-    code = blend_lib.main([str(a.parent), str(b), "--weights", "1", "3", "--out", str(out),
+    code = blend_cli.main([str(a.parent), str(b), "--weights", "1", "3", "--out", str(out),
                            "--json", str(tmp_path / "r.json")])
     printed = capsys.readouterr().out
     assert code == 0, printed
@@ -123,16 +125,15 @@ def test_blend_cli_prints_the_table_next_to_the_original(tmp_path, capsys):
     assert [row["name"] for row in report["rows"]] == [str(a.parent), str(b), "blend"]
     assert report["weights"] == [0.25, 0.75]
     np.testing.assert_allclose(read_oof(out).probabilities, read_oof(a).probabilities, rtol=1e-6)
-    assert blend_lib.main(["nope", "--runs-dir", str(tmp_path)]) == 2
+    assert blend_cli.main(["nope", "--runs-dir", str(tmp_path)]) == 2
     assert "no finished cross-validation of 'nope'" in capsys.readouterr().err
 
 
 
 def test_cv_commands_report_user_errors_in_one_line(tmp_path, capsys):
     from tfislr.cli import train as train_cli
-    from tfislr.training import cross_validation
 
-    assert cross_validation.main(["--config", "demo", "--data-dir", str(tmp_path / "missing")]) == 2
+    assert cv_cli.main(["--config", "demo", "--data-dir", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("tfislr-cv: error:") and "data folder not found" in err[0]
     assert train_cli.main(["--config", "demo", "--data-dir", str(tmp_path), "--cv",
@@ -173,11 +174,11 @@ def test_every_fold_is_checked_before_fold_0_trains(tmp_path, monkeypatch, capsy
     class Stop(Exception):
         pass
 
-    def fake_train(config, data_dir, fold=None, **kwargs):
-        trained.append((fold, capsys.readouterr().out))
+    def fake_run(self):
+        trained.append((self.request.fold, capsys.readouterr().out))
         raise Stop
 
-    monkeypatch.setattr(run, "train", fake_train)
+    monkeypatch.setattr(run.TrainingRun, "run", fake_run)
     config = load_config("demo")
     data = _original_signers_data(tmp_path, [2044, 25571, 18796])
     with pytest.raises(Stop):
@@ -318,7 +319,8 @@ def test_oof_covers_every_clip_once_with_the_runs_folds(cv_run, synthetic_data_d
 @pytest.mark.slow
 def test_a_finished_cv_is_not_rerun_and_configs_must_match(cv_run, synthetic_data_dir, tmp_path):
     from tfislr.config import load_config
-    from tfislr.training.cross_validation import cross_validate, latest_finished_cv, latest_unfinished_cv
+    from tfislr.runs.cv_dir import latest_finished_cv, latest_unfinished_cv
+    from tfislr.training.cross_validation import cross_validate
 
     config, cv_dir = cv_run
     with pytest.raises(ValueError, match="finished cross-validation"):

@@ -11,10 +11,15 @@ import tomllib
 import pytest
 
 from tfislr import errors
+from tfislr.cli import blend as blend_cli
+from tfislr.cli import command
+from tfislr.cli import cv as cv_cli
+from tfislr.cli import evaluate as evaluate_cli
 from tfislr.cli import export as export_cli
+from tfislr.cli import predict as predict_cli
+from tfislr.cli import prepare as prepare_cli
 from tfislr.cli import train as train_cli
-from tfislr.data import prepare
-from tfislr import evaluate, predict
+from tfislr import predict
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -44,7 +49,7 @@ def test_console_scripts_are_contract_commands():
     for name, target in scripts.items():
         module, function = target.split(":")
         main = getattr(importlib.import_module(module), function)
-        assert main.prog == name, target  # wrapped by errors.command(name)
+        assert main.prog == name, target  # wrapped by cli.command.command(name)
 
 
 def test_train_user_errors(capsys, tmp_path, no_sign_map):
@@ -75,32 +80,32 @@ def test_train_config_that_exists_but_is_not_yaml(capsys, tmp_path):
 
 
 def test_prepare_user_errors(capsys, tmp_path, no_sign_map):
-    assert prepare.main(["--data-dir", str(tmp_path / "missing"), "--max-len", "8"]) == 2
+    assert prepare_cli.main(["--data-dir", str(tmp_path / "missing"), "--max-len", "8"]) == 2
     _one_error_line(capsys, "tfislr-prepare", tmp_path / "missing", "data folder not found")
-    assert prepare.main(["--data-dir", str(no_sign_map), "--max-len", "8", "--quiet"]) == 2
+    assert prepare_cli.main(["--data-dir", str(no_sign_map), "--max-len", "8", "--quiet"]) == 2
     _one_error_line(capsys, "tfislr-prepare", "sign_to_prediction_index_map.json")
     with pytest.raises(SystemExit) as excinfo:  # a bad option: argparse, same code and prefix
-        prepare.main(["--data-dir", str(no_sign_map), "--max-len", "0"])
+        prepare_cli.main(["--data-dir", str(no_sign_map), "--max-len", "0"])
     assert excinfo.value.code == 2
     assert "tfislr-prepare: error: argument --max-len" in capsys.readouterr().err
 
 
 def test_evaluate_user_errors(capsys, tmp_path, synthetic_data_dir, no_sign_map):
     model = tmp_path / "model.tflite"
-    assert evaluate.main([str(model), "--data-dir", str(synthetic_data_dir)]) == 2
+    assert evaluate_cli.main([str(model), "--data-dir", str(synthetic_data_dir)]) == 2
     _one_error_line(capsys, "tfislr-evaluate", f"{model}: file not found")
-    assert evaluate.main([str(tmp_path), "--data-dir", str(synthetic_data_dir)]) == 2
+    assert evaluate_cli.main([str(tmp_path), "--data-dir", str(synthetic_data_dir)]) == 2
     _one_error_line(capsys, "tfislr-evaluate", f"{tmp_path}: is a folder, not a .tflite model")
     model.write_bytes(b"not a model")
-    assert evaluate.main([str(model), "--data-dir", str(no_sign_map)]) == 2
+    assert evaluate_cli.main([str(model), "--data-dir", str(no_sign_map)]) == 2
     _one_error_line(capsys, "tfislr-evaluate", "sign map not found")
-    assert evaluate.main([str(model), "--data-dir", str(tmp_path / "missing")]) == 2
+    assert evaluate_cli.main([str(model), "--data-dir", str(tmp_path / "missing")]) == 2
     _one_error_line(capsys, "tfislr-evaluate", tmp_path / "missing", "data folder not found")
-    assert evaluate.main([str(model), "--data-dir", str(synthetic_data_dir)]) == 2
+    assert evaluate_cli.main([str(model), "--data-dir", str(synthetic_data_dir)]) == 2
     _one_error_line(capsys, "tfislr-evaluate", model, "not a TFLite model")
     for option in ("--limit", "--threads"):  # -3 would drop the last 3 sequences
         with pytest.raises(SystemExit) as exited:
-            evaluate.main([str(model), "--data-dir", str(synthetic_data_dir), option, "-3"])
+            evaluate_cli.main([str(model), "--data-dir", str(synthetic_data_dir), option, "-3"])
         assert exited.value.code == 2
         assert f"argument {option}: expected a positive integer" in capsys.readouterr().err
 
@@ -108,12 +113,12 @@ def test_evaluate_user_errors(capsys, tmp_path, synthetic_data_dir, no_sign_map)
 def test_predict_user_errors(capsys, tmp_path, synthetic_data_dir):
     clip = next(pathlib.Path(synthetic_data_dir).rglob("*.parquet"))
     model = tmp_path / "model.tflite"
-    assert predict.main([str(model), str(clip)]) == 2
+    assert predict_cli.main([str(model), str(clip)]) == 2
     _one_error_line(capsys, "tfislr-predict", f"{model}: file not found")
-    assert predict.main([str(tmp_path), str(clip)]) == 2
+    assert predict_cli.main([str(tmp_path), str(clip)]) == 2
     _one_error_line(capsys, "tfislr-predict", f"{tmp_path}: is a folder, not a .tflite model")
     model.write_bytes(b"not a model")  # e.g. a train.csv given by mistake
-    assert predict.main([str(model), str(clip)]) == 2
+    assert predict_cli.main([str(model), str(clip)]) == 2
     _one_error_line(capsys, "tfislr-predict", model, "not a TFLite model")
 
 
@@ -170,7 +175,7 @@ def test_export_refuses_weights_that_are_not_a_keras_model(capsys, tmp_path):
     import zipfile
 
     from tfislr.config import load_config
-    from tfislr.training.run_dir import RunDir
+    from tfislr.runs.run_dir import RunDir
 
     run = RunDir(tmp_path / "run")
     run.write_config(load_config("demo"))
@@ -198,9 +203,9 @@ def test_export_refuses_weights_that_are_not_a_keras_model(capsys, tmp_path):
 
 @pytest.mark.parametrize("text", ["nan", "inf", "-inf", "0", "-1", "many"])
 def test_positive_float_refuses_what_passes_no_comparison(text):
-    with pytest.raises(errors.argparse.ArgumentTypeError, match="positive finite number"):
-        errors.positive_float(text)
-    assert errors.positive_float("0.5") == 0.5
+    with pytest.raises(command.argparse.ArgumentTypeError, match="positive finite number"):
+        command.positive_float(text)
+    assert command.positive_float("0.5") == 0.5
 
 
 def test_export_refuses_a_nan_size_limit_and_names_the_commands(capsys, tmp_path):
@@ -216,31 +221,35 @@ def test_export_refuses_a_nan_size_limit_and_names_the_commands(capsys, tmp_path
     assert "required: {ensemble,single}" in capsys.readouterr().err
 
 
-def test_a_bug_is_exit_1_with_the_traceback(monkeypatch, capsys, tmp_path):
+def test_a_bug_is_exit_1_with_the_traceback(monkeypatch, capsys, tmp_path, synthetic_data_dir):
     import tfislr.training.run as run
 
     def bug(*args, **kwargs):
         return {}["missing key"]
 
-    monkeypatch.setattr(run, "train", bug)
+    # The run itself (after the request's checks, which need a real data folder).
+    monkeypatch.setattr(run.TrainingRun, "run", bug)
+    argv = ["--config", "demo", "--data-dir", str(synthetic_data_dir),
+            "--output", str(tmp_path / "runs")]
     # A ValueError from inside tfislr is a bug too unless it is a TfislrError.
-    assert train_cli.main(["--config", "demo", "--data-dir", str(tmp_path)]) == 1
+    assert train_cli.main(argv) == 1
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err and "in bug" in err
     assert err.strip().splitlines()[-1].startswith("tfislr-train: error: unexpected KeyError")
 
-    monkeypatch.setattr(run, "train", lambda *a, **k: int("x"))
-    assert train_cli.main(["--config", "demo", "--data-dir", str(tmp_path)]) == 1
+    monkeypatch.setattr(run.TrainingRun, "run", lambda *a, **k: int("x"))
+    assert train_cli.main(argv) == 1
     assert "unexpected ValueError" in capsys.readouterr().err
 
 
 
 def _missing_file_cases(tmp):
     """(call, the path it must name) for each place that checks a file or folder exists."""
-    from tfislr import blend, config, oof
+    from tfislr import blend, config
+    from tfislr.runs import oof
     from tfislr.data import kaggle, store
     from tfislr.export import ensemble, members, runner
-    from tfislr.training import run_dir
+    from tfislr.runs import run_dir
     from tfislr.video import extract
 
     empty = tmp / "empty"
@@ -279,14 +288,14 @@ def test_a_missing_file_is_named_first_then_not_found(tmp_path, case):
     assert message.split(" (")[0].endswith("not found"), message
 
 def test_a_user_error_is_always_one_line(capsys):
-    assert errors.report("prog", errors.DataError("a.parquet: bad\n  details here\n")) == 2
+    assert command.report("prog", errors.DataError("a.parquet: bad\n  details here\n")) == 2
     assert capsys.readouterr().err == "prog: error: a.parquet: bad / details here\n"
 
 
 def test_a_data_warning_is_one_line_and_the_command_goes_on(capsys):
     import warnings
 
-    @errors.command("prog")
+    @command.command("prog")
     def main(argv):
         warnings.warn("train.csv line 2: looks wrong", errors.DataWarning)
         warnings.warn("not ours", UserWarning)
@@ -379,9 +388,6 @@ def test_an_unwritable_output_is_one_line_before_any_work(capsys, tmp_path, synt
     """Every command's output folder is checked before its slow work (store, training,
     conversion, scoring): exit 2, one line `<prog>: error: <folder>: cannot write here`.
     The old code did the work, then failed with a PermissionError traceback (exit 1)."""
-    from tfislr import blend
-    from tfislr.training import cross_validation
-
     bad = _unwritable(tmp_path)
     prepared = tmp_path / "prepared"
     data = ["--config", "demo", "--data-dir", str(synthetic_data_dir), "--epochs", "1",
@@ -391,7 +397,7 @@ def test_an_unwritable_output_is_one_line_before_any_work(capsys, tmp_path, synt
         assert train_cli.main([*data, *argv]) == 2
         _one_error_line(capsys, "tfislr-train", f"{bad}", ": cannot write here (Not a directory")
         assert not prepared.exists()  # refused before the store was (re)built
-    assert cross_validation.main([*data, "--cv-dir", str(bad / "cv")]) == 2
+    assert cv_cli.main([*data, "--cv-dir", str(bad / "cv")]) == 2
     _one_error_line(capsys, "tfislr-cv", f"{bad / 'cv'}: cannot write here")
     assert not prepared.exists()
     # The output is checked once the runs are read (a bad run is named first), before the
@@ -406,12 +412,12 @@ def test_an_unwritable_output_is_one_line_before_any_work(capsys, tmp_path, synt
     assert export_cli.main(["single", "--run", str(tmp_path / "run"),
                             "--output", str(bad / "x.tflite")]) == 2
     _one_error_line(capsys, "tfislr-export", f"{bad}: cannot write here")
-    assert evaluate.main([str(tmp_path / "none.tflite"), "--data-dir", str(synthetic_data_dir),
+    assert evaluate_cli.main([str(tmp_path / "none.tflite"), "--data-dir", str(synthetic_data_dir),
                           "--limit", "5", "--json", str(bad / "e.json")]) == 2
     _one_error_line(capsys, "tfislr-evaluate", f"{bad}: cannot write here")
-    assert evaluate.main([str(tmp_path / "none.tflite"), "--data-dir", str(synthetic_data_dir),
+    assert evaluate_cli.main([str(tmp_path / "none.tflite"), "--data-dir", str(synthetic_data_dir),
                           "--json", str(tmp_path)]) == 2
     _one_error_line(capsys, "tfislr-evaluate", f"{tmp_path}: is a folder, not a file to write")
     for option in ("--out", "--json"):
-        assert blend.main([str(tmp_path / "none.parquet"), option, str(bad / "b")]) == 2
+        assert blend_cli.main([str(tmp_path / "none.parquet"), option, str(bad / "b")]) == 2
         _one_error_line(capsys, "tfislr-blend", f"{bad}: cannot write here")

@@ -8,6 +8,7 @@ import pytest
 import keras
 import tensorflow as tf
 
+from tfislr.cli import evaluate as evaluate_cli
 from tfislr import evaluate, landmarks
 from tfislr.data.kaggle import landmark_path
 from tfislr.export import EnsembleMember, export_ensemble
@@ -111,7 +112,7 @@ def test_fold_uses_the_split_recorded_with_the_model(data_dir, tmp_path, capsys)
     from tfislr.config import load_config
     from tfislr.data.folds import fold_indices
     from tfislr.data.kaggle import read_sign_map, read_train_csv
-    from tfislr.training.run_dir import RunDir
+    from tfislr.runs.run_dir import RunDir
 
     table = read_train_csv(data_dir)
     _, val_rows = fold_indices(table, 1, num_folds=5, seed=42)
@@ -155,7 +156,7 @@ def test_fold_uses_the_split_recorded_with_the_model(data_dir, tmp_path, capsys)
     assert "held-out" not in header
     with pytest.raises(ValueError, match=r"--fold must be in \[0, 5\)"):
         evaluate.evaluate_tflite(path, data_dir, fold=5)
-    assert evaluate.main([str(path), "--data-dir", str(data_dir), "--fold", "1"]) == 0
+    assert evaluate_cli.main([str(path), "--data-dir", str(data_dir), "--fold", "1"]) == 0
     assert "5 folds, seed 42: the validation signers recorded by the run" in capsys.readouterr().out
 
 
@@ -204,7 +205,7 @@ def test_an_empty_original_fold_names_evaluates_own_option(tmp_path):
 def test_cli_prints_table_and_writes_json(exported, data_dir, tmp_path, capsys):
     _, path = exported
     out = tmp_path / "eval.json"
-    assert evaluate.main([str(path), "--data-dir", str(data_dir), "--json", str(out),
+    assert evaluate_cli.main([str(path), "--data-dir", str(data_dir), "--json", str(out),
                           "--limit", "5"]) == 0
     printed = capsys.readouterr().out
     assert "accuracy" in printed and "per-sign accuracy" in printed and "p95" in printed

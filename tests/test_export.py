@@ -15,13 +15,14 @@ import pytest
 import keras
 import tensorflow as tf
 
+from tfislr.cli import evaluate as evaluate_cli
 from tfislr import landmarks as lm
 from tfislr.errors import ConfigError, DataError
 from tfislr.export import ExportError, checks, export_ensemble, graph, pair
 from tfislr.export import ensemble as ensemble_lib
 from tfislr.export.ensemble import load_ensemble_config
 from tfislr.export.members import EnsembleMember, check_members_agree, latest_run
-from tfislr.training.run_dir import RunDir
+from tfislr.runs.run_dir import RunDir
 
 NUM_CLASSES = 7
 SIGNS = [f"sign_{i}" for i in range(NUM_CLASSES)]
@@ -258,7 +259,7 @@ def test_a_crash_between_the_two_renames_is_detected_by_every_reader(
         with pytest.raises(DataError) as raised:
             read(path)
         assert str(raised.value) == message
-    assert evaluate.main([str(path), "--data-dir", str(synthetic_data_dir)]) == 2
+    assert evaluate_cli.main([str(path), "--data-dir", str(synthetic_data_dir)]) == 2
     assert capsys.readouterr().err == f"tfislr-evaluate: error: {message}\n"
 
     # A first export killed there leaves a report without a file: "file not found".
@@ -266,7 +267,7 @@ def test_a_crash_between_the_two_renames_is_detected_by_every_reader(
     _export_killed_before_renaming_onto(fresh, ensemble, fresh, "fp32", verbose=False,
                                         latency_repeats=1)
     assert fresh.with_suffix(".json").exists() and not fresh.exists()
-    assert evaluate.main([str(fresh), "--data-dir", str(synthetic_data_dir)]) == 2
+    assert evaluate_cli.main([str(fresh), "--data-dir", str(synthetic_data_dir)]) == 2
     assert capsys.readouterr().err == f"tfislr-evaluate: error: {fresh}: file not found\n"
 
 

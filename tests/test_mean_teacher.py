@@ -306,7 +306,7 @@ def test_jit_compiled_step_matches_the_graph_step():
 
 def test_the_train_step_has_no_int32_transpose():
     """TF's oneDNN pass logs "E0000 ... oneDNN supports DT_INT32 only on platforms with
-    AVX-512" for an int32 Transpose on CPUs without AVX-512 (README, Troubleshooting);
+    AVX-512" for an int32 Transpose on CPUs without AVX-512 (docs/troubleshooting.md);
     mixup's layer draw had one."""
     distiller = make_distiller("train.mix_proba=1")
     data = batch(np.random.default_rng(9))

@@ -1,6 +1,7 @@
 """notebooks/inspect.ipynb runs top to bottom on demo-style outputs (a short real run + export)."""
 
 import pathlib
+import re
 
 import nbformat
 import pytest
@@ -56,3 +57,11 @@ def test_notebook_executes_without_errors(exported_run, synthetic_data_dir, monk
                for o in outputs) >= 2
     text = "".join(o.get("text", "") for o in outputs)
     assert "validation accuracy" in text and "true sign:" in text
+    # No TensorFlow/absl start-up noise (the notebook starts TensorFlow as the commands do):
+    # the first cell prints only its three lines, and no cell prints an absl log line.
+    first = next(cell for cell in notebook.cells if cell.cell_type == "code")
+    assert {(o.output_type, o.get("name")) for o in first.outputs} == {("stream", "stdout")}
+    absl = re.compile(r"^[IWEF]\d{4} |absl::InitializeLog", re.MULTILINE)
+    stderr = "".join(o.text for o in outputs
+                     if o.output_type == "stream" and o.name == "stderr")
+    assert not absl.search(stderr), stderr

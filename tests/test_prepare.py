@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tfislr.cli import prepare as prepare_cli
 from tfislr.data import kaggle, prepare, store, synthetic
 from tfislr.preprocessing import preprocess_numpy
 from subprocess_runs import env, run_until_killed
@@ -131,12 +132,12 @@ def test_a_store_forced_by_several_processes_at_once_is_rebuilt_once(tmp_path, m
             yield
 
     monkeypatch.setattr(prepare, "_lock", taken_first)
-    first = prepare._build_stamp(path)
+    first = prepare.build_stamp(path)
     assert _prepare(data, tmp_path / "p", force=True) == path
-    assert len(builds) == 1 and prepare._build_stamp(path) != first
-    rebuilt = prepare._build_stamp(path)
+    assert len(builds) == 1 and prepare.build_stamp(path) != first
+    rebuilt = prepare.build_stamp(path)
     _prepare(data, tmp_path / "p", force=True)
-    assert len(builds) == 2 and prepare._build_stamp(path) != rebuilt
+    assert len(builds) == 2 and prepare.build_stamp(path) != rebuilt
 
 
 def test_resume_after_interruption_gives_the_same_store(tmp_path, monkeypatch):
@@ -262,12 +263,12 @@ def test_empty_and_handless_files_are_kept(tmp_path):
 
 def test_cli(tmp_path, capsys):
     data = _tiny(tmp_path)
-    prepare.main(["--data-dir", str(data), "--max-len", "8", "12", "--out", str(tmp_path / "p"),
+    prepare_cli.main(["--data-dir", str(data), "--max-len", "8", "12", "--out", str(tmp_path / "p"),
                   "--workers", "1", "--quiet"])
     out = capsys.readouterr().out
     assert "max_len 8: prepared 12 of 12" in out and "max_len 12: prepared 12 of 12" in out
     assert store.load_store(tmp_path / "p" / "max_len_8").lengths.max() <= 8
-    assert prepare.main(["--data-dir", str(tmp_path / "missing"), "--max-len", "8", "--quiet"]) == 2
+    assert prepare_cli.main(["--data-dir", str(tmp_path / "missing"), "--max-len", "8", "--quiet"]) == 2
 
 
 def test_prepare_accepts_exactly_the_max_lens_a_config_accepts(tmp_path, capsys):
@@ -285,10 +286,10 @@ def test_prepare_accepts_exactly_the_max_lens_a_config_accepts(tmp_path, capsys)
         argv = ["--data-dir", str(data), "--max-len", str(max_len), "--out", str(out),
                 "--workers", "1", "--quiet"]
         if config_accepts:
-            assert prepare.main(argv) in (0, None) and (out / f"max_len_{max_len}").is_dir()
+            assert prepare_cli.main(argv) in (0, None) and (out / f"max_len_{max_len}").is_dir()
             continue
         with pytest.raises(SystemExit) as exit_info:
-            prepare.main(argv)
+            prepare_cli.main(argv)
         assert exit_info.value.code == 2 and not out.exists()
         assert "--max-len: expected an int >= 2 (the smallest data.max_len" in capsys.readouterr().err
         with pytest.raises(ValueError, match="max_len must be an int >= 2"):
@@ -304,14 +305,14 @@ def test_a_reused_store_says_so_and_what_it_skipped(tmp_path, capsys, quiet):
     (data / table["path"][0]).write_bytes(b"not parquet at all")
     argv = ["--data-dir", str(data), "--max-len", "8", "--out", str(tmp_path / "p"),
             "--workers", "1", *(["--quiet"] if quiet else [])]
-    prepare.main(argv)
+    prepare_cli.main(argv)
     first = capsys.readouterr()
     assert "max_len 8: prepared 11 of 12" in first.out and "reus" not in (first.out + first.err).replace(str(tmp_path), "")
     path = tmp_path / "p" / "max_len_8"
-    stamp = prepare._build_stamp(path)
-    prepare.main(argv)
+    stamp = prepare.build_stamp(path)
+    prepare_cli.main(argv)
     again = capsys.readouterr()
-    assert prepare._build_stamp(path) == stamp  # reused indeed
+    assert prepare.build_stamp(path) == stamp  # reused indeed
     assert "max_len 8: reused the store prepared before, 11 of 12 sequences" in again.out
     assert "skipped 1 (unreadable: 1; see skipped.csv)" in again.out
     lacks = f"it lacks the 1 clip(s) skipped when it was prepared (listed in {path / 'skipped.csv'})"
@@ -326,7 +327,7 @@ def test_an_empty_train_csv_is_named_before_any_work(tmp_path, capsys, content, 
     data = _tiny(tmp_path)
     (data / "train.csv").write_text(content)
     out = tmp_path / "p"
-    assert prepare.main(["--data-dir", str(data), "--max-len", "8", "--out", str(out),
+    assert prepare_cli.main(["--data-dir", str(data), "--max-len", "8", "--out", str(out),
                          "--workers", "1", "--quiet"]) == 2
     assert f"tfislr-prepare: error: {data / 'train.csv'}: {problem}" in capsys.readouterr().err
     assert not out.exists()  # nothing prepared
@@ -336,7 +337,7 @@ def test_a_header_only_train_csv_lists_no_clips(tmp_path, capsys):
     data = _tiny(tmp_path)
     (data / "train.csv").write_text("path,participant_id,sequence_id,sign\n")
     out = tmp_path / "p"
-    assert prepare.main(["--data-dir", str(data), "--max-len", "8", "--out", str(out),
+    assert prepare_cli.main(["--data-dir", str(data), "--max-len", "8", "--out", str(out),
                          "--workers", "1", "--quiet"]) == 2
     assert f"tfislr-prepare: error: {data / 'train.csv'} lists no clips" in capsys.readouterr().err
     assert not out.exists()

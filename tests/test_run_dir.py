@@ -6,12 +6,13 @@ import os
 
 import pytest
 
+from tfislr.cli import cv as cv_cli
 from tfislr import atomic
 from tfislr.config import MODEL_NAMES, load_config
 from tfislr.export import latest_run, load_member
-from tfislr.training import run_dir as run_dir_lib
+from tfislr.runs import run_dir as run_dir_lib
 from tfislr.training.run import latest_unfinished_run
-from tfislr.training.run_dir import RunDir
+from tfislr.runs.run_dir import RunDir
 
 EPOCHS = 3
 
@@ -161,11 +162,11 @@ def test_runs_of_older_versions_sort_by_their_name_or_folder_time(tmp_path, name
 
 def test_the_latest_cv_is_the_one_started_last_whatever_its_name(tmp_path):
     """`--cv --resume` and the blend's CV lookup: the same rule, from cv.json's start."""
-    from tfislr.training import cross_validation as cv
+    from tfislr.runs import cv_dir as cv
 
     root = cv.cv_root(tmp_path, "demo")
     for name in ("best", "20260101-000000"):  # "best" started first
-        cv._open_cv_dir(_config(), tmp_path, "distilled", tmp_path, root / name)
+        cv.open_cv_dir(_config(), tmp_path, "distilled", tmp_path, root / name)
     assert cv.latest_unfinished_cv(tmp_path, "demo") == root / "20260101-000000"
     for name in ("20260101-000000", "best"):
         (root / name / cv.REPORT_FILE).write_text("{}")
@@ -252,7 +253,6 @@ def test_a_folder_that_is_not_a_run_is_refused_and_left_alone(tmp_path):
 
 def test_train_and_cv_refuse_a_foreign_folder_in_one_line(tmp_path, capsys, synthetic_data_dir):
     from tfislr.cli import train as train_cli
-    from tfislr.training import cross_validation
 
     folder = tmp_path / "rd_user"
     folder.mkdir()
@@ -261,8 +261,8 @@ def test_train_and_cv_refuse_a_foreign_folder_in_one_line(tmp_path, capsys, synt
     assert train_cli.main(["--config", "demo", "--data-dir", data, "--run-dir", str(folder)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{folder} is not empty" in err[0], err
-    assert cross_validation.main(["--config", "demo", "--data-dir", data,
-                                  "--cv-dir", str(folder)]) == 2
+    assert cv_cli.main(["--config", "demo", "--data-dir", data,
+                        "--cv-dir", str(folder)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no cv.json" in err[0], err
     assert [p.name for p in folder.iterdir()] == ["metrics.json"]
@@ -289,8 +289,7 @@ def test_a_cluster_without_an_explicit_run_dir_is_refused_on_every_worker(
     def too_late(name):
         raise AssertionError(f"get_strategy({name!r}) ran before the run dir was checked")
 
-    monkeypatch.setattr(run_lib, "get_strategy", too_late)
-    monkeypatch.setattr(strategy_lib, "get_strategy", too_late)
+    monkeypatch.setattr(strategy_lib, "get_strategy", too_late)  # what RunRequest.validate calls
     _cluster(monkeypatch, index)
     runs = tmp_path / "runs"
     with pytest.raises(ValueError, match=r"multi-worker run \(2 tasks in TF_CONFIG\) needs the "

@@ -41,8 +41,10 @@ def test_entry_point_start_up_is_quiet_but_real_errors_show():
                     TF_CPP_MIN_LOG_LEVEL="2")
     assert CUINIT in plain.stderr, plain.stderr[-2000:]
 
-    # An entry point (through tfislr.errors.command) prints nothing of it.
-    entry = _python("import sys; from tfislr.cli.train import main; sys.exit(main(['--help']))")
+    # An entry point that loads TensorFlow (after parsing, through start_tensorflow:
+    # tfislr/cli/command.py) prints nothing of it; `--help` no longer loads it at all.
+    entry = _python("import sys; from tfislr.cli.model import main; "
+                    "sys.exit(main(['--config', 'demo', '--num-classes', '6', '--no-summary']))")
     assert entry.returncode == 0, entry.stderr[-2000:]
     assert CUINIT not in entry.stderr and "absl::InitializeLog" not in entry.stderr, entry.stderr
 

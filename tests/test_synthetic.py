@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tfislr.cli import synthetic as synthetic_cli
 from tfislr import landmarks as lm
 from tfislr.data import kaggle, synthetic
 from conftest import SYNTHETIC_SIZES
@@ -241,7 +242,7 @@ def test_frames_to_table_validates_shape():
 
 
 def test_cli_writes_a_data_set(tmp_path, capsys):
-    synthetic.main(
+    synthetic_cli.main(
         ["--out", str(tmp_path / "d"), "--signs", "2", "--participants", "2",
          "--sequences-per-sign", "3", "--seed", "4", "--workers", "1"]
     )

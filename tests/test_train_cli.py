@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tfislr.cli import cv as cv_cli
 from tfislr.config import config_from_dict, load_config
 from tfislr.training.callbacks import NonFiniteLossError, StopOnNonFiniteLoss
-from tfislr.training.run_dir import RunDir
+from tfislr.runs.run_dir import RunDir
 from subprocess_runs import backed_up_epoch, env, run_until_killed
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -116,8 +117,7 @@ def test_settings_errors_come_before_the_store_is_prepared(synthetic_data_dir, t
     ]
     for call, message in cases:
         with monkeypatch.context() as patch:
-            patch.setattr(strategy, "get_strategy", get_strategy)
-            patch.setattr(run, "get_strategy", get_strategy)
+            patch.setattr(strategy, "get_strategy", get_strategy)  # what RunRequest uses
             with pytest.raises(ValueError) as error:
                 call()
         assert message in str(error.value)
@@ -129,7 +129,6 @@ def test_settings_errors_come_before_the_store_is_prepared(synthetic_data_dir, t
                                  (["--fold", "4"], "default", "fold must be an int in [0, 4)")]:
         with monkeypatch.context() as patch:
             patch.setattr(strategy, "get_strategy", get_strategy)
-            patch.setattr(run, "get_strategy", get_strategy)
             assert train_cli.main([*argv, *extra, "--strategy", name]) == 2
         assert message in capsys.readouterr().err
         assert not prepared.exists() and not output.exists()
@@ -148,15 +147,17 @@ def test_nan_loss_stops_naming_epoch_and_step():
         callback.on_train_batch_end(4, {"loss": float("nan"), "student_loss": 1.0})
 
 
-def test_cli_turns_a_nan_stop_into_a_user_error(monkeypatch, capsys, tmp_path):
+def test_cli_turns_a_nan_stop_into_a_user_error(monkeypatch, capsys, tmp_path,
+                                                synthetic_data_dir):
     import tfislr.training.run as run
 
     def explode(*args, **kwargs):
         raise NonFiniteLossError("training loss is not finite at epoch 2, step 3")
 
-    monkeypatch.setattr(run, "train", explode)
+    monkeypatch.setattr(run.TrainingRun, "run", explode)
     # The error contract (tfislr/errors.py): a clean stop the config can fix is exit code 2.
-    assert train_cli.main(["--config", "demo", "--data-dir", str(tmp_path)]) == 2
+    assert train_cli.main(["--config", "demo", "--data-dir", str(synthetic_data_dir),
+                           "--output", str(tmp_path / "runs")]) == 2
     assert "epoch 2, step 3" in capsys.readouterr().err
 
 
@@ -363,7 +364,7 @@ def test_a_crash_after_the_soup_models_is_finished_by_resume(synthetic_data_dir,
     def no_fit(*args, **kwargs):
         raise AssertionError("a trained run must not be fitted again")
 
-    monkeypatch.setattr(run_lib, "_fit", no_fit)
+    monkeypatch.setattr(run_lib.TrainingRun, "_fit", no_fit)
     assert run_lib.train(config, synthetic_data_dir, run_dir=run_dir, verbose=0,
                          build_model=build_tiny) == run_dir
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -384,8 +385,8 @@ def test_force_prepare_rebuilds_the_store_and_the_default_reuses_it(tmp_path, mo
     """`--force-prepare` (tfislr-train and tfislr-cv) rebuilds a store that matches the data,
     as `tfislr-prepare --force` does; without it the store is left for the run to reuse."""
     from tfislr.cli import train as cli
+    from tfislr.cli.run_options import run_request
     from tfislr.data import prepare, synthetic
-    from tfislr.training import cross_validation
 
     data = synthetic.write_synthetic_dataset(tmp_path / "data", num_signs=3, num_participants=2,
                                              sequences_per_sign=4, seed=7)
@@ -394,15 +395,15 @@ def test_force_prepare_rebuilds_the_store_and_the_default_reuses_it(tmp_path, mo
     monkeypatch.setattr(prepare, "default_num_workers", lambda: 1)  # no worker start-up
     argv = ["--config", "demo", "--data-dir", str(data),
             "--set", f"data.prepared_dir={tmp_path / 'p'}"]
-    built = prepare._build_stamp(path)
-    cli.config_and_strategy(cli.parse_args(argv))
+    built = prepare.build_stamp(path)
+    run_request(cli.parse_args(argv), "tfislr-train")
     assert prepare.ensure_store(data, max_len, tmp_path / "p") == path  # what the run calls
-    assert prepare._build_stamp(path) == built
+    assert prepare.build_stamp(path) == built
     assert f"reusing the prepared store {path}" in capsys.readouterr().err
-    for parse_args in (cli.parse_args, cross_validation.parse_args):
-        cli.config_and_strategy(parse_args([*argv, "--force-prepare"]))
-        assert prepare._build_stamp(path) != built
-        built = prepare._build_stamp(path)
+    for parse_args in (cli.parse_args, cv_cli.parse_args):
+        run_request(parse_args([*argv, "--force-prepare"]), "tfislr-train")
+        assert prepare.build_stamp(path) != built
+        built = prepare.build_stamp(path)
         err = capsys.readouterr().err
         assert "reusing" not in err and "prepared 12 of 12 sequences" in err, err
 

@@ -19,6 +19,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from tfislr.cli import extract as extract_cli
+from tfislr.cli import predict as predict_cli
+from tfislr.cli import prepare as prepare_cli
 from tfislr import landmarks as lm
 from tfislr import predict
 from tfislr.data.kaggle import read_landmark_file, read_sign_map, read_train_csv
@@ -119,7 +122,7 @@ def test_extract_refuses_a_file_that_is_no_video_and_goes_on(monkeypatch, capsys
                         {"extracted": 0, "already_done": 0, "skipped": [], "frames": 0,
                          "rows": 0, "signs": 0})
     argv = [str(notes), str(videos), str(clip), str(bare), "--out", str(tmp_path / "out")]
-    assert extract.main(argv) == 2
+    assert extract_cli.main(argv) == 2
     assert calls == [[str(videos), str(clip)]]
     err = capsys.readouterr().err.strip().splitlines()
     suffixes = ", ".join(sorted(extract.VIDEO_SUFFIXES))
@@ -127,11 +130,11 @@ def test_extract_refuses_a_file_that_is_no_video_and_goes_on(monkeypatch, capsys
         f"tfislr-extract: error: {notes}: unsupported video type .csv (a video: {suffixes})",
         f"tfislr-extract: error: {bare}: unsupported video type (no suffix) (a video: {suffixes})"]
     # Nothing left to extract: only the refusal, nothing extracted, still exit code 2.
-    assert extract.main([str(notes), "--out", str(tmp_path / "out")]) == 2
+    assert extract_cli.main([str(notes), "--out", str(tmp_path / "out")]) == 2
     assert calls == [[str(videos), str(clip)]]
     assert capsys.readouterr().err.count("\n") == 1
     # Videos and folders alone: exit code 0. The library refuses such a file too.
-    assert extract.main([str(videos), str(clip), "--out", str(tmp_path / "out")]) == 0
+    assert extract_cli.main([str(videos), str(clip), "--out", str(tmp_path / "out")]) == 0
     with pytest.raises(DataError, match=f"{notes}: unsupported video type .csv"):
         extract.find_clips([videos, notes])
 
@@ -207,7 +210,7 @@ def test_extract_without_the_environment_is_a_user_error(monkeypatch, capsys, tm
     if importlib.util.find_spec("mediapipe") is not None:
         pytest.skip("this environment has mediapipe: extract runs here")
     monkeypatch.setenv(environment.ENV_VAR, str(tmp_path / "no-python"))
-    assert extract.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert extract_cli.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines == [f"tfislr-extract: error: {tmp_path / 'no-python'}: interpreter not found "
                      f"(set by {environment.ENV_VAR})"]
@@ -249,7 +252,7 @@ def test_predict_parquet_clips(exported, synthetic_data_dir, capsys, tmp_path, m
     model, signs = exported
     table = read_train_csv(synthetic_data_dir)
     clips = [str(synthetic_data_dir / p) for p in table["path"][:2]]
-    assert predict.main([str(model), *clips, "--top-k", "3", "--json"]) == 0
+    assert predict_cli.main([str(model), *clips, "--top-k", "3", "--json"]) == 0
     results = json.loads(capsys.readouterr().out)
     assert [r["clip"] for r in results] == clips
     for result in results:
@@ -261,7 +264,7 @@ def test_predict_parquet_clips(exported, synthetic_data_dir, capsys, tmp_path, m
     assert results[0]["top_k"][0]["probability"] == pytest.approx(float(direct.max()), abs=1e-6)
 
     # A missing clip: one error line and exit code 2; the good clip is still predicted.
-    assert predict.main([str(model), clips[0], str(tmp_path / "nope.parquet")]) == 2
+    assert predict_cli.main([str(model), clips[0], str(tmp_path / "nope.parquet")]) == 2
     captured = capsys.readouterr()
     assert captured.out.startswith(clips[0]) and "frames)" in captured.out
     assert captured.err.strip().splitlines() == [
@@ -271,7 +274,7 @@ def test_predict_parquet_clips(exported, synthetic_data_dir, capsys, tmp_path, m
     monkeypatch.setenv("TFISLR_EXTRACT_PYTHON", str(tmp_path / "no-such-python"))
     csv = tmp_path / "clip.csv"
     csv.write_text("a,b\n")
-    assert predict.main([str(model), str(tmp_path), clips[0], str(csv)]) == 2
+    assert predict_cli.main([str(model), str(tmp_path), clips[0], str(csv)]) == 2
     captured = capsys.readouterr()
     assert captured.out.startswith(clips[0])
     errors = captured.err.strip().splitlines()
@@ -284,7 +287,7 @@ def test_predict_parquet_clips(exported, synthetic_data_dir, capsys, tmp_path, m
     alone = tmp_path / "alone" / "model.tflite"
     alone.parent.mkdir()
     shutil.copy(model, alone)
-    assert predict.main([str(alone), clips[0], "--json"]) == 0
+    assert predict_cli.main([str(alone), clips[0], "--json"]) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out)[0]["top_k"][0]["sign"].isdigit()
     assert captured.err.strip() == (
@@ -294,30 +297,30 @@ def test_predict_parquet_clips(exported, synthetic_data_dir, capsys, tmp_path, m
     nameless = {k: v for k, v in json.loads(model.with_suffix(".json").read_text()).items()
                 if k != "signs"}
     alone.with_suffix(".json").write_text(json.dumps(nameless))
-    assert predict.main([str(alone), clips[0]]) == 0
+    assert predict_cli.main([str(alone), clips[0]]) == 0
     assert f"note: {alone.with_suffix('.json')} lists no sign names: labels are numbers" \
         in capsys.readouterr().err
-    assert predict.main([str(alone), clips[0], "--signs", str(synthetic_data_dir)]) == 0
+    assert predict_cli.main([str(alone), clips[0], "--signs", str(synthetic_data_dir)]) == 0
     assert capsys.readouterr().err == ""
     # Sign names from a run's signs.json list; a wrong count is a user error.
     (tmp_path / "signs.json").write_text(json.dumps(signs[:-1]))
-    assert predict.main([str(model), clips[0], "--signs", str(tmp_path / "signs.json")]) == 2
+    assert predict_cli.main([str(model), clips[0], "--signs", str(tmp_path / "signs.json")]) == 2
     assert "lists 5 signs" in capsys.readouterr().err
     # A sign map under any name goes through the Kaggle sign map's own checks.
     sign_map = tmp_path / "my_map.json"
     sign_map.write_text(json.dumps({name: label for label, name in enumerate(signs)}))
-    assert predict.main([str(model), clips[0], "--signs", str(sign_map), "--json"]) == 0
+    assert predict_cli.main([str(model), clips[0], "--signs", str(sign_map), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["top_k"][0]["sign"] in signs
     sign_map.write_text(json.dumps({name: label + 1 for label, name in enumerate(signs)}))
-    assert predict.main([str(model), clips[0], "--signs", str(sign_map)]) == 2
+    assert predict_cli.main([str(model), clips[0], "--signs", str(sign_map)]) == 2
     assert capsys.readouterr().err.strip() == (
         f"tfislr-predict: error: {sign_map}: labels must be 0..{len(signs) - 1}, each used once")
     # A missing or unreadable --signs file: the same reader's one line naming the file.
-    assert predict.main([str(model), clips[0], "--signs", str(tmp_path / "nope.json")]) == 2
+    assert predict_cli.main([str(model), clips[0], "--signs", str(tmp_path / "nope.json")]) == 2
     assert capsys.readouterr().err.strip() == (
         f"tfislr-predict: error: {tmp_path / 'nope.json'}: file not found")
     sign_map.write_text("{not json")
-    assert predict.main([str(model), clips[0], "--signs", str(sign_map)]) == 2
+    assert predict_cli.main([str(model), clips[0], "--signs", str(sign_map)]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith(f"tfislr-predict: error: {sign_map}: not valid JSON (")
     assert len(error.splitlines()) == 1
@@ -342,7 +345,7 @@ def test_predict_flags_clips_without_a_hand(exported, synthetic_data_dir, capsys
                                               np.arange(len(frames))))
     n = len(frames)
     argv = [str(model), clip, paths["nobody"], paths["face_only"], paths["one_hand_frame"]]
-    assert predict.main([*argv, "--json"]) == 0
+    assert predict_cli.main([*argv, "--json"]) == 0
     captured = capsys.readouterr()
     results = {r["clip"]: r for r in json.loads(captured.out)}
     nobody = f"no landmarks in any of its {n} frames (MediaPipe found no person): the " \
@@ -357,7 +360,7 @@ def test_predict_flags_clips_without_a_hand(exported, synthetic_data_dir, capsys
     assert captured.err.strip().splitlines() == [
         f"tfislr-predict: note: {paths['nobody']}: {nobody}",
         f"tfislr-predict: note: {paths['face_only']}: {face_only}"]
-    assert predict.main(argv) == 0
+    assert predict_cli.main(argv) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [f"({n} frames, no hand: no information)" in line for line in lines] == [
         False, True, True, False]
@@ -371,14 +374,14 @@ def test_predict_says_once_when_top_k_is_above_the_model_signs(exported, synthet
     table = read_train_csv(synthetic_data_dir)
     clips = [str(synthetic_data_dir / p) for p in table["path"][:2]]
     asked = len(signs) + 4
-    assert predict.main([str(model), *clips, "--top-k", str(asked), "--json"]) == 0
+    assert predict_cli.main([str(model), *clips, "--top-k", str(asked), "--json"]) == 0
     captured = capsys.readouterr()
     for result in json.loads(captured.out):
         _check_top_k(result, signs, len(signs))
     assert captured.err.strip().splitlines() == [
         f"tfislr-predict: note: asked --top-k {asked}, the model has {len(signs)} signs: "
         f"showing {len(signs)}"]
-    assert predict.main([str(model), clips[0], "--top-k", str(len(signs))]) == 0
+    assert predict_cli.main([str(model), clips[0], "--top-k", str(len(signs))]) == 0
     assert capsys.readouterr().err == ""
 
 
@@ -393,7 +396,7 @@ def test_predict_without_extraction_environment_refuses_only_the_videos(
     videos = [tmp_path / "fake.mp4", tmp_path / "other.mov"]
     for video in videos:
         video.write_bytes(b"not really a video")
-    assert predict.main([str(model), str(videos[0]), clip, str(videos[1])]) == 2
+    assert predict_cli.main([str(model), str(videos[0]), clip, str(videos[1])]) == 2
     captured = capsys.readouterr()
     assert captured.out.startswith(clip) and len(captured.out.strip().splitlines()) == 1
     reason = f"{missing}: interpreter not found (set by {environment.ENV_VAR})"
@@ -412,7 +415,7 @@ def test_predict_hashes_the_model_once(exported, synthetic_data_dir, capsys, mon
     hashed = []
     sha256_of = pair.sha256_of
     monkeypatch.setattr(pair, "sha256_of", lambda path: hashed.append(path) or sha256_of(path))
-    assert predict.main([str(model), clip, "--json"]) == 0
+    assert predict_cli.main([str(model), clip, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["top_k"][0]["sign"] in signs
     assert hashed == [model]
     # A report without names: hashed once, and the note still says why labels are numbers.
@@ -422,7 +425,7 @@ def test_predict_hashes_the_model_once(exported, synthetic_data_dir, capsys, mon
     del report["signs"]
     nameless.with_suffix(".json").write_text(json.dumps(report))
     hashed.clear()
-    assert predict.main([str(nameless), clip]) == 0
+    assert predict_cli.main([str(nameless), clip]) == 0
     assert "lists no sign names: labels are numbers" in capsys.readouterr().err
     assert hashed == [nameless]
 
@@ -529,7 +532,7 @@ def test_predict_on_a_video(extracted, exported, capsys, tmp_path):
     model, signs = exported
     video = videos / "hello" / "a.mp4"
     keep = tmp_path / "landmarks"
-    assert predict.main([str(model), str(video), "--json", "--landmarks-dir", str(keep)]) == 0
+    assert predict_cli.main([str(model), str(video), "--json", "--landmarks-dir", str(keep)]) == 0
     (result,) = json.loads(capsys.readouterr().out)
     assert result["clip"] == str(video) and result["frames"] == 4
     _check_top_k(result, signs, 5)
@@ -538,9 +541,9 @@ def test_predict_on_a_video(extracted, exported, capsys, tmp_path):
     # Two videos with the same file name are two clips.
     other = tmp_path / "a.mp4"
     shutil.copy(videos / "thanks" / "b.mp4", other)
-    assert predict.main([str(model), str(video), str(other), "--json"]) == 0
+    assert predict_cli.main([str(model), str(video), str(other), "--json"]) == 0
     assert [r["frames"] for r in json.loads(capsys.readouterr().out)] == [4, 3]
-    assert predict.main([str(model), str(video), str(videos / "hello" / "bad.mp4")]) == 2
+    assert predict_cli.main([str(model), str(video), str(videos / "hello" / "bad.mp4")]) == 2
     captured = capsys.readouterr()
     assert captured.out.startswith(str(video))
     assert captured.err.strip().splitlines()[-1].startswith(
@@ -569,7 +572,7 @@ def test_videos_to_prediction_end_to_end(extraction_python, synthetic_data_dir, 
     table = read_train_csv(data)
     assert (table["participant_id"] == 900).sum() == 2 and len(set(table["sign"])) == len(signs)
 
-    assert prepare.main(["--data-dir", str(data), "--max-len", str(MAX_LEN), "--workers", "1",
+    assert prepare_cli.main(["--data-dir", str(data), "--max-len", str(MAX_LEN), "--workers", "1",
                          "--quiet"]) == 0
     assert f"prepared {len(table)} of {len(table)}" in capsys.readouterr().out
     tiny = ["data.global_batch_size=8", "train.batch_group_size=8", "model.dense_dim=16",
@@ -584,7 +587,7 @@ def test_videos_to_prediction_end_to_end(extraction_python, synthetic_data_dir, 
     model = tmp_path / "mine.tflite"
     assert export_cli.main(["single", "--run", str(run_dir), "--output", str(model)]) == 0
     capsys.readouterr()
-    assert predict.main([str(model), str(videos / signs[0] / "take1.mp4"), "--json",
+    assert predict_cli.main([str(model), str(videos / signs[0] / "take1.mp4"), "--json",
                          "--top-k", "3"]) == 0
     (prediction,) = json.loads(capsys.readouterr().out)
     _check_top_k(prediction, signs, 3)
@@ -593,6 +596,6 @@ def test_videos_to_prediction_end_to_end(extraction_python, synthetic_data_dir, 
 def test_extract_help_needs_no_environment(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv(environment.ENV_VAR, str(tmp_path / "no-python"))
     with pytest.raises(SystemExit) as exit_info:
-        extract.main(["--help"])
+        extract_cli.main(["--help"])
     assert exit_info.value.code == 0
     assert "usage: tfislr-extract" in capsys.readouterr().out

@@ -3,7 +3,7 @@
     tfislr-blend len25 len80 [--weights 1 1] [--runs-dir runs]
         [--out blend.parquet] [--json report.json]
 
-Each source is an OOF file (`tfislr.oof`), a cross-validation folder (its `oof.parquet`) or a
+Each source is an OOF file (`tfislr.runs.oof`), a cross-validation folder (its `oof.parquet`) or a
 config name (its newest finished cross-validation under `--runs-dir`). The blend is the
 weighted mean of the sources' probabilities (equal weights by default; weights are
 normalised to sum to 1), which is what the exported ensemble computes with equal weights.
@@ -15,17 +15,13 @@ The sources must cover the same clips with the same labels, folds and signs: a b
 predictions made on different folds would not be out-of-fold for every model.
 """
 
-import argparse
-import json
 import pathlib
 import sys
 
 import numpy as np
 
-from tfislr import atomic
-from tfislr.cli.help import HelpFormatter
-from tfislr.errors import ConfigError, DataError, MissingFileError, command
-from tfislr.oof import OutOfFold, read_oof, write_oof
+from tfislr.errors import ConfigError, DataError, MissingFileError
+from tfislr.runs.oof import OutOfFold
 
 PROG = "tfislr-blend"
 
@@ -44,7 +40,7 @@ def resolve_source(spec, runs_dir="runs"):
             return path / "oof.parquet"
         raise MissingFileError(f"{path / 'oof.parquet'}: file not found (is the cross-validation "
                                "finished?)")
-    from tfislr.training.cross_validation import OOF_FILE, latest_finished_cv
+    from tfislr.runs.cv_dir import OOF_FILE, latest_finished_cv
 
     return latest_finished_cv(runs_dir, str(spec)) / OOF_FILE
 
@@ -127,36 +123,7 @@ def format_table(report):
     return "\n".join(lines)
 
 
-@command(PROG)
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                     formatter_class=HelpFormatter)
-    parser.add_argument("sources", nargs="+",
-                        help="OOF files, cross-validation folders or config names")
-    parser.add_argument("--weights", type=float, nargs="+", default=None,
-                        help="one per source (default: equal)")
-    parser.add_argument("--runs-dir", default="runs", help="where config names are looked up")
-    parser.add_argument("--out", default=None, help="write the blended OOF predictions here")
-    parser.add_argument("--json", default=None, help="write the report here")
-    args = parser.parse_args(argv)
-    for output in (args.out, args.json):  # before reading the sources
-        if output:
-            atomic.check_writable_file(output)
-    paths = [resolve_source(spec, args.runs_dir) for spec in args.sources]
-    named = {}
-    for spec, path in zip(args.sources, paths):
-        named[spec if spec not in named else str(path)] = read_oof(path)
-    report, blended = compare(named, args.weights)
-    report["paths"] = [str(p) for p in paths]
-    print(format_table(report))
-    if args.out:
-        write_oof(blended, args.out)
-        print(f"blended OOF predictions: {args.out}")
-    if args.json:
-        pathlib.Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        pathlib.Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    return 0
+if __name__ == "__main__":  # `python -m tfislr.blend`, the same as the command
+    from tfislr.cli.blend import main
 
-
-if __name__ == "__main__":
     sys.exit(main())

@@ -1,4 +1,4 @@
-"""Typed run configuration: YAML files in `configs/`, `--set key=value` overrides.
+"""Typed run configuration: YAML files (shipped in `tfislr/configs/`, or a user's own), `--set key=value` overrides.
 
 A config has four sections (`data`, `model`, `augment`, `train`) plus a `name`.
 Unknown keys and wrongly typed values raise `ValueError` naming the key, so a
@@ -7,6 +7,7 @@ default.
 """
 
 import dataclasses
+import importlib.resources
 import json
 import math
 import pathlib
@@ -18,7 +19,10 @@ from tfislr import atomic
 from tfislr.checks import check_range
 from tfislr.errors import ConfigError
 
-CONFIGS_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
+# The shipped configs are package data (tfislr/configs/, pyproject package-data), found through
+# importlib.resources so a wheel install finds them too; tfislr is installed unzipped, so the
+# resource folder is a real directory.
+CONFIGS_DIR = pathlib.Path(str(importlib.resources.files("tfislr") / "configs"))
 
 # The three models the mean-teacher recipe trains, in this order everywhere: the data
 # views, the logits, the metrics, the checkpoints and the soup files (`<name>_soup.keras`).
@@ -498,8 +502,27 @@ def check_yaml_file_kind(path, what, alternative=""):
                           f"{alternative})")
 
 
+def shipped_config_path(name_or_path):
+    """The shipped YAML (tfislr/configs/) that `name_or_path` names, or None.
+
+    A bare name (`len80`, `ensemble`) names `tfislr/configs/<name>.yaml`. So does the path
+    `configs/<name>.yaml` when no such file exists: the place the configs had in a checkout
+    before they were shipped inside the package, which older commands and notes still give.
+    """
+    path = pathlib.Path(name_or_path)
+    if len(path.parts) == 1 and path.suffix not in CONFIG_SUFFIXES:
+        name = path.name
+    elif path.parts[:-1] == ("configs",) and path.suffix == ".yaml" and not path.exists():
+        name = path.stem
+    else:
+        return None
+    candidate = CONFIGS_DIR / f"{name}.yaml"
+    return candidate if candidate.is_file() else None
+
+
 def resolve_config_path(name_or_path):
-    """`len80` → `configs/len80.yaml`; an existing .yaml/.yml/.json file is used as is.
+    """`len80` → `tfislr/configs/len80.yaml` (`shipped_config_path`); an existing
+    .yaml/.yml/.json file is used as is.
 
     Raises:
         ConfigError: no such config; or the path exists but is a folder or a file of
@@ -508,8 +531,8 @@ def resolve_config_path(name_or_path):
     path = pathlib.Path(name_or_path)
     if path.suffix in CONFIG_SUFFIXES and path.is_file():
         return path
-    candidate = CONFIGS_DIR / f"{name_or_path}.yaml"
-    if candidate.exists():
+    candidate = shipped_config_path(name_or_path)
+    if candidate is not None:
         return candidate
     check_yaml_file_kind(path, "a YAML config file", ", or a config name")
     if path.suffix in CONFIG_SUFFIXES or len(path.parts) > 1:  # meant as a file
@@ -526,7 +549,7 @@ def _is_ensemble_file(values):
 
 
 def training_config_names():
-    """Names of the training configs in configs/ (the ensemble files left out)."""
+    """Names of the shipped training configs (tfislr/configs/; the ensemble files left out)."""
     return sorted(
         p.stem for p in CONFIGS_DIR.glob("*.yaml")
         if not _is_ensemble_file(yaml.safe_load(p.read_text()))
@@ -553,7 +576,7 @@ def read_yaml_mapping(path):
 
 
 def load_config(name_or_path, overrides=None):
-    """Loads `configs/<name>.yaml` (or a YAML/JSON path) and applies `--set` overrides.
+    """Loads a shipped config by name (or a YAML/JSON path) and applies `--set` overrides.
 
     Raises `tfislr.errors.ConfigError` (a ValueError) naming the file and the bad value.
     """

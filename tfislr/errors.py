@@ -1,43 +1,19 @@
-"""The error contract shared by every tfislr command.
+"""The exceptions of tfislr's error contract.
 
 A `TfislrError` is a problem the user fixes by changing what they gave a command: a
 file, a folder, a config value or an option. Its message is one line that names the
 file or setting and what is wrong with it. Code raises it where it checks the user's
 input; nothing guesses later whether some other exception was the user's fault.
 
-Every command's `main` is wrapped by `command(prog)`, which gives one rule:
+A `DataWarning` flags input tfislr can use but that is probably not what the user meant.
 
-| outcome                                | stderr                                   | exit code |
-| -------------------------------------- | ---------------------------------------- | --------- |
-| success                                | (the command's own output)               | 0         |
-| `TfislrError`, or a bad option         | `<prog>: error: <message>` (one line)    | 2         |
-| any other exception (a bug, the system)| the traceback, then `<prog>: error: ...` | 1         |
-| Ctrl-C                                 | `<prog>: interrupted`                    | 130       |
-
-A `DataWarning` (input tfislr can use but that is probably not what the user meant) is
-printed as one line, `<prog>: warning: <message>`, and the command goes on.
-
-Exit code 2 is also what argparse uses for a bad option, so "2" always means "change
-the input and run again" and "1" always means "this is a bug or an environment fault:
-read the traceback".
+How a command turns these into one stderr line and an exit code (2 for a `TfislrError`, 1
+for anything else) is `tfislr.cli.command`'s job; the library only raises.
 
 The subclasses also derive from the built-in exception a library caller would catch
 (`ValueError`, and `FileNotFoundError` for a missing file), so code and tests written
 against those keep working.
 """
-
-import argparse
-import functools
-import math
-import sys
-import traceback
-import warnings
-
-from tfislr.runtime import start_tensorflow
-
-USER_ERROR = 2
-UNEXPECTED_ERROR = 1
-INTERRUPTED = 130
 
 
 class TfislrError(Exception):
@@ -59,82 +35,3 @@ class MissingFileError(DataError, FileNotFoundError):
 class DataWarning(UserWarning):
     """Input that tfislr can use but that is probably not what the user meant; the message
     names the file and what looks wrong (`warnings.filterwarnings` can silence it)."""
-
-
-def _show_warning(prog, show):
-    """`warnings.showwarning` for a command: a `DataWarning` as one line, the rest as `show`."""
-
-    def show_warning(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, DataWarning):
-            print(f"{prog}: warning: {message}", file=sys.stderr if file is None else file)
-        else:
-            show(message, category, filename, lineno, file, line)
-
-    return show_warning
-
-
-def report(prog, error):
-    """Prints the one-line report of `error` for the command `prog` and returns its exit code."""
-    if isinstance(error, TfislrError):
-        one_line = " / ".join(line.strip() for line in str(error).splitlines() if line.strip())
-        print(f"{prog}: error: {one_line}", file=sys.stderr)
-        return USER_ERROR
-    traceback.print_exception(error)
-    print(f"{prog}: error: unexpected {type(error).__name__}: {error} "
-          "(a bug or an environment fault; the traceback above shows where)", file=sys.stderr)
-    return UNEXPECTED_ERROR
-
-
-def command(prog):
-    """Decorator for a command's `main(argv=None)`: applies the contract above.
-
-    The wrapped `main` returns the exit code (0 when the command returns None) instead of
-    raising, so it can be called from tests and from `sys.exit(main())` alike. argparse's
-    own `SystemExit` (for `--help` or a bad option) passes through unchanged.
-    """
-
-    def decorate(main):
-        @functools.wraps(main)
-        def wrapped(argv=None):
-            start_tensorflow()
-            try:
-                with warnings.catch_warnings():  # restores showwarning afterwards
-                    warnings.showwarning = _show_warning(prog, warnings.showwarning)
-                    code = main(argv)
-            except KeyboardInterrupt:
-                print(f"{prog}: interrupted", file=sys.stderr)
-                return INTERRUPTED
-            except Exception as error:  # noqa: BLE001 - the contract reports every exception
-                return report(prog, error)
-            return 0 if code is None else code
-
-        wrapped.prog = prog
-        return wrapped
-
-    return decorate
-
-
-def positive_int(text):
-    """argparse `type=`: an int >= 1; anything else is a usage error (exit code 2)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def positive_float(text):
-    """argparse `type=`: a finite float > 0; NaN, inf and the rest are a usage error (exit 2).
-
-    `float()` alone accepts "nan" and "inf", which pass every `<`/`>` check (a size limit
-    of nan would never fail).
-    """
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
-    return value

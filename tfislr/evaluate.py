@@ -18,17 +18,14 @@ the report next to the .tflite file, so K's signers are the ones the run validat
 a recorded split uses the config defaults. The report says which of these it did.
 """
 
-import argparse
 import pathlib
 import sys
 import time
 
 import numpy as np
 
-from tfislr import atomic
 from tfislr.checks import check_int
-from tfislr.cli.help import HelpFormatter
-from tfislr.errors import ConfigError, DataError, command, positive_int
+from tfislr.errors import ConfigError, DataError
 
 
 PROG = "tfislr-evaluate"
@@ -301,48 +298,7 @@ def format_report(report, max_signs=15):
     return "\n".join(lines)
 
 
-@command(PROG)
-def main(argv=None):
-    from tfislr.config import DataConfig
+if __name__ == "__main__":  # `python -m tfislr.evaluate`, the same as the command
+    from tfislr.cli.evaluate import main
 
-    defaults = DataConfig()
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                     formatter_class=HelpFormatter)
-    parser.add_argument("model", help="the .tflite file")
-    parser.add_argument("--data-dir", required=True, help="Kaggle layout: train.csv, parquet files")
-    parser.add_argument("--fold", type=int,
-                        help="score only the signers of this fold, held out when the run validated "
-                             "on it (default: every sequence)")
-    parser.add_argument("--num-folds", type=int,
-                        help="rebuild the folds with this many (default: the split recorded "
-                             f"with the model, else {defaults.num_folds})")
-    parser.add_argument("--fold-seed", type=int,
-                        help="rebuild the folds with this seed (default: the split recorded "
-                             f"with the model, else {defaults.fold_seed})")
-    parser.add_argument("--original-folds", choices=("true", "false"),
-                        help="rebuild the folds with (true) or without (false) the original's "
-                             "participant->fold map (default: as recorded with the model, "
-                             f"else {str(defaults.original_folds).lower()})")
-    parser.add_argument("--limit", type=positive_int,
-                        help="score only the first N sequences (default: all)")
-    parser.add_argument("--threads", type=positive_int, default=1,
-                        help="interpreter threads (default: 1)")
-    parser.add_argument("--json", help="write the full report (all signs, predictions) here")
-    parser.add_argument("--all-signs", action="store_true", help="print every sign's accuracy")
-    args = parser.parse_args(argv)
-    if args.json:  # before the scoring, not after it
-        atomic.check_writable_file(args.json)
-    report = evaluate_tflite(
-        args.model, args.data_dir, fold=args.fold, num_folds=args.num_folds,
-        fold_seed=args.fold_seed, limit=args.limit, num_threads=args.threads, progress=True,
-        original_folds=None if args.original_folds is None else args.original_folds == "true",
-    )
-    print(format_report(report, max_signs=None if args.all_signs else 15))
-    if args.json:
-        atomic.write_json(args.json, report)
-        print(f"  report        {args.json}")
-    return 0
-
-
-if __name__ == "__main__":
     sys.exit(main())

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from tfislr import landmarks as lm
-from tfislr.training.run_dir import RunDir
+from tfislr.runs.run_dir import RunDir
 
 # MediaPipe hand skeleton (landmark k of one hand, 0 = wrist).
 HAND_CONNECTIONS = (

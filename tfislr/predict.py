@@ -35,17 +35,15 @@ be read is reported as one `tfislr-predict: error: <clip>: <problem>` line; the 
 still predicted, and the exit code is then 2 (`tfislr.errors`).
 """
 
-import argparse
-import json
 import pathlib
 import sys
 import tempfile
+import types
 
 import numpy as np
 
 from tfislr import landmarks as lm
-from tfislr.cli.help import HelpFormatter
-from tfislr.errors import DataError, MissingFileError, command, positive_int, report
+from tfislr.errors import DataError, MissingFileError
 
 
 PROG = "tfislr-predict"
@@ -242,43 +240,18 @@ def format_table(results):
     return "\n".join(lines)
 
 
-@command(PROG)
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                     formatter_class=HelpFormatter)
-    parser.add_argument("model", help="the .tflite file (tfislr-export)")
-    parser.add_argument("clips", nargs="+", help="landmark .parquet files or video files")
-    parser.add_argument("--top-k", type=positive_int, default=5, help="signs per clip (default: 5)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--signs", help="sign map (sign_to_prediction_index_map.json) or a data "
-                                        "dir with one (default: the export report MODEL.json)")
-    parser.add_argument("--landmarks-dir",
-                        help="keep the videos' landmark files here (default: a temporary folder)")
-    parser.add_argument("--threads", type=positive_int, default=1, help="interpreter threads")
-    args = parser.parse_args(argv)
-    exported = None
-    if args.signs is None and pathlib.Path(args.model).is_file():
-        from tfislr.evaluate import export_report
+class _CallableModule(types.ModuleType):
+    """This module, callable as `predict`: `tfislr.predict(model, clips)` is the public API's
+    name (tfislr/__init__.py), and `tfislr.predict` is this module once it is imported."""
 
-        # Read (and the model hashed against it) once: for the names and for the note.
-        exported = export_report(args.model)
-    results, errors = predict(args.model, args.clips, top_k=args.top_k, signs=args.signs,
-                              landmarks_dir=args.landmarks_dir, num_threads=args.threads,
-                              report=exported)
-    notes = (numbered_labels_note(args.model, exported) if exported is not None and results
-             else None, top_k_note(args.top_k, results))
-    notes += tuple(f"{PROG}: note: {result['clip']}: {result['note']}" for result in results
-                   if result["note"])
-    for note in filter(None, notes):
-        print(note, file=sys.stderr)
-    if args.json:
-        print(json.dumps(results, indent=2))
-    elif results:
-        print(format_table(results))
-    for error in errors:
-        report(PROG, error)
-    return 2 if errors else 0
+    def __call__(self, *args, **kwargs):
+        return predict(*args, **kwargs)
 
 
-if __name__ == "__main__":
+sys.modules[__name__].__class__ = _CallableModule
+
+
+if __name__ == "__main__":  # `python -m tfislr.predict`, the same as the command
+    from tfislr.cli.predict import main
+
     sys.exit(main())

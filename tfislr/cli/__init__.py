@@ -1,9 +1,13 @@
-"""The command-line entry points that live in no other module: `tfislr-train`, `tfislr-export`,
-`tfislr-model`.
+"""Every tfislr command: `tfislr-train`, `-cv`, `-prepare`, `-export`, `-evaluate`, `-predict`,
+`-blend`, `-extract`, `-model` and `python -m tfislr.data.synthetic` (`synthetic.py`).
 
-The other commands keep their `main` next to the code they run (`tfislr.evaluate`,
-`tfislr.predict`, `tfislr.data.prepare`, `tfislr.video.extract`,
-`tfislr.training.cross_validation`, `tfislr.blend`). All of them follow the error contract
-of `tfislr.errors` and format their `--help` with `tfislr.cli.help`; `pyproject.toml` lists
-them as console scripts.
+A command owns its argv: it parses and checks its options, then calls the library, which
+never sees argv and never imports this package. `command.py` holds the exit-code contract;
+`run_options.py` the options train and cv share; `help.py` the `--help` formatter.
+`pyproject.toml` lists the console scripts; `python -m tfislr.evaluate` (and the like) hand
+over to the command here.
+
+TensorFlow loads only after the options are parsed and checked (see `command.py`), so
+`--help`, a bad option and a bad config or `--set` answer without it
+(tests/test_cli_startup.py runs them with TensorFlow unimportable).
 """

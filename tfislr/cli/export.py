@@ -1,6 +1,6 @@
 """`tfislr-export` (or `python export.py`): training runs → one Kaggle-ready TFLite file.
 
-    tfislr-export ensemble [--config configs/ensemble.yaml] [--output PATH]
+    tfislr-export ensemble [--config ensemble|PATH.yaml] [--output PATH]
                            [--quantization fp16|fp32|int8]
     tfislr-export single --run runs/len80/<timestamp> [--output PATH]
 
@@ -16,7 +16,7 @@ import os
 import pathlib
 import sys
 
-from tfislr import errors
+from tfislr.cli.command import command, positive_float, start_tensorflow
 from tfislr.cli.help import HelpFormatter
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -24,7 +24,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 PROG = "tfislr-export"
 
 
-@errors.command(PROG)
+@command(PROG)
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog=PROG, description="Export training runs to one Kaggle-ready TFLite file.",
@@ -34,8 +34,9 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True, metavar="{ensemble,single}")
     ensemble = sub.add_parser("ensemble", help="export the members of an ensemble YAML",
                               formatter_class=HelpFormatter)
-    ensemble.add_argument("--config", default="configs/ensemble.yaml",
-                          help="ensemble YAML (default: %(default)s)")
+    ensemble.add_argument("--config", default="ensemble",
+                          help="ensemble YAML: a path, or the name of a shipped one, "
+                               "ensemble or demo_ensemble (default: %(default)s)")
     ensemble.add_argument("--output", help="the .tflite to write; its report: the same name, .json "
                                            "(default: the YAML's output, else "
                                            "artifacts/<name>.tflite)")
@@ -54,14 +55,14 @@ def main(argv=None):
     single.add_argument("--quantization", choices=("fp16", "fp32", "int8"), default="fp16",
                         help="weight format (default: %(default)s)")
     for command in (ensemble, single):
-        command.add_argument("--max-size-mb", type=errors.positive_float, default=40.0,
+        command.add_argument("--max-size-mb", type=positive_float, default=40.0,
                              help="fail above this size in MB of 10^6 bytes (default: 40)")
         command.add_argument("--parity-data",
                              help="Kaggle-layout data dir: check parity and time on its clips, "
                                   "and for int8 measure the accuracy change vs fp32 on them "
                                   "(default: generated raw-format clips)")
     args = parser.parse_args(argv)
-
+    start_tensorflow()
     from tfislr.export import export_ensemble
 
     runs_dir = None  # single: the member is a run dir, no lookup by config name

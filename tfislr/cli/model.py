@@ -14,8 +14,8 @@ import os
 import sys
 
 from tfislr.cli.help import HelpFormatter
-from tfislr.cli.train import config_help
-from tfislr.errors import command, positive_int
+from tfislr.cli.command import command, positive_int, start_tensorflow
+from tfislr.cli.run_options import config_help
 
 
 # Wide enough for the "Param #" column of the summaries of every config.
@@ -56,9 +56,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from tfislr.config import load_config
+
+    config = load_config(args.config, args.overrides)  # a bad config answers before TF loads
+    start_tensorflow()
     from tfislr.model import build_classifier, parameter_groups
 
-    config = load_config(args.config, args.overrides)
     for distilled in (False, True):
         kind = "distilled" if distilled else "big"
         model = build_classifier(

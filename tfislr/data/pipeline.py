@@ -230,17 +230,8 @@ def make_train_dataset(
     Yields:
         `({view: {"landmarks": [B, max_len, 100, 3], "padding_mask": [B, max_len]}}, labels [B])`.
     """
-    indices = _check(store, indices, global_batch_size, max_len)
-    if not 1 <= num_views <= len(VIEW_NAMES):
-        raise ValueError(f"num_views must be 1..{len(VIEW_NAMES)}, got {num_views}")
-    if len(indices) == 0:
-        raise ValueError("indices is empty: nothing to train on")
-    if augmenter is not None and not callable(augmenter):
-        raise ValueError("augmenter must be callable (landmarks, partner, seed) -> landmarks")
-    if epochs is not None:
-        check_int("epochs", epochs)
-        if augmenter is not None and not hasattr(augmenter, "phase_of_epoch"):
-            raise ValueError("with epochs, the augmenter needs phase_of_epoch(epoch, epochs)")
+    indices = _check_train_arguments(store, indices, global_batch_size, max_len, augmenter,
+                                     num_views, epochs)
     if epoch_counter is None:
         epoch_counter = make_epoch_counter()
     count = len(indices)
@@ -259,6 +250,35 @@ def make_train_dataset(
         # Batched per epoch: no batch mixes two epochs.
         return dataset.batch(global_batch_size, drop_remainder=drop_remainder)
 
+    dataset = _over_epochs(one_epoch, epoch_counter, repeat, epochs, batches)
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
+
+
+def _check_train_arguments(store, indices, global_batch_size, max_len, augmenter, num_views,
+                           epochs):
+    """`make_train_dataset`'s argument checks; returns the indices as `_check` does.
+
+    Raises:
+        ValueError: a bad value, named.
+    """
+    indices = _check(store, indices, global_batch_size, max_len)
+    if not 1 <= num_views <= len(VIEW_NAMES):
+        raise ValueError(f"num_views must be 1..{len(VIEW_NAMES)}, got {num_views}")
+    if len(indices) == 0:
+        raise ValueError("indices is empty: nothing to train on")
+    if augmenter is not None and not callable(augmenter):
+        raise ValueError("augmenter must be callable (landmarks, partner, seed) -> landmarks")
+    if epochs is not None:
+        check_int("epochs", epochs)
+        if augmenter is not None and not hasattr(augmenter, "phase_of_epoch"):
+            raise ValueError("with epochs, the augmenter needs phase_of_epoch(epoch, epochs)")
+    return indices
+
+
+def _over_epochs(one_epoch, epoch_counter, repeat, epochs, batches):
+    """The batches of `one_epoch(epoch)` over the epochs `make_train_dataset` describes:
+    with `repeat`, every epoch from the counter's value on (up to `epochs`, or forever);
+    without, one pass per iterator, which reads and bumps the counter."""
     if repeat:
         # The first epoch is read when the iterator starts; the others follow as data.
         last = tf.constant(np.iinfo(np.int64).max if epochs is None else int(epochs), tf.int64)
@@ -269,13 +289,12 @@ def make_train_dataset(
             dataset = dataset.apply(
                 tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY)
             )
-    else:
-        # One element per pass: reads and bumps the counter when the pass starts.
-        dataset = tf.data.Dataset.range(1).map(lambda _: epoch_counter.assign_add(1) - 1)
-        dataset = dataset.flat_map(one_epoch)
-        # flat_map hides the length; state it so Keras knows the steps per epoch up front.
-        dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
-    return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
+        return dataset
+    # One element per pass: reads and bumps the counter when the pass starts.
+    dataset = tf.data.Dataset.range(1).map(lambda _: epoch_counter.assign_add(1) - 1)
+    dataset = dataset.flat_map(one_epoch)
+    # flat_map hides the length; state it so Keras knows the steps per epoch up front.
+    return dataset.apply(tf.data.experimental.assert_cardinality(batches))
 
 
 def _element_fn(store, indices, max_len, base_seed, augmenter, names, cutmix_other_signer,

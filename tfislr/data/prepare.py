@@ -16,9 +16,8 @@ runs `Preprocess(max_len)` over every sequence of `D/train.csv` and writes `P/ma
   source of `tfislr/preprocessing.py` and `tfislr/landmarks.py` (what the stored values
   depend on), and the size and modification time (ns) of every landmark file train.csv
   lists, or that it is missing. Reading the parquet bytes would mean ~50 GB; their stat costs
-  ~0.5-0.75 s for the full set's 94,477 files (warm cache, a busy 2-core machine; ~1.1-1.4 s
-  with reading and checking train.csv, against 0.015 s before) and notices a file replaced or
-  restored, e.g. after fixing the files `skipped.csv` lists: the store is then rebuilt.
+  about a second for the full set's 94,477 files (benchmarks/README.md) and notices a file
+  replaced or restored, e.g. after fixing the files `skipped.csv` lists: the store is then rebuilt.
   Copying the data set without keeping times (`cp` without `-p`) rebuilds it too.
   `force=True` / `--force` (`tfislr-train` / `tfislr-cv --force-prepare`, or deleting the
   store folder) rebuilds in any case; processes forcing the same store together (the workers
@@ -33,7 +32,6 @@ runs `Preprocess(max_len)` over every sequence of `D/train.csv` and writes `P/ma
   training runs started together prepare it once.
 """
 
-import argparse
 import contextlib
 import hashlib
 import importlib.util
@@ -51,10 +49,8 @@ import pandas as pd
 from tfislr import atomic
 from tfislr import landmarks as lm
 from tfislr.checks import check_int
-from tfislr.cli.help import HelpFormatter
 from tfislr.config import MIN_MAX_LEN
 from tfislr.data import kaggle, store
-from tfislr.errors import command, positive_int
 
 DEFAULT_SHARD_SIZE = 256
 _FINGERPRINT_FILE = "fingerprint.json"
@@ -326,9 +322,9 @@ def prepare_store(
     partial_dir = target.with_name(target.name + ".partial")
     staging = target.with_name(target.name + ".assembling")
 
-    seen = _build_stamp(target)
+    seen = build_stamp(target)
     with _lock(target.with_name(f".{target.name}.lock")):
-        if force and _build_stamp(target) != seen and is_up_to_date(target, fingerprint):
+        if force and build_stamp(target) != seen and is_up_to_date(target, fingerprint):
             # Rebuilt by another process while this one waited for the lock (the workers
             # of a multi-worker run all force it): that is the fresh store; rebuilding it
             # again would delete it under the process now reading it.
@@ -342,42 +338,52 @@ def prepare_store(
             return target
         if force and partial_dir.exists():
             shutil.rmtree(partial_dir)
-        start = time.perf_counter()
-        _open_partial(partial_dir, fingerprint, shard_size)
-        paths = table["path"].tolist()
-        num_shards = -(-len(paths) // shard_size)
-        tasks = [
-            (str(data_dir), str(partial_dir), k, paths[k * shard_size : (k + 1) * shard_size])
-            for k in range(num_shards)
-            if not _shard_file(partial_dir, k).exists()
-        ]
-        done = len(paths) - sum(len(t[3]) for t in tasks)
-        workers = max(1, min(num_workers or default_num_workers(), len(tasks) or 1))
-        if tasks:
-            _run_tasks(tasks, max_len, workers, len(paths), done, progress)
-        if staging.exists():
-            shutil.rmtree(staging)
-        staging.mkdir()
-        summary = {
-            "format_version": store.STORE_FORMAT_VERSION,
-            "max_len": max_len,
-            "fingerprint": fingerprint,
-            "data_dir": str(data_dir),
-            "num_workers": workers,
-            "shard_size": shard_size,
-            "resumed_sequences": done,
-        }
-        _assemble(table, signs, partial_dir, staging, num_shards, summary)
-        summary["seconds"] = round(time.perf_counter() - start, 3)
-        (staging / store.SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-        shutil.rmtree(partial_dir)
+        _build(data_dir, max_len, table, signs, fingerprint, target, shard_size, num_workers,
+               progress)
     return target
 
 
-def _build_stamp(path):
+def _build(data_dir, max_len, table, signs, fingerprint, target, shard_size, num_workers,
+           progress):
+    """`prepare_store`'s work under its lock: the missing shards into `<target>.partial/`,
+    assembled in `<target>.assembling/`, which then replaces `target` in one rename."""
+    partial_dir = target.with_name(target.name + ".partial")
+    staging = target.with_name(target.name + ".assembling")
+    start = time.perf_counter()
+    _open_partial(partial_dir, fingerprint, shard_size)
+    paths = table["path"].tolist()
+    num_shards = -(-len(paths) // shard_size)
+    tasks = [
+        (str(data_dir), str(partial_dir), k, paths[k * shard_size : (k + 1) * shard_size])
+        for k in range(num_shards)
+        if not _shard_file(partial_dir, k).exists()
+    ]
+    done = len(paths) - sum(len(t[3]) for t in tasks)
+    workers = max(1, min(num_workers or default_num_workers(), len(tasks) or 1))
+    if tasks:
+        _run_tasks(tasks, max_len, workers, len(paths), done, progress)
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir()
+    summary = {
+        "format_version": store.STORE_FORMAT_VERSION,
+        "max_len": max_len,
+        "fingerprint": fingerprint,
+        "data_dir": str(data_dir),
+        "num_workers": workers,
+        "shard_size": shard_size,
+        "resumed_sequences": done,
+    }
+    _assemble(table, signs, partial_dir, staging, num_shards, summary)
+    summary["seconds"] = round(time.perf_counter() - start, 3)
+    (staging / store.SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staging, target)
+    shutil.rmtree(partial_dir)
+
+
+def build_stamp(path):
     """Identifies one build of the store at `path` (summary.json's inode and mtime), or
     None when there is no complete store."""
     try:
@@ -450,47 +456,7 @@ def ensure_store(data_dir, max_len, prepared_dir=None, num_workers=None, progres
     return path
 
 
-def max_len_arg(text):
-    """argparse `type=` of --max-len: an int >= MIN_MAX_LEN, the bound of a config's
-    data.max_len, so every store built can be trained on (else exit code 2)."""
-    try:
-        return check_int("max_len", int(text), minimum=MIN_MAX_LEN)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected an int >= {MIN_MAX_LEN} (the smallest data.max_len a config accepts), "
-            f"got {text!r}"
-        ) from None
+if __name__ == "__main__":  # `python -m tfislr.data.prepare`, the same as the command
+    from tfislr.cli.prepare import main
 
-
-@command("tfislr-prepare")
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="tfislr-prepare",
-        description="Preprocess a Kaggle-layout data set into a prepared store per max_len.",
-        formatter_class=HelpFormatter,
-    )
-    parser.add_argument("--data-dir", required=True, help="folder with train.csv")
-    parser.add_argument("--max-len", type=max_len_arg, nargs="+", required=True,
-                        help="frames kept per clip: the store's max_len, matching a config's "
-                             "data.max_len; one store OUT/max_len_<M> each, e.g. 25 80")
-    parser.add_argument("--out", default=None, help="stores folder (default: DATA_DIR/prepared)")
-    parser.add_argument("--workers", type=positive_int, default=None,
-                        help="worker processes (default: all cores)")
-    parser.add_argument("--shard-size", type=positive_int, default=DEFAULT_SHARD_SIZE,
-                        help="clips per shard file")
-    parser.add_argument("--force", action="store_true", help="rebuild complete stores too")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    out = args.out if args.out is not None else pathlib.Path(args.data_dir).resolve() / "prepared"
-    for max_len in args.max_len:
-        before = _build_stamp(store.store_dir(out, max_len))
-        path = prepare_store(
-            args.data_dir, max_len, out, args.workers, args.shard_size,
-            force=args.force, progress=not args.quiet,
-        )
-        reused = before is not None and _build_stamp(path) == before
-        print(f"{format_summary(store.read_summary(path), reused)}; store: {path}")
-
-
-if __name__ == "__main__":
     sys.exit(main())

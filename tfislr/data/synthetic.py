@@ -44,13 +44,11 @@ CLI: `python -m tfislr.data.synthetic --out DIR --signs N --participants P
 --sequences-per-sign K --seed S [--workers W]`.
 """
 
-import argparse
 import json
 import multiprocessing
 import os
 import pathlib
 import sys
-import time
 
 import numpy as np
 import pandas as pd
@@ -61,7 +59,6 @@ import pyarrow.parquet as pq
 from tfislr import atomic
 from tfislr import landmarks as lm
 from tfislr.checks import check_int
-from tfislr.errors import command
 
 MAX_SIGNS = 250
 MAX_FRAMES = 480
@@ -752,33 +749,7 @@ def write_skeleton_dataset(out_dir, skeleton, num_signs=250, seed=0, num_workers
     return _write_all(pathlib.Path(out_dir), seed, table, sign_names(num_signs), num_workers, progress)
 
 
-@command("python -m tfislr.data.synthetic")
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m tfislr.data.synthetic",
-        description="Write a synthetic data set in the Kaggle asl-signs layout.",
-    )
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--signs", type=int, default=10)
-    parser.add_argument("--participants", type=int, default=8)
-    parser.add_argument("--sequences-per-sign", type=int, default=24)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=None, help="default: all cores")
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    try:
-        out = write_synthetic_dataset(
-            args.out, args.signs, args.participants, args.sequences_per_sign, args.seed,
-            num_workers=args.workers, progress=True,
-        )
-    except ValueError as error:
-        parser.error(str(error))
-    total = args.signs * args.sequences_per_sign
-    print(
-        f"wrote {total} sequences ({args.signs} signs, {args.participants} participants) "
-        f"to {out} in {time.perf_counter() - start:.1f} s"
-    )
+if __name__ == "__main__":  # `python -m tfislr.data.synthetic`, the same as the command
+    from tfislr.cli.synthetic import main
 
-
-if __name__ == "__main__":
     sys.exit(main())

@@ -18,7 +18,7 @@ import numpy as np
 
 from tfislr import atomic
 from tfislr import landmarks as lm
-from tfislr.config import check_yaml_file_kind, empty_value_error, read_yaml_mapping
+from tfislr.config import check_yaml_file_kind, empty_value_error, read_yaml_mapping, shipped_config_path
 from tfislr.errors import ConfigError, MissingFileError
 from tfislr.export import checks, graph, pair
 from tfislr.export.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY, ExportError
@@ -26,19 +26,20 @@ from tfislr.export.members import check_members_agree, member_label, resolve_mem
 from tfislr.export.runner import measure_latency
 
 # Labelled clips of a given data dir that the int8-vs-fp32 agreement runs on (both files,
-# one clip at a time: one int8 and one fp32 inference a clip; latencies in the README).
+# one clip at a time: one int8 and one fp32 inference a clip; latencies in benchmarks/README.md).
 AGREEMENT_SEQUENCES = 256
 
 
 def load_ensemble_config(path):
-    """Reads configs/ensemble.yaml-style files: name, members, weights, quantization, output.
+    """Reads an ensemble YAML (tfislr/configs/ensemble.yaml-style): name, members, weights,
+    quantization, output. `path` may also name a shipped one (`ensemble`, `demo_ensemble`).
 
     Raises:
         MissingFileError: `path` does not exist.
         ConfigError: `path` is a folder, not a .yaml/.yml/.json file, or not a valid
             ensemble config.
     """
-    path = pathlib.Path(path)
+    path = shipped_config_path(path) or pathlib.Path(path)
     check_yaml_file_kind(path, "an ensemble YAML file")
     if not path.is_file():
         raise MissingFileError(f"{path}: ensemble config not found")
@@ -79,7 +80,7 @@ def export_ensemble(
     """Builds, converts, writes and checks the ensemble; returns the report dict.
 
     Args:
-        ensemble: path of an ensemble YAML (configs/ensemble.yaml) or a list of
+        ensemble: an ensemble YAML (a path, or a shipped one's name: `ensemble`) or a list of
             members (config names, run dirs, `{config|run, weights}` dicts or
             `EnsembleMember`s).
         output_path: the .tflite to write; default the YAML's `output`, else
@@ -114,16 +115,8 @@ def export_ensemble(
             `<output>.rejected.tflite` / `.rejected.json`, an earlier `<output>.tflite` /
             `.json` stays as it was.
     """
-    name, specs, config = _read_ensemble(ensemble)
-    quantization = quantization or config.get("quantization", "fp16")
-    if quantization not in graph.QUANTIZATIONS:
-        raise ConfigError(f"quantization must be one of {graph.QUANTIZATIONS}, got {quantization!r}")
-    runs_dir = runs_dir or config.get("runs_dir", "runs")
-    weights = weights or config.get("weights", "distilled")
-    output_path = pathlib.Path(output_path or config.get("output") or f"artifacts/{name}.tflite")
-    if output_path.is_dir():  # found before the conversion, not by the final rename
-        raise ConfigError(f"{output_path}: is a folder; the output is the .tflite file to write "
-                          f"(e.g. {output_path / (name + '.tflite')})")
+    name, specs, quantization, runs_dir, weights, output_path = _settings(
+        ensemble, output_path, quantization, runs_dir, weights)
     log = print if verbose else (lambda *a, **k: None)
     # Read before the slow conversion: a data dir with no readable clip fails in seconds.
     clips, labelled, skipped = _parity_inputs(parity_clips, quantization, log)
@@ -134,14 +127,7 @@ def export_ensemble(
     # After the runs (`single`'s default output is in its run dir), before the conversion.
     atomic.check_writable_dir(output_path.parent)
     num_classes = check_members_agree(members)
-    module = graph.build_ensemble_module(members)
-    log(f"converting {len(members)} member(s) to TFLite ({quantization}) ...")
-    content = graph.convert(module, quantization)
-    ops = graph.check_builtin_ops(content)
-    # Checked under a side name: the output path only ever holds a file that passed every
-    # check (an earlier good export stays in place when this one fails).
-    unchecked_path = output_path.with_suffix(".unchecked.tflite")
-    atomic.write_bytes(unchecked_path, content)
+    module, ops, unchecked_path = _convert(members, quantization, output_path, log)
     convert_seconds = time.perf_counter() - start
 
     report = _base_report(output_path, name, quantization, members, num_classes, ops,
@@ -153,13 +139,53 @@ def export_ensemble(
                     latency_repeats=latency_repeats, log=log)
     except ExportError as error:
         _reject(report, output_path, unchecked_path, error)
+    _publish(report, unchecked_path, output_path)
+    log(format_report(report))
+    return report
+
+
+def _settings(ensemble, output_path, quantization, runs_dir, weights):
+    """(name, member specs, quantization, runs_dir, weights, output path) of an export: the
+    arguments, else the ensemble YAML's values, else the defaults (`export_ensemble`).
+
+    Raises:
+        ConfigError: a bad ensemble config or quantization, or an output path that is a folder.
+    """
+    name, specs, config = _read_ensemble(ensemble)
+    quantization = quantization or config.get("quantization", "fp16")
+    if quantization not in graph.QUANTIZATIONS:
+        raise ConfigError(f"quantization must be one of {graph.QUANTIZATIONS}, got {quantization!r}")
+    runs_dir = runs_dir or config.get("runs_dir", "runs")
+    weights = weights or config.get("weights", "distilled")
+    output_path = pathlib.Path(output_path or config.get("output") or f"artifacts/{name}.tflite")
+    if output_path.is_dir():  # found before the conversion, not by the final rename
+        raise ConfigError(f"{output_path}: is a folder; the output is the .tflite file to write "
+                          f"(e.g. {output_path / (name + '.tflite')})")
+    return name, specs, quantization, runs_dir, weights, output_path
+
+
+def _convert(members, quantization, output_path, log):
+    """(ensemble module, its TFLite ops, the unchecked file): the members' graph converted
+    and written under a side name, `<output>.unchecked.tflite`, so that the output path
+    only ever holds a file that passed every check (an earlier good export stays in place
+    when this one fails)."""
+    module = graph.build_ensemble_module(members)
+    log(f"converting {len(members)} member(s) to TFLite ({quantization}) ...")
+    content = graph.convert(module, quantization)
+    ops = graph.check_builtin_ops(content)
+    unchecked_path = output_path.with_suffix(".unchecked.tflite")
+    atomic.write_bytes(unchecked_path, content)
+    return module, ops, unchecked_path
+
+
+def _publish(report, unchecked_path, output_path):
+    """Moves the checked file and its report to `output_path` and `<output>.json` (one
+    pair, `tfislr.export.pair`) and removes an earlier failed attempt's rejected pair,
+    which describes a file this one replaces."""
     pair.write_pair(unchecked_path, output_path, report)
-    # The rejected pair of an earlier failed attempt describes a file this one replaces.
     for stale in pair.rejected_paths(output_path):
         stale.unlink(missing_ok=True)
     report["report_path"] = str(pair.report_path(output_path))
-    log(format_report(report))
-    return report
 
 
 def _reject(report, output_path, unchecked_path, error):

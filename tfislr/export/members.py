@@ -9,17 +9,14 @@ of one config share a name.
 
 import dataclasses
 import pathlib
-import zipfile
 
 import numpy as np
 
 from tfislr import landmarks as lm
-from tfislr.config import MODEL_NAMES
-from tfislr.errors import ConfigError, DataError, MissingFileError
-from tfislr.training import run_dir as run_dir_lib
-from tfislr.training.run_dir import RunDir
-
-WEIGHT_CHOICES = MODEL_NAMES  # the soup models of a run dir
+from tfislr.errors import ConfigError, MissingFileError
+from tfislr.runs import run_dir as run_dir_lib
+from tfislr.runs.members import WEIGHT_CHOICES, check_keras_file, load_trained  # noqa: F401 - re-exported
+from tfislr.runs.run_dir import RunDir
 
 
 @dataclasses.dataclass
@@ -85,84 +82,19 @@ def latest_run(config_name, runs_dir="runs", weights="distilled"):
     return run_dir_lib.latest_finished(runs_dir, config_name, weights).path
 
 
-# What a `.keras` archive holds first (Keras 3 `saving_lib`): the model's config.
-KERAS_CONFIG_ENTRY = "config.json"
-
-
-def check_keras_file(path, what):
-    """Refuses `path` unless it is a Keras 3 `.keras` file: a zip archive holding the
-    model's config. Keras itself answers anything else with a ValueError (or a KeyError
-    inside the archive) and a traceback; this names the file and what was expected.
-
-    `what` says where the path came from, e.g. "weights 'x.csv' of runs/demo/...".
-
-    Raises:
-        MissingFileError: `path` does not exist.
-        DataError: `path` is a folder, has another suffix, or is not a `.keras` archive.
-    """
-    path = pathlib.Path(path)
-    expected = f"{what}; expected {'|'.join(WEIGHT_CHOICES)} or a .keras path"
-    if not path.exists():
-        raise MissingFileError(f"{path}: file not found ({expected})")
-    if path.is_dir():
-        raise DataError(f"{path}: is a folder, not a .keras model ({expected})")
-    if path.suffix != ".keras":
-        raise DataError(f"{path}: not a .keras model ({expected})")
-    if not zipfile.is_zipfile(path):
-        raise DataError(f"{path}: not a .keras model: not a zip archive ({expected})")
-    with zipfile.ZipFile(path) as archive:
-        if KERAS_CONFIG_ENTRY not in archive.namelist():
-            raise DataError(f"{path}: not a .keras model: the archive has no "
-                            f"{KERAS_CONFIG_ENTRY} ({expected})")
-
-
 def load_member(run_dir, weights="distilled", name=None):
-    """Loads a finished run dir's model (`models/<weights>_soup.keras`), max_len, signs, split.
-
-    Only a finished run (`RunDir.is_finished`) is exported, by name or by lookup: the rule
-    `train --resume` uses, so a run that resume would continue is never shipped.
-    """
-    import keras
-
-    import tfislr.model  # noqa: F401  (registers the layers for load_model)
-
-    run = RunDir(run_dir)
-    if not run.is_started:
-        _refuse_cv_dir(run.path)
-        raise MissingFileError(
-            f"{run.file(run_dir_lib.CONFIG)}: file not found ({run.path} is not a run dir)"
-        )
-    if not run.is_finished:
-        raise MissingFileError(
-            f"{run.path} is not a finished run (no {run_dir_lib.FINISHED}); finish it with "
-            f"`train.py ... --run-dir {run.path}`"
-        )
-    config = run.read_config()
-    model_path = run.weights_path(weights)
-    check_keras_file(model_path, f"weights '{weights}' of {run.path}")
-    model = keras.saving.load_model(model_path, compile=False)
+    """The ensemble member of a finished run dir (`tfislr.runs.members.load_trained`): its
+    model, max_len, signs and split; named `name`, else by its config."""
+    trained = load_trained(run_dir, weights)
     return EnsembleMember(
-        name=name or config.name,
-        model=model,
-        max_len=config.data.max_len,
-        signs=run.read_signs(),
-        run_dir=str(run.path),
-        weights=str(weights),
-        split=run.split(),
+        name=name or trained.config.name,
+        model=trained.model,
+        max_len=trained.config.data.max_len,
+        signs=trained.signs,
+        run_dir=str(trained.run_dir),
+        weights=trained.weights,
+        split=trained.split,
     )
-
-
-def _refuse_cv_dir(path):
-    """Raises `DataError` when `path` is a cross-validation dir (`tfislr.training.
-    cross_validation`): not a run itself, its runs are its `fold_<k>/` folders."""
-    from tfislr.training.cross_validation import fold_dir
-
-    folds = sorted(p for p in pathlib.Path(path).glob(fold_dir("", "*").name)
-                   if RunDir(p).is_started)
-    if folds:
-        raise DataError(f"{path}: is a cross-validation dir, not a run dir: its runs are in "
-                        f"its fold_K/ subfolders ({', '.join(p.name for p in folds)}); give "
-                        f"one of them, e.g. {folds[0]}")
 
 
 def resolve_member(spec, runs_dir="runs", default_weights="distilled",

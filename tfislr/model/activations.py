@@ -7,7 +7,7 @@ between device and host for every activation of every step (and of every evaluat
 Keras does not XLA-compile on several replicas). `mish` computes bfloat16 inputs in float32
 and casts back (the same function, rounded once instead of at each stage). In a traced
 TensorFlow graph it runs as one XLA-compiled loop (`tfislr.model.xla_fusion`: the same
-function, 2× faster forward + backward on this CPU); eager calls and the TFLite export run
+function, faster forward + backward: benchmarks/README.md); eager calls and the TFLite export run
 `keras.activations.mish` as it is.
 """
 

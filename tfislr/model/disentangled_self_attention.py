@@ -10,8 +10,8 @@ projected table rows of the `2T - 1` distances a length-T sequence has (rows pic
 small GATHER) and one zero row, then a reshape/slice shifts row i by i so that column j
 holds distance i - j. Only builtin TFLite ops, no `[T, T]`-sized gathers and no precomputed
 tables. It was chosen by measurement over a `gather` with `batch_dims`, a one-hot matmul
-and a `[T * R, B * H]` row layout (`python benchmarks/attention.py --variants`; figures in the
-README). The TFLite export traces the same layers inside `tflite_layout()`, which picks
+and a `[T * R, B * H]` row layout (`python benchmarks/attention.py --variants`; figures in
+benchmarks/README.md). The TFLite export traces the same layers inside `tflite_layout()`, which picks
 the same dot products with a row gather whose shapes all follow from the input's: in a
 TFLite graph the skew's computed reshapes and slices are per-call dynamic tensors.
 """

@@ -3,12 +3,12 @@
 XLA:CPU's MLIR fusion emitters (its default in TF 2.21) place the key/counter derivation of
 a stateless random op (every Keras dropout mask: `StatelessRandomGetKeyCounter` of the seed,
 a few hundred scalar integer ops) inside the per-element loop of the fused random-bits
-kernel, so it runs once per random number. Measured on this 2-core CPU: the forward and
-backward of one `keras.layers.Dropout(0.05)` on `[8, 16, 80, 80]` take 1,290 ms under XLA
-against 20 ms without XLA, and 42 ms under XLA with the previous emitters
-(`--xla_cpu_use_fusion_emitters=false`); in the len80 mean-teacher step at batch 8 the
-dropout masks took ~25 of its 30 s. The flag only concerns XLA's CPU backend (GPU and TPU
-compilation ignore it) and changes code generation, not the computation.
+kernel, so it runs once per random number: one `keras.layers.Dropout(0.05)` becomes many
+times slower under XLA than without it, and than under XLA with the previous emitters
+(`--xla_cpu_use_fusion_emitters=false`); in the len80 mean-teacher step the dropout masks
+took most of the step (`python benchmarks/xla_dropout.py`; figures: benchmarks/README.md).
+The flag only concerns XLA's CPU backend (GPU and TPU compilation ignore it) and changes
+code generation, not the computation.
 
 XLA reads `XLA_FLAGS` once, at the first compilation of the process, so this must run
 before any jit-compiled function; a value the user already gave for the flag is kept.

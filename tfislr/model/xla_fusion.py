@@ -3,10 +3,9 @@
 Without XLA, TensorFlow runs Mish (`x · tanh(softplus(x))`) and Keras' LayerNorm (moments,
 rsqrt, scale, shift) as chains of separate element-wise kernels, each reading and writing
 the whole activation, and their gradients as longer chains. XLA fuses each chain into one
-loop. Forward + backward on `[32, 80, 1024]` float32, 2-core CPU
-(`python benchmarks/xla_fusion.py`): Mish 16.3 -> 8.1 ms, LayerNorm 17.8 -> 9.2 ms; but
-XLA:CPU's dropout masks are slower (31.3 vs 17.1 ms) and its matrix products no faster, so
-only these chains are compiled, as islands: the len80 step went 3.13 -> 2.97 s. The
+loop, which `python benchmarks/xla_fusion.py` measures (figures: benchmarks/README.md);
+XLA:CPU's dropout masks are slower than TensorFlow's and its matrix products no faster, so
+only these chains are compiled, as islands, which makes the len80 step faster. The
 whole-step XLA path (`train.jit_compile`) inlines them.
 
 `compiled(name, fn)` is `fn` under `tf.function(jit_compile=True)` while a train step is

@@ -16,7 +16,8 @@ import numpy as np
 
 from tfislr import atomic
 from tfislr.errors import TfislrError
-from tfislr.training import keras_adapter, run_dir, soup
+from tfislr.runs import run_dir
+from tfislr.training import keras_adapter, soup
 from tfislr.training.keras_adapter import random_states
 
 

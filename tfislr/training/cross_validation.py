@@ -1,22 +1,11 @@
 """Cross-validation: every fold of a config, one after another, and its out-of-fold predictions.
 
-    tfislr-cv --config len80 --data-dir D [--set KEY=VALUE ...] [--epochs N] [--strategy S]
-        [--output runs] [--resume | --cv-dir DIR] [--weights distilled|student|teacher]
-        [--verbose 0|1|2]
+    cross_validate(config, data_dir, output_dir="runs", ...)   # the command: tfislr-cv
 
-(also `python -m tfislr.training.cross_validation`, or `tfislr-train ... --cv` with the distilled
-soup). Errors follow `tfislr.errors`. The CV lands in `<output>/<config>/cv/<timestamp>/`:
-
-    cv.json                 config, data dir and weights (a resumed CV must match them), and
-                            when the CV started (the "latest" CV is the one started last)
-    fold_<k>/               an ordinary run directory (tfislr.training.run), validation fold k
-    oof_fold_<k>.parquet    fold k's held-out clips predicted by fold k's soup (`weights`)
-    oof.parquet             all folds: every prepared clip exactly once (format: tfislr.oof)
-    report.json             accuracy per fold and overall (clip-weighted), the runs' own soup,
-                            the folds skipped (an original fold none of whose signers the
-                            data holds: they have no clip to predict)
-    report.txt              accuracies, sizes, run dirs; both written last: the CV is
-                            finished once report.json exists
+Each fold's run lands in `<output>/<config>/cv/<timestamp>/fold_<k>/`, its held-out
+predictions next to it, then `oof.parquet` and the report (layout and lookups:
+`tfislr.runs.cv_dir`; the OOF format: `tfislr.runs.oof`). The report also names the folds
+skipped (an original fold none of whose signers the data holds: no clip to predict).
 
 Folds are trained one after another with `tfislr.training.run.train`, validation fold k
 for fold k, so the split is the one `train.py --fold k` and `evaluate --fold k` use. A
@@ -29,92 +18,22 @@ the original's "small + soup", whose CV was 0.7402 for len25 and 0.7395 for len8
 several configs' with `python -m tfislr.blend`.
 """
 
-import argparse
-import json
 import pathlib
-import sys
 
 import numpy as np
 
 from tfislr import atomic
-from tfislr.cli.help import HelpFormatter
-from tfislr.config import MODEL_NAMES, Config
-from tfislr.errors import INTERRUPTED, ConfigError, DataError, MissingFileError, command
-from tfislr.oof import OutOfFold, read_oof, write_oof
-from tfislr.training.run_dir import CV_FOLDER, STARTED_AT, RunDir, by_start_time, check_own_dir, iso_time
-
-PROG = "tfislr-cv"
-CV_FILE = "cv.json"
-OOF_FILE = "oof.parquet"
-REPORT_FILE = "report.json"
-REPORT_TEXT_FILE = "report.txt"
-WEIGHT_CHOICES = MODEL_NAMES  # which soup predicts: student, teacher or distilled
+from tfislr.errors import ConfigError, DataError
+from tfislr.runs.cv_dir import (OOF_FILE, REPORT_FILE, REPORT_TEXT_FILE, fold_dir, fold_oof_path,
+                                open_cv_dir)
+from tfislr.runs.members import WEIGHT_CHOICES  # which soup predicts the held-out clips
+from tfislr.runs.oof import OutOfFold, read_oof, write_oof
+from tfislr.runs.run_dir import RunDir
+from tfislr.training.request import RunRequest
 
 
 def _log(message):
     print(f"[tfislr cv] {message}", flush=True)
-
-
-def fold_dir(cv_dir, fold):
-    return pathlib.Path(cv_dir) / f"fold_{fold}"
-
-
-def fold_oof_path(cv_dir, fold):
-    return pathlib.Path(cv_dir) / f"oof_fold_{fold}.parquet"
-
-
-def cv_root(output_dir, config_name):
-    return pathlib.Path(output_dir) / config_name / CV_FOLDER
-
-
-def _cv_dirs(root):
-    """The CV dirs (holding cv.json) under `root`, by `run_dir.start_time`, oldest first."""
-    return by_start_time((p.parent for p in root.glob(f"*/{CV_FILE}")), CV_FILE)
-
-
-def latest_unfinished_cv(output_dir, config_name):
-    """The CV dir of `config_name` under `output_dir` started last without report.json, or
-    None."""
-    unfinished = [p for p in _cv_dirs(cv_root(output_dir, config_name))
-                  if not (p / REPORT_FILE).exists()]
-    return unfinished[-1] if unfinished else None
-
-
-def latest_finished_cv(output_dir, config_name):
-    """The finished CV dir of `config_name` started last (MissingFileError when there is
-    none)."""
-    root = cv_root(output_dir, config_name)
-    finished = [p for p in _cv_dirs(root) if (p / REPORT_FILE).exists()]
-    if not finished:
-        raise MissingFileError(f"no finished cross-validation of '{config_name}' under {root}")
-    return finished[-1]
-
-
-def _open_cv_dir(config, data_dir, weights, output_dir, cv_dir):
-    """The CV dir to use (created; cv.json written) after checking a resumed one matches."""
-    if cv_dir is None:  # a fresh <output>/<config>/cv/<timestamp>/
-        cv_dir = RunDir.new(pathlib.Path(output_dir) / config.name, "cv").path
-    cv_dir = pathlib.Path(cv_dir)
-    check_own_dir(cv_dir, CV_FILE, "a cross-validation")
-    wanted = {"config": json.loads(json.dumps(config.to_dict())),
-              "data_dir": str(pathlib.Path(data_dir).resolve()), "weights": weights}
-    if (cv_dir / CV_FILE).exists():
-        if (cv_dir / REPORT_FILE).exists():
-            raise ConfigError(f"{cv_dir} holds a finished cross-validation (report.json "
-                             "exists); start a new one")
-        saved = json.loads((cv_dir / CV_FILE).read_text())
-        differs = sorted(key for key in wanted if saved.get(key) != wanted[key])
-        if differs:
-            raise ConfigError(
-                f"{cv_dir} was started with another {' and '.join(differs)}; resume it with "
-                "the same config, overrides, data dir and weights, or start a new CV"
-            )
-        _log(f"resuming {cv_dir}")
-    else:
-        cv_dir.mkdir(parents=True, exist_ok=True)
-        atomic.write_json(cv_dir / CV_FILE, {**wanted, STARTED_AT: iso_time()})
-        _log(f"cv dir: {cv_dir}")
-    return cv_dir
 
 
 def predict_logits(model, dataset):
@@ -144,7 +63,8 @@ def predict_fold(run_dir, fold, store, weights="distilled", batch_size=128):
     from scipy.special import softmax
 
     from tfislr.data.pipeline import make_eval_dataset
-    from tfislr.export.members import load_member
+    from tfislr.model.precision import float32_model
+    from tfislr.runs.members import load_trained
 
     run_dir = pathlib.Path(run_dir)
     split = RunDir(run_dir).split()
@@ -154,9 +74,12 @@ def predict_fold(run_dir, fold, store, weights="distilled", batch_size=128):
     rows = np.flatnonzero(manifest["participant_id"].isin(split["val_participants"]).to_numpy())
     if len(rows) == 0:
         raise DataError(f"{run_dir}: its validation signers have no clips in {store.path}")
-    member = load_member(run_dir, weights)
-    dataset = make_eval_dataset(store, rows, batch_size, member.max_len).map(lambda x, y: x)
-    logits = predict_logits(member.model, dataset)
+    member = load_trained(run_dir, weights)
+    # float32 whatever policy the run trained under, as the exported graph computes.
+    model = float32_model(member.model)
+    dataset = make_eval_dataset(store, rows, batch_size, member.config.data.max_len).map(
+        lambda x, y: x)
+    logits = predict_logits(model, dataset)
     predicted = softmax(logits, axis=-1).astype(np.float32)
     table = manifest.iloc[rows][["sequence_id", "participant_id", "label"]].copy()
     table["fold"] = fold
@@ -262,126 +185,111 @@ def cross_validate(
             `cv_dir` (else `output_dir`) cannot be written (checked before any work).
         DataError: no Kaggle layout at `data_dir`, or what `train` raises.
     """
-    if not isinstance(config, Config):
-        raise ValueError(f"config must be a tfislr.config.Config, got {type(config).__name__}")
-    if weights not in WEIGHT_CHOICES:
-        raise ConfigError(f"weights must be one of {', '.join(WEIGHT_CHOICES)}, got {weights!r}")
-    from tfislr.data.kaggle import check_data_dir
-    from tfislr.training.strategy import cluster_tasks, get_strategy, task_info
+    request = RunRequest(config, data_dir, output_dir=output_dir, run_dir=cv_dir,
+                         strategy=strategy, cv=True)
+    return CrossValidation(request, weights, verbose, build_model).run()
 
-    data_dir = check_data_dir(data_dir)
-    atomic.check_writable_dir(output_dir if cv_dir is None else cv_dir)  # before any work
-    if cv_dir is None and cluster_tasks() > 1:  # before any worker waits for the others
-        raise ConfigError("a multi-worker cross-validation needs the same --cv-dir on every "
-                          "worker: each would start its own timestamped folder")
 
-    strategy = get_strategy(strategy)
-    from tfislr.training.run import check_run_settings
+class CrossValidation:
+    """Every fold of a validated CV `RunRequest` as a `TrainingRun`, then the OOF file and
+    the report. `run()` returns the CV dir; `cv_dir`, `folds` and `store` are set on the way.
+    """
 
-    check_run_settings(config, strategy)  # before the CV dir and any fold's store
-    _, _, is_chief = task_info()
+    def __init__(self, request, weights="distilled", verbose="auto", build_model=None):
+        if weights not in WEIGHT_CHOICES:
+            raise ConfigError(f"weights must be one of {', '.join(WEIGHT_CHOICES)}, "
+                              f"got {weights!r}")
+        if not request.cv:
+            raise ValueError("CrossValidation needs a cross-validation request (cv=True)")
+        self.request = request.validate()  # before the CV dir and any fold's store
+        self.config = self.request.config
+        self.weights, self.verbose, self.build_model = weights, verbose, build_model
+        self.store = None
 
-    from tfislr.data.folds import cv_folds, fold_scheme
-    from tfislr.data.kaggle import read_train_csv
-    from tfislr.data.prepare import ensure_store
-    from tfislr.data.store import load_store
-    from tfislr.training.run import train
+    def run(self):
+        from tfislr.training.strategy import task_info
 
-    # Every fold is decided before any is trained: a bad fold setting fails here, not after
-    # hours of training, and an empty fold (see `cv_folds`) is skipped, said up front.
-    num_folds = config.data.num_folds
-    table = read_train_csv(data_dir)
-    folds, skipped = cv_folds(table, num_folds, seed=config.data.fold_seed,
-                              original=config.data.original_folds)
-    _log(fold_scheme(table, num_folds, config.data.fold_seed, config.data.original_folds)[1])
-    if is_chief:
-        cv_dir = _open_cv_dir(config, data_dir, weights, output_dir, cv_dir)
-    for fold, why in skipped.items():
-        _log(f"fold {fold}/{num_folds}: skipped: {why}; the CV is over folds "
-             f"{', '.join(map(str, folds))}, which hold every clip")
-    store = None
-    fold_oofs = []
-    for fold in folds:
-        run_dir = fold_dir(cv_dir, fold)
+        _, _, is_chief = task_info()
+        table = self._plan_folds()
+        request, config = self.request, self.config
+        if is_chief:
+            self.cv_dir = open_cv_dir(config, request.data_dir, self.weights,
+                                      request.output_dir, request.run_dir, log=_log)
+        else:
+            self.cv_dir = request.run_dir
+        fold_oofs = []
+        for fold in self.folds:
+            self._train_fold(fold)
+            if is_chief:
+                fold_oofs.append(self._fold_oof(fold))
+        if not is_chief:
+            return self.cv_dir
+        info = {"config": config.name, "weights": self.weights, "cv_dir": str(self.cv_dir),
+                "data_dir": str(request.data_dir.resolve())}
+        oof = combine_folds(fold_oofs, self._store(), info)
+        write_oof(oof, self.cv_dir / OOF_FILE)
+        _, text = _report(self.cv_dir, config, self.weights, oof, len(table), self.skipped)
+        print(text, flush=True)
+        return self.cv_dir
+
+    def _plan_folds(self):
+        """Decides every fold before any is trained: a bad fold setting fails here, not
+        after hours of training, and an empty fold (see `cv_folds`) is skipped, said up
+        front. Returns train.csv's table."""
+        from tfislr.data.folds import cv_folds, fold_scheme
+        from tfislr.data.kaggle import read_train_csv
+
+        data = self.config.data
+        table = read_train_csv(self.request.data_dir)
+        self.folds, self.skipped = cv_folds(table, data.num_folds, seed=data.fold_seed,
+                                            original=data.original_folds)
+        _log(fold_scheme(table, data.num_folds, data.fold_seed, data.original_folds)[1])
+        for fold, why in self.skipped.items():
+            _log(f"fold {fold}/{data.num_folds}: skipped: {why}; the CV is over folds "
+                 f"{', '.join(map(str, self.folds))}, which hold every clip")
+        return table
+
+    def _train_fold(self, fold):
+        """Fold `fold`'s run, unless it finished before (then it is not retrained)."""
+        from tfislr.training.run import TrainingRun
+
+        num_folds = self.config.data.num_folds
+        run_dir = fold_dir(self.cv_dir, fold)
         if RunDir(run_dir).is_finished:
             _log(f"fold {fold}/{num_folds}: finished before, not retrained ({run_dir})")
-        else:
-            _log(f"fold {fold}/{num_folds}: training ({run_dir})")
-            train(config, data_dir, output_dir=output_dir, fold=fold, strategy=strategy,
-                  run_dir=run_dir, verbose=verbose, build_model=build_model)
-        if not is_chief:
-            continue
-        oof_path = fold_oof_path(cv_dir, fold)
+            return
+        _log(f"fold {fold}/{num_folds}: training ({run_dir})")
+        TrainingRun(self.request.for_fold(fold, run_dir), verbose=self.verbose,
+                    build_model=self.build_model).run()
+
+    def _fold_oof(self, fold):
+        """Fold `fold`'s held-out predictions, predicted once and then read from its file."""
+        oof_path = fold_oof_path(self.cv_dir, fold)
         if not oof_path.exists():
-            if store is None:
-                store = load_store(ensure_store(data_dir, config.data.max_len,
-                                                config.data.prepared_dir))
-            write_oof(predict_fold(run_dir, fold, store, weights,
-                                   batch_size=config.data.eval_global_batch_size), oof_path)
-        fold_oofs.append(read_oof(oof_path))
-        _log(f"fold {fold}/{num_folds}: {fold_oofs[-1].scores()['accuracy']:.4f} on "
-             f"{len(fold_oofs[-1]):,} held-out clips")
-    if not is_chief:
-        return cv_dir
+            write_oof(predict_fold(fold_dir(self.cv_dir, fold), fold, self._store(),
+                                   self.weights,
+                                   batch_size=self.config.data.eval_global_batch_size),
+                      oof_path)
+        oof = read_oof(oof_path)
+        _log(f"fold {fold}/{self.config.data.num_folds}: {oof.scores()['accuracy']:.4f} on "
+             f"{len(oof):,} held-out clips")
+        return oof
 
-    if store is None:
-        store = load_store(ensure_store(data_dir, config.data.max_len, config.data.prepared_dir))
-    info = {"config": config.name, "weights": weights, "cv_dir": str(cv_dir),
-            "data_dir": str(data_dir.resolve())}
-    oof = combine_folds(fold_oofs, store, info)
-    write_oof(oof, cv_dir / OOF_FILE)
-    _, text = _report(cv_dir, config, weights, oof, len(table), skipped)
-    print(text, flush=True)
-    return cv_dir
+    def _store(self):
+        """The prepared store the folds trained on (loaded once, when first needed)."""
+        if self.store is None:
+            from tfislr.data.prepare import ensure_store
+            from tfislr.data.store import load_store
 
-
-def parse_args(argv=None):
-    from tfislr.cli.train import add_run_options
-
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Train every fold of a config and write its out-of-fold predictions.",
-        formatter_class=HelpFormatter,
-    )
-    add_run_options(parser)
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--cv-dir", default=None,
-                       help="exact CV folder; an unfinished one is resumed "
-                            "(default: a new OUTPUT/<config>/cv/<timestamp>)")
-    where.add_argument("--resume", action="store_true",
-                       help="resume the newest unfinished CV of this config under --output "
-                            "(starts a new one when there is none)")
-    parser.add_argument("--weights", default="distilled", choices=WEIGHT_CHOICES,
-                        help="which soup predicts the held-out clips")
-    return parser.parse_args(argv)
+            data = self.config.data
+            self.store = load_store(ensure_store(self.request.data_dir, data.max_len,
+                                                 data.prepared_dir))
+        return self.store
 
 
-def run_command(config, data_dir, strategy, output, cv_dir=None, resume=False,
-                weights="distilled", verbose="auto", prog=PROG):
-    """What `tfislr-cv` and `tfislr-train --cv` run once the config and strategy are known."""
-    if resume:
-        cv_dir = latest_unfinished_cv(output, config.name)
-        print(f"{prog}: {'resuming ' + str(cv_dir) if cv_dir else 'no unfinished CV; starting a new one'}",
-              file=sys.stderr)
-    try:
-        cross_validate(config, data_dir, output_dir=output, cv_dir=cv_dir, strategy=strategy,
-                       weights=weights, verbose=verbose if verbose == "auto" else int(verbose))
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; rerun the same command with --resume to continue with "
-              "the unfinished fold (finished folds are kept)", file=sys.stderr)
-        return INTERRUPTED
-    return 0
+if __name__ == "__main__":  # `python -m tfislr.training.cross_validation`, the same as the command
+    import sys
 
+    from tfislr.cli.cv import main
 
-@command(PROG)
-def main(argv=None):
-    from tfislr.cli.train import config_and_strategy
-
-    args = parse_args(argv)
-    config, strategy = config_and_strategy(args)
-    return run_command(config, args.data_dir, strategy, args.output, args.cv_dir, args.resume,
-                       args.weights, args.verbose)
-
-
-if __name__ == "__main__":
     sys.exit(main())

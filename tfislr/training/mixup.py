@@ -113,6 +113,6 @@ def draw_mixup(
     permutation = tf.where(applied, tf.gather(permutation, clips), clips) - start
     # [B, models] -> [models, B] by unstack/stack: the same values as a transpose, but an
     # int32 Transpose makes TF's oneDNN pass log "oneDNN supports DT_INT32 only on platforms
-    # with AVX-512" (E0000) on CPUs without it (README, Troubleshooting).
+    # with AVX-512" (E0000) on CPUs without it (docs/troubleshooting.md).
     layers = tf.stack(tf.unstack(tf.gather(layers, group_of), num=num_models, axis=1))
     return applied, lam, permutation, layers

@@ -4,11 +4,12 @@
 data with `full=True`), trains student, EMA teacher and distilled model with the recipe
 (docs/recipe.md §9–§15), checkpoints the last `soup_last_n` epochs, soups them, evaluates the
 soups against the last epoch and finishes the run directory. The directory's layout, its states
-(started, trained, finished) and its writers belong to `tfislr.training.run_dir.RunDir`.
+(started, trained, finished) and its writers belong to `tfislr.runs.run_dir.RunDir`.
 
-`train` reads as its phases: load and split, batch plan (`batch_plan.plan_batches`: the
-recipe's global batch split over the replicas), run dir, datasets, model,
-fit (with its callbacks), finish. Rerunning with the same `run_dir` resumes an unfinished
+`train` validates its `RunRequest` once (tfislr/training/request.py) and runs a `TrainingRun`,
+whose `run()` reads as its phases: load and split, batch plan (`batch_plan.plan_batches`: the
+recipe's global batch split over the replicas), run dir, datasets, model, fit (with its
+callbacks), finish. Rerunning with the same `run_dir` resumes an unfinished
 run: from its last backed-up epoch while it trains, or straight to the finish once every
 epoch is checkpointed.
 """
@@ -22,22 +23,22 @@ import time
 import keras
 import numpy as np
 
-from tfislr import atomic
 from tfislr.augment import Augmenter
-from tfislr.config import MODEL_NAMES, Config
-from tfislr.data.folds import check_fold, fold_indices, fold_scheme
+from tfislr.config import MODEL_NAMES
+from tfislr.data.folds import fold_indices, fold_scheme
 from tfislr.data.kaggle import check_data_dir, read_train_csv
 from tfislr.data.pipeline import make_epoch_counter, make_eval_dataset, make_train_dataset
 from tfislr.data.prepare import ensure_store
 from tfislr.data.store import load_store
-from tfislr.errors import ConfigError, DataError
+from tfislr.errors import DataError
+from tfislr.runs import run_dir as run_dir_lib
+from tfislr.runs.run_dir import RunDir
 from tfislr.training import callbacks as cb
-from tfislr.training import run_dir as run_dir_lib
-from tfislr.training.batch_plan import check_batch_split, plan_batches
+from tfislr.training.batch_plan import plan_batches
 from tfislr.training.mean_teacher import build_distiller
-from tfislr.training.run_dir import RunDir
+from tfislr.training.request import RunRequest
 from tfislr.training.soup import ModelTriple, soup_last_checkpoints
-from tfislr.training.strategy import cluster_tasks, get_strategy, task_info, training_tasks
+from tfislr.training.strategy import task_info, training_tasks
 
 
 def log(message):
@@ -71,17 +72,8 @@ class _Data:
         return list(self.store.signs)
 
 
-def check_run_settings(config, strategy, fold=None):
-    """Every check of a run that needs no data: the batches' split over the strategy's
-    replicas and the validation `fold` (None: a full fit). Runs do it before the store is
-    prepared, which takes tens of minutes on the full data."""
-    check_batch_split(config, strategy.num_replicas_in_sync)
-    if fold is not None:
-        check_fold(fold, config.data.num_folds)
-
-
 def _load_and_split(config, data_dir, fold, full):
-    data_dir = check_data_dir(data_dir)
+    data_dir = check_data_dir(data_dir)  # a Path (a validated request's is one already)
     store_path = ensure_store(data_dir, config.data.max_len, config.data.prepared_dir)
     store = load_store(store_path)
     if len(store.signs) < 2:
@@ -139,6 +131,11 @@ def _open_run_dir(config, output_dir, run_dir, data, strategy, plan, data_dir):
         "num_train": int(len(data.train_idx)),
         "num_val": 0 if data.val_idx is None else int(len(data.val_idx)),
         "strategy": type(strategy).__name__,
+        # Where and how this run computes, next to the config (which holds precision and
+        # jit_compile in its train section; the strategy comes from the command line).
+        "runtime": {"strategy": type(strategy).__name__, "replicas": plan.replicas,
+                    "precision": config.train.precision,
+                    "jit_compile": config.train.jit_compile},
         "batch_plan": plan.to_dict(),
     }
     if is_chief:
@@ -211,38 +208,6 @@ def _model(config, strategy, num_classes, plan, build_model):
 # ----------------------------------------------------------------------------- fit
 
 
-def _callbacks(config, chief, files, distiller, triple, datasets, plan, clock):
-    epochs = config.train.epochs
-    return [
-        cb.EpochState(distiller, epochs, augmenter=datasets.augmenter,
-                      epoch_counter=datasets.epoch_counter),
-        cb.EpochTimer(),
-        cb.StopOnNonFiniteLoss(plan.steps_per_epoch),
-        cb.SoupCheckpoint(triple, files.checkpoints_dir, epochs, config.train.soup_last_n),
-        cb.EpochHistory(files.file(run_dir_lib.HISTORY)),
-        cb.ScalarSummaries(str(files.tb_dir)),
-        clock,
-        # Last: an epoch counts as done only once everything above is on disk. Every
-        # process of a cluster resumes at the last epoch all of them backed up.
-        cb.BackupAndRestore(str(files.backup_dir), cluster_backup_dirs=[
-            str(_process_files(chief, index, is_chief).backup_dir)
-            for _, index, is_chief in training_tasks()]),
-    ]
-
-
-def _fit(config, chief, files, distiller, triple, datasets, plan, clock, verbose):
-    # With steps_per_epoch and a dataset of unknown length, Keras keeps the training
-    # iterator from epoch to epoch: one iterator per fit, no per-epoch restart of the
-    # pipeline (seconds per epoch). The iterator starts at the first epoch of the fit
-    # (`EpochState` sets the counter), which is how a resumed run replays its epochs.
-    distiller.fit(
-        datasets.train, epochs=config.train.epochs, steps_per_epoch=plan.steps_per_epoch,
-        validation_data=datasets.val,
-        callbacks=_callbacks(config, chief, files, distiller, triple, datasets, plan, clock),
-        verbose=verbose, shuffle=False,  # the dataset shuffles itself, per epoch
-    )
-
-
 # ----------------------------------------------------------------------------- finish
 
 
@@ -288,40 +253,117 @@ def _soup_and_score(config, checkpoints_dir, distiller, triple, val_ds):
     return models, soup_epochs
 
 
-def _finish(config, chief, files, distiller, triple, datasets, run_info, signs, clock):
-    """Soup, soup models, metrics, plots, then the finished marker (last).
-
-    `wall_seconds` is the run's wall time over every session that trained it (`clock`, a
-    `callbacks.SessionClock`: a killed session counts up to its last completed epoch);
-    `sessions` their number.
-
-    The soup reads this process's checkpoints, or the chief's when a resumed run skipped
-    the fit (a worker's own copy may already be cleaned up).
-    """
-    epochs = config.train.epochs
-    source = files if files.is_trained(epochs) else chief
-    models, soup_epochs = _soup_and_score(
-        config, source.checkpoints_dir, distiller, triple, datasets.val
-    )
-    for name, model in triple.named_models().items():
-        files.save_model(name, model)
-    sessions = clock.record()
-    metrics = {"run": run_info, "models": models, "soup_epochs": soup_epochs,
-               "wall_seconds": round(sum(s["seconds"] for s in sessions), 1),
-               "sessions": len(sessions)}
-    if files is not chief:
-        shutil.rmtree(files.path, ignore_errors=True)
-        return metrics
-    labels = predictions = None
-    if datasets.val is not None:  # the chief predicts the global batches itself: any replicas
-        labels, predictions = _predictions(distiller.distilled, datasets.val)
-    chief.write_metrics(metrics)
-    _save_plots(chief.path, labels, predictions, signs)
-    chief.mark_finished(wall_seconds=metrics["wall_seconds"], sessions=metrics["sessions"])
-    return metrics
-
-
 # ----------------------------------------------------------------------------- train
+
+
+class TrainingRun:
+    """One training run, its phases as methods over what they share.
+
+    Built from a `RunRequest` (validated here unless it already is); `run()` loads and
+    splits the data, plans the batches, opens the run dir, builds the datasets and models,
+    fits (or, once every epoch is checkpointed, goes straight to the finish) and finishes:
+    soup, metrics, plots, the finished marker. Attributes set along the way: `data`,
+    `plan`, `chief`/`files` (the run dir and this process's copy), `run_info`, `clock`,
+    `datasets`, `distiller`, `triple`.
+    """
+
+    def __init__(self, request, verbose="auto", build_model=None):
+        self.request = request.validate()
+        self.config = self.request.config
+        self.strategy = self.request.strategy
+        self.verbose = verbose
+        self.build_model = build_model
+
+    def run(self):
+        """Trains (or resumes, or finishes) the run; returns its run dir (a Path)."""
+        config, request = self.config, self.request
+        started = time.time()  # this session's; `wall_seconds` sums every session's
+        self.data = _load_and_split(config, request.data_dir, request.validation_fold,
+                                    request.full)
+        self.plan = plan_batches(config, len(self.data.train_idx),
+                                 self.strategy.num_replicas_in_sync)
+        self.chief, self.files, self.run_info = _open_run_dir(
+            config, request.output_dir, request.run_dir, self.data, self.strategy, self.plan,
+            request.data_dir)
+        self.clock = cb.SessionClock(self.files, started)
+        with _precision(config), self.clock:
+            keras.utils.set_random_seed(config.train.seed)
+            self.datasets = _datasets(config, self.data, self.plan)
+            self.distiller, self.triple = _model(config, self.strategy, len(self.data.signs),
+                                                 self.plan, self.build_model)
+            # Decided on the chief's files, so every worker of a cluster takes the same path.
+            if self.chief.is_trained(config.train.epochs):
+                log("every epoch is checkpointed: finishing the run")
+                # The last epoch's weights, for the last-epoch accuracies.
+                self.triple.load_weights(self.chief.checkpoint_path(config.train.epochs))
+            else:
+                self._fit()
+            metrics = self._finish()
+        sessions = f" over {metrics['sessions']} sessions" if metrics["sessions"] > 1 else ""
+        log(f"done in {metrics['wall_seconds']:.0f} s{sessions}: {self.chief.path}")
+        return self.chief.path
+
+    def _callbacks(self):
+        epochs, files, datasets = self.config.train.epochs, self.files, self.datasets
+        return [
+            cb.EpochState(self.distiller, epochs, augmenter=datasets.augmenter,
+                          epoch_counter=datasets.epoch_counter),
+            cb.EpochTimer(),
+            cb.StopOnNonFiniteLoss(self.plan.steps_per_epoch),
+            cb.SoupCheckpoint(self.triple, files.checkpoints_dir, epochs,
+                              self.config.train.soup_last_n),
+            cb.EpochHistory(files.file(run_dir_lib.HISTORY)),
+            cb.ScalarSummaries(str(files.tb_dir)),
+            self.clock,
+            # Last: an epoch counts as done only once everything above is on disk. Every
+            # process of a cluster resumes at the last epoch all of them backed up.
+            cb.BackupAndRestore(str(files.backup_dir), cluster_backup_dirs=[
+                str(_process_files(self.chief, index, is_chief).backup_dir)
+                for _, index, is_chief in training_tasks()]),
+        ]
+
+    def _fit(self):
+        # With steps_per_epoch and a dataset of unknown length, Keras keeps the training
+        # iterator from epoch to epoch: one iterator per fit, no per-epoch restart of the
+        # pipeline (seconds per epoch). The iterator starts at the first epoch of the fit
+        # (`EpochState` sets the counter), which is how a resumed run replays its epochs.
+        self.distiller.fit(
+            self.datasets.train, epochs=self.config.train.epochs,
+            steps_per_epoch=self.plan.steps_per_epoch, validation_data=self.datasets.val,
+            callbacks=self._callbacks(), verbose=self.verbose,
+            shuffle=False,  # the dataset shuffles itself, per epoch
+        )
+
+    def _finish(self):
+        """Soup, soup models, metrics, plots, then the finished marker (last); the metrics.
+
+        `wall_seconds` is the run's wall time over every session that trained it (`clock`, a
+        `callbacks.SessionClock`: a killed session counts up to its last completed epoch);
+        `sessions` their number.
+
+        The soup reads this process's checkpoints, or the chief's when a resumed run skipped
+        the fit (a worker's own copy may already be cleaned up).
+        """
+        chief, files, triple, val = self.chief, self.files, self.triple, self.datasets.val
+        source = files if files.is_trained(self.config.train.epochs) else chief
+        models, soup_epochs = _soup_and_score(self.config, source.checkpoints_dir,
+                                              self.distiller, triple, val)
+        for name, model in triple.named_models().items():
+            files.save_model(name, model)
+        sessions = self.clock.record()
+        metrics = {"run": self.run_info, "models": models, "soup_epochs": soup_epochs,
+                   "wall_seconds": round(sum(s["seconds"] for s in sessions), 1),
+                   "sessions": len(sessions)}
+        if files is not chief:
+            shutil.rmtree(files.path, ignore_errors=True)
+            return metrics
+        labels = predictions = None
+        if val is not None:  # the chief predicts the global batches itself: any replicas
+            labels, predictions = _predictions(self.distiller.distilled, val)
+        chief.write_metrics(metrics)
+        _save_plots(chief.path, labels, predictions, self.data.signs)
+        chief.mark_finished(wall_seconds=metrics["wall_seconds"], sessions=metrics["sessions"])
+        return metrics
 
 
 def train(
@@ -357,41 +399,6 @@ def train(
         ConfigError (a ValueError): `run_dir`, else `output_dir`, cannot be written
             (`atomic.check_writable_dir`), found before any data is read.
     """
-    if not isinstance(config, Config):
-        raise ValueError(f"config must be a tfislr.config.Config, got {type(config).__name__}")
-    if fold is not None and full:
-        raise ValueError("give either a fold or full=True, not both")
-    started = time.time()  # this session's; `wall_seconds` sums every session's
-    if run_dir is None and cluster_tasks() > 1:  # before any worker waits for the others
-        raise ConfigError(
-            f"a multi-worker run ({cluster_tasks()} tasks in TF_CONFIG) needs the same --run-dir "
-            "on every worker: each would start its own timestamped folder"
-        )
-    # Before the data loads: a wrong or unwritable run dir fails at once (as the CLI's).
-    atomic.check_writable_dir(output_dir if run_dir is None else run_dir)
-    if run_dir is not None:
-        RunDir(run_dir).check_resumable(config)
-    strategy = get_strategy(strategy)
-    check_run_settings(config, strategy, None if full else 0 if fold is None else fold)
-    data = _load_and_split(config, data_dir, fold, full)
-    plan = plan_batches(config, len(data.train_idx), strategy.num_replicas_in_sync)
-    chief, files, run_info = _open_run_dir(
-        config, output_dir, run_dir, data, strategy, plan, data_dir
-    )
-    clock = cb.SessionClock(files, started)
-    with _precision(config), clock:
-        keras.utils.set_random_seed(config.train.seed)
-        datasets = _datasets(config, data, plan)
-        distiller, triple = _model(config, strategy, len(data.signs), plan, build_model)
-        # Decided on the chief's files, so every worker of a cluster takes the same path.
-        if chief.is_trained(config.train.epochs):
-            log("every epoch is checkpointed: finishing the run")
-            # The last epoch's weights, for the last-epoch accuracies.
-            triple.load_weights(chief.checkpoint_path(config.train.epochs))
-        else:
-            _fit(config, chief, files, distiller, triple, datasets, plan, clock, verbose)
-        metrics = _finish(config, chief, files, distiller, triple, datasets, run_info,
-                          data.signs, clock)
-    sessions = f" over {metrics['sessions']} sessions" if metrics["sessions"] > 1 else ""
-    log(f"done in {metrics['wall_seconds']:.0f} s{sessions}: {chief.path}")
-    return chief.path
+    request = RunRequest(config, data_dir, output_dir=output_dir, run_dir=run_dir, fold=fold,
+                         full=full, strategy=strategy)
+    return TrainingRun(request, verbose=verbose, build_model=build_model).run()

@@ -15,7 +15,7 @@ import numpy as np
 
 from tfislr import atomic
 from tfislr.config import MODEL_NAMES
-from tfislr.training.run_dir import checkpoint_path, list_checkpoints  # noqa: F401  (the names)
+from tfislr.runs.run_dir import checkpoint_path, list_checkpoints  # noqa: F401  (the names)
 
 
 class ModelTriple(keras.Model):

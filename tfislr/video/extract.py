@@ -34,22 +34,18 @@ Runs in the extraction environment (`scripts/extract_env.sh`); started from the 
 environment, the command hands itself over to that environment (`tfislr.video.environment`).
 """
 
-import argparse
 import contextlib
 import csv
 import hashlib
-import importlib.util
 import io
 import json
 import os
 import pathlib
 import sys
-import time
 
 from tfislr import atomic
 from tfislr import landmarks as lm
-from tfislr.cli.help import HelpFormatter
-from tfislr.errors import USER_ERROR, ConfigError, DataError, MissingFileError, command, report
+from tfislr.errors import DataError, MissingFileError
 
 PROG = "tfislr-extract"
 VIDEO_SUFFIXES = frozenset(
@@ -325,58 +321,7 @@ def check_environment():
     return f"mediapipe {mediapipe.__version__}, protobuf {protobuf.__version__}"
 
 
-def _in_extraction_env():
-    return importlib.util.find_spec("mediapipe") is not None
+if __name__ == "__main__":  # `python -m tfislr.video.extract`, the same as the command
+    from tfislr.cli.extract import main
 
-
-def _parser():
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                     formatter_class=HelpFormatter)
-    parser.add_argument("inputs", nargs="*", help="video files and folders of them")
-    parser.add_argument("--out", help="data dir to write (created; merged into if it exists); "
-                                      "required unless --check")
-    parser.add_argument("--participant-id", type=int, default=0,
-                        help="signer id of these videos (default: 0)")
-    parser.add_argument("--sign", help="the sign of every input video (default: folder names)")
-    parser.add_argument("--mirror", action="store_true",
-                        help="flip frames horizontally first (for mirrored recordings)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--check", action="store_true",
-                        help="only check that this environment can run Holistic offline")
-    return parser
-
-
-@command(PROG)
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = _parser()
-    if not _in_extraction_env():
-        if {"-h", "--help"} & set(argv):  # the usage needs no extraction environment
-            parser.parse_args(argv)
-        from tfislr.video import environment
-
-        return environment.run_extract(argv).returncode
-    args = parser.parse_args(argv)
-    if args.check:
-        print(f"{PROG}: extraction environment OK ({check_environment()}; {sys.prefix})")
-        return 0
-    if not args.inputs or not args.out:
-        parser.error("give one or more video files or folders and --out DATA_DIR")
-    if args.participant_id < 0:
-        raise ConfigError(f"--participant-id must be >= 0, got {args.participant_id}")
-    atomic.check_writable_dir(args.out)
-    # Before any extraction, like tfislr-predict: a file that is no video is one error
-    # line naming it, the other inputs are still extracted, and the exit code is then 2.
-    inputs, refused = refuse_non_videos(args.inputs)
-    for error in refused:
-        report(PROG, error)
-    if inputs:
-        start = time.perf_counter()
-        summary = extract(inputs, args.out, participant_id=args.participant_id,
-                          sign=args.sign, mirror=args.mirror, progress=not args.quiet)
-        print(f"{format_summary(summary, args.out)} in {time.perf_counter() - start:.1f} s")
-    return USER_ERROR if refused else 0
-
-
-if __name__ == "__main__":
     sys.exit(main())

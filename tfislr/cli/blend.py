@@ -1,0 +1,56 @@
+"""`tfislr-blend` (or `python -m tfislr.blend`): blend the out-of-fold predictions of several
+configs and compare their CV accuracy (the library side: `tfislr.blend`)."""
+
+import argparse
+import json
+import pathlib
+import sys
+
+from tfislr import atomic
+from tfislr.cli.command import command
+from tfislr.cli.help import HelpFormatter
+
+PROG = "tfislr-blend"
+DESCRIPTION = "Blend the out-of-fold predictions of several configs and compare their CV accuracy."
+
+
+def parser():
+    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION,
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("sources", nargs="+",
+                        help="OOF files, cross-validation folders or config names")
+    parser.add_argument("--weights", type=float, nargs="+", default=None,
+                        help="one per source (default: equal)")
+    parser.add_argument("--runs-dir", default="runs", help="where config names are looked up")
+    parser.add_argument("--out", default=None, help="write the blended OOF predictions here")
+    parser.add_argument("--json", default=None, help="write the report here")
+    return parser
+
+
+@command(PROG)
+def main(argv=None):
+    args = parser().parse_args(argv)
+    for output in (args.out, args.json):  # before reading the sources
+        if output:
+            atomic.check_writable_file(output)
+    from tfislr.blend import compare, format_table, resolve_source  # numpy and pandas, no TF
+    from tfislr.runs.oof import read_oof, write_oof
+
+    paths = [resolve_source(spec, args.runs_dir) for spec in args.sources]
+    named = {}
+    for spec, path in zip(args.sources, paths):
+        named[spec if spec not in named else str(path)] = read_oof(path)
+    report, blended = compare(named, args.weights)
+    report["paths"] = [str(p) for p in paths]
+    print(format_table(report))
+    if args.out:
+        write_oof(blended, args.out)
+        print(f"blended OOF predictions: {args.out}")
+    if args.json:
+        pathlib.Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        pathlib.Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
