@@ -212,6 +212,58 @@ def test_fill_missing_hand_mirrors_the_present_hand_around_the_nose():
     np.testing.assert_array_equal(out[:, others], x[:, others])
 
 
+def reference_fill_as_coded(x):
+    """The original's `add_missing_hand` (docs/recipe.md §9) transcribed to the [T, 100, 3]
+    layout with NumPy, step by step: the mirror of every point (hands swapped, x around the
+    nose), then "left missing" tested on the arm points' x and "right missing" on a type no
+    point has, each writing the mirror over the other hand in the frames where it holds."""
+    mirror = x[:, np.r_[RIGHT, LEFT]].copy()  # landmark k of the other hand
+    mirror[..., 0] = 2 * x[:, NOSE, 0][:, None] - mirror[..., 0]
+    out = x.copy()
+    left_missing = np.abs(x[:, lm.ARM_POINTS, 0]).sum(-1) == 0
+    right_missing = np.ones(len(x), bool)  # the sum over no point is 0
+    out[np.ix_(left_missing, RIGHT)] = mirror[left_missing][:, len(LEFT):]
+    out[np.ix_(right_missing, LEFT)] = mirror[right_missing][:, :len(LEFT)]
+    return out
+
+
+def test_fill_hand_original_overwrites_the_left_hand_as_the_code_ran():
+    x = make_sequence(5, seed=6)
+    x[1, RIGHT] = 0.0  # right absent: the left hand becomes (2 x_nose, 0, 0)
+    x[2, LEFT] = 0.0  # left absent
+    x[3, lm.ARM_POINTS, 0] = 0.0  # arms' x all 0: the right hand is overwritten too
+    x[4, LEFT] = 0.0
+    x[4, RIGHT] = 0.0
+    out = augment.fill_hand_original(x).numpy()
+
+    np.testing.assert_allclose(out, reference_fill_as_coded(x), rtol=1e-6, atol=1e-6)
+    nose_x = x[:, NOSE, 0]
+    # Both hands present (frame 0): the left hand is still replaced by the mirrored right.
+    np.testing.assert_allclose(out[0, LEFT, 0], 2 * nose_x[0] - x[0, RIGHT, 0], rtol=1e-6)
+    np.testing.assert_array_equal(out[0, LEFT, 1:], x[0, RIGHT, 1:])
+    np.testing.assert_array_equal(out[0, RIGHT], x[0, RIGHT])
+    np.testing.assert_allclose(out[1, LEFT, 0], 2 * nose_x[1], rtol=1e-6)
+    np.testing.assert_array_equal(out[1, LEFT, 1:], 0.0)
+    # Frame 3: the hands trade places, mirrored.
+    np.testing.assert_allclose(out[3, RIGHT, 0], 2 * nose_x[3] - x[3, LEFT, 0], rtol=1e-6)
+    np.testing.assert_array_equal(out[3, RIGHT, 1:], x[3, LEFT, 1:])
+    others = np.setdiff1d(np.arange(lm.NUM_POINTS), np.concatenate([LEFT, RIGHT]))
+    np.testing.assert_array_equal(out[:, others], x[:, others])
+    # What differs from the README's fill: frames with both hands present change.
+    assert not np.array_equal(out[0], augment.fill_missing_hand(x).numpy()[0])
+
+
+@pytest.mark.parametrize("hand_fill", ["original", "missing_frames"])
+def test_augmenter_fills_hands_as_configured(hand_fill):
+    x = make_sequence(6, seed=8)
+    x[2, LEFT] = 0.0
+    config = dataclasses.replace(only(hand_fill_p=1.0), hand_fill=hand_fill)
+    out = augment.Augmenter(config)(x, None, SEED).numpy()
+    fill = {"original": augment.fill_hand_original, "missing_frames": augment.fill_missing_hand}
+    np.testing.assert_array_equal(out, fill[hand_fill](x).numpy())
+    assert AugmentConfig().hand_fill == "original"  # the code's behaviour is the default
+
+
 # --- face CutMix ----------------------------------------------------------------------------
 
 
@@ -313,10 +365,12 @@ def test_augmenter_disabled_is_identity():
     np.testing.assert_array_equal(aug(x, x, SEED).numpy(), x)
 
 
-def test_phase_switch_changes_which_augmentations_fire():
+@pytest.mark.parametrize("hand_fill", ["original", "missing_frames"])
+def test_phase_switch_changes_which_augmentations_fire(hand_fill):
     x = make_sequence(30, seed=3)
     x[:, LEFT] = 0.0
-    aug = augment.Augmenter(only(hand_fill_p=1.0, crop_p=1.0, crop_p_phase2=0.0))
+    aug = augment.Augmenter(dataclasses.replace(
+        only(hand_fill_p=1.0, crop_p=1.0, crop_p_phase2=0.0), hand_fill=hand_fill))
     out = aug(x, None, SEED).numpy()
     assert len(out) < 30 and out[:, LEFT].any()  # phase 1: cropped, hand filled
     aug.set_phase(2)

@@ -186,6 +186,7 @@ def test_a_bad_file_value_is_named_with_the_file(tmp_path, text, problem):
     ("train.epochs=2.5", "config key 'train.epochs' expects an integer, got 2.5"),
     ("train.epochs=-1", r"train.epochs must be in [1, inf), got -1"),
     ("train.precision=float64", "train.precision must be one of"),
+    ("augment.hand_fill=readme", "augment.hand_fill must be one of original, missing_frames"),
     ("train.epochz=3", "unknown key(s) in config section 'train': epochz"),
     ("name=a/b", "name must be one folder name"),
 ])

@@ -12,10 +12,11 @@ CutMix → missing-hand fill → `augment`, with two phases (strength 3, then st
 call or switched through a `tf.Variable` read at run time. Only landmarks go in and out; labels never pass
 through here, so no augmentation can touch them.
 
-Where the original's code and README disagree we follow the code (docs/recipe.md §19–§20),
-with one exception here: `fill_missing_hand` does what the README says (mirror the present
-hand into the absent one, frame by frame); the code's stale type ids made it overwrite the
-left hand.
+Where the original's code and README disagree we follow the code (docs/recipe.md §19–§20).
+The missing-hand fill has both: `fill_hand_original` (the default, `augment.hand_fill:
+original`) is what the code ran, whose stale type ids made it overwrite the left hand;
+`fill_missing_hand` (`missing_frames`) is what the README describes (mirror the present hand
+into the absent one, frame by frame).
 """
 
 import numpy as np
@@ -31,6 +32,7 @@ _DEFAULTS = AugmentConfig()
 _LEFT_HAND = np.asarray(lm.LEFT_HAND_POINTS, dtype=np.int32)
 _RIGHT_HAND = np.asarray(lm.RIGHT_HAND_POINTS, dtype=np.int32)
 _FACE_CUTMIX = np.asarray(lm.FACE_CUTMIX_POINTS, dtype=np.int32)
+_ARMS = np.asarray(lm.ARM_POINTS, dtype=np.int32)
 
 
 def _hand_swap_permutation():
@@ -245,16 +247,41 @@ def fill_missing_hand(x):
     exactly one hand is absent, its landmark k becomes landmark k of the other hand with x
     mirrored around the nose (point `NOSE_POINT`): x' = 2·x_nose − x; y and z copied. Frames
     with both hands present or both absent, and all other points, are unchanged.
-    (README behaviour; the original's code, with stale type ids, overwrote the left hand.)
+    (`augment.hand_fill: missing_frames`, the README's behaviour; the original's code ran
+    `fill_hand_original`.)
     """
     x = _as_sequence(x)
     left_absent = _absent_frames(x, _LEFT_HAND)
     right_absent = _absent_frames(x, _RIGHT_HAND)
+    return _fill_hands(x, left_absent & ~right_absent, right_absent & ~left_absent)
+
+
+def fill_hand_original(x):
+    """The missing-hand fill as the original's code ran it (`augment.hand_fill: original`).
+
+    Its absence tests used type ids of an older point layout: "left hand missing" read the
+    arm points (type 5) and "right hand missing" a type (10) no point has, so it was true in
+    every frame. Hence, with the mirror image of `fill_missing_hand` (landmark k of the
+    other hand, x' = 2·x_nose − x, y and z copied):
+
+    - in every frame, the left hand's points become the mirrored right hand (where the
+      right hand is absent: x = 2·x_nose, y = z = 0);
+    - in frames whose 12 arm points all have x = 0 (the original tested x only), the right
+      hand's points also become the mirrored left hand (the left one of the input).
+
+    All other points are unchanged. `[T, 100, 3]` → `[T, 100, 3]`.
+    """
+    x = _as_sequence(x)
+    arms_absent = tf.reduce_all(tf.equal(tf.gather(x[..., 0], _ARMS, axis=1), 0.0), axis=1)
+    return _fill_hands(x, tf.ones_like(arms_absent), arms_absent)
+
+
+def _fill_hands(x, fill_left, fill_right):
+    """x with the left (right) hand's points replaced by the mirrored other hand in the
+    frames where `fill_left` (`fill_right`) bool `[T]` is true; both read the input `x`."""
     swapped = tf.gather(x, _HAND_SWAP, axis=1)
     nose_x = x[:, lm.NOSE_POINT : lm.NOSE_POINT + 1, :1]
     mirrored = tf.concat([2.0 * nose_x - swapped[..., :1], swapped[..., 1:]], axis=-1)
-    fill_left = left_absent & ~right_absent
-    fill_right = right_absent & ~left_absent
     # Per frame: [keep non-hand points, fill left points?, fill right points?] -> [T, 100].
     by_hand = tf.stack([tf.zeros_like(fill_left), fill_left, fill_right], axis=1)
     fill = tf.gather(by_hand, _HAND_OF_POINT, axis=1)
@@ -391,7 +418,8 @@ class Augmenter(tf.Module):
             x = maybe(
                 phase_one & (coins[0] < cfg.face_cutmix_p), lambda v: face_cutmix(v, partner), x
             )
-        x = maybe(phase_one & (coins[1] < cfg.hand_fill_p), fill_missing_hand, x)
+        hand_fill = fill_hand_original if cfg.hand_fill == "original" else fill_missing_hand
+        x = maybe(phase_one & (coins[1] < cfg.hand_fill_p), hand_fill, x)
         x = maybe(coins[2] < cfg.interpolate_p, interpolate_missing, x)
         x = maybe(coins[3] < cfg.flip_p, flip, x)
         angle = random_rotation_angle(rotate_seed, cfg.max_rotation_degrees)

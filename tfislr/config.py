@@ -82,6 +82,12 @@ class AugmentConfig:
     # README describes (a clip whose sign no other signer has still draws from its own).
     face_cutmix_other_signer: bool = False
     hand_fill_p: float = 0.25  # phase 1 only
+    # What the missing-hand fill does when it fires (one of HAND_FILLS, docs/recipe.md §9,
+    # §20): "original" = as the original's code ran it (stale type ids): the left hand is
+    # overwritten by the mirrored right hand in every frame, the right hand by the mirrored
+    # left one only in frames without arms; "missing_frames" = as its README describes it:
+    # only a hand absent in a frame is filled, from the present one.
+    hand_fill: str = "original"
     interpolate_p: float = 0.5
     flip_p: float = 0.5
     rotate_p: float = 0.5
@@ -218,6 +224,7 @@ def _coerce(value, annotation, key):
 
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+HAND_FILLS = ("original", "missing_frames")
 
 
 def _resolve_precision_alias(values):
@@ -365,6 +372,10 @@ def _check_keys(name, section, keys=None):
             if 0 < abs(value) < FLOAT32_TINY:
                 raise ValueError(f"{name}.{field.name} must be 0 or at least {FLOAT32_TINY:.3g} "
                                  f"in magnitude (a float32 rounds {value!r} to 0), got {value!r}")
+    if name == "augment" and section.hand_fill not in HAND_FILLS:
+        raise ValueError(
+            f"augment.hand_fill must be one of {', '.join(HAND_FILLS)}, got {section.hand_fill!r}"
+        )
     if name == "train" and section.precision not in PRECISIONS:
         raise ValueError(
             f"train.precision must be one of {', '.join(PRECISIONS)}, got {section.precision!r}"

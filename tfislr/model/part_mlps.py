@@ -9,13 +9,15 @@ from tfislr.model.initializers import (
     torch_linear_bias_initializer,
     torch_linear_kernel_initializer,
 )
-from tfislr.model.empty_batch import BatchNormalization
+from tfislr.model.ghost_batch_norm import GhostBatchNormalization
 from tfislr.model.per_frame import leading_dims, per_frame
 
 
 def _batch_norm(name, dtype_policy):
     # torch BatchNorm1d defaults: eps 1e-5, momentum 0.1 (Keras counts the other way: 0.9).
-    return BatchNormalization(
+    # Whole-batch statistics until training sets the original's per-GPU group of clips
+    # (`ghost_batch_norm.set_virtual_batch_size`); inference never depends on it.
+    return GhostBatchNormalization(
         momentum=0.9, epsilon=1e-5, dtype=dtype_policy, name=name
     )
 

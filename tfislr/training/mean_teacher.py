@@ -47,6 +47,7 @@ from tfislr import landmarks as lm
 from tfislr import timeline
 from tfislr.config import MODEL_NAMES
 from tfislr.model import modes, xla
+from tfislr.model.ghost_batch_norm import set_virtual_batch_size
 from tfislr.training import keras_adapter, losses
 from tfislr.training import schedules
 from tfislr.training.mixup import draw_mixup
@@ -530,6 +531,9 @@ def build_distiller(config, num_classes, steps_per_epoch, build_model=None):
     distilled = build_model(config.model, num_classes, max_len, distilled=True)
     for model in (student, teacher, distilled):
         _build_on_dummy(model, max_len)
+        # BatchNorm statistics per group of clips: the original's per-GPU batch on any
+        # replica count (tfislr/model/ghost_batch_norm.py).
+        set_virtual_batch_size(model, train.batch_group_size)
     distiller = MeanTeacherDistiller(
         student, teacher, distilled,
         MeanTeacherConfig.from_config(config, num_classes, total_steps),
