@@ -179,4 +179,4 @@ def test_the_headless_notebook_command_is_one_jupyter_execute_takes():
         # --output is relative to the notebook's folder: the copy lands in runs/, git-ignored.
         written = (REPO / notebook).parent / app.output_base
         assert written.resolve().parent == REPO / "runs"
-    assert "runs/" in (REPO / ".gitignore").read_text().splitlines()
+    assert "/runs/" in (REPO / ".gitignore").read_text().splitlines()
