@@ -11,7 +11,7 @@ import tomllib
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
 
 # Run before the command: any import of TensorFlow or Keras fails, as in an environment

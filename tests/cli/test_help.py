@@ -12,7 +12,7 @@ import pytest
 
 from tfislr.cli.help import HelpFormatter
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
 # What argparse shows for an option that was left out: the help must say what that means.
 EMPTY_DEFAULT = re.compile(r"\(default: (None|False|True|\[\]|)\)")

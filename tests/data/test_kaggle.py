@@ -290,7 +290,7 @@ def test_read_train_csv(layout):
 
 def test_read_train_csv_parses_each_content_once(layout, monkeypatch):
     """The same bytes and sign map are parsed once; each caller gets its own copy, and
-    another sign map (or other bytes: test_train_cli) is parsed again."""
+    another sign map (or other bytes: tests/training/test_run.py) is parsed again."""
     monkeypatch.setattr(kaggle, "_PARSED", {})
     parsed = []
     parse = kaggle._parse_train_csv

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from layer_harness import run_layer_test
+from test_case import run_layer_test
 from tfislr.config import load_config
 from tfislr.model import ISLRClassifier, build_classifier, parameter_groups
 

@@ -3,7 +3,7 @@ global batch is smaller than the replica count giving the same metrics on 1 and 
 
 The layers themselves are checked at B = 0 by the layer harness (check 8). Logical CPU
 devices must be configured before TF initialises, so the replica runs happen in fresh
-subprocesses (this file is also the worker: `python tests/test_empty_batch.py ...`).
+subprocesses (this file is also the worker: `python tests/model/test_empty_batch.py ...`).
 """
 
 import json
@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 NUM_CLASSES = 5
 MAX_LEN = 10
 EVAL_GLOBAL_BATCH = 6

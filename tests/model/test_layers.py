@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from layer_harness import run_layer_test
+from test_case import run_layer_test
 from tfislr import landmarks as lm
 from tfislr.model import (
     DebertaEncoder,

@@ -29,7 +29,7 @@ def _inputs(max_len=8, batch=2, seed=0):
 
 @pytest.mark.parametrize("name", MIXED)
 def test_float32_model_is_an_exact_full_precision_copy(policy, name):
-    from test_export import small_model
+    from tiny_exports import small_model
 
     policy(name)
     mixed = small_model(max_len=8)
@@ -55,7 +55,7 @@ def test_float32_model_is_an_exact_full_precision_copy(policy, name):
                                   "mixed_bfloat16"])
 def test_mixed_precision_run_exports_and_passes_its_checks(policy, tmp_path, name):
     """Saved under a mixed policy, loaded from its run dir, exported: parity and edge inputs."""
-    from test_export import small_model, write_run
+    from tiny_exports import small_model, write_run
 
     from tfislr.export import PARITY_TOLERANCE, export_ensemble
 
@@ -94,7 +94,7 @@ def test_precision_choices_and_the_boolean_alias(tmp_path):
 @pytest.mark.parametrize("name, scaled", [("float32", False), ("mixed_float16", True),
                                           ("mixed_bfloat16", False)])
 def test_loss_scaling_only_for_float16(policy, name, scaled):
-    from test_export import small_model
+    from tiny_exports import small_model
 
     from tfislr.config import load_config
     from tfislr.training.optimizers import make_optimizer

@@ -5,7 +5,7 @@ under mixed_bfloat16 has a GPU kernel for every op and no float64.
 
 XLA's compilations are counted from TF's own log (`device_compiler` VLOG), which TF reads
 only at start-up, so the run happens in a fresh subprocess (this file is also the worker:
-`python tests/test_xla.py compile-count`).
+`python tests/model/test_xla.py compile-count`).
 """
 
 import json
@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 EPOCHS = 4  # the distilled model switches to inference mode at 0-based epoch 2
 STEPS_PER_EPOCH = 3
 
@@ -32,7 +32,7 @@ def _compile_count_worker(strategy_name="default"):
     import numpy as np
     import tensorflow as tf
 
-    from test_mean_teacher import NUM_CLASSES, make_distiller, make_views
+    from tiny_models import NUM_CLASSES, make_distiller, make_views
     from tfislr.training import mean_teacher
 
     traces = []

@@ -16,7 +16,7 @@ from tfislr import blend as blend_lib
 from tfislr.runs.oof import OutOfFold, accuracy_by_fold, read_oof, write_oof
 from subprocess_runs import backed_up_epoch, env, run_until_killed
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def fake_oof(seed=0, sizes=(5, 9, 3), num_signs=4, info=None):
@@ -230,7 +230,7 @@ def test_each_folds_prediction_traces_its_own_function_once(tensorflow_messages)
 
 
 # ------------------------------------------------------------------ a real CV (in-process)
-# Tiny but complete (as in test_train_cli): every part of the recipe runs.
+# Tiny but complete (as in subprocess_runs.TINY): every part of the recipe runs.
 TINY = [
     "data.global_batch_size=8", "train.batch_group_size=8", "model.dense_dim=16", "model.transfo_dim=32",
     "model.distill_dense_dim=16", "model.distill_transfo_dim=32", "model.num_heads=4",
@@ -241,7 +241,7 @@ TINY = [
 @pytest.fixture(scope="module")
 def cv_run(synthetic_data_dir, tmp_path_factory):
     """A 3-fold CV, one epoch a fold, with the stand-in classifier (fast)."""
-    from test_mean_teacher import build_tiny
+    from tiny_models import build_tiny
     from tfislr.config import load_config
     from tfislr.training.cross_validation import cross_validate
 
@@ -262,7 +262,7 @@ def test_each_folds_functions_trace_once_and_tf_sees_no_retracing(synthetic_data
     traces are close together among TF's last 10 calls)."""
     import collections
 
-    from test_mean_teacher import build_tiny
+    from tiny_models import build_tiny
     from tfislr.config import load_config
     from tfislr.training import mean_teacher
     from tfislr.training.cross_validation import cross_validate
@@ -338,7 +338,7 @@ def test_a_finished_cv_is_not_rerun_and_configs_must_match(cv_run, synthetic_dat
 @pytest.fixture(scope="module")
 def cv_run_short(synthetic_data_dir, tmp_path_factory):
     """A second config of the same data (max_len 12): the other member of a blend."""
-    from test_mean_teacher import build_tiny
+    from tiny_models import build_tiny
     from tfislr.config import load_config
     from tfislr.training.cross_validation import cross_validate
 

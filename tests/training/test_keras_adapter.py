@@ -40,7 +40,7 @@ def test_the_private_hooks_exist_in_the_installed_keras():
 
 
 def test_pyproject_admits_only_the_checked_versions():
-    pyproject = (pathlib.Path(__file__).parents[1] / "pyproject.toml").read_text()
+    pyproject = (pathlib.Path(__file__).parents[2] / "pyproject.toml").read_text()
     (spec,) = re.findall(r'"keras([^"]*)"', pyproject)
     lowest, upper = min(keras_adapter.KERAS_CHECKED), max(keras_adapter.KERAS_CHECKED)
     major, minor, _ = upper.split(".")

@@ -1,6 +1,6 @@
 """A two-worker run (MultiWorkerMirroredStrategy, two processes on localhost CPU) killed
 mid-way resumes with the same command and ends bitwise where an uninterrupted two-worker
-run ends (as tests/test_train_cli.py checks for one process)."""
+run ends (as tests/training/test_run.py checks for one process)."""
 
 import json
 import subprocess
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from subprocess_runs import REPO, backed_up_epoch, env, run_until_killed
-from test_train_cli import TINY, _cli, _free_ports, _history_epochs, _weights_files
+from subprocess_runs import TINY, free_ports, history_epochs, train_command, weights_files
 
 EPOCHS = 2
 
@@ -56,19 +56,19 @@ def test_a_killed_two_worker_run_resumes_to_the_uninterrupted_run(synthetic_data
                "--strategy", "multi_worker", "--verbose", 2,
                *sum((["--set", s] for s in overrides), [])]
     run_dir, straight_dir = tmp_path / "run", tmp_path / "straight"
-    command = _cli(*options, "--run-dir", run_dir)
-    envs = _worker_envs([f"127.0.0.1:{port}" for port in _free_ports(2)])
+    command = train_command(*options, "--run-dir", run_dir)
+    envs = _worker_envs([f"127.0.0.1:{port}" for port in free_ports(2)])
 
     # The uninterrupted reference trains alongside (its own cluster, its own ports).
     straight_log = tmp_path / "straight.log"  # a file: a full pipe would stall the run
     with straight_log.open("w") as log:
-        straight = _start(_cli(*options, "--run-dir", straight_dir),
-                          _worker_envs([f"127.0.0.1:{port}" for port in _free_ports(2)]), log)
+        straight = _start(train_command(*options, "--run-dir", straight_dir),
+                          _worker_envs([f"127.0.0.1:{port}" for port in free_ports(2)]), log)
     try:
         # Both workers killed once the chief has backed up epoch 0 (inside epoch 1).
         run_until_killed(command, lambda: backed_up_epoch(run_dir) is not None, envs=envs)
         assert not (run_dir / "metrics.json").exists()
-        assert _history_epochs(run_dir) == [1]  # 1-based, like the checkpoints
+        assert history_epochs(run_dir) == [1]  # 1-based, like the checkpoints
         # The same command again on both workers (same cluster, same ports).
         resumed_log = tmp_path / "resumed.log"
         with resumed_log.open("w") as log:
@@ -79,8 +79,8 @@ def test_a_killed_two_worker_run_resumes_to_the_uninterrupted_run(synthetic_data
     assert (run_dir / "finished.json").exists() and not (run_dir / "worker_1").exists()
     # Each epoch once: an epoch logged but killed before its backup is redone, and its row
     # replaced (the resume of one worker or of the cluster alike).
-    assert _history_epochs(run_dir) == _history_epochs(straight_dir) == list(range(1, EPOCHS + 1))
-    compared, expected = _weights_files(run_dir), _weights_files(straight_dir)
+    assert history_epochs(run_dir) == history_epochs(straight_dir) == list(range(1, EPOCHS + 1))
+    compared, expected = weights_files(run_dir), weights_files(straight_dir)
     assert sorted(compared) == sorted(expected) and len(compared) == 2 + 3
     for name, weights in compared.items():
         assert sorted(weights) == sorted(expected[name]) and weights, name

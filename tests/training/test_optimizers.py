@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from test_mean_teacher import _small_real_model
+from tiny_models import small_real_model
 from tfislr.config import load_config
 from tfislr.model import modes
 from tfislr.model import build_classifier
@@ -54,7 +54,7 @@ def test_weight_decay_exclusions_follow_the_original_rule():
 
 def test_weight_decay_sets_of_the_real_model():
     """Decayed: embeddings, rel tables, conv kernels, BN and input-LN gammas; not: biases, DeBERTa LN gammas."""
-    config, model = _small_real_model()
+    config, model = small_real_model()
     excluded = {v.path for v in weight_decay_exclusions(model)}
     for v in model.trainable_variables:
         name = v.path.rsplit("/", 1)[-1]

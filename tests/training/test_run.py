@@ -3,11 +3,9 @@
 import importlib.util
 import json
 import pathlib
-import socket
 import subprocess
 import sys
 
-import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,25 +14,15 @@ from tfislr.cli import cv as cv_cli
 from tfislr.config import config_from_dict, load_config
 from tfislr.training.callbacks import NonFiniteLossError, StopOnNonFiniteLoss
 from tfislr.runs.run_dir import RunDir
-from subprocess_runs import backed_up_epoch, env, run_until_killed
+from subprocess_runs import (
+    TINY, backed_up_epoch, env, h5_floats, history_epochs, run_until_killed, train_command,
+    weights_files,
+)
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("train_cli", REPO / "train.py")
 train_cli = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(train_cli)
-# Tiny but complete: every part of the recipe runs (augmentations, mixup, OUSM, soup).
-# One DeBERTa layer: what these runs check (resume, run dir, workers) does not depend on
-# the depth, and each layer adds ~8 s of graph tracing to a run (3-epoch CLI run: 66 s
-# CPU with 3 layers, 49 s with 1). test_notebook trains the three-layer stack.
-TINY = [
-    "data.global_batch_size=8", "train.batch_group_size=8", "model.dense_dim=16", "model.transfo_dim=32",
-    "model.distill_dense_dim=16", "model.distill_transfo_dim=32", "model.num_heads=4",
-    "model.transfo_layers=1", "train.soup_last_n=2", "train.mix_proba=1.0",
-]
-
-
-def _cli(*args):
-    return [sys.executable, str(REPO / "train.py"), *map(str, args)]
 
 
 # ----------------------------------------------------------------------------- CLI errors
@@ -162,16 +150,6 @@ def test_cli_turns_a_nan_stop_into_a_user_error(monkeypatch, capsys, tmp_path,
 
 
 # ----------------------------------------------------------------------- one run in-process
-def _h5_floats(path, prefix):
-    found = {}
-    with h5py.File(path, "r") as f:
-        def visit(name, obj):
-            if isinstance(obj, h5py.Dataset) and name.startswith(prefix) and obj.dtype.kind == "f":
-                found[name[len(prefix):]] = obj[()]
-        f.visititems(visit)
-    return found
-
-
 _TRAIN_ITERATORS = []  # element specs of the training iterators tiny_run's fit created
 
 
@@ -180,7 +158,7 @@ def tiny_run(synthetic_data_dir, tmp_path_factory):
     """One complete 3-epoch run with the stand-in classifier (fast), soup of the last 2."""
     import tensorflow as tf
 
-    from test_mean_teacher import build_tiny
+    from tiny_models import build_tiny
     from tfislr.training.run import train
 
     root = tmp_path_factory.mktemp("runs")
@@ -291,9 +269,9 @@ def test_soup_models_load_and_equal_the_checkpoint_mean(tiny_run):
     checkpoints = sorted((run_dir / "checkpoints").iterdir())
     for name in ("student", "teacher", "distilled"):
         model = keras.saving.load_model(run_dir / "models" / f"{name}_soup.keras")
-        saved = [_h5_floats(path, f"{name}/") for path in checkpoints]
+        saved = [h5_floats(path, f"{name}/") for path in checkpoints]
         model.save_weights(run_dir / f"{name}.check.weights.h5")
-        loaded = _h5_floats(run_dir / f"{name}.check.weights.h5", "")
+        loaded = h5_floats(run_dir / f"{name}.check.weights.h5", "")
         assert set(loaded) == set(saved[0]) and loaded
         for key, value in loaded.items():
             np.testing.assert_allclose(value, (saved[0][key] + saved[1][key]) / 2, rtol=1e-5, atol=1e-6)
@@ -315,7 +293,7 @@ def test_finished_run_dir_is_not_reused_and_configs_must_match(tiny_run, synthet
 
 
 def test_full_fit_trains_on_everything_without_validation(synthetic_data_dir, tmp_path):
-    from test_mean_teacher import build_tiny
+    from tiny_models import build_tiny
     from tfislr.training.run import train
 
     config = load_config("demo", TINY + ["train.epochs=1", f"data.prepared_dir={tmp_path / 'prepared'}"])
@@ -337,7 +315,7 @@ def test_a_crash_after_the_soup_models_is_finished_by_resume(synthetic_data_dir,
                                                              monkeypatch):
     """Killed between the soup models and metrics.json: unfinished for export and resume
     alike; resuming skips the fit and finishes with the same numbers."""
-    from test_mean_teacher import build_tiny
+    from tiny_models import build_tiny
     from tfislr.export import latest_run
     from tfislr.training import run as run_lib
 
@@ -435,11 +413,6 @@ def test_train_and_cv_start_up_parse_train_csv_once(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------ subprocess runs
-def _history_epochs(run_dir):
-    path = run_dir / "history.csv"
-    return pd.read_csv(path)["epoch"].tolist() if path.exists() else []
-
-
 @pytest.mark.slow
 @pytest.mark.ci
 @pytest.mark.timeout(2700)  # three 3-epoch runs: killed, resumed, uninterrupted
@@ -460,7 +433,7 @@ def test_killed_run_resumes_and_finishes(synthetic_data_dir, tmp_path):
     straight_dir = tmp_path / "straight" / "20260101-000001"
     straight_log = tmp_path / "straight.log"  # a file: a full pipe would stall the run
     with straight_log.open("w") as log:
-        straight = subprocess.Popen(_cli(*options, "--run-dir", straight_dir), cwd=REPO,
+        straight = subprocess.Popen(train_command(*options, "--run-dir", straight_dir), cwd=REPO,
                                     env=env(), stdout=log, stderr=subprocess.STDOUT)
     try:
         _kill_and_resume(options, runs, run_dir)
@@ -471,11 +444,11 @@ def test_killed_run_resumes_and_finishes(synthetic_data_dir, tmp_path):
     # Bitwise the uninterrupted run: every random state of the step came back with the
     # weights (a missing one, e.g. the dropout seed generators, moves weights by ~1e-3).
     assert straight.returncode == 0, straight_log.read_text()[-6000:]
-    compared = _weights_files(run_dir)
-    assert sorted(compared) == sorted(_weights_files(straight_dir))
+    compared = weights_files(run_dir)
+    assert sorted(compared) == sorted(weights_files(straight_dir))
     assert len(compared) == 2 + 3  # checkpoints of epochs 2 and 3, three soup models
     for name, resumed_weights in compared.items():
-        expected = _weights_files(straight_dir)[name]
+        expected = weights_files(straight_dir)[name]
         assert sorted(resumed_weights) == sorted(expected) and resumed_weights, name
         for key, value in expected.items():
             np.testing.assert_array_equal(resumed_weights[key], value, err_msg=f"{name}: {key}")
@@ -483,21 +456,21 @@ def test_killed_run_resumes_and_finishes(synthetic_data_dir, tmp_path):
 
 def _kill_and_resume(options, runs, run_dir):
     """Runs the CLI with `options` into `run_dir`, kills it in its last epoch, resumes it."""
-    command = _cli(*options, "--run-dir", run_dir)
+    command = train_command(*options, "--run-dir", run_dir)
     # Kill once epoch 1 (0-based) is backed up, i.e. during epoch 2.
     run_until_killed(command, lambda: (backed_up_epoch(run_dir) or 0) >= 1, timeout=600)
     assert not (run_dir / "metrics.json").exists()
-    killed_at = _history_epochs(run_dir)
+    killed_at = history_epochs(run_dir)
     assert killed_at in ([1], [1, 2])
 
     # What a user reruns: the same command with --resume finds the unfinished run.
-    resume_command = _cli(*options, "--resume", "--output", runs)
+    resume_command = train_command(*options, "--resume", "--output", runs)
     resumed = subprocess.run(resume_command, cwd=REPO, env=env(), capture_output=True, text=True,
                              timeout=900)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "resuming" in resumed.stdout and str(run_dir) in resumed.stderr
     assert (run_dir / "metrics.json").exists()
-    epochs = _history_epochs(run_dir)
+    epochs = history_epochs(run_dir)
     assert epochs == [1, 2, 3]  # each epoch once, also the one redone
     # The wall time counts the killed session too, up to its last completed epoch.
     sessions = RunDir(run_dir).read_sessions()
@@ -509,40 +482,13 @@ def _kill_and_resume(options, runs, run_dir):
     assert "Epoch 1/3" not in resumed.stdout
 
 
-def _weights_files(run_dir):
-    """{relative path: {dataset: array}} of the checkpoints and the soup models of a run."""
-    import io
-    import zipfile
-
-    found = {}
-    for path in sorted((run_dir / "checkpoints").glob("*.weights.h5")):
-        found[str(path.relative_to(run_dir))] = _h5_floats(path, "")
-    for path in sorted((run_dir / "models").glob("*.keras")):
-        with zipfile.ZipFile(path) as archive:
-            found[str(path.relative_to(run_dir))] = _h5_floats(
-                io.BytesIO(archive.read("model.weights.h5")), "")
-    return found
-
-
-def _free_ports(count):
-    sockets, ports = [], []
-    for _ in range(count):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        sockets.append(s)
-        ports.append(s.getsockname()[1])
-    for s in sockets:
-        s.close()
-    return ports
-
-
 @pytest.mark.slow
 @pytest.mark.ci
 def test_two_process_multi_worker_run_completes_one_epoch(synthetic_data_dir, tmp_path):
-    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
     run_dir = tmp_path / "run"
     overrides = TINY + ["train.batch_group_size=4", f"data.prepared_dir={tmp_path / 'prepared'}"]
-    command = _cli(
+    command = train_command(
         "--config", "demo", "--data-dir", synthetic_data_dir, "--epochs", 1, "--run-dir", run_dir,
         "--strategy", "multi_worker", "--verbose", 2, *sum((["--set", s] for s in overrides), []),
     )
@@ -567,7 +513,7 @@ def test_two_process_multi_worker_run_completes_one_epoch(synthetic_data_dir, tm
     assert run["batch_plan"]["replicas"] == 2
     assert run["batch_plan"]["per_replica_batch_size"] == 4
     assert run["strategy"] in ("MultiWorkerMirroredStrategy", "CollectiveAllReduceStrategy")
-    assert _history_epochs(run_dir) == [1]
+    assert history_epochs(run_dir) == [1]
     assert (run_dir / "models" / "distilled_soup.keras").exists()
     assert (run_dir / "plots" / "confusion_matrix.png").exists()  # on any replica count
     assert not (run_dir / "worker_1").exists()  # the non-chief's files are cleaned up
@@ -576,7 +522,7 @@ def test_two_process_multi_worker_run_completes_one_epoch(synthetic_data_dir, tm
 @pytest.mark.slow  # CI reads the real sample in test_kaggle and scores it in test_evaluate
 def test_len80_trains_on_the_real_sample(real_data_dir, tmp_path):
     result = subprocess.run(
-        _cli("--config", "len80", "--data-dir", real_data_dir, "--epochs", 1, "--output", tmp_path / "runs",
+        train_command("--config", "len80", "--data-dir", real_data_dir, "--epochs", 1, "--output", tmp_path / "runs",
              "--verbose", 2, "--set", "data.global_batch_size=8", "--set", "train.batch_group_size=8",
              "--set", "train.soup_last_n=1",
              "--set", f"data.prepared_dir={tmp_path / 'prepared'}"),

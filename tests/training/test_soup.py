@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tfislr.training import soup
-from test_mean_teacher import MAX_LEN, NUM_CLASSES, build_tiny, tiny_config
+from tiny_models import MAX_LEN, NUM_CLASSES, build_tiny, tiny_config
 
 
 def _datasets(path):

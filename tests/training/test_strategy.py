@@ -1,7 +1,7 @@
 """Distribution: get_strategy, and 1 replica vs 2 logical-CPU replicas giving the same update.
 
 Logical CPU devices must be configured before TF initialises, so the replica runs happen
-in fresh subprocesses (this file is also the worker: `python tests/test_strategy.py ...`).
+in fresh subprocesses (this file is also the worker: `python tests/training/test_strategy.py ...`).
 """
 
 import json
@@ -14,7 +14,7 @@ import tempfile
 import numpy as np
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 GLOBAL_BATCH = 16
 STEPS = 3
 NUM_CLASSES = 5
@@ -31,7 +31,7 @@ def _env(xla_log=False):
 
 
 def _start_worker(*args):
-    """Starts `python tests/test_strategy.py *args`; its output goes to temporary files (a
+    """Starts `python tests/training/test_strategy.py *args`; its output goes to temporary files (a
     full pipe would stall a worker while another one is waited for)."""
     xla = args[-1].endswith("_xla")
     stdout, stderr = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
@@ -127,7 +127,7 @@ def _replica_worker(strategy_name, out_path, mode="equal"):
         return model
 
     if mode.startswith("tiny"):
-        from test_mean_teacher import build_tiny
+        from tiny_models import build_tiny
 
         def build(model_config, num_classes, max_len, distilled=False):
             model = build_tiny(model_config, num_classes, max_len, distilled=distilled)

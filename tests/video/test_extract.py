@@ -29,7 +29,7 @@ from tfislr.errors import DataError, MissingFileError
 from tfislr.video import environment, extract
 from tfislr.video.layout import landmark_table, write_landmark_file
 
-TESTS = pathlib.Path(__file__).resolve().parent
+TESTS = pathlib.Path(__file__).resolve().parents[1]
 FACE = slice(*lm.PART_ROWS["face"])
 POSE = slice(*lm.PART_ROWS["pose"])
 HANDS = list(lm.HAND_ROWS)
@@ -230,7 +230,7 @@ def exported(synthetic_data_dir, tmp_path_factory):
     signs = sign_names(read_sign_map(synthetic_data_dir))
     keras.utils.set_random_seed(1)
     # One DeBERTa layer: predicting does not depend on the depth, and each layer adds ~3 s
-    # to the conversion (test_export says where the three-layer stack is converted).
+    # to the conversion (tests/tiny_exports.py says where the three-layer stack is converted).
     config = ModelConfig(embed_dim=4, dense_dim=16, transfo_dim=32, distill_dense_dim=16,
                          distill_transfo_dim=32, transfo_layers=1, num_heads=4, drop_rate=0.0)
     model = build_classifier(config, len(signs), MAX_LEN, distilled=True)
