@@ -289,7 +289,7 @@ def test_real_sample(exported, real_data_dir, tmp_path):
         assert f"split         {scheme}" in evaluate.format_report(folded)
 
 
-@pytest.mark.slow  # slow-only for the CI budget (82 s): CI trains, exports and reads a short
+@pytest.mark.extra_large  # extra_large for the CI budget (82 s): CI trains, exports and reads a short
 # run in test_notebook, checks parity in tests/export/ and scores the real sample above
 def test_demo_run_export_matches_validation_accuracy(synthetic_data_dir, tmp_path):
     """Train (briefly) → export the distilled soup → evaluate fold 0 = training's val accuracy."""

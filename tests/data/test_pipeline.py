@@ -293,7 +293,7 @@ def test_store_lives_in_one_cpu_variable_and_survives_auto_sharding(fake):
     np.testing.assert_array_equal(ids, np.arange(40).reshape(10, 4)[1::2].ravel())
 
 
-@pytest.mark.slow
+@pytest.mark.extra_large
 def test_store_larger_than_the_2gb_graph_limit():
     """A > 2 GiB store must work: a graph constant that big could not be serialized."""
     frames_per_sequence = 2000

@@ -356,7 +356,7 @@ def test_real_sample(real_data_dir, tmp_path):
         np.testing.assert_array_equal(s.sequence(i), preprocess_numpy(frames, 25))
 
 
-@pytest.mark.slow
+@pytest.mark.extra_large
 def test_worker_processes_give_the_same_store(tmp_path):
     data = _tiny(tmp_path, sequences_per_sign=10)
     one = _prepare(data, tmp_path / "one", shard_size=5)
@@ -365,8 +365,7 @@ def test_worker_processes_give_the_same_store(tmp_path):
     assert store.read_summary(two)["num_workers"] == 2
 
 
-@pytest.mark.slow
-@pytest.mark.ci
+@pytest.mark.large
 def test_killed_run_resumes(tmp_path):
     """SIGKILL the CLI mid-run, run it again: the result equals an uninterrupted run."""
     data = _tiny(tmp_path, num_signs=6, sequences_per_sign=20)

@@ -96,7 +96,7 @@ def test_deterministic_and_seed_dependent(tmp_path):
         assert (a / path).read_bytes() == (b / path).read_bytes()
 
 
-@pytest.mark.slow
+@pytest.mark.extra_large
 def test_worker_count_does_not_change_the_output(tmp_path):
     sizes = dict(num_signs=4, num_participants=3, sequences_per_sign=40, seed=1)
     a = synthetic.write_synthetic_dataset(tmp_path / "a", num_workers=1, **sizes)

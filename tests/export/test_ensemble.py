@@ -170,8 +170,7 @@ def test_an_empty_ensemble_value_names_the_file_and_key(tmp_path, text, key):
                                  "or delete the key to use its default")
 
 
-@pytest.mark.slow
-@pytest.mark.ci
+@pytest.mark.large
 def test_full_size_ensemble_fits_kaggle_limit(tmp_path):
     """The real len25 + len80 distilled dimensions, 250 classes, fp16: <= 40 MB."""
     from tfislr.config import load_config

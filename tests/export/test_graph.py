@@ -69,8 +69,8 @@ def weight_types(model_content):
 
 @pytest.mark.parametrize(
     # int8 runs in CI through test_int8_agreement_with_fp32_is_measured (with data); this
-    # case (no data: agreement on the parity clips, no accuracy) is slow only.
-    "quantization", ["fp16", pytest.param("int8", marks=pytest.mark.slow)]
+    # case (no data: agreement on the parity clips, no accuracy) is extra_large only.
+    "quantization", ["fp16", pytest.param("int8", marks=pytest.mark.extra_large)]
 )
 def test_quantized_exports_within_documented_tolerance(tmp_path, quantization):
     path = tmp_path / f"{quantization}.tflite"

@@ -128,7 +128,7 @@ def _metrics_worker(strategy_name, sizes):
     print(json.dumps(results))
 
 
-@pytest.mark.slow
+@pytest.mark.extra_large
 def test_two_replicas_give_the_metrics_of_one_with_empty_replica_batches():
     sizes = "13,5,1"  # 13 = 6 + 6 + 1 and 1: the last global batch leaves a replica empty
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))

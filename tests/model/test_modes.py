@@ -64,8 +64,8 @@ def check_tflite(model, lengths, tolerance=1e-4, layout="training"):
 
 
 # The export traces the models in the TFLite layout: that case runs in CI; the training
-# layout converted directly (no export uses it) is slow only.
-@pytest.mark.parametrize("layout", [pytest.param("training", marks=pytest.mark.slow), "tflite"])
+# layout converted directly (no export uses it) is extra_large only.
+@pytest.mark.parametrize("layout", [pytest.param("training", marks=pytest.mark.extra_large), "tflite"])
 def test_tflite_builtins_dynamic_time_parity(layout):
     """Keras (training graph) vs the file, also for the export layout and T > max_len."""
     model = ISLRClassifier(**SMALL)
@@ -73,7 +73,7 @@ def test_tflite_builtins_dynamic_time_parity(layout):
     check_tflite(model, lengths=(1, 4, 6, 15, 2), layout=layout)
 
 
-@pytest.mark.slow
+@pytest.mark.extra_large
 @pytest.mark.parametrize("name", ["len25", "len80"])
 def test_tflite_full_size_distilled(name):
     config = load_config(name)
@@ -118,7 +118,7 @@ def test_mixed_precision_is_finite(policy):
     assert keras.config.dtype_policy().name == previous.name
 
 
-@pytest.mark.slow  # ~12 s of CPU for the XLA compile of the backward pass
+@pytest.mark.extra_large  # ~12 s of CPU for the XLA compile of the backward pass
 def test_xla_jit_compile_matches_and_trains():
     """train.jit_compile: the dynamic row window of the attention compiles under XLA."""
     model = ISLRClassifier(**{**SMALL, "transfo_layers": 1})  # one layer: compile time

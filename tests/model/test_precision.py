@@ -50,9 +50,8 @@ def test_float32_model_is_an_exact_full_precision_copy(policy, name):
     assert float32_model(copy) is copy  # already float32: no rebuild
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", [pytest.param("mixed_float16", marks=pytest.mark.ci),
-                                  "mixed_bfloat16"])
+@pytest.mark.parametrize("name", [pytest.param("mixed_float16", marks=pytest.mark.large),
+                                  pytest.param("mixed_bfloat16", marks=pytest.mark.extra_large)])
 def test_mixed_precision_run_exports_and_passes_its_checks(policy, tmp_path, name):
     """Saved under a mixed policy, loaded from its run dir, exported: parity and edge inputs."""
     from tiny_exports import small_model, write_run
@@ -134,11 +133,11 @@ def _run_and_export(data_dir, tmp_path, name):
     return report
 
 
-@pytest.mark.slow
+@pytest.mark.extra_large
 def test_mixed_float16_run_exports(synthetic_data_dir, tmp_path):
     _run_and_export(synthetic_data_dir, tmp_path, "mixed_float16")
 
 
-@pytest.mark.slow
+@pytest.mark.extra_large
 def test_mixed_bfloat16_run_exports(synthetic_data_dir, tmp_path):
     _run_and_export(synthetic_data_dir, tmp_path, "mixed_bfloat16")

@@ -101,13 +101,12 @@ def _check_compiles_once(strategy_name, replicas):
     assert not constants, constants[:5]
 
 
-@pytest.mark.slow
-@pytest.mark.ci
+@pytest.mark.large
 def test_jit_step_compiles_once_per_distilled_mode():
     _check_compiles_once("default", 1)
 
 
-@pytest.mark.slow
+@pytest.mark.extra_large
 def test_jit_step_on_two_replicas_compiles_once_per_mode_and_device():
     _check_compiles_once("cpu:2", 2)
 

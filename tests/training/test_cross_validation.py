@@ -252,7 +252,7 @@ def cv_run(synthetic_data_dir, tmp_path_factory):
     return config, cv_dir
 
 
-@pytest.mark.slow
+@pytest.mark.extra_large
 def test_each_folds_functions_trace_once_and_tf_sees_no_retracing(synthetic_data_dir, tmp_path,
                                                                    monkeypatch,
                                                                    tensorflow_messages):
@@ -288,8 +288,7 @@ def test_each_folds_functions_trace_once_and_tf_sees_no_retracing(synthetic_data
     assert not [m for m in tensorflow_messages if "retracing" in m], tensorflow_messages
 
 
-@pytest.mark.slow
-@pytest.mark.ci
+@pytest.mark.large
 def test_oof_covers_every_clip_once_with_the_runs_folds(cv_run, synthetic_data_dir):
     config, cv_dir = cv_run
     assert cv_dir.parent.name == "cv" and cv_dir.parent.parent.name == "demo"
@@ -316,7 +315,7 @@ def test_oof_covers_every_clip_once_with_the_runs_folds(cv_run, synthetic_data_d
     assert "CV" in (cv_dir / "report.txt").read_text()
 
 
-@pytest.mark.slow
+@pytest.mark.extra_large
 def test_a_finished_cv_is_not_rerun_and_configs_must_match(cv_run, synthetic_data_dir, tmp_path):
     from tfislr.config import load_config
     from tfislr.runs.cv_dir import latest_finished_cv, latest_unfinished_cv
@@ -349,7 +348,7 @@ def cv_run_short(synthetic_data_dir, tmp_path_factory):
                                   build_model=build_tiny)
 
 
-@pytest.mark.slow
+@pytest.mark.extra_large
 def test_evaluate_on_the_exported_fold_agrees_with_the_oof_blend(cv_run, cv_run_short,
                                                                  synthetic_data_dir, tmp_path):
     """The exported ensemble of fold 0's models, scored by `evaluate` on fold 0, gives the OOF
@@ -398,7 +397,7 @@ def _cv_command(data_dir, cv_dir, *extra):
             *extra]
 
 
-@pytest.mark.slow
+@pytest.mark.extra_large
 def test_a_killed_cv_resumes_between_and_inside_folds(synthetic_data_dir, tmp_path):
     cv_dir = tmp_path / "runs" / "demo" / "cv" / "20260101-000000"
     fold0, fold1 = cv_dir / "fold_0", cv_dir / "fold_1"

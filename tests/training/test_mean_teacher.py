@@ -200,7 +200,7 @@ def _use_sgd(distiller, learning_rate=0.05, jit_compile=False):
     distiller.compile(*optimizers, jit_compile=jit_compile)
 
 
-@pytest.mark.slow
+@pytest.mark.extra_large
 def test_jit_compiled_step_matches_the_graph_step():
     # SGD, not Adam: Adam's m/sqrt(v) turns rounding noise on near-zero gradients into
     # ±lr steps, which would hide a real difference behind a loose tolerance. No mixup

@@ -42,7 +42,7 @@ def _wait(processes, logs):
         assert process.returncode == 0, "".join(log.read_text()[-4000:] for log in logs)
 
 
-@pytest.mark.slow
+@pytest.mark.extra_large
 @pytest.mark.timeout(2700)  # two 2-worker runs side by side, then the resumed one
 def test_a_killed_two_worker_run_resumes_to_the_uninterrupted_run(synthetic_data_dir, tmp_path):
     from tfislr.config import load_config

@@ -413,8 +413,7 @@ def test_train_and_cv_start_up_parse_train_csv_once(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------ subprocess runs
-@pytest.mark.slow
-@pytest.mark.ci
+@pytest.mark.large
 @pytest.mark.timeout(2700)  # three 3-epoch runs: killed, resumed, uninterrupted
 def test_killed_run_resumes_and_finishes(synthetic_data_dir, tmp_path):
     from tfislr.data.prepare import ensure_store
@@ -482,8 +481,7 @@ def _kill_and_resume(options, runs, run_dir):
     assert "Epoch 1/3" not in resumed.stdout
 
 
-@pytest.mark.slow
-@pytest.mark.ci
+@pytest.mark.large
 def test_two_process_multi_worker_run_completes_one_epoch(synthetic_data_dir, tmp_path):
     workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
     run_dir = tmp_path / "run"
@@ -519,7 +517,7 @@ def test_two_process_multi_worker_run_completes_one_epoch(synthetic_data_dir, tm
     assert not (run_dir / "worker_1").exists()  # the non-chief's files are cleaned up
 
 
-@pytest.mark.slow  # CI reads the real sample in test_kaggle and scores it in test_evaluate
+@pytest.mark.extra_large  # CI reads the real sample in test_kaggle and scores it in test_evaluate
 def test_len80_trains_on_the_real_sample(real_data_dir, tmp_path):
     result = subprocess.run(
         train_command("--config", "len80", "--data-dir", real_data_dir, "--epochs", 1, "--output", tmp_path / "runs",

@@ -224,7 +224,7 @@ def test_one_and_two_replicas_give_the_same_step_fast(tmp_path):
     assert worst < 2e-5, worst
 
 
-@pytest.mark.slow  # CI runs the stand-in and the XLA variants (the step's math); this one
+@pytest.mark.extra_large  # CI runs the stand-in and the XLA variants (the step's math); this one
 # adds the real classifier's layers
 def test_one_and_two_replicas_give_the_same_weights(tmp_path):
     one, two = _one_and_two_replicas(tmp_path, "equal")
@@ -252,7 +252,7 @@ def test_one_and_two_replicas_give_the_same_step_under_xla(tmp_path):
     assert worst < 2e-5, worst
 
 
-@pytest.mark.slow
+@pytest.mark.extra_large
 def test_one_and_two_replicas_give_the_same_weights_under_xla(tmp_path):
     """The real classifier (relative-position attention, conv blocks) under XLA on 1 and 2."""
     one, two = _one_and_two_replicas(tmp_path, "equal_xla")
@@ -360,7 +360,7 @@ def test_two_cpu_replicas_run_the_step_fast(tmp_path):
     assert summary["replica_spread"] < 1e-6 and summary["moved"] > 1e-3
 
 
-@pytest.mark.slow
+@pytest.mark.extra_large
 def test_two_cpu_replicas_fit_in_a_fresh_process(tmp_path):
     """The cpu:N path with production settings: per-replica BN, distilled in inference mode."""
     summary = _last_json(_run_worker("replicas", "cpu:2", str(tmp_path / "w.npz"), "switched")[0])

@@ -550,7 +550,7 @@ def test_predict_on_a_video(extracted, exported, capsys, tmp_path):
         f"tfislr-predict: error: {(videos / 'hello' / 'bad.mp4').resolve()}: cannot be opened")
 
 
-@pytest.mark.slow
+@pytest.mark.extra_large
 def test_videos_to_prediction_end_to_end(extraction_python, synthetic_data_dir, tmp_path, capsys):
     """videos → parquet → prepare → train → export → predict, with the commands a user runs.
 
