@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from test_case import run_layer_test
+from test_case import TestCase
 from tfislr.config import load_config
 from tfislr.model import ISLRClassifier, build_classifier, parameter_groups
 
@@ -81,24 +81,25 @@ def test_parameter_counts_match_the_original(name, distilled):
     keras.backend.clear_session()
 
 
-def test_classifier_harness(tmp_path):
-    # One DeBERTa layer: the harness checks how the parts compose (every check calls the
-    # whole model; with 3 layers it took ~45 s, with 1 ~34 s). test_deberta_encoder runs it
-    # on a stack of three layers of different widths.
-    run_layer_test(
-        ISLRClassifier,
-        {**SMALL, "transfo_layers": 1},
-        small_batch(),
-        apply_classifier,
-        expected_output_shape=(3, 5),
-        padded_keys=["landmarks"],
-        per_frame_output=False,
-        deterministic_kwargs={"drop_rate": 0.0},
-        long_length=20,  # > max_len: relative positions saturate
-        tmp_path=tmp_path,
-        expected_num_trainable_weights=57,  # embedding 12, part MLPs 24, 1 x 19, head 2
-        float32_output=True,  # logits are float32 under every policy
-    )
+class TestISLRClassifier(TestCase):
+    def test_classifier_harness(self, tmp_path):
+        # One DeBERTa layer: the harness checks how the parts compose (every check calls the
+        # whole model; with 3 layers it took ~45 s, with 1 ~34 s). test_deberta_encoder runs it
+        # on a stack of three layers of different widths.
+        self.run_layer_test(
+            ISLRClassifier,
+            {**SMALL, "transfo_layers": 1},
+            small_batch(),
+            apply_classifier,
+            expected_output_shape=(3, 5),
+            padded_keys=["landmarks"],
+            per_frame_output=False,
+            deterministic_kwargs={"drop_rate": 0.0},
+            long_length=20,  # > max_len: relative positions saturate
+            tmp_path=tmp_path,
+            expected_num_trainable_weights=57,  # embedding 12, part MLPs 24, 1 x 19, head 2
+            float32_output=True,  # logits are float32 under every policy
+        )
 
 
 def test_save_load_subclassed_model_directly(tmp_path):

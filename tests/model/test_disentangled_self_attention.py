@@ -20,6 +20,8 @@ import tensorflow as tf
 from tfislr.model import DisentangledSelfAttention, log_bucket_position, relative_position_index
 from tfislr.model.modes import tflite_layout
 
+from test_case import B, T, TestCase, padding_mask, random
+
 
 def bucket_reference(r, bucket_size, max_position):
     """HF make_log_bucket_position in exact (float64) arithmetic, one integer at a time."""
@@ -224,3 +226,29 @@ def test_gradients_flow_to_every_weight():
     assert all(g is not None and np.isfinite(np.asarray(g)).all() for g in grads)
     # only the rows reachable at T=5 (bucket(+-4) + 4 -> rows 0..7 for P=4) get gradient
     assert np.abs(np.asarray(grads[-1])).sum() > 0
+
+
+# The shared layer harness (tests/test_case.py) on the layer.
+class TestDisentangledSelfAttention(TestCase):
+    def test_disentangled_self_attention(self, tmp_path):
+        buckets = 5  # T = 7 > 5 exercises the saturating buckets and the clamp
+        batch = {
+            "inputs": random(B, T, 32),
+            "rel_embeddings": random(2 * buckets, 32, seed=1),
+            "padding_mask": padding_mask(),
+        }
+        self.run_layer_test(
+            DisentangledSelfAttention,
+            {"num_heads": 4, "hidden_dim": 32, "position_buckets": buckets, "dropout": 0.1},
+            batch,
+            lambda layer, b, **kw: layer(
+                b["inputs"], b["rel_embeddings"], padding_mask=b["padding_mask"], **kw
+            ),
+            expected_output_shape=(B, T, 32),
+            padded_keys=["inputs"],
+            static_keys=["rel_embeddings"],
+            deterministic_kwargs={"dropout": 0.0},
+            long_length=23,
+            expected_num_trainable_weights=8,
+            tmp_path=tmp_path,
+        )
