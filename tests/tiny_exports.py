@@ -65,3 +65,19 @@ def write_run(run_dir, model, max_len, signs=SIGNS, name="tiny"):
     model.save(run_dir / "models" / "distilled_soup.keras")
     RunDir(run_dir).mark_finished()
     return run_dir
+
+
+def weight_types(model_content):
+    """Element types of the constant tensors (the weights) in a flatbuffer."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    model = schema.Model.GetRootAs(bytearray(model_content), 0)
+    graph = model.Subgraphs(0)
+    types = {}
+    for i in range(graph.TensorsLength()):
+        tensor = graph.Tensors(i)
+        if model.Buffers(tensor.Buffer()).DataLength() > 256:  # large constants only
+            name = names[tensor.Type()]
+            types[name] = types.get(name, 0) + 1
+    return types

@@ -12,7 +12,7 @@ from tfislr.export import ensemble as ensemble_lib
 from tfislr.export.ensemble import load_ensemble_config
 from tfislr.export.members import EnsembleMember
 
-from tiny_exports import members, small_model
+from tiny_exports import members, small_model, weight_types
 
 
 def test_int8_agreement_with_fp32_is_measured(tmp_path, synthetic_data_dir, capsys, monkeypatch):

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from tfislr.export import ExportError, checks, export_ensemble, graph
 
-from tiny_exports import members, runner_for
+from tiny_exports import members, runner_for, weight_types
 
 
 def test_output_is_mean_of_member_softmax(exported):
@@ -51,20 +51,6 @@ def test_builtins_only_conversion_names_the_op():
         graph.convert(_DeterminantModule(), "fp32")
 
 
-def weight_types(model_content):
-    """Element types of the constant tensors (the weights) in a flatbuffer."""
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
-    model = schema.Model.GetRootAs(bytearray(model_content), 0)
-    graph = model.Subgraphs(0)
-    types = {}
-    for i in range(graph.TensorsLength()):
-        tensor = graph.Tensors(i)
-        if model.Buffers(tensor.Buffer()).DataLength() > 256:  # large constants only
-            name = names[tensor.Type()]
-            types[name] = types.get(name, 0) + 1
-    return types
 
 
 @pytest.mark.parametrize(

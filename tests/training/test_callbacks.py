@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tfislr.training import callbacks as cb
+from tfislr.training.callbacks import NonFiniteLossError, StopOnNonFiniteLoss
 
 
 def _model(seed=0):
@@ -222,3 +223,16 @@ def test_the_wall_time_sums_every_session_of_a_resumed_run(tmp_path):
     seconds = [s["seconds"] for s in sessions]
     assert 30 <= seconds[0] < 60 and 20 <= seconds[1] < 30 and 5 <= seconds[2] < 15
     assert all(s["started_at"] < t["started_at"] for s, t in zip(sessions, sessions[1:]))
+
+
+def test_nan_loss_stops_naming_epoch_and_step():
+    callback = StopOnNonFiniteLoss(steps_per_epoch=10)
+
+    class Model:
+        stop_training = False
+
+    callback.set_model(Model())
+    callback.on_epoch_begin(2)
+    callback.on_train_batch_end(3, {"loss": 1.5})
+    with pytest.raises(NonFiniteLossError, match=r"epoch 3, step 5 of 10 \(global step 25\)"):
+        callback.on_train_batch_end(4, {"loss": float("nan"), "student_loss": 1.0})
