@@ -11,12 +11,14 @@
    the same weights the same outputs;
 6. one `fit` step of a functional wrapper runs, the loss is finite and weights move;
 7. `.keras` save / load of the wrapper gives identical outputs;
-8. an empty batch (`run_empty_batch_test`; B = 0, as a replica gets from a last global batch smaller than the
-   replica count): eager and graph calls in both modes give `[0, ...]` of the right trailing
-   shape, the training gradient has every variable's shape, and no state (BatchNorm
-   statistics, seed generators aside) changes or turns non-finite;
-9. precision (keras-hub's check, `run_precision_test`): under `mixed_float16` and `mixed_bfloat16` every sublayer
-   takes the policy, variables stay float32, outputs are finite and close to float32's;
+8. an empty batch (`run_empty_batch_test`; B = 0, as a replica gets from a last global
+   batch smaller than the replica count): eager and graph calls in both modes give
+   `[0, ...]` of the right trailing shape, the training gradient has every variable's
+   shape, and no state (BatchNorm statistics, seed generators aside) changes or turns
+   non-finite;
+9. precision (keras-hub's check, `run_precision_test`): under `mixed_float16` and
+   `mixed_bfloat16` every sublayer takes the policy, variables stay float32, outputs are
+   finite and close to float32's;
 10. the number of trainable weights (`expected_num_trainable_weights`).
 
 Inputs are a flat dict of named numpy arrays; `apply(layer, batch, **call_kwargs)` maps it

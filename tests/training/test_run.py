@@ -13,7 +13,8 @@ from tfislr.config import config_from_dict, load_config
 from tfislr.runs.run_dir import RunDir
 
 from subprocess_runs import (
-    TINY, backed_up_epoch, env, free_ports, h5_floats, history_epochs, run_until_killed, train_command, weights_files,
+    TINY, backed_up_epoch, env, free_ports, h5_floats, history_epochs, run_until_killed,
+    train_command, weights_files,
 )
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
