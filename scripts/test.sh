@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the dev requirements into .venv (once) and runs the test suite.
-# Default: the fast tests plus the representative slow ones marked `ci`.
+# Default: the quick suite plus the tests marked `large` (`--run_large`), as CI runs it.
 # It also creates the extraction environment .venv-extract (scripts/extract_env.sh, once,
 # ~2.5 min) so the video tests run instead of skipping; TFISLR_NO_EXTRACT_ENV=1 leaves it out
 # (the video tests then skip; nothing else needs it).
-# Extra arguments go to pytest instead, e.g. `scripts/test.sh -m slow` or `scripts/test.sh tests`.
+# Extra arguments go to pytest instead, e.g. `scripts/test.sh --run_extra_large` (every test)
+# or `scripts/test.sh tests/export` (that folder's quick suite).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
@@ -16,6 +17,6 @@ if [ "${TFISLR_NO_EXTRACT_ENV:-0}" != 1 ]; then
   bash scripts/extract_env.sh
 fi
 if [ "$#" -eq 0 ]; then
-  set -- -m "not slow or ci"
+  set -- --run_large
 fi
 exec .venv/bin/python -m pytest "$@"

@@ -1,4 +1,6 @@
-"""Shared test fixtures: the real-data sample (skips when absent) and small synthetic sets."""
+"""Shared test fixtures: the real-data sample (skips when absent) and small synthetic sets; the
+`--run_large` / `--run_extra_large` options without which the `large` / `extra_large` tests
+are left out."""
 
 import os
 import pathlib
@@ -7,6 +9,45 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import pytest
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run_large", action="store_true", default=False,
+                     help="also run the tests marked `large` (what CI runs beyond the quick suite)")
+    parser.addoption("--run_extra_large", action="store_true", default=False,
+                     help="also run the tests marked `extra_large` (the longest) and `large`")
+
+
+def _left_out(config):
+    """The markers whose tests this run leaves out."""
+    if config.getoption("--run_extra_large"):
+        return ()
+    return ("extra_large",) if config.getoption("--run_large") else ("large", "extra_large")
+
+
+def pytest_report_header(config):
+    left_out = _left_out(config)
+    if left_out:
+        return (f"left out: tests marked {' and '.join(left_out)} "
+                f"(--run_large adds `large`, --run_extra_large adds both)")
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deselects `large` tests without --run_large or --run_extra_large and `extra_large` tests
+    without --run_extra_large (keras-hub's opt-in markers), so a bare `pytest` is the quick
+    suite and `--collect-only` counts what would run."""
+    left_out = _left_out(config)
+    if not left_out:
+        return
+    kept, dropped = [], []
+    for item in items:
+        marked = any(item.get_closest_marker(name) is not None for name in left_out)
+        (dropped if marked else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
 
 REAL_DATA_DIR = pathlib.Path(
     os.environ.get(

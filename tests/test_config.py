@@ -220,8 +220,7 @@ def _numeric_keys():
                 yield f"{section}.{field.name}", hints[field.name]
 
 
-@pytest.mark.slow  # two trainings
-@pytest.mark.ci
+@pytest.mark.large  # two trainings
 def test_every_numeric_key_at_its_extremes_is_rejected_at_load_or_runs(synthetic_data_dir,
                                                                        tmp_path):
     """Each numeric key at each extreme is refused when the config loads (a ConfigError,

@@ -23,7 +23,7 @@ def small_model(num_classes):
 
     keras.utils.set_random_seed(1)
     # One DeBERTa layer: scoring does not depend on the depth, and each layer adds ~3 s to
-    # a conversion (test_export says where the three-layer stack is converted).
+    # a conversion (tests/tiny_exports.py says where the three-layer stack is converted).
     config = ModelConfig(embed_dim=4, dense_dim=16, transfo_dim=32, distill_dense_dim=16,
                          distill_transfo_dim=32, transfo_layers=1, num_heads=4, drop_rate=0.0)
     return build_classifier(config, num_classes, MAX_LEN, distilled=True)
@@ -303,8 +303,8 @@ def test_real_sample(exported, real_data_dir, tmp_path):
         assert f"split         {scheme}" in evaluate.format_report(folded)
 
 
-@pytest.mark.slow  # slow-only for the CI budget (82 s): CI trains, exports and reads a short
-# run in test_notebook, checks parity in test_export and scores the real sample above
+@pytest.mark.extra_large  # extra_large for the CI budget (82 s): CI trains, exports and reads a short
+# run in test_notebook, checks parity in tests/export/ and scores the real sample above
 def test_demo_run_export_matches_validation_accuracy(synthetic_data_dir, tmp_path):
     """Train (briefly) → export the distilled soup → evaluate fold 0 = training's val accuracy."""
     from tfislr.config import load_config

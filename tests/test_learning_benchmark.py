@@ -42,7 +42,7 @@ def test_summary_and_comparison_statistics():
     assert difference["second_half_epochs_b_above_a"] == 2
 
 
-@pytest.mark.slow
+@pytest.mark.extra_large
 @pytest.mark.timeout(2700)  # generates and prepares the 960-clip set, then trains; over 20
 # minutes when the machine is loaded
 def test_a_short_benchmark_run_records_every_epoch_of_the_three_models(tmp_path):

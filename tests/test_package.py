@@ -54,8 +54,7 @@ def test_shipped_configs_by_name_and_by_their_old_path():
     assert not (REPO / "configs").exists()
 
 
-@pytest.mark.slow
-@pytest.mark.ci
+@pytest.mark.large
 def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     """`pip wheel` → install into a folder of its own → from another folder, `tfislr-model
     --config len80` prints the original's parameter counts and `tfislr-train --help` answers.

@@ -32,8 +32,7 @@ def test_keep_line_rules():
     assert runtime.keep_line(info, 0, gpu_driver=False)
 
 
-@pytest.mark.slow
-@pytest.mark.ci
+@pytest.mark.large
 @pytest.mark.skipif(runtime.has_nvidia_driver(), reason="this machine has an NVIDIA driver")
 def test_entry_point_start_up_is_quiet_but_real_errors_show():
     # Without start_tensorflow the probe prints the cuInit line here: the check can fail.
