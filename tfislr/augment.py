@@ -327,6 +327,7 @@ class Augmenter(tf.Module):
     `augmenter(landmarks, partner, seed, phase=None)`: `landmarks` float32 `[T, 100, 3]`, `partner`
     `[T2, 100, 3]` (a sequence of the same sign for face CutMix, or None to never CutMix),
     `seed` int32 `[2]` → float32 `[T', 100, 3]`, `T' <= T` (only the crop shortens).
+    `views` augments several views of one clip at once (the pipeline's path), identically.
     Each step fires on its own draw, in this order:
 
     phase 1 (strength 3): face CutMix → missing-hand fill → interpolate → flip → rotate →

@@ -211,6 +211,8 @@ def make_train_dataset(
         augmenter: callable `(landmarks [T,100,3], partner [T2,100,3], seed int32 [2]) ->
             [T',100,3]` with `T' <= T`, graph-safe (e.g. `tfislr.augment.Augmenter`), or None.
             With `epochs`, it is also passed `phase=augmenter.phase_of_epoch(epoch, epochs)`.
+            An augmenter with a `views` method (`Augmenter.views`) is given all views of a
+            clip at once, its partners as callables read only when used.
         num_views: 1..3 views, named `VIEW_NAMES[:num_views]`.
         drop_remainder: drop the last incomplete batch of each epoch (static batch size).
         epoch_counter: int64 variable from `make_epoch_counter`. Without `repeat` each
