@@ -359,6 +359,32 @@ def test_augmenter_deterministic_per_seed_and_different_across_seeds():
         assert np.isfinite(out).all()
 
 
+def test_views_equal_one_call_per_view_bit_for_bit_and_read_partners_only_for_cutmix():
+    """`Augmenter.views` (shared interpolation, lazy partners) gives each view exactly what
+    `__call__` gives it; a partner is read only when that view's CutMix fires."""
+    aug = augment.Augmenter()
+    x = make_sequence(40, seed=1, missing=0.2)
+    partners = [make_sequence(33 + v, seed=2 + v) for v in range(3)]
+    for phase in (1, 2):
+        for first in range(0, 48, 3):  # 16 clips x 3 views: every branch mix occurs
+            seeds = [tf.constant([first + v, 9]) for v in range(3)]
+            reads = []
+
+            def reader(v):
+                def read():
+                    reads.append(v)
+                    return partners[v]
+                return read
+
+            views = aug.views(x, [reader(v) for v in range(3)], seeds, phase=phase)
+            for v, view in enumerate(views):
+                expected = aug(x, partners[v], seeds[v], phase=phase).numpy()
+                assert view.numpy().tobytes() == expected.tobytes()
+            coins = [augment.Augmenter._draws(s)[0][0].numpy() for s in seeds]
+            fired = [v for v in range(3) if phase == 1 and coins[v] < aug.config.face_cutmix_p]
+            assert reads == fired
+
+
 def test_augmenter_disabled_is_identity():
     aug = augment.Augmenter(dataclasses.replace(AugmentConfig(), enabled=False))
     x = make_sequence(30, missing=0.2)

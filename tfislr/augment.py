@@ -354,6 +354,7 @@ class Augmenter(tf.Module):
     `augmenter(landmarks, partner, seed, phase=None)`: `landmarks` float32 `[T, 100, 3]`, `partner`
     `[T2, 100, 3]` (a sequence of the same sign for face CutMix, or None to never CutMix),
     `seed` int32 `[2]` → float32 `[T', 100, 3]`, `T' <= T` (only the crop shortens).
+    `views` augments several views of one clip at once (the pipeline's path), identically.
     Each step fires on its own draw, in this order:
 
     phase 1 (strength 3): face CutMix → missing-hand fill → interpolate → flip → rotate →
@@ -405,22 +406,81 @@ class Augmenter(tf.Module):
             return x
         if seed is None:
             raise ValueError("Augmenter needs a seed: an int32 tensor of shape [2]")
-        cfg = self.config
+        return self._augment(x, partner, seed, phase)
+
+    def views(self, landmarks, partners, seeds, phase=None):
+        """Several views of one clip: `[self(landmarks, p(), s, phase) for p, s in
+        zip(partners, seeds)]`, the same tensors bit for bit, for less work.
+
+        `partners` are zero-argument callables returning each view's CutMix partner
+        `[T2, 100, 3]` (or None), called only when that view's CutMix fires; `seeds` int32
+        `[2]` tensors. Views whose interpolation fires on the clip as read (no CutMix or
+        hand fill before it) share one `interpolate_missing(landmarks)`.
+        """
+        x = _as_sequence(landmarks, "landmarks")
+        if not self.config.enabled:
+            return [x for _ in seeds]
+        phase_one = self._phase_one(phase)
+        plain = []
+        for partner, seed in zip(partners, seeds):
+            coins = self._draws(seed)[0]
+            plain.append(
+                (coins[2] < self.config.interpolate_p)
+                & ~self._modifies_input(coins, phase_one, partner is not None)
+            )
+        shared = tf.cond(tf.reduce_any(tf.stack(plain)), lambda: interpolate_missing(x),
+                         lambda: x)
+        return [self._augment(x, partner, seed, phase, interpolated=shared)
+                for partner, seed in zip(partners, seeds)]
+
+    def _phase_one(self, phase):
+        return tf.equal(self.phase if phase is None else tf.cast(phase, tf.int32), 1)
+
+    @staticmethod
+    def _draws(seed):
+        """(8 uniform coins, one per step; rotate, crop and scale seeds) of a view's seed."""
         coin_seed, rotate_seed, crop_seed, scale_seed = _split(_as_seed(seed), 4)
-        # One uniform draw per step decides whether it fires.
         coins = tf.unstack(tf.random.stateless_uniform([8], seed=coin_seed), num=8)
-        phase_one = tf.equal(self.phase if phase is None else tf.cast(phase, tf.int32), 1)
+        return coins, rotate_seed, crop_seed, scale_seed
+
+    def _cutmix_fires(self, coins, phase_one, has_partner):
+        if not has_partner or self.config.face_cutmix_p <= 0:
+            return tf.constant(False)
+        return phase_one & (coins[0] < self.config.face_cutmix_p)
+
+    def _modifies_input(self, coins, phase_one, has_partner):
+        """bool []: CutMix or the hand fill runs before interpolation."""
+        return self._cutmix_fires(coins, phase_one, has_partner) | (
+            phase_one & (coins[1] < self.config.hand_fill_p)
+        )
+
+    def _augment(self, x, partner, seed, phase, interpolated=None):
+        """One view; `partner` a tensor, a zero-argument callable (read only when CutMix
+        fires) or None; `interpolated`, if given, is `interpolate_missing(x)`."""
+        cfg = self.config
+        coins, rotate_seed, crop_seed, scale_seed = self._draws(seed)
+        phase_one = self._phase_one(phase)
 
         def maybe(fires, fn, x):
             return tf.cond(fires, lambda: fn(x), lambda: x)
 
-        if partner is not None and cfg.face_cutmix_p > 0:
+        has_partner = partner is not None
+        if has_partner and cfg.face_cutmix_p > 0:
+            read = partner if callable(partner) else lambda: partner
             x = maybe(
-                phase_one & (coins[0] < cfg.face_cutmix_p), lambda v: face_cutmix(v, partner), x
+                self._cutmix_fires(coins, phase_one, True), lambda v: face_cutmix(v, read()), x
             )
         hand_fill = fill_hand_original if cfg.hand_fill == "original" else fill_missing_hand
         x = maybe(phase_one & (coins[1] < cfg.hand_fill_p), hand_fill, x)
-        x = maybe(coins[2] < cfg.interpolate_p, interpolate_missing, x)
+        if interpolated is None:
+            x = maybe(coins[2] < cfg.interpolate_p, interpolate_missing, x)
+        else:  # the clip as read was interpolated once for every view
+            modified = self._modifies_input(coins, phase_one, has_partner)
+            x = maybe(
+                coins[2] < cfg.interpolate_p,
+                lambda v: tf.cond(modified, lambda: interpolate_missing(v), lambda: interpolated),
+                x,
+            )
         x = maybe(coins[3] < cfg.flip_p, flip, x)
         angle = random_rotation_angle(rotate_seed, cfg.max_rotation_degrees)
         x = maybe(coins[4] < cfg.rotate_p, lambda v: rotate(v, angle), x)

@@ -211,6 +211,8 @@ def make_train_dataset(
         augmenter: callable `(landmarks [T,100,3], partner [T2,100,3], seed int32 [2]) ->
             [T',100,3]` with `T' <= T`, graph-safe (e.g. `tfislr.augment.Augmenter`), or None.
             With `epochs`, it is also passed `phase=augmenter.phase_of_epoch(epoch, epochs)`.
+            An augmenter with a `views` method (`Augmenter.views`) is given all views of a
+            clip at once, its partners as callables read only when used.
         num_views: 1..3 views, named `VIEW_NAMES[:num_views]`.
         drop_remainder: drop the last incomplete batch of each epoch (static batch size).
         epoch_counter: int64 variable from `make_epoch_counter`. Without `repeat` each
@@ -327,12 +329,18 @@ def _element_fn(store, indices, max_len, base_seed, augmenter, names, cutmix_oth
             # Fully mixed seeds: views 0..V-1 for the augmenter, V..2V-1 for the partners.
             seeds = tf.random.experimental.stateless_split(sample_seed, num=2 * len(VIEW_NAMES))
             phase = {} if epochs is None else {"phase": augmenter.phase_of_epoch(epoch, epochs)}
-            views = {}
-            for v, name in enumerate(names):
-                view_seed = seeds[v]
-                other = sequence(partner(position, seeds[len(VIEW_NAMES) + v]))
-                out = augmenter(x, other, tf.cast(view_seed, tf.int32), **phase)
-                views[name] = _pad(out, max_len)
+            view_seeds = [tf.cast(seeds[v], tf.int32) for v in range(len(names))]
+            # A partner is read only when needed: by an augmenter with `views` (see
+            # `Augmenter.views`), only if that view's CutMix fires.
+            partners = [
+                lambda v=v: sequence(partner(position, seeds[len(VIEW_NAMES) + v]))
+                for v in range(len(names))
+            ]
+            if hasattr(augmenter, "views"):
+                outs = augmenter.views(x, partners, view_seeds, **phase)
+            else:
+                outs = [augmenter(x, read(), s, **phase) for read, s in zip(partners, view_seeds)]
+            views = {name: _pad(out, max_len) for name, out in zip(names, outs)}
         return views, labels[index]
 
     return element
