@@ -584,7 +584,7 @@ def test_video_file_streams_through_extraction_to_a_timeline(exported, tmp_path,
         pytest.skip(str(error))
     model, _ = exported
     video = tmp_path / "person.mp4"
-    subprocess.run([str(python), str(pathlib.Path(__file__).parent / "make_video.py"),
+    subprocess.run([str(python), str(pathlib.Path(__file__).parents[1] / "make_video.py"),
                     str(video), "--frames", "9"], check=True, timeout=300)
     before = set(tmp_path.iterdir())
     assert cli.main([str(model), str(video), "--json", "--csv", str(tmp_path / "t.csv")]) == 0
@@ -611,6 +611,6 @@ def test_the_stream_path_imports_no_tensorflow():
             "tfislr.export.runner; print(sorted(m for m in ('tensorflow', 'keras') "
             "if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=pathlib.Path(__file__).parents[1], timeout=120)
+                            cwd=pathlib.Path(__file__).parents[2], timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
