@@ -14,7 +14,7 @@ on N replicas each replica XLA-compiles only its forward and backward
 (`replica_gradients`, replica-local) on its own device; the all-reduce, clipping,
 optimizers and teacher EMA run around it as ordinary TF ops. It trains a small real
 classifier for `--steps` steps and reports the seconds of the first (compiling) step and
-the median of the others. tests/test_strategy.py checks that this path gives the same
+the median of the others. tests/training/test_strategy.py checks that this path gives the same
 weights on 1 and 2 replicas.
 """
 

@@ -9,5 +9,5 @@ over to the command here.
 
 TensorFlow loads only after the options are parsed and checked (see `command.py`), so
 `--help`, a bad option and a bad config or `--set` answer without it
-(tests/test_cli_startup.py runs them with TensorFlow unimportable).
+(tests/cli/test_command.py runs them with TensorFlow unimportable).
 """

@@ -22,7 +22,7 @@ argparse's own usage error (exit 2).
 Where TensorFlow loads: never in this wrapper. A command parses its options and checks what
 it can without TensorFlow (`--help`, a bad option, a bad config or `--set`), then calls
 `start_tensorflow()` (tfislr.runtime: quiet start-up logs) and only then imports the library
-modules that need TensorFlow, inside its `main`. tests/test_cli_help.py runs every console
+modules that need TensorFlow, inside its `main`. tests/cli/test_command.py runs every console
 script's `--help` with TensorFlow unimportable.
 """
 

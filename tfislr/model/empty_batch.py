@@ -9,7 +9,7 @@ state change; two things in TensorFlow do not on their own:
   into its moving statistics and give NaN gradients.
 
 `if_rows` runs the computation only when there are rows; the test harness
-(`tests/layer_harness.py`, check 8) runs every layer and the classifier at B = 0.
+(`tests/test_case.py`, check 8) runs every layer and the classifier at B = 0.
 """
 
 import keras

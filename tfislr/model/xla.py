@@ -13,7 +13,7 @@ code generation, not the computation.
 XLA reads `XLA_FLAGS` once, at the first compilation of the process, so this must run
 before any jit-compiled function; a value the user already gave for the flag is kept.
 XLA aborts on flags it does not know: the flag exists in the TensorFlow pinned by
-requirements.txt (tests/test_xla.py compiles with it).
+requirements.txt (tests/model/test_xla.py compiles with it).
 """
 
 import os

@@ -18,7 +18,7 @@ hands over to a plain method of the recipe:
   and `keras.src.backend.common.global_state` (Keras saves neither with the weights).
 
 These hooks were read and tested against the Keras versions in `KERAS_CHECKED`;
-`tests/test_keras_adapter.py` fails outside them, and `pyproject.toml` admits only them.
+`tests/training/test_keras_adapter.py` fails outside them, and `pyproject.toml` admits only them.
 """
 
 import keras
