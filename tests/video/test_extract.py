@@ -117,7 +117,7 @@ def test_extract_refuses_a_file_that_is_no_video_and_goes_on(monkeypatch, capsys
     for path in (clip, notes, bare):
         path.write_bytes(b"")
     calls = []
-    monkeypatch.setattr(extract, "_in_extraction_env", lambda: True)
+    monkeypatch.setattr(extract_cli, "_in_extraction_env", lambda: True)
     monkeypatch.setattr(extract, "extract", lambda inputs, out_dir, **kw: calls.append(inputs) or
                         {"extracted": 0, "already_done": 0, "skipped": [], "frames": 0,
                          "rows": 0, "signs": 0})
@@ -304,8 +304,11 @@ def test_predict_parquet_clips(exported, synthetic_data_dir, capsys, tmp_path, m
     assert capsys.readouterr().err == ""
     # Sign names from a run's signs.json list; a wrong count is a user error.
     (tmp_path / "signs.json").write_text(json.dumps(signs[:-1]))
-    assert predict_cli.main([str(model), clips[0], "--signs", str(tmp_path / "signs.json")]) == 2
+    assert predict_cli.main([str(alone), clips[0], "--signs", str(tmp_path / "signs.json")]) == 2
     assert "lists 5 signs" in capsys.readouterr().err
+    # A model whose report names its signs takes only that list (evaluate's rule too).
+    assert predict_cli.main([str(model), clips[0], "--signs", str(tmp_path / "signs.json")]) == 2
+    assert "does not match the signs" in capsys.readouterr().err
     # A sign map under any name goes through the Kaggle sign map's own checks.
     sign_map = tmp_path / "my_map.json"
     sign_map.write_text(json.dumps({name: label for label, name in enumerate(signs)}))
