@@ -34,6 +34,7 @@ import sys
 from tfislr.cli.command import INTERRUPTED, command, positive_int, report
 from tfislr.cli.help import HelpFormatter
 from tfislr.errors import DataError
+from tfislr.text import plural
 
 PROG = "tfislr-stream"
 
@@ -197,10 +198,11 @@ def main(argv=None):
     except DataError as error:  # a landmark file bad from some frame on: keep the signs so far
         signs += recognizer.flush()
         _output(args, signs, live, timeline, recognizer.top_k)
-        raise DataError(f"{error} (the {len(signs)} sign(s) before it are shown)") from None
+        raise DataError(f"{error} (the {plural(len(signs), 'sign')} before it are shown)") from None
     _output(args, signs, live, timeline, recognizer.top_k)
-    summary = (f"{PROG}: {recognizer.frame_count} frame(s), {recognizer.segments} "
-               f"{'window' if args.method == 'windows' else 'segment'}(s), {len(signs)} sign(s)")
+    summary = (f"{PROG}: {plural(recognizer.frame_count, 'frame')}, "
+               f"{plural(recognizer.segments, 'window' if args.method == 'windows' else 'segment')}, "
+               f"{plural(len(signs), 'sign')}")
     if recognizer.dropped:
         summary += f"; {recognizer.dropped} below --min-confidence {recognizer.min_confidence}"
     print(summary, file=sys.stderr)
@@ -212,7 +214,7 @@ def main(argv=None):
     elif handle is not None and handle.note:  # a video cut short by an unreadable frame
         code = report(PROG, DataError(handle.note))
     if interrupted:
-        print(f"{PROG}: stopped (Ctrl-C) after {recognizer.frame_count} frame(s)",
+        print(f"{PROG}: stopped (Ctrl-C) after {plural(recognizer.frame_count, 'frame')}",
               file=sys.stderr)
         return code or (0 if kind == "camera" else INTERRUPTED)
     return code

@@ -6,6 +6,7 @@ import sys
 import time
 
 from tfislr.cli.command import command
+from tfislr.text import plural
 
 PROG = "python -m tfislr.data.synthetic"
 
@@ -39,7 +40,8 @@ def main(argv=None):
         arguments.error(str(error))
     total = args.signs * args.sequences_per_sign
     print(
-        f"wrote {total} sequences ({args.signs} signs, {args.participants} participants) "
+        f"wrote {plural(total, 'sequence')} ({plural(args.signs, 'sign')}, "
+        f"{plural(args.participants, 'participant')}) "
         f"to {out} in {time.perf_counter() - start:.1f} s"
     )
 

@@ -25,6 +25,7 @@ from tfislr.export.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY, Expor
 from tfislr.export.members import (check_members_agree, member_label, resolve_member,
                                    training_data)
 from tfislr.export.runner import measure_latency
+from tfislr.text import plural
 
 # Labelled clips of a given data dir that the int8-vs-fp32 agreement runs on (both files,
 # one clip at a time: one int8 and one fp32 inference a clip; latencies in benchmarks/README.md).
@@ -171,7 +172,7 @@ def _convert(members, quantization, output_path, log):
     only ever holds a file that passed every check (an earlier good export stays in place
     when this one fails)."""
     module = graph.build_ensemble_module(members)
-    log(f"converting {len(members)} member(s) to TFLite ({quantization}) ...")
+    log(f"converting {plural(len(members), 'member')} to TFLite ({quantization}) ...")
     content = graph.convert(module, quantization)
     ops = graph.check_builtin_ops(content)
     unchecked_path = output_path.with_suffix(".unchecked.tflite")
@@ -358,7 +359,7 @@ def format_report(report):
     members = "; ".join(f"{member_label(m['name'], m['run_dir'], m['weights'])}: max_len "
                         f"{m['max_len']}, {m['num_params']:,} params" for m in report["members"])
     lines = [
-        f"wrote {report['path']} ({report['quantization']}, {len(report['members'])} member(s): "
+        f"wrote {report['path']} ({report['quantization']}, {plural(len(report['members']), 'member')}: "
         f"{members})",
         f"  size     {size['mb']:.2f} MB = {size['mib']:.2f} MiB ({size['bytes']:,} bytes), "
         f"limit {size['max_mb']} MB",
@@ -366,7 +367,7 @@ def format_report(report):
         f"  parity   max |TF - TFLite| = {parity['max_abs_diff']:.2e} "
         f"(tolerance {parity['tolerance']:g}) over {parity['num_sequences']} clips, "
         f"argmax agreement {parity['argmax_agreement']:.0%}"
-        + (f" ({len(report['parity_skipped'])} unreadable clip(s) skipped)"
+        + (f" ({plural(len(report['parity_skipped']), 'unreadable clip')} skipped)"
            if report.get("parity_skipped") else ""),
         f"  edge     finite probabilities summing to 1 for: {', '.join(report['edge_cases'])}",
         f"  latency  median {latency['median_ms']:.2f} ms, p95 {latency['p95_ms']:.2f} ms per "
