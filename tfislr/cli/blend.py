@@ -3,12 +3,14 @@ configs and compare their CV accuracy (the library side: `tfislr.blend`)."""
 
 import argparse
 import json
+import math
 import pathlib
 import sys
 
 from tfislr import atomic
 from tfislr.cli.command import command
 from tfislr.cli.help import HelpFormatter
+from tfislr.text import plural
 
 PROG = "tfislr-blend"
 DESCRIPTION = "Blend the out-of-fold predictions of several configs and compare their CV accuracy."
@@ -19,7 +21,7 @@ def parser():
                                      formatter_class=HelpFormatter)
     parser.add_argument("sources", nargs="+",
                         help="OOF files, cross-validation folders or config names")
-    parser.add_argument("--weights", type=float, nargs="+", default=None,
+    parser.add_argument("--weights", type=_weight, nargs="+", default=None,
                         help="one per source (default: equal)")
     parser.add_argument("--runs-dir", default="runs", help="where config names are looked up")
     parser.add_argument("--out", default=None, help="write the blended OOF predictions here")
@@ -27,9 +29,27 @@ def parser():
     return parser
 
 
+def _weight(text):
+    """argparse `type=` of --weights: a finite float >= 0 (all 0 is refused by the blend)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
 @command(PROG)
 def main(argv=None):
-    args = parser().parse_args(argv)
+    arguments = parser()
+    args = arguments.parse_args(argv)
+    if args.weights is not None and len(args.weights) != len(args.sources):
+        arguments.error(f"argument --weights: give one per source: "
+                        f"{plural(len(args.sources), 'source')}, "
+                        f"{plural(len(args.weights), 'weight')}")
+    if args.weights is not None and not any(args.weights):
+        arguments.error("argument --weights: not all 0")
     for output in (args.out, args.json):  # before reading the sources
         if output:
             atomic.check_writable_file(output)

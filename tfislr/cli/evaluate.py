@@ -23,7 +23,7 @@ def parser():
     parser.add_argument("--fold", type=int,
                         help="score only the signers of this fold, held out when the run validated "
                              "on it (default: every sequence)")
-    parser.add_argument("--num-folds", type=int,
+    parser.add_argument("--num-folds", type=positive_int,
                         help="rebuild the folds with this many (default: the split recorded "
                              f"with the model, else {defaults.num_folds})")
     parser.add_argument("--fold-seed", type=int,
@@ -47,7 +47,10 @@ def parser():
 
 @command(PROG)
 def main(argv=None):
-    args = parser().parse_args(argv)
+    arguments = parser()
+    args = arguments.parse_args(argv)
+    if args.num_folds == 1:  # (0 and below are refused by positive_int)
+        arguments.error("argument --num-folds: a split needs at least 2 folds, got 1")
     if args.json:  # before the scoring, not after it
         atomic.check_writable_file(args.json)
     start_tensorflow()

@@ -29,6 +29,7 @@ runs it.
 import argparse
 import dataclasses
 import pathlib
+import re
 import sys
 
 from tfislr.cli.command import INTERRUPTED, command, positive_int, report
@@ -123,8 +124,10 @@ def parse_args(argv=None):
     try:
         args.params = SegmentationParams(**{f.name: getattr(args, f.name)
                                             for f in dataclasses.fields(SegmentationParams)})
-    except ValueError as error:
-        parser.error(f"segmentation: {error}")
+    except ValueError as error:  # its field names, said as the options the user typed
+        fields = "|".join(f.name for f in dataclasses.fields(SegmentationParams))
+        parser.error(re.sub(rf"\b({fields})\b",
+                            lambda m: "--" + m.group(1).replace("_", "-"), str(error)))
     return args
 
 
