@@ -10,8 +10,7 @@ from tfislr.cli.command import USER_ERROR, command, positive_int, report, start_
 from tfislr.cli.help import HelpFormatter
 
 PROG = "tfislr-predict"
-DESCRIPTION = ("`tfislr-predict`: an exported `.tflite` + clips (landmark parquet files or "
-               "videos) → top-k signs.")
+DESCRIPTION = ("An exported .tflite + clips (landmark parquet files or videos) → top-k signs.")
 
 
 def parser():

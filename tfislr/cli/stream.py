@@ -37,7 +37,9 @@ from tfislr.cli.help import HelpFormatter
 from tfislr.errors import DataError
 from tfislr.text import plural
 
+
 PROG = "tfislr-stream"
+DESCRIPTION = "A continuous recording or a camera → a timeline of signs."
 
 # Help of each segmentation parameter (`tfislr.stream.segmentation.SegmentationParams`).
 SEGMENTATION_HELP = {
@@ -77,7 +79,7 @@ def parse_args(argv=None):
     from tfislr.stream.segmentation import SegmentationParams
     from tfislr.stream.windows import STRIDE, WINDOW, WINDOW_CONFIDENCE
 
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION,
                                      formatter_class=HelpFormatter)
     parser.add_argument("model", help="the .tflite file (tfislr-export)")
     parser.add_argument("source", help="a landmark .parquet file, a video file, or a camera "
