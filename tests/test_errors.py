@@ -413,12 +413,12 @@ def test_an_unwritable_output_is_one_line_before_any_work(capsys, tmp_path, synt
                             "--output", str(bad / "x.tflite")]) == 2
     _one_error_line(capsys, "tfislr-export", f"{bad}: cannot write here")
     assert evaluate_cli.main([str(tmp_path / "none.tflite"), "--data-dir", str(synthetic_data_dir),
-                          "--limit", "5", "--json", str(bad / "e.json")]) == 2
+                          "--limit", "5", "--json-out", str(bad / "e.json")]) == 2
     _one_error_line(capsys, "tfislr-evaluate", f"{bad}: cannot write here")
     assert evaluate_cli.main([str(tmp_path / "none.tflite"), "--data-dir", str(synthetic_data_dir),
-                          "--json", str(tmp_path)]) == 2
+                          "--json-out", str(tmp_path)]) == 2
     _one_error_line(capsys, "tfislr-evaluate", f"{tmp_path}: is a folder, not a file to write")
-    for option in ("--out", "--json"):
+    for option in ("--out", "--json-out"):
         assert blend_cli.main([str(tmp_path / "none.parquet"), option, str(bad / "b")]) == 2
         _one_error_line(capsys, "tfislr-blend", f"{bad}: cannot write here")
 

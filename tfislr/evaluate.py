@@ -1,6 +1,6 @@
 """Kaggle-style scoring of an exported .tflite on a data dir in the Kaggle layout.
 
-    tfislr-evaluate MODEL.tflite --data-dir DIR [--fold K] [--json OUT]
+    tfislr-evaluate MODEL.tflite --data-dir DIR [--fold K] [--json | --json-out OUT]
 
 Runs the file the way the competition did: one ai-edge-litert signature runner
 (`serving_default`, one thread by default), one sequence at a time, each clip read

@@ -44,6 +44,7 @@ import numpy as np
 
 from tfislr import landmarks as lm
 from tfislr.errors import DataError, MissingFileError
+from tfislr.text import plural
 
 
 PROG = "tfislr-predict"
@@ -244,7 +245,7 @@ def format_table(results):
     for result in results:
         best = "  ".join(f"{p['sign']} {p['probability']:.3f}" for p in result["top_k"])
         flag = ", no hand: no information" if result["no_information"] else ""
-        lines.append(f"{result['clip']}  ({result['frames']} frames{flag})  {best}")
+        lines.append(f"{result['clip']}  ({plural(result['frames'], 'frame')}{flag})  {best}")
     return "\n".join(lines)
 
 

@@ -2,14 +2,13 @@
 configs and compare their CV accuracy (the library side: `tfislr.blend`)."""
 
 import argparse
-import json
 import math
-import pathlib
 import sys
 
 from tfislr import atomic
 from tfislr.cli.command import command
 from tfislr.cli.help import HelpFormatter
+from tfislr.cli.json_output import add_json_options, check_json_out, emit
 from tfislr.text import plural
 
 PROG = "tfislr-blend"
@@ -25,7 +24,7 @@ def parser():
                         help="one per source (default: equal)")
     parser.add_argument("--runs-dir", default="runs", help="where config names are looked up")
     parser.add_argument("--out", default=None, help="write the blended OOF predictions here")
-    parser.add_argument("--json", default=None, help="write the report here")
+    add_json_options(parser, "the report")
     return parser
 
 
@@ -50,9 +49,9 @@ def main(argv=None):
                         f"{plural(len(args.weights), 'weight')}")
     if args.weights is not None and not any(args.weights):
         arguments.error("argument --weights: not all 0")
-    for output in (args.out, args.json):  # before reading the sources
-        if output:
-            atomic.check_writable_file(output)
+    check_json_out(args)  # before reading the sources
+    if args.out:
+        atomic.check_writable_file(args.out)
     from tfislr.blend import compare, format_table, resolve_source  # numpy and pandas, no TF
     from tfislr.runs.oof import read_oof, write_oof
 
@@ -62,13 +61,10 @@ def main(argv=None):
         named[spec if spec not in named else str(path)] = read_oof(path)
     report, blended = compare(named, args.weights)
     report["paths"] = [str(p) for p in paths]
-    print(format_table(report))
+    emit(args, report, lambda: format_table(report))
     if args.out:
         write_oof(blended, args.out)
-        print(f"blended OOF predictions: {args.out}")
-    if args.json:
-        pathlib.Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        pathlib.Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"{PROG}: blended OOF predictions written to {args.out}", file=sys.stderr)
     return 0
 
 

@@ -15,7 +15,8 @@ were chosen.
 
 Output: one line per sign (frames, seconds, top k signs with probabilities) as a table
 at the end, or as each sign is recognized with `--live` (the default for a camera); `--json`
-prints a JSON list instead, and `--csv` also writes the timeline to a file. Sign names come
+prints a JSON list instead, `--json-out` also writes it to a file (the one convention of
+`tfislr.cli.json_output`), and `--csv` writes the timeline as CSV. Sign names come
 from the export report next to the model or `--signs`, as in `tfislr-predict`.
 
 A video whose frames stop decoding, or a camera that stops, ends the stream: the signs
@@ -34,6 +35,7 @@ import sys
 
 from tfislr.cli.command import INTERRUPTED, command, positive_int, report
 from tfislr.cli.help import HelpFormatter
+from tfislr.cli.json_output import add_json_options, check_json_out, emit
 from tfislr.errors import DataError
 from tfislr.text import plural
 
@@ -86,7 +88,7 @@ def parse_args(argv=None):
                                        "index (0, 1, ...)")
     parser.add_argument("--top-k", type=positive_int, default=3, help="signs per line")
     output = parser.add_mutually_exclusive_group()
-    output.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_json_options(output, "the timeline")
     output.add_argument("--live", action="store_true",
                         help="print each sign as it is recognized (a camera always does, "
                              "unless --json)")
@@ -167,6 +169,7 @@ def main(argv=None):
     from tfislr.stream.recognizer import MIN_CONFIDENCE, StreamRecognizer
     from tfislr.stream.windows import WINDOW_CONFIDENCE, SlidingWindowRecognizer
 
+    check_json_out(args)
     if args.csv:
         from tfislr import atomic
 
@@ -226,11 +229,9 @@ def main(argv=None):
 
 
 def _output(args, signs, live, timeline, top_k):
-    """The timeline on stdout (unless it went out live) and in the --csv file."""
-    if args.json:
-        print(timeline.to_json(signs))
-    elif not live:
-        print(timeline.format_table(signs))
+    """The timeline on stdout (unless it went out live) and in the --json-out and --csv
+    files."""
+    emit(args, timeline.to_records(signs), None if live else lambda: timeline.format_table(signs))
     if args.csv:
         timeline.write_csv(args.csv, signs, top_k)
 
