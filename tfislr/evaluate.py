@@ -26,6 +26,7 @@ import numpy as np
 
 from tfislr.checks import check_int
 from tfislr.errors import ConfigError, DataError
+from tfislr.text import plural
 
 
 PROG = "tfislr-evaluate"
@@ -179,7 +180,8 @@ def evaluate_tflite(model_path, data_dir, fold=None, num_folds=None, fold_seed=N
     runner = TFLiteRunner(model_path, num_threads=num_threads)
     if runner.num_classes != len(signs):
         raise DataError(
-            f"{model_path} outputs {runner.num_classes} classes but {data_dir} has {len(signs)} signs"
+            f"{model_path} outputs {plural(runner.num_classes, 'class', 'classes')} but "
+            f"{data_dir} has {plural(len(signs), 'sign')}"
         )
     check_signs(model_path, exported, signs, pathlib.Path(data_dir) / SIGN_MAP_JSON)
 
@@ -237,7 +239,7 @@ def _predict_all(runner, data_dir, paths, labels, progress):
         top1[i] = ranked[0]
         top5_hit[i] = labels[i] in ranked[:5]
         if progress and (i + 1) % 500 == 0:
-            print(f"  {i + 1}/{len(labels)} sequences", file=sys.stderr)
+            print(f"  {i + 1}/{plural(len(labels), 'sequence')}", file=sys.stderr)
     return top1, top5_hit, times_ms, errors
 
 

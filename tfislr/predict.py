@@ -81,8 +81,8 @@ def sign_names(model_path, signs=None, num_classes=None, report=None):
     if names is None:
         return [str(i) for i in range(num_classes or 0)]
     if num_classes is not None and len(names) != num_classes:
-        raise DataError(f"{source} lists {len(names)} signs but {model_path} outputs "
-                        f"{num_classes} classes")
+        raise DataError(f"{source} lists {plural(len(names), 'sign')} but {model_path} outputs "
+                        f"{plural(num_classes, 'class', 'classes')}")
     return list(names)
 
 

@@ -80,8 +80,8 @@ def _check(manifest, num_folds):
     num_participants = manifest["participant_id"].nunique()
     if num_participants < num_folds:
         raise ConfigError(
-            f"cannot make {num_folds} participant-grouped folds from {num_participants} "
-            f"participant(s): every fold needs at least one participant; use num_folds <= "
+            f"cannot make {num_folds} participant-grouped folds from "
+            f"{plural(num_participants, 'participant')}: every fold needs at least one participant; use num_folds <= "
             f"{num_participants}"
         )
 

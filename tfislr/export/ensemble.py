@@ -334,7 +334,7 @@ def _why_no_accuracy(labelled, signs, num_classes):
         return "pass labelled data (--parity-data DATA_DIR) to measure it"
     data_signs = labelled[2]
     if len(data_signs) != num_classes:
-        return (f"not measured: the parity data has {len(data_signs)} signs, the model "
+        return (f"not measured: the parity data has {plural(len(data_signs), 'sign')}, the model "
                 f"{num_classes}")
     if signs is not None and list(signs) != list(data_signs):
         label = next(i for i, (a, b) in enumerate(zip(signs, data_signs)) if a != b)
@@ -349,7 +349,7 @@ def _accuracy_data(accuracy, agreement):
     if data == checks.HELD_OUT:
         return "on held-out data (no member trained on these clips' signers)"
     if data == checks.TRAINING:
-        return (f"on training data ({trained} of {agreement['num_sequences']} clips are of "
+        return (f"on training data ({trained} of {plural(agreement['num_sequences'], 'clip')} are of "
                 "signers a member trained on)")
     return "on data that may be training data (a member records no split)"
 
@@ -365,20 +365,20 @@ def format_report(report):
         f"limit {size['max_mb']} MB",
         f"  ops      {len(report['ops'])} builtin op types, no Select TF / custom ops",
         f"  parity   max |TF - TFLite| = {parity['max_abs_diff']:.2e} "
-        f"(tolerance {parity['tolerance']:g}) over {parity['num_sequences']} clips, "
+        f"(tolerance {parity['tolerance']:g}) over {plural(parity['num_sequences'], 'clip')}, "
         f"argmax agreement {parity['argmax_agreement']:.0%}"
         + (f" ({plural(len(report['parity_skipped']), 'unreadable clip')} skipped)"
            if report.get("parity_skipped") else ""),
         f"  edge     finite probabilities summing to 1 for: {', '.join(report['edge_cases'])}",
         f"  latency  median {latency['median_ms']:.2f} ms, p95 {latency['p95_ms']:.2f} ms per "
-        f"sequence ({latency['num_threads']} thread, {latency['num_calls']} calls; first pass "
+        f"sequence ({plural(latency['num_threads'], 'thread')}, {plural(latency['num_calls'], 'call')}; first pass "
         f"incl. memory re-planning: mean {latency['first_pass']['mean_ms']:.1f}, "
         f"max {latency['first_pass']['max_ms']:.1f} ms)",
     ]
     agreement = report.get("agreement")
     if agreement is not None:
         line = (f"  vs fp32  top-1 agreement {agreement['top1_agreement']:.1%}, max probability "
-                f"diff {agreement['max_prob_diff']:.2e} over {agreement['num_sequences']} clips")
+                f"diff {agreement['max_prob_diff']:.2e} over {plural(agreement['num_sequences'], 'clip')}")
         accuracy = agreement["accuracy"]
         if accuracy is not None:
             line += (f"; accuracy {accuracy['quantized']:.4f} vs fp32 {accuracy['fp32']:.4f} "

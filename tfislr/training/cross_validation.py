@@ -102,7 +102,7 @@ def combine_folds(fold_oofs, store, info):
     if not np.array_equal(oof.table["sequence_id"].to_numpy(), expected):
         missing = np.setdiff1d(expected, oof.table["sequence_id"].to_numpy())
         raise DataError(
-            f"the folds' predictions do not cover the store's {len(expected)} clips exactly "
+            f"the folds' predictions do not cover the store's {plural(len(expected), 'clip')} exactly "
             f"once ({len(oof)} predicted, {len(missing)} missing, e.g. {missing[:3].tolist()}); "
             "were the folds trained on another data dir or fold setting?"
         )
