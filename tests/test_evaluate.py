@@ -254,7 +254,7 @@ def test_unreadable_files_are_reported_apart_and_fail_unless_allowed(exported, d
     correct = np.array(readable["predictions"][1:]) == np.array(readable["labels"][1:])
     assert report["accuracy"] == correct.mean()
     assert sum(row["n"] for row in report["per_sign"].values()) == 2
-    assert (f"unreadable    1 files (not scored: the accuracy is of the others): "
+    assert (f"unreadable    1 file (not scored: the accuracy is of the others): "
             f"{landmark_path(broken, first)}: ") in evaluate.format_report(report)
     args = [str(path), "--data-dir", str(broken), "--limit", "3"]
     assert evaluate_cli.main(args) == 2

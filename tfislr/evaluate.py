@@ -293,7 +293,7 @@ def format_report(report, max_signs=15):
         # The first few messages (each "<file>: <problem>"); all of them are in the JSON.
         named = report["errors"][:UNREADABLE_SHOWN]
         more = len(report["errors"]) - len(named)
-        lines.append(f"  {'unreadable':<14}{len(report['errors'])} files (not scored: the "
+        lines.append(f"  {'unreadable':<14}{plural(len(report['errors']), 'file')} (not scored: the "
                      "accuracy is of the others): "
                      + "; ".join(named) + (f"; and {more} more" if more else ""))
     ranked = sorted(report["per_sign"].items(), key=lambda item: (item[1]["accuracy"], item[0]))
@@ -310,7 +310,7 @@ def unreadable_error(report):
     """The `DataError` of a report with unreadable files (count and first file), or None."""
     if not report["errors"]:
         return None
-    return DataError(f"{report['num_unreadable']} of {report['num_sequences']} landmark files "
+    return DataError(f"{report['num_unreadable']} of {plural(report['num_sequences'], 'landmark file')} "
                      f"could not be read (first: {report['errors'][0]}); the accuracy is of "
                      "the others; pass --allow-unreadable to accept that")
 
