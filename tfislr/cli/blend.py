@@ -2,11 +2,10 @@
 configs and compare their CV accuracy (the library side: `tfislr.blend`)."""
 
 import argparse
-import math
 import sys
 
 from tfislr import atomic
-from tfislr.cli.command import command
+from tfislr.cli.command import command, non_negative_float
 from tfislr.cli.help import HelpFormatter
 from tfislr.cli.json_output import add_json_options, check_json_out, emit
 from tfislr.text import plural
@@ -20,23 +19,12 @@ def parser():
                                      formatter_class=HelpFormatter)
     parser.add_argument("sources", nargs="+",
                         help="OOF files, cross-validation folders or config names")
-    parser.add_argument("--weights", type=_weight, nargs="+", default=None,
+    parser.add_argument("--weights", type=non_negative_float, nargs="+", default=None,
                         help="one per source (default: equal)")
     parser.add_argument("--runs-dir", default="runs", help="where config names are looked up")
     parser.add_argument("--out", default=None, help="write the blended OOF predictions here")
     add_json_options(parser, "the report")
     return parser
-
-
-def _weight(text):
-    """argparse `type=` of --weights: a finite float >= 0 (all 0 is refused by the blend)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
 
 
 @command(PROG)

@@ -33,7 +33,7 @@ import pathlib
 import re
 import sys
 
-from tfislr.cli.command import INTERRUPTED, command, positive_int, report
+from tfislr.cli.command import INTERRUPTED, command, non_negative_int, positive_int, report
 from tfislr.cli.help import HelpFormatter
 from tfislr.cli.json_output import add_json_options, check_json_out, emit
 from tfislr.errors import DataError
@@ -63,16 +63,6 @@ def _probability(text):
         value = -1.0
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a probability in [0, 1], got {text!r}")
-    return value
-
-
-def _count(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
     return value
 
 
@@ -115,7 +105,7 @@ def parse_args(argv=None):
     for field in dataclasses.fields(SegmentationParams):
         segmentation.add_argument(f"--{field.name.replace('_', '-')}", type=field.type,
                                   default=field.default, help=SEGMENTATION_HELP[field.name])
-    segmentation.add_argument("--merge-gap", type=_count, default=MERGE_GAP,
+    segmentation.add_argument("--merge-gap", type=non_negative_int, default=MERGE_GAP,
                               help="consecutive segments with the same sign at most this many "
                                    "frames apart are one sign; 0 merges only adjacent ones")
     windows = parser.add_argument_group("--method windows")

@@ -5,7 +5,7 @@ import argparse
 import sys
 import time
 
-from tfislr.cli.command import command, positive_int
+from tfislr.cli.command import command, non_negative_int, positive_int
 from tfislr.cli.help import HelpFormatter
 from tfislr.text import plural
 
@@ -27,7 +27,7 @@ def parser():
                         help="signers; each sign's clips are spread evenly over them")
     parser.add_argument("--sequences-per-sign", type=positive_int, default=24,
                         help="clips per sign (total = signs × sequences per sign)")
-    parser.add_argument("--seed", type=_seed, default=0,
+    parser.add_argument("--seed", type=non_negative_int, default=0,
                         help="the data set is a pure function of the seed and the sizes")
     parser.add_argument("--workers", type=positive_int, default=None,
                         help="processes writing clips (default: all cores)")
@@ -44,17 +44,6 @@ def _sign_count(maximum):
         return value
 
     return sign_count
-
-
-def _seed(text):
-    """argparse `type=` of --seed: an int >= 0 (what numpy's generators take)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
 
 
 @command(PROG)
