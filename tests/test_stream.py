@@ -422,7 +422,7 @@ def test_stream_command_prints_the_timeline_as_table_json_and_csv(exported, stre
     assert len(out.strip().splitlines()) >= 2
     hand_windows = sum(np.isfinite(frames[end - 19:end + 1, list(lm.HAND_ROWS), 0]).any(axis=1)
                        .sum() >= 4 for end in range(19, len(frames), 10))
-    assert f", {hand_windows} window(s), " in err
+    assert f", {hand_windows} windows, " in err
 
 
 def test_stream_command_refuses_bad_input_in_one_line(exported, stream_file, capsys, tmp_path,
