@@ -401,8 +401,9 @@ def test_stream_command_prints_the_timeline_as_table_json_and_csv(exported, stre
     rows = out_csv.read_text().splitlines()
     assert len(rows) == len(lines) and rows[0].endswith("sign_2,probability_2")
     assert cli.main([str(model), str(path), "--json", "--fps", "10", "--min-confidence",
-                     "0"]) == 0
+                     "0", "--json-out", str(tmp_path / "t.json")]) == 0
     decoded = json.loads(capsys.readouterr().out)
+    assert json.loads((tmp_path / "t.json").read_text()) == decoded  # --json-out: the same
     assert len(decoded) == len(lines) - 1
     first = decoded[0]
     assert first["start_seconds"] == pytest.approx(first["start_frame"] / 10)

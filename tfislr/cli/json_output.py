@@ -14,10 +14,11 @@ import json
 from tfislr import atomic
 
 
-def add_json_options(parser, what):
+def add_json_options(parser, what, flag_group=None):
     """Adds `--json` and `--json-out PATH` to `parser`; `what` names the result ("the
-    predictions", "the full report")."""
-    parser.add_argument("--json", action="store_true",
+    predictions", "the full report"). `flag_group`: where `--json` goes instead (a
+    mutually exclusive group: stream's --json or --live; a file is written either way)."""
+    (flag_group or parser).add_argument("--json", action="store_true",
                         help=f"print {what} as JSON on stdout instead of the table")
     parser.add_argument("--json-out", metavar="PATH",
                         help=f"also write {what} as JSON to PATH")

@@ -78,7 +78,7 @@ def parse_args(argv=None):
                                        "index (0, 1, ...)")
     parser.add_argument("--top-k", type=positive_int, default=3, help="signs per line")
     output = parser.add_mutually_exclusive_group()
-    add_json_options(output, "the timeline")
+    add_json_options(parser, "the timeline", flag_group=output)
     output.add_argument("--live", action="store_true",
                         help="print each sign as it is recognized (a camera always does, "
                              "unless --json)")
