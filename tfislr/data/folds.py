@@ -64,8 +64,9 @@ def fold_scheme(manifest, num_folds=4, seed=42, original=True):
         others = sorted(int(p) for p in pd.unique(manifest["participant_id"])
                         if int(p) not in _ORIGINAL_FOLD_OF)
         shown = ", ".join(map(str, others[:3])) + (", ..." if len(others) > 3 else "")
-        why = (f"{plural(len(others), 'participant')} ({shown}) are not among the competition's "
-               f"{len(_ORIGINAL_FOLD_OF)}")
+        verb = "is" if len(others) == 1 else "are"
+        why = (f"{plural(len(others), 'participant')} ({shown}) {verb} not among the "
+               f"competition's {len(_ORIGINAL_FOLD_OF)}")
     return "stratified", (f"folds: computed signer-grouped, sign-stratified folds "
                           f"(StratifiedGroupKFold, {num_folds} folds, seed {seed}), as {why}")
 
