@@ -10,7 +10,7 @@ from tfislr.cli.help import HelpFormatter
 from tfislr.cli.json_output import add_json_options, check_json_out, emit
 
 PROG = "tfislr-predict"
-DESCRIPTION = ("An exported .tflite + clips (landmark parquet files or videos) → top-k signs.")
+DESCRIPTION = "An exported .tflite + clips (landmark parquet files or videos) → top-k signs."
 
 
 def parser():
