@@ -413,12 +413,12 @@ def test_an_unwritable_output_is_one_line_before_any_work(capsys, tmp_path, synt
                             "--output", str(bad / "x.tflite")]) == 2
     _one_error_line(capsys, "tfislr-export", f"{bad}: cannot write here")
     assert evaluate_cli.main([str(tmp_path / "none.tflite"), "--data-dir", str(synthetic_data_dir),
-                          "--limit", "5", "--json", str(bad / "e.json")]) == 2
+                          "--limit", "5", "--json-out", str(bad / "e.json")]) == 2
     _one_error_line(capsys, "tfislr-evaluate", f"{bad}: cannot write here")
     assert evaluate_cli.main([str(tmp_path / "none.tflite"), "--data-dir", str(synthetic_data_dir),
-                          "--json", str(tmp_path)]) == 2
+                          "--json-out", str(tmp_path)]) == 2
     _one_error_line(capsys, "tfislr-evaluate", f"{tmp_path}: is a folder, not a file to write")
-    for option in ("--out", "--json"):
+    for option in ("--out", "--json-out"):
         assert blend_cli.main([str(tmp_path / "none.parquet"), option, str(bad / "b")]) == 2
         _one_error_line(capsys, "tfislr-blend", f"{bad}: cannot write here")
 
@@ -532,3 +532,39 @@ def test_export_refuses_weights_of_another_config_and_reads_a_relative_path_from
     wide = build_classifier(load_config("demo", ["model.dense_dim=32"]).model, 2, 25)
     with pytest.raises(errors.DataError, match=r"dense/transfo dims \[32, 128\]"):
         check_weights_match_run(wide, config, ["a", "b"], "d.keras", run.path)
+
+
+def _range_error_cases(tmp):
+    """(main, argv, option) for each value out of a command option's range or choices."""
+    from tfislr.cli import stream as stream_cli
+    from tfislr.cli import synthetic as synthetic_cli
+
+    model, clip = str(tmp / "m.tflite"), str(tmp / "c.parquet")
+    return [
+        (train_cli.main, ["--config", "demo", "--data-dir", str(tmp), "--fold", "7"], "--fold"),
+        (evaluate_cli.main, [model, "--data-dir", str(tmp), "--num-folds", "1"], "--num-folds"),
+        (evaluate_cli.main, [model, "--data-dir", str(tmp), "--num-folds", "0"], "--num-folds"),
+        (stream_cli.main, [model, clip, "--gap-frames", "0"], "--gap-frames"),
+        (stream_cli.main, [model, clip, "--signing-space", "0"], "--signing-space"),
+        (stream_cli.main, [model, clip, "--min-frames", "9", "--max-frames", "3"], "--min-frames"),
+        (stream_cli.main, [model, clip, "--fps", "0"], "--fps"),
+        (blend_cli.main, [clip, clip, "--weights", "1"], "--weights"),
+        (blend_cli.main, [clip, clip, "--weights", "0", "0"], "--weights"),
+        (blend_cli.main, [clip, "--weights", "nan"], "--weights"),
+        (synthetic_cli.main, ["--out", str(tmp / "s"), "--signs", "300"], "--signs"),
+        (synthetic_cli.main, ["--out", str(tmp / "s"), "--seed", "-1"], "--seed"),
+        (synthetic_cli.main, ["--out", str(tmp / "s"), "--participants", "0"], "--participants"),
+    ]
+
+
+def test_a_value_out_of_range_names_its_option(capsys, tmp_path):
+    """`--fold 7` said "fold must be ..."; a user typed --fold: every range error of a
+    command names the option as typed (argparse's own do: "argument --x: ...")."""
+    for main, argv, option in _range_error_cases(tmp_path):
+        try:
+            code = main(argv)
+        except SystemExit as exited:  # argparse's usage errors pass through the contract
+            code = exited.code
+        assert code == 2, argv
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "error: " in last and option in last, (argv, last)

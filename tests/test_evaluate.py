@@ -1,6 +1,8 @@
 """Kaggle-style scoring of an exported file: same answers as the Keras model, folds, CLI."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -205,7 +207,7 @@ def test_an_empty_original_fold_names_evaluates_own_option(tmp_path):
 def test_cli_prints_table_and_writes_json(exported, data_dir, tmp_path, capsys):
     _, path = exported
     out = tmp_path / "eval.json"
-    assert evaluate_cli.main([str(path), "--data-dir", str(data_dir), "--json", str(out),
+    assert evaluate_cli.main([str(path), "--data-dir", str(data_dir), "--json-out", str(out),
                           "--limit", "5"]) == 0
     printed = capsys.readouterr().out
     assert "accuracy" in printed and "per-sign accuracy" in printed and "p95" in printed
@@ -252,7 +254,7 @@ def test_unreadable_files_are_reported_apart_and_fail_unless_allowed(exported, d
     correct = np.array(readable["predictions"][1:]) == np.array(readable["labels"][1:])
     assert report["accuracy"] == correct.mean()
     assert sum(row["n"] for row in report["per_sign"].values()) == 2
-    assert (f"unreadable    1 files (not scored: the accuracy is of the others): "
+    assert (f"unreadable    1 file (not scored: the accuracy is of the others): "
             f"{landmark_path(broken, first)}: ") in evaluate.format_report(report)
     args = [str(path), "--data-dir", str(broken), "--limit", "3"]
     assert evaluate_cli.main(args) == 2
@@ -322,3 +324,39 @@ def test_demo_run_export_matches_validation_accuracy(synthetic_data_dir, tmp_pat
                                       fold_seed=config.data.fold_seed)
     assert report["num_sequences"] == metrics["run"]["num_val"]
     assert abs(report["accuracy"] - expected) <= 0.005
+
+
+def test_json_prints_on_stdout_and_json_out_writes_a_file(exported, data_dir, tmp_path, capfd):
+    """One convention (tfislr.cli.json_output): --json = JSON on stdout instead of the table,
+    --json-out PATH = the same JSON in a file."""
+    from tfislr.cli import predict as predict_cli
+    from tfislr.data.kaggle import read_train_csv
+
+    _, path = exported
+    out = tmp_path / "eval.json"
+    assert evaluate_cli.main([str(path), "--data-dir", str(data_dir), "--json",
+                              "--json-out", str(out), "--limit", "3"]) == 0
+    captured = capfd.readouterr()
+    assert json.loads(captured.out) == json.loads(out.read_text())
+    assert json.loads(captured.out)["num_sequences"] == 3
+    assert "XNNPACK" not in captured.err
+    clip = str(landmark_path(data_dir, read_train_csv(data_dir)["path"].iloc[0]))
+    predictions = tmp_path / "p.json"
+    assert predict_cli.main([str(path), clip, "--json-out", str(predictions)]) == 0
+    captured = capfd.readouterr()
+    assert captured.out.startswith(f"{clip}  (")  # the table
+    assert json.loads(predictions.read_text())[0]["clip"] == clip
+
+
+def test_predict_stderr_has_no_xnnpack_line(exported, data_dir):
+    """LiteRT logs "INFO: Created TensorFlow Lite XNNPACK delegate" from C++, once a process
+    (so a fresh one), on file descriptor 2; a command's stderr never shows it."""
+    from tfislr.data.kaggle import read_train_csv
+
+    _, path = exported
+    clip = str(landmark_path(data_dir, read_train_csv(data_dir)["path"].iloc[0]))
+    done = subprocess.run([sys.executable, "-m", "tfislr.cli.predict", str(path), clip, "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)[0]["clip"] == clip
+    assert "XNNPACK" not in done.stderr, done.stderr

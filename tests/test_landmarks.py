@@ -39,3 +39,12 @@ def test_flip_permutation_is_an_involution_with_the_spec_fixed_points():
     # Every swapped pair keeps the type (hands excepted: left <-> right).
     same_type = lm.TYPE_IDS == lm.TYPE_IDS[perm]
     assert not same_type[:42].any() and same_type[42:].all()
+
+
+def test_missing_hands_words_each_case():
+    """A clip with no frames at all is said to be empty (nothing to blame MediaPipe for); one
+    frame is "1 frame"."""
+    assert lm.missing_hands(0, 0, 0) == "no frames at all (the clip is empty)"
+    assert lm.missing_hands(1, 0, 0) == "no landmarks in any of its 1 frame (MediaPipe found no person)"
+    assert lm.missing_hands(15, 15, 0) == "no hand in any of its 15 frames"
+    assert lm.missing_hands(15, 15, 1) is None

@@ -106,3 +106,22 @@ def test_no_source_file_of_the_package_is_hidden_by_gitignore():
     matched = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=REPO,
                              input="\n".join(files), capture_output=True, text=True).stdout
     assert not matched.split(), f"ignored by .gitignore, so missing from clones: {matched.split()}"
+
+
+def test_counts_agree_in_number():
+    """A count users read takes `tfislr.text.plural` ("1 checkpoint", "2 checkpoints"), never a
+    fixed "(s)" or plural after a counted value (`{len(x)} clip(s)`, `{n} checkpoints`)."""
+    import re
+
+    from tfislr.text import plural
+
+    assert [plural(n, "checkpoint") for n in (0, 1, 2)] == ["0 checkpoints", "1 checkpoint",
+                                                            "2 checkpoints"]
+    assert plural(1024, "clip") == "1,024 clips" and plural(2, "index", "indices") == "2 indices"
+    fixed = re.compile(r"\{(len\([^}]*\)|[a-z_.\[\]'\"]*(count|frames|num_\w+|total)[^}]*)\}"
+                       r" (\w+\(s\)|checkpoints|clips|frames|signs|sequences|steps|epochs)\b")
+    found = [f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+             for path in sorted((REPO / "tfislr").rglob("*.py"))
+             for number, line in enumerate(path.read_text().splitlines(), 1)
+             if fixed.search(line) or re.search(r"\}[^{}\"]{0,3}\w+\(s\)", line)]
+    assert not found, "\n".join(found)

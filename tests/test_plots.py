@@ -95,3 +95,17 @@ def test_attention_maps_grid():
     scores = [np.random.default_rng(0).random((1, 16, 9, 9)) for _ in range(3)]
     figure = plots.plot_attention_maps(scores, heads=2)
     assert len(figure.axes) == 9
+
+
+@pytest.mark.parametrize("columns", [{"val_student_accuracy": [0.4]}, {"learning_rate": [1e-3]}])
+def test_one_epoch_draws_visible_points(tmp_path, columns):
+    """A run stopped after its first epoch: each curve is one point, drawn as a marker (a
+    line through one point draws nothing, and the axes looked empty)."""
+    pd.DataFrame({"epoch": [1], "loss": [3.0], **columns}).to_csv(tmp_path / "history.csv",
+                                                                  index=False)
+    figure = plots.plot_training_curves(tmp_path)
+    lines = [line for ax in figure.axes for line in ax.lines]
+    assert len(lines) == 2
+    for line in lines:
+        assert len(line.get_xdata()) == 1
+        assert line.get_marker() not in (None, "None", "", " ") and line.get_markersize() > 0

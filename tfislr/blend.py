@@ -1,7 +1,7 @@
 """Blend the out-of-fold predictions of several configs and compare their CV accuracy.
 
     tfislr-blend len25 len80 [--weights 1 1] [--runs-dir runs]
-        [--out blend.parquet] [--json report.json]
+        [--out blend.parquet] [--json | --json-out report.json]
 
 Each source is an OOF file (`tfislr.runs.oof`), a cross-validation folder (its `oof.parquet`) or a
 config name (its newest finished cross-validation under `--runs-dir`). The blend is the

@@ -1,6 +1,6 @@
 """Kaggle-style scoring of an exported .tflite on a data dir in the Kaggle layout.
 
-    tfislr-evaluate MODEL.tflite --data-dir DIR [--fold K] [--json OUT]
+    tfislr-evaluate MODEL.tflite --data-dir DIR [--fold K] [--json | --json-out OUT]
 
 Runs the file the way the competition did: one ai-edge-litert signature runner
 (`serving_default`, one thread by default), one sequence at a time, each clip read
@@ -26,6 +26,7 @@ import numpy as np
 
 from tfislr.checks import check_int
 from tfislr.errors import ConfigError, DataError
+from tfislr.text import plural
 
 
 PROG = "tfislr-evaluate"
@@ -179,7 +180,8 @@ def evaluate_tflite(model_path, data_dir, fold=None, num_folds=None, fold_seed=N
     runner = TFLiteRunner(model_path, num_threads=num_threads)
     if runner.num_classes != len(signs):
         raise DataError(
-            f"{model_path} outputs {runner.num_classes} classes but {data_dir} has {len(signs)} signs"
+            f"{model_path} outputs {plural(runner.num_classes, 'class', 'classes')} but "
+            f"{data_dir} has {plural(len(signs), 'sign')}"
         )
     check_signs(model_path, exported, signs, pathlib.Path(data_dir) / SIGN_MAP_JSON)
 
@@ -237,7 +239,7 @@ def _predict_all(runner, data_dir, paths, labels, progress):
         top1[i] = ranked[0]
         top5_hit[i] = labels[i] in ranked[:5]
         if progress and (i + 1) % 500 == 0:
-            print(f"  {i + 1}/{len(labels)} sequences", file=sys.stderr)
+            print(f"  {i + 1}/{plural(len(labels), 'sequence')}", file=sys.stderr)
     return top1, top5_hit, times_ms, errors
 
 
@@ -291,7 +293,7 @@ def format_report(report, max_signs=15):
         # The first few messages (each "<file>: <problem>"); all of them are in the JSON.
         named = report["errors"][:UNREADABLE_SHOWN]
         more = len(report["errors"]) - len(named)
-        lines.append(f"  {'unreadable':<14}{len(report['errors'])} files (not scored: the "
+        lines.append(f"  {'unreadable':<14}{plural(len(report['errors']), 'file')} (not scored: the "
                      "accuracy is of the others): "
                      + "; ".join(named) + (f"; and {more} more" if more else ""))
     ranked = sorted(report["per_sign"].items(), key=lambda item: (item[1]["accuracy"], item[0]))
@@ -308,7 +310,7 @@ def unreadable_error(report):
     """The `DataError` of a report with unreadable files (count and first file), or None."""
     if not report["errors"]:
         return None
-    return DataError(f"{report['num_unreadable']} of {report['num_sequences']} landmark files "
+    return DataError(f"{report['num_unreadable']} of {plural(report['num_sequences'], 'landmark file')} "
                      f"could not be read (first: {report['errors'][0]}); the accuracy is of "
                      "the others; pass --allow-unreadable to accept that")
 

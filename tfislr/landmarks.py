@@ -9,6 +9,8 @@ Every other module imports these constants; none repeats the numbers.
 
 import numpy as np
 
+from tfislr.text import plural
+
 NUM_RAW_LANDMARKS = 543
 NUM_COORDINATES = 3
 
@@ -131,10 +133,13 @@ def detected_frames(frames):
 def missing_hands(num_frames, with_landmarks, with_hands):
     """For a clip without a hand frame (`detected_frames`) the words saying so, e.g. "no
     hand in any of its 15 frames" (or "no landmarks in any of ...", MediaPipe found no
-    person); None when it has one."""
+    person, or "no frames at all" for an empty clip: nothing was there to detect); None when
+    it has one."""
     if with_hands:
         return None
-    frames = f"{num_frames} frame{'' if num_frames == 1 else 's'}"
+    if num_frames == 0:
+        return "no frames at all (the clip is empty)"
+    frames = plural(num_frames, "frame")
     if not with_landmarks:
         return f"no landmarks in any of its {frames} (MediaPipe found no person)"
     return f"no hand in any of its {frames}"

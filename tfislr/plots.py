@@ -180,18 +180,20 @@ def plot_training_curves(run_dir):
         for model_name, values in sorted(((run.read_metrics() or {}).get("models") or {}).items())
         if values.get("soup_accuracy") is not None  # None: a full fit measures no accuracy
     ]
+    # A line through one point draws nothing: after one epoch each value is a marker.
+    style = {"marker": "o"} if len(epochs) == 1 else {}
     fig, (ax_loss, ax_right) = plt.subplots(1, 2, figsize=(11, 3.8))
     for column in loss_columns:
-        ax_loss.plot(epochs, history[column], label=column)
+        ax_loss.plot(epochs, history[column], label=column, **style)
     ax_loss.set(xlabel="epoch", ylabel="training loss", title="Loss")
     if acc_columns or soups:
         for column in acc_columns:
-            ax_right.plot(epochs, history[column], label=column)
+            ax_right.plot(epochs, history[column], label=column, **style)
         for i, (model_name, accuracy) in enumerate(soups):
             ax_right.axhline(accuracy, ls="--", lw=1, color=f"C{i + 3}", label=f"{model_name} soup")
         ax_right.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy")
     elif "learning_rate" in history:
-        ax_right.plot(epochs, history["learning_rate"], label="learning_rate")
+        ax_right.plot(epochs, history["learning_rate"], label="learning_rate", **style)
         ax_right.set(xlabel="epoch", ylabel="learning rate",
                      title="Learning rate (no validation set)")
     else:

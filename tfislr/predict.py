@@ -44,6 +44,7 @@ import numpy as np
 
 from tfislr import landmarks as lm
 from tfislr.errors import DataError, MissingFileError
+from tfislr.text import plural
 
 
 PROG = "tfislr-predict"
@@ -80,8 +81,8 @@ def sign_names(model_path, signs=None, num_classes=None, report=None):
     if names is None:
         return [str(i) for i in range(num_classes or 0)]
     if num_classes is not None and len(names) != num_classes:
-        raise DataError(f"{source} lists {len(names)} signs but {model_path} outputs "
-                        f"{num_classes} classes")
+        raise DataError(f"{source} lists {plural(len(names), 'sign')} but {model_path} outputs "
+                        f"{plural(num_classes, 'class', 'classes')}")
     return list(names)
 
 
@@ -244,7 +245,7 @@ def format_table(results):
     for result in results:
         best = "  ".join(f"{p['sign']} {p['probability']:.3f}" for p in result["top_k"])
         flag = ", no hand: no information" if result["no_information"] else ""
-        lines.append(f"{result['clip']}  ({result['frames']} frames{flag})  {best}")
+        lines.append(f"{result['clip']}  ({plural(result['frames'], 'frame')}{flag})  {best}")
     return "\n".join(lines)
 
 

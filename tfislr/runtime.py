@@ -43,7 +43,7 @@ def keep_line(line, min_level, gpu_driver):
 
 
 @contextlib.contextmanager
-def _filtered_stderr(keep):
+def filtered_stderr(keep):
     """Captures file descriptor 2 (C++ and Python alike); replays the lines `keep` accepts."""
     sys.stderr.flush()
     saved = os.dup(2)
@@ -84,7 +84,7 @@ def start_tensorflow():
     except ValueError:
         min_level = int(DEFAULT_LOG_LEVEL)
     gpu_driver = has_nvidia_driver()
-    with _filtered_stderr(lambda line: keep_line(line, min_level, gpu_driver)):
+    with filtered_stderr(lambda line: keep_line(line, min_level, gpu_driver)):
         import tensorflow as tf
 
         tf.config.list_physical_devices("GPU")

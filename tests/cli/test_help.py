@@ -159,3 +159,35 @@ def test_formatter_shows_real_defaults_only():
     assert "a zero (default: 0)" in text
     assert "left out: nothing --flag a flag --many MANY repeatable --said SAID stated (default 3)" \
         in text
+
+
+# The commands that are not console scripts (run as python -m ...), by their main.
+MODULE_COMMANDS = {"python -m tfislr.data.synthetic": "tfislr.cli.synthetic:main"}
+
+
+def _main(name):
+    if name == "demo.py":
+        return _demo_main()
+    module, function = {**SCRIPTS, **MODULE_COMMANDS}[name].split(":")
+    return getattr(importlib.import_module(module), function)
+
+
+@pytest.mark.parametrize("name", MODULE_COMMANDS)
+def test_module_commands_options_have_help(monkeypatch, name):
+    for parser in _parsers(_main(name), monkeypatch):
+        assert parser.formatter_class is HelpFormatter, parser.prog
+        for action in parser._actions:
+            assert action.help and action.help.strip(), (parser.prog, action.dest)
+
+
+# Markdown that a terminal shows as is: `code`, **bold**, [text](link).
+MARKDOWN = re.compile(r"`|\*\*|\]\(")
+
+
+@pytest.mark.parametrize("name", [*SCRIPTS, *MODULE_COMMANDS, "demo.py"])
+def test_no_help_shows_markdown(monkeypatch, name):
+    for parser in _parsers(_main(name), monkeypatch):
+        text = parser.format_help()
+        assert not MARKDOWN.search(text), (parser.prog, MARKDOWN.search(text).group(),
+                                           text[max(0, MARKDOWN.search(text).start() - 60):]
+                                           [:120])

@@ -105,7 +105,7 @@ def test_settings_errors_come_before_the_store_is_prepared(synthetic_data_dir, t
             "--force-prepare", *sum((["--set", s] for s in demo), [])]
     for extra, name, message in [([], "cpu:3", "does not divide by the 3 replicas"),
                                  (["--cv"], "cpu:3", "does not divide by the 3 replicas"),
-                                 (["--fold", "4"], "default", "fold must be an int in [0, 4)")]:
+                                 (["--fold", "4"], "default", "--fold must be an int in [0, 4)")]:
         with monkeypatch.context() as patch:
             patch.setattr(strategy, "get_strategy", get_strategy)
             assert train_cli.main([*argv, *extra, "--strategy", name]) == 2

@@ -157,7 +157,7 @@ def test_fold_scheme_says_which_folds_and_why(real_data_dir):
         "stratified", computed + "3 folds, seed 42), as 3 folds asked, the original's map has 4")
     stranger = real.assign(participant_id=real["participant_id"].replace(2044, 99))
     assert fold_scheme(stranger)[1].endswith(
-        "as 1 participant(s) (99) are not among the competition's 21")
+        "as 1 participant (99) is not among the competition's 21")
 
 
 def test_a_cv_skips_original_folds_without_clips_and_needs_two():

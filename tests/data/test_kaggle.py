@@ -225,7 +225,7 @@ def _bad_tables():
         ("int type", lambda t: _replace(t, "type", pa.array(np.zeros(t.num_rows, np.int16))),
          "column 'type' has type int16, expected a string"),
         ("row missing", lambda t: t.slice(0, t.num_rows - 1),
-         "frame 19 has no row for right_hand landmark_index 20 (1 landmark(s) missing"),
+         "frame 19 has no row for right_hand landmark_index 20 (1 landmark missing"),
         ("unknown type", edit("type", lambda v: v.__setitem__(5, "hand")),
          "row 5: unknown type 'hand' (expected one of face, left_hand, pose, right_hand)"),
         ("bad landmark index", edit("landmark_index", lambda v: v.__setitem__(543 + 470, 99)),
@@ -378,7 +378,7 @@ def test_ids_unlike_the_kaggle_path_warn_with_file_line_and_count(layout):
     (warning,) = caught
     assert str(warning.message).startswith(
         f"{layout / 'train.csv'} line 5: participant_id 99999 differs from the one in its "
-        f"path {path3} (2 row(s) like this)")
+        f"path {path3} (2 rows like this)")
 
     def other_layout(table):
         table.loc[3, "path"] = "clips/any_name.parquet"

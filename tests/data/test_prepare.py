@@ -315,7 +315,7 @@ def test_a_reused_store_says_so_and_what_it_skipped(tmp_path, capsys, quiet):
     assert prepare.build_stamp(path) == stamp  # reused indeed
     assert "max_len 8: reused the store prepared before, 11 of 12 sequences" in again.out
     assert "skipped 1 (unreadable: 1; see skipped.csv)" in again.out
-    lacks = f"it lacks the 1 clip(s) skipped when it was prepared (listed in {path / 'skipped.csv'})"
+    lacks = f"it lacks the 1 clip skipped when it was prepared (listed in {path / 'skipped.csv'})"
     assert (lacks in again.err) != quiet
     prepare.ensure_store(data, 8, tmp_path / "p")  # what train and CV call
     err = capsys.readouterr().err

@@ -61,7 +61,7 @@ def test_unreadable_parity_clips_are_skipped_and_named(tmp_path, exported, monke
     assert [m.split(": ")[0] for m in report["parity_skipped"]] == [str(truncated), str(missing)]
     for message in report["parity_skipped"]:
         assert out.count(message) == 1
-    assert "(2 unreadable clip(s) skipped)" in out
+    assert "(2 unreadable clips skipped)" in out
 
     # No readable clip: one error line, and no conversion was started.
     for path in paths:

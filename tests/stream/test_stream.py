@@ -320,7 +320,7 @@ def fake_extraction(tmp_path, monkeypatch):
 
 
 def test_video_source_reports_how_the_stream_ended(fake_extraction):
-    fake_extraction(said="tfislr-live: camera 0 stopped delivering frames after 3 frame(s)")
+    fake_extraction(said="tfislr-live: camera 0 stopped delivering frames after 3 frames")
     source = VideoSource(0)
     frames = list(source)
     assert len(frames) == 3 and frames[2][1] == pytest.approx(2 / 30)
@@ -331,7 +331,7 @@ def test_video_source_reports_how_the_stream_ended(fake_extraction):
     fake_extraction(frames=2, said="Segmentation fault", code=139)
     source = VideoSource("clip.mp4")
     assert len(list(source)) == 2
-    assert "stopped with exit code 139 after 2 frame(s): Segmentation fault" in str(source.error)
+    assert "stopped with exit code 139 after 2 frames: Segmentation fault" in str(source.error)
 
 
 # ---------------------------------------------------------------------------------- reports
@@ -397,12 +397,13 @@ def test_stream_command_prints_the_timeline_as_table_json_and_csv(exported, stre
     lines = out.strip().splitlines()
     assert lines[0].split() == ["frames", "seconds", "signs", "(probability)"]
     assert len(lines) >= 2 and all(line.split()[3] in signs for line in lines[1:])
-    assert f"tfislr-stream: {len(frames)} frame(s)" in err
+    assert f"tfislr-stream: {len(frames)} frames" in err
     rows = out_csv.read_text().splitlines()
     assert len(rows) == len(lines) and rows[0].endswith("sign_2,probability_2")
     assert cli.main([str(model), str(path), "--json", "--fps", "10", "--min-confidence",
-                     "0"]) == 0
+                     "0", "--json-out", str(tmp_path / "t.json")]) == 0
     decoded = json.loads(capsys.readouterr().out)
+    assert json.loads((tmp_path / "t.json").read_text()) == decoded  # --json-out: the same
     assert len(decoded) == len(lines) - 1
     first = decoded[0]
     assert first["start_seconds"] == pytest.approx(first["start_frame"] / 10)
@@ -422,7 +423,7 @@ def test_stream_command_prints_the_timeline_as_table_json_and_csv(exported, stre
     assert len(out.strip().splitlines()) >= 2
     hand_windows = sum(np.isfinite(frames[end - 19:end + 1, list(lm.HAND_ROWS), 0]).any(axis=1)
                        .sum() >= 4 for end in range(19, len(frames), 10))
-    assert f", {hand_windows} window(s), " in err
+    assert f", {hand_windows} windows, " in err
 
 
 def test_stream_command_refuses_bad_input_in_one_line(exported, stream_file, capsys, tmp_path,
@@ -491,13 +492,13 @@ def test_stream_command_on_a_camera_prints_signs_live_and_ends_cleanly(exported,
 
     model, _ = exported
     fake_extraction(frames=12, said="tfislr-live: camera 0 stopped delivering frames after "
-                                    "12 frame(s)")
+                                    "12 frames")
     assert cli.main([str(model), "0", "--min-frames", "2", "--min-confidence", "0"]) == 0
     out, err = capsys.readouterr()
     lines = out.strip().splitlines()
     assert len(lines) == 2  # the header, then the one segment of the hand held up
     assert lines[1].split()[:2] == ["0-11", "0.00-0.37"]  # the frames' times, from the source
-    assert "tfislr-stream: note: camera 0 stopped delivering frames after 12 frame(s)" in err
+    assert "tfislr-stream: note: camera 0 stopped delivering frames after 12 frames" in err
 
 
 # ------------------------------------------------------------- a trained model (slow, ci)
@@ -590,7 +591,7 @@ def test_video_file_streams_through_extraction_to_a_timeline(exported, tmp_path,
     assert cli.main([str(model), str(video), "--json", "--csv", str(tmp_path / "t.csv")]) == 0
     out, err = capfd.readouterr()
     assert json.loads(out) == []
-    assert "tfislr-stream: 9 frame(s), 0 segment(s), 0 sign(s)" in err
+    assert "tfislr-stream: 9 frames, 0 segments, 0 signs" in err
     assert set(tmp_path.iterdir()) - before == {tmp_path / "t.csv"}  # no landmark file
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video")

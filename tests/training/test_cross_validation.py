@@ -117,7 +117,7 @@ def test_blend_cli_prints_the_table_next_to_the_original(tmp_path, capsys):
     b = write_oof(fake_oof(seed=1), tmp_path / "b.parquet")
     out = tmp_path / "blend.parquet"
     code = blend_cli.main([str(a.parent), str(b), "--weights", "1", "3", "--out", str(out),
-                           "--json", str(tmp_path / "r.json")])
+                           "--json-out", str(tmp_path / "r.json")])
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "len25 0.7402, len80 0.7395, blend 0.749" in printed

@@ -101,7 +101,7 @@ def test_the_split_says_and_records_which_folds_decided_it(synthetic_store, synt
     assert split["fold_scheme"] == "stratified"  # run.json's record (tiny_run checks it is)
     assert capsys.readouterr().out == (
         "[tfislr] validation fold 1: folds: computed signer-grouped, sign-stratified folds "
-        f"(StratifiedGroupKFold, 4 folds, seed {config.data.fold_seed}), as 6 participant(s) "
+        f"(StratifiedGroupKFold, 4 folds, seed {config.data.fold_seed}), as 6 participants "
         f"({', '.join(map(str, signers[:3]))}, ...) are not among the competition's 21\n")
     assert _split(synthetic_store, config, None, True, synthetic_data_dir)[2]["fold_scheme"] is None
 

@@ -180,7 +180,7 @@ def test_extract_notes_each_clip_without_a_hand(monkeypatch, capfd, tmp_path):
         "3 frames (MediaPipe found no person): the model reads only frames with a hand, so it "
         "sees nothing of this clip"]
     assert extract.format_summary(summary, tmp_path / "out").startswith(
-        "extracted 3 clip(s) (9 frames; 2 with no hand in any frame), 0 already done")
+        "extracted 3 clips (9 frames; 2 with no hand in any frame), 0 already done")
 
 
 def test_sequence_ids_are_stable_per_participant_and_clip():
@@ -483,7 +483,7 @@ def test_astronaut_video_gives_face_and_pose_and_no_hands(extracted):
     assert skipped["video"].tolist() == [str((videos / "hello" / "bad.mp4").resolve())]
     assert "cannot be opened as a video" in skipped["reason"][0]
     assert "skipped" in result.stderr
-    assert "extracted 2 clip(s) (7 frames; 2 with no hand in any frame)" in result.stdout
+    assert "extracted 2 clips (7 frames; 2 with no hand in any frame)" in result.stdout
     assert (f"tfislr-extract: note: {(videos / 'hello' / 'a.mp4').resolve()}: no hand in any of "
             "its 4 frames: the model reads only frames with a hand") in result.stderr
     assert "W0000" not in result.stderr  # MediaPipe's own log went to extract.log
@@ -511,7 +511,7 @@ def test_extraction_is_resumable_and_mirror_swaps_sides(extracted, extraction_py
     before = {f: f.stat().st_mtime_ns for f in files}
     again = run_extract_cli(videos, "--out", out, "--participant-id", "5", "--quiet")
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "extracted 0 clip(s) (0 frames), 2 already done, 1 skipped" in again.stdout
+    assert "extracted 0 clips (0 frames), 2 already done, 1 skipped" in again.stdout
     assert {f: f.stat().st_mtime_ns for f in files} == before
     assert len(read_train_csv(out)) == 2
 

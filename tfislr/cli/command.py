@@ -16,7 +16,8 @@ Exit code 2 is also what argparse uses for a bad option, so "2" always means "ch
 the input and run again" and "1" always means "this is a bug or an environment fault:
 read the traceback".
 
-`positive_int` and `positive_float` are the `type=` of numeric options, so a bad value is
+`positive_int`, `positive_float`, `non_negative_int` and `non_negative_float` are the
+`type=` of numeric options, so a bad value is
 argparse's own usage error (exit 2).
 
 Where TensorFlow loads: never in this wrapper. A command parses its options and checks what
@@ -101,6 +102,28 @@ def positive_int(text):
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_int(text):
+    """argparse `type=`: an int >= 0 (a seed, a gap in frames); anything else exits 2."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def non_negative_float(text):
+    """argparse `type=`: a finite float >= 0 (a weight); NaN, inf and negatives exit 2."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
     return value
 
 

@@ -17,7 +17,7 @@ from tfislr.cli.help import HelpFormatter
 from tfislr.errors import ConfigError
 
 PROG = "tfislr-extract"
-DESCRIPTION = "`tfislr-extract`: video files and folders → a data dir in the competition's layout."
+DESCRIPTION = "Video files and folders → a data dir in the competition's layout."
 
 
 def _in_extraction_env():

@@ -2,16 +2,15 @@
 signs (the library side: `tfislr.predict`)."""
 
 import argparse
-import json
 import pathlib
 import sys
 
 from tfislr.cli.command import USER_ERROR, command, positive_int, report, start_tensorflow
 from tfislr.cli.help import HelpFormatter
+from tfislr.cli.json_output import add_json_options, check_json_out, emit
 
 PROG = "tfislr-predict"
-DESCRIPTION = ("`tfislr-predict`: an exported `.tflite` + clips (landmark parquet files or "
-               "videos) → top-k signs.")
+DESCRIPTION = "An exported .tflite + clips (landmark parquet files or videos) → top-k signs."
 
 
 def parser():
@@ -20,7 +19,7 @@ def parser():
     parser.add_argument("model", help="the .tflite file (tfislr-export)")
     parser.add_argument("clips", nargs="+", help="landmark .parquet files or video files")
     parser.add_argument("--top-k", type=positive_int, default=5, help="signs per clip (default: 5)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_json_options(parser, "the predictions")
     parser.add_argument("--signs", help="sign map (sign_to_prediction_index_map.json) or a data "
                                         "dir with one (default: the export report MODEL.json)")
     parser.add_argument("--landmarks-dir",
@@ -32,6 +31,7 @@ def parser():
 @command(PROG)
 def main(argv=None):
     args = parser().parse_args(argv)
+    check_json_out(args)
     start_tensorflow()
     from tfislr.predict import format_table, numbered_labels_note, predict, top_k_note
 
@@ -52,10 +52,7 @@ def main(argv=None):
                    if result["note"])
     for note in filter(None, notes):
         print(note, file=sys.stderr)
-    if args.json:
-        print(json.dumps(results, indent=2))
-    elif results:
-        print(format_table(results))
+    emit(args, results, lambda: format_table(results) if results else None)
     for error in errors:
         report(PROG, error)
     return USER_ERROR if errors else 0

@@ -51,18 +51,21 @@ def run_request(args, prog, cv=False):
     `tfislr-train --cv`, `--run-dir`; `--resume` picks the newest unfinished one that can
     be resumed (said on stderr as `<prog>: resuming ...`, with a note per one passed over)."""
     from tfislr.config import load_config
+    from tfislr.data.folds import check_fold
 
     overrides = list(args.overrides)
     if args.epochs is not None:
         overrides.append(f"train.epochs={args.epochs}")
     config = load_config(args.config, overrides)
+    fold = None if (cv or getattr(args, "full", False)) else getattr(args, "fold", None)
+    if fold is not None:  # named as the user typed it, before TensorFlow starts
+        check_fold(fold, config.data.num_folds, "--fold")
     start_tensorflow()
     from tfislr.training.request import RunRequest
 
     # tfislr-train has --run-dir (its CV folder with --cv), tfislr-cv has --cv-dir.
     folder = getattr(args, "run_dir", None) or getattr(args, "cv_dir", None)
     full = getattr(args, "full", False)
-    fold = None if (cv or full) else getattr(args, "fold", None)
     if getattr(args, "resume", False):
         folder = _resumed_folder(args, config, cv, prog)
     request = RunRequest(config, args.data_dir, output_dir=args.output, run_dir=folder,

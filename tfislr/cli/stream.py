@@ -15,7 +15,8 @@ were chosen.
 
 Output: one line per sign (frames, seconds, top k signs with probabilities) as a table
 at the end, or as each sign is recognized with `--live` (the default for a camera); `--json`
-prints a JSON list instead, and `--csv` also writes the timeline to a file. Sign names come
+prints a JSON list instead, `--json-out` also writes it to a file (the one convention of
+`tfislr.cli.json_output`), and `--csv` writes the timeline as CSV. Sign names come
 from the export report next to the model or `--signs`, as in `tfislr-predict`.
 
 A video whose frames stop decoding, or a camera that stops, ends the stream: the signs
@@ -29,13 +30,18 @@ runs it.
 import argparse
 import dataclasses
 import pathlib
+import re
 import sys
 
-from tfislr.cli.command import INTERRUPTED, command, positive_int, report
+from tfislr.cli.command import INTERRUPTED, command, non_negative_int, positive_int, report
 from tfislr.cli.help import HelpFormatter
+from tfislr.cli.json_output import add_json_options, check_json_out, emit
 from tfislr.errors import DataError
+from tfislr.text import plural
+
 
 PROG = "tfislr-stream"
+DESCRIPTION = "A continuous recording or a camera → a timeline of signs."
 
 # Help of each segmentation parameter (`tfislr.stream.segmentation.SegmentationParams`).
 SEGMENTATION_HELP = {
@@ -60,29 +66,19 @@ def _probability(text):
     return value
 
 
-def _count(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
-
-
 def parse_args(argv=None):
     from tfislr.stream.recognizer import MERGE_GAP, MIN_CONFIDENCE
     from tfislr.stream.segmentation import SegmentationParams
     from tfislr.stream.windows import STRIDE, WINDOW, WINDOW_CONFIDENCE
 
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION,
                                      formatter_class=HelpFormatter)
     parser.add_argument("model", help="the .tflite file (tfislr-export)")
     parser.add_argument("source", help="a landmark .parquet file, a video file, or a camera "
                                        "index (0, 1, ...)")
     parser.add_argument("--top-k", type=positive_int, default=3, help="signs per line")
     output = parser.add_mutually_exclusive_group()
-    output.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_json_options(parser, "the timeline", flag_group=output)
     output.add_argument("--live", action="store_true",
                         help="print each sign as it is recognized (a camera always does, "
                              "unless --json)")
@@ -109,7 +105,7 @@ def parse_args(argv=None):
     for field in dataclasses.fields(SegmentationParams):
         segmentation.add_argument(f"--{field.name.replace('_', '-')}", type=field.type,
                                   default=field.default, help=SEGMENTATION_HELP[field.name])
-    segmentation.add_argument("--merge-gap", type=_count, default=MERGE_GAP,
+    segmentation.add_argument("--merge-gap", type=non_negative_int, default=MERGE_GAP,
                               help="consecutive segments with the same sign at most this many "
                                    "frames apart are one sign; 0 merges only adjacent ones")
     windows = parser.add_argument_group("--method windows")
@@ -122,8 +118,10 @@ def parse_args(argv=None):
     try:
         args.params = SegmentationParams(**{f.name: getattr(args, f.name)
                                             for f in dataclasses.fields(SegmentationParams)})
-    except ValueError as error:
-        parser.error(f"segmentation: {error}")
+    except ValueError as error:  # its field names, said as the options the user typed
+        fields = "|".join(f.name for f in dataclasses.fields(SegmentationParams))
+        parser.error(re.sub(rf"\b({fields})\b",
+                            lambda m: "--" + m.group(1).replace("_", "-"), str(error)))
     return args
 
 
@@ -161,6 +159,7 @@ def main(argv=None):
     from tfislr.stream.recognizer import MIN_CONFIDENCE, StreamRecognizer
     from tfislr.stream.windows import WINDOW_CONFIDENCE, SlidingWindowRecognizer
 
+    check_json_out(args)
     if args.csv:
         from tfislr import atomic
 
@@ -197,10 +196,11 @@ def main(argv=None):
     except DataError as error:  # a landmark file bad from some frame on: keep the signs so far
         signs += recognizer.flush()
         _output(args, signs, live, timeline, recognizer.top_k)
-        raise DataError(f"{error} (the {len(signs)} sign(s) before it are shown)") from None
+        raise DataError(f"{error} (the {plural(len(signs), 'sign')} before it are shown)") from None
     _output(args, signs, live, timeline, recognizer.top_k)
-    summary = (f"{PROG}: {recognizer.frame_count} frame(s), {recognizer.segments} "
-               f"{'window' if args.method == 'windows' else 'segment'}(s), {len(signs)} sign(s)")
+    summary = (f"{PROG}: {plural(recognizer.frame_count, 'frame')}, "
+               f"{plural(recognizer.segments, 'window' if args.method == 'windows' else 'segment')}, "
+               f"{plural(len(signs), 'sign')}")
     if recognizer.dropped:
         summary += f"; {recognizer.dropped} below --min-confidence {recognizer.min_confidence}"
     print(summary, file=sys.stderr)
@@ -212,18 +212,16 @@ def main(argv=None):
     elif handle is not None and handle.note:  # a video cut short by an unreadable frame
         code = report(PROG, DataError(handle.note))
     if interrupted:
-        print(f"{PROG}: stopped (Ctrl-C) after {recognizer.frame_count} frame(s)",
+        print(f"{PROG}: stopped (Ctrl-C) after {plural(recognizer.frame_count, 'frame')}",
               file=sys.stderr)
         return code or (0 if kind == "camera" else INTERRUPTED)
     return code
 
 
 def _output(args, signs, live, timeline, top_k):
-    """The timeline on stdout (unless it went out live) and in the --csv file."""
-    if args.json:
-        print(timeline.to_json(signs))
-    elif not live:
-        print(timeline.format_table(signs))
+    """The timeline on stdout (unless it went out live) and in the --json-out and --csv
+    files."""
+    emit(args, timeline.to_records(signs), None if live else lambda: timeline.format_table(signs))
     if args.csv:
         timeline.write_csv(args.csv, signs, top_k)
 

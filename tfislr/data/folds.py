@@ -26,6 +26,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from tfislr.checks import check_int
 from tfislr.errors import ConfigError
+from tfislr.text import plural
 
 # The original's participant -> fold map (its input/folds_4.csv): fold -> participants.
 ORIGINAL_FOLDS = {
@@ -63,8 +64,9 @@ def fold_scheme(manifest, num_folds=4, seed=42, original=True):
         others = sorted(int(p) for p in pd.unique(manifest["participant_id"])
                         if int(p) not in _ORIGINAL_FOLD_OF)
         shown = ", ".join(map(str, others[:3])) + (", ..." if len(others) > 3 else "")
-        why = (f"{len(others)} participant(s) ({shown}) are not among the competition's "
-               f"{len(_ORIGINAL_FOLD_OF)}")
+        verb = "is" if len(others) == 1 else "are"
+        why = (f"{plural(len(others), 'participant')} ({shown}) {verb} not among the "
+               f"competition's {len(_ORIGINAL_FOLD_OF)}")
     return "stratified", (f"folds: computed signer-grouped, sign-stratified folds "
                           f"(StratifiedGroupKFold, {num_folds} folds, seed {seed}), as {why}")
 
@@ -79,8 +81,8 @@ def _check(manifest, num_folds):
     num_participants = manifest["participant_id"].nunique()
     if num_participants < num_folds:
         raise ConfigError(
-            f"cannot make {num_folds} participant-grouped folds from {num_participants} "
-            f"participant(s): every fold needs at least one participant; use num_folds <= "
+            f"cannot make {num_folds} participant-grouped folds from "
+            f"{plural(num_participants, 'participant')}: every fold needs at least one participant; use num_folds <= "
             f"{num_participants}"
         )
 
@@ -153,11 +155,11 @@ def cv_folds(manifest, num_folds=4, seed=42, original=True, off_hint=ORIGINAL_FO
     return folds, skipped
 
 
-def check_fold(fold, num_folds):
-    """`fold` if it is an int in [0, num_folds) (ConfigError otherwise); needs no data, so
-    runs check it before the store is prepared."""
+def check_fold(fold, num_folds, name="fold"):
+    """`fold` if it is an int in [0, num_folds) (ConfigError otherwise, naming `name`, e.g. a
+    command's "--fold"); needs no data, so runs check it before the store is prepared."""
     if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)) or not 0 <= fold < num_folds:
-        raise ConfigError(f"fold must be an int in [0, {num_folds}), got {fold!r}")
+        raise ConfigError(f"{name} must be an int in [0, {num_folds}), got {fold!r}")
     return fold
 
 

@@ -44,6 +44,7 @@ import pyarrow.parquet as pq
 
 from tfislr import landmarks as lm
 from tfislr.errors import DataError, DataWarning, MissingFileError
+from tfislr.text import plural
 
 TRAIN_CSV = "train.csv"
 SIGN_MAP_JSON = "sign_to_prediction_index_map.json"
@@ -211,7 +212,7 @@ def _parse_train_csv(path, data, sign_map):
         raise DataError(
             f"{where(row)} (sequence_id {table['sequence_id'].iloc[row]}): sign "
             f"{table['sign'].iloc[row]!r} is not in {SIGN_MAP_JSON} "
-            f"({len(unknown)} row(s) with unknown signs)"
+            f"({plural(len(unknown), 'row')} with unknown signs)"
         )
     table["label"] = table["sign"].map(sign_map).astype(np.int64)
     _warn_ids_unlike_paths(table, where)
@@ -239,7 +240,7 @@ def _warn_ids_unlike_paths(table, where):
             row = differ[0]
             warnings.warn(
                 f"{where(row)}: {column} {table[column].iloc[row]} differs from the one in "
-                f"its path {table['path'].iloc[row]} ({len(differ)} row(s) like this); "
+                f"its path {table['path'].iloc[row]} ({plural(len(differ), 'row')} like this); "
                 f"folds group clips by participant_id, so fix train.csv if the path is right",
                 DataWarning, stacklevel=2,
             )
@@ -483,7 +484,7 @@ def _place_rows(path, batches, frame_ids):
         part, index = _landmark_name(slot)
         raise LandmarkFileError(
             path, f"frame {frame_ids[frame]} has no row for {part} landmark_index {index} "
-            f"({len(missing)} landmark(s) missing; each frame names all "
+            f"({plural(len(missing), 'landmark')} missing; each frame names all "
             f"{lm.NUM_RAW_LANDMARKS}: {_ORDER_TEXT})", "layout")
     return frames.reshape(num_frames, lm.NUM_RAW_LANDMARKS, 3)
 

@@ -51,6 +51,7 @@ from tfislr import landmarks as lm
 from tfislr.checks import check_int
 from tfislr.config import MIN_MAX_LEN
 from tfislr.data import kaggle, store
+from tfislr.text import plural
 
 DEFAULT_SHARD_SIZE = 256
 _FINGERPRINT_FILE = "fingerprint.json"
@@ -271,7 +272,8 @@ def format_summary(summary, reused=False):
     done = "reused the store prepared before," if reused else "prepared"
     text = (
         f"max_len {summary['max_len']}: {done} {summary['prepared']:,} of "
-        f"{summary['num_sequences']:,} sequences ({summary['total_frames']:,} frames, "
+        f"{plural(summary['num_sequences'], 'sequence')} "
+        f"({plural(summary['total_frames'], 'frame')}, "
         f"{summary['landmarks_bytes'] / 2**20:,.1f} MiB), skipped {summary['skipped']:,}"
     )
     if summary["skipped"]:
@@ -395,7 +397,7 @@ def build_stamp(path):
 
 def _say_reused(path):
     skipped = store.read_summary(path)["skipped"]
-    lacks = (f"; it lacks the {skipped:,} clip(s) skipped when it was prepared (listed in "
+    lacks = (f"; it lacks the {plural(skipped, 'clip')} skipped when it was prepared (listed in "
              f"{pathlib.Path(path) / store.SKIPPED_FILE})" if skipped else "")
     print(f"reusing the prepared store {path}: train.csv, the sign map, the landmark files' "
           "sizes and times and the preprocessing code are unchanged (to rebuild it: "

@@ -14,6 +14,7 @@ from tfislr import landmarks as lm
 from tfislr.errors import DataError
 from tfislr.export.contract import OUTPUT_NAME, ExportError
 from tfislr.export.runner import TFLiteRunner
+from tfislr.text import plural
 
 # Kaggle's limit is "40 MB"; we read it as 40 * 10**6 bytes, which is stricter
 # than the original notebook's MiB reading (bytes / 1024**2), so a file that
@@ -119,7 +120,7 @@ def clips_from_data_dir(data_dir, num_sequences=PARITY_SEQUENCES, with_labels=Fa
     if skipped is not None:
         skipped.extend(problems)
     if not clips:
-        raise DataError(f"{data_dir}: none of the {len(rows)} clips chosen from train.csv can "
+        raise DataError(f"{data_dir}: none of the {plural(len(rows), 'clip')} chosen from train.csv can "
                         f"be read ({'; '.join(problems[:3])}"
                         + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "") + ")")
     if not with_labels:

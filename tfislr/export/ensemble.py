@@ -25,6 +25,7 @@ from tfislr.export.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY, Expor
 from tfislr.export.members import (check_members_agree, member_label, resolve_member,
                                    training_data)
 from tfislr.export.runner import measure_latency
+from tfislr.text import plural
 
 # Labelled clips of a given data dir that the int8-vs-fp32 agreement runs on (both files,
 # one clip at a time: one int8 and one fp32 inference a clip; latencies in benchmarks/README.md).
@@ -171,7 +172,7 @@ def _convert(members, quantization, output_path, log):
     only ever holds a file that passed every check (an earlier good export stays in place
     when this one fails)."""
     module = graph.build_ensemble_module(members)
-    log(f"converting {len(members)} member(s) to TFLite ({quantization}) ...")
+    log(f"converting {plural(len(members), 'member')} to TFLite ({quantization}) ...")
     content = graph.convert(module, quantization)
     ops = graph.check_builtin_ops(content)
     unchecked_path = output_path.with_suffix(".unchecked.tflite")
@@ -333,7 +334,7 @@ def _why_no_accuracy(labelled, signs, num_classes):
         return "pass labelled data (--parity-data DATA_DIR) to measure it"
     data_signs = labelled[2]
     if len(data_signs) != num_classes:
-        return (f"not measured: the parity data has {len(data_signs)} signs, the model "
+        return (f"not measured: the parity data has {plural(len(data_signs), 'sign')}, the model "
                 f"{num_classes}")
     if signs is not None and list(signs) != list(data_signs):
         label = next(i for i, (a, b) in enumerate(zip(signs, data_signs)) if a != b)
@@ -348,7 +349,7 @@ def _accuracy_data(accuracy, agreement):
     if data == checks.HELD_OUT:
         return "on held-out data (no member trained on these clips' signers)"
     if data == checks.TRAINING:
-        return (f"on training data ({trained} of {agreement['num_sequences']} clips are of "
+        return (f"on training data ({trained} of {plural(agreement['num_sequences'], 'clip')} are of "
                 "signers a member trained on)")
     return "on data that may be training data (a member records no split)"
 
@@ -358,26 +359,26 @@ def format_report(report):
     members = "; ".join(f"{member_label(m['name'], m['run_dir'], m['weights'])}: max_len "
                         f"{m['max_len']}, {m['num_params']:,} params" for m in report["members"])
     lines = [
-        f"wrote {report['path']} ({report['quantization']}, {len(report['members'])} member(s): "
+        f"wrote {report['path']} ({report['quantization']}, {plural(len(report['members']), 'member')}: "
         f"{members})",
         f"  size     {size['mb']:.2f} MB = {size['mib']:.2f} MiB ({size['bytes']:,} bytes), "
         f"limit {size['max_mb']} MB",
         f"  ops      {len(report['ops'])} builtin op types, no Select TF / custom ops",
         f"  parity   max |TF - TFLite| = {parity['max_abs_diff']:.2e} "
-        f"(tolerance {parity['tolerance']:g}) over {parity['num_sequences']} clips, "
+        f"(tolerance {parity['tolerance']:g}) over {plural(parity['num_sequences'], 'clip')}, "
         f"argmax agreement {parity['argmax_agreement']:.0%}"
-        + (f" ({len(report['parity_skipped'])} unreadable clip(s) skipped)"
+        + (f" ({plural(len(report['parity_skipped']), 'unreadable clip')} skipped)"
            if report.get("parity_skipped") else ""),
         f"  edge     finite probabilities summing to 1 for: {', '.join(report['edge_cases'])}",
         f"  latency  median {latency['median_ms']:.2f} ms, p95 {latency['p95_ms']:.2f} ms per "
-        f"sequence ({latency['num_threads']} thread, {latency['num_calls']} calls; first pass "
+        f"sequence ({plural(latency['num_threads'], 'thread')}, {plural(latency['num_calls'], 'call')}; first pass "
         f"incl. memory re-planning: mean {latency['first_pass']['mean_ms']:.1f}, "
         f"max {latency['first_pass']['max_ms']:.1f} ms)",
     ]
     agreement = report.get("agreement")
     if agreement is not None:
         line = (f"  vs fp32  top-1 agreement {agreement['top1_agreement']:.1%}, max probability "
-                f"diff {agreement['max_prob_diff']:.2e} over {agreement['num_sequences']} clips")
+                f"diff {agreement['max_prob_diff']:.2e} over {plural(agreement['num_sequences'], 'clip')}")
         accuracy = agreement["accuracy"]
         if accuracy is not None:
             line += (f"; accuracy {accuracy['quantized']:.4f} vs fp32 {accuracy['fp32']:.4f} "

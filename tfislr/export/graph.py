@@ -11,6 +11,7 @@ import numpy as np
 from tfislr import landmarks as lm
 from tfislr.export.contract import INPUT_NAME, OUTPUT_NAME, ExportError
 from tfislr.export.members import check_members_agree
+from tfislr.text import plural
 
 QUANTIZATIONS = ("fp16", "fp32", "int8")
 
@@ -200,7 +201,7 @@ def check_builtin_ops(model_content):
         flex = [op.split(":", 1)[1] for op in bad if op.startswith("CUSTOM:Flex")]
         kind = "Select TF (Flex)" if flex else "custom"
         raise ExportError(
-            f"the TFLite file contains {kind} op(s) {', '.join(op.split(':', 1)[1] for op in bad)}; "
+            f"the TFLite file contains {kind} ops: {', '.join(op.split(':', 1)[1] for op in bad)}; "
             "the competition runtime has TFLITE_BUILTINS only"
         )
     return ops

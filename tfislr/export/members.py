@@ -17,6 +17,7 @@ from tfislr.errors import ConfigError, MissingFileError
 from tfislr.runs import run_dir as run_dir_lib
 from tfislr.runs.members import WEIGHT_CHOICES, check_keras_file, load_trained  # noqa: F401 - re-exported
 from tfislr.runs.run_dir import RunDir
+from tfislr.text import plural
 
 
 @dataclasses.dataclass
@@ -91,7 +92,7 @@ def training_data(split):
     if split.get("full"):
         return "all the data (full fit)"
     return (f"all but fold {split.get('fold')} of {split.get('num_folds')} "
-            f"({len(split.get('val_participants') or [])} signers held out)")
+            f"({plural(len(split.get('val_participants') or []), 'signer')} held out)")
 
 
 def load_member(run_dir, weights="distilled", name=None):
@@ -171,7 +172,7 @@ def check_members_agree(members):
     for member in with_signs:
         if len(member.signs) != sizes[0]:
             raise ConfigError(
-                f"member '{member.label}': signs.json lists {len(member.signs)} signs "
+                f"member '{member.label}': signs.json lists {plural(len(member.signs), 'sign')} "
                 f"but the model outputs {sizes[0]} classes"
             )
         if member.signs != with_signs[0].signs:

@@ -23,6 +23,7 @@ import pathlib
 
 from tfislr import atomic
 from tfislr.errors import DataError
+from tfislr.text import plural
 
 SHA256_KEY = "sha256"
 
@@ -96,7 +97,7 @@ def check_signs(model_path, report, signs, source):
         return
     exported, signs = list(exported), list(signs)
     if len(exported) != len(signs):
-        detail = f"{len(signs)} signs, the model's report {len(exported)}"
+        detail = f"{plural(len(signs), 'sign')}, the model's report {len(exported)}"
     else:
         label = next(i for i, (a, b) in enumerate(zip(exported, signs)) if a != b)
         detail = (f"label {label} is {signs[label]!r} there, {exported[label]!r} in the "

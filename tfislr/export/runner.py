@@ -15,6 +15,10 @@ import numpy as np
 
 from tfislr.errors import DataError, MissingFileError
 from tfislr.export.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY
+from tfislr.runtime import filtered_stderr
+
+# What LiteRT says, once per interpreter, when it applies its default CPU delegate.
+XNNPACK_NOTICE = "Created TensorFlow Lite XNNPACK delegate"
 
 
 def check_model_file(path):
@@ -85,8 +89,15 @@ class TFLiteRunner:
         if self.model_path is not None:
             check_model_file(self.model_path)
         try:
-            self.interpreter = Interpreter(model_path=self.model_path,
-                                           model_content=model_content, num_threads=num_threads)
+            # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." from C++
+            # (its own logger: no environment variable or option turns it off) when the
+            # default delegate is applied, at the first allocation: done here, with that one
+            # line dropped from file descriptor 2 (anything else it prints is kept).
+            with filtered_stderr(lambda line: XNNPACK_NOTICE not in line):
+                self.interpreter = Interpreter(model_path=self.model_path,
+                                               model_content=model_content,
+                                               num_threads=num_threads)
+                self.interpreter.allocate_tensors()
         except ValueError as error:  # LiteRT's word for "not a flatbuffer model"
             raise DataError(f"{name}: not a TFLite model ({error})") from None
         signatures = self.interpreter.get_signature_list()

@@ -27,11 +27,16 @@ def format_table(signs):
     return "\n".join([header] + [format_line(sign) for sign in signs])
 
 
-def to_json(signs):
-    """A JSON list of `{start_frame, end_frame, start_seconds, end_seconds, top_k: [{sign,
-    label, probability}]}`."""
+def to_records(signs):
+    """A list of `{start_frame, end_frame, start_seconds, end_seconds, top_k: [{sign,
+    label, probability}]}` (what `to_json` encodes)."""
     keys = ("start_frame", "end_frame", "start_seconds", "end_seconds", "top_k")
-    return json.dumps([{key: getattr(sign, key) for key in keys} for sign in signs], indent=2)
+    return [{key: getattr(sign, key) for key in keys} for sign in signs]
+
+
+def to_json(signs):
+    """`to_records(signs)` as indented JSON text."""
+    return json.dumps(to_records(signs), indent=2)
 
 
 def csv_text(signs, top_k):

@@ -21,6 +21,7 @@ import pyarrow as pa
 from tfislr import landmarks as lm
 from tfislr.data import kaggle
 from tfislr.errors import DataError
+from tfislr.text import plural
 
 BATCH_FRAMES = 256
 
@@ -123,5 +124,5 @@ class VideoSource:
         elif code > 0:
             tail = " / ".join(stderr.strip().splitlines()[-3:])
             self.error = DataError(f"{self.source}: the landmark extraction stopped with exit "
-                                   f"code {code} after {self.frames} frame(s): {tail}")
+                                   f"code {code} after {plural(self.frames, 'frame')}: {tail}")
 

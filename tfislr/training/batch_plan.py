@@ -12,6 +12,7 @@ import dataclasses
 
 from tfislr.checks import check_int
 from tfislr.errors import ConfigError
+from tfislr.text import plural
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +104,7 @@ def plan_batches(config, num_train, replicas):
         raise ConfigError(
             f"{num_train} training clips are fewer than one global batch "
             f"(data.global_batch_size {data.global_batch_size}); lower it, keeping it a "
-            f"multiple of {replicas * group} ({replicas} replica(s) × train.batch_group_size "
+            f"multiple of {replicas * group} ({plural(replicas, 'replica')} × train.batch_group_size "
             f"{group})"
         )
     return BatchPlan(

@@ -30,6 +30,7 @@ from tfislr.runs.members import WEIGHT_CHOICES  # which soup predicts the held-o
 from tfislr.runs.oof import OutOfFold, read_oof, write_oof
 from tfislr.runs.run_dir import RunDir
 from tfislr.training.request import RunRequest
+from tfislr.text import plural
 
 
 def _log(message):
@@ -101,7 +102,7 @@ def combine_folds(fold_oofs, store, info):
     if not np.array_equal(oof.table["sequence_id"].to_numpy(), expected):
         missing = np.setdiff1d(expected, oof.table["sequence_id"].to_numpy())
         raise DataError(
-            f"the folds' predictions do not cover the store's {len(expected)} clips exactly "
+            f"the folds' predictions do not cover the store's {plural(len(expected), 'clip')} exactly "
             f"once ({len(oof)} predicted, {len(missing)} missing, e.g. {missing[:3].tolist()}); "
             "were the folds trained on another data dir or fold setting?"
         )
@@ -112,7 +113,7 @@ def format_report(report):
     """A few lines: accuracy per fold and overall, the runs' own figures, where things are."""
     lines = [
         f"cross-validation of {report['config']} ({report['weights']} soup), "
-        f"{report['clips']:,} clips, {len(report['folds'])} folds"
+        f"{plural(report['clips'], 'clip')}, {plural(len(report['folds']), 'fold')}"
         + "".join(f" (fold {fold} skipped: no clips)" for fold in report.get("skipped_folds", {})),
         f"  {'fold':<6}{'clips':>8}{'accuracy':>10}{'run metrics':>13}",
     ]
@@ -125,7 +126,7 @@ def format_report(report):
     lines.append(f"  {'CV':<6}{report['clips']:>8,}{report['accuracy']:>10.4f}   (all clips "
                  "together = clip-weighted mean of the folds)")
     if report["not_in_store"]:
-        lines.append(f"  {report['not_in_store']} clip(s) of train.csv were skipped by the "
+        lines.append(f"  {plural(report['not_in_store'], 'clip')} of train.csv were skipped by the "
                      "prepare step and have no prediction (see the store's skipped.csv)")
     lines.append(f"  OOF predictions: {report['oof']}")
     return "\n".join(lines)

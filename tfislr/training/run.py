@@ -39,6 +39,7 @@ from tfislr.training.mean_teacher import build_distiller
 from tfislr.training.request import RunRequest
 from tfislr.training.soup import ModelTriple, soup_last_checkpoints
 from tfislr.training.strategy import task_info, training_tasks
+from tfislr.text import plural
 
 
 def log(message):
@@ -77,7 +78,7 @@ def _load_and_split(config, data_dir, fold, full):
     store_path = ensure_store(data_dir, config.data.max_len, config.data.prepared_dir)
     store = load_store(store_path)
     if len(store.signs) < 2:
-        raise DataError(f"{data_dir}: the sign map has {len(store.signs)} sign(s); need at least 2")
+        raise DataError(f"{data_dir}: the sign map has {plural(len(store.signs), 'sign')}; need at least 2")
     train_idx, val_idx, split = _split(store, config, fold, full, data_dir)
     return _Data(store, store_path, train_idx, val_idx, split)
 
@@ -145,9 +146,9 @@ def _open_run_dir(config, output_dir, run_dir, data, strategy, plan, data_dir):
     log(f"{'resuming' if resume else 'run dir'}: {chief.path}")
     log(
         f"{config.name}: {run_info['num_train']} train / {run_info['num_val']} val sequences, "
-        f"{run_info['num_classes']} signs, global batch {plan.global_batch_size} = "
-        f"{plan.replicas} replica(s) × {plan.per_replica_batch_size}, "
-        f"{plan.steps_per_epoch} steps × {config.train.epochs} epochs"
+        f"{plural(run_info['num_classes'], 'sign')}, global batch {plan.global_batch_size} = "
+        f"{plural(plan.replicas, 'replica')} × {plan.per_replica_batch_size}, "
+        f"{plural(plan.steps_per_epoch, 'step')} × {plural(config.train.epochs, 'epoch')}"
     )
     return chief, files, run_info
 
@@ -240,7 +241,7 @@ def _soup_and_score(config, checkpoints_dir, distiller, triple, val_ds):
     """Soups the checkpoints into `triple`; returns the metrics' models and soup epochs."""
     last = _accuracies(distiller, val_ds) if val_ds is not None else None
     soup_epochs = soup_last_checkpoints(triple, checkpoints_dir, config.train.soup_last_n)
-    log(f"soup of epochs {soup_epochs[0]}–{soup_epochs[-1]} ({len(soup_epochs)} checkpoints)")
+    log(f"soup of epochs {soup_epochs[0]}–{soup_epochs[-1]} ({plural(len(soup_epochs), 'checkpoint')})")
     if val_ds is None:
         log("full fit: no validation set, so no accuracies")
         return {name: {"last_epoch_accuracy": None, "soup_accuracy": None}

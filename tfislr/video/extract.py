@@ -46,6 +46,7 @@ import sys
 from tfislr import atomic
 from tfislr import landmarks as lm
 from tfislr.errors import DataError, MissingFileError
+from tfislr.text import plural
 
 PROG = "tfislr-extract"
 VIDEO_SUFFIXES = frozenset(
@@ -295,14 +296,14 @@ def extract(inputs, out_dir, participant_id=0, sign=None, mirror=False, progress
 
 def format_summary(summary, out_dir):
     handless = len(summary.get("without_hands", ()))
-    text = (f"extracted {summary['extracted']} clip(s) ({summary['frames']} frames"
+    text = (f"extracted {plural(summary['extracted'], 'clip')} ({plural(summary['frames'], 'frame')}"
             + (f"; {handless} with no hand in any frame" if handless else "") + "), "
-            f"{summary['already_done']} already done, {len(summary['skipped'])} skipped")
+            f"{summary['already_done']:,} already done, {len(summary['skipped']):,} skipped")
     if summary["skipped"]:
         text += f" (reasons in {pathlib.Path(out_dir) / SKIPPED_CSV})"
     if summary["rows"]:
-        text += (f"; {pathlib.Path(out_dir) / TRAIN_CSV}: {summary['rows']} clips of "
-                 f"{summary['signs']} signs")
+        text += (f"; {pathlib.Path(out_dir) / TRAIN_CSV}: {plural(summary['rows'], 'clip')} of "
+                 f"{plural(summary['signs'], 'sign')}")
     return text
 
 

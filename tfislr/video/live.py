@@ -31,6 +31,7 @@ import time
 import numpy as np
 
 from tfislr import landmarks as lm
+from tfislr.text import plural
 
 PROG = "tfislr-live"
 MAGIC = b"TFISLRL1"
@@ -134,14 +135,14 @@ def main(argv=None):
     finally:
         capture.release()
     if is_camera:
-        print(f"{PROG}: camera {args.source} stopped delivering frames after {count} "
-              "frame(s)", file=sys.stderr)
+        print(f"{PROG}: camera {args.source} stopped delivering frames after "
+              f"{plural(count, 'frame')}", file=sys.stderr)
     elif count == 0:
         print(f"{PROG}: {args.source}: no frame could be decoded (empty or damaged video)",
               file=sys.stderr)
     elif expected and count < expected - 1:  # containers may over-count by one
         print(f"{PROG}: {args.source}: frame {count} of {expected} could not be decoded; "
-              f"stopped after {count} frame(s)", file=sys.stderr)
+              f"stopped after {plural(count, 'frame')}", file=sys.stderr)
     return 0
 
 
