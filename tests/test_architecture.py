@@ -29,7 +29,7 @@ LAYERS = [
     {"runs", "plots"},
     {"model"},
     {"preprocessing"},
-    {"config", "landmarks", "atomic", "checks", "errors", "runtime", "timeline"},
+    {"config", "landmarks", "atomic", "checks", "errors", "runtime", "timeline", "text"},
 ]
 MAX_FUNCTION_LINES = 80
 

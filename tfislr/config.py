@@ -333,7 +333,6 @@ _RANGES = {
     "train.ema_decay": _PROBABILITY,
     "train.consistency_weight": (0.0, None, False, False),
     "train.rampup_prop": _PROBABILITY,
-    "train.mix_end_fraction": (0.0, 1.0, True, False),
     "train.soup_last_n": (1, None, False, False),
 }
 
