@@ -25,7 +25,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras, numpy as np, tensorflow as tf
 from tfislr.config import load_config
 from tfislr.training.mean_teacher import MODEL_NAMES, build_distiller
-config = load_config(os.path.join(sys.argv[1], "configs", sys.argv[2] + ".yaml"))
+config_dir = os.path.join(sys.argv[1], "tfislr", "configs")  # configs/ before 2026-12-07
+if not os.path.isdir(config_dir):
+    config_dir = os.path.join(sys.argv[1], "configs")
+config = load_config(os.path.join(config_dir, sys.argv[2] + ".yaml"))
 batch, max_len = 32, config.data.max_len
 keras.utils.set_random_seed(0)
 distiller = build_distiller(config, 250, steps_per_epoch=1000)
