@@ -9,6 +9,7 @@ import pytest
 from tfislr.errors import ConfigError
 from tfislr.export import checks, export_ensemble, graph
 from tfislr.export import ensemble as ensemble_lib
+from tfislr.text import plural
 from tfislr.export.ensemble import load_ensemble_config
 from tfislr.export.members import EnsembleMember
 
@@ -116,7 +117,7 @@ def test_without_an_int8_accuracy_the_report_says_why(exported, monkeypatch):
         assert result["accuracy"] is None and result["no_accuracy"] == why
         line = next(line for line in ensemble_lib.format_report(
             {**report, "agreement": result}).splitlines() if line.startswith("  vs fp32"))
-        assert line.endswith(f"over {result['num_sequences']} clips; accuracy: {why}"), line
+        assert line.endswith(f"over {plural(result['num_sequences'], 'clip')}; accuracy: {why}"), line
 
 
 def test_the_int8_accuracy_says_whether_its_clips_are_held_out():
