@@ -59,7 +59,7 @@ def test_members_of_one_config_are_checked_and_named_one_by_one(tmp_path, export
     report = {**report, "members": [{**m, "name": "tiny", "run_dir": str(run)}
                                     for m, run in zip(report["members"], (base, swapped))]}
     first_line = ensemble_lib.format_report(report).splitlines()[0]
-    assert f"2 member(s): tiny ({base}): max_len 8, " in first_line
+    assert f"2 members: tiny ({base}): max_len 8, " in first_line
     assert f"; tiny ({swapped}): max_len 20, " in first_line
 
 
