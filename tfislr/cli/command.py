@@ -94,26 +94,25 @@ def command(prog):
     return decorate
 
 
-def positive_int(text):
-    """argparse `type=`: an int >= 1; anything else is a usage error (exit code 2)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _int_at_least(low, expected, doc):
+    """An argparse `type=` taking an int >= `low`; anything else is a usage error (exit 2)."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    parse.__doc__ = doc
+    return parse
 
 
-def non_negative_int(text):
-    """argparse `type=`: an int >= 0 (a seed, a gap in frames); anything else exits 2."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
+positive_int = _int_at_least(
+    1, "a positive integer", "argparse `type=`: an int >= 1; anything else exits 2.")
+non_negative_int = _int_at_least(
+    0, "a whole number >= 0", "argparse `type=`: an int >= 0 (a seed, a gap in frames).")
 
 
 def non_negative_float(text):
