@@ -77,13 +77,13 @@ def test_weight_decay_sets_of_the_real_model():
     assert any("embedding" in p for p in decayed)
 
 
-def _island_names(function, *args):
+def _xla_compiled_names(function, *args):
     graph_def = function.get_concrete_function(*args).graph.as_graph_def()
     return [f.signature.name for f in graph_def.library.function if f.attr["_XlaMustCompile"].b]
 
 
 def test_adamw_is_keras_own_update_under_several_replicas():
-    """Under a strategy Keras' per-variable `extended.update` runs (no island); values are
+    """Under a strategy Keras' per-variable `extended.update` runs (no XLA-compiled function); values are
     tested equal across replica counts in test_strategy.py."""
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
     with strategy.scope():
@@ -95,4 +95,4 @@ def test_adamw_is_keras_own_update_under_several_replicas():
     def apply(grad):
         strategy.run(lambda g: optimizer.apply([g], variables), args=(grad,))
 
-    assert _island_names(apply, tf.ones((3, 2))) == []
+    assert _xla_compiled_names(apply, tf.ones((3, 2))) == []

@@ -1,20 +1,15 @@
-"""Mish for every compute dtype, with a GPU kernel under `mixed_bfloat16`, as one XLA island.
+"""Mish for every compute dtype, with a GPU kernel under `mixed_bfloat16`.
 
 mish(x) = x · tanh(softplus(x)) (Misra 2019; the original's activation). TensorFlow has no
 GPU kernel for `Softplus` in bfloat16 (float32 and float16 only; its gradient has one), so
 `keras.activations.mish` on a bfloat16 tensor outside XLA runs on the host: two copies
 between device and host for every activation of every step (and of every evaluation, which
 Keras does not XLA-compile on several replicas). `mish` computes bfloat16 inputs in float32
-and casts back (the same function, rounded once instead of at each stage). In a traced
-TensorFlow graph it runs as one XLA-compiled loop (`tfislr.model.xla_fusion`: the same
-function, faster forward + backward: benchmarks/README.md); eager calls and the TFLite export run
-`keras.activations.mish` as it is.
+and casts back (the same function, rounded once instead of at each stage).
 """
 
 import keras
 from keras import ops
-
-from tfislr.model.xla_fusion import compiled
 
 
 def _mish_in_float32(x):
@@ -25,5 +20,5 @@ def _mish_in_float32(x):
 def mish(x):
     """`x · tanh(softplus(x))`, any shape; bfloat16 in float32 (module docstring)."""
     if keras.backend.standardize_dtype(x.dtype) != "bfloat16":
-        return compiled("mish", keras.activations.mish)(x)
-    return compiled("mish in float32", _mish_in_float32)(x)
+        return keras.activations.mish(x)
+    return _mish_in_float32(x)

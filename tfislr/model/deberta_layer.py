@@ -9,7 +9,6 @@ from tfislr.model.initializers import (
     torch_linear_kernel_initializer,
 )
 from tfislr.model.per_frame import per_frame
-from tfislr.model.xla_fusion import LayerNormalization
 
 
 @keras.saving.register_keras_serializable(package="tfislr")
@@ -57,7 +56,7 @@ class DebertaLayer(keras.layers.Layer):
         self.layer_norm_epsilon = layer_norm_epsilon
 
         def norm(name):
-            return LayerNormalization(
+            return keras.layers.LayerNormalization(
                 epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name=name
             )
 

@@ -11,7 +11,6 @@ from tfislr.model.initializers import (
 )
 from tfislr.model.modes import select_by_mask
 from tfislr.model.per_frame import per_frame
-from tfislr.model.xla_fusion import LayerNormalization
 
 
 @keras.saving.register_keras_serializable(package="tfislr")
@@ -61,10 +60,10 @@ class LandmarkEmbedding(keras.layers.Layer):
             lm.NUM_LANDMARK_IDS, embed_dim, embeddings_initializer=normal,
             dtype=self.dtype_policy, name="landmark_embedding",
         )
-        self.type_norm = LayerNormalization(
+        self.type_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name="type_norm"
         )
-        self.landmark_norm = LayerNormalization(
+        self.landmark_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name="landmark_norm"
         )
         # A (k, 1) 2-D convolution on [B, T, points, channels] is the per-landmark 1-D

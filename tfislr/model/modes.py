@@ -1,19 +1,15 @@
 """Trace modes: how the layers build their graph, chosen by the caller that traces them.
 
-Two modes change which ops a layer emits, never its math:
-
-- the TFLite layout (`tflite_layout()`), entered by the export (`tfislr.export.graph`) while it
-  traces the serving function: ops whose shapes follow from the inputs' shapes, and no
-  SELECT_V2 (see `tflite_layout`);
-- XLA islands (`islands()`), entered by the mean-teacher train step while it is traced:
-  fixed shapes, so element-wise chains may be compiled (`tfislr.model.xla_fusion`).
+One mode changes which ops a layer emits, never its math: the TFLite layout
+(`tflite_layout()`), entered by the export (`tfislr.export.graph`) while it traces the
+serving function: ops whose shapes follow from the inputs' shapes, and no SELECT_V2 (see
+`tflite_layout`).
 
 This module sits below the layers, which read the modes; it imports nothing from tfislr.
 """
 
 import contextlib
 import contextvars
-import threading
 
 from keras import ops
 
@@ -51,35 +47,6 @@ def select_by_mask(mask, if_one, if_zero):
     return ops.where(mask > 0, if_one, if_zero)
 
 
-
 def tflite_layout_active():
     """True while tracing inside `tflite_layout()`."""
     return _TFLITE_LAYOUT.get()
-
-
-
-# How many threads are inside `islands()`: a count, not a context variable, because
-# MirroredStrategy traces each replica's step in a thread of its own.
-_ISLAND_DEPTH = 0
-_ISLAND_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def islands():
-    """Functions traced inside may compile their element-wise chains (`xla_fusion.compiled`).
-
-    For train steps, whose shapes are fixed (one batch size, one padded length).
-    """
-    global _ISLAND_DEPTH
-    with _ISLAND_LOCK:
-        _ISLAND_DEPTH += 1
-    try:
-        yield
-    finally:
-        with _ISLAND_LOCK:
-            _ISLAND_DEPTH -= 1
-
-
-def islands_active():
-    """True while some thread is inside `islands()`."""
-    return _ISLAND_DEPTH > 0

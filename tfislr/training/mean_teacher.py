@@ -46,7 +46,7 @@ from keras import ops
 from tfislr import landmarks as lm
 from tfislr import timeline
 from tfislr.config import MODEL_NAMES
-from tfislr.model import modes, xla
+from tfislr.model import xla
 from tfislr.model.ghost_batch_norm import set_virtual_batch_size
 from tfislr.training import keras_adapter, losses
 from tfislr.training import schedules
@@ -449,10 +449,6 @@ class MeanTeacherDistiller(keras_adapter.TrainerHooks):
         """One step; `distilled_inference` (a Python bool) runs the distilled model with
         `training=False` (see `step_for_mode`, which binds it per mode and passes
         `gradients`: `replica_gradients` or its per-replica XLA compilation)."""
-        with modes.islands():  # fixed shapes: see tfislr.model.xla_fusion
-            return self._train_step(data, distilled_inference, gradients)
-
-    def _train_step(self, data, distilled_inference, gradients):
         if gradients is None:
             gradients = functools.partial(
                 self.replica_gradients, distilled_inference=distilled_inference
