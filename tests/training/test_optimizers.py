@@ -83,8 +83,8 @@ def _xla_compiled_names(function, *args):
 
 
 def test_adamw_is_keras_own_update_under_several_replicas():
-    """Under a strategy Keras' per-variable `extended.update` runs (no XLA-compiled function); values are
-    tested equal across replica counts in test_strategy.py."""
+    """Under a strategy Keras' per-variable `extended.update` runs (no XLA-compiled
+    function); values are tested equal across replica counts in test_strategy.py."""
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
     with strategy.scope():
         variables = [keras.Variable(np.ones((3, 2), "float32"), name="kernel")]
