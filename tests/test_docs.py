@@ -180,3 +180,10 @@ def test_the_headless_notebook_command_is_one_jupyter_execute_takes():
         written = (REPO / notebook).parent / app.output_base
         assert written.resolve().parent == REPO / "runs"
     assert "/runs/" in (REPO / ".gitignore").read_text().splitlines()
+
+
+def test_readme_is_short_enough_for_a_user():
+    """Issue 23: the README is for users (at most 150 lines); figures go to benchmarks/, the
+    rest to docs/."""
+    lines = (REPO / "README.md").read_text().splitlines()
+    assert len(lines) <= 150, f"README.md has {len(lines)} lines; move detail into docs/"
