@@ -61,6 +61,10 @@ def test_run_dir_holds_everything(tiny_run, synthetic_data_dir):
                  "metrics.json"):
         assert (run_dir / name).is_file(), name
     assert config_from_dict(json.loads((run_dir / "config.json").read_text())) == config
+    # run.json's runtime: the config's section, and what its strategy gave on this machine.
+    assert json.loads((run_dir / "run.json").read_text())["runtime"] == {
+        "strategy": "default", "precision": "float32", "jit_compile": False,
+        "strategy_class": "_DefaultDistributionStrategy", "replicas": 1}
     sign_map = json.loads((synthetic_data_dir / "sign_to_prediction_index_map.json").read_text())
     signs = json.loads((run_dir / "signs.json").read_text())
     assert signs == sorted(sign_map, key=sign_map.get)
@@ -357,6 +361,10 @@ def test_two_process_multi_worker_run_completes_one_epoch(synthetic_data_dir, tm
     assert run["batch_plan"]["replicas"] == 2
     assert run["batch_plan"]["per_replica_batch_size"] == 4
     assert run["strategy"] in ("MultiWorkerMirroredStrategy", "CollectiveAllReduceStrategy")
+    assert run["runtime"] == {"strategy": "multi_worker", "precision": "float32",
+                              "jit_compile": False, "strategy_class": run["strategy"],
+                              "replicas": 2}
+    assert json.loads((run_dir / "config.json").read_text())["runtime"]["strategy"] == "multi_worker"
     assert history_epochs(run_dir) == [1]
     assert (run_dir / "models" / "distilled_soup.keras").exists()
     assert (run_dir / "plots" / "confusion_matrix.png").exists()  # on any replica count
