@@ -448,8 +448,8 @@ def _int_bounds(dotted):
 
 def _check_keys(name, section, keys=None):
     """Checks the range (`_RANGES`; for every integer key also `_int_bounds`) of `keys`
-    (default: all) of one section, and the precision's name: the checks of single values,
-    without the rules between keys."""
+    (default: all) of one section, and the names of choices (hand fill, precision,
+    strategy): the checks of single values, without the rules between keys."""
     for dotted, (low, high, low_open, high_open) in _RANGES.items():
         prefix, key = dotted.split(".")
         if prefix == name and (keys is None or key in keys):
@@ -468,11 +468,10 @@ def _check_keys(name, section, keys=None):
         raise ValueError(
             f"augment.hand_fill must be one of {', '.join(HAND_FILLS)}, got {section.hand_fill!r}"
         )
-    if name == "runtime" and section.precision not in PRECISIONS:
-        raise ValueError(
-            f"runtime.precision must be one of {', '.join(PRECISIONS)}, got {section.precision!r}"
-        )
     if name == "runtime":
+        if section.precision not in PRECISIONS:
+            raise ValueError(f"runtime.precision must be one of {', '.join(PRECISIONS)}, got "
+                             f"{section.precision!r}")
         try:
             parse_strategy(section.strategy)
         except ConfigError as error:

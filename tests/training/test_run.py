@@ -154,6 +154,35 @@ def test_soup_models_load_and_equal_the_checkpoint_mean(tiny_run):
         (run_dir / f"{name}.check.weights.h5").unlink()
 
 
+def test_a_request_builds_the_configs_strategy_unless_the_caller_names_one(
+        synthetic_data_dir, tmp_path, monkeypatch):
+    """`train(config, ...)` builds `config.runtime.strategy`; a name given to `train` (the
+    Python spelling of --strategy) replaces it in the config the run records, a
+    `tf.distribute.Strategy` is used as it is."""
+    import types
+
+    from tfislr.training import strategy as strategy_lib
+    from tfislr.training.request import RunRequest
+
+    built = []
+
+    def get_strategy(name):  # cpu:N must split the devices at process start: a stand-in
+        built.append(name)
+        return name if not isinstance(name, str) else types.SimpleNamespace(
+            num_replicas_in_sync=1)
+
+    monkeypatch.setattr(strategy_lib, "get_strategy", get_strategy)
+    config = load_config("demo", TINY + ["runtime.strategy=cpu:2"])
+    output = tmp_path / "runs"
+    assert RunRequest(config, synthetic_data_dir, output).validate().config == config
+    named = RunRequest(config, synthetic_data_dir, output, strategy="mirrored").validate()
+    assert named.config.runtime.strategy == "mirrored" and named.config.train == config.train
+    own = types.SimpleNamespace(num_replicas_in_sync=1)
+    given = RunRequest(config, synthetic_data_dir, output, strategy=own).validate()
+    assert given.strategy is own and given.config == config
+    assert built == ["cpu:2", "mirrored", own]
+
+
 def test_finished_run_dir_is_not_reused_and_configs_must_match(tiny_run, synthetic_data_dir):
     from tfislr.training.run import train
 

@@ -133,7 +133,8 @@ def _open_run_dir(config, output_dir, run_dir, data, strategy, plan, data_dir):
         "num_val": 0 if data.val_idx is None else int(len(data.val_idx)),
         "strategy": type(strategy).__name__,
         # Where and how this run computes: the config's runtime section, and what its
-        # strategy gave here (a caller's own tf.distribute.Strategy shows only here).
+        # strategy gave here (for a tf.distribute.Strategy that a caller built, these two
+        # say what ran; runtime.strategy stays the config's name).
         "runtime": {**dataclasses.asdict(config.runtime),
                     "strategy_class": type(strategy).__name__, "replicas": plan.replicas},
         "batch_plan": plan.to_dict(),
