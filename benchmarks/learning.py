@@ -58,6 +58,8 @@ BASE_OVERRIDES = (
     "model.transfo_layers=2",
     "data.global_batch_size=32",
     "data.max_len=25",
+    # runtime.precision in today's spelling; the old one is kept because `--tree` runs older
+    # source trees too, which know only train.precision (today's tree reads it as runtime.*).
     "train.precision=float32",
 )
 MODELS = ("student", "teacher", "distilled")

@@ -74,8 +74,8 @@ def bench_train_step(config, batch, steps, num_classes=250, profile_dir=None):
         "min_step_seconds": round(min(times), 3),  # the least disturbed by other processes
         "sequences_per_second": round(batch / median, 2),
         "trainable_parameters": params,
-        "jit_compile": config.train.jit_compile,
-        "precision": config.train.precision,
+        "jit_compile": config.runtime.jit_compile,
+        "precision": config.runtime.precision,
     }
 
 

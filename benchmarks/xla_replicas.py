@@ -65,7 +65,7 @@ def fit_mean_teacher(strategy, steps, max_len=16):
     global_batch = 8 * replicas
     config = load_config("len25", [
         f"data.global_batch_size={global_batch}", f"data.max_len={max_len}",
-        "train.batch_group_size=8", "train.jit_compile=true",
+        "train.batch_group_size=8", "runtime.jit_compile=true",
         "model.dense_dim=32", "model.transfo_dim=64", "model.distill_dense_dim=32",
         "model.distill_transfo_dim=32", "model.num_heads=4",
     ])

@@ -169,6 +169,18 @@ def _empty(key):
     ("train:\n  precision: null\n", _empty("train.precision")),  # a string: was "None"
     ("augment:\n  enabled: ~\n", _empty("augment.enabled")),
     ("train:\n  mixed_precision: null\n", _empty("train.mixed_precision")),
+    ("runtime:\n  strategy: null\n", _empty("runtime.strategy")),
+    ("runtime: [default]\n", "config section 'runtime' must be a mapping"),
+    ("runtime:\n  precision: float16\n", "runtime.precision must be one of float32, "),
+    ("runtime:\n  jit_compile: sometimes\n",
+     "config key 'runtime.jit_compile' expects true/false, got 'sometimes'"),
+    ("runtime:\n  strategy: gpu:2:0\n",
+     "runtime.strategy: strategy 'gpu:2:0': the MB per device must be >= 1, got 0"),
+    ("runtime:\n  threads: 2\n", "unknown key(s) in config section 'runtime': threads; "
+                                   "known keys: jit_compile, precision, strategy"),
+    ("train:\n  precision: mixed_float16\nruntime:\n  precision: float32\n",
+     "train.precision=mixed_float16 contradicts runtime.precision=float32; set only "
+     "runtime.precision"),
     ("- a\n- b\n", "expected a mapping of keys, got a list"),
     ("name: [a, b]\n", "config key 'name' expects a text, got ['a', 'b']"),
     ("train: {epochs: [1\n", "not valid YAML"),
@@ -185,7 +197,10 @@ def test_a_bad_file_value_is_named_with_the_file(tmp_path, text, problem):
     ("train.epochs=abc", "config key 'train.epochs' expects an integer, got 'abc'"),
     ("train.epochs=2.5", "config key 'train.epochs' expects an integer, got 2.5"),
     ("train.epochs=-1", r"train.epochs must be in [1, inf), got -1"),
-    ("train.precision=float64", "train.precision must be one of"),
+    ("runtime.precision=float64", "runtime.precision must be one of"),
+    ("train.precision=float64", "runtime.precision must be one of"),  # the old spelling
+    ("runtime.strategy=warp:9", "runtime.strategy: unknown strategy 'warp:9'"),
+    ("runtime.strategy=cpu:0", "runtime.strategy: strategy 'cpu:0': the device count"),
     ("augment.hand_fill=readme", "augment.hand_fill must be one of original, missing_frames"),
     ("train.epochz=3", "unknown key(s) in config section 'train': epochz"),
     ("name=a/b", "name must be one folder name"),
@@ -194,8 +209,10 @@ def test_a_bad_override_is_an_error_even_when_a_later_one_replaces_it(bad, messa
     # A repeated key, or a command option appended after the --set values (--epochs N is
     # train.epochs=N last): the replaced value is still checked and named.
     key = bad.split("=")[0]
-    later = {"train.epochs": "train.epochs=3", "train.precision": "train.precision=float32",
-             "name": "name=ok"}.get(key, "train.seed=1")
+    later = {"train.epochs": "train.epochs=3", "runtime.precision": "runtime.precision=float32",
+             "train.precision": "runtime.precision=float32",
+             "runtime.strategy": "runtime.strategy=default", "name": "name=ok"}.get(
+                 key, "train.seed=1")
     with pytest.raises(ConfigError) as raised:
         config_lib.load_config("len80", [bad, later])
     assert str(raised.value).startswith(f"--set {bad} (on len80.yaml): {message}")
@@ -266,3 +283,95 @@ def test_a_length_the_attention_cannot_hold_is_refused_before_any_work(capsys, t
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "the attention scores" in lines[0] and "100000" in lines[0]
     assert not (tmp_path / "runs").exists() and not (tmp_path / "prepared").exists()
+
+
+# ----------------------------------------------------------------------------- runtime
+def test_the_runtime_section_holds_strategy_precision_and_jit_compile(tmp_path):
+    config = config_lib.load_config("demo", ["runtime.strategy=cpu:2",
+                                             "runtime.precision=mixed_bfloat16",
+                                             "runtime.jit_compile=true"])
+    assert config.runtime == config_lib.RuntimeConfig("cpu:2", "mixed_bfloat16", True)
+    assert config_lib.load_config("demo").runtime == config_lib.RuntimeConfig(
+        "default", "float32", False)
+    path = tmp_path / "mine.yaml"
+    path.write_text("runtime:\n  strategy: Multi-Worker\n  jit_compile: yes\n")
+    assert config_lib.load_config(str(path)).runtime == config_lib.RuntimeConfig(
+        "Multi-Worker", "float32", True)  # get_strategy reads the name as multi_worker
+
+
+@pytest.mark.parametrize("old, runtime", [
+    ({"precision": "mixed_bfloat16"}, {"precision": "mixed_bfloat16"}),
+    ({"jit_compile": "true"}, {"jit_compile": True}),
+    ({"mixed_precision": True}, {"precision": "mixed_float16"}),
+    ({"mixed_precision": "no"}, {"precision": "float32"}),
+    ({"precision": "mixed_float16", "mixed_precision": True, "jit_compile": False},
+     {"precision": "mixed_float16", "jit_compile": False}),
+])
+def test_the_old_train_spellings_resolve_into_runtime(old, runtime):
+    values = {"name": "x", "train": {"epochs": 3, **old}}
+    resolved = config_lib.resolve_runtime_aliases(values)
+    assert resolved == {"name": "x", "train": {"epochs": 3}, "runtime": runtime}
+    assert values["train"] == {"epochs": 3, **old}  # the caller's mapping is left alone
+    config = config_lib.config_from_dict(values)
+    assert config == config_lib.config_from_dict({"name": "x", "train": {"epochs": 3},
+                                                  "runtime": runtime})
+    written = config.to_dict()  # what a new run's config.json holds: runtime.* only
+    assert not {"precision", "jit_compile", "mixed_precision"} & set(written["train"])
+    assert set(written["runtime"]) == {"strategy", "precision", "jit_compile"}
+
+
+def test_an_old_spelling_in_set_overrides_the_file_and_contradictions_are_errors(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("runtime:\n  precision: mixed_float16\n  jit_compile: true\n")
+    # Each source is resolved on its own; a --set replaces the file's value in any spelling.
+    config = config_lib.load_config(str(path), ["train.precision=float32",
+                                                "train.jit_compile=false"])
+    assert (config.runtime.precision, config.runtime.jit_compile) == ("float32", False)
+    assert config_lib.load_config(str(path), ["train.mixed_precision=false"]).runtime.precision \
+        == "float32"
+    # Within one source, two spellings of one key must agree.
+    for overrides, message in [
+        (["train.mixed_precision=true", "runtime.precision=float32"],
+         "train.mixed_precision=true contradicts runtime.precision=float32"),
+        (["train.jit_compile=true", "runtime.jit_compile=false"],
+         "train.jit_compile=true contradicts runtime.jit_compile=false; set only "
+         "runtime.jit_compile"),
+    ]:
+        with pytest.raises(ConfigError) as raised:
+            config_lib.load_config("demo", overrides)
+        assert message in str(raised.value)
+    agreeing = ["train.mixed_precision=true", "runtime.precision=mixed_float16"]
+    assert config_lib.load_config("demo", agreeing).runtime.precision == "mixed_float16"
+
+
+def test_parse_strategy_names_every_form_and_says_what_is_wrong():
+    parse = config_lib.parse_strategy
+    assert parse(" Default ") == ("default", None, None)
+    assert parse("multi-worker") == parse("multiworker") == ("multi_worker", None, None)
+    assert parse("gpu:8") == ("GPU", 8, None)
+    assert parse("gpu:8:3500") == ("GPU", 8, 3500)
+    assert parse("cpu:2") == ("CPU", 2, None)
+    for name, message in [
+        ("cpu:0", "strategy 'cpu:0': the device count must be >= 1, got 0; valid: cpu:N with "
+                  "N >= 1, e.g. cpu:2"),
+        ("gpu:2:0", "strategy 'gpu:2:0': the MB per device must be >= 1, got 0; valid: gpu:N "
+                    "or gpu:N:MB with N and MB >= 1, e.g. gpu:8 or gpu:8:3500"),
+        ("cpu:2:100", "strategy 'cpu:2:100': not a valid form; valid: cpu:N with N >= 1"),
+        ("warp:9", "unknown strategy 'warp:9'; expected one of default, mirrored, "
+                   "multi_worker, tpu, cpu:N, gpu:N[:MB]"),
+    ]:
+        with pytest.raises(ConfigError) as raised:
+            parse(name)
+        assert str(raised.value).startswith(message)
+
+
+def test_resuming_compares_configs_without_the_strategy_and_in_todays_spelling():
+    new = config_lib.load_config("demo").to_dict()
+    # An older run's config.json: precision and jit_compile in train, no runtime section.
+    old = {key: value for key, value in new.items() if key != "runtime"}
+    old["train"] = {**new["train"], "precision": "float32", "jit_compile": False}
+    assert config_lib.comparable_config(old) == config_lib.comparable_config(new)
+    moved = {**new, "runtime": {**new["runtime"], "strategy": "cpu:2"}}
+    assert config_lib.comparable_config(moved) == config_lib.comparable_config(new)
+    other = {**new, "runtime": {**new["runtime"], "precision": "mixed_bfloat16"}}
+    assert config_lib.comparable_config(other) != config_lib.comparable_config(new)

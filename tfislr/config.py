@@ -1,6 +1,6 @@
 """Typed run configuration: YAML files (shipped in `tfislr/configs/`, or a user's own), `--set key=value` overrides.
 
-A config has four sections (`data`, `model`, `augment`, `train`) plus a `name`.
+A config has five sections (`data`, `model`, `augment`, `train`, `runtime`) plus a `name`.
 Unknown keys and wrongly typed values raise `ValueError` naming the key, so a
 typo in a YAML file or on the command line never silently falls back to a
 default.
@@ -132,13 +132,27 @@ class TrainConfig:
     distilled_inference_mode_second_half: bool = True
     # Uniform soup of the last N epochs' weights (the exported models used 11).
     soup_last_n: int = 11
+    seed: int = 42
+
+
+@dataclasses.dataclass
+class RuntimeConfig:
+    """Where and how a run computes (as tensorflow/models' `RuntimeConfig`), not what it learns.
+
+    Older configs and runs spell `precision` and `jit_compile` in the `train` section, and
+    `train.mixed_precision: true|false`; `resolve_runtime_aliases` moves them here on load.
+    """
+
+    # Where to train, one of STRATEGY_NAMES (`tfislr.training.strategy.get_strategy`);
+    # `--strategy NAME` is the command line's spelling of it. Batch sizes are global, so
+    # the recipe is the same on any strategy, and a run may resume on another one.
+    strategy: str = "default"
     # Keras dtype policy of the three models (one of PRECISIONS). mixed_float16 trains with
     # loss scaling; mixed_bfloat16 (A100/H100, TPU) needs none. Variables stay float32, and
-    # the export always builds a float32 graph. `mixed_precision: true` is an alias of
-    # mixed_float16 (resolved on load, so config.json records `precision`).
+    # the export always builds a float32 graph.
     precision: str = "float32"
+    # XLA-compile the train step (`tfislr.training.mean_teacher`).
     jit_compile: bool = False
-    seed: int = 42
 
 
 @dataclasses.dataclass
@@ -148,6 +162,7 @@ class Config:
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -162,6 +177,7 @@ _SECTIONS = {
     "model": ModelConfig,
     "augment": AugmentConfig,
     "train": TrainConfig,
+    "runtime": RuntimeConfig,
 }
 
 
@@ -227,19 +243,97 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 HAND_FILLS = ("original", "missing_frames")
 
 
-def _resolve_precision_alias(values):
-    """`train.mixed_precision: true|false` (the old boolean) → `train.precision`."""
-    if "mixed_precision" not in values:
+def _yaml_text(value):
+    """`value` as a YAML file or `--set` spells it (true, not True)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def resolve_runtime_aliases(values):
+    """A config mapping with the old spellings of the runtime keys moved into `runtime`:
+    `train.precision`, `train.jit_compile`, and the old boolean `train.mixed_precision:
+    true|false` (= mixed_float16 | float32), as older YAML, `--set` and the config.json of
+    older runs hold them. Returns a new mapping (`values` itself when it holds none).
+
+    Raises:
+        ValueError: two spellings of one key disagree, or `runtime` is not a mapping.
+    """
+    train = values.get("train")
+    if not isinstance(train, dict) or not {"precision", "jit_compile", "mixed_precision"} & set(train):
         return values
-    values = dict(values)
-    flag = _coerce(values.pop("mixed_precision"), bool, "train.mixed_precision")
-    precision = "mixed_float16" if flag else "float32"
-    if values.setdefault("precision", precision) != precision:
-        raise ValueError(
-            f"train.mixed_precision={str(flag).lower()} contradicts train.precision="
-            f"{values['precision']}; set only train.precision (one of {', '.join(PRECISIONS)})"
-        )
+    runtime = values.get("runtime") or {}
+    if not isinstance(runtime, dict):
+        raise ValueError(f"config section 'runtime' must be a mapping, got {runtime!r}")
+    hints = typing.get_type_hints(RuntimeConfig)
+    values, train, runtime = dict(values), dict(train), dict(runtime)
+    source = {key: f"runtime.{key}" for key in runtime}  # where each runtime value came from
+    for old, key in (("precision", "precision"), ("jit_compile", "jit_compile"),
+                     ("mixed_precision", "precision")):
+        if old not in train:
+            continue
+        given = _coerce(train.pop(old), bool if old == "mixed_precision" else hints[key],
+                        f"train.{old}")
+        value = ("mixed_float16" if given else "float32") if old == "mixed_precision" else given
+        if key in runtime:
+            earlier = _coerce(runtime[key], hints[key], source[key])
+            if earlier != value:
+                choices = f" (one of {', '.join(PRECISIONS)})" if key == "precision" else ""
+                raise ValueError(f"train.{old}={_yaml_text(given)} contradicts {source[key]}="
+                                 f"{_yaml_text(earlier)}; set only runtime.{key}{choices}")
+        runtime[key], source[key] = value, f"train.{old}"
+    values["runtime"] = runtime
+    if train:
+        values["train"] = train
+    else:  # an override's section, emptied: no section rather than an empty one
+        del values["train"]
     return values
+
+
+def comparable_config(values):
+    """What of a config mapping (a run's config.json, a CV's cv.json) a resumed run or CV
+    must match: all of it, old spellings resolved (`resolve_runtime_aliases`), except
+    `runtime.strategy`: batch sizes are global, so a run may resume on other devices (and
+    older runs recorded no strategy)."""
+    values = resolve_runtime_aliases(values)
+    runtime = {k: v for k, v in (values.get("runtime") or {}).items() if k != "strategy"}
+    return {**values, "runtime": runtime}
+
+
+STRATEGY_NAMES = ("default", "mirrored", "multi_worker", "tpu", "cpu:N", "gpu:N[:MB]")
+
+
+def parse_strategy(name):
+    """A strategy's name (`runtime.strategy`, `--strategy`; case and surrounding spaces do
+    not matter, multi-worker and multiworker mean multi_worker) → (kind, count, memory_mb):
+    ("default" | "mirrored" | "multi_worker" | "tpu", None, None), or for cpu:N / gpu:N[:MB]
+    ("CPU" | "GPU", N, MB or None). Checks the name only; whether the machine has the
+    devices is `tfislr.training.strategy.get_strategy`'s to find.
+
+    Raises:
+        ConfigError: not a strategy's name, or a device split out of form.
+    """
+    name = str(name).strip().lower()
+    if name in ("default", "mirrored", "tpu"):
+        return name, None, None
+    if name in ("multi_worker", "multi-worker", "multiworker"):
+        return "multi_worker", None, None
+    if not name.startswith(("cpu:", "gpu:")):
+        raise ConfigError(f"unknown strategy '{name}'; expected one of {', '.join(STRATEGY_NAMES)}")
+    kind, _, rest = name.partition(":")
+    forms = ("cpu:N with N >= 1, e.g. cpu:2" if kind == "cpu"
+             else "gpu:N or gpu:N:MB with N and MB >= 1, e.g. gpu:8 or gpu:8:3500")
+    try:
+        numbers = [int(part) for part in rest.split(":")]
+    except ValueError:
+        numbers = []
+    if not 1 <= len(numbers) <= (2 if kind == "gpu" else 1):
+        problem = "not a valid form"
+    elif numbers[0] < 1:
+        problem = f"the device count must be >= 1, got {numbers[0]}"
+    elif len(numbers) == 2 and numbers[1] < 1:
+        problem = f"the MB per device must be >= 1, got {numbers[1]}"
+    else:
+        return kind.upper(), numbers[0], (numbers[1] if len(numbers) == 2 else None)
+    raise ConfigError(f"strategy '{name}': {problem}; valid: {forms}")
 
 
 # Keys that older configs (and the config.json of older runs) may still hold.
@@ -256,8 +350,6 @@ def _build_section(section_cls, values, section_name):
         values = {}
     if not isinstance(values, dict):
         raise ValueError(f"config section '{section_name}' must be a mapping, got {values!r}")
-    if section_cls is TrainConfig:
-        values = _resolve_precision_alias(values)
     hints = typing.get_type_hints(section_cls)
     known = {f.name for f in dataclasses.fields(section_cls)}
     unknown = sorted(set(values) - known)
@@ -285,6 +377,7 @@ def config_from_dict(values):
             f"unknown config section(s): {', '.join(unknown)}; "
             f"expected name, {', '.join(_SECTIONS)}"
         )
+    values = resolve_runtime_aliases(values)
     config = Config(
         name=_coerce(values.get("name", "custom"), str, "name"),
         **{name: _build_section(cls, values.get(name), name) for name, cls in _SECTIONS.items()},
@@ -355,8 +448,8 @@ def _int_bounds(dotted):
 
 def _check_keys(name, section, keys=None):
     """Checks the range (`_RANGES`; for every integer key also `_int_bounds`) of `keys`
-    (default: all) of one section, and the precision's name: the checks of single values,
-    without the rules between keys."""
+    (default: all) of one section, and the names of choices (hand fill, precision,
+    strategy): the checks of single values, without the rules between keys."""
     for dotted, (low, high, low_open, high_open) in _RANGES.items():
         prefix, key = dotted.split(".")
         if prefix == name and (keys is None or key in keys):
@@ -375,10 +468,14 @@ def _check_keys(name, section, keys=None):
         raise ValueError(
             f"augment.hand_fill must be one of {', '.join(HAND_FILLS)}, got {section.hand_fill!r}"
         )
-    if name == "train" and section.precision not in PRECISIONS:
-        raise ValueError(
-            f"train.precision must be one of {', '.join(PRECISIONS)}, got {section.precision!r}"
-        )
+    if name == "runtime":
+        if section.precision not in PRECISIONS:
+            raise ValueError(f"runtime.precision must be one of {', '.join(PRECISIONS)}, got "
+                             f"{section.precision!r}")
+        try:
+            parse_strategy(section.strategy)
+        except ConfigError as error:
+            raise ValueError(f"runtime.strategy: {error}") from None
 
 
 def validate_section(name, section):
@@ -478,18 +575,24 @@ def validate(config):
 def apply_overrides(values, overrides):
     """Applies `section.key=value` strings to a nested dict (values parsed as YAML).
 
+    The overrides are gathered first and their old spellings resolved together
+    (`resolve_runtime_aliases`), then laid over `values` (resolved on its own): so
+    `--set train.precision=X` overrides a file's `runtime.precision` as `--set
+    runtime.precision=X` does, and two overrides that spell one key differently must agree.
+
     Raises:
-        ValueError: an override is not `section.key=value` with a known section, or its
-            value is not valid YAML.
+        ValueError: an override is not `section.key=value` with a known section, its
+            value is not valid YAML, or two overrides contradict.
     """
-    values = json.loads(json.dumps(values))  # deep copy
+    values = resolve_runtime_aliases(json.loads(json.dumps(values)))  # a deep copy
+    changes = {}
     for item in overrides or ():
         if "=" not in item:
             raise ValueError("expected section.key=value")
         dotted, raw = item.split("=", 1)
         parts = dotted.strip().split(".")
         if len(parts) == 1 and parts[0] == "name":
-            values["name"] = raw
+            changes["name"] = raw
             continue
         if len(parts) != 2 or parts[0] not in _SECTIONS:
             raise ValueError(
@@ -501,10 +604,14 @@ def apply_overrides(values, overrides):
         except yaml.YAMLError as error:
             problem = getattr(error, "problem", None) or type(error).__name__
             raise ValueError(f"the value of '{dotted}' is not valid YAML ({problem})") from None
-        values.setdefault(section, {})
-        if values[section] is None:
+        changes.setdefault(section, {})[key] = value
+    for section, change in resolve_runtime_aliases(changes).items():
+        if section == "name":
+            values["name"] = change
+            continue
+        if values.get(section) is None:
             values[section] = {}
-        values[section][key] = value
+        values[section].update(change)
     return values
 
 

@@ -113,6 +113,51 @@ def test_settings_errors_come_before_the_store_is_prepared(synthetic_data_dir, t
         assert not prepared.exists() and not output.exists()
 
 
+def test_strategy_is_runtime_strategy_given_once(synthetic_data_dir, tmp_path, monkeypatch,
+                                                capsys):
+    """`--strategy NAME` is short for `--set runtime.strategy=NAME`: the request builds the
+    config's strategy, either spelling works, and two that disagree are one clear error."""
+    import types
+
+    from tfislr.training import strategy
+
+    built = []
+
+    def get_strategy(name):  # records the name; 3 replicas fail the batch split, before data
+        built.append(name)
+        return types.SimpleNamespace(num_replicas_in_sync=3)
+
+    monkeypatch.setattr(strategy, "get_strategy", get_strategy)
+    argv = ["--config", "demo", "--data-dir", str(synthetic_data_dir),
+            "--output", str(tmp_path / "runs")]
+    for extra, name in [(["--strategy", "cpu:3"], "cpu:3"),
+                        (["--set", "runtime.strategy=cpu:3"], "cpu:3"),
+                        (["--set", "runtime.strategy=Multi-Worker", "--strategy", "multi_worker"],
+                         "multi_worker"),
+                        ([], "default")]:
+        built.clear()
+        assert train_cli.main([*argv, *extra]) == 2
+        assert built == [name], extra
+        assert "does not divide by the 3 replicas" in capsys.readouterr().err
+    built.clear()
+    for extra, message in [
+        (["--strategy", "mirrored", "--set", "runtime.strategy=cpu:3"],
+         "tfislr-train: error: --strategy mirrored contradicts --set runtime.strategy=cpu:3; "
+         "give the strategy once"),
+        (["--strategy", "warp"], "tfislr-train: error: --strategy: unknown strategy 'warp'; "
+                                 "expected one of default, mirrored, multi_worker, tpu"),
+        (["--set", "runtime.strategy=cpu:0"],
+         "tfislr-train: error: --set runtime.strategy=cpu:0 (on demo.yaml): runtime.strategy: "
+         "strategy 'cpu:0': the device count must be >= 1"),
+    ]:
+        assert train_cli.main([*argv, *extra]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(message), lines
+    assert built == [] and not (tmp_path / "runs").exists()
+    assert cv_cli.main([*argv, "--strategy", "tpu", "--set", "runtime.strategy=cpu:2"]) == 2
+    assert "--strategy tpu contradicts --set runtime.strategy=cpu:2" in capsys.readouterr().err
+
+
 def test_cli_turns_a_nan_stop_into_a_user_error(monkeypatch, capsys, tmp_path,
                                                 synthetic_data_dir):
     import tfislr.training.run as run

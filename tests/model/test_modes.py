@@ -120,7 +120,7 @@ def test_mixed_precision_is_finite(policy):
 
 @pytest.mark.extra_large  # ~12 s of CPU for the XLA compile of the backward pass
 def test_xla_jit_compile_matches_and_trains():
-    """train.jit_compile: the dynamic row window of the attention compiles under XLA."""
+    """runtime.jit_compile: the dynamic row window of the attention compiles under XLA."""
     model = ISLRClassifier(**{**SMALL, "transfo_layers": 1})  # one layer: compile time
     mask = (np.arange(9)[None] < np.array([[9], [4]])).astype("float32")
     batch = {"landmarks": np.random.default_rng(2).normal(size=(2, 9, 100, 3)).astype("float32"),

@@ -73,19 +73,21 @@ def test_precision_choices_and_the_boolean_alias(tmp_path):
 
     from tfislr.config import config_from_dict, load_config
 
-    assert load_config("demo").train.precision == "float32"
+    assert load_config("demo").runtime.precision == "float32"
     for name in ("float32", *MIXED):
-        assert load_config("demo", [f"train.precision={name}"]).train.precision == name
+        assert load_config("demo", [f"runtime.precision={name}"]).runtime.precision == name
+        assert load_config("demo", [f"train.precision={name}"]).runtime.precision == name
     alias = load_config("demo", ["train.mixed_precision=true"])
-    assert alias.train.precision == "mixed_float16"
-    assert load_config("demo", ["train.mixed_precision=false"]).train.precision == "float32"
+    assert alias.runtime.precision == "mixed_float16"
+    assert load_config("demo", ["train.mixed_precision=false"]).runtime.precision == "float32"
     # config.json records the resolved value, and reads back equal.
     alias.to_json(tmp_path / "config.json")
-    written = json.loads((tmp_path / "config.json").read_text())["train"]
-    assert written["precision"] == "mixed_float16" and "mixed_precision" not in written
+    written = json.loads((tmp_path / "config.json").read_text())
+    assert written["runtime"]["precision"] == "mixed_float16"
+    assert not {"precision", "mixed_precision"} & set(written["train"])
     assert config_from_dict(json.loads((tmp_path / "config.json").read_text())) == alias
-    with pytest.raises(ValueError, match="train.precision must be one of"):
-        load_config("demo", ["train.precision=float16"])
+    with pytest.raises(ValueError, match="runtime.precision must be one of"):
+        load_config("demo", ["runtime.precision=float16"])
     with pytest.raises(ValueError, match="contradicts train.precision=mixed_bfloat16"):
         load_config("demo", ["train.mixed_precision=true", "train.precision=mixed_bfloat16"])
 
@@ -98,9 +100,10 @@ def test_loss_scaling_only_for_float16(policy, name, scaled):
     from tfislr.config import load_config
     from tfislr.training.optimizers import make_optimizer
 
-    config = load_config("demo", [f"train.precision={name}"])
+    config = load_config("demo", [f"runtime.precision={name}"])
     policy(name)
-    optimizer = make_optimizer(config.train, 10, small_model(max_len=8), "adamw")
+    optimizer = make_optimizer(config.train, 10, small_model(max_len=8), "adamw",
+                               config.runtime.precision)
     assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer) == scaled
 
 
@@ -121,9 +124,10 @@ def _run_and_export(data_dir, tmp_path, name):
     from tfislr.training.run import train
 
     config = load_config("demo", TINY_RUN + [
-        f"train.precision={name}", f"data.prepared_dir={tmp_path / 'prepared'}"])
+        f"runtime.precision={name}", f"data.prepared_dir={tmp_path / 'prepared'}"])
     run_dir = train(config, data_dir, output_dir=tmp_path / "runs", verbose=0)
-    assert json.loads((run_dir / "config.json").read_text())["train"]["precision"] == name
+    assert json.loads((run_dir / "config.json").read_text())["runtime"]["precision"] == name
+    assert json.loads((run_dir / "run.json").read_text())["runtime"]["precision"] == name
     assert keras.config.dtype_policy().name == "float32"  # restored after the run
     # The default quantization (fp16 weights): parity and edge inputs are checked inside.
     report = tflite.export_ensemble([str(run_dir)], tmp_path / "run.tflite", verbose=False,

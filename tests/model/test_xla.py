@@ -46,7 +46,7 @@ def _compile_count_worker(strategy_name="default"):
     global_batch = 8 * replicas  # one OUSM/mixup group of 8 clips per replica
     with strategy.scope():
         distiller = make_distiller(
-            "train.jit_compile=true", f"train.epochs={EPOCHS}",
+            "runtime.jit_compile=true", f"train.epochs={EPOCHS}",
             f"data.global_batch_size={global_batch}", steps_per_epoch=STEPS_PER_EPOCH,
         )
 
@@ -185,7 +185,7 @@ def test_bfloat16_step_has_gpu_kernels_and_no_float64():
     config = load_config("len25", [
         f"data.global_batch_size={batch}", f"data.max_len={max_len}", "train.batch_group_size=8",
         "model.dense_dim=32", "model.transfo_dim=64", "model.distill_dense_dim=32",
-        "model.distill_transfo_dim=32", "model.num_heads=4", "train.precision=mixed_bfloat16",
+        "model.distill_transfo_dim=32", "model.num_heads=4", "runtime.precision=mixed_bfloat16",
     ])
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_bfloat16")

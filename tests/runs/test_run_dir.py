@@ -446,3 +446,63 @@ def test_cv_resume_passes_over_a_cv_started_otherwise(tmp_path):
     assert found == root / "20260101-000000"
     assert notes == [f"passed over {root / '20260102-000000'}: it was started with another config"]
     assert cv.resumable_cv(tmp_path, _config(), tmp_path, "teacher")[0] is None
+
+
+# ----------------------------------------------------------------------------- older layouts
+def _old_layout(values, precision="float32", jit_compile=False):
+    """A config mapping as runs wrote config.json before the runtime section: precision and
+    jit_compile in `train`, no `runtime` (and no strategy anywhere)."""
+    values = {key: value for key, value in values.items() if key != "runtime"}
+    values["train"] = {**values["train"], "precision": precision, "jit_compile": jit_compile}
+    return values
+
+
+def test_an_old_runs_config_reads_and_resumes_in_todays_spelling(tmp_path):
+    run = RunDir(tmp_path / "demo" / "20260101-000000")
+    _start(run)
+    atomic.write_json(run.file(run_dir_lib.CONFIG),
+                      _old_layout(_config().to_dict(), "mixed_bfloat16", True))
+    config = load_config("demo", [f"train.epochs={EPOCHS}", "runtime.precision=mixed_bfloat16",
+                                  "runtime.jit_compile=true"])
+    assert run.read_config() == config
+    assert run.check_resumable(config) is True
+    # The strategy may differ (batches are global); the precision may not.
+    assert run.check_resumable(load_config("demo", [
+        f"train.epochs={EPOCHS}", "train.precision=mixed_bfloat16", "runtime.jit_compile=true",
+        "runtime.strategy=cpu:2"])) is True
+    with pytest.raises(ValueError, match=r"differs in: runtime.precision\)"):
+        run.check_resumable(load_config("demo", [f"train.epochs={EPOCHS}",
+                                                 "runtime.jit_compile=true"]))
+    _train_all_epochs(run)  # progress, so `--resume` takes it
+    assert run_dir_lib.resumable_run(tmp_path, config)[0].path == run.path
+
+
+def test_an_old_cv_resumes_on_any_strategy(tmp_path):
+    from tfislr.runs import cv_dir as cv
+
+    root = cv.cv_root(tmp_path, "demo")
+    started = cv.open_cv_dir(_config(), tmp_path, "distilled", tmp_path, root / "20260101-000000")
+    record = json.loads((started / cv.CV_FILE).read_text())
+    record["config"] = _old_layout(record["config"])
+    atomic.write_json(started / cv.CV_FILE, record)
+    on_two = load_config("demo", [f"train.epochs={EPOCHS}", "runtime.strategy=cpu:2"])
+    assert cv.resumable_cv(tmp_path, on_two, tmp_path) == (started, [])
+    assert cv.open_cv_dir(on_two, tmp_path, "distilled", tmp_path, started,
+                          log=lambda _: None) == started
+    half = load_config("demo", [f"train.epochs={EPOCHS}", "runtime.precision=mixed_float16"])
+    assert cv.resumable_cv(tmp_path, half, tmp_path)[0] is None
+
+
+def test_an_old_runs_folder_exports_as_before(tmp_path):
+    from tiny_exports import small_model, write_run
+
+    from tfislr.export import PARITY_TOLERANCE, export_ensemble
+
+    run_dir = write_run(tmp_path / "run", small_model(max_len=8), 8)
+    values = json.loads((run_dir / "config.json").read_text())
+    atomic.write_json(run_dir / "config.json", _old_layout(values))
+    assert RunDir(run_dir).read_config().runtime.precision == "float32"
+    report = export_ensemble([str(run_dir)], tmp_path / "m.tflite", "fp32", verbose=False,
+                             latency_repeats=1)
+    assert report["parity"]["max_abs_diff"] <= PARITY_TOLERANCE["fp32"]
+    assert (tmp_path / "m.tflite").stat().st_size > 0

@@ -183,7 +183,7 @@ def test_mixed_precision_step_runs_with_loss_scaling():
     policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_float16")
     try:
-        distiller = make_distiller("train.mixed_precision=true")
+        distiller = make_distiller("runtime.precision=mixed_float16")
         assert isinstance(distiller.student_optimizer, keras.optimizers.LossScaleOptimizer)
         logs = distiller.train_on_batch(*batch(np.random.default_rng(6)), return_dict=True)
         assert np.isfinite(logs["loss"])
@@ -216,7 +216,7 @@ def test_jit_compiled_step_matches_the_graph_step():
         results.append(values(distiller.student.trainable_variables + distiller.teacher.variables))
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-    mixed = make_distiller("train.jit_compile=true", "train.mix_proba=1", "train.mix_end_fraction=100")
+    mixed = make_distiller("runtime.jit_compile=true", "train.mix_proba=1", "train.mix_end_fraction=100")
     logs = mixed.train_on_batch(*data, return_dict=True)
     assert np.isfinite(logs["loss"])
 

@@ -61,6 +61,10 @@ def test_run_dir_holds_everything(tiny_run, synthetic_data_dir):
                  "metrics.json"):
         assert (run_dir / name).is_file(), name
     assert config_from_dict(json.loads((run_dir / "config.json").read_text())) == config
+    # run.json's runtime: the config's section, and what its strategy gave on this machine.
+    assert json.loads((run_dir / "run.json").read_text())["runtime"] == {
+        "strategy": "default", "precision": "float32", "jit_compile": False,
+        "strategy_class": "_DefaultDistributionStrategy", "replicas": 1}
     sign_map = json.loads((synthetic_data_dir / "sign_to_prediction_index_map.json").read_text())
     signs = json.loads((run_dir / "signs.json").read_text())
     assert signs == sorted(sign_map, key=sign_map.get)
@@ -148,6 +152,35 @@ def test_soup_models_load_and_equal_the_checkpoint_mean(tiny_run):
         for key, value in loaded.items():
             np.testing.assert_allclose(value, (saved[0][key] + saved[1][key]) / 2, rtol=1e-5, atol=1e-6)
         (run_dir / f"{name}.check.weights.h5").unlink()
+
+
+def test_a_request_builds_the_configs_strategy_unless_the_caller_names_one(
+        synthetic_data_dir, tmp_path, monkeypatch):
+    """`train(config, ...)` builds `config.runtime.strategy`; a name given to `train` (the
+    Python spelling of --strategy) replaces it in the config the run records, a
+    `tf.distribute.Strategy` is used as it is."""
+    import types
+
+    from tfislr.training import strategy as strategy_lib
+    from tfislr.training.request import RunRequest
+
+    built = []
+
+    def get_strategy(name):  # cpu:N must split the devices at process start: a stand-in
+        built.append(name)
+        return name if not isinstance(name, str) else types.SimpleNamespace(
+            num_replicas_in_sync=1)
+
+    monkeypatch.setattr(strategy_lib, "get_strategy", get_strategy)
+    config = load_config("demo", TINY + ["runtime.strategy=cpu:2"])
+    output = tmp_path / "runs"
+    assert RunRequest(config, synthetic_data_dir, output).validate().config == config
+    named = RunRequest(config, synthetic_data_dir, output, strategy="mirrored").validate()
+    assert named.config.runtime.strategy == "mirrored" and named.config.train == config.train
+    own = types.SimpleNamespace(num_replicas_in_sync=1)
+    given = RunRequest(config, synthetic_data_dir, output, strategy=own).validate()
+    assert given.strategy is own and given.config == config
+    assert built == ["cpu:2", "mirrored", own]
 
 
 def test_finished_run_dir_is_not_reused_and_configs_must_match(tiny_run, synthetic_data_dir):
@@ -357,6 +390,10 @@ def test_two_process_multi_worker_run_completes_one_epoch(synthetic_data_dir, tm
     assert run["batch_plan"]["replicas"] == 2
     assert run["batch_plan"]["per_replica_batch_size"] == 4
     assert run["strategy"] in ("MultiWorkerMirroredStrategy", "CollectiveAllReduceStrategy")
+    assert run["runtime"] == {"strategy": "multi_worker", "precision": "float32",
+                              "jit_compile": False, "strategy_class": run["strategy"],
+                              "replicas": 2}
+    assert json.loads((run_dir / "config.json").read_text())["runtime"]["strategy"] == "multi_worker"
     assert history_epochs(run_dir) == [1]
     assert (run_dir / "models" / "distilled_soup.keras").exists()
     assert (run_dir / "plots" / "confusion_matrix.png").exists()  # on any replica count

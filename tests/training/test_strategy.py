@@ -308,22 +308,6 @@ def test_get_strategy_names():
     assert task_info() == (None, 0, True)
 
 
-def test_a_bad_device_split_says_what_is_wrong_and_the_valid_forms():
-    from tfislr.errors import ConfigError
-    from tfislr.training.strategy import _parse_split
-
-    for name, message in [
-        ("cpu:0", "strategy 'cpu:0': the device count must be >= 1, got 0; valid: cpu:N with "
-                  "N >= 1, e.g. cpu:2"),
-        ("gpu:2:0", "strategy 'gpu:2:0': the MB per device must be >= 1, got 0; valid: gpu:N "
-                    "or gpu:N:MB with N and MB >= 1, e.g. gpu:8 or gpu:8:3500"),
-        ("cpu:2:100", "strategy 'cpu:2:100': not a valid form; valid: cpu:N with N >= 1"),
-    ]:
-        with pytest.raises(ConfigError) as raised:
-            _parse_split(name)
-        assert str(raised.value).startswith(message)
-
-
 def test_tpu_without_a_tpu_is_a_user_error(monkeypatch, capsys, tmp_path):
     """Like gpu:8 without a GPU: exit 2 and one line, not a RuntimeError traceback."""
     import tensorflow as tf
@@ -341,14 +325,6 @@ def test_tpu_without_a_tpu_is_a_user_error(monkeypatch, capsys, tmp_path):
     assert lines == ["tfislr-train: error: strategy 'tpu': no TPU reachable (TPU_NAME=''): "
                      "Please provide a TPU Name to connect to.; set TPU_NAME to the TPU's name "
                      "or address, or choose another --strategy"]
-
-
-def test_logical_gpu_names_parse():
-    from tfislr.training.strategy import _parse_split
-
-    assert _parse_split("gpu:8") == ("GPU", 8, None)
-    assert _parse_split("gpu:8:3500") == ("GPU", 8, 3500)
-    assert _parse_split("cpu:2") == ("CPU", 2, None)
 
 
 def test_cpu_strategy_after_tf_init_explains_itself():

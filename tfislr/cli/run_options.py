@@ -1,5 +1,5 @@
 """The options `tfislr-train` and `tfislr-cv` share (data, config, strategy, output), and the
-config and strategy they give.
+config and strategy they give (`--strategy NAME` is short for `--set runtime.strategy=NAME`).
 
 `run_request` is the one place these commands check a request before any data is read:
 the config and `--set` without TensorFlow (a bad one answers at once), then TensorFlow starts
@@ -9,6 +9,7 @@ and `tfislr.training.request.RunRequest.validate` checks the rest, once.
 import sys
 
 from tfislr.cli.command import positive_int, start_tensorflow
+from tfislr.errors import ConfigError
 
 
 def config_help():
@@ -25,11 +26,12 @@ def add_run_options(parser):
     parser.add_argument("--data-dir", required=True, help="Kaggle layout: train.csv, sign map, train_landmark_files/")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="config override, e.g. --set train.epochs=5 (repeatable)")
-    parser.add_argument("--strategy", default="default",
-                        help="where to train: default = TF's default strategy, one device, "
-                             "the GPU if there is one; mirrored = all local GPUs; multi_worker "
-                             "= the cluster in TF_CONFIG; tpu; cpu:N or gpu:N[:MB] = N logical "
-                             "devices")
+    parser.add_argument("--strategy", default=None,
+                        help="where to train, short for --set runtime.strategy=NAME (default: "
+                             "the config's, 'default'): default = TF's default strategy, one "
+                             "device, the GPU if there is one; mirrored = all local GPUs; "
+                             "multi_worker = the cluster in TF_CONFIG; tpu; cpu:N or gpu:N[:MB] "
+                             "= N logical devices")
     parser.add_argument("--epochs", type=positive_int, default=None,
                         help="shortcut for --set train.epochs=N (default: the config's)")
     parser.add_argument("--output", default="runs", help="runs root folder")
@@ -54,6 +56,8 @@ def run_request(args, prog, cv=False):
     from tfislr.data.folds import check_fold
 
     overrides = list(args.overrides)
+    if args.strategy is not None:
+        overrides.append(_strategy_override(args.strategy, overrides))
     if args.epochs is not None:
         overrides.append(f"train.epochs={args.epochs}")
     config = load_config(args.config, overrides)
@@ -69,13 +73,40 @@ def run_request(args, prog, cv=False):
     if getattr(args, "resume", False):
         folder = _resumed_folder(args, config, cv, prog)
     request = RunRequest(config, args.data_dir, output_dir=args.output, run_dir=folder,
-                         fold=fold, full=full, strategy=args.strategy, cv=cv).validate()
+                         fold=fold, full=full, cv=cv).validate()
     if args.force_prepare:
         from tfislr.data.prepare import ensure_store
 
         ensure_store(request.data_dir, config.data.max_len, config.data.prepared_dir,
                      force=True)
     return request
+
+
+def _strategy_override(name, overrides):
+    """`--strategy NAME` as the override it is short for, `runtime.strategy=NAME`.
+
+    Raises:
+        ConfigError: NAME is not a strategy's name, or a `--set runtime.strategy=...` among
+            `overrides` names another one (one value, given once).
+    """
+    from tfislr.config import parse_strategy
+
+    try:
+        wanted = parse_strategy(name)
+    except ConfigError as error:
+        raise ConfigError(f"--strategy: {error}") from None
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if key.strip() != "runtime.strategy":
+            continue
+        try:
+            given = parse_strategy(value)
+        except ConfigError:
+            continue  # not a strategy: load_config says so, naming this --set
+        if given != wanted:
+            raise ConfigError(f"--strategy {name} contradicts --set {item}; give the strategy "
+                              "once")
+    return f"runtime.strategy={name}"
 
 
 def _resumed_folder(args, config, cv, prog):

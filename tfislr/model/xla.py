@@ -1,4 +1,4 @@
-"""XLA:CPU settings for the jit-compiled train step (`train.jit_compile`).
+"""XLA:CPU settings for the jit-compiled train step (`runtime.jit_compile`).
 
 XLA:CPU's MLIR fusion emitters (its default in TF 2.21) place the key/counter derivation of
 a stateless random op (every Keras dropout mask: `StatelessRandomGetKeyCounter` of the seed,

@@ -16,6 +16,7 @@ import json
 import pathlib
 
 from tfislr import atomic
+from tfislr.config import comparable_config
 from tfislr.errors import ConfigError, MissingFileError
 from tfislr.runs.run_dir import (CV_FOLDER, STARTED_AT, by_start_time, check_own_dir, iso_time,
                                  new_timestamped_dir)
@@ -68,8 +69,12 @@ def _cv_record(config, data_dir, weights):
 
 
 def _cv_differences(cv_dir, wanted):
-    """The keys of `wanted` (`_cv_record`) that the CV in `cv_dir` recorded otherwise."""
+    """The keys of `wanted` (`_cv_record`) that the CV in `cv_dir` recorded otherwise (its
+    config as `comparable_config`: not the strategy, an older CV's in today's spelling)."""
     saved = json.loads((pathlib.Path(cv_dir) / CV_FILE).read_text())
+    if isinstance(saved.get("config"), dict):
+        saved["config"] = comparable_config(saved["config"])
+    wanted = {**wanted, "config": comparable_config(wanted["config"])}
     return sorted(key for key in wanted if saved.get(key) != wanted[key])
 
 

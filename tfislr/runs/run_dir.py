@@ -44,7 +44,7 @@ import pathlib
 import re
 
 from tfislr import atomic
-from tfislr.config import MODEL_NAMES, config_from_dict
+from tfislr.config import MODEL_NAMES, comparable_config, config_from_dict
 from tfislr.errors import ConfigError, DataError, MissingFileError
 
 CONFIG = "config.json"
@@ -357,8 +357,10 @@ class RunDir:
         if self.is_finished:
             raise ConfigError(f"{self.path} holds a finished run ({FINISHED} exists); "
                              "choose another --run-dir")
-        saved = self._read_json(CONFIG)
-        current = json.loads(json.dumps(config.to_dict()))
+        # What must match (`comparable_config`): not the strategy, and an older run's
+        # config.json compared in today's spelling.
+        saved = comparable_config(self._read_json(CONFIG))
+        current = comparable_config(json.loads(json.dumps(config.to_dict())))
         if saved != current:
             changed = sorted(
                 f"{section}.{key}"

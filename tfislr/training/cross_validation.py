@@ -162,7 +162,7 @@ def cross_validate(
     data_dir,
     output_dir="runs",
     cv_dir=None,
-    strategy="default",
+    strategy=None,
     weights="distilled",
     verbose="auto",
     build_model=None,
@@ -175,7 +175,8 @@ def cross_validate(
         data_dir: Kaggle layout (see `tfislr.training.run.train`).
         output_dir: runs root; the CV goes to `<output_dir>/<config.name>/cv/<timestamp>/`.
         cv_dir: use exactly this folder; an unfinished CV there is resumed.
-        strategy: a `get_strategy` name or a `tf.distribute.Strategy` (as for `train`).
+        strategy: None (the config's `runtime.strategy`), a `get_strategy` name or a
+            `tf.distribute.Strategy` (as for `train`).
         weights: which soup predicts the held-out clips: distilled (exported), student,
             teacher.
         verbose: Keras `fit` verbosity.

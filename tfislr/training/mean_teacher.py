@@ -536,9 +536,11 @@ def build_distiller(config, num_classes, steps_per_epoch, build_model=None):
         name="mean_teacher_distiller",
     )
     distiller.compile(
-        student_optimizer=make_optimizer(train, total_steps, student, "student_adamw"),
-        distilled_optimizer=make_optimizer(train, total_steps, distilled, "distilled_adamw"),
-        jit_compile=train.jit_compile,
+        student_optimizer=make_optimizer(train, total_steps, student, "student_adamw",
+                                         config.runtime.precision),
+        distilled_optimizer=make_optimizer(train, total_steps, distilled, "distilled_adamw",
+                                           config.runtime.precision),
+        jit_compile=config.runtime.jit_compile,
     )
     return distiller
 

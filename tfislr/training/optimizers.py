@@ -69,7 +69,7 @@ def weight_decay_exclusions(model, pattern=TRANSFORMER_NORM_PATTERN):
     ]
 
 
-def make_optimizer(train_config, total_steps, model, name, loss_scaling=None):
+def make_optimizer(train_config, total_steps, model, name, precision="float32"):
     """Builds the recipe's AdamW for `model`'s trainable variables.
 
     Args:
@@ -78,9 +78,9 @@ def make_optimizer(train_config, total_steps, model, name, loss_scaling=None):
         total_steps: optimizer steps of the whole run (the schedule's length).
         model: the Keras model whose trainable variables the optimizer updates.
         name: optimizer name ("student_adamw", ...); keeps the two optimizers' slots apart.
-        loss_scaling: wrap in `keras.optimizers.LossScaleOptimizer` (default: when
-            `train_config.precision` is mixed_float16; bfloat16 has float32's exponent range
-            and needs no loss scaling).
+        precision: the run's `runtime.precision`; mixed_float16 wraps the optimizer in
+            `keras.optimizers.LossScaleOptimizer` (bfloat16 has float32's exponent range and
+            needs no loss scaling).
 
     Returns:
         The built optimizer (its slots exist, so checkpoints restore into it).
@@ -97,9 +97,7 @@ def make_optimizer(train_config, total_steps, model, name, loss_scaling=None):
         name=name,
     )
     optimizer.exclude_from_weight_decay(var_list=weight_decay_exclusions(model))
-    if loss_scaling is None:
-        loss_scaling = train_config.precision == "mixed_float16"
-    if loss_scaling:
+    if precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer, name=f"{name}_loss_scale")
     optimizer.build(model.trainable_variables)
     return optimizer

@@ -28,8 +28,10 @@ class RunRequest:
         run_dir: exactly this folder (a run's; with `cv` the CV's); an unfinished one resumes.
         fold: the validation fold (None: fold 0, or no validation with `full`).
         full: train on all data, no validation.
-        strategy: a `get_strategy` name or a `tf.distribute.Strategy`; a validated request
-            holds the strategy itself.
+        strategy: None (the default): the config's `runtime.strategy`; else a
+            `get_strategy` name, which replaces the config's (the Python spelling of
+            `--strategy`), or a `tf.distribute.Strategy` built by the caller. A validated
+            request holds the strategy itself.
         cv: a cross-validation's request (every fold; `run_dir` is the CV folder).
         validated: set by `validate`; a validated request is not checked again.
     """
@@ -40,7 +42,7 @@ class RunRequest:
     run_dir: object = None
     fold: int = None
     full: bool = False
-    strategy: object = "default"
+    strategy: object = None
     cv: bool = False
     validated: bool = False
 
@@ -78,6 +80,10 @@ class RunRequest:
             raise ValueError(f"config must be a tfislr.config.Config, got {type(config).__name__}")
         if self.fold is not None and self.full:
             raise ValueError("give either a fold or full=True, not both")
+        chosen = config.runtime.strategy if self.strategy is None else self.strategy
+        if isinstance(chosen, str):  # so config.json and run.json record the name that ran
+            config = dataclasses.replace(
+                config, runtime=dataclasses.replace(config.runtime, strategy=chosen))
         if self.run_dir is None and cluster_tasks() > 1:  # before any worker waits for others
             what = ("cross-validation needs the same --cv-dir" if self.cv else
                     f"run ({cluster_tasks()} tasks in TF_CONFIG) needs the same --run-dir")
@@ -86,12 +92,13 @@ class RunRequest:
         atomic.check_writable_dir(self.output_dir if self.run_dir is None else self.run_dir)
         if self.run_dir is not None and not self.cv:
             RunDir(self.run_dir).check_resumable(config)
-        strategy = get_strategy(self.strategy)
+        strategy = get_strategy(chosen)
         check_batch_split(config, strategy.num_replicas_in_sync)
         if self.validation_fold is not None:
             check_fold(self.validation_fold, config.data.num_folds)
         data_dir = check_data_dir(self.data_dir)
-        return dataclasses.replace(self, data_dir=data_dir, strategy=strategy, validated=True)
+        return dataclasses.replace(self, config=config, data_dir=data_dir, strategy=strategy,
+                                   validated=True)
 
     def for_fold(self, fold, run_dir):
         """A validated CV request's run of `fold`, in `run_dir` (its checks are the CV's;

@@ -132,11 +132,11 @@ def _open_run_dir(config, output_dir, run_dir, data, strategy, plan, data_dir):
         "num_train": int(len(data.train_idx)),
         "num_val": 0 if data.val_idx is None else int(len(data.val_idx)),
         "strategy": type(strategy).__name__,
-        # Where and how this run computes, next to the config (which holds precision and
-        # jit_compile in its train section; the strategy comes from the command line).
-        "runtime": {"strategy": type(strategy).__name__, "replicas": plan.replicas,
-                    "precision": config.train.precision,
-                    "jit_compile": config.train.jit_compile},
+        # Where and how this run computes: the config's runtime section, and what its
+        # strategy gave here (for a tf.distribute.Strategy that a caller built, these two
+        # say what ran; runtime.strategy stays the config's name).
+        "runtime": {**dataclasses.asdict(config.runtime),
+                    "strategy_class": type(strategy).__name__, "replicas": plan.replicas},
         "batch_plan": plan.to_dict(),
     }
     if is_chief:
@@ -165,7 +165,7 @@ def _process_files(chief, task_index, is_chief):
 def _precision(config):
     """Sets the run's Keras dtype policy; restores the previous one on exit."""
     previous = keras.config.dtype_policy().name
-    keras.config.set_dtype_policy(config.train.precision)
+    keras.config.set_dtype_policy(config.runtime.precision)
     try:
         yield
     finally:
@@ -374,7 +374,7 @@ def train(
     output_dir="runs",
     fold=None,
     full=False,
-    strategy="default",
+    strategy=None,
     run_dir=None,
     verbose="auto",
     build_model=None,
@@ -388,7 +388,8 @@ def train(
         output_dir: runs root; the run goes to `<output_dir>/<config.name>/<timestamp>/`.
         fold: validation fold (default 0); ignored with `full`.
         full: train on all data, no validation (the original's full fit).
-        strategy: a `get_strategy` name or a `tf.distribute.Strategy`. `cpu:N` / `gpu:N` must be
+        strategy: None: the config's `runtime.strategy`; or a `get_strategy` name (it
+            replaces the config's) or a `tf.distribute.Strategy`. `cpu:N` / `gpu:N` must be
             resolved before TF initialises, i.e. by the CLI at process start.
         run_dir: use exactly this directory; an unfinished run there is resumed.
         verbose: Keras `fit` verbosity ("auto", 0, 1 progress bar, 2 one line per epoch).

@@ -1,4 +1,5 @@
-"""One switch for where training runs: `get_strategy(name)`.
+"""One switch for where training runs: `get_strategy(name)`, the name a config's
+`runtime.strategy` (or `--strategy`) gives; `tfislr.config.parse_strategy` checks it.
 
 | name            | strategy                                                         |
 | --------------- | ---------------------------------------------------------------- |
@@ -25,9 +26,8 @@ import subprocess
 
 import tensorflow as tf
 
+from tfislr.config import parse_strategy
 from tfislr.errors import ConfigError
-
-STRATEGY_NAMES = ("default", "mirrored", "multi_worker", "tpu", "cpu:N", "gpu:N[:MB]")
 
 
 def _logical_devices(kind, count, memory_mb=None):
@@ -74,27 +74,6 @@ def _gpu_memory_mb():
         return None
 
 
-def _parse_split(name):
-    """`cpu:N` / `gpu:N[:MB]` → (kind, N, MB or None); ConfigError for anything else."""
-    kind, _, rest = name.partition(":")
-    parts = rest.split(":")
-    forms = ("cpu:N with N >= 1, e.g. cpu:2" if kind == "cpu"
-             else "gpu:N or gpu:N:MB with N and MB >= 1, e.g. gpu:8 or gpu:8:3500")
-    try:
-        numbers = [int(part) for part in parts]
-    except ValueError:
-        numbers = []
-    if not 1 <= len(numbers) <= (2 if kind == "gpu" else 1):
-        problem = "not a valid form"
-    elif numbers[0] < 1:
-        problem = f"the device count must be >= 1, got {numbers[0]}"
-    elif len(numbers) == 2 and numbers[1] < 1:
-        problem = f"the MB per device must be >= 1, got {numbers[1]}"
-    else:
-        return kind.upper(), numbers[0], (numbers[1] if len(numbers) == 2 else None)
-    raise ConfigError(f"strategy '{name}': {problem}; valid: {forms}")
-
-
 def _tpu_strategy():
     tpu_name = os.environ.get("TPU_NAME", "")
     try:
@@ -130,18 +109,16 @@ def get_strategy(name="default"):
         return name
     if not isinstance(name, str):
         raise ValueError(f"strategy must be a name or a tf.distribute.Strategy, got {name!r}")
-    name = name.strip().lower()
-    if name == "default":
+    kind, count, memory_mb = parse_strategy(name)  # the name's checks, without TensorFlow
+    if kind == "default":
         return tf.distribute.get_strategy()
-    if name == "mirrored":
+    if kind == "mirrored":
         return tf.distribute.MirroredStrategy()
-    if name in ("multi_worker", "multi-worker", "multiworker"):
+    if kind == "multi_worker":
         return _multi_worker_strategy()
-    if name == "tpu":
+    if kind == "tpu":
         return _tpu_strategy()
-    if name.startswith(("cpu:", "gpu:")):
-        return tf.distribute.MirroredStrategy(_logical_devices(*_parse_split(name)))
-    raise ConfigError(f"unknown strategy '{name}'; expected one of {', '.join(STRATEGY_NAMES)}")
+    return tf.distribute.MirroredStrategy(_logical_devices(kind, count, memory_mb))
 
 
 def _tf_config():
