@@ -108,3 +108,22 @@ def synthetic_store(synthetic_data_dir, tmp_path_factory):
 
     prepared = tmp_path_factory.mktemp("prepared")
     return load_store(prepare_store(synthetic_data_dir, 25, prepared, num_workers=1, progress=False))
+
+
+@pytest.fixture(scope="session")
+def synthetic_export(synthetic_data_dir, tmp_path_factory):
+    """An untrained tiny distilled classifier (max_len 12) on the signs of
+    `synthetic_data_dir`, exported fp32 once for the evaluate, predict and stream tests:
+    (Keras model, .tflite path, signs by label). Read-only: tests that change the file or its
+    report copy it first."""
+    from tfislr.data.kaggle import read_sign_map, sign_names
+    from tfislr.export import EnsembleMember, export_ensemble
+
+    from tiny_exports import untrained_model
+
+    signs = sign_names(read_sign_map(synthetic_data_dir))
+    model = untrained_model(len(signs), 12)
+    path = tmp_path_factory.mktemp("synthetic_export") / "model.tflite"
+    export_ensemble([EnsembleMember("tiny", model, 12, signs)], path, "fp32", verbose=False,
+                    latency_repeats=1)
+    return model, path, signs

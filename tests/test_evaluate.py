@@ -15,20 +15,14 @@ from tfislr import evaluate, landmarks
 from tfislr.data.kaggle import landmark_path
 from tfislr.export import EnsembleMember, export_ensemble
 
+from tiny_exports import untrained_model
+
 NUM_SIGNS = 6  # the shared synthetic_data_dir fixture
 MAX_LEN = 12
 
 
 def small_model(num_classes):
-    from tfislr.config import ModelConfig
-    from tfislr.model import build_classifier
-
-    keras.utils.set_random_seed(1)
-    # One DeBERTa layer: scoring does not depend on the depth, and each layer adds ~3 s to
-    # a conversion (tests/tiny_exports.py says where the three-layer stack is converted).
-    config = ModelConfig(embed_dim=4, dense_dim=16, transfo_dim=32, distill_dense_dim=16,
-                         distill_transfo_dim=32, transfo_layers=1, num_heads=4, drop_rate=0.0)
-    return build_classifier(config, num_classes, MAX_LEN, distilled=True)
+    return untrained_model(num_classes, MAX_LEN)
 
 
 @pytest.fixture(scope="module")
@@ -37,15 +31,9 @@ def data_dir(synthetic_data_dir):
 
 
 @pytest.fixture(scope="module")
-def exported(data_dir, tmp_path_factory):
-    from tfislr.data.kaggle import read_sign_map
-
-    sign_map = read_sign_map(data_dir)
-    signs = sorted(sign_map, key=sign_map.get)
-    model = small_model(NUM_SIGNS)
-    path = tmp_path_factory.mktemp("model") / "model.tflite"
-    export_ensemble([EnsembleMember("tiny", model, MAX_LEN, signs)], path, "fp32",
-                    verbose=False, latency_repeats=1)
+def exported(synthetic_export):
+    """(Keras model, .tflite path) of the session's tiny export on the synthetic signs."""
+    model, path, _ = synthetic_export
     return model, path
 
 
@@ -108,6 +96,7 @@ def test_fold_scores_only_held_out_signers(exported, data_dir):
         evaluate.evaluate_tflite(path, data_dir, fold=4)
 
 
+@pytest.mark.large  # a second model saved and exported
 def test_fold_uses_the_split_recorded_with_the_model(data_dir, tmp_path, capsys):
     """A run validated on fold 1 of 5 (`data.num_folds=5`): its export scores exactly the
     run's validation signers, not fold 1 of the default 4 folds (issue 9.7)."""
@@ -348,6 +337,7 @@ def test_json_prints_on_stdout_and_json_out_writes_a_file(exported, data_dir, tm
     assert json.loads(predictions.read_text())[0]["clip"] == clip
 
 
+@pytest.mark.large  # a fresh process imports TensorFlow
 def test_predict_stderr_has_no_xnnpack_line(exported, data_dir):
     """LiteRT logs "INFO: Created TensorFlow Lite XNNPACK delegate" from C++, once a process
     (so a fresh one), on file descriptor 2; a command's stderr never shows it."""

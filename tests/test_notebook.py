@@ -1,5 +1,8 @@
-"""notebooks/inspect.ipynb runs top to bottom on demo-style outputs (a short real run + export)."""
+"""notebooks/inspect.ipynb: quick, its cells parse and every tfislr name it imports exists;
+`large`, it runs top to bottom on demo-style outputs (a short real run + export)."""
 
+import ast
+import importlib.util
 import pathlib
 import re
 
@@ -9,8 +12,37 @@ from nbclient import NotebookClient
 
 from tfislr.config import load_config
 
+from subprocess_runs import env
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "inspect.ipynb"
+
+
+def _code_cells():
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    return [cell for cell in notebook.cells if cell.cell_type == "code"]
+
+
+def test_notebook_has_no_outputs_and_its_tfislr_imports_exist():
+    """Quick: the notebook is committed without outputs, each code cell is valid Python, and
+    every module and name it imports from tfislr exists (a rename fails here, not only when
+    the large test runs the notebook)."""
+    cells = _code_cells()
+    assert all(not cell.get("outputs") for cell in cells), "commit the notebook without outputs"
+    imported = []
+    for cell in cells:
+        for node in ast.walk(ast.parse(cell.source)):
+            if isinstance(node, ast.Import):
+                imported += [(alias.name, None) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                imported += [(node.module, alias.name) for alias in node.names]
+    imported = [(module, name) for module, name in imported if module.split(".")[0] == "tfislr"]
+    assert len(imported) >= 10  # the parser found the notebook's imports
+    for module, name in imported:
+        found = importlib.import_module(module)
+        if name is not None:  # a submodule (`from tfislr import plots`) or an attribute
+            assert hasattr(found, name) or importlib.util.find_spec(f"{module}.{name}"), (
+                f"from {module} import {name}")
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +71,14 @@ def exported_run(synthetic_data_dir, tmp_path_factory):
     return run_dir, tflite
 
 
+@pytest.mark.large  # a 2-epoch training of the real classifier and an export first
 def test_notebook_executes_without_errors(exported_run, synthetic_data_dir, monkeypatch):
     run_dir, tflite = exported_run
+    monkeypatch.setenv("PYTHONPATH", env()["PYTHONPATH"])  # the kernel imports this checkout
     monkeypatch.setenv("TFISLR_DATA_DIR", str(synthetic_data_dir))
     monkeypatch.setenv("TFISLR_RUN_DIR", str(run_dir))
     monkeypatch.setenv("TFISLR_TFLITE", str(tflite))
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code"), (
-        "commit the notebook without outputs")
     NotebookClient(notebook, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
     outputs = [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.outputs]

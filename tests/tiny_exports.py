@@ -40,6 +40,17 @@ def small_model(num_classes=NUM_CLASSES, max_len=10, seed=0):
     return model
 
 
+def untrained_model(num_classes, max_len, seed=1):
+    """A distilled classifier with tiny widths as initialised (no weight scaling): for the
+    tests of what a command does with a model's answers, not of the answers."""
+    from tfislr.config import ModelConfig
+
+    from tfislr.model import build_classifier
+
+    keras.utils.set_random_seed(seed)
+    return build_classifier(ModelConfig(**TINY), num_classes, max_len, distilled=True)
+
+
 def members(seed=0, num_classes=NUM_CLASSES, signs=SIGNS):
     return [
         EnsembleMember("short", small_model(num_classes, 8, seed), 8, signs),

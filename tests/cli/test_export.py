@@ -14,6 +14,7 @@ from tfislr.export import checks, export_ensemble, graph
 from tiny_exports import NUM_CLASSES, SIGNS, runner_for, small_model, write_run
 
 
+@pytest.mark.large  # two exports through the command
 def test_cli_ensemble_yaml_and_single_run(tmp_path, monkeypatch):
     """export.py on run dirs: by config name (latest run) via YAML, and `single --run`."""
     import export as export_cli

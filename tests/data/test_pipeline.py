@@ -372,6 +372,7 @@ _DISTRIBUTED = textwrap.dedent(
 )
 
 
+@pytest.mark.large  # a subprocess that fits a model
 def test_distributed_dataset_and_keras_fit():
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run(

@@ -16,6 +16,7 @@ from tfislr.export.members import EnsembleMember
 from tiny_exports import members, small_model, weight_types
 
 
+@pytest.mark.large  # an int8 conversion with calibration data
 def test_int8_agreement_with_fp32_is_measured(tmp_path, synthetic_data_dir, capsys, monkeypatch):
     """Top-1 agreement, max probability diff and accuracy change, recomputed here."""
     from tfislr.data.kaggle import read_sign_map, sign_names

@@ -54,9 +54,11 @@ def test_builtins_only_conversion_names_the_op():
 
 
 @pytest.mark.parametrize(
-    # int8 runs in CI through test_int8_agreement_with_fp32_is_measured (with data); this
-    # case (no data: agreement on the parity clips, no accuracy) is extra_large only.
-    "quantization", ["fp16", pytest.param("int8", marks=pytest.mark.extra_large)]
+    # Each is a conversion of its own: fp16 runs in CI (`large`); int8 runs in CI through
+    # test_int8_agreement_with_fp32_is_measured (with data), and this case (no data: agreement
+    # on the parity clips, no accuracy) is extra_large only.
+    "quantization", [pytest.param("fp16", marks=pytest.mark.large),
+                     pytest.param("int8", marks=pytest.mark.extra_large)]
 )
 def test_quantized_exports_within_documented_tolerance(tmp_path, quantization):
     path = tmp_path / f"{quantization}.tflite"

@@ -82,6 +82,7 @@ def test_parameter_counts_match_the_original(name, distilled):
 
 
 class TestISLRClassifier(TestCase):
+    @pytest.mark.large  # every harness check calls the whole model
     def test_classifier_harness(self, tmp_path):
         # One DeBERTa layer: the harness checks how the parts compose (every check calls the
         # whole model; with 3 layers it took ~45 s, with 1 ~34 s). test_deberta_encoder runs it

@@ -77,6 +77,7 @@ def test_test_and_predict_steps_take_an_empty_batch(distiller):
     }
 
 
+@pytest.mark.large  # traces the whole distiller train step
 def test_train_step_takes_an_empty_batch_without_nan(distiller):
     import tensorflow as tf
 

@@ -168,6 +168,7 @@ def _without_gpu_kernel(nodes):
     return gaps
 
 
+@pytest.mark.large  # traces the train and evaluation steps of the real classifier
 def test_bfloat16_step_has_gpu_kernels_and_no_float64():
     """The single-GPU fast path (mixed_bfloat16): every op of the train and evaluation steps
     has a GPU kernel for its dtypes (no host round trip outside XLA either), none is float64

@@ -353,24 +353,10 @@ def test_timeline_formats(tmp_path):
 
 # -------------------------------------------------------------------------- tfislr-stream
 @pytest.fixture(scope="module")
-def exported(synthetic_data_dir, tmp_path_factory):
-    """A small untrained distilled model on the synthetic signs, exported with its sign
-    list: what the command does with the model's answers is checked, not the answers."""
-    import keras
-
-    from tfislr.config import ModelConfig
-    from tfislr.data.kaggle import read_sign_map, sign_names
-    from tfislr.export import EnsembleMember, export_ensemble
-    from tfislr.model import build_classifier
-
-    signs = sign_names(read_sign_map(synthetic_data_dir))
-    keras.utils.set_random_seed(1)
-    config = ModelConfig(embed_dim=4, dense_dim=16, transfo_dim=32, distill_dense_dim=16,
-                         distill_transfo_dim=32, transfo_layers=1, num_heads=4, drop_rate=0.0)
-    model = build_classifier(config, len(signs), 12, distilled=True)
-    path = tmp_path_factory.mktemp("model") / "model.tflite"
-    export_ensemble([EnsembleMember("tiny", model, 12, signs)], path, "fp32",
-                    verbose=False, latency_repeats=1)
+def exported(synthetic_export):
+    """(.tflite path, signs) of the session's tiny untrained export on the synthetic signs:
+    what the command does with the model's answers is checked, not the answers."""
+    _, path, signs = synthetic_export
     return path, signs
 
 

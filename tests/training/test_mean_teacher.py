@@ -152,6 +152,7 @@ def test_mixing_changes_the_step():
     assert max(np.abs(a - b).max() for a, b in zip(results["0.0"], results["1.0"])) > 1e-6
 
 
+@pytest.mark.large  # traces the step in both modes
 def test_distilled_trains_in_inference_mode_from_half_way():
     rng = np.random.default_rng(5)
     distiller = make_distiller("train.epochs=4")

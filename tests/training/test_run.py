@@ -216,6 +216,7 @@ def test_full_fit_trains_on_everything_without_validation(synthetic_data_dir, tm
     assert (run_dir / "finished.json").exists()
 
 
+@pytest.mark.large  # a training and its resume
 def test_a_crash_after_the_soup_models_is_finished_by_resume(synthetic_data_dir, tmp_path,
                                                              monkeypatch):
     """Killed between the soup models and metrics.json: unfinished for export and resume

@@ -249,7 +249,8 @@ def test_one_and_two_replicas_give_the_same_weights(tmp_path):
 
 
 @pytest.mark.parametrize("mode, many", [
-    ("tiny_ghost", "cpu:4"),
+    # 1 and 4 replicas traced in two subprocesses.
+    pytest.param("tiny_ghost", "cpu:4", marks=pytest.mark.large),
     # The real classifier's six BatchNorms; slow: 2 replicas (4 take over 10 minutes here).
     pytest.param("ghost", "cpu:2", marks=pytest.mark.extra_large),
 ])
@@ -266,6 +267,7 @@ def test_ghost_batch_norm_on_one_device_equals_unsynchronized_replicas(tmp_path,
     assert worst < 2e-5, worst
 
 
+@pytest.mark.large  # the step compiled by XLA in two subprocesses
 def test_one_and_two_replicas_give_the_same_step_under_xla(tmp_path):
     """jit_compile: Keras' whole-step XLA on 1 replica, XLA per replica on 2, same step."""
     one, two = _one_and_two_replicas(tmp_path, "tiny_equal_xla")
@@ -356,6 +358,7 @@ def test_task_info_reads_tf_config(monkeypatch):
     assert training_tasks() == [(None, 0, True)]
 
 
+@pytest.mark.large  # a subprocess; the quick suite keeps the 1-vs-2-replica step (stand-in)
 def test_two_cpu_replicas_run_the_step_fast(tmp_path):
     """Fast: cpu:2, stand-in classifier, per-replica BN, distilled in inference mode."""
     summary = _last_json(_run_worker("replicas", "cpu:2", str(tmp_path / "w.npz"), "tiny")[0])

@@ -218,25 +218,9 @@ def test_extract_without_the_environment_is_a_user_error(monkeypatch, capsys, tm
 
 # ------------------------------------------------------------------ predict on parquet
 @pytest.fixture(scope="module")
-def exported(synthetic_data_dir, tmp_path_factory):
-    """A small distilled model on the synthetic signs, exported with its sign list."""
-    import keras
-
-    from tfislr.config import ModelConfig
-    from tfislr.data.kaggle import sign_names
-    from tfislr.export import EnsembleMember, export_ensemble
-    from tfislr.model import build_classifier
-
-    signs = sign_names(read_sign_map(synthetic_data_dir))
-    keras.utils.set_random_seed(1)
-    # One DeBERTa layer: predicting does not depend on the depth, and each layer adds ~3 s
-    # to the conversion (tests/tiny_exports.py says where the three-layer stack is converted).
-    config = ModelConfig(embed_dim=4, dense_dim=16, transfo_dim=32, distill_dense_dim=16,
-                         distill_transfo_dim=32, transfo_layers=1, num_heads=4, drop_rate=0.0)
-    model = build_classifier(config, len(signs), MAX_LEN, distilled=True)
-    path = tmp_path_factory.mktemp("model") / "model.tflite"
-    export_ensemble([EnsembleMember("tiny", model, MAX_LEN, signs)], path, "fp32",
-                    verbose=False, latency_repeats=1)
+def exported(synthetic_export):
+    """(.tflite path, signs) of the session's tiny untrained export on the synthetic signs."""
+    _, path, signs = synthetic_export
     return path, signs
 
 
