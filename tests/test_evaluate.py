@@ -268,6 +268,7 @@ def test_the_summary_names_the_first_unreadable_files():
     assert evaluate.format_report(report).count("f0.parquet: not a parquet file") == 1
 
 
+@pytest.mark.large  # a 250-class export
 def test_real_sample(exported, real_data_dir, tmp_path):
     """Real parquet files through the reader and a 250-class exported file."""
     from tfislr.data.kaggle import read_sign_map

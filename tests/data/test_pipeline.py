@@ -261,6 +261,7 @@ def test_augmenter_output_is_cut_and_padded(fake):
     np.testing.assert_array_equal(x["student"]["padding_mask"].numpy().sum(1), np.minimum(3 * fake.lengths[ids], 10))
 
 
+@pytest.mark.large  # traces the real augmenter in the pipeline
 def test_with_the_real_augmenter(synthetic_store):
     from tfislr.augment import Augmenter
 

@@ -26,6 +26,7 @@ def test_members_must_agree_on_classes():
         ])
 
 
+@pytest.mark.large  # four models saved as runs
 def test_members_of_one_config_are_checked_and_named_one_by_one(tmp_path, exported):
     """Two runs of one config share its name: each is checked on its own (the old check
     keyed the class counts by name, so two `tiny` members with 7 and 8 classes passed it)

@@ -60,6 +60,7 @@ def distiller():
     return _distiller()
 
 
+@pytest.mark.large  # traces the distiller's test and predict steps
 def test_test_and_predict_steps_take_an_empty_batch(distiller):
     import tensorflow as tf
 

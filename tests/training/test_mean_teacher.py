@@ -140,6 +140,7 @@ def test_mixup_shares_lambda_and_permutation_and_follows_the_schedule():
     np.testing.assert_array_equal(lam.numpy(), np.ones(8))
 
 
+@pytest.mark.large  # two distillers trained two steps each
 def test_mixing_changes_the_step():
     rng = np.random.default_rng(4)
     data = batch(rng)

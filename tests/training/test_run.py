@@ -197,6 +197,7 @@ def test_finished_run_dir_is_not_reused_and_configs_must_match(tiny_run, synthet
         train(changed, synthetic_data_dir, run_dir=other)
 
 
+@pytest.mark.large  # a second training (tiny_run is the quick one)
 def test_full_fit_trains_on_everything_without_validation(synthetic_data_dir, tmp_path):
     from tiny_models import build_tiny
     from tfislr.training.run import train

@@ -222,6 +222,7 @@ def _one_and_two_replicas(tmp_path, mode, many="cpu:2"):
     return results["default"], results[many]
 
 
+@pytest.mark.large  # two training subprocesses
 def test_one_and_two_replicas_give_the_same_step_fast(tmp_path):
     """Stand-in classifier: the same global batch, OUSM and mixup by groups, on 1 and 2."""
     one, two = _one_and_two_replicas(tmp_path, "tiny_equal")
@@ -358,7 +359,7 @@ def test_task_info_reads_tf_config(monkeypatch):
     assert training_tasks() == [(None, 0, True)]
 
 
-@pytest.mark.large  # a subprocess; the quick suite keeps the 1-vs-2-replica step (stand-in)
+@pytest.mark.large  # a training subprocess
 def test_two_cpu_replicas_run_the_step_fast(tmp_path):
     """Fast: cpu:2, stand-in classifier, per-replica BN, distilled in inference mode."""
     summary = _last_json(_run_worker("replicas", "cpu:2", str(tmp_path / "w.npz"), "tiny")[0])
