@@ -21,10 +21,6 @@ NUM_SIGNS = 6  # the shared synthetic_data_dir fixture
 MAX_LEN = 12
 
 
-def small_model(num_classes):
-    return untrained_model(num_classes, MAX_LEN)
-
-
 @pytest.fixture(scope="module")
 def data_dir(synthetic_data_dir):
     return synthetic_data_dir
@@ -117,7 +113,7 @@ def test_fold_uses_the_split_recorded_with_the_model(data_dir, tmp_path, capsys)
     sign_map = read_sign_map(data_dir)
     run.write_signs(sorted(sign_map, key=sign_map.get))
     run.write_run_info({"config": "demo", **split})
-    run.save_model("distilled", small_model(NUM_SIGNS))
+    run.save_model("distilled", untrained_model(NUM_SIGNS, MAX_LEN))
     run.mark_finished()
     path = tmp_path / "model.tflite"
     export_ensemble([{"run": str(run.path)}], path, "fp32", verbose=False, latency_repeats=1)
@@ -279,8 +275,8 @@ def test_real_sample(exported, real_data_dir, tmp_path):
     sign_map = read_sign_map(real_data_dir)
     signs = sorted(sign_map, key=sign_map.get)
     real_path = tmp_path / "real.tflite"
-    export_ensemble([EnsembleMember("tiny", small_model(250), MAX_LEN, signs)], real_path,
-                    "fp32", verbose=False, latency_repeats=1)
+    member = EnsembleMember("tiny", untrained_model(250, MAX_LEN), MAX_LEN, signs)
+    export_ensemble([member], real_path, "fp32", verbose=False, latency_repeats=1)
     report = evaluate.evaluate_tflite(real_path, real_data_dir)
     assert report["errors"] == [] and report["num_sequences"] >= 100
     assert set(report["per_sign"]) == {"hello", "thankyou"}
