@@ -1,6 +1,7 @@
 """Small distilled classifiers and run folders shared by the export tests: the real architecture
-at tiny widths (a conversion takes seconds), two members of different max_len, a run dir as
-training writes it, and a LiteRT signature runner."""
+at tiny widths (a conversion takes seconds), two members of different max_len, an untrained
+model for the evaluate, predict and stream tests, a run dir as training writes it, and a
+LiteRT signature runner."""
 
 import json
 
