@@ -493,6 +493,7 @@ def test_an_old_cv_resumes_on_any_strategy(tmp_path):
     assert cv.resumable_cv(tmp_path, half, tmp_path)[0] is None
 
 
+@pytest.mark.large  # a TFLite conversion (the reading is quick, above)
 def test_an_old_runs_folder_exports_as_before(tmp_path):
     from tiny_exports import small_model, write_run
 
