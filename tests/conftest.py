@@ -33,20 +33,56 @@ def pytest_report_header(config):
     return None
 
 
+# How many tests this run's markers left out (pytest_collection_modifyitems), for the summary.
+_LEFT_OUT_COUNT = pytest.StashKey[int]()
+
+
+def _named_by_id(config):
+    """The node ids given on the command line (`path::name`, `path::Class`), relative to the
+    rootdir as pytest's node ids are: tests asked for by name."""
+    named = []
+    for arg in config.args:
+        path, sep, rest = arg.partition("::")
+        if not sep:
+            continue
+        try:
+            relative = (config.invocation_params.dir / path).resolve().relative_to(config.rootpath)
+        except ValueError:  # outside the rootdir: pytest names it otherwise; leave it to the markers
+            continue
+        named.append(f"{relative.as_posix()}::{rest}")
+    return named
+
+
 def pytest_collection_modifyitems(config, items):
     """Deselects `large` tests without --run_large or --run_extra_large and `extra_large` tests
     without --run_extra_large (keras-hub's opt-in markers), so a bare `pytest` is the quick
-    suite and `--collect-only` counts what would run."""
+    suite and `--collect-only` counts what would run. A test named by its node id on the
+    command line (`pytest file.py::test_x`, with or without its parameters) runs whatever its
+    marker: the user asked for that test."""
     left_out = _left_out(config)
     if not left_out:
         return
+    named = _named_by_id(config)
     kept, dropped = [], []
     for item in items:
         marked = any(item.get_closest_marker(name) is not None for name in left_out)
-        (dropped if marked else kept).append(item)
+        asked = any(item.nodeid == n or item.nodeid.startswith((n + "::", n + "["))
+                    for n in named)
+        (dropped if marked and not asked else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+        config.stash[_LEFT_OUT_COUNT] = len(dropped)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """Says at the end (also under -q, which hides the header) how many tests the markers left
+    out and which option adds them."""
+    count = config.stash.get(_LEFT_OUT_COUNT, 0)
+    if count:
+        terminalreporter.write_line(
+            f"{count} test(s) marked {' or '.join(_left_out(config))} left out: "
+            "--run_large adds `large`, --run_extra_large both (or name a test by its id)")
 
 
 REAL_DATA_DIR = pathlib.Path(
