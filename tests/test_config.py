@@ -296,7 +296,7 @@ def test_the_runtime_section_holds_strategy_precision_and_jit_compile(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text("runtime:\n  strategy: Multi-Worker\n  jit_compile: yes\n")
     assert config_lib.load_config(str(path)).runtime == config_lib.RuntimeConfig(
-        "Multi-Worker", "float32", True)  # get_strategy reads the name as multi_worker
+        "multi_worker", "float32", True)  # the standard spelling (strategy_name)
 
 
 @pytest.mark.parametrize("old, runtime", [
@@ -342,6 +342,22 @@ def test_an_old_spelling_in_set_overrides_the_file_and_contradictions_are_errors
         assert message in str(raised.value)
     agreeing = ["train.mixed_precision=true", "runtime.precision=mixed_float16"]
     assert config_lib.load_config("demo", agreeing).runtime.precision == "mixed_float16"
+
+
+def test_a_config_records_the_standard_spelling_of_its_strategy():
+    """`runtime.strategy` is read as `parse_strategy` reads it (case, spaces, multi-worker,
+    leading zeros) and kept in the spelling the docs use, so config.json and run.json name
+    the strategy one way whatever was typed."""
+    for typed, standard in [(" Mirrored ", "mirrored"), ("Multi-Worker", "multi_worker"),
+                            ("multiworker", "multi_worker"), ("TPU", "tpu"),
+                            ("CPU:02", "cpu:2"), ("GPU:8:3500", "gpu:8:3500"),
+                            ("gpu:04:0100", "gpu:4:100")]:
+        assert config_lib.strategy_name(typed) == standard, typed
+        config = config_lib.load_config("demo", [f"runtime.strategy={typed}"])
+        assert config.runtime.strategy == standard, typed
+        assert config_lib.config_from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError, match="unknown strategy 'warp'"):
+        config_lib.strategy_name("warp")
 
 
 def test_parse_strategy_names_every_form_and_says_what_is_wrong():

@@ -336,6 +336,20 @@ def parse_strategy(name):
     raise ConfigError(f"strategy '{name}': {problem}; valid: {forms}")
 
 
+def strategy_name(name):
+    """The standard spelling of a strategy's name, as the docs write it and config.json and
+    run.json record it: " Mirrored" -> "mirrored", "Multi-Worker" -> "multi_worker",
+    "CPU:02" -> "cpu:2", "gpu:8:3500" as is.
+
+    Raises:
+        ConfigError: not a strategy's name (`parse_strategy`).
+    """
+    kind, count, memory_mb = parse_strategy(name)
+    if count is None:
+        return kind
+    return ":".join(str(part) for part in (kind.lower(), count, memory_mb) if part is not None)
+
+
 # Keys that older configs (and the config.json of older runs) may still hold.
 _RENAMED = {
     "data.batch_size": "now data.global_batch_size, the batch of all replicas together "
@@ -383,7 +397,9 @@ def config_from_dict(values):
         **{name: _build_section(cls, values.get(name), name) for name, cls in _SECTIONS.items()},
     )
     validate(config)
-    return config
+    # One spelling of the strategy in everything the run records (validate checked the name).
+    return dataclasses.replace(config, runtime=dataclasses.replace(
+        config.runtime, strategy=strategy_name(config.runtime.strategy)))
 
 
 # Allowed values of single keys: key -> (low, high, low_open, high_open); None = unbounded.

@@ -177,10 +177,12 @@ def test_a_request_builds_the_configs_strategy_unless_the_caller_names_one(
     assert RunRequest(config, synthetic_data_dir, output).validate().config == config
     named = RunRequest(config, synthetic_data_dir, output, strategy="mirrored").validate()
     assert named.config.runtime.strategy == "mirrored" and named.config.train == config.train
+    typed = RunRequest(config, synthetic_data_dir, output, strategy=" Mirrored").validate()
+    assert typed.config.runtime.strategy == "mirrored"  # as config.json records it
     own = types.SimpleNamespace(num_replicas_in_sync=1)
     given = RunRequest(config, synthetic_data_dir, output, strategy=own).validate()
     assert given.strategy is own and given.config == config
-    assert built == ["cpu:2", "mirrored", own]
+    assert built == ["cpu:2", "mirrored", "mirrored", own]
 
 
 def test_finished_run_dir_is_not_reused_and_configs_must_match(tiny_run, synthetic_data_dir):

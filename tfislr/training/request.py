@@ -12,7 +12,7 @@ import dataclasses
 import pathlib
 
 from tfislr import atomic
-from tfislr.config import Config
+from tfislr.config import Config, strategy_name
 from tfislr.errors import ConfigError
 
 
@@ -82,6 +82,7 @@ class RunRequest:
             raise ValueError("give either a fold or full=True, not both")
         chosen = config.runtime.strategy if self.strategy is None else self.strategy
         if isinstance(chosen, str):  # so config.json and run.json record the name that ran
+            chosen = strategy_name(chosen)
             config = dataclasses.replace(
                 config, runtime=dataclasses.replace(config.runtime, strategy=chosen))
         if self.run_dir is None and cluster_tasks() > 1:  # before any worker waits for others
