@@ -9,11 +9,11 @@ come from `pyproject.toml`'s `[project.scripts]`.
 
 import argparse
 import importlib
+import importlib.metadata
 import importlib.util
 import pathlib
 import re
 import shlex
-import sys
 import tomllib
 
 import pytest
@@ -166,7 +166,10 @@ def test_the_headless_notebook_command_is_one_jupyter_execute_takes():
              and any(word.endswith("jupyter") for word in words)]
     assert any(where.startswith("README.md:") for where, _ in found)
     assert "nbclient" in (REPO / "requirements-dev.txt").read_text()
-    assert (pathlib.Path(sys.executable).parent / "jupyter-execute").is_file()
+    # The installed nbclient provides the `jupyter execute` subcommand (its console script),
+    # wherever its scripts went (a venv's bin, a base environment's, --user).
+    assert [entry.value for entry in importlib.metadata.entry_points(
+        group="console_scripts", name="jupyter-execute")] == ["nbclient.cli:main"]
     for where, words in found:
         environment, command = split_command(words)
         assert command[:2] == [".venv/bin/jupyter", "execute"], where
