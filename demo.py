@@ -23,15 +23,52 @@ sys.path.insert(0, str(REPO))
 
 from tfislr.cli.help import HelpFormatter  # noqa: E402  (after the sys.path line above)
 from tfislr.cli.command import command, positive_int, start_tensorflow  # noqa: E402
+from tfislr import atomic  # noqa: E402
+from tfislr.errors import ConfigError  # noqa: E402
 
 # The synthetic set of the demo: 10 signers (fold 0 holds some of them out), 12 signs.
 DEMO_DATA = {"num_signs": 12, "num_participants": 10, "sequences_per_sign": 40, "seed": 0}
 
 
+LAYOUT = ("train.csv", "sign_to_prediction_index_map.json")
+# What an interrupted synthetic write leaves (train.csv and the sign map come last).
+PARTIAL_WRITE = {"train_landmark_files"}
+
+
+def holds_data_set(data_dir):
+    """Whether `data_dir` holds a Kaggle-layout data set (used as it is)."""
+    return all((data_dir / name).is_file() for name in LAYOUT)
+
+
+def check_paths(args):
+    """Checks, before anything is trained, the paths the demo reads and writes.
+
+    `--data-dir` must hold a data set, or be a folder the synthetic one may be written into:
+    missing, empty, or left by an interrupted demo (only train_landmark_files/). Anything
+    else may be someone's data, which the demo's files would replace.
+
+    Raises:
+        ConfigError: a path that is a file where a folder is needed (or the reverse), a
+            non-empty folder without a data set, or a folder that cannot be written.
+    """
+    data_dir = pathlib.Path(args.data_dir)
+    if not holds_data_set(data_dir):
+        if data_dir.exists() and not data_dir.is_dir():
+            raise ConfigError(f"{data_dir}: is a file; --data-dir is the synthetic data set's "
+                              "folder")
+        if data_dir.is_dir() and {entry.name for entry in data_dir.iterdir()} - PARTIAL_WRITE:
+            raise ConfigError(f"{data_dir}: not empty and no data set in it ({' and '.join(LAYOUT)}"
+                              "); the demo writes its synthetic set into a new or empty folder")
+        atomic.check_writable_dir(data_dir)
+    atomic.check_writable_dir(args.output)
+    if not args.skip_export:
+        atomic.check_writable_file(args.tflite)
+
+
 def make_data(data_dir):
     from tfislr.data.synthetic import write_synthetic_dataset
 
-    if (data_dir / "train.csv").exists() and (data_dir / "sign_to_prediction_index_map.json").exists():
+    if holds_data_set(data_dir):
         print(f"[demo] using the data set in {data_dir}", flush=True)
         return data_dir
     print(f"[demo] writing a synthetic data set to {data_dir}", flush=True)
@@ -57,8 +94,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="demo.py", formatter_class=HelpFormatter,
                                      description="tfislr demo: synthetic data → train → export")
     parser.add_argument("--data-dir", default=str(REPO / "demo_data"),
-                        help="the synthetic data set in the Kaggle layout: written here, or "
-                             "used as it is when the folder already holds one")
+                        help="the synthetic data set in the Kaggle layout: written here (a new "
+                             "or empty folder), or used as it is when the folder holds one")
     parser.add_argument("--output", default=str(REPO / "runs"), help="runs root folder")
     parser.add_argument("--epochs", type=positive_int, default=None,
                         help="override the demo config's epochs (default: tfislr/configs/demo.yaml's)")
@@ -67,6 +104,7 @@ def main(argv=None):
     parser.add_argument("--skip-export", action="store_true",
                         help="stop after training (no .tflite)")
     args = parser.parse_args(argv)
+    check_paths(args)
     start_tensorflow()
     from tfislr.config import load_config
 
