@@ -1,6 +1,11 @@
 """tfislr.augment_batch: the batched augmentation equals the host path's, clip by clip."""
 
 import dataclasses
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -177,3 +182,47 @@ def test_bad_arguments_raise():
 
     with pytest.raises(ValueError, match="static sequence length"):
         dynamic.get_concrete_function()
+
+
+_TWO_REPLICAS = textwrap.dedent(
+    """
+    import sys
+    import numpy as np, tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    sys.path.insert(0, sys.argv[1])
+    from test_pipeline import _fake_store
+    from tfislr.augment import Augmenter
+    from tfislr.augment_batch import augment_views
+    from tfislr.data import pipeline
+    store = _fake_store(np.arange(1, 13) + 8, np.arange(12) % 3, np.arange(12) % 4)  # <= 20
+
+    def dataset(device):  # global batch 1: the second replica's batch holds 0 clips
+        return pipeline.make_train_dataset(store, np.arange(12), 1, 20, seed=0,
+                                           augmenter=Augmenter(), augment_device=device)
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    for jit in (False, True):
+        step = tf.function(lambda raw: augment_views(raw, pipeline.VIEW_NAMES),
+                           jit_compile=jit)
+        host = iter(dataset("host"))
+        for raw, _ in strategy.experimental_distribute_dataset(dataset("accelerator")):
+            views = strategy.run(step, args=(raw,))
+            expected = next(host)[0]
+            for name in pipeline.VIEW_NAMES:
+                first, second = strategy.experimental_local_results(views[name]["landmarks"])
+                assert first.shape == (1, 20, 100, 3) and second.shape == (0, 20, 100, 3)
+                np.testing.assert_allclose(first, expected[name]["landmarks"], atol=1e-5)
+    print("TWO REPLICAS OK")
+    """
+)
+
+
+def test_two_replicas_one_with_an_empty_batch():
+    """MirroredStrategy on 2 logical CPUs, global batch 1 (per-replica batches 1 and 0),
+    with and without XLA: the replica with a clip gets the host path's views."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    tests = pathlib.Path(__file__).resolve().parent
+    result = subprocess.run([sys.executable, "-c", _TWO_REPLICAS, str(tests / "data")],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert "TWO REPLICAS OK" in result.stdout, result.stderr[-3000:]

@@ -187,6 +187,7 @@ def test_a_bad_file_value_is_named_with_the_file(tmp_path, text, problem):
     ("train.epochs=-1", r"train.epochs must be in [1, inf), got -1"),
     ("train.precision=float64", "train.precision must be one of"),
     ("augment.hand_fill=readme", "augment.hand_fill must be one of original, missing_frames"),
+    ("augment.device=gpu", "augment.device must be one of host, accelerator"),
     ("train.epochz=3", "unknown key(s) in config section 'train': epochz"),
     ("name=a/b", "name must be one folder name"),
 ])

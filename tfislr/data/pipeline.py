@@ -48,7 +48,8 @@ import tensorflow as tf
 
 from tfislr import landmarks as lm
 from tfislr.checks import check_int
-from tfislr.config import MODEL_NAMES
+from tfislr.augment import STEPS
+from tfislr.config import AUGMENT_DEVICES, MODEL_NAMES
 
 VIEW_NAMES = MODEL_NAMES  # one view of a batch per model
 
@@ -102,12 +103,17 @@ def _options():
     return options
 
 
-def _pad(sequence, max_len):
-    """[T, 100, 3] → ([max_len, 100, 3] zero-padded or cut, float mask [max_len])."""
+def _padded(sequence, max_len):
+    """[T, 100, 3] → ([max_len, 100, 3] zero-padded or cut, int32 length)."""
     sequence = sequence[:max_len]
     length = tf.shape(sequence)[0]
     padded = tf.pad(sequence, [[0, max_len - length], [0, 0], [0, 0]])
-    padded = tf.ensure_shape(padded, [max_len, lm.NUM_POINTS, lm.NUM_COORDINATES])
+    return tf.ensure_shape(padded, [max_len, lm.NUM_POINTS, lm.NUM_COORDINATES]), length
+
+
+def _pad(sequence, max_len):
+    """[T, 100, 3] → ([max_len, 100, 3] zero-padded or cut, float mask [max_len])."""
+    padded, length = _padded(sequence, max_len)
     return {"landmarks": padded, "padding_mask": tf.sequence_mask(length, max_len, tf.float32)}
 
 
@@ -198,6 +204,7 @@ def make_train_dataset(
     repeat=False,
     cutmix_other_signer=False,
     epochs=None,
+    augment_device="host",
 ):
     """Shuffled, augmented training batches of `store[indices]`.
 
@@ -228,19 +235,28 @@ def make_train_dataset(
             epoch and makes each element's augmenter phase that of its own epoch
             (the augmenter then needs `phase_of_epoch`, as `Augmenter` has); without it
             the augmenter reads its own phase (variable) when the element is made.
+        augment_device: "host" augments here; "accelerator" (needs an `Augmenter`) leaves
+            the augmentation to the train step (`tfislr.augment_batch.augment_views`): each
+            element is then the clip padded (a clip longer than max_len cut first), each
+            view's parameters (`Augmenter.view_parameters`) and its CutMix partner, read
+            and padded only when that view's CutMix fires (else zeros, length 0).
 
     Yields:
-        `({view: {"landmarks": [B, max_len, 100, 3], "padding_mask": [B, max_len]}}, labels [B])`.
+        `({view: {"landmarks": [B, max_len, 100, 3], "padding_mask": [B, max_len]}}, labels [B])`;
+        with `augment_device="accelerator"`, `({key of augment_batch.RAW_KEYS: [B, ...]},
+        labels [B])`: "landmarks" [B, max_len, 100, 3], "length" [B], "partner_landmarks"
+        [B, V, max_len, 100, 3], "partner_length" [B, V], "fires" [B, V, 7], "rotation"
+        [B, V, 2], "crop" [B, V, 2], "scale" [B, V, 3] (V = num_views).
     """
     indices = _check_train_arguments(store, indices, global_batch_size, max_len, augmenter,
-                                     num_views, epochs)
+                                     num_views, epochs, augment_device)
     if epoch_counter is None:
         epoch_counter = make_epoch_counter()
     count = len(indices)
     batches = count // global_batch_size if drop_remainder else -(-count // global_batch_size)
     base_seed = tf.constant([int(seed) & 0x7FFFFFFF, 0], tf.int64)
     element = _element_fn(store, indices, max_len, base_seed, augmenter,
-                          VIEW_NAMES[:num_views], cutmix_other_signer, epochs)
+                          VIEW_NAMES[:num_views], cutmix_other_signer, epochs, augment_device)
 
     def one_epoch(epoch):
         keys = tf.random.stateless_uniform([count], seed=base_seed + tf.stack([0, epoch]))
@@ -257,7 +273,7 @@ def make_train_dataset(
 
 
 def _check_train_arguments(store, indices, global_batch_size, max_len, augmenter, num_views,
-                           epochs):
+                           epochs, augment_device="host"):
     """`make_train_dataset`'s argument checks; returns the indices as `_check` does.
 
     Raises:
@@ -274,6 +290,11 @@ def _check_train_arguments(store, indices, global_batch_size, max_len, augmenter
         check_int("epochs", epochs)
         if augmenter is not None and not hasattr(augmenter, "phase_of_epoch"):
             raise ValueError("with epochs, the augmenter needs phase_of_epoch(epoch, epochs)")
+    if augment_device not in AUGMENT_DEVICES:
+        raise ValueError(f"augment_device must be one of {', '.join(AUGMENT_DEVICES)}, "
+                         f"got {augment_device!r}")
+    if augment_device == "accelerator" and not hasattr(augmenter, "view_parameters"):
+        raise ValueError("augment_device='accelerator' needs an Augmenter (view_parameters)")
     return indices
 
 
@@ -300,11 +321,12 @@ def _over_epochs(one_epoch, epoch_counter, repeat, epochs, batches):
 
 
 def _element_fn(store, indices, max_len, base_seed, augmenter, names, cutmix_other_signer,
-                epochs=None):
+                epochs=None, augment_device="host"):
     """The per-sample map of `make_train_dataset`: `(position int64 [], epoch int64 []) ->
     ({view: {"landmarks": [max_len, 100, 3], "padding_mask": [max_len]}}, label int32 [])`
     for the clip `store[indices[position]]`, its views seeded by `(base_seed, epoch, index)`
-    (and, given `epochs`, augmented in the phase of `epoch`).
+    (and, given `epochs`, augmented in the phase of `epoch`); with `augment_device=
+    "accelerator"`, the raw element `make_train_dataset` describes instead of the views.
     """
     tensors = store_tensors(store)
     values, row_splits, labels = tensors["values"], tensors["row_splits"], tensors["labels"]
@@ -316,20 +338,45 @@ def _element_fn(store, indices, max_len, base_seed, augmenter, names, cutmix_oth
 
     partner = _partner_fn(store, indices, subset, cutmix_other_signer)
 
-    def element(position, epoch):
+    def raw_element(position, epoch):
         index = subset[position]
-        x = sequence(index)
+        x, length = _padded(sequence(index), max_len)
+        seeds, view_seeds, phase = view_draws(index, epoch)
+        parameters = [augmenter.view_parameters(s, length, **phase) for s in view_seeds]
+        partners = [
+            tf.cond(
+                p["fires"][STEPS.index("face_cutmix")],
+                lambda v=v: _padded(sequence(partner(position, seeds[len(VIEW_NAMES) + v])),
+                                    max_len),
+                lambda: (tf.zeros([max_len, lm.NUM_POINTS, lm.NUM_COORDINATES]),
+                         tf.constant(0, tf.int32)),
+            )
+            for v, p in enumerate(parameters)
+        ]
+        raw = {"landmarks": x, "length": length,
+               "partner_landmarks": tf.stack([p[0] for p in partners]),
+               "partner_length": tf.stack([p[1] for p in partners])}
+        raw.update({key: tf.stack([p[key] for p in parameters]) for key in parameters[0]})
+        return raw, labels[index]
+
+    def view_draws(index, epoch):
+        """(the clip's 2V seeds, its V views' int32 seeds, {"phase": ...} or {})."""
         sample_seed = tf.random.experimental.stateless_fold_in(
             tf.random.experimental.stateless_fold_in(base_seed, epoch), index
         )
+        # Fully mixed seeds: views 0..V-1 for the augmenter, V..2V-1 for the partners.
+        seeds = tf.random.experimental.stateless_split(sample_seed, num=2 * len(VIEW_NAMES))
+        phase = {} if epochs is None else {"phase": augmenter.phase_of_epoch(epoch, epochs)}
+        return seeds, [tf.cast(seeds[v], tf.int32) for v in range(len(names))], phase
+
+    def element(position, epoch):
+        index = subset[position]
+        x = sequence(index)
         if augmenter is None:
             view = _pad(x, max_len)
             views = {name: view for name in names}
         else:
-            # Fully mixed seeds: views 0..V-1 for the augmenter, V..2V-1 for the partners.
-            seeds = tf.random.experimental.stateless_split(sample_seed, num=2 * len(VIEW_NAMES))
-            phase = {} if epochs is None else {"phase": augmenter.phase_of_epoch(epoch, epochs)}
-            view_seeds = [tf.cast(seeds[v], tf.int32) for v in range(len(names))]
+            seeds, view_seeds, phase = view_draws(index, epoch)
             # A partner is read only when needed: by an augmenter with `views` (see
             # `Augmenter.views`), only if that view's CutMix fires.
             partners = [
@@ -343,7 +390,7 @@ def _element_fn(store, indices, max_len, base_seed, augmenter, names, cutmix_oth
             views = {name: _pad(out, max_len) for name, out in zip(names, outs)}
         return views, labels[index]
 
-    return element
+    return raw_element if augment_device == "accelerator" else element
 
 
 def _partner_fn(store, indices, subset, other_signer):
