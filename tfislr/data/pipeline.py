@@ -103,17 +103,12 @@ def _options():
     return options
 
 
-def _padded(sequence, max_len):
-    """[T, 100, 3] → ([max_len, 100, 3] zero-padded or cut, int32 length)."""
+def _pad(sequence, max_len):
+    """[T, 100, 3] → ([max_len, 100, 3] zero-padded or cut, float mask [max_len])."""
     sequence = sequence[:max_len]
     length = tf.shape(sequence)[0]
     padded = tf.pad(sequence, [[0, max_len - length], [0, 0], [0, 0]])
-    return tf.ensure_shape(padded, [max_len, lm.NUM_POINTS, lm.NUM_COORDINATES]), length
-
-
-def _pad(sequence, max_len):
-    """[T, 100, 3] → ([max_len, 100, 3] zero-padded or cut, float mask [max_len])."""
-    padded, length = _padded(sequence, max_len)
+    padded = tf.ensure_shape(padded, [max_len, lm.NUM_POINTS, lm.NUM_COORDINATES])
     return {"landmarks": padded, "padding_mask": tf.sequence_mask(length, max_len, tf.float32)}
 
 
@@ -129,13 +124,7 @@ def make_eval_dataset(store, indices, global_batch_size, max_len, drop_remainder
     values, row_splits, labels = tensors["values"], tensors["row_splits"], tensors["labels"]
 
     def gather(batch):
-        starts = tf.gather(row_splits, batch)
-        lengths = tf.minimum(tf.gather(row_splits, batch + 1) - starts, max_len)
-        rows = tf.ragged.range(starts, starts + lengths)
-        ragged = tf.RaggedTensor.from_row_splits(
-            values.sparse_read(rows.flat_values), rows.row_splits
-        )
-        landmarks = ragged.to_tensor(shape=[None, max_len, lm.NUM_POINTS, lm.NUM_COORDINATES])
+        landmarks, lengths = _gather_padded(values, row_splits, batch, max_len)
         mask = tf.sequence_mask(lengths, max_len, tf.float32)
         return {"landmarks": landmarks, "padding_mask": mask}, tf.gather(labels, batch)
 
@@ -143,6 +132,18 @@ def make_eval_dataset(store, indices, global_batch_size, max_len, drop_remainder
     dataset = dataset.batch(global_batch_size, drop_remainder=drop_remainder)
     dataset = dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
+
+
+def _gather_padded(values, row_splits, indices, max_len):
+    """The store's sequences `indices` int64 `[N]` (-1 = none: no frame) in one read:
+    `([N, max_len, 100, 3]` zero-padded or cut, int64 lengths `[N])`."""
+    safe = tf.maximum(indices, 0)
+    starts = tf.gather(row_splits, safe)
+    lengths = tf.minimum(tf.gather(row_splits, safe + 1) - starts, max_len)
+    lengths = tf.where(indices >= 0, lengths, 0)
+    rows = tf.ragged.range(starts, starts + lengths)
+    ragged = tf.RaggedTensor.from_row_splits(values.sparse_read(rows.flat_values), rows.row_splits)
+    return ragged.to_tensor(shape=[None, max_len, lm.NUM_POINTS, lm.NUM_COORDINATES]), lengths
 
 
 def partner_tables(labels, participants, other_signer=False):
@@ -238,8 +239,9 @@ def make_train_dataset(
         augment_device: "host" augments here; "accelerator" (needs an `Augmenter`) leaves
             the augmentation to the train step (`tfislr.augment_batch.augment_views`): each
             element is then the clip padded (a clip longer than max_len cut first), each
-            view's parameters (`Augmenter.view_parameters`) and its CutMix partner, read
-            and padded only when that view's CutMix fires (else zeros, length 0).
+            view's parameters (`Augmenter.view_parameters`, drawn per clip) and its CutMix
+            partner, drawn only when that view's CutMix fires (else zeros, length 0); the
+            clips and partners of a batch are read in one gather.
 
     Yields:
         `({view: {"landmarks": [B, max_len, 100, 3], "padding_mask": [B, max_len]}}, labels [B])`;
@@ -269,6 +271,9 @@ def make_train_dataset(
         return dataset.batch(global_batch_size, drop_remainder=drop_remainder)
 
     dataset = _over_epochs(one_epoch, epoch_counter, repeat, epochs, batches)
+    if augment_device == "accelerator":  # the clips and partners of a batch, in one read
+        dataset = dataset.map(_raw_batch_fn(store, max_len), num_parallel_calls=tf.data.AUTOTUNE,
+                              deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
 
 
@@ -339,23 +344,19 @@ def _element_fn(store, indices, max_len, base_seed, augmenter, names, cutmix_oth
     partner = _partner_fn(store, indices, subset, cutmix_other_signer)
 
     def raw_element(position, epoch):
+        """The draws of `make_train_dataset`'s raw element; `_raw_batch_fn` reads the clip
+        ("index") and the partners ("partner_index", -1 where CutMix does not fire)."""
         index = subset[position]
-        x, length = _padded(sequence(index), max_len)
+        length = tf.minimum(row_splits[index + 1] - row_splits[index], max_len)
         seeds, view_seeds, phase = view_draws(index, epoch)
         parameters = [augmenter.view_parameters(s, length, **phase) for s in view_seeds]
         partners = [
-            tf.cond(
-                p["fires"][STEPS.index("face_cutmix")],
-                lambda v=v: _padded(sequence(partner(position, seeds[len(VIEW_NAMES) + v])),
-                                    max_len),
-                lambda: (tf.zeros([max_len, lm.NUM_POINTS, lm.NUM_COORDINATES]),
-                         tf.constant(0, tf.int32)),
-            )
+            tf.cond(p["fires"][STEPS.index("face_cutmix")],
+                    lambda v=v: partner(position, seeds[len(VIEW_NAMES) + v]),
+                    lambda: tf.constant(-1, tf.int64))
             for v, p in enumerate(parameters)
         ]
-        raw = {"landmarks": x, "length": length,
-               "partner_landmarks": tf.stack([p[0] for p in partners]),
-               "partner_length": tf.stack([p[1] for p in partners])}
+        raw = {"index": index, "partner_index": tf.stack(partners)}
         raw.update({key: tf.stack([p[key] for p in parameters]) for key in parameters[0]})
         return raw, labels[index]
 
@@ -391,6 +392,30 @@ def _element_fn(store, indices, max_len, base_seed, augmenter, names, cutmix_oth
         return views, labels[index]
 
     return raw_element if augment_device == "accelerator" else element
+
+
+def _raw_batch_fn(store, max_len):
+    """The batch map of `make_train_dataset(augment_device="accelerator")`: a batch of
+    `raw_element`s with their clips and partners read and padded (module docstring keys)."""
+    tensors = store_tensors(store)
+    values, row_splits = tensors["values"], tensors["row_splits"]
+
+    def read(raw, labels):
+        raw = dict(raw)
+        partner_index = raw.pop("partner_index")  # [B, V]
+        landmarks, lengths = _gather_padded(values, row_splits, raw.pop("index"), max_len)
+        partners, partner_lengths = _gather_padded(
+            values, row_splits, tf.reshape(partner_index, [-1]), max_len)
+        views = partner_index.shape[1]
+        raw.update({
+            "landmarks": landmarks, "length": tf.cast(lengths, tf.int32),
+            "partner_landmarks": tf.reshape(
+                partners, [-1, views, max_len, lm.NUM_POINTS, lm.NUM_COORDINATES]),
+            "partner_length": tf.reshape(tf.cast(partner_lengths, tf.int32), [-1, views]),
+        })
+        return raw, labels
+
+    return read
 
 
 def _partner_fn(store, indices, subset, other_signer):
