@@ -239,16 +239,13 @@ def make_train_dataset(
         augment_device: "host" augments here; "accelerator" (needs an `Augmenter`) leaves
             the augmentation to the train step (`tfislr.augment_batch.augment_views`): each
             element is then the clip padded (a clip longer than max_len cut first), each
-            view's parameters (`Augmenter.view_parameters`, drawn per clip) and its CutMix
-            partner, drawn only when that view's CutMix fires (else zeros, length 0); the
-            clips and partners of a batch are read in one gather.
+            view's parameters (`Augmenter.view_parameters`) and CutMix partner (only where
+            its CutMix fires, else zeros of length 0), a batch read in one gather.
 
     Yields:
         `({view: {"landmarks": [B, max_len, 100, 3], "padding_mask": [B, max_len]}}, labels [B])`;
-        with `augment_device="accelerator"`, `({key of augment_batch.RAW_KEYS: [B, ...]},
-        labels [B])`: "landmarks" [B, max_len, 100, 3], "length" [B], "partner_landmarks"
-        [B, V, max_len, 100, 3], "partner_length" [B, V], "fires" [B, V, 7], "rotation"
-        [B, V, 2], "crop" [B, V, 2], "scale" [B, V, 3] (V = num_views).
+        with `augment_device="accelerator"`, `(raw, labels [B])`, `raw` the dict of
+        `tfislr.augment_batch.RAW_KEYS` that `augment_views` takes (V = num_views).
     """
     indices = _check_train_arguments(store, indices, global_batch_size, max_len, augmenter,
                                      num_views, epochs, augment_device)
