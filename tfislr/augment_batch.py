@@ -19,14 +19,24 @@ pipeline pads); a clip longer than `L` is cut to its first `L` frames by the hos
 it is augmented (the host path augments it whole and cuts after).
 """
 
+import numpy as np
 import tensorflow as tf
 
 from tfislr import augment
+from tfislr import landmarks as lm
 
 # Keys of the raw training element (`tfislr.data.pipeline.make_train_dataset` with
 # `augment_device="accelerator"`), batched: B clips of V views.
 RAW_KEYS = ("landmarks", "length", "partner_landmarks", "partner_length", "fires", "rotation",
             "crop", "scale")
+
+
+# The face points of a flipped sequence, read from the unflipped one (flip(x)[:, :, FACE] =
+# x[:, :, _FLIPPED_FACE] with x negated), and each point's slot among the face points (the
+# non-face points' 0 is never used).
+_FLIPPED_FACE = np.asarray(lm.FLIP_PERMUTATION)[augment._FACE_CUTMIX]
+_FACE_SLOT = np.zeros(lm.NUM_POINTS, np.int32)
+_FACE_SLOT[augment._FACE_CUTMIX] = np.arange(len(augment._FACE_CUTMIX))
 
 
 def _fires(parameters, step):
@@ -207,14 +217,17 @@ def _face_range(face, valid):
 def face_cutmix_batch(x, valid, partners, partner_lengths):
     """`augment.face_cutmix` of each sequence (frames `valid` bool [N, L]) with its
     partner (`partner_lengths` frames of `partners`); needs both lengths >= 1 to mean
-    anything (`augment_batch` keeps x elsewhere)."""
+    anything (`augment_batch` keeps x elsewhere). Only the face points are flipped,
+    resampled and rescaled (a flip maps the face onto itself)."""
     max_len = x.shape[1]
     partners = tf.convert_to_tensor(partners, tf.float32)
     partner_valid = tf.sequence_mask(partner_lengths, max_len)
     flip = tf.not_equal(_is_left_handed(partners, partner_valid), _is_left_handed(x, valid))
-    aligned = _select(flip, augment.flip(partners), partners)
+    flipped = tf.gather(partners, _FLIPPED_FACE, axis=2)  # flip(partners)'s face, x negated:
+    flipped = tf.concat([0.0 - flipped[..., :1], flipped[..., 1:]], axis=-1)
+    aligned = _select(flip, flipped, tf.gather(partners, augment._FACE_CUTMIX, axis=2))
     aligned = _resize_batch(aligned, partner_lengths, tf.reduce_sum(tf.cast(valid, tf.int32), 1))
-    new_min, new_range = _face_range(tf.gather(aligned, augment._FACE_CUTMIX, axis=2), valid)
+    new_min, new_range = _face_range(aligned, valid)
     old_min, old_range = _face_range(tf.gather(x, augment._FACE_CUTMIX, axis=2), valid)
     usable = new_range > 0.0  # [N, 3]
 
@@ -230,4 +243,4 @@ def face_cutmix_batch(x, valid, partners, partner_lengths):
         & (usable[:, 0] & usable[:, 1])[:, None, None, None]
         & valid[:, :, None, None]
     )
-    return tf.where(replace, rescaled, x)
+    return tf.where(replace, tf.gather(rescaled, _FACE_SLOT, axis=2), x)
