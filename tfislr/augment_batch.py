@@ -85,9 +85,8 @@ def augment_batch(x, lengths, partners, partner_lengths, parameters, hand_fill="
     x = _select(_fires(parameters, "hand_fill"), fills[hand_fill](x), x)
     x = _select(_fires(parameters, "interpolate"), interpolate_batch(x, valid), x)
     x = _select(_fires(parameters, "flip"), augment.flip(x), x)
-    rotation = parameters["rotation"][:, :, None, None]  # [N, 2, 1, 1]
-    x = _select(_fires(parameters, "rotate"), augment.rotate_by(x, rotation[:, 0], rotation[:, 1]),
-                x)
+    cos, sin = tf.unstack(parameters["rotation"][:, :, None, None], axis=1)  # [N, 1, 1] each
+    x = _select(_fires(parameters, "rotate"), augment.rotate_by(x, cos, sin), x)
     x = _select(_fires(parameters, "scale"), x * parameters["scale"][:, None, None, :], x)
     return crop_batch(x, lengths, _fires(parameters, "crop"), parameters["crop"])
 

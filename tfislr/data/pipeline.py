@@ -393,7 +393,7 @@ def _element_fn(store, indices, max_len, base_seed, augmenter, names, cutmix_oth
 
 def _raw_batch_fn(store, max_len):
     """The batch map of `make_train_dataset(augment_device="accelerator")`: a batch of
-    `raw_element`s with their clips and partners read and padded (module docstring keys)."""
+    `raw_element`s with their clips and partners read and padded (`augment_batch.RAW_KEYS`)."""
     tensors = store_tensors(store)
     values, row_splits = tensors["values"], tensors["row_splits"]
 
