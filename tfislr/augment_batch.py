@@ -4,9 +4,10 @@
 parameters (`Augmenter.view_parameters`, the very same per-(seed, epoch, clip, view)
 streams as the host path) and pads the clip and, only when that view's CutMix fires, its
 partner; the train step then runs `augment_views` on each replica's batch, before the
-models. `augment_batch` is vectorized over the batch (no loop, no per-sample branch: every
-step is computed for every sequence and kept where it fires), has static shapes apart
-from the batch size, runs for any batch size including 0, and compiles with XLA.
+models. `augment_batch` is vectorized over the batch (no loop, no per-sample branch: a step
+that fires for any sequence of the batch is computed for all of them and kept where it
+fires), has static shapes apart from the batch size, runs for any batch size including 0,
+and compiles with XLA.
 
 Its result equals the host path's, padded (`tests/test_augment_batch.py`): the same chain
 in the same order — face CutMix → missing-hand fill → interpolate → flip → rotate → scale
@@ -48,6 +49,13 @@ def _select(fires, augmented, x):
     return tf.where(fires[:, None, None, None], augmented, x)
 
 
+def _apply(fires, step, x):
+    """`step(x)` for the sequences where `fires` bool [N], `x` for the others. One branch
+    per batch, none per sequence: a step that fires for no sequence (CutMix and the hand
+    fill in phase 2, say) is not computed at all."""
+    return tf.cond(tf.reduce_any(fires), lambda: _select(fires, step(x), x), lambda: x)
+
+
 def augment_batch(x, lengths, partners, partner_lengths, parameters, hand_fill="original"):
     """Augments N sequences, each by its own parameters; `(x [N, L, 100, 3], lengths [N])`.
 
@@ -63,8 +71,9 @@ def augment_batch(x, lengths, partners, partner_lengths, parameters, hand_fill="
         hand_fill: `augment.hand_fill`, "original" or "missing_frames".
 
     Returns:
-        The augmented sequences, left-aligned and zero-padded as the inputs, and their
-        lengths (only the crop shortens).
+        The augmented sequences, left-aligned and zero-padded as the inputs (which must
+        be zero after their lengths: no step writes there), and their lengths (only the
+        crop shortens).
 
     Raises:
         ValueError: a non-static L or an unknown `hand_fill`.
@@ -81,14 +90,17 @@ def augment_batch(x, lengths, partners, partner_lengths, parameters, hand_fill="
     valid = tf.sequence_mask(lengths, max_len)  # [N, L]
 
     cutmix = _fires(parameters, "face_cutmix") & (partner_lengths > 0) & (lengths > 0)
-    x = _select(cutmix, face_cutmix_batch(x, valid, partners, partner_lengths), x)
-    x = _select(_fires(parameters, "hand_fill"), fills[hand_fill](x), x)
-    x = _select(_fires(parameters, "interpolate"), interpolate_batch(x, valid), x)
-    x = _select(_fires(parameters, "flip"), augment.flip(x), x)
+    x = _apply(cutmix, lambda v: face_cutmix_batch(v, valid, partners, partner_lengths), x)
+    x = _apply(_fires(parameters, "hand_fill"), fills[hand_fill], x)
+    x = _apply(_fires(parameters, "interpolate"), lambda v: interpolate_batch(v, valid), x)
+    x = _apply(_fires(parameters, "flip"), augment.flip, x)
     cos, sin = tf.unstack(parameters["rotation"][:, :, None, None], axis=1)  # [N, 1, 1] each
-    x = _select(_fires(parameters, "rotate"), augment.rotate_by(x, cos, sin), x)
-    x = _select(_fires(parameters, "scale"), x * parameters["scale"][:, None, None, :], x)
-    return crop_batch(x, lengths, _fires(parameters, "crop"), parameters["crop"])
+    x = _apply(_fires(parameters, "rotate"), lambda v: augment.rotate_by(v, cos, sin), x)
+    x = _apply(_fires(parameters, "scale"), lambda v: v * parameters["scale"][:, None, None, :],
+               x)
+    crop = _fires(parameters, "crop")
+    return tf.cond(tf.reduce_any(crop), lambda: crop_batch(x, lengths, crop, parameters["crop"]),
+                   lambda: (x, lengths))
 
 
 def augment_views(raw, names, hand_fill="original"):
