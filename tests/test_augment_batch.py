@@ -60,8 +60,8 @@ def _clips(count, seed):
 
 
 def both_paths(config, clips, partners, phase):
-    """(host outputs padded [N, L, 100, 3], host lengths, batched outputs, batched lengths)
-    for view seeds [i, 5] of clip i, each with its partner."""
+    """(host outputs padded [N, L, 100, 3], host lengths, batched outputs, batched lengths,
+    the stacked view parameters) for view seeds [i, 5] of clip i, each with its partner."""
     augmenter = Augmenter(config)
 
     @tf.function(reduce_retracing=True)
@@ -110,14 +110,17 @@ def test_batched_equals_the_host_path_clip_by_clip(hand_fill, phase, forced):
 
 
 def test_each_step_alone_equals_the_host_path():
-    """One step at a time, so that one step's error cannot hide behind another's."""
+    """One step at a time, in both phases, so that one step's error cannot hide behind
+    another's."""
     clips, partners = _clips(24, seed=9)
     for probability in PROBABILITIES:
         config = dataclasses.replace(
             AugmentConfig(), **{p: float(p == probability) for p in PROBABILITIES})
-        host, host_len, batched, lengths, _ = both_paths(config, clips, partners, 1)
-        np.testing.assert_array_equal(lengths, host_len, err_msg=probability)
-        np.testing.assert_allclose(batched, host, rtol=0, atol=1e-5, err_msg=probability)
+        for phase in (1, 2):
+            host, host_len, batched, lengths, _ = both_paths(config, clips, partners, phase)
+            where = f"{probability}, phase {phase}"
+            np.testing.assert_array_equal(lengths, host_len, err_msg=where)
+            np.testing.assert_allclose(batched, host, rtol=0, atol=1e-5, err_msg=where)
 
 
 def _per_clip_statistics(outputs, lengths):
