@@ -2,9 +2,9 @@
 
 `augment.device: accelerator` (docs/training.md): the host draws each view's random
 parameters (`Augmenter.view_parameters`, the very same per-(seed, epoch, clip, view)
-streams as the host path) and reads and pads the clip and, only where that view's CutMix fires, its
-partner; the train step then runs `augment_views` on each replica's batch, before the
-models. `augment_batch` is vectorized over the batch (no loop, no per-sample branch: a step
+streams as the host path) and reads and pads the clip and, only where that view's CutMix
+fires, its partner; the train step then runs `augment_views` on each replica's batch,
+before the models. `augment_batch` is vectorized over the batch (no loop, no per-sample branch: a step
 that fires for any sequence of the batch is computed for all of them and kept where it
 fires), has static shapes apart from the batch size, runs for any batch size including 0,
 and compiles with XLA.
