@@ -2,6 +2,7 @@
 
     python benchmarks/input_pipeline.py [--batches 20] [--repeats 3] [--target 6000]
     python benchmarks/input_pipeline.py --compare OLD_TREE [--pairs 4]
+    python benchmarks/input_pipeline.py --device accelerator [--pairs 4]
 
 Clips are those of `benchmarks/train_step.py`'s synthetic store (10 signs x 16 clips, len80
 config: batch 32, max_len 80, 3 augmented views a clip), prepared once in a temp folder.
@@ -21,6 +22,10 @@ Each measurement makes a new iterator, pulls 2 batches (trace, warm-up), then ti
 `--batches` batches; medians of `--repeats` such windows. With `--compare`, the two trees
 run in two processes on core 0, window by window in turn (ABBA, as
 `benchmarks/train_step_ab.py`), for phase 1 and 2; ratio above 1 means this tree is faster.
+With `--device accelerator` the A/B is this tree's host path (old) against its elements
+for on-device augmentation (new: the host reads, pads and draws the parameters; the
+augmentation itself runs in the train step, `augment.device: accelerator`), also on core 0;
+with `--compare OLD_TREE` too, OLD_TREE's host path against them.
 """
 
 import argparse
@@ -41,7 +46,9 @@ from tfislr.config import AugmentConfig
 from tfislr.data.pipeline import make_train_dataset
 from tfislr.data.store import load_store
 store = load_store(sys.argv[2])
-batch, max_len = int(sys.argv[3]), int(sys.argv[4])
+batch, max_len, device = int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+# Only a tree with the option is asked for it (an older tree is always "host").
+where = {} if device == "host" else {"augment_device": device}
 PROBABILITIES = ("face_cutmix_p", "hand_fill_p", "interpolate_p", "flip_p", "rotate_p",
                  "crop_p", "crop_p_phase2", "scale_p")
 datasets = {}
@@ -58,7 +65,7 @@ def dataset(mode, phase):
             augmenter.set_phase(phase)
         datasets[mode, phase] = make_train_dataset(
             store, np.arange(len(store)), batch, max_len, seed=0, augmenter=augmenter,
-            repeat=True)
+            repeat=True, **(where if mode == "full" else {}))
     return datasets[mode, phase]
 print("ready", flush=True)
 for line in sys.stdin:
@@ -87,12 +94,13 @@ VIEWS = 3
 
 
 class Worker:
-    """One tree's pipeline in its own process, optionally pinned to core 0."""
+    """One tree's pipeline in its own process, optionally pinned to core 0; `device`: the
+    `augment_device` of its "full" datasets."""
 
-    def __init__(self, tree, store_dir, batch, max_len, one_core):
+    def __init__(self, tree, store_dir, batch, max_len, one_core, device="host"):
         tree = pathlib.Path(tree).resolve()
         command = [sys.executable, "-c", _WORKER, str(tree), str(store_dir), str(batch),
-                   str(max_len)]
+                   str(max_len), device]
         if one_core:
             command = ["taskset", "-c", "0"] + command
         self.tree = tree
@@ -170,9 +178,9 @@ def report_tree(tree, store_dir, args):
     return result
 
 
-def compare(old_tree, new_tree, store_dir, args):
-    workers = [Worker(t, store_dir, args.batch, args.max_len, one_core=True)
-               for t in (old_tree, new_tree)]
+def compare(old_tree, new_tree, store_dir, args, new_device="host"):
+    workers = [Worker(t, store_dir, args.batch, args.max_len, one_core=True, device=d)
+               for t, d in ((old_tree, "host"), (new_tree, new_device))]
     for worker in workers:
         worker.wait_ready()
     result = {}
@@ -210,6 +218,9 @@ def main(argv=None):
                         help="step rate (clips/s) to feed, for cores_for_target")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--max-len", type=int, default=80)
+    parser.add_argument("--device", choices=("host", "accelerator"), default="host",
+                        help="accelerator: A/B of this tree's host path (or --compare's) "
+                             "against its elements for on-device augmentation")
     args = parser.parse_args(argv)
 
     tree = pathlib.Path(__file__).resolve().parents[1]
@@ -226,10 +237,11 @@ def main(argv=None):
         header = {"clips": "synthetic (10 signs x 16 clips)", "batch": args.batch,
                   "max_len": args.max_len, "views": VIEWS, "batches_per_window": args.batches,
                   "cpus": os.cpu_count()}
-        if args.compare:
-            header["old_tree"], header["new_tree"] = str(args.compare.resolve()), str(tree)
+        if args.compare or args.device == "accelerator":
+            old = (args.compare or tree).resolve()
+            header["old_tree"], header["new_tree"] = f"{old} (host)", f"{tree} ({args.device})"
             header["pairs"] = args.pairs
-            header.update(compare(args.compare, tree, store_dir, args))
+            header.update(compare(old, tree, store_dir, args, new_device=args.device))
         else:
             header["tree"] = str(tree)
             header["repeats"] = args.repeats

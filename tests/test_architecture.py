@@ -25,7 +25,7 @@ LAYERS = [
     {"evaluate", "predict", "blend", "video", "stream"},
     {"export"},
     {"training"},
-    {"data", "augment"},
+    {"data", "augment", "augment_batch"},
     {"runs", "plots"},
     {"model"},
     {"preprocessing"},

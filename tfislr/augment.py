@@ -59,6 +59,10 @@ _HAND_OF_POINT = _hand_of_point()
 _FACE_CUTMIX_MASK = np.zeros(lm.NUM_POINTS, dtype=bool)
 _FACE_CUTMIX_MASK[_FACE_CUTMIX] = True
 
+# The steps of one view, in the order they run (the crop runs before the scale in phase 1,
+# after it in phase 2: they commute). `Augmenter.view_parameters` "fires" follows it.
+STEPS = ("face_cutmix", "hand_fill", "interpolate", "flip", "rotate", "crop", "scale")
+
 
 def _as_sequence(x, name="x"):
     """float32 tensor with a static check of the `[T, 100, 3]` layout when it is known."""
@@ -86,9 +90,10 @@ def _split(seed, num):
 
 
 def _absent_frames(x, points):
-    """bool [T]: the frames where every coordinate of every point in `points` is 0."""
-    part = tf.gather(x, points, axis=1)
-    return tf.reduce_all(tf.equal(part, 0.0), axis=[1, 2])
+    """bool [..., T]: the frames of `x` [..., T, 100, 3] where every coordinate of every
+    point in `points` is 0."""
+    part = tf.gather(x, points, axis=-2)
+    return tf.reduce_all(tf.equal(part, 0.0), axis=[-2, -1])
 
 
 def _is_left_handed(x):
@@ -123,7 +128,12 @@ def rotate(x, angle):
     """
     x = tf.convert_to_tensor(x, dtype=tf.float32)
     angle = tf.cast(angle, tf.float32)
-    cos, sin = tf.cos(angle), tf.sin(angle)
+    return rotate_by(x, tf.cos(angle), tf.sin(angle))
+
+
+def rotate_by(x, cos, sin):
+    """`rotate` by the angle of cosine `cos` and sine `sin` (float32, broadcast against
+    `x[..., 0]`, e.g. `[N, 1, 1]` for one angle per sequence of `[N, T, 100, 3]`)."""
     xs, ys = x[..., 0], x[..., 1]
     return tf.stack([cos * xs - sin * ys, sin * xs + cos * ys, x[..., 2]], axis=-1)
 
@@ -201,8 +211,20 @@ def temporal_crop(
     at most 15. When that range is empty the sequence is returned unchanged.
     """
     x = _as_sequence(x)
+    start, stop = crop_window(seed, tf.shape(x)[0], min_len, max_fraction)
+    return x[start:stop]
+
+
+def crop_window(
+    seed,
+    num_frames,
+    min_len=_DEFAULTS.crop_min_len,
+    max_fraction=_DEFAULTS.crop_max_fraction,
+):
+    """`temporal_crop`'s draw: int32 `(start, stop)`, the frames `[start, stop)` it keeps of
+    a sequence of `num_frames` (int32 []) frames (`(0, num_frames)` when it keeps all)."""
     count_seed, side_seed = _split(_as_seed(seed), 2)
-    num_frames = tf.shape(x)[0]
+    num_frames = tf.cast(num_frames, tf.int32)
     # float64 so that int(0.2 * T) matches Python's double arithmetic exactly.
     upper = tf.cast(tf.floor(tf.cast(num_frames, tf.float64) * max_fraction), tf.int32)
     applies = (num_frames >= min_len) & (upper > 1)
@@ -213,7 +235,7 @@ def temporal_crop(
     from_start = tf.random.stateless_uniform([], seed=side_seed) < 0.5
     start = tf.where(from_start, count, 0)
     stop = tf.where(from_start, num_frames, num_frames - count)
-    return x[start:stop]
+    return start, stop
 
 
 def scale(
@@ -231,13 +253,23 @@ def scale(
     Missing values (0) stay 0.
     """
     x = _as_sequence(x)
+    return x * scale_factors(seed, scale_min, scale_max, distortion_p)
+
+
+def scale_factors(
+    seed,
+    scale_min=_DEFAULTS.scale_min,
+    scale_max=_DEFAULTS.scale_max,
+    distortion_p=_DEFAULTS.distortion_p,
+):
+    """`scale`'s draw: float32 [3], the multiplier of x, y and z."""
     scale_seed, distort_seed, offsets_seed = _split(_as_seed(seed), 3)
     factor = tf.random.stateless_uniform([], seed=scale_seed, minval=scale_min, maxval=scale_max)
     distort = tf.random.stateless_uniform([], seed=distort_seed) < distortion_p
     offsets = tf.random.stateless_uniform(
         [lm.NUM_COORDINATES], seed=offsets_seed, minval=scale_min, maxval=scale_max
     )
-    return x * (factor + tf.where(distort, offsets, tf.zeros_like(offsets)))
+    return factor + tf.where(distort, offsets, tf.zeros_like(offsets))
 
 
 def fill_missing_hand(x):
@@ -250,7 +282,11 @@ def fill_missing_hand(x):
     (`augment.hand_fill: missing_frames`, the README's behaviour; the original's code ran
     `fill_hand_original`.)
     """
-    x = _as_sequence(x)
+    return _fill_missing_hand(_as_sequence(x))
+
+
+def _fill_missing_hand(x):
+    """`fill_missing_hand` over `[..., T, 100, 3]`."""
     left_absent = _absent_frames(x, _LEFT_HAND)
     right_absent = _absent_frames(x, _RIGHT_HAND)
     return _fill_hands(x, left_absent & ~right_absent, right_absent & ~left_absent)
@@ -272,19 +308,25 @@ def fill_hand_original(x):
     All other points are unchanged. `[T, 100, 3]` → `[T, 100, 3]`.
     """
     x = _as_sequence(x)
-    arms_absent = tf.reduce_all(tf.equal(tf.gather(x[..., 0], _ARMS, axis=1), 0.0), axis=1)
+    return _fill_hand_original(x)
+
+
+def _fill_hand_original(x):
+    """`fill_hand_original` over `[..., T, 100, 3]`."""
+    arms_absent = tf.reduce_all(tf.equal(tf.gather(x[..., 0], _ARMS, axis=-1), 0.0), axis=-1)
     return _fill_hands(x, tf.ones_like(arms_absent), arms_absent)
 
 
 def _fill_hands(x, fill_left, fill_right):
-    """x with the left (right) hand's points replaced by the mirrored other hand in the
-    frames where `fill_left` (`fill_right`) bool `[T]` is true; both read the input `x`."""
-    swapped = tf.gather(x, _HAND_SWAP, axis=1)
-    nose_x = x[:, lm.NOSE_POINT : lm.NOSE_POINT + 1, :1]
+    """x `[..., T, 100, 3]` with the left (right) hand's points replaced by the mirrored
+    other hand in the frames where `fill_left` (`fill_right`) bool `[..., T]` is true; both
+    read the input `x`."""
+    swapped = tf.gather(x, _HAND_SWAP, axis=-2)
+    nose_x = x[..., lm.NOSE_POINT : lm.NOSE_POINT + 1, :1]
     mirrored = tf.concat([2.0 * nose_x - swapped[..., :1], swapped[..., 1:]], axis=-1)
-    # Per frame: [keep non-hand points, fill left points?, fill right points?] -> [T, 100].
-    by_hand = tf.stack([tf.zeros_like(fill_left), fill_left, fill_right], axis=1)
-    fill = tf.gather(by_hand, _HAND_OF_POINT, axis=1)
+    # Per frame: [keep non-hand points, fill left points?, fill right points?] -> [..., T, 100].
+    by_hand = tf.stack([tf.zeros_like(fill_left), fill_left, fill_right], axis=-1)
+    fill = tf.gather(by_hand, _HAND_OF_POINT, axis=-1)
     return tf.where(fill[..., None], mirrored, x)
 
 
@@ -450,9 +492,44 @@ class Augmenter(tf.Module):
 
     def _modifies_input(self, coins, phase_one, has_partner):
         """bool []: CutMix or the hand fill runs before interpolation."""
-        return self._cutmix_fires(coins, phase_one, has_partner) | (
-            phase_one & (coins[1] < self.config.hand_fill_p)
-        )
+        fires = self._fires(coins, phase_one, has_partner)
+        return fires["face_cutmix"] | fires["hand_fill"]
+
+    def _fires(self, coins, phase_one, has_partner):
+        """{step of `STEPS`: bool [], whether it runs} for a view's coins in its phase."""
+        cfg = self.config
+        crop_p = tf.where(phase_one, cfg.crop_p, cfg.crop_p_phase2)
+        return {
+            "face_cutmix": self._cutmix_fires(coins, phase_one, has_partner),
+            "hand_fill": phase_one & (coins[1] < cfg.hand_fill_p),
+            "interpolate": coins[2] < cfg.interpolate_p,
+            "flip": coins[3] < cfg.flip_p,
+            "rotate": coins[4] < cfg.rotate_p,
+            "crop": coins[5] < crop_p,
+            "scale": coins[6] < cfg.scale_p,
+        }
+
+    def view_parameters(self, seed, num_frames, phase=None):
+        """Everything `_augment` draws for the view of `seed` of a `num_frames`-frame clip
+        with a CutMix partner, from the same streams, as the tensors
+        `tfislr.augment_batch.augment_batch` takes (one view; the pipeline stacks them):
+
+        - "fires": bool [7], whether each step of `STEPS` runs (phase and partner included);
+        - "rotation": float32 [2], cosine and sine of the rotation angle;
+        - "crop": int32 [2], the crop's `[start, stop)` frames (`crop_window`);
+        - "scale": float32 [3], the multiplier of x, y and z (`scale_factors`).
+        """
+        cfg = self.config
+        coins, rotate_seed, crop_seed, scale_seed = self._draws(seed)
+        fires = self._fires(coins, self._phase_one(phase), cfg.face_cutmix_p > 0)
+        angle = random_rotation_angle(rotate_seed, cfg.max_rotation_degrees)
+        return {
+            "fires": tf.stack([fires[step] for step in STEPS]),
+            "rotation": tf.stack([tf.cos(angle), tf.sin(angle)]),
+            "crop": tf.stack(crop_window(crop_seed, num_frames, cfg.crop_min_len,
+                                         cfg.crop_max_fraction)),
+            "scale": scale_factors(scale_seed, cfg.scale_min, cfg.scale_max, cfg.distortion_p),
+        }
 
     def _augment(self, x, partner, seed, phase, interpolated=None):
         """One view; `partner` a tensor, a zero-argument callable (read only when CutMix
@@ -460,41 +537,40 @@ class Augmenter(tf.Module):
         cfg = self.config
         coins, rotate_seed, crop_seed, scale_seed = self._draws(seed)
         phase_one = self._phase_one(phase)
+        has_partner = partner is not None
+        fires = self._fires(coins, phase_one, has_partner)
 
         def maybe(fires, fn, x):
             return tf.cond(fires, lambda: fn(x), lambda: x)
 
-        has_partner = partner is not None
         if has_partner and cfg.face_cutmix_p > 0:
             read = partner if callable(partner) else lambda: partner
-            x = maybe(
-                self._cutmix_fires(coins, phase_one, True), lambda v: face_cutmix(v, read()), x
-            )
+            x = maybe(fires["face_cutmix"], lambda v: face_cutmix(v, read()), x)
         hand_fill = fill_hand_original if cfg.hand_fill == "original" else fill_missing_hand
-        x = maybe(phase_one & (coins[1] < cfg.hand_fill_p), hand_fill, x)
+        x = maybe(fires["hand_fill"], hand_fill, x)
         if interpolated is None:
-            x = maybe(coins[2] < cfg.interpolate_p, interpolate_missing, x)
+            x = maybe(fires["interpolate"], interpolate_missing, x)
         else:  # the clip as read was interpolated once for every view
-            modified = self._modifies_input(coins, phase_one, has_partner)
+            modified = fires["face_cutmix"] | fires["hand_fill"]
             x = maybe(
-                coins[2] < cfg.interpolate_p,
+                fires["interpolate"],
                 lambda v: tf.cond(modified, lambda: interpolate_missing(v), lambda: interpolated),
                 x,
             )
-        x = maybe(coins[3] < cfg.flip_p, flip, x)
+        x = maybe(fires["flip"], flip, x)
         angle = random_rotation_angle(rotate_seed, cfg.max_rotation_degrees)
-        x = maybe(coins[4] < cfg.rotate_p, lambda v: rotate(v, angle), x)
+        x = maybe(fires["rotate"], lambda v: rotate(v, angle), x)
 
         def crop(v):
             return temporal_crop(v, crop_seed, cfg.crop_min_len, cfg.crop_max_fraction)
 
         # Phase 1 crops before scaling, phase 2 after, as the original did (the two commute:
         # the scale is the same for every frame).
-        x = maybe(phase_one & (coins[5] < cfg.crop_p), crop, x)
+        x = maybe(phase_one & fires["crop"], crop, x)
         x = maybe(
-            coins[6] < cfg.scale_p,
+            fires["scale"],
             lambda v: scale(v, scale_seed, cfg.scale_min, cfg.scale_max, cfg.distortion_p),
             x,
         )
-        x = maybe(~phase_one & (coins[5] < cfg.crop_p_phase2), crop, x)
+        x = maybe(~phase_one & fires["crop"], crop, x)
         return tf.ensure_shape(x, [None, lm.NUM_POINTS, lm.NUM_COORDINATES])

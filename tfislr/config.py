@@ -100,6 +100,10 @@ class AugmentConfig:
     scale_min: float = 0.7
     scale_max: float = 1.3
     distortion_p: float = 0.25
+    # Where the augmentation runs (one of AUGMENT_DEVICES): "host" = in the tf.data
+    # pipeline; "accelerator" = batched in the train step on each replica's device, the
+    # host only reading, padding and drawing the parameters (tfislr/augment_batch.py).
+    device: str = "host"
 
 
 @dataclasses.dataclass
@@ -241,6 +245,8 @@ def _coerce(value, annotation, key):
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 HAND_FILLS = ("original", "missing_frames")
+# Where the training augmentation runs (`augment.device`, docs/training.md).
+AUGMENT_DEVICES = ("host", "accelerator")
 
 
 def _yaml_text(value):
@@ -483,6 +489,10 @@ def _check_keys(name, section, keys=None):
     if name == "augment" and section.hand_fill not in HAND_FILLS:
         raise ValueError(
             f"augment.hand_fill must be one of {', '.join(HAND_FILLS)}, got {section.hand_fill!r}"
+        )
+    if name == "augment" and section.device not in AUGMENT_DEVICES:
+        raise ValueError(
+            f"augment.device must be one of {', '.join(AUGMENT_DEVICES)}, got {section.device!r}"
         )
     if name == "runtime":
         if section.precision not in PRECISIONS:

@@ -280,6 +280,37 @@ def test_with_the_real_augmenter(synthetic_store):
     assert not np.array_equal(x["student"]["landmarks"], x["teacher"]["landmarks"])
 
 
+@pytest.mark.parametrize("hand_fill", ["original", "missing_frames"])
+def test_accelerator_elements_make_the_host_views(synthetic_store, hand_fill):
+    """`augment_device="accelerator"` + `augment_views` (what the train step runs) gives
+    the host pipeline's batches, over two epochs (phase 1, then phase 2), every step forced
+    on half the time."""
+    from tfislr.augment import Augmenter
+    from tfislr.augment_batch import augment_views
+    from tfislr.config import AugmentConfig
+
+    config = AugmentConfig(hand_fill=hand_fill, face_cutmix_p=0.5, hand_fill_p=0.5,
+                           crop_p_phase2=0.5, scale_p=0.5)
+    indices = np.arange(len(synthetic_store))
+
+    def make(device):
+        return pipeline.make_train_dataset(
+            synthetic_store, indices, 16, 25, seed=2, augmenter=Augmenter(config), repeat=True,
+            epochs=2, augment_device=device)
+
+    views = tf.function(lambda raw: augment_views(raw, pipeline.VIEW_NAMES, hand_fill))
+    batches = 0
+    for (host, labels), (raw, raw_labels) in zip(make("host"), make("accelerator")):
+        np.testing.assert_array_equal(raw_labels, labels)
+        assert raw["partner_landmarks"].shape == (16, 3, 25, 100, 3)
+        for name, view in views(raw).items():
+            np.testing.assert_array_equal(view["padding_mask"], host[name]["padding_mask"])
+            np.testing.assert_allclose(view["landmarks"], host[name]["landmarks"], rtol=0,
+                                       atol=1e-5, err_msg=name)
+        batches += 1
+    assert batches == 2 * (len(indices) // 16)
+
+
 def test_store_lives_in_one_cpu_variable_and_survives_auto_sharding(fake):
     tensors = pipeline.store_tensors(fake)
     assert tensors["values"] is pipeline.store_tensors(fake)["values"]  # shared per store
@@ -328,6 +359,10 @@ def test_argument_errors(fake):
         pipeline.make_train_dataset(fake, [], 4, 10, seed=0)
     with pytest.raises(ValueError, match="1-D integer"):
         pipeline.make_eval_dataset(fake, [0.5], 4, 10)
+    with pytest.raises(ValueError, match="augment_device must be one of host, accelerator"):
+        pipeline.make_train_dataset(fake, [0], 4, 10, seed=0, augment_device="gpu")
+    with pytest.raises(ValueError, match="needs an Augmenter"):
+        pipeline.make_train_dataset(fake, [0], 4, 10, seed=0, augment_device="accelerator")
 
 
 _DISTRIBUTED = textwrap.dedent(

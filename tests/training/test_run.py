@@ -299,13 +299,26 @@ def test_train_and_cv_start_up_parse_train_csv_once(tmp_path, monkeypatch):
 @pytest.mark.large
 @pytest.mark.timeout(2700)  # three 3-epoch runs: killed, resumed, uninterrupted
 def test_killed_run_resumes_and_finishes(synthetic_data_dir, tmp_path):
+    _killed_run_resumes_bitwise(synthetic_data_dir, tmp_path, [])
+
+
+@pytest.mark.large
+@pytest.mark.timeout(2700)
+def test_killed_run_resumes_bitwise_with_augmentation_on_the_accelerator(synthetic_data_dir,
+                                                                         tmp_path):
+    _killed_run_resumes_bitwise(synthetic_data_dir, tmp_path, ["augment.device=accelerator"])
+
+
+def _killed_run_resumes_bitwise(synthetic_data_dir, tmp_path, overrides):
+    """Killed in its last epoch, resumed: bitwise the run that was never interrupted."""
     from tfislr.data.prepare import ensure_store
 
     runs = tmp_path / "runs"
     run_dir = runs / "demo" / "20260101-000000"
     prepared = tmp_path / "prepared"
     options = ["--config", "demo", "--data-dir", synthetic_data_dir, "--epochs", 3, "--verbose", 2,
-               *sum((["--set", s] for s in TINY + [f"data.prepared_dir={prepared}"]), [])]
+               *sum((["--set", s] for s in TINY + [f"data.prepared_dir={prepared}", *overrides]),
+                    [])]
     # The store first, so that the runs below only read it: the uninterrupted run (the
     # reference at the end) trains alongside the killed and the resumed one, on the
     # second core (most of each run is single-threaded graph tracing).

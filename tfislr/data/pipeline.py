@@ -48,7 +48,8 @@ import tensorflow as tf
 
 from tfislr import landmarks as lm
 from tfislr.checks import check_int
-from tfislr.config import MODEL_NAMES
+from tfislr.augment import STEPS
+from tfislr.config import AUGMENT_DEVICES, MODEL_NAMES
 
 VIEW_NAMES = MODEL_NAMES  # one view of a batch per model
 
@@ -123,13 +124,7 @@ def make_eval_dataset(store, indices, global_batch_size, max_len, drop_remainder
     values, row_splits, labels = tensors["values"], tensors["row_splits"], tensors["labels"]
 
     def gather(batch):
-        starts = tf.gather(row_splits, batch)
-        lengths = tf.minimum(tf.gather(row_splits, batch + 1) - starts, max_len)
-        rows = tf.ragged.range(starts, starts + lengths)
-        ragged = tf.RaggedTensor.from_row_splits(
-            values.sparse_read(rows.flat_values), rows.row_splits
-        )
-        landmarks = ragged.to_tensor(shape=[None, max_len, lm.NUM_POINTS, lm.NUM_COORDINATES])
+        landmarks, lengths = _gather_padded(values, row_splits, batch, max_len)
         mask = tf.sequence_mask(lengths, max_len, tf.float32)
         return {"landmarks": landmarks, "padding_mask": mask}, tf.gather(labels, batch)
 
@@ -137,6 +132,18 @@ def make_eval_dataset(store, indices, global_batch_size, max_len, drop_remainder
     dataset = dataset.batch(global_batch_size, drop_remainder=drop_remainder)
     dataset = dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
+
+
+def _gather_padded(values, row_splits, indices, max_len):
+    """The store's sequences `indices` int64 `[N]` (-1 = none: no frame) in one read:
+    `([N, max_len, 100, 3]` zero-padded or cut, int64 lengths `[N])`."""
+    safe = tf.maximum(indices, 0)
+    starts = tf.gather(row_splits, safe)
+    lengths = tf.minimum(tf.gather(row_splits, safe + 1) - starts, max_len)
+    lengths = tf.where(indices >= 0, lengths, 0)
+    rows = tf.ragged.range(starts, starts + lengths)
+    ragged = tf.RaggedTensor.from_row_splits(values.sparse_read(rows.flat_values), rows.row_splits)
+    return ragged.to_tensor(shape=[None, max_len, lm.NUM_POINTS, lm.NUM_COORDINATES]), lengths
 
 
 def partner_tables(labels, participants, other_signer=False):
@@ -198,6 +205,7 @@ def make_train_dataset(
     repeat=False,
     cutmix_other_signer=False,
     epochs=None,
+    augment_device="host",
 ):
     """Shuffled, augmented training batches of `store[indices]`.
 
@@ -228,19 +236,26 @@ def make_train_dataset(
             epoch and makes each element's augmenter phase that of its own epoch
             (the augmenter then needs `phase_of_epoch`, as `Augmenter` has); without it
             the augmenter reads its own phase (variable) when the element is made.
+        augment_device: "host" augments here; "accelerator" (needs an `Augmenter`) leaves
+            the augmentation to the train step (`tfislr.augment_batch.augment_views`): each
+            element is then the clip padded (a clip longer than max_len cut first), each
+            view's parameters (`Augmenter.view_parameters`) and CutMix partner (only where
+            its CutMix fires, else zeros of length 0), a batch read in one gather.
 
     Yields:
-        `({view: {"landmarks": [B, max_len, 100, 3], "padding_mask": [B, max_len]}}, labels [B])`.
+        `({view: {"landmarks": [B, max_len, 100, 3], "padding_mask": [B, max_len]}}, labels [B])`;
+        with `augment_device="accelerator"`, `(raw, labels [B])`, `raw` the dict of
+        `tfislr.augment_batch.RAW_KEYS` that `augment_views` takes (V = num_views).
     """
     indices = _check_train_arguments(store, indices, global_batch_size, max_len, augmenter,
-                                     num_views, epochs)
+                                     num_views, epochs, augment_device)
     if epoch_counter is None:
         epoch_counter = make_epoch_counter()
     count = len(indices)
     batches = count // global_batch_size if drop_remainder else -(-count // global_batch_size)
     base_seed = tf.constant([int(seed) & 0x7FFFFFFF, 0], tf.int64)
     element = _element_fn(store, indices, max_len, base_seed, augmenter,
-                          VIEW_NAMES[:num_views], cutmix_other_signer, epochs)
+                          VIEW_NAMES[:num_views], cutmix_other_signer, epochs, augment_device)
 
     def one_epoch(epoch):
         keys = tf.random.stateless_uniform([count], seed=base_seed + tf.stack([0, epoch]))
@@ -253,11 +268,14 @@ def make_train_dataset(
         return dataset.batch(global_batch_size, drop_remainder=drop_remainder)
 
     dataset = _over_epochs(one_epoch, epoch_counter, repeat, epochs, batches)
+    if augment_device == "accelerator":  # the clips and partners of a batch, in one read
+        dataset = dataset.map(_raw_batch_fn(store, max_len), num_parallel_calls=tf.data.AUTOTUNE,
+                              deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
 
 
 def _check_train_arguments(store, indices, global_batch_size, max_len, augmenter, num_views,
-                           epochs):
+                           epochs, augment_device="host"):
     """`make_train_dataset`'s argument checks; returns the indices as `_check` does.
 
     Raises:
@@ -274,6 +292,11 @@ def _check_train_arguments(store, indices, global_batch_size, max_len, augmenter
         check_int("epochs", epochs)
         if augmenter is not None and not hasattr(augmenter, "phase_of_epoch"):
             raise ValueError("with epochs, the augmenter needs phase_of_epoch(epoch, epochs)")
+    if augment_device not in AUGMENT_DEVICES:
+        raise ValueError(f"augment_device must be one of {', '.join(AUGMENT_DEVICES)}, "
+                         f"got {augment_device!r}")
+    if augment_device == "accelerator" and not hasattr(augmenter, "view_parameters"):
+        raise ValueError("augment_device='accelerator' needs an Augmenter (view_parameters)")
     return indices
 
 
@@ -300,11 +323,12 @@ def _over_epochs(one_epoch, epoch_counter, repeat, epochs, batches):
 
 
 def _element_fn(store, indices, max_len, base_seed, augmenter, names, cutmix_other_signer,
-                epochs=None):
+                epochs=None, augment_device="host"):
     """The per-sample map of `make_train_dataset`: `(position int64 [], epoch int64 []) ->
     ({view: {"landmarks": [max_len, 100, 3], "padding_mask": [max_len]}}, label int32 [])`
     for the clip `store[indices[position]]`, its views seeded by `(base_seed, epoch, index)`
-    (and, given `epochs`, augmented in the phase of `epoch`).
+    (and, given `epochs`, augmented in the phase of `epoch`); with `augment_device=
+    "accelerator"`, the raw element `make_train_dataset` describes instead of the views.
     """
     tensors = store_tensors(store)
     values, row_splits, labels = tensors["values"], tensors["row_splits"], tensors["labels"]
@@ -316,20 +340,41 @@ def _element_fn(store, indices, max_len, base_seed, augmenter, names, cutmix_oth
 
     partner = _partner_fn(store, indices, subset, cutmix_other_signer)
 
-    def element(position, epoch):
+    def raw_element(position, epoch):
+        """The draws of `make_train_dataset`'s raw element; `_raw_batch_fn` reads the clip
+        ("index") and the partners ("partner_index", -1 where CutMix does not fire)."""
         index = subset[position]
-        x = sequence(index)
+        length = tf.minimum(row_splits[index + 1] - row_splits[index], max_len)
+        seeds, view_seeds, phase = view_draws(index, epoch)
+        parameters = [augmenter.view_parameters(s, length, **phase) for s in view_seeds]
+        partners = [
+            tf.cond(p["fires"][STEPS.index("face_cutmix")],
+                    lambda v=v: partner(position, seeds[len(VIEW_NAMES) + v]),
+                    lambda: tf.constant(-1, tf.int64))
+            for v, p in enumerate(parameters)
+        ]
+        raw = {"index": index, "partner_index": tf.stack(partners)}
+        raw.update({key: tf.stack([p[key] for p in parameters]) for key in parameters[0]})
+        return raw, labels[index]
+
+    def view_draws(index, epoch):
+        """(the clip's 2V seeds, its V views' int32 seeds, {"phase": ...} or {})."""
         sample_seed = tf.random.experimental.stateless_fold_in(
             tf.random.experimental.stateless_fold_in(base_seed, epoch), index
         )
+        # Fully mixed seeds: views 0..V-1 for the augmenter, V..2V-1 for the partners.
+        seeds = tf.random.experimental.stateless_split(sample_seed, num=2 * len(VIEW_NAMES))
+        phase = {} if epochs is None else {"phase": augmenter.phase_of_epoch(epoch, epochs)}
+        return seeds, [tf.cast(seeds[v], tf.int32) for v in range(len(names))], phase
+
+    def element(position, epoch):
+        index = subset[position]
+        x = sequence(index)
         if augmenter is None:
             view = _pad(x, max_len)
             views = {name: view for name in names}
         else:
-            # Fully mixed seeds: views 0..V-1 for the augmenter, V..2V-1 for the partners.
-            seeds = tf.random.experimental.stateless_split(sample_seed, num=2 * len(VIEW_NAMES))
-            phase = {} if epochs is None else {"phase": augmenter.phase_of_epoch(epoch, epochs)}
-            view_seeds = [tf.cast(seeds[v], tf.int32) for v in range(len(names))]
+            seeds, view_seeds, phase = view_draws(index, epoch)
             # A partner is read only when needed: by an augmenter with `views` (see
             # `Augmenter.views`), only if that view's CutMix fires.
             partners = [
@@ -343,7 +388,31 @@ def _element_fn(store, indices, max_len, base_seed, augmenter, names, cutmix_oth
             views = {name: _pad(out, max_len) for name, out in zip(names, outs)}
         return views, labels[index]
 
-    return element
+    return raw_element if augment_device == "accelerator" else element
+
+
+def _raw_batch_fn(store, max_len):
+    """The batch map of `make_train_dataset(augment_device="accelerator")`: a batch of
+    `raw_element`s with their clips and partners read and padded (`augment_batch.RAW_KEYS`)."""
+    tensors = store_tensors(store)
+    values, row_splits = tensors["values"], tensors["row_splits"]
+
+    def read(raw, labels):
+        raw = dict(raw)
+        partner_index = raw.pop("partner_index")  # [B, V]
+        landmarks, lengths = _gather_padded(values, row_splits, raw.pop("index"), max_len)
+        partners, partner_lengths = _gather_padded(
+            values, row_splits, tf.reshape(partner_index, [-1]), max_len)
+        views = partner_index.shape[1]
+        raw.update({
+            "landmarks": landmarks, "length": tf.cast(lengths, tf.int32),
+            "partner_landmarks": tf.reshape(
+                partners, [-1, views, max_len, lm.NUM_POINTS, lm.NUM_COORDINATES]),
+            "partner_length": tf.reshape(tf.cast(partner_lengths, tf.int32), [-1, views]),
+        })
+        return raw, labels
+
+    return read
 
 
 def _partner_fn(store, indices, subset, other_signer):

@@ -45,6 +45,7 @@ from keras import ops
 
 from tfislr import landmarks as lm
 from tfislr import timeline
+from tfislr.augment_batch import augment_views
 from tfislr.config import MODEL_NAMES
 from tfislr.model import xla
 from tfislr.model.ghost_batch_norm import set_virtual_batch_size
@@ -174,6 +175,9 @@ class MeanTeacherDistiller(keras_adapter.TrainerHooks):
             `model(inputs, training=..., mixup=None | {"lambda", "permutation", "layer"})`
             → float32 logits `[B, num_classes]`; student and teacher share an architecture.
         config: a `MeanTeacherConfig` (every hyperparameter of the step).
+        view_augmenter: None, or a callable making the three views from a raw training
+            batch on each replica, before the models (`augment.device: accelerator`:
+            `tfislr.augment_batch.augment_views`); then `fit` takes that raw batch.
 
     Data: `fit` takes `({"student": inputs, "teacher": inputs, "distilled": inputs}, labels)`
     (three independently augmented views, `inputs = {"landmarks", "padding_mask"}`);
@@ -182,7 +186,7 @@ class MeanTeacherDistiller(keras_adapter.TrainerHooks):
     it has no `get_config`.
     """
 
-    def __init__(self, student, teacher, distilled, config, **kwargs):
+    def __init__(self, student, teacher, distilled, config, view_augmenter=None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(config, MeanTeacherConfig):
             raise ValueError(f"config must be a MeanTeacherConfig, got {type(config).__name__}")
@@ -190,6 +194,7 @@ class MeanTeacherDistiller(keras_adapter.TrainerHooks):
         self.teacher = teacher
         self.distilled = distilled
         self.config = config
+        self.view_augmenter = view_augmenter
         # Host-side cache of `distilled_inference_mode()` for the epoch `fit` is in.
         self._epoch_distilled_mode = None
         self.replica_jit_compile = False  # set by `compile`
@@ -399,6 +404,8 @@ class MeanTeacherDistiller(keras_adapter.TrainerHooks):
         the gradients dense, of this replica's losses scaled by 1 / replicas and by each
         optimizer's loss scale, not yet summed over replicas.
         """
+        if self.view_augmenter is not None:  # inside the replica's (XLA) function
+            views = self.view_augmenter(views)
         labels = ops.cast(labels, "int32")
         per_replica_batch_size = tf.shape(labels)[0]
         _, lam, permutation, mixes = self.mixup(per_replica_batch_size, step)
@@ -530,10 +537,14 @@ def build_distiller(config, num_classes, steps_per_epoch, build_model=None):
         # BatchNorm statistics per group of clips: the original's per-GPU batch on any
         # replica count (tfislr/model/ghost_batch_norm.py).
         set_virtual_batch_size(model, train.batch_group_size)
+    view_augmenter = None
+    if config.augment.enabled and config.augment.device == "accelerator":
+        view_augmenter = functools.partial(augment_views, names=MODEL_NAMES,
+                                           hand_fill=config.augment.hand_fill)
     distiller = MeanTeacherDistiller(
         student, teacher, distilled,
         MeanTeacherConfig.from_config(config, num_classes, total_steps),
-        name="mean_teacher_distiller",
+        view_augmenter=view_augmenter, name="mean_teacher_distiller",
     )
     distiller.compile(
         student_optimizer=make_optimizer(train, total_steps, student, "student_adamw",

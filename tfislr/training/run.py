@@ -189,6 +189,8 @@ def _datasets(config, data, plan):
         seed=config.train.seed, augmenter=augmenter, epoch_counter=epoch_counter,
         cutmix_other_signer=config.augment.face_cutmix_other_signer,
         repeat=True, epochs=config.train.epochs,
+        # Where the views are augmented (the distiller does it when not here: build_distiller).
+        augment_device=config.augment.device if augmenter is not None else "host",
     )
     val_ds = None
     if data.val_idx is not None and len(data.val_idx):
