@@ -465,11 +465,8 @@ class Augmenter(tf.Module):
         phase_one = self._phase_one(phase)
         plain = []
         for partner, seed in zip(partners, seeds):
-            coins = self._draws(seed)[0]
-            plain.append(
-                (coins[2] < self.config.interpolate_p)
-                & ~self._modifies_input(coins, phase_one, partner is not None)
-            )
+            fires = self._fires(self._draws(seed)[0], phase_one, partner is not None)
+            plain.append(fires["interpolate"] & ~self._modifies_input(fires))
         shared = tf.cond(tf.reduce_any(tf.stack(plain)), lambda: interpolate_missing(x),
                          lambda: x)
         return [self._augment(x, partner, seed, phase, interpolated=shared)
@@ -490,9 +487,9 @@ class Augmenter(tf.Module):
             return tf.constant(False)
         return phase_one & (coins[0] < self.config.face_cutmix_p)
 
-    def _modifies_input(self, coins, phase_one, has_partner):
-        """bool []: CutMix or the hand fill runs before interpolation."""
-        fires = self._fires(coins, phase_one, has_partner)
+    @staticmethod
+    def _modifies_input(fires):
+        """bool []: CutMix or the hand fill (of a view's `_fires`) runs before interpolation."""
         return fires["face_cutmix"] | fires["hand_fill"]
 
     def _fires(self, coins, phase_one, has_partner):
@@ -551,7 +548,7 @@ class Augmenter(tf.Module):
         if interpolated is None:
             x = maybe(fires["interpolate"], interpolate_missing, x)
         else:  # the clip as read was interpolated once for every view
-            modified = fires["face_cutmix"] | fires["hand_fill"]
+            modified = self._modifies_input(fires)
             x = maybe(
                 fires["interpolate"],
                 lambda v: tf.cond(modified, lambda: interpolate_missing(v), lambda: interpolated),
