@@ -24,13 +24,14 @@ sys.path.insert(0, str(REPO))
 from tfislr.cli.help import HelpFormatter  # noqa: E402  (after the sys.path line above)
 from tfislr.cli.command import command, positive_int, start_tensorflow  # noqa: E402
 from tfislr import atomic  # noqa: E402
+from tfislr.data.kaggle import SIGN_MAP_JSON, TRAIN_CSV  # noqa: E402
 from tfislr.errors import ConfigError  # noqa: E402
 
 # The synthetic set of the demo: 10 signers (fold 0 holds some of them out), 12 signs.
 DEMO_DATA = {"num_signs": 12, "num_participants": 10, "sequences_per_sign": 40, "seed": 0}
 
 
-LAYOUT = ("train.csv", "sign_to_prediction_index_map.json")
+LAYOUT = (TRAIN_CSV, SIGN_MAP_JSON)
 # What an interrupted synthetic write leaves (train.csv and the sign map come last).
 PARTIAL_WRITE = {"train_landmark_files"}
 

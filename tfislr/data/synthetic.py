@@ -59,6 +59,7 @@ import pyarrow.parquet as pq
 from tfislr import atomic
 from tfislr import landmarks as lm
 from tfislr.checks import check_int
+from tfislr.data.kaggle import SIGN_MAP_JSON, TRAIN_CSV, TRAIN_CSV_COLUMNS
 
 MAX_SIGNS = 250
 MAX_FRAMES = 480
@@ -681,10 +682,10 @@ def _write_all(out_dir, seed, table, names, num_workers, progress):
                 bar.update(done)
     if bar is not None:
         bar.close()
-    csv = table.sort_values("sequence_id")[["path", "participant_id", "sequence_id", "sign"]]
-    csv.to_csv(out_dir / "train.csv", index=False)
+    csv = table.sort_values("sequence_id")[list(TRAIN_CSV_COLUMNS)]
+    csv.to_csv(out_dir / TRAIN_CSV, index=False)
     sign_map = {name: label for label, name in enumerate(sorted(names))}
-    (out_dir / "sign_to_prediction_index_map.json").write_text(json.dumps(sign_map))
+    (out_dir / SIGN_MAP_JSON).write_text(json.dumps(sign_map))
     return out_dir
 
 

@@ -41,6 +41,7 @@ import pandas as pd
 
 from tfislr.checks import check_int
 from tfislr.data import synthetic
+from tfislr.data.kaggle import SIGN_MAP_JSON
 from tfislr.data.synthetic import (
     _face, _hand_paths, _hand_shapes, _make_participant, _make_sign, _place_hands, _pose,
     _drop_undetected, _smoothstep,
@@ -240,7 +241,7 @@ def write_stream_dataset(out_dir, num_signs, participant_indices, streams_per_pa
                          "end_frame": end})
     table = pd.DataFrame(rows)
     table.to_csv(out_dir / TIMELINE_CSV, index=False)
-    (out_dir / "sign_to_prediction_index_map.json").write_text(json.dumps(sign_map))
+    (out_dir / SIGN_MAP_JSON).write_text(json.dumps(sign_map))
     return table
 
 
