@@ -203,6 +203,7 @@ def test_a_bad_file_value_is_named_with_the_file(tmp_path, text, problem):
     ("runtime.strategy=cpu:0", "runtime.strategy: strategy 'cpu:0': the device count"),
     ("augment.hand_fill=readme", "augment.hand_fill must be one of original, missing_frames"),
     ("augment.device=gpu", "augment.device must be one of host, accelerator"),
+    ("model.pos_conv_padding=same", "model.pos_conv_padding must be one of max_len, extended"),
     ("train.epochz=3", "unknown key(s) in config section 'train': epochz"),
     ("name=a/b", "name must be one folder name"),
 ])

@@ -67,6 +67,10 @@ class ModelConfig:
     transfo_layers: int = 3
     num_heads: int = 16
     drop_rate: float = 0.05
+    # Where the position convolutions' sequence ends (one of POS_CONV_PADDINGS,
+    # docs/recipe.md §20): "max_len" = the original's training, on batches padded to
+    # exactly max_len frames; "extended" = past every clip's last frame.
+    pos_conv_padding: str = "max_len"
 
 
 @dataclasses.dataclass
@@ -245,6 +249,7 @@ def _coerce(value, annotation, key):
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 HAND_FILLS = ("original", "missing_frames")
+POS_CONV_PADDINGS = ("max_len", "extended")
 # Where the training augmentation runs (`augment.device`, docs/training.md).
 AUGMENT_DEVICES = ("host", "accelerator")
 
@@ -294,12 +299,35 @@ def resolve_runtime_aliases(values):
     return values
 
 
-def comparable_config(values):
-    """What of a config mapping (a run's config.json, a CV's cv.json) a resumed run or CV
-    must match: all of it, old spellings resolved (`resolve_runtime_aliases`), except
-    `runtime.strategy`: batch sizes are global, so a run may resume on other devices (and
-    older runs recorded no strategy)."""
+# Keys added with a default other than what tfislr did before them: a recorded config (a
+# run's config.json, a CV's cv.json) written before the key existed ran with this value.
+_VALUE_BEFORE_KEY = {
+    ("augment", "hand_fill"): "missing_frames",
+    ("model", "pos_conv_padding"): "extended",
+}
+
+
+def recorded_config(values):
+    """A config mapping as a run or a CV recorded it (config.json, cv.json), in today's
+    terms: old spellings resolved (`resolve_runtime_aliases`), and each key added since with
+    a new default filled with the value that run trained with (`_VALUE_BEFORE_KEY`), so an
+    older run is resumed, compared and exported as it was trained."""
     values = resolve_runtime_aliases(values)
+    missing = [(section, key) for (section, key) in _VALUE_BEFORE_KEY
+               if isinstance(values.get(section), dict) and key not in values[section]]
+    if not missing:
+        return values
+    values = dict(values)
+    for section, key in missing:
+        values[section] = {**values[section], key: _VALUE_BEFORE_KEY[section, key]}
+    return values
+
+
+def comparable_config(values):
+    """What of a recorded config mapping (`recorded_config`) a resumed run or CV must match:
+    all of it except `runtime.strategy`: batch sizes are global, so a run may resume on other
+    devices (and older runs recorded no strategy)."""
+    values = recorded_config(values)
     runtime = {k: v for k, v in (values.get("runtime") or {}).items() if k != "strategy"}
     return {**values, "runtime": runtime}
 
@@ -490,6 +518,9 @@ def _check_keys(name, section, keys=None):
         raise ValueError(
             f"augment.hand_fill must be one of {', '.join(HAND_FILLS)}, got {section.hand_fill!r}"
         )
+    if name == "model" and section.pos_conv_padding not in POS_CONV_PADDINGS:
+        raise ValueError(f"model.pos_conv_padding must be one of {', '.join(POS_CONV_PADDINGS)}, "
+                         f"got {section.pos_conv_padding!r}")
     if name == "augment" and section.device not in AUGMENT_DEVICES:
         raise ValueError(
             f"augment.device must be one of {', '.join(AUGMENT_DEVICES)}, got {section.device!r}"

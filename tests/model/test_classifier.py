@@ -127,6 +127,24 @@ def test_mask_dtypes_and_missing_mask():
         model(batch["landmarks"])
 
 
+def test_pos_conv_padding_saves_loads_and_is_checked(tmp_path):
+    """The option reaches the embedding, survives save/load, and a model saved before it
+    existed (no key in its config) loads as it was trained: "extended"."""
+    model = ISLRClassifier(**SMALL)
+    assert (model.pos_conv_padding, model.embedding.conv_window) == ("max_len", SMALL["max_len"])
+    model.save(tmp_path / "model.keras")
+    assert keras.saving.load_model(tmp_path / "model.keras").embedding.conv_window == SMALL["max_len"]
+    older = {k: v for k, v in model.get_config().items() if k != "pos_conv_padding"}
+    assert ISLRClassifier.from_config(older).embedding.conv_window is None
+    extended = ISLRClassifier(**SMALL, pos_conv_padding="extended")
+    assert ISLRClassifier.from_config(extended.get_config()).pos_conv_padding == "extended"
+    with pytest.raises(ValueError, match="pos_conv_padding must be one of max_len, extended"):
+        ISLRClassifier(**SMALL, pos_conv_padding="same")
+    config = load_config("demo", ["model.pos_conv_padding=extended"])
+    built = build_classifier(config.model, 10, config.data.max_len)
+    assert built.embedding.conv_window is None
+
+
 def test_invalid_widths_raise():
     with pytest.raises(ValueError, match="divisible"):
         ISLRClassifier(**{**SMALL, "transfo_dim": 30})

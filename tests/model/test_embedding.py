@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from tfislr import landmarks as lm
 from tfislr.model import LandmarkEmbedding
 
 from test_case import B, T, TestCase, padding_mask, random
@@ -47,3 +48,58 @@ def test_landmark_embedding_padded_frames_get_padding_ids():
 def test_landmark_embedding_rejects_wrong_point_count():
     with pytest.raises(ValueError, match="100, 3"):
         LandmarkEmbedding()(np.zeros((1, 2, 99, 3), "float32"))
+
+
+def _original_position_conv(layer, clip, window):
+    """The position convolutions as the original trained them: both "same" (zero padding of
+    kernel // 2 on each side) over the clip zero-padded to exactly `window` frames."""
+    padded = np.pad(clip, [(0, 0), (0, window - clip.shape[1]), (0, 0), (0, 0)])
+    first = np.asarray(layer.conv_1(padded))  # conv_1 is "same"
+    return np.asarray(layer.conv_2(np.pad(first, [(0, 0), (2, 2), (0, 0), (0, 0)])))
+
+
+@pytest.mark.parametrize("frames", [3, 4, 5, 6])
+def test_conv_window_is_the_original_sequence_end_whatever_the_padding(frames):
+    """conv_window=M: a clip's position features are those of the original's batch padded to
+    exactly M frames, padded here to M or more; None: those of a clip followed by zeros. The
+    two differ only for clips of at least M - 1 frames (kernel 5)."""
+    window = 6
+    bounded = LandmarkEmbedding(embed_dim=16, conv_window=window)
+    clip = random(1, frames, 100, 3)
+    bounded(clip)  # builds
+    unbounded = LandmarkEmbedding(embed_dim=16)
+    unbounded(clip)
+    unbounded.set_weights(bounded.get_weights())
+    expected = _original_position_conv(bounded, clip, window)[:, :frames]
+    outputs = {}
+    for name, layer in (("bounded", bounded), ("unbounded", unbounded)):
+        for total in (window, window + 3):
+            x = np.pad(clip, [(0, 0), (0, total - frames), (0, 0), (0, 0)])
+            mask = (np.arange(total) < frames).astype("float32")[None]
+            outputs[name, total] = np.asarray(layer(x, padding_mask=mask))[:, :frames]
+        # No mask: the T frames are all real (as in the exported graph).
+        outputs[name, None] = np.asarray(layer(clip))
+    for total in (window + 3, None):  # not a function of the padding
+        np.testing.assert_allclose(outputs["bounded", total], outputs["bounded", window], atol=1e-6)
+        np.testing.assert_allclose(outputs["unbounded", total], outputs["unbounded", window],
+                                   atol=1e-6)
+    # The bounded layer's features come from the original's convolutions.
+    position = np.concatenate([clip, expected], -1)
+    kernel = np.asarray(bounded.feature_dense.kernel)
+    ids = np.concatenate([np.asarray(bounded.type_norm(bounded.type_embedding(np.asarray(lm.TYPE_IDS)))),
+                          np.asarray(bounded.landmark_norm(
+                              bounded.landmark_embedding(np.asarray(lm.LANDMARK_IDS))))], -1)
+    reference = (np.asarray(bounded.position_dense(position)) @ kernel[32:]
+                 + ids @ kernel[:32] + np.asarray(bounded.feature_dense.bias))
+    np.testing.assert_allclose(outputs["bounded", window], reference, atol=1e-5)
+    differs = np.abs(outputs["bounded", window] - outputs["unbounded", window]).max() > 1e-4
+    assert differs == (frames >= window - 1)
+
+
+def test_conv_window_checks_its_value_and_round_trips():
+    layer = LandmarkEmbedding(conv_window=80)
+    assert LandmarkEmbedding.from_config(layer.get_config()).conv_window == 80
+    assert LandmarkEmbedding.from_config(LandmarkEmbedding().get_config()).conv_window is None
+    for bad in (0, -1, 2.5, True, "80"):
+        with pytest.raises(ValueError, match="conv_window"):
+            LandmarkEmbedding(conv_window=bad)

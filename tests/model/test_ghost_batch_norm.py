@@ -56,9 +56,14 @@ def test_each_group_is_normalised_on_its_own(clips, size):
 
     shares = np.array([len(g) for g in groups], "float32") / clips
     means = np.stack([g.reshape(-1, CHANNELS).mean(0) for g in groups])
-    variances = np.stack([g.reshape(-1, CHANNELS).var(0) for g in groups])
+    # The moving variance pools each group's unbiased variance (torch's BatchNorm), not the
+    # biased one Keras' BatchNorm keeps: the plain layers' variance times n / (n - 1).
+    variances = np.stack([g.reshape(-1, CHANNELS).var(0, ddof=1) for g in groups])
     np.testing.assert_allclose(ghost.moving_mean, 0.1 * shares @ means, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(ghost.moving_variance, 0.9 + 0.1 * shares @ variances, rtol=1e-5)
+    plain_variances = np.stack([(plain.moving_variance.numpy() - 0.9) / 0.1 for plain in plains])
+    rows = np.array([g.shape[0] * FRAMES for g in groups], "float32")[:, None]
+    np.testing.assert_allclose(variances, plain_variances * rows / (rows - 1), rtol=1e-4)
     if clips > size:  # several groups: not the whole-batch statistics
         whole = keras.layers.BatchNormalization(epsilon=1e-5)
         whole.build(x.shape)

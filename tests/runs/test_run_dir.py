@@ -477,6 +477,28 @@ def test_an_old_runs_config_reads_and_resumes_in_todays_spelling(tmp_path):
     assert run_dir_lib.resumable_run(tmp_path, config)[0].path == run.path
 
 
+def test_an_old_run_keeps_the_learning_it_started_with_when_a_default_changed(tmp_path):
+    """Keys added with a new default (`augment.hand_fill`, `model.pos_conv_padding`): a
+    config.json without them is read with the values that run trained with; resuming it with
+    today's defaults names them, with those values it resumes."""
+    run = RunDir(tmp_path / "demo" / "20260101-000000")
+    _start(run)
+    values = _config().to_dict()
+    del values["augment"]["hand_fill"], values["model"]["pos_conv_padding"]
+    atomic.write_json(run.file(run_dir_lib.CONFIG), values)
+    recorded = run.read_config()
+    assert (recorded.augment.hand_fill, recorded.model.pos_conv_padding) == (
+        "missing_frames", "extended")
+    assert (_config().augment.hand_fill, _config().model.pos_conv_padding) == (
+        "original", "max_len")
+    with pytest.raises(ValueError, match=r"differs in: augment.hand_fill, "
+                                         r"model.pos_conv_padding\)"):
+        run.check_resumable(_config())
+    assert run.check_resumable(load_config("demo", [
+        f"train.epochs={EPOCHS}", "augment.hand_fill=missing_frames",
+        "model.pos_conv_padding=extended"])) is True
+
+
 def test_an_old_cv_resumes_on_any_strategy(tmp_path):
     from tfislr.runs import cv_dir as cv
 

@@ -1,5 +1,6 @@
 """The full isolated-sign classifier (docs/recipe.md §6–§8) and its builder from a config."""
 
+import dataclasses
 import math
 
 import keras
@@ -7,6 +8,7 @@ from keras import ops
 
 from tfislr import landmarks as lm
 from tfislr.checks import check_int
+from tfislr.config import POS_CONV_PADDINGS, ModelConfig
 from tfislr.model.deberta_encoder import DebertaEncoder
 from tfislr.model.embedding import LandmarkEmbedding
 from tfislr.model.initializers import (
@@ -70,6 +72,14 @@ class ISLRClassifier(keras.Model):
         embed_dim, dense_dim, transfo_dim, transfo_layers, num_heads, drop_rate: the model
             config section (docs/recipe.md §6); widths per transformer layer follow
             `transformer_widths`.
+        pos_conv_padding: where the position convolutions' sequence ends (one of
+            `POS_CONV_PADDINGS`, docs/recipe.md §20): "max_len", the original's training
+            (its batches padded to exactly max_len frames), or "extended" (past every clip's
+            last frame; a model saved before this option existed loads with it).
+
+    Raises:
+        ValueError: a `pos_conv_padding` not in `POS_CONV_PADDINGS`, or widths that do not
+            divide into `num_heads`.
     """
 
     def __init__(
@@ -82,11 +92,15 @@ class ISLRClassifier(keras.Model):
         transfo_layers=3,
         num_heads=16,
         drop_rate=0.05,
+        pos_conv_padding="max_len",
         **kwargs,
     ):
         super().__init__(**kwargs)
         check_int("num_classes", num_classes)
         check_int("max_len", max_len)
+        if pos_conv_padding not in POS_CONV_PADDINGS:
+            raise ValueError(f"pos_conv_padding must be one of {', '.join(POS_CONV_PADDINGS)}, "
+                             f"got {pos_conv_padding!r}")
         self.num_classes = num_classes
         self.max_len = max_len
         self.embed_dim = embed_dim
@@ -95,6 +109,7 @@ class ISLRClassifier(keras.Model):
         self.transfo_layers = transfo_layers
         self.num_heads = num_heads
         self.drop_rate = drop_rate
+        self.pos_conv_padding = pos_conv_padding
 
         hidden_dims, output_dims, dropout_rates = transformer_widths(
             transfo_dim, transfo_layers, drop_rate
@@ -105,7 +120,10 @@ class ISLRClassifier(keras.Model):
                     f"transformer width {width} (from transfo_dim {transfo_dim}) is not "
                     f"divisible by num_heads {num_heads}"
                 )
-        self.embedding = LandmarkEmbedding(embed_dim, dtype=self.dtype_policy, name="embedding")
+        self.embedding = LandmarkEmbedding(
+            embed_dim, conv_window=max_len if pos_conv_padding == "max_len" else None,
+            dtype=self.dtype_policy, name="embedding",
+        )
         self.part_mlps = PartMLPs(
             dense_dim, hidden_dims[0], drop_rate, dtype=self.dtype_policy, name="part_mlps"
         )
@@ -219,13 +237,15 @@ class ISLRClassifier(keras.Model):
                 "transfo_layers": self.transfo_layers,
                 "num_heads": self.num_heads,
                 "drop_rate": self.drop_rate,
+                "pos_conv_padding": self.pos_conv_padding,
             }
         )
         return config
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        # A model saved before the option existed was trained with "extended".
+        return cls(**{"pos_conv_padding": "extended", **config})
 
 
 def build_classifier(model_config, num_classes, max_len, distilled=False, **kwargs):
@@ -233,7 +253,7 @@ def build_classifier(model_config, num_classes, max_len, distilled=False, **kwar
 
     Args:
         model_config: the `model` section of a `tfislr.config.Config` (`ModelConfig`), or a
-            dict with the same keys.
+            dict with its keys (those left out: `ModelConfig`'s defaults).
         num_classes: number of output classes.
         max_len: sequence length / relative-position buckets (`config.data.max_len`).
         distilled: use `distill_dense_dim` / `distill_transfo_dim` (the exported model).
@@ -243,7 +263,7 @@ def build_classifier(model_config, num_classes, max_len, distilled=False, **kwar
         A built `ISLRClassifier`; no data is run through it.
     """
     if isinstance(model_config, dict):
-        get = model_config.__getitem__
+        get = {**dataclasses.asdict(ModelConfig()), **model_config}.__getitem__
     else:
         def get(key):
             return getattr(model_config, key)
@@ -259,6 +279,7 @@ def build_classifier(model_config, num_classes, max_len, distilled=False, **kwar
         transfo_layers=get("transfo_layers"),
         num_heads=get("num_heads"),
         drop_rate=get("drop_rate"),
+        pos_conv_padding=get("pos_conv_padding"),
         **kwargs,
     )
     model.build(

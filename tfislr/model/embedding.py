@@ -30,24 +30,39 @@ class LandmarkEmbedding(keras.layers.Layer):
     Padding (`padding_mask` `[B, T]`, 1 = real): padded coordinates are zeroed before
     anything else, so their values can never leak. At padded frames the ids are treated as
     the original's padding id 0 (a zero embedding row), i.e. `LayerNorm(0)` = the norm's
-    beta. The convolutions treat time as zero-extended past the last real frame (see `call`),
-    which is what the original computed whenever its batch had >= 2 padded frames (and at
-    export); only clips of exactly max_len or max_len - 1 frames saw a truncated second
-    convolution there. Outputs at padded frames are a function of the real frames only, and
-    no output depends on how many padded frames follow.
+    beta. Outputs at padded frames are a function of the real frames only, and no output
+    depends on how many padded frames follow.
+
+    The sequence's end for the two "same" convolutions (`conv_window`, docs/recipe.md §20):
+    the original trained on batches padded to exactly max_len frames, so the second
+    convolution read zeros past frame max_len, where it reads the first convolution's outputs
+    on zero frames for any shorter clip (a clip of max_len - 1 or max_len frames got a
+    truncated second convolution at its last frames). `conv_window=max_len` computes exactly
+    that, whatever the batch's padding: the first convolution's outputs count at the first
+    `conv_window` frames and at real frames, and are zero elsewhere. `conv_window=None` lets
+    them go on past every clip's end (time extended with zero frames, what the original's
+    exported graph computed by appending two zero frames). The two differ only for clips of
+    more than `conv_window - kernel_size // 2` frames.
 
     Args:
         embed_dim: int, E (16 in the seed).
         conv_dim: int, width of the first temporal convolution (8 in the seed).
         kernel_size: int, temporal kernel (5 in the seed, zero "same" padding).
         layer_norm_epsilon: float, epsilon of the two id norms (torch default 1e-5).
+        conv_window: int >= 1, or None: frames after which the first convolution's outputs
+            at padded frames are zero (the original's training: max_len); None: never.
 
     Call: `(landmarks [B, T, 100, 3], padding_mask=None [B, T]) -> [B, T, 100, embed_dim]`.
     """
 
-    def __init__(self, embed_dim=16, conv_dim=8, kernel_size=5, layer_norm_epsilon=1e-5, **kwargs):
+    def __init__(self, embed_dim=16, conv_dim=8, kernel_size=5, layer_norm_epsilon=1e-5,
+                 conv_window=None, **kwargs):
         super().__init__(**kwargs)
+        if conv_window is not None and (isinstance(conv_window, bool)
+                                        or not isinstance(conv_window, int) or conv_window < 1):
+            raise ValueError(f"conv_window must be None or an int >= 1, got {conv_window!r}")
         self.embed_dim = embed_dim
+        self.conv_window = conv_window
         self.conv_dim = conv_dim
         self.kernel_size = kernel_size
         self.layer_norm_epsilon = layer_norm_epsilon
@@ -115,10 +130,10 @@ class LandmarkEmbedding(keras.layers.Layer):
             frame_mask = ops.expand_dims(ops.cast(padding_mask, self.compute_dtype), (2, 3))
             x = x * frame_mask
         # The second convolution reads first-convolution outputs up to `kernel_size // 2`
-        # frames past the last real frame; those are non-zero (they see real frames). The
-        # original computed them on its zero-padded batches (and its export appended 2 zero
-        # frames for the same reason). Appending that many zero frames makes every real
-        # frame's output independent of how much padding follows it.
+        # frames past the last real frame; those are non-zero (they see real frames).
+        # Appending that many zero frames makes every real frame's output independent of
+        # how much padding follows it; `conv_window` then zeroes those past the original's
+        # sequence end (class docstring).
         # The second convolution is "valid" on its input with the front zeros of "same":
         # the first T frames of the "same" convolution, with no output computed for the
         # overhang frames (slicing those off is a strided slice, whose gradient is slow on
@@ -126,6 +141,8 @@ class LandmarkEmbedding(keras.layers.Layer):
         # graph, see `deberta.tflite_layout`).
         overhang = self.kernel_size // 2
         conv = self._conv(self.conv_1, ops.pad(x, ((0, 0), (0, overhang), (0, 0), (0, 0))))
+        if self.conv_window is not None:
+            conv = conv * self._window(padding_mask, ops.shape(x), overhang)
         front = (self.kernel_size - 1) // 2  # "same" pads (k - 1) // 2 before, k // 2 after
         conv = self._conv(self.conv_2, ops.pad(conv, ((0, 0), (front, 0), (0, 0), (0, 0))))
         position = per_frame(self.position_dense, ops.concatenate([x, conv], axis=-1))
@@ -154,6 +171,18 @@ class LandmarkEmbedding(keras.layers.Layer):
         pad_features = ops.matmul(ids_padding, kernel[: 2 * E]) + bias  # [1, E]
         return features + select_by_mask(frame_mask, id_features, pad_features)
 
+    def _window(self, padding_mask, shape, overhang):
+        """`[B or 1, T + overhang, 1, 1]`: 1 where the first convolution's output counts
+        (the first `conv_window` frames and the real frames), else 0."""
+        frames = ops.arange(shape[1] + overhang, dtype="int32")
+        counted = frames < self.conv_window
+        if padding_mask is None:  # the T frames are all real
+            counted = ops.expand_dims(counted | (frames < shape[1]), 0)
+        else:
+            real = ops.pad(ops.cast(padding_mask, "bool"), ((0, 0), (0, overhang)))
+            counted = ops.expand_dims(counted, 0) | real
+        return ops.expand_dims(ops.cast(counted, self.compute_dtype), (2, 3))
+
     @staticmethod
     def _conv(conv, x):
         """`conv(x)` (stride 1, over time), also for B = 0 (`if_rows`)."""
@@ -175,6 +204,7 @@ class LandmarkEmbedding(keras.layers.Layer):
                 "conv_dim": self.conv_dim,
                 "kernel_size": self.kernel_size,
                 "layer_norm_epsilon": self.layer_norm_epsilon,
+                "conv_window": self.conv_window,
             }
         )
         return config

@@ -14,7 +14,9 @@ statistics for the same global batch. The training pipeline sets the group to
   one smaller group, normalised over its own clips, as a GPU given fewer clips would.
 - The moving statistics are updated once per step with the groups' statistics pooled
   (weighted by rows): the batch mean and the mean within-group variance, the values whose
-  moving average each of the original's GPUs kept.
+  moving average each of the original's GPUs kept. That variance is unbiased, each group's
+  times n / (n - 1) for its n rows, as torch's BatchNorm keeps it (Keras' keeps the biased
+  one; the batch is normalised with the biased one in both).
 - Inference (`training=False`, or `trainable=False`) uses the moving statistics: it does not
   depend on the group, so exported graphs are those of a plain BatchNorm. An empty batch,
   `virtual_batch_size=None`, a `mask`, `synchronized=True` or `renorm` fall back to
@@ -100,7 +102,8 @@ class GhostBatchNormalization(BatchNormalization):
 
         total = ops.sum(count)
         pooled_mean = ops.reshape(ops.sum(mean * count, axis=0) / total, (channels,))
-        pooled_variance = ops.reshape(ops.sum(variance * count, axis=0) / total, (channels,))
+        unbiased = variance * count / ops.maximum(count - 1.0, 1.0)  # one row: as biased
+        pooled_variance = ops.reshape(ops.sum(unbiased * count, axis=0) / total, (channels,))
         momentum = self.momentum
         self.moving_mean.assign(
             ops.cast(self.moving_mean, x.dtype) * momentum + pooled_mean * (1.0 - momentum))

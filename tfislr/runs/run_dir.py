@@ -44,7 +44,7 @@ import pathlib
 import re
 
 from tfislr import atomic
-from tfislr.config import MODEL_NAMES, comparable_config, config_from_dict
+from tfislr.config import MODEL_NAMES, comparable_config, config_from_dict, recorded_config
 from tfislr.errors import ConfigError, DataError, MissingFileError
 
 CONFIG = "config.json"
@@ -290,8 +290,9 @@ class RunDir:
             raise DataError(f"{path}: not valid JSON ({error})") from None
 
     def read_config(self):
-        """config.json as a `tfislr.config.Config`."""
-        return config_from_dict(self._read_json(CONFIG))
+        """config.json as a `tfislr.config.Config` (an older run's in today's terms:
+        `tfislr.config.recorded_config`)."""
+        return config_from_dict(recorded_config(self._read_json(CONFIG)))
 
     def read_signs(self):
         """Sign names by label, or None for a run dir without signs.json."""
