@@ -9,11 +9,12 @@ from test_case import B, T, TestCase, padding_mask, random
 
 
 class TestLandmarkEmbedding(TestCase):
-    def test_landmark_embedding(self, tmp_path):
+    @pytest.mark.parametrize("conv_window", [None, T - 1])
+    def test_landmark_embedding(self, tmp_path, conv_window):
         batch = {"landmarks": random(B, T, 100, 3), "padding_mask": padding_mask()}
         self.run_layer_test(
             LandmarkEmbedding,
-            {"embed_dim": 16},
+            {"embed_dim": 16, "conv_window": conv_window},
             batch,
             lambda layer, b, **kw: layer(b["landmarks"], padding_mask=b["padding_mask"]),
             expected_output_shape=(B, T, 100, 16),

@@ -142,7 +142,7 @@ class LandmarkEmbedding(keras.layers.Layer):
         overhang = self.kernel_size // 2
         conv = self._conv(self.conv_1, ops.pad(x, ((0, 0), (0, overhang), (0, 0), (0, 0))))
         if self.conv_window is not None:
-            conv = conv * self._window(padding_mask, ops.shape(x), overhang)
+            conv = conv * self._window(x, None if padding_mask is None else frame_mask, overhang)
         front = (self.kernel_size - 1) // 2  # "same" pads (k - 1) // 2 before, k // 2 after
         conv = self._conv(self.conv_2, ops.pad(conv, ((0, 0), (front, 0), (0, 0), (0, 0))))
         position = per_frame(self.position_dense, ops.concatenate([x, conv], axis=-1))
@@ -171,17 +171,17 @@ class LandmarkEmbedding(keras.layers.Layer):
         pad_features = ops.matmul(ids_padding, kernel[: 2 * E]) + bias  # [1, E]
         return features + select_by_mask(frame_mask, id_features, pad_features)
 
-    def _window(self, padding_mask, shape, overhang):
-        """`[B or 1, T + overhang, 1, 1]`: 1 where the first convolution's output counts
-        (the first `conv_window` frames and the real frames), else 0."""
-        frames = ops.arange(shape[1] + overhang, dtype="int32")
-        counted = frames < self.conv_window
-        if padding_mask is None:  # the T frames are all real
-            counted = ops.expand_dims(counted | (frames < shape[1]), 0)
-        else:
-            real = ops.pad(ops.cast(padding_mask, "bool"), ((0, 0), (0, overhang)))
-            counted = ops.expand_dims(counted, 0) | real
-        return ops.expand_dims(ops.cast(counted, self.compute_dtype), (2, 3))
+    def _window(self, x, frame_mask, overhang):
+        """`[B, T + overhang, 1, 1]`: 1 where the first convolution's output counts (the
+        first `conv_window` frames and the real frames), else 0. `frame_mask` `[B, T, 1, 1]`,
+        or None when every frame of `x` `[B, T, 100, 3]` is real."""
+        real = ops.ones_like(x[:, :, :1, :1]) if frame_mask is None else frame_mask
+        real = ops.pad(real, ((0, 0), (0, overhang), (0, 0), (0, 0)))
+        # Frame numbers by a cumulative sum rather than RANGE: its shape follows x's, so
+        # the exported graph gets no dynamic tensor (`modes.tflite_layout`).
+        # float32: counts exactly to 2**24 frames (float16 stops at 2048).
+        number = ops.cumsum(ops.ones_like(real, dtype="float32"), axis=1)
+        return ops.maximum(ops.cast(number <= self.conv_window, real.dtype), real)
 
     @staticmethod
     def _conv(conv, x):
