@@ -175,13 +175,19 @@ class LandmarkEmbedding(keras.layers.Layer):
         """`[B, T + overhang, 1, 1]`: 1 where the first convolution's output counts (the
         first `conv_window` frames and the real frames), else 0. `frame_mask` `[B, T, 1, 1]`,
         or None when every frame of `x` `[B, T, 100, 3]` is real."""
-        real = ops.ones_like(x[:, :, :1, :1]) if frame_mask is None else frame_mask
-        real = ops.pad(real, ((0, 0), (0, overhang), (0, 0), (0, 0)))
-        # Frame numbers by a cumulative sum rather than RANGE: its shape follows x's, so
-        # the exported graph gets no dynamic tensor (`modes.tflite_layout`).
+        # Ones and frame numbers by arithmetic on a tensor of the right shape and a
+        # cumulative sum: RANGE or ones_like of a computed shape would make dynamic tensors
+        # in the exported graph (`modes.tflite_layout`). The mask is finite; without one,
+        # every frame of x is real (a NaN there is in the output anyway).
+        shaped = ops.cast(x[:, :, :1, :1] if frame_mask is None else frame_mask, "float32")
+        ones = shaped * 0.0 + 1.0  # [B, T, 1, 1]
+        real = ones if frame_mask is None else shaped
+        extend = ((0, 0), (0, overhang), (0, 0), (0, 0))
         # float32: counts exactly to 2**24 frames (float16 stops at 2048).
-        number = ops.cumsum(ops.ones_like(real, dtype="float32"), axis=1)
-        return ops.maximum(ops.cast(number <= self.conv_window, real.dtype), real)
+        number = ops.cumsum(ops.pad(ones, extend, constant_values=1.0), axis=1)
+        counted = ops.maximum(ops.cast(number <= self.conv_window, "float32"),
+                              ops.pad(real, extend))
+        return ops.cast(counted, self.compute_dtype)
 
     @staticmethod
     def _conv(conv, x):
