@@ -133,7 +133,8 @@ def test_pos_conv_padding_saves_loads_and_is_checked(tmp_path):
     model = ISLRClassifier(**SMALL)
     assert (model.pos_conv_padding, model.embedding.conv_window) == ("max_len", SMALL["max_len"])
     model.save(tmp_path / "model.keras")
-    assert keras.saving.load_model(tmp_path / "model.keras").embedding.conv_window == SMALL["max_len"]
+    restored = keras.saving.load_model(tmp_path / "model.keras")
+    assert restored.embedding.conv_window == SMALL["max_len"]
     older = {k: v for k, v in model.get_config().items() if k != "pos_conv_padding"}
     assert ISLRClassifier.from_config(older).embedding.conv_window is None
     extended = ISLRClassifier(**SMALL, pos_conv_padding="extended")

@@ -87,9 +87,9 @@ def test_conv_window_is_the_original_sequence_end_whatever_the_padding(frames):
     # The bounded layer's features come from the original's convolutions.
     position = np.concatenate([clip, expected], -1)
     kernel = np.asarray(bounded.feature_dense.kernel)
-    ids = np.concatenate([np.asarray(bounded.type_norm(bounded.type_embedding(np.asarray(lm.TYPE_IDS)))),
-                          np.asarray(bounded.landmark_norm(
-                              bounded.landmark_embedding(np.asarray(lm.LANDMARK_IDS))))], -1)
+    type_ids = bounded.type_norm(bounded.type_embedding(np.asarray(lm.TYPE_IDS)))
+    landmark_ids = bounded.landmark_norm(bounded.landmark_embedding(np.asarray(lm.LANDMARK_IDS)))
+    ids = np.concatenate([np.asarray(type_ids), np.asarray(landmark_ids)], -1)
     reference = (np.asarray(bounded.position_dense(position)) @ kernel[32:]
                  + ids @ kernel[:32] + np.asarray(bounded.feature_dense.bias))
     np.testing.assert_allclose(outputs["bounded", window], reference, atol=1e-5)
