@@ -30,8 +30,8 @@ with 5 seeds per side, |t| < 1 says nothing).
 Runs go to `<work-dir>/runs/<name>/seed<N>/` (a run that finished is reused, one that did
 not is resumed: rerunning the command continues where it stopped); each tree prepares its
 own store in `<work-dir>/prepared/<name>` so trees whose preprocessing differs do not
-rebuild each other's. One run of the default setting takes about 10 minutes of a 2-core
-CPU (see benchmarks/README.md); nothing here runs on import.
+rebuild each other's. One run of the default setting takes minutes (this machine's figures:
+benchmarks/README.md); nothing here runs on import.
 """
 
 import argparse
