@@ -252,6 +252,13 @@ HAND_FILLS = ("original", "missing_frames")
 POS_CONV_PADDINGS = ("max_len", "extended")
 # Where the training augmentation runs (`augment.device`, docs/training.md).
 AUGMENT_DEVICES = ("host", "accelerator")
+# Keys that take one of a few names, each with its names (checked by `_check_keys`).
+_CHOICES = {
+    "model.pos_conv_padding": POS_CONV_PADDINGS,
+    "augment.hand_fill": HAND_FILLS,
+    "augment.device": AUGMENT_DEVICES,
+    "runtime.precision": PRECISIONS,
+}
 
 
 def _yaml_text(value):
@@ -498,8 +505,8 @@ def _int_bounds(dotted):
 
 def _check_keys(name, section, keys=None):
     """Checks the range (`_RANGES`; for every integer key also `_int_bounds`) of `keys`
-    (default: all) of one section, and the names of choices (hand fill, precision,
-    strategy): the checks of single values, without the rules between keys."""
+    (default: all) of one section, and the names of choices (`_CHOICES`, the strategy):
+    the checks of single values, without the rules between keys."""
     for dotted, (low, high, low_open, high_open) in _RANGES.items():
         prefix, key = dotted.split(".")
         if prefix == name and (keys is None or key in keys):
@@ -514,21 +521,12 @@ def _check_keys(name, section, keys=None):
             if 0 < abs(value) < FLOAT32_TINY:
                 raise ValueError(f"{name}.{field.name} must be 0 or at least {FLOAT32_TINY:.3g} "
                                  f"in magnitude (a float32 rounds {value!r} to 0), got {value!r}")
-    if name == "augment" and section.hand_fill not in HAND_FILLS:
-        raise ValueError(
-            f"augment.hand_fill must be one of {', '.join(HAND_FILLS)}, got {section.hand_fill!r}"
-        )
-    if name == "model" and section.pos_conv_padding not in POS_CONV_PADDINGS:
-        raise ValueError(f"model.pos_conv_padding must be one of {', '.join(POS_CONV_PADDINGS)}, "
-                         f"got {section.pos_conv_padding!r}")
-    if name == "augment" and section.device not in AUGMENT_DEVICES:
-        raise ValueError(
-            f"augment.device must be one of {', '.join(AUGMENT_DEVICES)}, got {section.device!r}"
-        )
+    for dotted, choices in _CHOICES.items():
+        prefix, key = dotted.split(".")
+        if prefix == name and getattr(section, key) not in choices:
+            raise ValueError(f"{dotted} must be one of {', '.join(choices)}, got "
+                             f"{getattr(section, key)!r}")
     if name == "runtime":
-        if section.precision not in PRECISIONS:
-            raise ValueError(f"runtime.precision must be one of {', '.join(PRECISIONS)}, got "
-                             f"{section.precision!r}")
         try:
             parse_strategy(section.strategy)
         except ConfigError as error:
