@@ -307,8 +307,9 @@ def resolve_runtime_aliases(values):
 
 
 # Keys added with a default other than what tfislr did before them: a recorded config (a
-# run's config.json, a CV's cv.json) written before the key existed ran with this value.
-_VALUE_BEFORE_KEY = {
+# run's config.json, a CV's cv.json) written before the key existed ran with this value (and
+# a saved model without the argument: `ISLRClassifier.from_config`).
+VALUE_BEFORE_KEY = {
     ("augment", "hand_fill"): "missing_frames",
     ("model", "pos_conv_padding"): "extended",
 }
@@ -317,16 +318,16 @@ _VALUE_BEFORE_KEY = {
 def recorded_config(values):
     """A config mapping as a run or a CV recorded it (config.json, cv.json), in today's
     terms: old spellings resolved (`resolve_runtime_aliases`), and each key added since with
-    a new default filled with the value that run trained with (`_VALUE_BEFORE_KEY`), so an
+    a new default filled with the value that run trained with (`VALUE_BEFORE_KEY`), so an
     older run is resumed, compared and exported as it was trained."""
     values = resolve_runtime_aliases(values)
-    missing = [(section, key) for (section, key) in _VALUE_BEFORE_KEY
+    missing = [(section, key) for (section, key) in VALUE_BEFORE_KEY
                if isinstance(values.get(section), dict) and key not in values[section]]
     if not missing:
         return values
     values = dict(values)
     for section, key in missing:
-        values[section] = {**values[section], key: _VALUE_BEFORE_KEY[section, key]}
+        values[section] = {**values[section], key: VALUE_BEFORE_KEY[section, key]}
     return values
 
 

@@ -8,7 +8,7 @@ from keras import ops
 
 from tfislr import landmarks as lm
 from tfislr.checks import check_int
-from tfislr.config import POS_CONV_PADDINGS, ModelConfig
+from tfislr.config import POS_CONV_PADDINGS, VALUE_BEFORE_KEY, ModelConfig
 from tfislr.model.deberta_encoder import DebertaEncoder
 from tfislr.model.embedding import LandmarkEmbedding
 from tfislr.model.initializers import (
@@ -244,8 +244,9 @@ class ISLRClassifier(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        # A model saved before the option existed was trained with "extended".
-        return cls(**{"pos_conv_padding": "extended", **config})
+        # A model saved before the option existed trained with the value from before it.
+        return cls(**{"pos_conv_padding": VALUE_BEFORE_KEY["model", "pos_conv_padding"],
+                      **config})
 
 
 def build_classifier(model_config, num_classes, max_len, distilled=False, **kwargs):
